@@ -1,0 +1,72 @@
+"""One error tree: the seed's five classes under a single root, narrower causes below them."""
+
+from __future__ import annotations
+
+
+class LedgerNetError(Exception):
+    """Root of every error ledger_net raises on purpose."""
+
+
+class NetworkError(LedgerNetError):
+    """A peer, the HTTP layer or replication failed or refused."""
+
+
+class TaskError(LedgerNetError):
+    """A task is malformed, unknown, or cannot be run."""
+
+
+class NodeError(LedgerNetError):
+    """A node is misconfigured or in the wrong state for the request."""
+
+
+class CreditError(LedgerNetError):
+    """A credit operation would break the ledger's money rules."""
+
+
+class SandboxError(LedgerNetError):
+    """A sandbox cannot be set up or refused to run the code."""
+
+
+class LedgerError(LedgerNetError):
+    """An event or the log itself is malformed, forged or inconsistent."""
+
+
+class EncodingError(LedgerError):
+    """Content cannot be put into (or read from) canonical bytes."""
+
+
+class SchemaError(LedgerError):
+    """An event body does not match its type's schema."""
+
+
+class SignatureError(LedgerError):
+    """A hash or signature does not verify."""
+
+
+class ChainError(LedgerError):
+    """An event does not link into its author's chain (wrong seq/prev, wrong network)."""
+
+
+class ForkError(ChainError):
+    """Two different events claim one (author, seq): an equivocation."""
+
+
+class PendingLimitError(LedgerError):
+    """The bounded buffer of events waiting for their causal past is full."""
+
+
+__all__ = [
+    "LedgerNetError",
+    "NetworkError",
+    "TaskError",
+    "NodeError",
+    "CreditError",
+    "SandboxError",
+    "LedgerError",
+    "EncodingError",
+    "SchemaError",
+    "SignatureError",
+    "ChainError",
+    "ForkError",
+    "PendingLimitError",
+]
