@@ -1,0 +1,386 @@
+"""The log: appends for the local author, verified ingestion of foreign events,
+causal delivery through the pending buffer, and fork proofs.
+
+`Ledger` owns the in-memory `LedgerState` (the validity fold) and the store.
+Every mutation takes one lock; writes of a batch land in one transaction; the
+in-memory state is reloaded from the store if a write fails, so memory and disk
+never disagree.
+
+Crash safety of appends: an event is signed, then committed, and only after the
+commit is it handed to listeners (and so to peers). A crash before the commit
+loses an event that nobody else ever saw, so re-signing that seq with other
+content is not a fork. (SQLite runs WAL with synchronous=NORMAL: committed data
+survives a process crash; survive power loss with `synchronous=FULL`.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError
+from . import encoding
+from .events import FORMAT_VERSION, GENESIS, Event, validate_envelope
+from .identity import Identity, verify
+from .pending import PendingBuffer
+from .rules import LedgerState
+from .store import ForkProof, Store, StoredEvent
+
+log = logging.getLogger(__name__)
+
+FORK_PROOF = "fork.proof"
+
+
+class RuleViolation(LedgerError):
+    """A local append would be invalid under the ledger's rules (e.g. an overdraft)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One event as committed: its offset, the event, and why it has no effect (or None)."""
+
+    offset: int
+    event: Event
+    reason: str | None
+
+
+@dataclass
+class IngestReport:
+    stored: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    pending: list[str] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    forks: list[tuple[str, int]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stored": len(self.stored), "duplicates": self.duplicates, "pending": len(self.pending),
+                "invalid": self.invalid, "refused": self.refused,
+                "forks": [{"author": a, "seq": s} for a, s in self.forks]}
+
+
+Listener = Callable[[list[Applied]], None]
+ResetListener = Callable[[], None]
+
+
+class Ledger:
+    """An append-only, signed, hash-chained log with its validity fold."""
+
+    def __init__(self, store: Store, identity: Identity | None = None, *, pending_limit: int = 10_000,
+                 signer_threads: int = 2) -> None:
+        self.store = store
+        self.identity = identity
+        self.pending = PendingBuffer(max_events=pending_limit)
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._reset_listeners: list[ResetListener] = []
+        self._pool = ThreadPoolExecutor(max_workers=max(1, signer_threads), thread_name_prefix="ledger-crypto")
+        self._threads = max(1, signer_threads)
+        self.state = LedgerState()
+        self.known: set[str] = set()
+        self._published_proofs: set[tuple[str, int]] = set()
+        self._load()
+
+    @classmethod
+    def open(cls, url: str = "sqlite://", identity: Identity | None = None, **kwargs: Any) -> "Ledger":
+        return cls(Store.open(url), identity, **kwargs)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.store.close()
+
+    # ------------------------------------------------------------- listeners
+    def subscribe(self, listener: Listener, on_reset: ResetListener | None = None) -> None:
+        """`listener` gets every committed batch; `on_reset` when verdicts changed (a fork)."""
+        self._listeners.append(listener)
+        if on_reset is not None:
+            self._reset_listeners.append(on_reset)
+
+    def _notify(self, applied: list[Applied]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(applied)
+            except Exception:  # a listener must not break the log
+                log.exception("ledger listener failed")
+
+    # ------------------------------------------------------------- loading
+    def _load(self) -> None:
+        state = LedgerState()
+        for proof in self.store.fork_proofs():
+            state.frozen[proof.author] = min(proof.seq, state.frozen.get(proof.author, proof.seq))
+        known: set[str] = set()
+        published: set[tuple[str, int]] = set()
+        me = self.identity.node_id if self.identity else None
+        for row in self.store.select_events():
+            event = Event.from_wire(row.raw, row.sig)
+            reason = state.evaluate(event)
+            state.apply(event, reason)
+            known.add(event.hash)
+            if event.type == FORK_PROOF and event.author == me:
+                published.add((event.body["author"], event.body["seq"]))
+        self.state, self.known, self._published_proofs = state, known, published
+
+    def _refold(self) -> list[tuple[str, bool, str | None]]:
+        """Re-evaluate every stored event (fork proofs changed what is void); persist changed verdicts."""
+        state = LedgerState()
+        for proof in self.store.fork_proofs():
+            state.frozen[proof.author] = min(proof.seq, state.frozen.get(proof.author, proof.seq))
+        changed = []
+        for row in self.store.select_events():
+            event = Event.from_wire(row.raw, row.sig)
+            reason = self._evaluate(state, event)
+            state.apply(event, reason)
+            if (reason is None) != row.valid or reason != row.reason:
+                changed.append((event.hash, reason is None, reason))
+        self.store.set_validity(changed)
+        self.state = state
+        return changed
+
+    # ------------------------------------------------------------- properties
+    @property
+    def net(self) -> str | None:
+        return self.state.net
+
+    @property
+    def node_id(self) -> str:
+        if self.identity is None:
+            raise LedgerError("this ledger has no local identity")
+        return self.identity.node_id
+
+    def head(self, author: str | None = None) -> tuple[int, str | None]:
+        acct = self.state.accounts.get(author or self.node_id)
+        return (acct.seq, acct.head) if acct else (0, None)
+
+    # ------------------------------------------------------------- appending
+    def create_network(self, name: str, issuers: Iterable[str] | None = None, decimals: int = 6,
+                       params: dict[str, Any] | None = None) -> Event:
+        """Start a new network: the genesis is this node's first event."""
+        issuers = sorted(set(issuers or [self.node_id]))
+        body: dict[str, Any] = {"name": name, "issuers": issuers, "decimals": decimals}
+        if params:
+            body["params"] = params
+        return self.append(GENESIS, body)
+
+    def append(self, type: str, body: dict[str, Any], deps: Iterable[str] = ()) -> Event:
+        return self.append_batch([(type, body, tuple(deps))])[0]
+
+    def append_batch(self, items: Sequence[tuple[str, dict[str, Any], Iterable[str]]]) -> list[Event]:
+        """Sign and commit several local events in one transaction, all or none."""
+        identity = self.identity
+        if identity is None:
+            raise LedgerError("this ledger has no local identity to sign with")
+        with self._lock:
+            prepared = []  # (envelope, raw, digest)
+            acct = self.state.accounts.get(identity.node_id)
+            seq, prev = (acct.seq, acct.head) if acct else (0, None)
+            now = int(time.time() * 1000)
+            for type_, body, deps in items:
+                deps = sorted(set(deps))
+                for dep in deps:
+                    if dep not in self.known:
+                        raise LedgerError(f"dependency {dep[:16]}… is not in this ledger")
+                seq += 1
+                net = "" if type_ == GENESIS else (self.state.net or "")
+                envelope = {"v": FORMAT_VERSION, "net": net, "author": identity.node_id,
+                            "seq": seq, "prev": prev, "deps": deps, "type": type_, "body": body, "ts": now}
+                validate_envelope(envelope)
+                raw = encoding.canonical_bytes(envelope)
+                digest = encoding.digest(raw)
+                prepared.append((envelope, raw, digest))
+                prev = digest.hex()
+            signatures = self._sign_all(identity, [d for _, _, d in prepared])
+            created = []
+            try:
+                for (envelope, raw, digest), sig in zip(prepared, signatures):
+                    event = Event._from_envelope(envelope, raw, digest.hex(), sig)
+                    self.state.check_link(event)
+                    reason = self._evaluate(self.state, event)
+                    if reason is not None:
+                        raise RuleViolation(reason)
+                    self.state.apply(event, None)
+                    self.known.add(event.hash)
+                    created.append(event)
+                offsets = self.store.insert_events([_row(e, None) for e in created])
+            except BaseException:
+                self._load()
+                raise
+        self._notify([Applied(o, e, None) for o, e in zip(offsets, created)])
+        return created
+
+    def _sign_all(self, identity: Identity, digests: list[bytes]) -> list[bytes]:
+        if len(digests) < 64 or self._threads == 1:
+            return [identity.sign(d) for d in digests]
+        size = -(-len(digests) // self._threads)
+        parts = [digests[i:i + size] for i in range(0, len(digests), size)]
+        return [sig for part in self._pool.map(lambda p: [identity.sign(d) for d in p], parts) for sig in part]
+
+    # ------------------------------------------------------------- ingesting
+    def verify_signatures(self, events: Sequence[Event]) -> list[bool]:
+        """Check signatures on all cores (PyNaCl releases the GIL)."""
+        if len(events) < 64 or self._threads == 1:
+            return [e.verify_signature() for e in events]
+        size = -(-len(events) // self._threads)
+        parts = [events[i:i + size] for i in range(0, len(events), size)]
+        return [ok for part in self._pool.map(lambda p: [e.verify_signature() for e in p], parts) for ok in part]
+
+    def ingest(self, events: Sequence[Event]) -> IngestReport:
+        """Verify and store foreign events. A batch with any forged, malformed or
+        foreign-network event is refused whole (nothing stored). Events whose causal
+        past is missing wait in the pending buffer; equivocations become fork proofs."""
+        fresh = [e for e in events if e.hash not in self.known]
+        report = IngestReport(duplicates=len(events) - len(fresh))
+        if not fresh:
+            return report
+        net = self.state.net
+        for event in fresh:
+            if event.is_genesis:
+                if net is not None and event.hash != net:
+                    raise ChainError(f"genesis {event.hash[:16]}… is another network's")
+            elif net is not None and event.net != net:
+                raise ChainError(f"event {event.hash[:16]}… belongs to network {event.net[:16]}…")
+        for event, ok in zip(fresh, self.verify_signatures(fresh)):
+            if not ok:
+                raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
+        with self._lock:
+            try:
+                batch, proofs = self._process(fresh, report)
+                offsets = self.store.insert_events([_row(e, r) for e, r in batch])
+                new_forks = [p for p in proofs if self.store.insert_fork_proof(p)]
+            except PendingLimitError:
+                self._load()
+                raise
+            except BaseException:
+                self._load()
+                self.pending = PendingBuffer(self.pending.max_events, self.pending.max_bytes)
+                raise
+            applied = [Applied(o, e, r) for o, (e, r) in zip(offsets, batch)]
+            refolded = False
+            if new_forks:
+                self._refold()
+                refolded = True
+        self._notify(applied)
+        if refolded:
+            for listener in list(self._reset_listeners):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("ledger reset listener failed")
+        for proof in new_forks:
+            self._publish_fork(proof)
+        return report
+
+    def _process(self, fresh: list[Event], report: IngestReport) -> tuple[list[tuple[Event, str | None]],
+                                                                            list[ForkProof]]:
+        batch: list[tuple[Event, str | None]] = []
+        by_author_seq: dict[tuple[str, int], Event] = {}
+        proofs: list[ForkProof] = []
+        queue = list(fresh)
+        while queue:
+            event = queue.pop(0)
+            if event.hash in self.known:
+                continue
+            frozen_at = self.state.frozen.get(event.author)
+            if frozen_at is not None and event.seq > frozen_at:
+                report.refused[event.hash] = f"author equivocated at seq {frozen_at}; nothing beyond is accepted"
+                continue
+            acct = self.state.accounts.get(event.author)
+            head_seq = acct.seq if acct else 0
+            if event.seq <= head_seq:
+                other = by_author_seq.get((event.author, event.seq)) or self._stored_event(event.author, event.seq)
+                if other is not None and other.hash != event.hash:
+                    proof = _proof(other, event)
+                    if (event.author, event.seq) not in {(p.author, p.seq) for p in proofs}:
+                        proofs.append(proof)
+                        report.forks.append((event.author, event.seq))
+                    self.state.frozen[event.author] = min(event.seq, self.state.frozen.get(event.author, event.seq))
+                continue
+            missing = {h for h in ((event.prev,) if event.prev else ()) + event.deps if h not in self.known}
+            if event.seq > head_seq + 1 and event.prev and event.prev in self.known:
+                raise ChainError(f"event {event.hash[:16]}… links to a prev that is not its author's seq {event.seq - 1}")
+            if missing or event.seq != head_seq + 1:
+                if not missing:
+                    raise ChainError(f"event {event.hash[:16]}… (seq {event.seq}) skips its author's seq {head_seq + 1}")
+                self.pending.add(event, missing)
+                report.pending.append(event.hash)
+                continue
+            self.state.check_link(event)
+            reason = self._evaluate(self.state, event)
+            self.state.apply(event, reason)
+            if event.type == FORK_PROOF and reason is None:
+                proof = _proof_from_body(event.body)
+                if proof and (proof.author, proof.seq) not in {(p.author, p.seq) for p in proofs}:
+                    proofs.append(proof)
+                    report.forks.append((proof.author, proof.seq))
+            self.known.add(event.hash)
+            by_author_seq[(event.author, event.seq)] = event
+            batch.append((event, reason))
+            report.stored.append(event.hash)
+            if reason is not None:
+                report.invalid[event.hash] = reason
+            if event.hash in report.pending:
+                report.pending.remove(event.hash)
+            queue[0:0] = self.pending.arrived(event.hash)
+        return batch, proofs
+
+    def _evaluate(self, state: LedgerState, event: Event) -> str | None:
+        reason = state.evaluate(event)
+        if reason is None and event.type == FORK_PROOF and _proof_from_body(event.body, state.net) is None:
+            return "fork proof does not show two signed events of one author and seq"
+        return reason
+
+    def _stored_event(self, author: str, seq: int) -> Event | None:
+        row = self.store.get_by_author_seq(author, seq)
+        return Event.from_wire(row.raw, row.sig) if row else None
+
+    def _publish_fork(self, proof: ForkProof) -> None:
+        """Gossip a fork proof by putting it into this node's own chain."""
+        key = (proof.author, proof.seq)
+        if self.identity is None or key in self._published_proofs or proof.author == self.node_id:
+            return
+        body = {"author": proof.author, "seq": proof.seq,
+                "a": {"raw": proof.raw_a.decode(), "sig": proof.sig_a.hex()},
+                "b": {"raw": proof.raw_b.decode(), "sig": proof.sig_b.hex()}}
+        try:
+            self.append(FORK_PROOF, body)
+            self._published_proofs.add(key)
+        except LedgerError:
+            log.exception("could not publish fork proof for %s seq %s", proof.author[:16], proof.seq)
+
+    # ------------------------------------------------------------- reading
+    def event(self, hash_: str) -> Event | None:
+        row = self.store.get_event(hash_)
+        return Event.from_wire(row.raw, row.sig) if row else None
+
+    def stored(self, after: int = 0, limit: int | None = None, until: int | None = None) -> Iterable[StoredEvent]:
+        return self.store.select_events(after=after, limit=limit, until=until)
+
+
+def _row(event: Event, reason: str | None) -> dict[str, Any]:
+    return {"hash": event.hash, "author": event.author, "seq": event.seq, "type": event.type, "ts": event.ts,
+            "raw": event.raw, "sig": event.sig, "valid": reason is None, "reason": reason}
+
+
+def _proof(a: Event, b: Event) -> ForkProof:
+    first, second = sorted((a, b), key=lambda e: e.hash)
+    return ForkProof(first.author, first.seq, first.hash, first.raw, first.sig, second.hash, second.raw, second.sig)
+
+
+def _proof_from_body(body: dict[str, Any], net: str | None = None) -> ForkProof | None:
+    """Parse and check a gossiped proof: two validly signed, different events of one (author, seq)."""
+    try:
+        a, b = Event.from_json(body["a"]), Event.from_json(body["b"])
+    except (LedgerError, EncodingError, KeyError, TypeError):
+        return None
+    if a.author != b.author or a.seq != b.seq or a.hash == b.hash:
+        return None
+    if a.author != body["author"] or a.seq != body["seq"]:
+        return None
+    if net is not None and (a.net != net or b.net != net):
+        return None
+    if not (verify(a.author, bytes.fromhex(a.hash), a.sig) and verify(b.author, bytes.fromhex(b.hash), b.sig)):
+        return None
+    return _proof(a, b)

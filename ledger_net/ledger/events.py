@@ -1,0 +1,163 @@
+"""The signed event: an envelope around a typed body, with its canonical bytes.
+
+Envelope (all inside the signed bytes): `v` format version, `net` network id (the
+genesis hash; empty in the genesis itself), `author` ed25519 public key hex, `seq`
+1.. within the author's chain, `prev` hash of the author's previous event (null at
+seq 1), `deps` sorted hashes of other events this one causally needs, `type`,
+`body`, `ts` author's clock in ms (informative, never trusted).
+
+`hash` is SHA-256 of the canonical bytes; `sig` is the author's ed25519 signature
+of that 32-byte digest. Events are immutable; they are built either by signing
+(`Event.create`) or by parsing received bytes (`Event.from_wire`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..errors import ChainError, EncodingError, SchemaError, SignatureError
+from . import encoding
+from .identity import Identity, is_public_key, verify
+from .schemas import validate_body
+
+FORMAT_VERSION = 1
+MAX_DEPS = 64
+MAX_EVENT_BYTES = 1 << 20
+GENESIS = "network.genesis"
+_ENVELOPE_KEYS = frozenset({"v", "net", "author", "seq", "prev", "deps", "type", "body", "ts"})
+
+
+def _is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    net: str
+    author: str
+    seq: int
+    prev: str | None
+    deps: tuple[str, ...]
+    type: str
+    body: dict[str, Any]
+    ts: int
+    raw: bytes = field(repr=False)
+    hash: str
+    sig: bytes = field(repr=False)
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def create(
+        cls,
+        identity: Identity,
+        *,
+        net: str,
+        seq: int,
+        prev: str | None,
+        type: str,
+        body: dict[str, Any],
+        deps: Iterable[str] = (),
+        ts: int | None = None,
+    ) -> "Event":
+        """Validate, encode, hash and sign a new event of `identity`'s chain."""
+        envelope = {
+            "v": FORMAT_VERSION,
+            "net": net,
+            "author": identity.node_id,
+            "seq": seq,
+            "prev": prev,
+            "deps": sorted(set(deps)),
+            "type": type,
+            "body": body,
+            "ts": int(time.time() * 1000) if ts is None else ts,
+        }
+        validate_envelope(envelope)
+        raw = encoding.canonical_bytes(envelope)
+        if len(raw) > MAX_EVENT_BYTES:
+            raise EncodingError(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+        digest = encoding.digest(raw)
+        return cls._from_envelope(envelope, raw, digest.hex(), identity.sign(digest))
+
+    @classmethod
+    def from_wire(cls, raw: bytes, sig: bytes) -> "Event":
+        """Parse received bytes; checks form and schema, not the signature (see `verify_signature`)."""
+        if not isinstance(raw, (bytes, bytearray)) or len(raw) > MAX_EVENT_BYTES:
+            raise EncodingError("event bytes missing or larger than the limit")
+        if not isinstance(sig, (bytes, bytearray)) or len(sig) != 64:
+            raise SignatureError("a signature is exactly 64 bytes")
+        raw = bytes(raw)
+        envelope = encoding.decode(raw)
+        validate_envelope(envelope)
+        return cls._from_envelope(envelope, raw, encoding.content_hash(raw), bytes(sig))
+
+    @classmethod
+    def from_json(cls, item: Any) -> "Event":
+        """Parse the wire object `{"raw": <canonical JSON text>, "sig": <hex>}`."""
+        if not isinstance(item, dict) or not isinstance(item.get("raw"), str) or not isinstance(item.get("sig"), str):
+            raise EncodingError('an event travels as {"raw": "<canonical json>", "sig": "<hex>"}')
+        try:
+            sig = bytes.fromhex(item["sig"])
+        except ValueError:
+            raise SignatureError("signature is not hex") from None
+        return cls.from_wire(item["raw"].encode("utf-8"), sig)
+
+    @classmethod
+    def _from_envelope(cls, env: dict[str, Any], raw: bytes, hash_: str, sig: bytes) -> "Event":
+        return cls(env["net"], env["author"], env["seq"], env["prev"], tuple(env["deps"]), env["type"],
+                   env["body"], env["ts"], raw, hash_, sig)
+
+    # ---------------------------------------------------------------- checking
+    def verify_signature(self) -> bool:
+        return verify(self.author, bytes.fromhex(self.hash), self.sig)
+
+    def require_signature(self) -> None:
+        if not self.verify_signature():
+            raise SignatureError(f"bad signature on event {self.hash} by {self.author[:16]}… seq {self.seq}")
+
+    # ---------------------------------------------------------------- exposing
+    def to_json(self) -> dict[str, str]:
+        return {"raw": self.raw.decode("utf-8"), "sig": self.sig.hex()}
+
+    def describe(self) -> dict[str, Any]:
+        """A readable view for feeds, logs and the CLI."""
+        return {"hash": self.hash, "author": self.author, "seq": self.seq, "prev": self.prev,
+                "deps": list(self.deps), "type": self.type, "body": self.body, "ts": self.ts,
+                "net": self.net, "sig": self.sig.hex()}
+
+    @property
+    def is_genesis(self) -> bool:
+        return self.type == GENESIS
+
+
+def validate_envelope(env: Any) -> None:
+    if not isinstance(env, dict) or set(env) != _ENVELOPE_KEYS:
+        raise SchemaError(f"envelope must have exactly the fields {sorted(_ENVELOPE_KEYS)}")
+    if env["v"] != FORMAT_VERSION:
+        raise SchemaError(f"unsupported event format version {env['v']!r}")
+    if not is_public_key(env["author"]):
+        raise SchemaError("author is not a hex ed25519 public key")
+    seq = env["seq"]
+    if type(seq) is not int or seq < 1:
+        raise SchemaError("seq must be an integer >= 1")
+    prev = env["prev"]
+    if seq == 1 and prev is not None:
+        raise ChainError("the first event of a chain has no prev")
+    if seq > 1 and not _is_hash(prev):
+        raise ChainError("an event after seq 1 names its prev by hash")
+    deps = env["deps"]
+    if not isinstance(deps, list) or len(deps) > MAX_DEPS or not all(_is_hash(d) for d in deps):
+        raise SchemaError(f"deps must be a list of at most {MAX_DEPS} hashes")
+    if deps != sorted(set(deps)):
+        raise SchemaError("deps must be sorted and unique")
+    if type(env["ts"]) is not int:
+        raise SchemaError("ts must be an integer of milliseconds")
+    if not isinstance(env["type"], str):
+        raise SchemaError("type must be a string")
+    if env["type"] == GENESIS:
+        if env["net"] != "" or seq != 1 or deps:
+            raise ChainError("a genesis is seq 1 with an empty net and no deps")
+    elif not _is_hash(env["net"]):
+        raise ChainError("net must be the genesis hash")
+    validate_body(env["type"], env["body"])

@@ -1,0 +1,168 @@
+"""Body schemas of every event type, as small declarative field specs.
+
+Schemas check shape only (types, ranges, lengths). Whether an event is *allowed*
+(balance covers it, author is the task's owner, …) is the business of `rules`,
+which sees the event's causal past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ..errors import SchemaError
+from .identity import is_public_key
+
+Check = Callable[[Any], bool]
+
+MAX_TEXT = 4096
+MAX_NAME = 128
+
+
+def _is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def text(max_len: int = MAX_TEXT, min_len: int = 0) -> Check:
+    return lambda v: isinstance(v, str) and min_len <= len(v) <= max_len
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Check:
+    def check(v: Any) -> bool:
+        return type(v) is int and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+    return check
+
+
+def boolean(v: Any) -> bool:
+    return type(v) is bool
+
+
+def key(v: Any) -> bool:
+    return is_public_key(v)
+
+
+def event_hash(v: Any) -> bool:
+    return _is_hash(v)
+
+
+def mapping(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def list_of(item: Check, max_len: int = 1024, min_len: int = 0) -> Check:
+    return lambda v: isinstance(v, list) and min_len <= len(v) <= max_len and all(item(x) for x in v)
+
+
+def optional(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+POSITIVE = integer(lo=1)
+NON_NEGATIVE = integer(lo=0)
+PPM = integer(lo=0, hi=1_000_000)
+TASK_ID = text(max_len=MAX_NAME, min_len=1)
+
+
+@dataclass(frozen=True)
+class BodySchema:
+    """Required and optional fields of one event type's body; nothing else is allowed."""
+
+    required: Mapping[str, Check]
+    optional: Mapping[str, Check] = ()  # type: ignore[assignment]
+
+    def validate(self, event_type: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise SchemaError(f"{event_type}: body must be an object")
+        optional_fields = dict(self.optional or {})
+        for name, check in self.required.items():
+            if name not in body:
+                raise SchemaError(f"{event_type}: body lacks field {name!r}")
+            if not check(body[name]):
+                raise SchemaError(f"{event_type}: field {name!r} has a bad value {body[name]!r:.80}")
+        for name, value in body.items():
+            if name in self.required:
+                continue
+            if name not in optional_fields:
+                raise SchemaError(f"{event_type}: unknown field {name!r}")
+            if not optional_fields[name](value):
+                raise SchemaError(f"{event_type}: field {name!r} has a bad value {value!r:.80}")
+
+
+_USAGE = mapping
+_CAPABILITIES = mapping
+
+SCHEMAS: dict[str, BodySchema] = {
+    # The network's first event; its hash is the network id.
+    "network.genesis": BodySchema(
+        required={"name": text(MAX_NAME, 1), "issuers": list_of(key, 64, 1), "decimals": integer(0, 12)},
+        optional={"params": mapping},
+    ),
+    "node.joined": BodySchema(
+        required={"name": text(MAX_NAME)},
+        optional={"url": optional(text(512)), "capabilities": _CAPABILITIES, "node_type": text(32)},
+    ),
+    "node.updated": BodySchema(
+        required={},
+        optional={"name": text(MAX_NAME), "url": optional(text(512)), "capabilities": _CAPABILITIES,
+                  "load": mapping, "status": text(32)},
+    ),
+    "node.left": BodySchema(required={"reason": text()}),
+    # Money. Amounts are integers of the base unit (10**decimals per credit).
+    "credit.minted": BodySchema(required={"to": key, "amount": POSITIVE, "reason": text()}),
+    "credit.burned": BodySchema(required={"amount": POSITIVE, "reason": text()}),
+    "credit.transfer": BodySchema(required={"to": key, "amount": POSITIVE}, optional={"memo": text()}),
+    "credit.received": BodySchema(required={"source": event_hash}),
+    "credit.voucher_issued": BodySchema(required={"name": text(MAX_NAME, 1), "amount": POSITIVE},
+                                        optional={"memo": text()}),
+    "credit.voucher_settled": BodySchema(required={"voucher": event_hash, "to": optional(key)}),
+    # Task lifecycle; the owner's escrow lives in the owner's own chain.
+    "task.submitted": BodySchema(
+        required={"task_id": TASK_ID, "task_type": text(64, 1), "escrow": NON_NEGATIVE,
+                  "max_price": NON_NEGATIVE, "chunks": integer(1, 1_000_000), "spec": mapping},
+        optional={"priority": integer(0, 10), "replicas": integer(1, 16), "quorum": integer(1, 16),
+                  "timeout_ms": POSITIVE, "requirements": mapping, "blobs": list_of(event_hash, 4096)},
+    ),
+    "task.quote": BodySchema(
+        required={"task_id": TASK_ID, "price": NON_NEGATIVE, "inputs": mapping},
+        optional={"chunks": list_of(NON_NEGATIVE, 100_000)},
+    ),
+    "task.assigned": BodySchema(
+        required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "worker": key, "price": NON_NEGATIVE},
+        optional={"attempt": NON_NEGATIVE, "deadline_ms": POSITIVE},
+    ),
+    "task.chunk_result": BodySchema(
+        required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "ok": boolean, "result_hash": optional(event_hash)},
+        optional={"result": lambda v: True, "usage": _USAGE, "error": text(), "attempt": NON_NEGATIVE},
+    ),
+    "task.chunk_accepted": BodySchema(
+        required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "worker": key, "payment": NON_NEGATIVE},
+        optional={"result_hash": optional(event_hash)},
+    ),
+    "task.chunk_rejected": BodySchema(
+        required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "worker": key, "reason": text()},
+    ),
+    "task.completed": BodySchema(
+        required={"task_id": TASK_ID, "refund": NON_NEGATIVE},
+        optional={"result": lambda v: True, "result_hash": optional(event_hash)},
+    ),
+    "task.failed": BodySchema(required={"task_id": TASK_ID, "reason": text(), "refund": NON_NEGATIVE}),
+    "task.cancelled": BodySchema(required={"task_id": TASK_ID, "reason": text(), "refund": NON_NEGATIVE}),
+    # Reputation: scores are parts per million.
+    "reputation.feedback": BodySchema(
+        required={"subject": key, "positive": boolean, "quality_ppm": PPM, "weight_ppm": PPM},
+        optional={"task_id": TASK_ID, "reason": text()},
+    ),
+    "fork.proof": BodySchema(
+        required={"author": key, "seq": POSITIVE, "a": mapping, "b": mapping},
+    ),
+}
+
+EVENT_TYPES = frozenset(SCHEMAS)
+
+
+def validate_body(event_type: str, body: Any) -> None:
+    schema = SCHEMAS.get(event_type)
+    if schema is None:
+        raise SchemaError(f"unknown event type {event_type!r}")
+    schema.validate(event_type, body)

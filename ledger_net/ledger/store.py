@@ -1,0 +1,233 @@
+"""The recorder: SQLAlchemy storage of events, fork proofs and blobs.
+
+One store contract for SQLite (the embedded default, WAL) and PostgreSQL. The
+schema is created and upgraded only by Alembic; `Store.open` runs `upgrade head`.
+Offsets are allocated by bumping the `counters` row inside the writing
+transaction: its row lock serialises writers until commit, so offsets become
+visible in order and a reader paging `offset > cursor` never skips one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, bindparam, Engine, create_engine, event, func, select, text, update
+from sqlalchemy.pool import StaticPool
+
+from .tables import blobs, counters, events, fork_proofs, meta
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    offset: int
+    hash: str
+    author: str
+    seq: int
+    type: str
+    ts: int
+    raw: bytes
+    sig: bytes
+    valid: bool
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ForkProof:
+    author: str
+    seq: int
+    hash_a: str
+    raw_a: bytes
+    sig_a: bytes
+    hash_b: str
+    raw_b: bytes
+    sig_b: bytes
+
+
+_EVENT_COLUMNS = (events.c.offset, events.c.hash, events.c.author, events.c.seq, events.c.type, events.c.ts,
+                  events.c.raw, events.c.sig, events.c.valid, events.c.reason)
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    return f"sqlite:///{Path(path)}"
+
+
+def _alembic_config() -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    return config
+
+
+class Store:
+    """Events, forks and blobs in one database; thread-safe for one process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, url: str = "sqlite://", *, upgrade: bool = True) -> "Store":
+        """Open (and migrate) the database at `url`; `sqlite://` is a private in-memory ledger."""
+        if url.startswith("sqlite"):
+            in_memory = url in ("sqlite://", "sqlite:///:memory:")
+            kwargs = {"poolclass": StaticPool} if in_memory else {}
+            engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        store = cls(engine)
+        if upgrade:
+            store.upgrade()
+        return store
+
+    def upgrade(self) -> None:
+        config = _alembic_config()
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ----------------------------------------------------------------- writing
+    def insert_events(self, rows: Sequence[dict], conn: Connection | None = None) -> list[int]:
+        """Store events (dicts of hash, author, seq, type, ts, raw, sig, valid, reason)
+        in one transaction; returns their offsets, in order."""
+        if not rows:
+            return []
+        if conn is not None:
+            return self._insert(conn, rows)
+        with self._write_lock, self.engine.begin() as conn:
+            return self._insert(conn, rows)
+
+    def _insert(self, conn: Connection, rows: Sequence[dict]) -> list[int]:
+        last = conn.execute(
+            update(counters).where(counters.c.name == "offset")
+            .values(value=counters.c.value + len(rows)).returning(counters.c.value)
+        ).scalar_one()
+        first = last - len(rows) + 1
+        payload = [dict(row, offset=first + i) for i, row in enumerate(rows)]
+        conn.execute(events.insert(), payload)
+        return list(range(first, last + 1))
+
+    def set_validity(self, verdicts: Iterable[tuple[str, bool, str | None]]) -> None:
+        """Record re-evaluated verdicts (after a fork proof changed what is void)."""
+        rows = [{"h": h, "v": v, "r": r} for h, v, r in verdicts]
+        if not rows:
+            return
+        stmt = update(events).where(events.c.hash == bindparam("h")).values(valid=bindparam("v"), reason=bindparam("r"))
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def insert_fork_proof(self, proof: ForkProof) -> bool:
+        """Keep a fork proof; False if one for that (author, seq) is already kept."""
+        with self._write_lock, self.engine.begin() as conn:
+            exists = conn.execute(select(fork_proofs.c.author).where(
+                fork_proofs.c.author == proof.author, fork_proofs.c.seq == proof.seq)).first()
+            if exists:
+                return False
+            conn.execute(fork_proofs.insert().values(**{f: getattr(proof, f) for f in ForkProof.__slots__}))
+            return True
+
+    def put_blob(self, hash_: str, data: bytes) -> None:
+        with self._write_lock, self.engine.begin() as conn:
+            if conn.execute(select(blobs.c.hash).where(blobs.c.hash == hash_)).first() is None:
+                conn.execute(blobs.insert().values(hash=hash_, size=len(data), data=data))
+
+    def get_blob(self, hash_: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(blobs.c.data).where(blobs.c.hash == hash_)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(meta.delete().where(meta.c.key == key))
+            conn.execute(meta.insert().values(key=key, value=value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    # ----------------------------------------------------------------- reading
+    def select_events(self, after: int = 0, limit: int | None = None, until: int | None = None,
+                      batch: int = 5000) -> Iterator[StoredEvent]:
+        """Events in ingestion order with offset > `after` (and <= `until`), streamed in batches."""
+        remaining = limit
+        cursor = after
+        while remaining is None or remaining > 0:
+            size = batch if remaining is None else min(batch, remaining)
+            stmt = select(*_EVENT_COLUMNS).where(events.c.offset > cursor)
+            if until is not None:
+                stmt = stmt.where(events.c.offset <= until)
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt.order_by(events.c.offset).limit(size)).all()
+            for row in rows:
+                yield StoredEvent(*row)
+            if len(rows) < size:
+                return
+            cursor = rows[-1][0]
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def get_event(self, hash_: str) -> StoredEvent | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_EVENT_COLUMNS).where(events.c.hash == hash_)).first()
+        return StoredEvent(*row) if row else None
+
+    def get_by_author_seq(self, author: str, seq: int) -> StoredEvent | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_EVENT_COLUMNS).where(events.c.author == author, events.c.seq == seq)).first()
+        return StoredEvent(*row) if row else None
+
+    def chain_segment(self, author: str, from_seq: int = 1, limit: int = 1000) -> list[StoredEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_EVENT_COLUMNS).where(events.c.author == author, events.c.seq >= from_seq)
+                                .order_by(events.c.seq).limit(limit)).all()
+        return [StoredEvent(*r) for r in rows]
+
+    def heads(self) -> dict[str, tuple[int, str]]:
+        """author -> (latest seq, its hash)."""
+        with self.engine.connect() as conn:
+            latest = select(events.c.author, func.max(events.c.seq).label("seq")).group_by(events.c.author).subquery()
+            rows = conn.execute(select(events.c.author, events.c.seq, events.c.hash).join(
+                latest, (events.c.author == latest.c.author) & (events.c.seq == latest.c.seq))).all()
+        return {a: (s, h) for a, s, h in rows}
+
+    def last_offset(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(counters.c.value).where(counters.c.name == "offset")).scalar_one()
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(events)).scalar_one()
+
+    def fork_proofs(self) -> list[ForkProof]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*fork_proofs.c).order_by(fork_proofs.c.author, fork_proofs.c.seq)).all()
+        return [ForkProof(*r) for r in rows]
+
+    def offset_of(self, hash_: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(events.c.offset).where(events.c.hash == hash_)).scalar()
+
+    def offset_at_time(self, ts_ms: int) -> int:
+        """The last offset whose event's author clock is <= ts_ms (informative time)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(events.c.offset)).where(events.c.ts <= ts_ms)).scalar()
+        return value or 0
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,73 @@
+"""SQLAlchemy table definitions of the log. The schema exists only through Alembic
+migrations (`migrations/`); these definitions are what queries and migrations share."""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, Index, Integer, LargeBinary, MetaData, String, Table,
+                        Text, UniqueConstraint)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+# The log. `offset` is this node's ingestion order: causal, gap-free, allocated
+# under the `counters` row lock so readers paging by offset never skip an event.
+events = Table(
+    "events",
+    metadata,
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("author", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("sig", LargeBinary(64), nullable=False),
+    Column("valid", Boolean, nullable=False),
+    Column("reason", Text, nullable=True),
+    UniqueConstraint("author", "seq", name="uq_events_author_seq"),
+)
+Index("ix_events_type", events.c.type)
+
+# Equivocations: two signed headers with one (author, seq).
+fork_proofs = Table(
+    "fork_proofs",
+    metadata,
+    Column("author", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("hash_a", String(64), nullable=False),
+    Column("raw_a", LargeBinary, nullable=False),
+    Column("sig_a", LargeBinary(64), nullable=False),
+    Column("hash_b", String(64), nullable=False),
+    Column("raw_b", LargeBinary, nullable=False),
+    Column("sig_b", LargeBinary(64), nullable=False),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Content-addressed blobs (large operands and results named by hash in events).
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
