@@ -98,7 +98,13 @@ def _pg_admin() -> Iterator[tuple[object, object]]:
     from sqlalchemy import create_engine, text
 
     url = _pg_base_url()
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    # client_encoding: decode text as UTF-8 even if the base database is SQL_ASCII.
+    engine = create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=True,
+        connect_args={"client_encoding": "utf8"},
+    )
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -120,7 +126,17 @@ def _new_pg_database(admin: tuple[object, object]) -> tuple[str, Callable[[], No
     base_url, engine = admin
     name = f"{base_url.database}_t_{uuid.uuid4().hex[:12]}"[-63:]
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # template0: pristine (no extensions a developer added to template1);
+        # UTF8 with the base database's locale, whatever the cluster default is.
+        collate, ctype = conn.execute(
+            text("SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()")
+        ).one()
+        conn.execute(
+            text(
+                f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' "
+                f"LC_COLLATE '{collate}' LC_CTYPE '{ctype}'"
+            )
+        )
 
     def drop() -> None:
         with engine.connect() as conn:

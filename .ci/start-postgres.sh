@@ -44,7 +44,9 @@ done
 # The package's postinst normally creates <version>/main; create it if not.
 if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1==v && $2==c {f=1} END {exit !f}'; then
     log "creating cluster ${PG_VERSION}/${PG_CLUSTER}"
-    pg_createcluster "$PG_VERSION" "$PG_CLUSTER" -p "$PG_PORT" >&2
+    # Explicit UTF8/C.UTF-8: without a locale in the environment (env -i, CI)
+    # initdb would pick SQL_ASCII, whose text the drivers return as bytes.
+    pg_createcluster -p "$PG_PORT" --locale C.UTF-8 --encoding UTF8 "$PG_VERSION" "$PG_CLUSTER" >&2
 fi
 
 # --- 2. our settings: loopback only, fixed port ------------------------------
@@ -113,7 +115,11 @@ BEGIN
     END IF;
 END
 \$\$;
-SELECT 'CREATE DATABASE ${PG_DB} OWNER ${PG_USER}'
+-- The test database must be UTF8 (an older non-UTF8 one holds only test data:
+-- recreate it).
+SELECT 'DROP DATABASE ${PG_DB} WITH (FORCE)' FROM pg_database
+WHERE datname = '${PG_DB}' AND pg_encoding_to_char(encoding) <> 'UTF8' \gexec
+SELECT 'CREATE DATABASE ${PG_DB} OWNER ${PG_USER} TEMPLATE template0 ENCODING ''UTF8'' LOCALE ''C.UTF-8'''
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${PG_DB}') \gexec
 SQL
 

@@ -27,6 +27,7 @@ def test_db_url_is_fresh_and_private(db_url: str) -> None:
         with engine.connect() as conn:
             if make_url(db_url).get_backend_name() == "postgresql":
                 assert "_t_" in make_url(db_url).database  # a per-test database, not the base one
+                assert conn.execute(text("SHOW server_encoding")).scalar_one() == "UTF8"
                 count = conn.execute(
                     text("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
                 ).scalar_one()
