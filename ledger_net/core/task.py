@@ -1,0 +1,348 @@
+"""The seed's ``Task`` API: what a user asks the network to compute.
+
+A task is a type, an owner, resource requirements and a config holding the type's
+parameters (see :mod:`ledger_net.compute.plan` for the keys of each type). It can
+check itself (:meth:`Task.validate`), split itself into chunks, estimate its price
+and fold chunk results into its answer; the actual arithmetic lives in
+:mod:`ledger_net.compute`, so workers and auditors run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from enum import IntEnum, StrEnum
+from typing import Any, Dict, List, Mapping, Optional
+
+from ..compute import aggregate, payload_work_units, plan_chunks, run_chunk, validate_config
+from ..errors import TaskError
+
+
+class TaskType(StrEnum):
+    RANGE_REDUCE = "range_reduce"
+    MAP = "map"
+    MAP_REDUCE = "map_reduce"
+    MATRIX_OPS = "matrix_ops"
+    ML_INFERENCE = "ml_inference"
+    ML_TRAIN_STEP = "ml_train_step"
+    CODE = "code"
+
+
+class TaskPriority(IntEnum):
+    LOW = 1
+    NORMAL = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    QUOTED = "quoted"
+    BIDDING = "quoted"  # alias: a task collecting quotes/bids
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+# Pricing of estimate_cost, in micro-credits (1 credit = COST_SCALE), all integers.
+COST_SCALE = 1_000_000
+CHUNK_FEE_MICROS = 1_000          # 0.001 credit per chunk: scheduling, events, verification
+UNITS_PER_MICRO = 1_000           # 1 micro-credit per thousand work units
+PRIORITY_FACTOR_PPM = {TaskPriority.LOW: 800_000, TaskPriority.NORMAL: 1_000_000,
+                       TaskPriority.HIGH: 1_500_000, TaskPriority.CRITICAL: 2_500_000}
+
+# Parameters a hand-written task dict may give at top level instead of inside config.
+_PARAMETER_KEYS = ("start", "end", "operation", "data", "map_operation", "reduce_operation", "matrix_a",
+                   "matrix_b", "model_path", "model_blob", "weights", "input_data", "training_data",
+                   "learning_rate", "loss", "bundle")
+
+
+def coerce_task_type(value: Any) -> TaskType:
+    """A TaskType from an enum member or its string value; TaskError otherwise."""
+    try:
+        return TaskType(value.value if isinstance(value, TaskType) else str(value).lower())
+    except ValueError:
+        raise TaskError(f"unknown task type {value!r}; known: {', '.join(t.value for t in TaskType)}") from None
+
+
+def coerce_priority(value: Any) -> TaskPriority:
+    """A TaskPriority from a member, its int value or its name; TaskError otherwise."""
+    if isinstance(value, TaskPriority):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return TaskPriority(value)
+        except ValueError:
+            pass
+    if isinstance(value, str) and value.upper() in TaskPriority.__members__:
+        return TaskPriority[value.upper()]
+    raise TaskError(f"bad priority {value!r}; use one of "
+                    + ", ".join(f"{p.name}={p.value}" for p in TaskPriority))
+
+
+def _plain(value: Any) -> Any:
+    """Lists instead of numpy arrays/tuples, so configs stay JSON-like."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclasses.dataclass
+class Chunk:
+    """One unit of work: a JSON-like payload that :func:`ledger_net.compute.run_chunk` executes."""
+
+    chunk_id: str
+    task_id: str
+    index: int
+    payload: Dict[str, Any]
+    requirements: Dict[str, Any]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Chunk":
+        try:
+            return cls(str(data["chunk_id"]), str(data["task_id"]), int(data["index"]),
+                       dict(data["payload"]), dict(data.get("requirements") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TaskError(f"malformed chunk: {exc}") from None
+
+
+class Task:
+    """A unit of work a user submits; see the module docstring."""
+
+    def __init__(
+        self,
+        task_id: Optional[str],
+        owner_id: str,
+        task_type: TaskType | str,
+        requirements: Dict[str, Any],
+        config: Dict[str, Any],
+        priority: TaskPriority | int | str | None = None,
+    ) -> None:
+        self.task_id: str = task_id or f"task-{uuid.uuid4().hex}"
+        self.owner_id = owner_id
+        self.task_type: TaskType = coerce_task_type(task_type)
+        self.requirements: Dict[str, Any] = dict(requirements or {})
+        self.config: Dict[str, Any] = _plain(dict(config or {}))
+        raw = priority if priority is not None else self.config.get("priority", TaskPriority.NORMAL)
+        try:
+            self.priority: TaskPriority | Any = coerce_priority(raw)
+        except TaskError:
+            self.priority = raw  # kept as given so validate() can name it
+        self.status: TaskStatus = TaskStatus.PENDING
+        self._chunks: Optional[List[Chunk]] = None
+
+    # ---- creation ----------------------------------------------------------------------
+
+    @staticmethod
+    def _create(owner_id: str, task_type: TaskType, params: Dict[str, Any],
+                requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        return Task(None, owner_id, task_type, requirements, {**(config or {}), **_plain(params)})
+
+    @staticmethod
+    def create_range_reduce(owner_id: str, start: int, end: int, operation: str,
+                            requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        """Reduce the inclusive integer range start..end (sum, product, mean, variance, ...)."""
+        return Task._create(owner_id, TaskType.RANGE_REDUCE,
+                            {"start": start, "end": end, "operation": operation}, requirements, config)
+
+    @staticmethod
+    def create_map(owner_id: str, data: List[Any], operation: str,
+                   requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        """Apply ``operation`` to each element of ``data`` (numbers, vectors or matrices)."""
+        return Task._create(owner_id, TaskType.MAP, {"data": data, "operation": operation}, requirements, config)
+
+    @staticmethod
+    def create_map_reduce(owner_id: str, data: List[Any], map_operation: str, reduce_operation: str,
+                          requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        """Map every element, then reduce the mapped values to one answer."""
+        return Task._create(owner_id, TaskType.MAP_REDUCE, {
+            "data": data, "map_operation": map_operation, "reduce_operation": reduce_operation},
+            requirements, config)
+
+    @staticmethod
+    def create_matrix_ops(owner_id: str, matrix_a: List[List[float]], matrix_b: Optional[List[List[float]]],
+                          operation: str, requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        """A matrix operation; ``matrix_b`` may be None for unary ops (transpose, inverse, ...)."""
+        return Task._create(owner_id, TaskType.MATRIX_OPS, {
+            "matrix_a": matrix_a, "matrix_b": matrix_b, "operation": operation}, requirements, config)
+
+    @staticmethod
+    def create_ml_inference(owner_id: str, model_path: str, input_data: Any,
+                            requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        """Run a numpy .npz model on ``input_data`` (rows, ``{"inputs": rows}`` or base64 floats)."""
+        return Task._create(owner_id, TaskType.ML_INFERENCE,
+                            {"model_path": model_path, "input_data": input_data}, requirements, config)
+
+    @staticmethod
+    def create_ml_train_step(owner_id: str, model_path: str, training_data: Any,
+                             requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        """One data-parallel SGD step on ``{"X": rows, "y": targets}`` (or an (X, y) pair)."""
+        if isinstance(training_data, (tuple, list)) and len(training_data) == 2:
+            training_data = {"X": training_data[0], "y": training_data[1]}
+        return Task._create(owner_id, TaskType.ML_TRAIN_STEP,
+                            {"model_path": model_path, "training_data": training_data}, requirements, config)
+
+    @staticmethod
+    def create_code(owner_id: str, bundle: Any, requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+        """User code (a CodeBundle or its dict) to be run by a sandbox executor."""
+        if dataclasses.is_dataclass(bundle) and not isinstance(bundle, type):
+            bundle = dataclasses.asdict(bundle)
+        elif hasattr(bundle, "to_dict"):
+            bundle = bundle.to_dict()
+        return Task._create(owner_id, TaskType.CODE, {"bundle": bundle}, requirements, config)
+
+    # ---- serialisation -----------------------------------------------------------------
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The task as a JSON-like dict (what ``ComputeNetwork.submit_task`` takes)."""
+        priority = self.priority.value if isinstance(self.priority, TaskPriority) else self.priority
+        return {"task_id": self.task_id, "owner_id": self.owner_id, "task_type": self.task_type.value,
+                "priority": priority, "status": self.status.value,
+                "requirements": dict(self.requirements), "config": dict(self.config)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Task":
+        """Inverse of :meth:`to_dict`; also takes hand-written dicts (parameters in config or top level)."""
+        if not isinstance(data, Mapping):
+            raise TaskError(f"a task must be a mapping, got {type(data).__name__}")
+        task_type = data.get("task_type", data.get("type"))
+        if task_type is None:
+            raise TaskError("task has no task_type")
+        config = dict(data.get("config") or {})
+        for key in _PARAMETER_KEYS:
+            if key in data and key not in config:
+                config[key] = data[key]
+        if not isinstance(data.get("requirements", {}), Mapping):
+            raise TaskError("task requirements must be a mapping")
+        task = cls(data.get("task_id"), data.get("owner_id", ""), task_type,
+                   dict(data.get("requirements") or {}), config, data.get("priority"))
+        if data.get("status") is not None:
+            try:
+                task.status = TaskStatus(str(data["status"]).lower())
+            except ValueError:
+                raise TaskError(f"unknown task status {data['status']!r}") from None
+        return task
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Task({self.task_id!r}, {self.task_type.value}, owner={self.owner_id!r}, status={self.status.value})"
+
+    # ---- checks and price --------------------------------------------------------------
+
+    @property
+    def max_price(self) -> Optional[float]:
+        """The owner's price ceiling, from requirements or config (the seed uses both)."""
+        return self.requirements.get("max_price", self.config.get("max_price"))
+
+    def validate(self) -> List[str]:
+        """Every reason this task cannot run, as readable strings (empty when it is valid)."""
+        errors: List[str] = []
+        if not isinstance(self.owner_id, str) or not self.owner_id.strip():
+            errors.append("owner_id is missing")
+        if not isinstance(self.priority, TaskPriority):
+            try:
+                coerce_priority(self.priority)
+            except TaskError as exc:
+                errors.append(str(exc))
+        errors.extend(self._requirement_errors())
+        chunk_size = self.config.get("chunk_size")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool)
+                                       or chunk_size < 1):
+            errors.append(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        errors.extend(validate_config(self.task_type.value, self.config))
+        return errors
+
+    def _requirement_errors(self) -> List[str]:
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        errors = []
+        r = self.requirements
+        limits = {"timeout_seconds": (0, None, False), "cpu_percent": (0, 100, False),
+                  "gpu_percent": (0, 100, True), "ram_gb": (0, None, True), "disk_gb": (0, None, True)}
+        for key, (lo, hi, zero_ok) in limits.items():
+            if key not in r:
+                continue
+            v = r[key]
+            if not number(v) or v < lo or (v == lo and not zero_ok) or (hi is not None and v > hi):
+                rng = f"{'>=' if zero_ok else '>'} {lo}" + (f" and <= {hi}" if hi is not None else "")
+                errors.append(f"requirements.{key} must be a number {rng}, got {v!r}")
+        for where, holder in (("requirements", r), ("config", self.config)):
+            if "max_price" in holder and (not number(holder["max_price"]) or holder["max_price"] < 0):
+                errors.append(f"{where}.max_price must be a non-negative number, got {holder['max_price']!r}")
+        return errors
+
+    def _planned(self, chunk_size: Optional[int]) -> List[Dict[str, Any]]:
+        return plan_chunks(self.task_type.value, self.config, chunk_size or self.config.get("chunk_size"))
+
+    def work_units(self, chunk_size: Optional[int] = None) -> int:
+        """Deterministic size of the whole task (roughly arithmetic operations)."""
+        return sum(payload_work_units(self.task_type.value, p) for p in self._planned(chunk_size))
+
+    def estimate_cost_micros(self, node_reputation: float) -> int:
+        """:meth:`estimate_cost` in integer micro-credits (1 credit = 1_000_000)."""
+        if not isinstance(node_reputation, (int, float)) or not math.isfinite(node_reputation):
+            raise TaskError(f"node_reputation must be a number in [0, 1], got {node_reputation!r}")
+        priority = self.priority if isinstance(self.priority, TaskPriority) else coerce_priority(self.priority)
+        payloads = self._planned(None)
+        units = sum(payload_work_units(self.task_type.value, p) for p in payloads)
+        base = CHUNK_FEE_MICROS * len(payloads) + -(-units // UNITS_PER_MICRO)
+        reputation_ppm = 500_000 + round(min(1.0, max(0.0, float(node_reputation))) * 1_000_000)
+        return base * PRIORITY_FACTOR_PPM[priority] * reputation_ppm // 10**12
+
+    def estimate_cost(self, node_reputation: float) -> float:
+        """Price estimate in credits: per-chunk fee plus work size, times priority, times reputation.
+
+        A worker's reputation (0..1) scales its price from 0.5x to 1.5x: trusted work costs more.
+        """
+        return self.estimate_cost_micros(node_reputation) / COST_SCALE
+
+    # ---- chunks ------------------------------------------------------------------------
+
+    def create_chunks(self, chunk_size: Optional[int] = None) -> List[Chunk]:
+        """Split the task (chunk_size: elements, rows or samples per chunk; default from config or type)."""
+        payloads = self._planned(chunk_size)
+        chunks = []
+        for i, payload in enumerate(payloads):
+            req = dict(self.requirements)
+            req["work_units"] = payload_work_units(self.task_type.value, payload)
+            chunks.append(Chunk(f"{self.task_id}:{i}", self.task_id, i, payload, req))
+        self._chunks = chunks
+        return chunks
+
+    def get_chunk_requirements(self, chunk_id: str) -> Dict[str, Any]:
+        """Resources one chunk needs: the task's requirements plus the chunk's work size."""
+        chunks = self._chunks if self._chunks is not None else self.create_chunks()
+        for chunk in chunks:
+            if chunk.chunk_id == chunk_id:
+                return dict(chunk.requirements)
+        raise TaskError(f"task {self.task_id} has no chunk {chunk_id!r}")
+
+    def aggregate_results(self, chunk_results: Any, blobs: Optional[Mapping[str, bytes]] = None) -> Any:
+        """The task's answer from its chunk results, given in chunk order (or as index -> result)."""
+        return aggregate(self.task_type.value, self.config, chunk_results, blobs)
+
+    def run_locally(self, chunk_size: Optional[int] = None) -> Any:
+        """Run every chunk in this process and aggregate: the reference answer, no network."""
+        return self.aggregate_results([run_chunk(self.task_type.value, c.payload) for c in self.create_chunks(chunk_size)])
+
+
+__all__ = ["Chunk", "Task", "TaskPriority", "TaskStatus", "TaskType", "coerce_priority", "coerce_task_type"]
