@@ -28,22 +28,24 @@ class IsolationPlan:
     limits: SandboxLimits
     namespaces: bool = True
     seccomp: bool = True
+    # Seconds between RLIMIT_CPU's soft (SIGXCPU) and hard (SIGKILL) limit; 0 where SIGXCPU
+    # would be ignored (a pid-namespace init ignores signals it has no handler for).
+    cpu_grace: int = 1
 
 
-def rlimit_pairs(limits: SandboxLimits, euid: int) -> list[tuple[int, tuple[int, int]]]:
+def rlimit_pairs(limits: SandboxLimits, cpu_grace: int = 1) -> list[tuple[int, tuple[int, int]]]:
     """The rlimits for a plan; a separate function so tests and self-test can inspect them."""
     cpu = max(1, int(-(-limits.cpu_time_seconds // 1)))  # ceil: RLIMIT_CPU counts whole seconds
     pairs = [
         # soft limit sends SIGXCPU, the hard one a second later SIGKILL
-        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_CPU, (cpu, cpu + cpu_grace)),
         (resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes)),
         (resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes)),
         (resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files)),
         (resource.RLIMIT_CORE, (0, 0)),
     ]
-    if euid != 0:
-        # RLIMIT_NPROC counts all processes of the uid; it never binds uid 0.
-        pairs.append((resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes)))
+    # No RLIMIT_NPROC: it counts every process of the uid system-wide and never binds uid 0;
+    # process creation is refused by the seccomp policy instead.
     return pairs
 
 
@@ -78,9 +80,8 @@ def _read_only_except(private_dir: str) -> None:
 def make_preexec(plan: IsolationPlan, error_fd: int) -> Callable[[], None]:
     """Build the ``preexec_fn``; on failure it writes ``step: error`` to ``error_fd`` and raises."""
     euid, egid = os.geteuid(), os.getegid()
-    pairs = rlimit_pairs(plan.limits, euid)
+    pairs = rlimit_pairs(plan.limits, plan.cpu_grace)
     last_cap = linux.last_capability()
-    allow_processes = plan.limits.max_processes > 1
 
     def preexec() -> None:
         step = "start"
@@ -102,7 +103,7 @@ def make_preexec(plan: IsolationPlan, error_fd: int) -> Callable[[], None]:
             linux.set_no_new_privs()
             if plan.seccomp:
                 step = "seccomp filter"
-                seccomp_policy.load_in_this_process(allow_processes=allow_processes)
+                seccomp_policy.load_in_this_process(allow_processes=False)
         except BaseException as exc:
             try:
                 os.write(error_fd, f"{step}: {exc}".encode(errors="replace")[:4000])

@@ -68,10 +68,11 @@ def check_python_entrypoint(bundle: CodeBundle) -> None:
 
 def check_process_limits(limits: SandboxLimits) -> None:
     """Refuse limits this machine cannot enforce instead of silently ignoring them."""
-    if limits.max_processes > 1 and os.geteuid() == 0:
+    if limits.max_processes != 1:
         raise SandboxError(
-            "max_processes > 1 cannot be enforced for a node running as root (RLIMIT_NPROC does "
-            "not bind uid 0); keep max_processes=1 or run the node as an unprivileged user"
+            f"max_processes={limits.max_processes} cannot be enforced by this sandbox: child "
+            "processes are refused outright by seccomp (RLIMIT_NPROC counts the whole uid and "
+            "never binds root); use max_processes=1 (threads stay allowed)"
         )
 
 
