@@ -122,6 +122,7 @@ class Ledger:
             known.add(event.hash)
             if event.type == FORK_PROOF and event.author == me:
                 published.add((event.body["author"], event.body["seq"]))
+        known.update(self.store.void_hashes())
         self.state, self.known, self._published_proofs = state, known, published
 
     def _refold(self) -> list[tuple[str, bool, str | None]]:
@@ -247,8 +248,8 @@ class Ledger:
                 raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
         with self._lock:
             try:
-                batch, proofs = self._process(fresh, report)
-                offsets = self.store.insert_events([_row(e, r) for e, r in batch])
+                batch, proofs, void = self._process(fresh, report)
+                offsets = self.store.write([_row(e, r) for e, r in batch], [_void_row(e) for e in void])
                 new_forks = [p for p in proofs if self.store.insert_fork_proof(p)]
             except PendingLimitError:
                 self._load()
@@ -273,9 +274,10 @@ class Ledger:
             self._publish_fork(proof)
         return report
 
-    def _process(self, fresh: list[Event], report: IngestReport) -> tuple[list[tuple[Event, str | None]],
-                                                                            list[ForkProof]]:
+    def _process(self, fresh: list[Event], report: IngestReport
+                 ) -> tuple[list[tuple[Event, str | None]], list[ForkProof], list[Event]]:
         batch: list[tuple[Event, str | None]] = []
+        void: list[Event] = []
         by_author_seq: dict[tuple[str, int], Event] = {}
         proofs: list[ForkProof] = []
         queue = list(fresh)
@@ -283,20 +285,26 @@ class Ledger:
             event = queue.pop(0)
             if event.hash in self.known:
                 continue
-            frozen_at = self.state.frozen.get(event.author)
-            if frozen_at is not None and event.seq > frozen_at:
-                report.refused[event.hash] = f"author equivocated at seq {frozen_at}; nothing beyond is accepted"
-                continue
             acct = self.state.accounts.get(event.author)
             head_seq = acct.seq if acct else 0
             if event.seq <= head_seq:
                 other = by_author_seq.get((event.author, event.seq)) or self._stored_event(event.author, event.seq)
                 if other is not None and other.hash != event.hash:
-                    proof = _proof(other, event)
                     if (event.author, event.seq) not in {(p.author, p.seq) for p in proofs}:
-                        proofs.append(proof)
+                        proofs.append(_proof(other, event))
                         report.forks.append((event.author, event.seq))
                     self.state.frozen[event.author] = min(event.seq, self.state.frozen.get(event.author, event.seq))
+            frozen_at = self.state.frozen.get(event.author)
+            if frozen_at is not None and event.seq >= frozen_at:
+                # A proven forker's branch beyond the fork: void, kept aside only so that
+                # events naming it in deps are delivered and judged alike on every peer.
+                if len(void) < self.pending.max_events:
+                    void.append(event)
+                    self.known.add(event.hash)
+                    report.refused[event.hash] = f"void: author equivocated at seq {frozen_at}"
+                    queue[0:0] = self.pending.arrived(event.hash)
+                continue
+            if event.seq <= head_seq:
                 continue
             missing = {h for h in ((event.prev,) if event.prev else ()) + event.deps if h not in self.known}
             if event.seq > head_seq + 1 and event.prev and event.prev in self.known:
@@ -324,7 +332,7 @@ class Ledger:
             if event.hash in report.pending:
                 report.pending.remove(event.hash)
             queue[0:0] = self.pending.arrived(event.hash)
-        return batch, proofs
+        return batch, proofs, void
 
     def _evaluate(self, state: LedgerState, event: Event) -> str | None:
         reason = state.evaluate(event)
@@ -352,8 +360,12 @@ class Ledger:
 
     # ------------------------------------------------------------- reading
     def event(self, hash_: str) -> Event | None:
+        """Any event this ledger holds by hash, void forker branches included."""
         row = self.store.get_event(hash_)
-        return Event.from_wire(row.raw, row.sig) if row else None
+        if row:
+            return Event.from_wire(row.raw, row.sig)
+        void = self.store.get_void(hash_)
+        return Event.from_wire(*void) if void else None
 
     def stored(self, after: int = 0, limit: int | None = None, until: int | None = None) -> Iterable[StoredEvent]:
         return self.store.select_events(after=after, limit=limit, until=until)
@@ -362,6 +374,10 @@ class Ledger:
 def _row(event: Event, reason: str | None) -> dict[str, Any]:
     return {"hash": event.hash, "author": event.author, "seq": event.seq, "type": event.type, "ts": event.ts,
             "raw": event.raw, "sig": event.sig, "valid": reason is None, "reason": reason}
+
+
+def _void_row(event: Event) -> dict[str, Any]:
+    return {"hash": event.hash, "author": event.author, "seq": event.seq, "raw": event.raw, "sig": event.sig}
 
 
 def _proof(a: Event, b: Event) -> ForkProof:

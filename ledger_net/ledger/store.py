@@ -20,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, bindparam, Engine, create_engine, event, func, select, text, update
 from sqlalchemy.pool import StaticPool
 
-from .tables import blobs, counters, events, fork_proofs, meta
+from .tables import blobs, counters, events, fork_proofs, meta, void_events
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,6 +99,13 @@ class Store:
         self.engine.dispose()
 
     # ----------------------------------------------------------------- writing
+    def write(self, rows: Sequence[dict], void_rows: Sequence[dict] = ()) -> list[int]:
+        """Store a batch of log events and void events in one transaction."""
+        with self._write_lock, self.engine.begin() as conn:
+            offsets = self._insert(conn, rows) if rows else []
+            self.insert_void(void_rows, conn)
+            return offsets
+
     def insert_events(self, rows: Sequence[dict], conn: Connection | None = None) -> list[int]:
         """Store events (dicts of hash, author, seq, type, ts, raw, sig, valid, reason)
         in one transaction; returns their offsets, in order."""
@@ -118,6 +125,25 @@ class Store:
         payload = [dict(row, offset=first + i) for i, row in enumerate(rows)]
         conn.execute(events.insert(), payload)
         return list(range(first, last + 1))
+
+    def insert_void(self, rows: Sequence[dict], conn: Connection | None = None) -> None:
+        """Keep void events of proven forkers (hash, author, seq, raw, sig) for causal delivery."""
+        if not rows:
+            return
+        if conn is not None:
+            conn.execute(void_events.insert(), list(rows))
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(void_events.insert(), list(rows))
+
+    def void_hashes(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(void_events.c.hash)).scalars())
+
+    def get_void(self, hash_: str) -> tuple[bytes, bytes] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(void_events.c.raw, void_events.c.sig).where(void_events.c.hash == hash_)).first()
+        return (row[0], row[1]) if row else None
 
     def set_validity(self, verdicts: Iterable[tuple[str, bool, str | None]]) -> None:
         """Record re-evaluated verdicts (after a fork proof changed what is void)."""

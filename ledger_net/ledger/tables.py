@@ -49,6 +49,19 @@ fork_proofs = Table(
     Column("sig_b", LargeBinary(64), nullable=False),
 )
 
+# Events of a proven forker beyond its fork that arrived after the fork was known.
+# They are void; they are kept only so events that name them in deps can be
+# delivered (and judged) the same way on every peer.
+void_events = Table(
+    "void_events",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("author", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("sig", LargeBinary(64), nullable=False),
+)
+
 counters = Table(
     "counters",
     metadata,

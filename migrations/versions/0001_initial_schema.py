@@ -48,6 +48,14 @@ def upgrade() -> None:
     sa.Column('usage', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('task_id', 'chunk', name=op.f('pk_chunks'))
     )
+    op.create_table('void_events',
+    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.Column('author', sa.String(length=64), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
+    sa.Column('sig', sa.LargeBinary(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('hash', name=op.f('pk_void_events'))
+    )
     op.create_table('counters',
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('value', sa.BigInteger(), nullable=False),
@@ -180,6 +188,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('void_events')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_status')
         batch_op.drop_index('ix_tasks_owner')

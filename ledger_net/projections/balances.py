@@ -1,0 +1,186 @@
+"""Balances, escrow and the transaction history of every account.
+
+Mirrors the money effects of `ledger.rules` with the detail an accountant wants:
+what is spendable, locked in escrow, incoming (sent but not yet received),
+earned and spent on tasks; one history row per change, with the running balance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, select
+
+from ..ledger.events import Event
+from ..ledger.tables import events
+from .base import Context, Projection
+from .tables import balances, credit_history
+
+_COLUMNS = ("balance", "escrow", "incoming", "vouchers", "minted", "burnt", "earned", "spent", "sent", "received")
+_MOD = 1 << 256
+
+
+def _empty() -> dict[str, int]:
+    return dict.fromkeys(_COLUMNS, 0)
+
+
+class BalancesProjection(Projection):
+    name = "balances"
+    tables = (balances, credit_history)
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.accounts: dict[str, dict[str, int]] = {}
+        self.transit: dict[str, tuple[str, str, int, str]] = {}  # source -> (sender, to, amount, kind)
+        self.vouchers: dict[str, tuple[str, int]] = {}
+        self._dirty: set[str] = set()
+        self._new_history: list[dict[str, Any]] = []
+        self._history_sum = 0  # order-independent multiset hash of history rows
+
+    # ------------------------------------------------------------------ fold
+    def account(self, key: str) -> dict[str, int]:
+        acct = self.accounts.get(key)
+        if acct is None:
+            acct = self.accounts[key] = _empty()
+        self._dirty.add(key)
+        return acct
+
+    def _log(self, offset: int, part: int, event: Event, account: str, kind: str, delta: int, amount: int,
+             counterparty: str | None = None, task_id: str | None = None, reason: str | None = None) -> None:
+        acct = self.account(account)
+        acct["balance"] += delta
+        row = {"offset": offset, "part": part, "account": account, "event_hash": event.hash, "kind": kind,
+               "delta": delta, "amount": amount, "counterparty": counterparty, "task_id": task_id,
+               "reason": reason, "ts": event.ts, "balance_after": acct["balance"]}
+        self._new_history.append(row)
+        self._history_sum = (self._history_sum + _row_digest(row)) % _MOD
+
+    def _send(self, offset: int, part: int, event: Event, to: str, amount: int, kind: str) -> None:
+        """Credit bound for `to`: straight in if `to` is the author, else incoming until received."""
+        if to == event.author:
+            self._log(offset, part, event, to, kind, amount, amount, event.author)
+            if kind == "task_payment":
+                self.account(to)["earned"] += amount
+            return
+        self.transit[event.hash] = (event.author, to, amount, kind)
+        self.account(to)["incoming"] += amount
+        self._log(offset, part, event, to, "incoming", 0, amount, event.author)
+
+    def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
+        if reason is not None:
+            return
+        b, author, t = event.body, event.author, event.type
+        if t == "credit.minted":
+            self.account(author)["minted"] += b["amount"]
+            self._send(offset, 0, event, b["to"], b["amount"], "minted")
+        elif t == "credit.burned":
+            self.account(author)["burnt"] += b["amount"]
+            self._log(offset, 0, event, author, "burned", -b["amount"], b["amount"], reason=b["reason"])
+        elif t == "credit.transfer":
+            self.account(author)["sent"] += b["amount"]
+            self._log(offset, 0, event, author, "transfer_out", -b["amount"], b["amount"], b["to"])
+            self._send(offset, 1, event, b["to"], b["amount"], "transfer")
+        elif t == "credit.received":
+            sender, _, amount, kind = self.transit.pop(b["source"])
+            acct = self.account(author)
+            acct["incoming"] -= amount
+            acct["earned" if kind == "task_payment" else "received"] += amount
+            self._log(offset, 0, event, author, f"{kind}_received", amount, amount, sender)
+        elif t == "credit.voucher_issued":
+            self.vouchers[event.hash] = (author, b["amount"])
+            self.account(author)["vouchers"] += b["amount"]
+            self._log(offset, 0, event, author, "voucher_issued", -b["amount"], b["amount"], reason=b["name"])
+        elif t == "credit.voucher_settled":
+            _, amount = self.vouchers.pop(b["voucher"])
+            self.account(author)["vouchers"] -= amount
+            to = b["to"] or author
+            if to == author:
+                self._log(offset, 0, event, author, "voucher_refunded", amount, amount)
+            else:
+                self._send(offset, 0, event, to, amount, "voucher")
+        elif t == "task.submitted":
+            self.account(author)["escrow"] += b["escrow"]
+            self._log(offset, 0, event, author, "escrow_locked", -b["escrow"], b["escrow"], task_id=b["task_id"])
+        elif t == "task.chunk_accepted" and b["payment"]:
+            acct = self.account(author)
+            acct["escrow"] -= b["payment"]
+            acct["spent"] += b["payment"]
+            self._log(offset, 0, event, author, "task_paid", 0, b["payment"], b["worker"], b["task_id"])
+            self._send(offset, 1, event, b["worker"], b["payment"], "task_payment")
+        elif t in ("task.completed", "task.failed", "task.cancelled"):
+            self.account(author)["escrow"] -= b["refund"]
+            self._log(offset, 0, event, author, "escrow_refund", b["refund"], b["refund"], task_id=b["task_id"])
+
+    # ------------------------------------------------------------------ rows
+    def rows(self) -> dict[Any, list[dict[str, Any]]]:
+        return {balances: [dict(account=k, **v) for k, v in self.accounts.items()]}
+
+    def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
+        keys = sorted(self._dirty)
+        out = {balances: (keys, [dict(account=k, **self.accounts[k]) for k in keys]),
+               credit_history: ([], self._new_history)}
+        self._dirty = set()
+        self._new_history = []
+        return out
+
+    def load(self, conn: Connection) -> None:
+        self.reset()
+        for row in conn.execute(select(balances)).mappings():
+            self.accounts[row["account"]] = {c: row[c] for c in _COLUMNS}
+        for row in conn.execute(select(credit_history)).mappings():
+            self._history_sum = (self._history_sum + _row_digest(dict(row))) % _MOD
+        self._load_open_credits(conn)
+
+    def _load_open_credits(self, conn: Connection) -> None:
+        """Open credits and vouchers are not tables of their own: re-derive them from the
+        log's effective money events (a small subset of the log)."""
+        stmt = select(events.c.raw, events.c.sig).where(events.c.valid.is_(True), events.c.type.in_(
+            ["credit.minted", "credit.transfer", "credit.received", "credit.voucher_issued",
+             "credit.voucher_settled", "task.chunk_accepted"])).order_by(events.c.offset)
+        for raw, sig in conn.execute(stmt):
+            ev = Event.from_wire(raw, sig)
+            b = ev.body
+            if ev.type == "credit.received":
+                self.transit.pop(b["source"], None)
+            elif ev.type == "credit.voucher_issued":
+                self.vouchers[ev.hash] = (ev.author, b["amount"])
+            elif ev.type == "credit.voucher_settled":
+                _, amount = self.vouchers.pop(b["voucher"], (None, 0))
+                if b["to"] and b["to"] != ev.author:
+                    self.transit[ev.hash] = (ev.author, b["to"], amount, "voucher")
+            else:
+                to = b.get("to") or b.get("worker")
+                amount = b.get("amount", b.get("payment", 0))
+                kind = {"credit.minted": "minted", "credit.transfer": "transfer"}.get(ev.type, "task_payment")
+                if to != ev.author and amount:
+                    self.transit[ev.hash] = (ev.author, to, amount, kind)
+
+    def digest_items(self) -> Iterable[Any]:
+        for key in sorted(self.accounts):
+            yield [key, [self.accounts[key][c] for c in _COLUMNS]]
+        yield ["history", format(self._history_sum, "064x")]
+
+    # --------------------------------------------------------------- queries
+    def balance(self, account: str) -> int:
+        acct = self.accounts.get(account)
+        return acct["balance"] if acct else 0
+
+    def totals(self) -> dict[str, int]:
+        total = _empty()
+        for acct in self.accounts.values():
+            for c in _COLUMNS:
+                total[c] += acct[c]
+        return total
+
+
+def _row_digest(row: dict[str, Any]) -> int:
+    """Hash of a history row without its local offset, for an order-free multiset sum.
+    Rows that do not move the balance (incoming notices) land between the account's own
+    events in an arrival-dependent place, so their running balance is left out."""
+    after = row["balance_after"] if row["delta"] else None
+    key = "|".join(str(row[c]) for c in ("account", "event_hash", "part", "kind", "delta", "amount",
+                                         "counterparty", "task_id", "reason", "ts")) + f"|{after}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest(), "big")

@@ -1,0 +1,63 @@
+"""The projection contract: an in-memory fold over effective events that can write
+its rows to tables, load them back, and hash itself.
+
+Projections fold in memory (so a rebuild runs at memory speed) and persist dirty
+rows with their checkpoint in one transaction when the runner flushes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, Table
+
+from ..ledger import encoding
+from ..ledger.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a projection may know beyond the event: the ledger's network facts."""
+
+    issuers: frozenset[str]
+    frozen: dict[str, int]
+    params: dict[str, Any]
+
+
+class Projection(ABC):
+    name: str = ""
+    tables: tuple[Table, ...] = ()
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget everything (before a rebuild or replay)."""
+
+    @abstractmethod
+    def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
+        """Fold one stored event; `reason` is None for effective events."""
+
+    @abstractmethod
+    def rows(self) -> dict[Table, list[dict[str, Any]]]:
+        """Every row of every table, as they should be stored."""
+
+    @abstractmethod
+    def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
+        """Rows changed since the last flush: table -> (keys to delete, rows to insert)."""
+
+    @abstractmethod
+    def load(self, conn: Connection) -> None:
+        """Rebuild the in-memory view from the tables (on open)."""
+
+    @abstractmethod
+    def digest_items(self) -> Iterable[Any]:
+        """The projection's state without local details (offsets), in a canonical order."""
+
+    def state_hash(self) -> str:
+        h = hashlib.sha256()
+        for item in self.digest_items():
+            h.update(encoding.canonical_bytes(item))
+            h.update(b"\n")
+        return h.hexdigest()

@@ -1,0 +1,94 @@
+"""Nodes of the network: who joined, their label, URL, capabilities, load and standing.
+
+The ledger is its own directory: `node.joined` carries each node's URL, which is
+how peers find each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import orjson
+from sqlalchemy import Connection, select
+
+from ..ledger import encoding
+from ..ledger.events import Event
+from .base import Context, Projection
+from .tables import nodes
+
+_COLS = ("name", "url", "node_type", "status", "capabilities", "load", "events", "forked_at", "last_ts")
+
+
+def _json(value: Any) -> str:
+    return encoding.canonical_bytes(value).decode("utf-8")
+
+
+class NodesProjection(Projection):
+    name = "nodes"
+    tables = (nodes,)
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+
+    def node(self, key: str) -> dict[str, Any]:
+        row = self.nodes.get(key)
+        if row is None:
+            row = self.nodes[key] = {"name": key[:16], "url": None, "node_type": "client", "status": "unknown",
+                                     "capabilities": "{}", "load": "{}", "events": 0, "forked_at": None,
+                                     "last_ts": 0}
+        self._dirty.add(key)
+        return row
+
+    def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
+        row = self.node(event.author)
+        row["events"] += 1
+        row["last_ts"] = max(row["last_ts"], event.ts)
+        if event.author in ctx.frozen:
+            row["forked_at"] = ctx.frozen[event.author]
+        if reason is not None:
+            return
+        b = event.body
+        if event.type == "node.joined":
+            row.update(name=b["name"], url=b.get("url"), node_type=b.get("node_type", "client"), status="online",
+                       capabilities=_json(b.get("capabilities", {})))
+        elif event.type == "node.updated":
+            for field in ("name", "url", "status"):
+                if field in b:
+                    row[field] = b[field]
+            if "capabilities" in b:
+                row["capabilities"] = _json(b["capabilities"])
+            if "load" in b:
+                row["load"] = _json(b["load"])
+        elif event.type == "node.left":
+            row["status"] = "offline"
+        elif event.type == "fork.proof":
+            target = self.node(b["author"])
+            target["forked_at"] = min(b["seq"], target["forked_at"] or b["seq"])
+
+    def rows(self) -> dict[Any, list[dict[str, Any]]]:
+        return {nodes: [dict(node_id=k, **v) for k, v in self.nodes.items()]}
+
+    def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
+        keys = sorted(self._dirty)
+        self._dirty = set()
+        return {nodes: (keys, [dict(node_id=k, **self.nodes[k]) for k in keys])}
+
+    def load(self, conn: Connection) -> None:
+        self.reset()
+        for row in conn.execute(select(nodes)).mappings():
+            self.nodes[row["node_id"]] = {c: row[c] for c in _COLS}
+
+    def digest_items(self) -> Iterable[Any]:
+        for key in sorted(self.nodes):
+            row = self.nodes[key]
+            # last_ts and event counts are the same on every peer holding the same events
+            yield [key, [row[c] for c in _COLS]]
+
+    def describe(self, key: str) -> dict[str, Any]:
+        row = self.nodes[key]
+        return {"node_id": key, **{c: row[c] for c in _COLS if c not in ("capabilities", "load")},
+                "capabilities": orjson.loads(row["capabilities"]), "load": orjson.loads(row["load"])}

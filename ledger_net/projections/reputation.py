@@ -1,0 +1,164 @@
+"""Reputation of every node: a deterministic integer fold of effective feedback.
+
+Scores are parts per million in [0, 1_000_000]. Time is logical: a subject's
+feedback is taken in one canonical order — (author clock, event hash), the same on
+every peer whatever order events arrived in — and each step first decays its score toward the initial score by `decay`, then
+moves it — toward 1 for a success (by rate·reward·quality·(1−s)), toward 0 for a
+failure (by rate·penalty·(1−quality)·s), with rate = 10 % × weight. A node proven
+to have forked is pinned to 0. All arithmetic is integer, so every peer agrees.
+
+Level names (by score): untrusted < 0.2 ≤ low < 0.4 ≤ neutral < 0.6 ≤ trusted
+< 0.8 ≤ high < 0.95 ≤ elite.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, select
+
+from ..ledger.events import Event
+from .base import Context, Projection
+from .tables import reputation, reputation_history
+
+PPM = 1_000_000
+RATE_PPM = 100_000  # 10 % of the distance per full-weight feedback
+
+LEVELS = ((200_000, "untrusted"), (400_000, "low"), (600_000, "neutral"), (800_000, "trusted"),
+          (950_000, "high"), (PPM + 1, "elite"))
+
+
+@dataclass(frozen=True)
+class ReputationParams:
+    """The scoring constants; a network fixes them in its genesis `params.reputation`."""
+
+    initial_ppm: int = 500_000
+    decay_ppm: int = 10_000
+    reward_ppm: int = 1_200_000
+    penalty_ppm: int = 1_500_000
+
+    @classmethod
+    def from_genesis(cls, params: dict[str, Any]) -> "ReputationParams":
+        rep = params.get("reputation") or {}
+        return cls(**{k: int(v) for k, v in rep.items() if k in cls.__dataclass_fields__})
+
+    def as_params(self) -> dict[str, int]:
+        return {"initial_ppm": self.initial_ppm, "decay_ppm": self.decay_ppm,
+                "reward_ppm": self.reward_ppm, "penalty_ppm": self.penalty_ppm}
+
+
+def next_score(score: int, positive: bool, quality_ppm: int, weight_ppm: int, p: ReputationParams) -> int:
+    """One feedback step, in integers."""
+    score += (p.initial_ppm - score) * p.decay_ppm // PPM
+    rate = RATE_PPM * weight_ppm // PPM
+    if positive:
+        delta = rate * p.reward_ppm // PPM * quality_ppm // PPM * (PPM - score) // PPM
+        score += delta
+    else:
+        delta = rate * p.penalty_ppm // PPM * (PPM - quality_ppm) // PPM * score // PPM
+        score -= delta
+    return max(0, min(PPM, score))
+
+
+def level_of(score_ppm: int) -> str:
+    for bound, name in LEVELS:
+        if score_ppm < bound:
+            return name
+    return LEVELS[-1][1]
+
+
+_COLUMNS = ("score_ppm", "positive", "negative", "quality_sum_ppm", "feedback_count", "forked")
+
+
+class ReputationProjection(Projection):
+    name = "reputation"
+    tables = (reputation, reputation_history)
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.subjects: dict[str, dict[str, Any]] = {}
+        self.feedback: dict[str, list[tuple[int, str, bool, int, int]]] = {}  # canonical order
+        self.params: ReputationParams | None = None
+        self._dirty: set[str] = set()
+        self._new_history: list[dict[str, Any]] = []
+
+    def subject(self, key: str) -> dict[str, Any]:
+        row = self.subjects.get(key)
+        if row is None:
+            initial = (self.params or ReputationParams()).initial_ppm
+            row = self.subjects[key] = {"score_ppm": initial, "positive": 0, "negative": 0,
+                                        "quality_sum_ppm": 0, "feedback_count": 0, "forked": False}
+        self._dirty.add(key)
+        return row
+
+    def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
+        if self.params is None:
+            self.params = ReputationParams.from_genesis(ctx.params)
+        if event.type == "node.joined" and reason is None:
+            self.subject(event.author)
+        if event.author in ctx.frozen:
+            row = self.subject(event.author)
+            row["forked"], row["score_ppm"] = True, 0
+        if event.type != "reputation.feedback" or reason is not None:
+            return
+        b = event.body
+        row = self.subject(b["subject"])
+        item = (event.ts, event.hash, b["positive"], b["quality_ppm"], b["weight_ppm"])
+        items = self.feedback.setdefault(b["subject"], [])
+        if not items or items[-1] < item:
+            items.append(item)
+            row["score_ppm"] = next_score(row["score_ppm"], item[2], item[3], item[4], self.params)
+        else:  # arrived out of canonical order: refold this subject
+            bisect.insort(items, item)
+            row["score_ppm"] = self.fold_scores(items)[-1]
+        if b["subject"] in ctx.frozen:
+            row["forked"], row["score_ppm"] = True, 0
+        row["positive" if b["positive"] else "negative"] += 1
+        row["quality_sum_ppm"] += b["quality_ppm"]
+        row["feedback_count"] += 1
+        self._new_history.append({"offset": offset, "subject": b["subject"], "author": event.author,
+                                  "event_hash": event.hash, "positive": b["positive"],
+                                  "quality_ppm": b["quality_ppm"], "weight_ppm": b["weight_ppm"],
+                                  "score_after_ppm": row["score_ppm"], "ts": event.ts})
+
+    def fold_scores(self, items: list[tuple[int, str, bool, int, int]]) -> list[int]:
+        """Score after each feedback of `items` (in canonical order), from the initial score."""
+        params = self.params or ReputationParams()
+        score, out = params.initial_ppm, []
+        for _, _, positive, quality, weight in items:
+            score = next_score(score, positive, quality, weight, params)
+            out.append(score)
+        return out
+
+    def rows(self) -> dict[Any, list[dict[str, Any]]]:
+        return {reputation: [dict(subject=k, **v) for k, v in self.subjects.items()]}
+
+    def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
+        keys = sorted(self._dirty)
+        out = {reputation: (keys, [dict(subject=k, **self.subjects[k]) for k in keys]),
+               reputation_history: ([], self._new_history)}
+        self._dirty, self._new_history = set(), []
+        return out
+
+    def load(self, conn: Connection) -> None:
+        self.reset()
+        for row in conn.execute(select(reputation)).mappings():
+            self.subjects[row["subject"]] = {c: row[c] for c in _COLUMNS}
+        for row in conn.execute(select(reputation_history)).mappings():
+            self.feedback.setdefault(row["subject"], []).append(
+                (row["ts"], row["event_hash"], row["positive"], row["quality_ppm"], row["weight_ppm"]))
+        for items in self.feedback.values():
+            items.sort()
+
+    def digest_items(self) -> Iterable[Any]:
+        for key in sorted(self.subjects):
+            row = self.subjects[key]
+            yield [key, [int(row[c]) for c in _COLUMNS]]
+
+    def score(self, subject: str) -> int:
+        row = self.subjects.get(subject)
+        return row["score_ppm"] if row else (self.params or ReputationParams()).initial_ppm
