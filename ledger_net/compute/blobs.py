@@ -36,7 +36,7 @@ def encode_array(array: Any) -> bytes:
     """Canonical bytes of a numeric array (anything ``np.asarray`` accepts)."""
     arr = np.asarray(array)
     dtype = _canonical_dtype(arr.dtype)
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = np.asarray(arr, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
     header = json.dumps({"dtype": dtype.str, "shape": list(arr.shape)},
                         sort_keys=True, separators=(",", ":")).encode()
     return MAGIC + struct.pack(">I", len(header)) + header + arr.tobytes(order="C")
