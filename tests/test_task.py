@@ -238,3 +238,22 @@ def test_seed_ml_example_fails_with_a_clear_reason():
     (chunk,) = task.create_chunks()
     with pytest.raises(TaskError, match=r"unsupported model format '\.h5'.*\.npz"):
         run_chunk("ml_inference", chunk.payload)
+
+
+def _plain_json(value):
+    """Only exact JSON types (no enum members, tuples or numpy scalars) and no floats."""
+    if type(value) in (list, dict):
+        items = value.values() if type(value) is dict else value
+        return all(type(k) is str for k in (value if type(value) is dict else [])) and all(map(_plain_json, items))
+    return value is None or type(value) in (str, bool, int)
+
+
+@pytest.mark.parametrize("task", _all_kinds(), ids=lambda t: t.task_type.value)
+def test_to_dict_packs_into_signable_content(task):
+    from ledger_net.compute import pack, unpack
+
+    task.config["priority"] = TaskPriority.HIGH  # an enum member slipped in after construction
+    task.config["numpy"] = np.arange(3)
+    wire, blobs = pack(task.to_dict())
+    assert _plain_json(wire)
+    assert Task.from_dict(unpack(wire, blobs)).config["numpy"] == [0, 1, 2]

@@ -57,13 +57,18 @@ def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> Tuple[Any,
     blobs: Dict[str, bytes] = {}
 
     def go(v: Any, where: str) -> Any:
-        if v is None or isinstance(v, (bool, str)):
+        if v is None or type(v) is bool:
             return v
+        if isinstance(v, str):
+            return str(v)  # plain str, also for StrEnum members
         if isinstance(v, np.ndarray):
             v = v.tolist()
         elif isinstance(v, np.generic):
             v = v.item()
+        if isinstance(v, bool):
+            return bool(v)
         if isinstance(v, int):
+            v = int(v)  # plain int, also for IntEnum members
             return v if INT64_MIN <= v <= INT64_MAX else {"$int": hex(v)}
         if isinstance(v, float):
             return {"$float": repr(v)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
-from enum import IntEnum, StrEnum
+from enum import Enum, IntEnum, StrEnum
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..compute import aggregate, payload_work_units, plan_chunks, run_chunk, validate_config
@@ -88,7 +88,9 @@ def coerce_priority(value: Any) -> TaskPriority:
 
 
 def _plain(value: Any) -> Any:
-    """Lists instead of numpy arrays/tuples, so configs stay JSON-like."""
+    """Lists instead of numpy arrays/tuples, plain values instead of enum members: JSON-like configs."""
+    if isinstance(value, Enum):
+        return value.value
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, tuple):
@@ -137,7 +139,7 @@ class Task:
         self.task_id: str = task_id or f"task-{uuid.uuid4().hex}"
         self.owner_id = owner_id
         self.task_type: TaskType = coerce_task_type(task_type)
-        self.requirements: Dict[str, Any] = dict(requirements or {})
+        self.requirements: Dict[str, Any] = _plain(dict(requirements or {}))
         self.config: Dict[str, Any] = _plain(dict(config or {}))
         raw = priority if priority is not None else self.config.get("priority", TaskPriority.NORMAL)
         try:
@@ -241,6 +243,9 @@ class Task:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Task) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.task_id)
 
     def __repr__(self) -> str:
         return f"Task({self.task_id!r}, {self.task_type.value}, owner={self.owner_id!r}, status={self.status.value})"
