@@ -178,7 +178,7 @@ class Ledger:
             prepared = []  # (envelope, raw, digest)
             acct = self.state.accounts.get(identity.node_id)
             seq, prev = (acct.seq, acct.head) if acct else (0, None)
-            now = int(time.time() * 1000)
+            now = max(int(time.time() * 1000), acct.ts if acct else 0)  # never run the clock backwards
             for type_, body, deps in items:
                 deps = sorted(set(deps))
                 for dep in deps:

@@ -31,6 +31,7 @@ class Account:
 
     seq: int = 0
     head: str | None = None
+    ts: int = 0  # the author's clock at its head (informative)
     balance: int = 0
     escrow: dict[str, int] = field(default_factory=dict)  # open task_id -> escrowed amount
     max_price: dict[str, int] = field(default_factory=dict)  # task_id -> per-chunk price cap
@@ -109,6 +110,7 @@ class LedgerState:
         acct = self.account(event.author)
         acct.seq = event.seq
         acct.head = event.hash
+        acct.ts = event.ts
         if reason is None:
             rule = _RULES.get(event.type)
             if rule is not None and rule[1] is not None:

@@ -1,8 +1,9 @@
 """Reputation of every node: a deterministic integer fold of effective feedback.
 
 Scores are parts per million in [0, 1_000_000]. Time is logical: a subject's
-feedback is taken in one canonical order — (author clock, event hash), the same on
-every peer whatever order events arrived in — and each step first decays its score toward the initial score by `decay`, then
+feedback is taken in one canonical order — (author clock, author, seq), the same on
+every peer whatever order events arrived in (honest authors keep their clocks
+non-decreasing along their chains) — and each step first decays its score toward the initial score by `decay`, then
 moves it — toward 1 for a success (by rate·reward·quality·(1−s)), toward 0 for a
 failure (by rate·penalty·(1−quality)·s), with rate = 10 % × weight. A node proven
 to have forked is pinned to 0. All arithmetic is integer, so every peer agrees.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -69,6 +70,18 @@ def level_of(score_ppm: int) -> str:
     return LEVELS[-1][1]
 
 
+class Feedback(NamedTuple):
+    """One effective feedback about a subject; tuples sort into the canonical order."""
+
+    ts: int
+    author: str
+    seq: int
+    hash: str
+    positive: bool
+    quality_ppm: int
+    weight_ppm: int
+
+
 _COLUMNS = ("score_ppm", "positive", "negative", "quality_sum_ppm", "feedback_count", "forked")
 
 
@@ -81,7 +94,7 @@ class ReputationProjection(Projection):
 
     def reset(self) -> None:
         self.subjects: dict[str, dict[str, Any]] = {}
-        self.feedback: dict[str, list[tuple[int, str, bool, int, int]]] = {}  # canonical order
+        self.feedback: dict[str, list[Feedback]] = {}  # per subject, in canonical order
         self.params: ReputationParams | None = None
         self._dirty: set[str] = set()
         self._new_history: list[dict[str, Any]] = []
@@ -107,11 +120,13 @@ class ReputationProjection(Projection):
             return
         b = event.body
         row = self.subject(b["subject"])
-        item = (event.ts, event.hash, b["positive"], b["quality_ppm"], b["weight_ppm"])
+        item = Feedback(event.ts, event.author, event.seq, event.hash, b["positive"], b["quality_ppm"],
+                        b["weight_ppm"])
         items = self.feedback.setdefault(b["subject"], [])
         if not items or items[-1] < item:
             items.append(item)
-            row["score_ppm"] = next_score(row["score_ppm"], item[2], item[3], item[4], self.params)
+            row["score_ppm"] = next_score(row["score_ppm"], item.positive, item.quality_ppm, item.weight_ppm,
+                                          self.params)
         else:  # arrived out of canonical order: refold this subject
             bisect.insort(items, item)
             row["score_ppm"] = self.fold_scores(items)[-1]
@@ -121,16 +136,16 @@ class ReputationProjection(Projection):
         row["quality_sum_ppm"] += b["quality_ppm"]
         row["feedback_count"] += 1
         self._new_history.append({"offset": offset, "subject": b["subject"], "author": event.author,
-                                  "event_hash": event.hash, "positive": b["positive"],
+                                  "seq": event.seq, "event_hash": event.hash, "positive": b["positive"],
                                   "quality_ppm": b["quality_ppm"], "weight_ppm": b["weight_ppm"],
                                   "score_after_ppm": row["score_ppm"], "ts": event.ts})
 
-    def fold_scores(self, items: list[tuple[int, str, bool, int, int]]) -> list[int]:
+    def fold_scores(self, items: list[Feedback]) -> list[int]:
         """Score after each feedback of `items` (in canonical order), from the initial score."""
         params = self.params or ReputationParams()
         score, out = params.initial_ppm, []
-        for _, _, positive, quality, weight in items:
-            score = next_score(score, positive, quality, weight, params)
+        for item in items:
+            score = next_score(score, item.positive, item.quality_ppm, item.weight_ppm, params)
             out.append(score)
         return out
 
@@ -149,8 +164,9 @@ class ReputationProjection(Projection):
         for row in conn.execute(select(reputation)).mappings():
             self.subjects[row["subject"]] = {c: row[c] for c in _COLUMNS}
         for row in conn.execute(select(reputation_history)).mappings():
-            self.feedback.setdefault(row["subject"], []).append(
-                (row["ts"], row["event_hash"], row["positive"], row["quality_ppm"], row["weight_ppm"]))
+            self.feedback.setdefault(row["subject"], []).append(Feedback(
+                row["ts"], row["author"], row["seq"], row["event_hash"], row["positive"], row["quality_ppm"],
+                row["weight_ppm"]))
         for items in self.feedback.values():
             items.sort()
 

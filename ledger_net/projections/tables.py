@@ -67,6 +67,7 @@ reputation_history = Table(
     Column("offset", BigInteger, primary_key=True, autoincrement=False),
     Column("subject", String(64), nullable=False),
     Column("author", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
     Column("event_hash", String(64), nullable=False),
     Column("positive", Boolean, nullable=False),
     Column("quality_ppm", Integer, nullable=False),

@@ -148,6 +148,7 @@ def upgrade() -> None:
     sa.Column('offset', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('subject', sa.String(length=64), nullable=False),
     sa.Column('author', sa.String(length=64), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.Column('event_hash', sa.String(length=64), nullable=False),
     sa.Column('positive', sa.Boolean(), nullable=False),
     sa.Column('quality_ppm', sa.Integer(), nullable=False),
