@@ -107,3 +107,28 @@ def test_reduction_errors_are_readable():
         reduce_values("mean", [])
     assert reduce_values("sum", []) == 0 and reduce_values("count", []) == 0
     assert reduce_name("avg") == "mean" and reduce_name("STD") == "std"
+
+
+def test_range_product_size_is_checked_before_any_work():
+    from ledger_net.compute import validate_config
+
+    errors = validate_config("range_reduce", {"start": 1, "end": 10**8, "operation": "product"})
+    assert errors and "bits" in errors[0]
+    huge_with_zero = {"start": -(10**9), "end": 10**9, "operation": "product"}
+    assert validate_config("range_reduce", huge_with_zero) == []
+    payloads = plan_chunks("range_reduce", huge_with_zero, 1000)
+    assert len(payloads) == 1  # a zero factor makes the whole product 0: no reason to split
+    assert aggregate("range_reduce", huge_with_zero, [run_chunk("range_reduce", p) for p in payloads]) == 0
+
+
+def test_product_too_large_fails_the_same_way_chunked_or_not_unless_a_zero_is_there():
+    huge = [2**60 + 1] * 20_000  # about 1.2 million bits
+    for data, expect_zero in ((huge, False), (huge + [0], True), ([0] + huge, True)):
+        config = {"data": data, "map_operation": "identity", "reduce_operation": "product"}
+        for size in (len(data), 5000):
+            results = [run_chunk("map_reduce", p) for p in plan_chunks("map_reduce", config, size)]
+            if expect_zero:
+                assert aggregate("map_reduce", config, results) == 0
+            else:
+                with pytest.raises(TaskError, match="exceeds"):
+                    aggregate("map_reduce", config, results)

@@ -80,17 +80,18 @@ def exact_sum_of_squares(values: Iterable[Number]) -> Fraction:
     return Fraction(int_total) + Fraction(float_total, 1 << (2 * _FLOAT_SHIFT))
 
 
-def exact_product(values: Iterable[Number]) -> Fraction:
-    """Exact product, refusing results too large to be worth carrying."""
+def exact_product(values: Iterable[Number]) -> Fraction | None:
+    """Exact product; None when it would exceed MAX_EXACT_BITS (a zero factor always gives 0)."""
+    values = list(values)
+    if any(v == 0 for v in values):
+        return Fraction(0)
     num, den = 1, 1
     for v in values:
-        if v == 0:
-            return Fraction(0)
         n, d = v.as_integer_ratio() if isinstance(v, float) else (v, 1)
         num *= n
         den *= d
         if num.bit_length() + den.bit_length() > MAX_EXACT_BITS:
-            raise TaskError(f"exact product exceeds {MAX_EXACT_BITS} bits; split the data or use sum of logs")
+            return None
     return Fraction(num, den)
 
 

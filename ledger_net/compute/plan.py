@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping
 from ..errors import TaskError
 from .matrices import SINGLE_CHUNK, matrix_name, split_matrix_op, validate_matrices
 from .operations import map_name
-from .ranges import check_range
+from .ranges import check_product_size, check_range
 from .reductions import flatten, reduce_name
 
 TASK_TYPES = ("range_reduce", "map", "map_reduce", "matrix_ops", "ml_inference", "ml_train_step", "code")
@@ -80,7 +80,10 @@ def validate_config(task_type: str, config: Mapping[str, Any]) -> List[str]:
     """Readable reasons why this config cannot run (empty list when it can)."""
     c = config
     if task_type == "range_reduce":
-        return _errors(lambda: reduce_name(c.get("operation")), lambda: check_range(c.get("start"), c.get("end")))
+        errs = _errors(lambda: reduce_name(c.get("operation")), lambda: check_range(c.get("start"), c.get("end")))
+        if not errs and reduce_name(c["operation"]) == "product":
+            errs = _errors(lambda: check_product_size(c["start"], c["end"]))
+        return errs
     if task_type == "map":
         return _errors(lambda: map_name(c.get("operation")), lambda: _need_list(c, "data"))
     if task_type == "map_reduce":
@@ -123,6 +126,8 @@ def plan_chunks(task_type: str, config: Mapping[str, Any], chunk_size: int | Non
     c = config
     if task_type == "range_reduce":
         start, end = c["start"], c["end"]
+        if reduce_name(c["operation"]) == "product" and start <= 0 <= end:
+            return [{"start": start, "end": end, "operation": c["operation"]}]  # zero factor: answer 0, O(1)
         size = effective_chunk_size(task_type, end - start + 1, chunk_size)
         return [{"start": s, "end": min(s + size - 1, end), "operation": c["operation"]}
                 for s in range(start, end + 1, size)]

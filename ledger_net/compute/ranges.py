@@ -42,15 +42,21 @@ def _product_bits(start: int, end: int) -> float:
     return (math.lgamma(hi + 1) - math.lgamma(lo)) / math.log(2)
 
 
+def check_product_size(start: int, end: int) -> None:
+    """Refuse a range product too large to be worth computing (a range holding 0 is fine: 0)."""
+    if start <= 0 <= end:
+        return
+    if end - start + 1 > MAX_PRODUCT_TERMS or _product_bits(start, end) > MAX_EXACT_BITS:
+        raise TaskError(
+            f"product of {start}..{end} has about {_product_bits(start, end):.3g} bits "
+            f"(limit {MAX_EXACT_BITS} bits, {MAX_PRODUCT_TERMS} factors); use a smaller range")
+
+
 def range_product(start: int, end: int) -> int:
     """Exact product of start..end, refusing sizes that cannot be worth computing."""
     if start <= 0 <= end:
         return 0
-    terms = end - start + 1
-    if terms > MAX_PRODUCT_TERMS or _product_bits(start, end) > MAX_EXACT_BITS:
-        raise TaskError(
-            f"product of {start}..{end} has about {_product_bits(start, end):.3g} bits "
-            f"(limit {MAX_EXACT_BITS} bits, {MAX_PRODUCT_TERMS} factors); use a smaller range")
+    check_product_size(start, end)
     # Balanced binary splitting keeps big-int multiplications similar in size.
     def prod(a: int, b: int) -> int:
         if b - a < 16:

@@ -61,7 +61,8 @@ def numbers_state(op: str, numbers: Sequence[Number], all_int: bool) -> State:
     if op in ("sum_of_squares", "variance", "std"):
         state["q"] = encode_exact(exact_sum_of_squares(numbers))
     if op == "product":
-        state["p"] = encode_exact(exact_product(numbers))
+        prod = exact_product(numbers)
+        state["p"] = None if prod is None else encode_exact(prod)  # None: too large to carry
     if op in ("min", "max"):
         state["m"] = (min(numbers) if op == "min" else max(numbers)) if numbers else None
     if op == "any":
@@ -81,10 +82,7 @@ def merge_states(op: str, states: Iterable[State]) -> State:
             if key in st:
                 merged[key] = encode_exact(decode_exact(merged.get(key, 0)) + decode_exact(st[key]))
         if "p" in st:
-            prod = decode_exact(merged.get("p", 1)) * decode_exact(st["p"])
-            if prod.numerator.bit_length() + prod.denominator.bit_length() > MAX_EXACT_BITS:
-                raise TaskError(f"exact product exceeds {MAX_EXACT_BITS} bits")
-            merged["p"] = encode_exact(prod)
+            merged["p"] = _merge_products(merged.get("p", [1, 1]), st["p"])
         if "m" in st:
             cur, new = merged.get("m"), st["m"]
             if cur is None:
@@ -94,6 +92,18 @@ def merge_states(op: str, states: Iterable[State]) -> State:
         if "b" in st:
             merged["b"] = (merged.get("b", False) or st["b"]) if op == "any" else (merged.get("b", True) and st["b"])
     return merged
+
+
+def _merge_products(a: Any, b: Any) -> Any:
+    """Product of two encoded partial products; a zero wins over a too-large (None) one."""
+    if a == [0, 1] or b == [0, 1]:
+        return [0, 1]
+    if a is None or b is None:
+        return None
+    prod = decode_exact(a) * decode_exact(b)
+    if prod.numerator.bit_length() + prod.denominator.bit_length() > MAX_EXACT_BITS:
+        return None
+    return encode_exact(prod)
 
 
 def finish_state(op: str, state: State) -> Number | bool:
@@ -110,6 +120,8 @@ def finish_state(op: str, state: State) -> Number | bool:
     if op == "sum_of_squares":
         return finish_number(decode_exact(state.get("q", 0)), integral)
     if op == "product":
+        if state.get("p", 1) is None:
+            raise TaskError(f"exact product exceeds {MAX_EXACT_BITS} bits; reduce with sum of logs instead")
         return finish_number(decode_exact(state.get("p", 1)), integral)
     if n == 0:
         raise TaskError(f"{op} of no values is undefined")
