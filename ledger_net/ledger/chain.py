@@ -319,7 +319,7 @@ class Ledger:
             reason = self._evaluate(self.state, event)
             self.state.apply(event, reason)
             if event.type == FORK_PROOF and reason is None:
-                proof = _proof_from_body(event.body)
+                proof = parse_fork_proof(event.body)
                 if proof and (proof.author, proof.seq) not in {(p.author, p.seq) for p in proofs}:
                     proofs.append(proof)
                     report.forks.append((proof.author, proof.seq))
@@ -336,7 +336,7 @@ class Ledger:
 
     def _evaluate(self, state: LedgerState, event: Event) -> str | None:
         reason = state.evaluate(event)
-        if reason is None and event.type == FORK_PROOF and _proof_from_body(event.body, state.net) is None:
+        if reason is None and event.type == FORK_PROOF and parse_fork_proof(event.body, state.net) is None:
             return "fork proof does not show two signed events of one author and seq"
         return reason
 
@@ -385,7 +385,7 @@ def _proof(a: Event, b: Event) -> ForkProof:
     return ForkProof(first.author, first.seq, first.hash, first.raw, first.sig, second.hash, second.raw, second.sig)
 
 
-def _proof_from_body(body: dict[str, Any], net: str | None = None) -> ForkProof | None:
+def parse_fork_proof(body: dict[str, Any], net: str | None = None) -> ForkProof | None:
     """Parse and check a gossiped proof: two validly signed, different events of one (author, seq)."""
     try:
         a, b = Event.from_json(body["a"]), Event.from_json(body["b"])

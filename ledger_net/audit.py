@@ -1,0 +1,129 @@
+"""Auditing: verify a log from scratch and report on its books.
+
+`verify_events` trusts nothing that was stored: it re-checks every event's
+canonical bytes, hash, signature, schema and chain link, re-folds the validity
+rules and compares each verdict with the stored one. `audit` adds the accountant's
+view: supply, conservation, balances, escrow, forks, invalid and pending events,
+and whether the projections agree with the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .errors import LedgerError
+from .ledger.chain import FORK_PROOF, Ledger, parse_fork_proof
+from .ledger.events import Event
+from .ledger.rules import LedgerState
+from .ledger.store import StoredEvent
+from .projections.runner import ProjectionRunner
+
+
+@dataclass
+class Problem:
+    author: str
+    seq: int
+    hash: str
+    problem: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"author": self.author, "seq": self.seq, "hash": self.hash, "problem": self.problem}
+
+
+@dataclass
+class VerifyReport:
+    events: int = 0
+    effective: int = 0
+    invalid: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    state: LedgerState = field(default_factory=LedgerState)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "events": self.events, "effective": self.effective, "invalid": self.invalid,
+                "problems": [p.as_dict() for p in self.problems], "supply": self.state.supply(),
+                "conserved": self.state.conserved(), "forks": dict(self.state.frozen)}
+
+
+def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = None) -> VerifyReport:
+    """Check every stored event from its bytes up; list each bad one by author, seq and hash."""
+    report = VerifyReport()
+    state = report.state
+    state.frozen.update(forks or {})
+    for row in rows:
+        report.events += 1
+        try:
+            event = Event.from_wire(row.raw, row.sig)
+        except LedgerError as exc:
+            report.problems.append(Problem(row.author, row.seq, row.hash, f"unreadable: {exc}"))
+            continue
+        if event.hash != row.hash or event.author != row.author or event.seq != row.seq:
+            report.problems.append(Problem(row.author, row.seq, row.hash, "stored columns disagree with the bytes"))
+        if not event.verify_signature():
+            report.problems.append(Problem(event.author, event.seq, event.hash, "bad signature"))
+            continue
+        try:
+            state.check_link(event)
+        except LedgerError as exc:
+            report.problems.append(Problem(event.author, event.seq, event.hash, f"broken chain: {exc}"))
+            continue
+        reason = state.evaluate(event)
+        if reason is None and event.type == FORK_PROOF:
+            if parse_fork_proof(event.body, state.net) is None:
+                reason = "fork proof does not show two signed events of one author and seq"
+        state.apply(event, reason)
+        if reason is None:
+            report.effective += 1
+        else:
+            report.invalid += 1
+        if (reason is None) != row.valid:
+            report.problems.append(Problem(event.author, event.seq, event.hash,
+                                           f"stored verdict {'valid' if row.valid else 'invalid'} but the rules say "
+                                           f"{'valid' if reason is None else 'invalid: ' + reason}"))
+        if not state.conserved():
+            report.problems.append(Problem(event.author, event.seq, event.hash, "conservation broken"))
+    return report
+
+
+def audit(ledger: Ledger, runner: ProjectionRunner) -> dict[str, Any]:
+    """The accountant's report of one ledger; `ok` is False on any violation."""
+    forks = {p.author: p.seq for p in ledger.store.fork_proofs()}
+    verified = verify_events(ledger.store.select_events(), forks)
+    balances = runner["balances"]
+    state = verified.state
+    mismatched = []
+    for author, acct in state.accounts.items():
+        projected = balances.accounts.get(author, {})
+        if projected.get("balance", 0) != acct.balance or projected.get("escrow", 0) != sum(acct.escrow.values()):
+            mismatched.append(author)
+    supply = state.supply()
+    decimals = state.decimals
+    nodes = runner["nodes"].nodes
+    accounts = []
+    for author in sorted(balances.accounts):
+        row = balances.accounts[author]
+        accounts.append({"account": author, "name": nodes.get(author, {}).get("name"),
+                         **{k: row[k] for k in ("balance", "escrow", "incoming", "earned", "spent", "sent",
+                                                "received", "minted", "burnt")}})
+    violations = [p.as_dict() for p in verified.problems]
+    if mismatched:
+        violations.append({"problem": "projection balances disagree with the rules", "accounts": mismatched})
+    return {
+        "ok": not violations,
+        "net": state.net,
+        "decimals": decimals,
+        "events": verified.events,
+        "effective": verified.effective,
+        "invalid_events": verified.invalid,
+        "pending_events": len(ledger.pending),
+        "supply": supply,
+        "conserved": state.conserved(),
+        "forks": [{"author": p.author, "seq": p.seq, "hashes": [p.hash_a, p.hash_b]} for p in ledger.store.fork_proofs()],
+        "accounts": accounts,
+        "state_hash": runner.state_hash(),
+        "violations": violations,
+    }
