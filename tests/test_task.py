@@ -257,3 +257,19 @@ def test_to_dict_packs_into_signable_content(task):
     wire, blobs = pack(task.to_dict())
     assert _plain_json(wire)
     assert Task.from_dict(unpack(wire, blobs)).config["numpy"] == [0, 1, 2]
+
+
+def test_code_task_takes_a_real_code_bundle_and_packs_its_bytes():
+    from ledger_net.compute import pack, unpack
+    from ledger_net.sandbox.bundle import CodeBundle
+
+    bundle = CodeBundle(entrypoint="main.wasm", files={"main.wasm": b"\0asm\x01\0\0\0"}, args=["x"])
+    task = Task.create_code("u", bundle, REQ, {})
+    assert task.validate() == []
+    (chunk,) = task.create_chunks()
+    wire, blobs = pack(chunk.payload)
+    assert _plain_json(wire)
+    assert unpack(wire, blobs)["bundle"]["files"]["main.wasm"] == b"\0asm\x01\0\0\0"
+    with pytest.raises(TaskError, match="sandbox"):
+        run_chunk("code", chunk.payload)
+    assert task.aggregate_results([{"stdout": "3\n"}]) == {"stdout": "3\n"}

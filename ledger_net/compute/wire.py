@@ -4,7 +4,7 @@ Signed ledger content allows no floats and no integers beyond 64 bits, yet user
 data is full of both. ``pack`` rewrites a JSON-like value so it fits:
 
 * a float becomes ``{"$float": repr(x)}`` (repr round-trips every double exactly);
-* an int outside signed 64 bits becomes ``{"$int": hex}``;
+* an int outside signed 64 bits becomes ``{"$int": hex}``; bytes become ``{"$bytes": base64}``;
 * a rectangular list of only floats or only ints with at least ``min_blob_items``
   numbers becomes ``{"$blob": sha256}``, its bytes (:mod:`blobs`) returned aside;
 * a user dict with a key starting with ``$`` is wrapped as ``{"$dict": {...}}``.
@@ -14,6 +14,7 @@ data is full of both. ``pack`` rewrites a JSON-like value so it fits:
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
@@ -23,7 +24,6 @@ from .blobs import blob_hash, decode_array, encode_array, fetch_blob
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_MIN_BLOB_ITEMS = 64
-_TAGS = ("$float", "$int", "$blob", "$dict")
 
 
 def _leaves(value: Any) -> list:
@@ -61,6 +61,8 @@ def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> Tuple[Any,
             return v
         if isinstance(v, str):
             return str(v)  # plain str, also for StrEnum members
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            return {"$bytes": base64.b64encode(bytes(v)).decode("ascii")}
         if isinstance(v, np.ndarray):
             v = v.tolist()
         elif isinstance(v, np.generic):
@@ -104,6 +106,8 @@ def unpack(value: Any, blobs: Mapping[str, bytes] | None = None) -> Any:
             return float(inner)
         if tag == "$int":
             return int(inner, 16)
+        if tag == "$bytes":
+            return base64.b64decode(inner, validate=True)
         if tag == "$blob":
             return decode_array(fetch_blob(inner, blobs)).tolist()
         if tag == "$dict":
