@@ -21,7 +21,11 @@ from .reductions import flatten
 def _sqrt(x: Number) -> float:
     if x < 0:
         raise TaskError(f"sqrt of negative value {x!r}")
-    return math.isqrt(x) * 1.0 if isinstance(x, int) and math.isqrt(x) ** 2 == x else math.sqrt(x)
+    if isinstance(x, int):
+        root = math.isqrt(x)
+        if root * root == x:
+            return float(root)  # exact for perfect squares of any size
+    return math.sqrt(x)
 
 
 def _log(fn: Callable[[Number], float]) -> Callable[[Number], float]:
