@@ -13,6 +13,7 @@ of that 32-byte digest. Events are immutable; they are built either by signing
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -29,8 +30,11 @@ GENESIS = "network.genesis"
 _ENVELOPE_KEYS = frozenset({"v", "net", "author", "seq", "prev", "deps", "type", "body", "ts"})
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+
+
 def _is_hash(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _HEX64(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ which sees the event's causal past.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -19,8 +20,11 @@ MAX_TEXT = 4096
 MAX_NAME = 128
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+
+
 def _is_hash(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _HEX64(value) is not None
 
 
 def text(max_len: int = MAX_TEXT, min_len: int = 0) -> Check:
