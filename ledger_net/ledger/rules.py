@@ -37,6 +37,7 @@ class Account:
     max_price: dict[str, int] = field(default_factory=dict)  # task_id -> per-chunk price cap
     tasks: set[str] = field(default_factory=set)  # every task_id this author submitted
     paid: set[tuple[str, str]] = field(default_factory=set)  # (task_id, worker) this author paid
+    assigned: set[tuple[str, str]] = field(default_factory=set)  # (task_id, worker) this author assigned
     rated: set[tuple[str, str]] = field(default_factory=set)  # (task_id, subject) feedback given
 
 
@@ -260,6 +261,7 @@ def _check_assign(state: LedgerState, acct: Account, ev: Event) -> str | None:
 
 def _apply_assign(state: LedgerState, acct: Account, ev: Event) -> None:
     b = ev.body
+    acct.assigned.add((b["task_id"], b["worker"]))
     state.assignments[ev.hash] = Assignment(ev.author, b["task_id"], b["chunk"], b["worker"])
 
 
@@ -310,8 +312,12 @@ def _check_feedback(state: LedgerState, acct: Account, ev: Event) -> str | None:
     if ev.author in state.issuers:
         return None
     task_id = b.get("task_id")
-    if task_id is None or (task_id, b["subject"]) not in acct.paid:
-        return "feedback counts only for a task whose author paid the subject"
+    if task_id is None:
+        return "feedback counts only when tied to a task"
+    if b["positive"] and (task_id, b["subject"]) not in acct.paid:
+        return "praise counts only for a task whose author paid the subject"
+    if not b["positive"] and (task_id, b["subject"]) not in acct.assigned:
+        return "a complaint counts only for a task whose author assigned work to the subject"
     if (task_id, b["subject"]) in acct.rated:
         return "feedback for this task and subject was already given"
     return None

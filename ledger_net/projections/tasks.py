@@ -76,7 +76,7 @@ class TasksProjection(Projection):
         if t == "task.quote":
             task = self.tasks.get(b["task_id"])
             if task is not None and task["status"] == "pending":
-                task["status"] = "bidding"
+                task["status"] = "quoted"
                 self._dirty_tasks.add(b["task_id"])
             return
         if t == "task.chunk_result":
