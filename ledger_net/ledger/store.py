@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, Sequence
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, bindparam, Engine, create_engine, event, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from .tables import blobs, counters, events, fork_proofs, meta, void_events
@@ -53,6 +54,8 @@ class ForkProof:
 
 _EVENT_COLUMNS = (events.c.offset, events.c.hash, events.c.author, events.c.seq, events.c.type, events.c.ts,
                   events.c.raw, events.c.sig, events.c.valid, events.c.reason)
+_EVENT_COLUMN_LIST = '"offset", hash, author, seq, type, ts, raw, sig, valid, reason'
+_COPY_EVENTS = f"COPY events ({_EVENT_COLUMN_LIST}) FROM STDIN"
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
@@ -72,6 +75,12 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = threading.Lock()
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._sql_bump = (f"UPDATE counters SET value = value + {mark} WHERE name = 'offset' RETURNING value")
+        self._sql_insert = (f"INSERT INTO events ({_EVENT_COLUMN_LIST}) VALUES ({', '.join([mark] * 10)})")
+        self._sql_select = f"SELECT {_EVENT_COLUMN_LIST} FROM events WHERE \"offset\" > {mark}"
+        self._sql_select_until = self._sql_select + f" AND \"offset\" <= {mark}"
+        self._mark = mark
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -117,14 +126,31 @@ class Store:
             return self._insert(conn, rows)
 
     def _insert(self, conn: Connection, rows: Sequence[dict]) -> list[int]:
-        last = conn.execute(
-            update(counters).where(counters.c.name == "offset")
-            .values(value=counters.c.value + len(rows)).returning(counters.c.value)
-        ).scalar_one()
-        first = last - len(rows) + 1
-        payload = [dict(row, offset=first + i) for i, row in enumerate(rows)]
-        conn.execute(events.insert(), payload)
+        # Hot path: plain DBAPI statements (executemany of tuples) instead of compiled
+        # Core constructs; the SQL is the same one Core would emit.
+        n = len(rows)
+        last = conn.exec_driver_sql(self._sql_bump, (n,)).scalar_one()
+        first = last - n + 1
+        payload = [(first + i, r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"], r["sig"],
+                    bool(r["valid"]), r["reason"]) for i, r in enumerate(rows)]
+        if self.dialect == "postgresql" and n > 1:
+            self._copy_events(conn, payload)
+        else:
+            conn.exec_driver_sql(self._sql_insert, payload if n > 1 else payload[0])
         return list(range(first, last + 1))
+
+    def _copy_events(self, conn: Connection, payload: list[tuple]) -> None:
+        """PostgreSQL: stream a batch of event rows with COPY (psycopg 3)."""
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(_COPY_EVENTS) as copy:
+                for row in payload:
+                    copy.write_row(row)
+        except dbapi_error as exc:  # the same exception classes Core would raise
+            raise DBAPIError.instance(_COPY_EVENTS, None, exc, dbapi_error) from exc
+        finally:
+            cursor.close()
 
     def insert_void(self, rows: Sequence[dict], conn: Connection | None = None) -> None:
         """Keep void events of proven forkers (hash, author, seq, raw, sig) for causal delivery."""
@@ -186,17 +212,27 @@ class Store:
     def select_events(self, after: int = 0, limit: int | None = None, until: int | None = None,
                       batch: int = 5000) -> Iterator[StoredEvent]:
         """Events in ingestion order with offset > `after` (and <= `until`), streamed in batches."""
+        for rows in self.select_rows(after, limit, until, batch):
+            for o, h, a, s, t, ts, raw, sig, valid, reason in rows:
+                yield StoredEvent(o, h, a, s, t, ts, raw, sig, bool(valid), reason)
+
+    def select_rows(self, after: int = 0, limit: int | None = None, until: int | None = None,
+                    batch: int = 5000) -> Iterator[list[tuple]]:
+        """Like `select_events`, as lists of plain DBAPI tuples in `StoredEvent` field order
+        (`valid` as the driver returns it: 0/1 on SQLite). For bulk readers (rebuilds, feeds)."""
         remaining = limit
         cursor = after
+        sql = self._sql_select if until is None else self._sql_select_until
+        sql += f' ORDER BY "offset" LIMIT {self._mark}'
         while remaining is None or remaining > 0:
             size = batch if remaining is None else min(batch, remaining)
-            stmt = select(*_EVENT_COLUMNS).where(events.c.offset > cursor)
-            if until is not None:
-                stmt = stmt.where(events.c.offset <= until)
+            params = (cursor, size) if until is None else (cursor, until, size)
             with self.engine.connect() as conn:
-                rows = conn.execute(stmt.order_by(events.c.offset).limit(size)).all()
-            for row in rows:
-                yield StoredEvent(*row)
+                result = conn.exec_driver_sql(sql, params)
+                rows = result.cursor.fetchall()  # type: ignore[union-attr]
+                result.close()
+            if rows:
+                yield rows
             if len(rows) < size:
                 return
             cursor = rows[-1][0]
