@@ -1,0 +1,184 @@
+"""An aiohttp client for one peer's HTTP API.
+
+Every failure becomes a `NetworkError` naming the peer and the cause (unreachable,
+timed out, refused with the peer's error code), so the synchronizer can back off
+without knowing aiohttp. Responses are decoded with orjson and their size is
+bounded (`max_response`), so a hostile peer cannot make us buffer without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Sequence
+
+import aiohttp
+import orjson
+
+from ..errors import NetworkError
+from .protocol import API, TOKEN_HEADER
+
+DEFAULT_TIMEOUT = 15.0
+MAX_RESPONSE = 64 << 20  # bytes of one JSON answer
+MAX_LINE = 2 << 20  # bytes of one NDJSON line
+
+
+class PeerRefused(NetworkError):
+    """The peer answered with an HTTP error (its `{"error": {...}}` is in `code`/`message`)."""
+
+    def __init__(self, url: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{url}: HTTP {status} {code}: {message}")
+        self.url = url
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class PeerClient:
+    """Talks to one peer. Share one `aiohttp.ClientSession` among the clients of a node."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 token: str | None = None, max_response: int = MAX_RESPONSE) -> None:
+        self.url = url.rstrip("/")
+        self._session = session
+        self._own_session = session is None
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+        self.token = token
+        self.max_response = max_response
+
+    async def __aenter__(self) -> "PeerClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._own_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    # ------------------------------------------------------------------ core
+    def _headers(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self.token} if self.token else {}
+
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                      body: Any = None, allow_404: bool = False) -> Any:
+        """One JSON request; raises NetworkError / PeerRefused; None for an allowed 404."""
+        url = f"{self.url}{path}"
+        data = orjson.dumps(body) if body is not None else None
+        headers = self._headers()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self.session.request(method, url, params=params, data=data, headers=headers,
+                                            timeout=self.timeout) as resp:
+                if resp.content_length is not None and resp.content_length > self.max_response:
+                    raise NetworkError(f"{url}: answer of {resp.content_length} bytes exceeds {self.max_response}")
+                raw = await _read_bounded(resp, self.max_response, url)
+                if resp.status == 404 and allow_404:
+                    return None
+                if resp.status >= 400:
+                    code, message = _error_of(raw, resp.reason or "")
+                    raise PeerRefused(self.url, resp.status, code, message)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        except asyncio.TimeoutError:
+            raise NetworkError(f"{self.url} did not answer {method} {path} within {self.timeout.total}s") from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise NetworkError(f"{url}: answer is not JSON") from None
+
+    # ------------------------------------------------------------------ API
+    async def info(self) -> dict[str, Any]:
+        return _expect_dict(await self.request("GET", f"{API}/info"), self.url, "info")
+
+    async def heads(self) -> dict[str, Any]:
+        return _expect_dict(await self.request("GET", f"{API}/heads"), self.url, "heads")
+
+    async def event(self, hash_: str) -> dict[str, Any] | None:
+        """The wire form of one event (void forker events included), or None if unknown."""
+        answer = await self.request("GET", f"{API}/events/{hash_}", allow_404=True)
+        if answer is None:
+            return None
+        return _expect_dict(answer, self.url, "event").get("event")
+
+    async def chain(self, author: str, from_seq: int = 1, limit: int = 500) -> list[dict[str, Any]]:
+        answer = await self.request("GET", f"{API}/chains/{author}", params={"from_seq": from_seq, "limit": limit})
+        return _expect_list(_expect_dict(answer, self.url, "chain").get("events"), self.url, "chain")
+
+    async def feed(self, after: int = 0, limit: int = 500) -> dict[str, Any]:
+        """One feed page: `{"events": [{offset, raw, sig, valid, reason}], "next", "last_offset"}`."""
+        answer = _expect_dict(await self.request("GET", f"{API}/feed", params={"after": after, "limit": limit}),
+                              self.url, "feed")
+        _expect_list(answer.get("events"), self.url, "feed")
+        return answer
+
+    async def push(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """POST wire events; returns the peer's ingest report."""
+        return _expect_dict(await self.request("POST", f"{API}/events", body={"events": list(events)}),
+                            self.url, "push")
+
+    async def stream(self, after: int = 0, limit: int = 0, timeout: float | None = None
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """Follow the peer's feed from `after` (NDJSON); heartbeats are skipped.
+        `timeout` bounds the whole follow (None: until the peer closes it)."""
+        params = {"after": after}
+        if limit:
+            params["limit"] = limit
+        ctimeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5.0)
+        try:
+            async with self.session.get(f"{self.url}{API}/feed/stream", params=params, timeout=ctimeout,
+                                        headers=self._headers()) as resp:
+                if resp.status >= 400:
+                    code, message = _error_of(await resp.read(), resp.reason or "")
+                    raise PeerRefused(self.url, resp.status, code, message)
+                buffer = b""
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    if len(buffer) > MAX_LINE:
+                        raise NetworkError(f"{self.url}: feed line exceeds {MAX_LINE} bytes")
+                    for line in lines:
+                        if line.strip():
+                            yield orjson.loads(line)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        except asyncio.TimeoutError:
+            raise NetworkError(f"{self.url}: feed follow timed out") from None
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise NetworkError(f"{url}: answer exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_of(raw: bytes, reason: str) -> tuple[str, str]:
+    try:
+        err = orjson.loads(raw)["error"]
+        return str(err.get("code", "error")), str(err.get("message", reason))
+    except Exception:
+        return "error", raw[:200].decode("utf-8", "replace") or reason
+
+
+def _expect_dict(value: Any, url: str, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise NetworkError(f"{url}: malformed {what} answer")
+    return value
+
+
+def _expect_list(value: Any, url: str, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise NetworkError(f"{url}: malformed {what} answer")
+    return value

@@ -1,0 +1,524 @@
+"""The HTTP API of one node: the public read side (info, heads, events, chains, the
+event feed as JSON pages and as an NDJSON follow), the write side peers push
+events to, JSON errors, and the API-token check for control actions.
+
+Events travel in their wire form `{"raw": "<canonical json>", "sig": "<hex>"}`:
+the signed bytes themselves, so nothing is re-serialised before it is verified.
+Pages are encoded with orjson because on loopback encoding, not the socket, is
+what limits a feed.
+
+Every write goes through one single-threaded executor (`NodeAPI.run_write`), so
+ingests, local appends and sync never contend for the ledger lock on the event
+loop; reads run on the default pool. The ledger tells `CommitWatcher` about every
+commit (from whatever thread committed), which is what wakes feed followers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+
+import orjson
+from aiohttp import web
+
+from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SchemaError, SignatureError
+from ..ledger.chain import Applied, Ledger
+from ..ledger.events import GENESIS, Event
+from ..ledger.identity import is_public_key
+from ..ledger.store import StoredEvent
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+MAX_EVENTS_PER_REQUEST = 1000
+DEFAULT_CLIENT_MAX_SIZE = 16 << 20  # bytes of one request body
+MAX_PAGE = 5000  # events per feed/chain page
+DEFAULT_PAGE = 500
+STREAM_HEARTBEAT = 15.0  # seconds between keep-alive newlines of an idle follow
+TOKEN_FILE = "api.token"
+TOKEN_HEADER = "X-API-Token"
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------- JSON
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
+
+
+class ApiError(Exception):
+    """A refused request: HTTP status, a stable machine code and a message naming the cause."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> web.Response:
+        return json_response({"error": {"code": self.code, "message": self.message}}, self.status)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "body_too_large", 429: "too_many_requests"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    """Every failure leaves as `{"error": {"code", "message"}}`; the node keeps serving."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 413:
+            message = f"request body is larger than this node accepts ({request.app[CLIENT_MAX_SIZE_KEY]} bytes)"
+        return json_response({"error": {"code": code, "message": message}}, exc.status)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug must not take the node down
+        log.exception("handler %s %s failed", request.method, request.path)
+        return json_response({"error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}, 500)
+
+
+# ------------------------------------------------------------------------- tokens
+
+def load_or_create_token(data_dir: str | os.PathLike[str]) -> str:
+    """The node's API token, kept (mode 0600) in `data_dir/api.token`; created once."""
+    path = Path(data_dir) / TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+def is_loopback(request: web.Request) -> bool:
+    remote = request.remote
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def require_control(request: web.Request) -> None:
+    """Control actions (submit, transfer, connect, …) need the node's API token unless the
+    request comes from loopback (and the node trusts loopback, the default)."""
+    app = request.app
+    if app[TRUST_LOOPBACK_KEY] and is_loopback(request):
+        return
+    token = app[TOKEN_KEY]
+    given = request.headers.get(TOKEN_HEADER)
+    auth = request.headers.get("Authorization", "")
+    if given is None and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not token:
+        raise ApiError(403, "forbidden", "control actions are disabled on this node (no API token configured)")
+    if not given:
+        raise ApiError(401, "unauthorized", f"control action needs the node API token ({TOKEN_HEADER} header "
+                                            "or Authorization: Bearer)")
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise ApiError(403, "forbidden", "wrong API token")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def control(handler: Handler) -> Handler:
+    """Decorate a route handler that changes the node's own state (token unless loopback)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        require_control(request)
+        return await handler(request)
+
+    wrapped.__name__ = getattr(handler, "__name__", "control")
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+# ------------------------------------------------------------------ parameters
+
+def int_param(request: web.Request, name: str, default: int, lo: int, hi: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"query parameter {name!r} must be an integer, got {raw[:40]!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise ApiError(400, "bad_parameter", f"query parameter {name!r} must be {bound}, got {value}")
+    return value
+
+
+def is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+# --------------------------------------------------------------- wire helpers
+
+def stored_to_wire(row: StoredEvent) -> dict[str, Any]:
+    """A feed item: offset, wire form and this node's verdict."""
+    return {"offset": row.offset, "raw": row.raw.decode("utf-8"), "sig": row.sig.hex(),
+            "valid": bool(row.valid), "reason": row.reason}
+
+
+def parse_wire_events(items: Sequence[Any], net: str | None, *, skip: Callable[[str], bool] | None = None
+                      ) -> list[Event]:
+    """Parse wire items into events, refusing the whole list with an `ApiError` naming the
+    first bad item. `skip(hash)` drops already-known events before the costly checks."""
+    out: list[Event] = []
+    geneses: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"event #{index}"
+        if not isinstance(item, dict) or not isinstance(item.get("raw"), str) or not isinstance(item.get("sig"), str):
+            raise ApiError(400, "malformed_event", f'{where}: an event travels as {{"raw": "<canonical json>", '
+                                                   '"sig": "<hex>"}')
+        raw = item["raw"].encode("utf-8")
+        digest = hashlib.sha256(raw).hexdigest()
+        claimed = item.get("hash")
+        if claimed is not None and claimed != digest:
+            raise ApiError(400, "bad_hash", f"{where}: claimed hash {str(claimed)[:64]!r} is not the hash of its "
+                                            f"bytes ({digest})")
+        if skip is not None and skip(digest):
+            continue
+        try:
+            event = Event.from_json(item)
+        except SignatureError as exc:
+            raise ApiError(400, "bad_signature", f"{where}: {exc}") from None
+        except SchemaError as exc:
+            code = "unknown_type" if str(exc).startswith("unknown event type") else "schema_error"
+            raise ApiError(400, code, f"{where}: {exc}") from None
+        except ChainError as exc:
+            raise ApiError(400, "chain_error", f"{where}: {exc}") from None
+        except EncodingError as exc:
+            raise ApiError(400, "malformed_event", f"{where}: {exc}") from None
+        if net is not None:
+            if event.type == GENESIS and event.hash != net:
+                raise ApiError(400, "wrong_network", f"{where}: genesis {event.hash[:16]}… is another network's "
+                                                     f"(this node is on {net[:16]}…)")
+            if event.type != GENESIS and event.net != net:
+                raise ApiError(400, "wrong_network", f"{where}: event {event.hash[:16]}… belongs to network "
+                                                     f"{event.net[:16]}…, this node is on {net[:16]}…")
+        elif event.type == GENESIS:
+            geneses.add(event.hash)
+        elif event.net not in geneses:
+            raise ApiError(409, "no_genesis", f"{where}: this node has no network yet; send the genesis first")
+        out.append(event)
+    return out
+
+
+def ledger_error(exc: LedgerError) -> ApiError:
+    """Map a refused ingest onto a 4xx answer."""
+    if isinstance(exc, PendingLimitError):
+        return ApiError(503, "pending_full", str(exc))
+    if isinstance(exc, SignatureError):
+        return ApiError(400, "bad_signature", str(exc))
+    if isinstance(exc, SchemaError):
+        return ApiError(400, "schema_error", str(exc))
+    if isinstance(exc, EncodingError):
+        return ApiError(400, "malformed_event", str(exc))
+    if isinstance(exc, ChainError):
+        text = str(exc)
+        code = "wrong_network" if "network" in text else "chain_error"
+        return ApiError(400, code, text)
+    return ApiError(400, "ledger_error", str(exc))
+
+
+# ------------------------------------------------------------------ watcher
+
+class CommitWatcher:
+    """Wakes coroutines when the log grows; fed by ledger listeners on any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, last_offset: int) -> None:
+        self._loop = loop
+        self.last = last_offset
+        self._waiters: set[asyncio.Future[None]] = set()
+        self.closed = False
+
+    def on_applied(self, applied: list[Applied]) -> None:
+        """Ledger listener (any thread)."""
+        if applied:
+            top = max(a.offset for a in applied)
+            try:
+                self._loop.call_soon_threadsafe(self._bump, top)
+            except RuntimeError:  # loop closed: nobody is waiting any more
+                pass
+
+    def _bump(self, offset: int) -> None:
+        if offset > self.last:
+            self.last = offset
+        self._wake()
+
+    def _wake(self) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    async def wait_beyond(self, offset: int, timeout: float) -> bool:
+        """True once the log has an offset beyond `offset`; False on timeout or close."""
+        deadline = self._loop.time() + timeout
+        while self.last <= offset and not self.closed:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return False
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.add(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                return self.last > offset
+            finally:
+                self._waiters.discard(fut)
+        return self.last > offset
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+
+# ------------------------------------------------------------------ app keys
+
+NODE_API_KEY: web.AppKey["NodeAPI"] = web.AppKey("node_api")
+TOKEN_KEY: web.AppKey[str | None] = web.AppKey("api_token")
+TRUST_LOOPBACK_KEY: web.AppKey[bool] = web.AppKey("trust_loopback")
+CLIENT_MAX_SIZE_KEY: web.AppKey[int] = web.AppKey("client_max_size")
+
+
+class NodeAPI:
+    """The read and write handlers of one node over its ledger."""
+
+    def __init__(self, ledger: Ledger, *, loop: asyncio.AbstractEventLoop | None = None,
+                 info: Callable[[], dict[str, Any]] | None = None,
+                 max_events_per_request: int = MAX_EVENTS_PER_REQUEST,
+                 heartbeat: float = STREAM_HEARTBEAT) -> None:
+        self.ledger = ledger
+        self.loop = loop or asyncio.get_running_loop()
+        self.extra_info = info
+        self.max_events_per_request = max_events_per_request
+        self.heartbeat = heartbeat
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        # An in-memory SQLite ledger is one shared connection: reads must not interleave
+        # with an open write transaction, so they queue behind writes.
+        url = str(ledger.store.engine.url)
+        self.reader: ThreadPoolExecutor | None = (
+            self.writer if ledger.store.dialect == "sqlite" and url in ("sqlite://", "sqlite:///:memory:") else None)
+        self.watcher = CommitWatcher(self.loop, ledger.store.last_offset())
+        ledger.subscribe(self.watcher.on_applied)
+        self._heads_cache: tuple[int, dict[str, Any]] | None = None
+        self._streams: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------- executors
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a ledger mutation on the node's single writer thread."""
+        return await self.loop.run_in_executor(self.writer, fn, *args)
+
+    async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.loop.run_in_executor(self.reader, fn, *args)
+
+    def close(self) -> None:
+        self.watcher.close()
+        self.writer.shutdown(wait=True)
+
+    # ------------------------------------------------------------- queries
+    async def heads(self) -> dict[str, Any]:
+        """`{"net", "heads": {author: [seq, hash]}, "frozen": {author: seq}}`, cached per log offset."""
+        last = self.watcher.last
+        cached = self._heads_cache
+        if cached is not None and cached[0] == last:
+            return cached[1]
+        heads = await self.run_read(self.ledger.store.heads)
+        value = {"net": self.ledger.net, "node_id": self._node_id(), "last_offset": last,
+                 "heads": {a: [s, h] for a, (s, h) in heads.items()}, "frozen": dict(self.ledger.state.frozen)}
+        self._heads_cache = (last, value)
+        return value
+
+    def _node_id(self) -> str | None:
+        return self.ledger.identity.node_id if self.ledger.identity else None
+
+    async def ingest_wire(self, items: Sequence[Any]) -> dict[str, Any]:
+        """Parse and ingest pushed wire events (all or nothing); answer the IngestReport."""
+        ledger = self.ledger
+
+        def work() -> dict[str, Any]:
+            events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
+            if not events:
+                return {"stored": 0, "duplicates": len(items), "pending": 0, "invalid": {}, "refused": {}, "forks": []}
+            try:
+                report = ledger.ingest(events)
+            except LedgerError as exc:
+                raise ledger_error(exc) from None
+            result = report.as_dict()
+            result["duplicates"] += len(items) - len(events)
+            return result
+
+        return await self.run_write(work)
+
+    # ------------------------------------------------------------- handlers
+    async def get_info(self, request: web.Request) -> web.Response:
+        store = self.ledger.store
+        count, last = await self.run_read(lambda: (store.count(), store.last_offset()))
+        info: dict[str, Any] = {"node_id": self._node_id(), "net": self.ledger.net, "events": count,
+                                "last_offset": last, "pending": len(self.ledger.pending),
+                                "frozen": dict(self.ledger.state.frozen)}
+        genesis = self.ledger.state.genesis
+        if genesis is not None:
+            info["network_name"] = genesis.body.get("name")
+        if self.extra_info is not None:
+            info.update(self.extra_info())
+        return json_response(info)
+
+    async def get_heads(self, request: web.Request) -> web.Response:
+        return json_response(await self.heads())
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        hash_ = request.match_info["hash"]
+        if not is_hash(hash_):
+            raise ApiError(400, "bad_hash", f"{hash_[:80]!r} is not a lowercase hex SHA-256 event hash")
+        store = self.ledger.store
+        row = await self.run_read(store.get_event, hash_)
+        if row is not None:
+            return json_response({"event": {"raw": row.raw.decode("utf-8"), "sig": row.sig.hex()},
+                                  "offset": row.offset, "valid": bool(row.valid), "reason": row.reason,
+                                  "void": False})
+        void = await self.run_read(store.get_void, hash_)
+        if void is not None:
+            return json_response({"event": {"raw": void[0].decode("utf-8"), "sig": void[1].hex()},
+                                  "offset": None, "valid": False, "reason": "void: forker branch", "void": True})
+        raise ApiError(404, "unknown_event", f"no event {hash_} on this node")
+
+    async def get_chain(self, request: web.Request) -> web.Response:
+        author = request.match_info["author"]
+        if not is_public_key(author):
+            raise ApiError(400, "bad_author", f"{author[:80]!r} is not a hex ed25519 public key")
+        from_seq = int_param(request, "from_seq", 1, 1)
+        limit = int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        rows = await self.run_read(self.ledger.store.chain_segment, author, from_seq, limit)
+        return json_response({"author": author, "from_seq": from_seq,
+                              "events": [{"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()} for r in rows],
+                              "next_seq": rows[-1].seq + 1 if rows else from_seq})
+
+    def _page(self, after: int, limit: int) -> list[StoredEvent]:
+        return list(self.ledger.store.select_events(after=after, limit=limit, batch=limit))
+
+    async def get_feed(self, request: web.Request) -> web.Response:
+        after = int_param(request, "after", 0, 0)
+        limit = int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        rows = await self.run_read(self._page, after, limit)
+        body = {"events": [stored_to_wire(r) for r in rows], "next": rows[-1].offset if rows else after,
+                "last_offset": max(self.watcher.last, rows[-1].offset if rows else 0), "net": self.ledger.net}
+        return json_response(body)
+
+    async def get_feed_stream(self, request: web.Request) -> web.StreamResponse:
+        """NDJSON follow: every event after the cursor, then new ones as they commit.
+        Each line carries its offset; a client resumes with `after=<last offset seen>`.
+        Idle periods send a bare newline (heartbeat). `limit` ends the stream after N events."""
+        after = int_param(request, "after", 0, 0)
+        limit = int_param(request, "limit", 0, 0)
+        page = int_param(request, "page", DEFAULT_PAGE, 1, MAX_PAGE)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        cursor, sent = after, 0
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
+        try:
+            while not self.watcher.closed:
+                want = page if not limit else min(page, limit - sent)
+                rows = await self.run_read(self._page, cursor, want)
+                if rows:
+                    await response.write(b"".join(orjson.dumps(stored_to_wire(r)) + b"\n" for r in rows))
+                    cursor = rows[-1].offset
+                    sent += len(rows)
+                    if limit and sent >= limit:
+                        break
+                    continue
+                if not await self.watcher.wait_beyond(cursor, self.heartbeat):
+                    if self.watcher.closed:
+                        break
+                    await response.write(b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        finally:
+            if task is not None:
+                self._streams.discard(task)
+        await response.write_eof()
+        return response
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "malformed_json", f"request body is not JSON: {exc}") from None
+        items = data.get("events") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ApiError(400, "malformed_request", 'body must be {"events": [<wire event>, …]}')
+        if not items:
+            raise ApiError(400, "empty_batch", "no events in the request")
+        if len(items) > self.max_events_per_request:
+            raise ApiError(413, "too_many_events", f"{len(items)} events in one request; the limit is "
+                                                   f"{self.max_events_per_request}")
+        report = await self.ingest_wire(items)
+        report["last_offset"] = self.watcher.last
+        return json_response(report)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get(f"{API}/info", self.get_info),
+            web.get(f"{API}/heads", self.get_heads),
+            web.get(f"{API}/events/{{hash}}", self.get_event),
+            web.get(f"{API}/chains/{{author}}", self.get_chain),
+            web.get(f"{API}/feed", self.get_feed),
+            web.get(f"{API}/feed/stream", self.get_feed_stream),
+            web.post(f"{API}/events", self.post_events),
+        ]
+
+    async def cancel_streams(self) -> None:
+        """End open feed follows (server stop)."""
+        self.watcher.close()
+        for task in list(self._streams):
+            task.cancel()
+        if self._streams:
+            await asyncio.gather(*self._streams, return_exceptions=True)
+
+
+def build_app(api: NodeAPI, *, token: str | None = None, trust_loopback: bool = True,
+              client_max_size: int = DEFAULT_CLIENT_MAX_SIZE, extra_routes: Iterable[web.RouteDef] = ()
+              ) -> web.Application:
+    """The node's aiohttp application: read/write routes, JSON errors, token settings."""
+    app = web.Application(client_max_size=client_max_size, middlewares=[error_middleware])
+    app[NODE_API_KEY] = api
+    app[TOKEN_KEY] = token
+    app[TRUST_LOOPBACK_KEY] = trust_loopback
+    app[CLIENT_MAX_SIZE_KEY] = client_max_size
+    app.add_routes(api.routes())
+    app.add_routes(list(extra_routes))
+    return app

@@ -1,0 +1,340 @@
+"""One node on the network: its ledger and projections behind the HTTP API, the
+`/ws` hub, the peer table and the synchronizer, started and stopped together.
+
+`NodeServer` does not own the ledger or the projection runner (whoever opened them
+closes them), so a node can be stopped and started again on the same books, or
+stopped hard (no projection flush) to act out a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from aiohttp import web
+
+from ..errors import NetworkError
+from ..ledger.chain import Applied, Ledger
+from ..ledger.events import Event
+from ..ledger.identity import Identity
+from ..ledger.store import sqlite_url
+from .client import PeerClient
+from .discovery import MANUAL, Discovery, normalize_url
+from .protocol import (API, DEFAULT_CLIENT_MAX_SIZE, MAX_EVENTS_PER_REQUEST, ApiError, NodeAPI, build_app,
+                       control, json_response, load_or_create_token)
+from .sync import Synchronizer
+from .websocket import WebSocketHub
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "ledger.db"
+
+
+def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None) -> tuple[Ledger, Any]:
+    """Open (or create) a node's books in `data_dir`: its key, its SQLite ledger (or `db_url`),
+    and the projection runner over them."""
+    from ..projections.runner import ProjectionRunner
+
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    identity = Identity.load_or_create(path)
+    ledger = Ledger.open(db_url or sqlite_url(path / DB_FILE), identity)
+    return ledger, ProjectionRunner(ledger)
+
+
+class NodeServer:
+    """HTTP API + `/ws` + discovery + anti-entropy for one ledger."""
+
+    def __init__(self, ledger: Ledger, runner: Any | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 public_url: str | None = None, seeds: Iterable[str] = (), data_dir: str | os.PathLike[str] | None = None,
+                 token: str | None = None, trust_loopback: bool = True, sync_interval: float = 2.0,
+                 metrics_interval: float = 5.0, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
+                 max_events_per_request: int = MAX_EVENTS_PER_REQUEST, backoff_base: float = 0.5,
+                 backoff_max: float = 60.0, expected_net: str | None = None, enable_sync: bool = True,
+                 shutdown_timeout: float = 2.0, **sync_options: Any) -> None:
+        self.ledger = ledger
+        self.runner = runner
+        self.host = host
+        self.port = port
+        self.public_url = public_url
+        self.token = token if token is not None else (load_or_create_token(data_dir) if data_dir else None)
+        self.trust_loopback = trust_loopback
+        self.sync_interval = sync_interval
+        self.metrics_interval = metrics_interval
+        self.client_max_size = client_max_size
+        self.max_events_per_request = max_events_per_request
+        self.expected_net = expected_net
+        self.enable_sync = enable_sync
+        self.shutdown_timeout = shutdown_timeout
+        self.sync_options = sync_options
+        node_id = ledger.identity.node_id if ledger.identity else None
+        self.discovery = Discovery(self_id=node_id, seeds=seeds, backoff_base=backoff_base, backoff_max=backoff_max)
+        self.url: str | None = None
+        self.api: NodeAPI | None = None
+        self.hub: WebSocketHub | None = None
+        self.sync: Synchronizer | None = None
+        self.app: web.Application | None = None
+        self._app_runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+
+    @property
+    def node_id(self) -> str | None:
+        return self.ledger.identity.node_id if self.ledger.identity else None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # ------------------------------------------------------------------ life
+    async def start(self, host: str | None = None, port: int | None = None) -> str:
+        """Bind (port 0 picks a free one), serve, and start syncing; returns the node's URL."""
+        if self._running:
+            raise NetworkError(f"node already serving at {self.url}")
+        host = host or self.host
+        port = self.port if port is None else port
+        loop = self._loop = asyncio.get_running_loop()
+        self.api = NodeAPI(self.ledger, loop=loop, info=self._info, max_events_per_request=self.max_events_per_request)
+        self.hub = WebSocketHub(self.ledger, self.runner, loop=loop, watcher=self.api.watcher,
+                                metrics_interval=self.metrics_interval, read=self.api.run_read,
+                                peers_count=lambda: sum(1 for p in self.discovery.active() if p.last_ok))
+        self.app = build_app(self.api, token=self.token, trust_loopback=self.trust_loopback,
+                             client_max_size=self.client_max_size, extra_routes=self._routes())
+        self.app.router.add_get("/ws", self.hub.handle)
+        self._app_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await self._app_runner.setup()
+        site = web.TCPSite(self._app_runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._app_runner.cleanup()
+            self.api.close()
+            raise NetworkError(f"cannot listen on {host}:{port}: {exc}") from None
+        bound = self._app_runner.addresses[0]
+        self.port = bound[1]
+        self.host = host
+        self.url = normalize_url(self.public_url or f"http://{host}:{self.port}")
+        self.discovery.self_url = self.url
+        if self.runner is not None:
+            self.discovery.learn_from_nodes(dict(self.runner["nodes"].nodes))
+        self.ledger.subscribe(self._on_applied_any_thread)
+        self.sync = Synchronizer(self.ledger, self.discovery, run_write=self.api.run_write, run_read=self.api.run_read,
+                                 our_heads=self.api.heads, interval=self.sync_interval, expected_net=self.expected_net,
+                                 **self.sync_options)
+        self._running = True
+        if self.enable_sync:
+            await self.sync.start()
+        self.hub.start()
+        log.info("node %s serving at %s", (self.node_id or "?")[:16], self.url)
+        return self.url
+
+    async def stop(self, *, hard: bool = False) -> None:
+        """Stop serving and syncing. `hard`: skip the projection flush (acts out a crash:
+        the runner folds the unflushed tail again when the books are reopened)."""
+        if not self._running:
+            return
+        self._running = False
+        if self.sync is not None:
+            await self.sync.stop()
+        if self.hub is not None:
+            await self.hub.close()
+        if self.api is not None:
+            await self.api.cancel_streams()
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+            self._app_runner = None
+        if self.api is not None:
+            self.api.close()
+        if not hard and self.runner is not None:
+            self.runner.flush()
+
+    def _on_applied_any_thread(self, applied: list[Applied]) -> None:
+        if not self._running or self._loop is None:
+            return
+        nodes = [a for a in applied if a.event.type.startswith("node.")]
+        if nodes:
+            try:
+                self._loop.call_soon_threadsafe(self.discovery.on_applied, nodes)
+            except RuntimeError:
+                pass
+
+    # ------------------------------------------------------------------ ledger helpers
+    async def append(self, type: str, body: dict[str, Any], deps: Iterable[str] = ()) -> Event:
+        """Append a local event on the writer thread (serialised with ingests)."""
+        deps = tuple(deps)
+        if self.api is None:
+            return self.ledger.append(type, body, deps)
+        return await self.api.run_write(self.ledger.append, type, body, deps)
+
+    async def announce(self, name: str, *, capabilities: dict[str, Any] | None = None,
+                       node_type: str = "public") -> Event | None:
+        """Put this node's URL into the ledger (`node.joined`, or `node.updated` if the URL
+        changed); None if the ledger already says so."""
+        if self.ledger.net is None:
+            raise NetworkError("this node has no network yet: sync with a seed first")
+        if self.url is None:
+            raise NetworkError("start the node before announcing it")
+        row = self.runner["nodes"].nodes.get(self.node_id) if self.runner is not None else None
+        if row is not None and row.get("status") == "online" and row.get("url") == self.url:
+            return None
+        if row is not None and row.get("status") == "online":
+            return await self.append("node.updated", {"url": self.url})
+        body: dict[str, Any] = {"name": name, "url": self.url, "node_type": node_type}
+        if capabilities:
+            body["capabilities"] = capabilities
+        return await self.append("node.joined", body)
+
+    async def sync_once(self) -> dict[str, dict[str, Any]]:
+        if self.sync is None:
+            raise NetworkError("node is not started")
+        return await self.sync.sync_once()
+
+    async def wait_for_network(self, timeout: float = 10.0) -> str:
+        """Sync until this node has its network's genesis (a fresh node joining)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.ledger.net is None:
+            if loop.time() > deadline:
+                errors = [p.last_error for p in self.discovery.peers.values() if p.last_error]
+                raise NetworkError(f"no network after {timeout}s; peers: {errors or 'none reachable'}")
+            await self.sync_once()
+            if self.ledger.net is None:
+                await asyncio.sleep(0.05)
+        return self.ledger.net
+
+    # ------------------------------------------------------------------ peers
+    def add_seed(self, url: str) -> None:
+        self.discovery.add(url, "seed")
+
+    async def connect_to_node(self, node_id_or_url: str, *, timeout: float = 5.0) -> bool:
+        """Start syncing with a node (by id from the ledger, or by URL). NetworkError if the
+        node is unknown, announced no URL, does not answer, or is another network/node."""
+        target = node_id_or_url.strip()
+        expected_id: str | None = None
+        if "://" in target or ":" in target:
+            url = normalize_url(target)
+        else:
+            expected_id = target
+            peers = self.discovery.by_node(target)
+            url = peers[0].url if peers else None
+            if url is None:
+                row = self.runner["nodes"].nodes.get(target) if self.runner is not None else None
+                if row is None:
+                    raise NetworkError(f"unknown node {target[:64]!r}: it never joined this network")
+                if not row.get("url"):
+                    raise NetworkError(f"node {target[:16]}… announced no URL to connect to")
+                url = normalize_url(row["url"])
+        if url == self.url:
+            raise NetworkError("a node does not connect to itself")
+        async with PeerClient(url, timeout=timeout) as client:
+            info = await client.info()  # NetworkError if unreachable
+        if expected_id is not None and info.get("node_id") != expected_id:
+            raise NetworkError(f"{url} is node {str(info.get('node_id'))[:16]}…, not {expected_id[:16]}…")
+        net = info.get("net")
+        if net and self.ledger.net and net != self.ledger.net:
+            raise NetworkError(f"{url} is on network {net[:16]}…, this node on {self.ledger.net[:16]}…")
+        peer = self.discovery.add(url, MANUAL, info.get("node_id"))
+        if peer is None:
+            raise NetworkError("a node does not connect to itself")
+        self.discovery.enable(url)
+        self.discovery.mark_ok(peer, info.get("node_id"), net)
+        if self.sync is not None:
+            self.sync.poke()
+        return True
+
+    async def disconnect_from_node(self, node_id_or_url: str) -> bool:
+        """Stop syncing with a node until `connect_to_node`; NetworkError if unknown."""
+        return self.discovery.disconnect(node_id_or_url.strip())
+
+    def list_peers(self) -> list[dict[str, Any]]:
+        return self.discovery.list()
+
+    def get_nodes_list(self) -> list[dict[str, Any]]:
+        """Every node the ledger knows (from `node.*` events), with our link to it."""
+        if self.runner is None:
+            return [dict(p, node_id=p["node_id"]) for p in self.discovery.list()]
+        nodes = self.runner["nodes"]
+        out = []
+        for node_id in sorted(dict(nodes.nodes)):
+            details = nodes.describe(node_id)
+            details["connection"] = self._connection(node_id)
+            details["is_self"] = node_id == self.node_id
+            out.append(details)
+        return out
+
+    def get_node_details(self, node_id: str) -> dict[str, Any]:
+        nodes = self.runner["nodes"] if self.runner is not None else None
+        if nodes is None or node_id not in nodes.nodes:
+            raise NetworkError(f"unknown node {node_id[:64]!r}")
+        details = nodes.describe(node_id)
+        details["connection"] = self._connection(node_id)
+        details["is_self"] = node_id == self.node_id
+        if node_id in self.ledger.state.frozen:
+            details["forked_at"] = self.ledger.state.frozen[node_id]
+        return details
+
+    def _connection(self, node_id: str) -> dict[str, Any] | None:
+        peers = self.discovery.by_node(node_id)
+        return peers[0].as_dict() if peers else None
+
+    # ------------------------------------------------------------------ HTTP
+    def _info(self) -> dict[str, Any]:
+        return {"url": self.url, "peers": sum(1 for p in self.discovery.active() if p.last_ok),
+                "sync_rounds": self.sync.rounds if self.sync else 0}
+
+    def _routes(self) -> list[web.RouteDef]:
+        async def get_peers(request: web.Request) -> web.Response:
+            return json_response({"peers": self.list_peers()})
+
+        @control
+        async def post_peer(request: web.Request) -> web.Response:
+            try:
+                body = await request.json(loads=_loads)
+            except ValueError:
+                raise ApiError(400, "malformed_json", "body must be JSON") from None
+            target = body.get("url") or body.get("node_id") if isinstance(body, dict) else None
+            if not isinstance(target, str) or not target:
+                raise ApiError(400, "malformed_request", 'body must be {"url": …} or {"node_id": …}')
+            try:
+                await self.connect_to_node(target)
+            except NetworkError as exc:
+                raise ApiError(502 if "unreachable" in str(exc) or "answer" in str(exc) else 404,
+                               "peer_unavailable", str(exc)) from None
+            return json_response({"connected": True, "peers": self.list_peers()})
+
+        @control
+        async def delete_peer(request: web.Request) -> web.Response:
+            try:
+                await self.disconnect_from_node(request.match_info["node"])
+            except NetworkError as exc:
+                raise ApiError(404, "unknown_node", str(exc)) from None
+            return json_response({"disconnected": True})
+
+        @control
+        async def post_sync(request: web.Request) -> web.Response:
+            return json_response({"round": await self.sync_once()})
+
+        async def get_nodes(request: web.Request) -> web.Response:
+            return json_response({"nodes": self.get_nodes_list()})
+
+        async def get_node(request: web.Request) -> web.Response:
+            try:
+                return json_response(self.get_node_details(request.match_info["node_id"]))
+            except NetworkError as exc:
+                raise ApiError(404, "unknown_node", str(exc)) from None
+
+        return [web.get(f"{API}/peers", get_peers), web.post(f"{API}/peers", post_peer),
+                web.delete(f"{API}/peers/{{node}}", delete_peer), web.post(f"{API}/sync", post_sync),
+                web.get(f"{API}/nodes", get_nodes), web.get(f"{API}/nodes/{{node_id}}", get_node)]
+
+
+def _loads(text: str) -> Any:
+    import orjson
+
+    return orjson.loads(text)
+
+
+PeerNode = NodeServer

@@ -1,0 +1,430 @@
+"""Anti-entropy between peers: exchange heads, pull what is missing, push what the
+peer lacks, fetch the causal past of pending events by hash.
+
+A round with one peer:
+1. `GET /heads` (author -> latest seq and hash, the peer's network and node id).
+   A node without a genesis takes the peer's network here: it fetches the genesis
+   by the network id and from then on accepts only that network.
+2. Pull: for each author the peer is ahead on, chain segments from our head on,
+   one page per author per wave, each wave ingested as one batch (so cross-author
+   deps inside a wave are delivered together). Authors proven to have forked are
+   pulled only below their fork. A node far behind (a fresh node) pages through
+   the peer's causal feed instead, prefetching the next page while verifying.
+3. Fetch the causal past of pending events: missing chain prefixes by segment,
+   other missing deps (e.g. void forker events) by hash.
+4. Push: chain segments of authors we are ahead on, in POSTs of bounded size.
+
+Memory stays bounded whatever a peer sends: pages and pushes have fixed sizes,
+answers have a byte limit (client), and the ledger's pending buffer is bounded.
+A peer that fails is backed off exponentially (discovery); one that serves forged
+or malformed events is backed off harder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+import aiohttp
+
+from ..errors import LedgerError, NetworkError
+from ..ledger.chain import Applied, Ledger
+from ..ledger.identity import is_public_key
+from .client import PeerClient, PeerRefused
+from .discovery import Discovery, Peer
+from .protocol import MAX_EVENTS_PER_REQUEST, MAX_PAGE, ApiError, ledger_error, parse_wire_events
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HOSTILE_PENALTY = 4  # a peer serving bad events is backed off as if it had failed 4 times
+
+
+class PeerMisbehaved(NetworkError):
+    """A peer served events this node refuses (forged, malformed, another network)."""
+
+
+class Synchronizer:
+    """Periodic (and on-demand) anti-entropy with every due peer of `discovery`."""
+
+    def __init__(self, ledger: Ledger, discovery: Discovery, *,
+                 run_write: Callable[..., Awaitable[Any]] | None = None,
+                 run_read: Callable[..., Awaitable[Any]] | None = None,
+                 our_heads: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                 interval: float = 2.0, min_gap: float = 0.05, page_size: int = 1000, wave_budget: int = 2000,
+                 round_budget: int = 50_000, push_batch: int = 500, push_budget: int = 5000,
+                 wanted_limit: int = 64, peer_concurrency: int = 4, timeout: float = 15.0,
+                 bulk_threshold: int = 2000, expected_net: str | None = None, token: str | None = None) -> None:
+        self.ledger = ledger
+        self.discovery = discovery
+        self.interval = interval
+        self.min_gap = min_gap
+        self.page_size = min(page_size, MAX_PAGE)
+        self.wave_budget = wave_budget
+        self.round_budget = round_budget
+        self.push_batch = min(push_batch, MAX_EVENTS_PER_REQUEST)
+        self.push_budget = push_budget
+        self.wanted_limit = wanted_limit
+        self.peer_concurrency = peer_concurrency
+        self.timeout = timeout
+        self.bulk_threshold = bulk_threshold
+        self.expected_net = expected_net
+        self.token = token
+        self._own_pool: ThreadPoolExecutor | None = None
+        if run_write is None:
+            self._own_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
+            pool = self._own_pool
+
+            async def _run(fn: Callable[..., T], *args: Any) -> T:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+            run_write = _run
+        self.run_write = run_write
+        self.run_read = run_read or run_write
+        self._our_heads = our_heads
+        self._session: aiohttp.ClientSession | None = None
+        self._clients: dict[str, PeerClient] = {}
+        self._feed_cursor: dict[str, int] = {}
+        self._round_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.rounds = 0
+        self.totals = {"pulled": 0, "pushed": 0, "fetched": 0, "errors": 0}
+
+    # ------------------------------------------------------------------ life
+    async def start(self) -> None:
+        """Start the periodic loop; local appends poke it so they spread at once."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self.ledger.subscribe(self._on_applied)
+        self._task = asyncio.create_task(self._run(), name="ledger-sync")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._own_pool is not None:
+            self._own_pool.shutdown(wait=True)
+
+    def poke(self) -> None:
+        """Run a round soon (call on the event loop)."""
+        self._wake.set()
+
+    def _on_applied(self, applied: list[Applied]) -> None:
+        me = self.ledger.identity.node_id if self.ledger.identity else None
+        if self._loop is not None and any(a.event.author == me for a in applied):
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:
+                pass
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await self.sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sync round failed")
+            # wait for the interval or a poke, but never spin faster than min_gap
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            spent = time.monotonic() - started
+            if spent < self.min_gap:
+                await asyncio.sleep(self.min_gap - spent)
+
+    # ------------------------------------------------------------------ rounds
+    def client(self, url: str) -> PeerClient:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = PeerClient(url, self._session, timeout=self.timeout, token=self.token)
+        return client
+
+    async def sync_once(self) -> dict[str, dict[str, Any]]:
+        """One round with every due peer; returns url -> what moved (or the error)."""
+        async with self._round_lock:
+            peers = self.discovery.due()
+            if not peers:
+                return {}
+            sem = asyncio.Semaphore(self.peer_concurrency)
+
+            async def one(peer: Peer) -> tuple[str, dict[str, Any]]:
+                async with sem:
+                    return peer.url, await self.sync_with(peer)
+
+            results = dict(await asyncio.gather(*(one(p) for p in peers)))
+            self.rounds += 1
+            return results
+
+    async def sync_with(self, peer: Peer) -> dict[str, Any]:
+        """One anti-entropy exchange with `peer`; failures are recorded, not raised."""
+        client = self.client(peer.url)
+        stats: dict[str, Any] = {"pulled": 0, "fetched": 0, "pushed": 0}
+        try:
+            theirs = await client.heads()
+            node_id, net = theirs.get("node_id"), theirs.get("net")
+            if node_id is not None and self.ledger.identity is not None and node_id == self.ledger.identity.node_id:
+                peer.is_self = True
+                return {"self": True}
+            if not isinstance(theirs.get("heads"), dict):
+                raise PeerMisbehaved(f"{peer.url}: heads answer has no heads")
+            ours = self.ledger.net
+            if ours is None and net:
+                await self._adopt_network(client, net)
+                ours = self.ledger.net
+            if net and ours and net != ours:
+                delay = self.discovery.mark_failed(peer, f"peer is on network {net[:16]}…, this node on "
+                                                         f"{ours[:16]}…", penalty=HOSTILE_PENALTY)
+                return {"error": "wrong network", "retry_in": delay}
+            self.discovery.mark_ok(peer, node_id, net)
+            if ours is None:
+                return stats  # neither side has a network yet
+            stats["pulled"] = await self._pull(client, peer, theirs)
+            stats["fetched"] = await self._fetch_wanted(client)
+            stats["pushed"] = await self._push(client, theirs)
+        except PeerMisbehaved as exc:
+            log.warning("peer %s misbehaved: %s", peer.url, exc)
+            self.totals["errors"] += 1
+            stats["error"] = str(exc)
+            self.discovery.mark_failed(peer, str(exc), penalty=HOSTILE_PENALTY)
+        except NetworkError as exc:
+            self.totals["errors"] += 1
+            stats["error"] = str(exc)
+            self.discovery.mark_failed(peer, str(exc))
+        for key in ("pulled", "fetched", "pushed"):
+            self.totals[key] += stats.get(key, 0)
+        peer.last_sync = stats
+        return stats
+
+    # ------------------------------------------------------------------ helpers
+    async def _ingest(self, items: Sequence[dict[str, Any]], peer_url: str, *,
+                      expect_hashes: Sequence[str] | None = None) -> int:
+        """Verify and ingest wire items from a peer; returns how many were stored.
+        A full pending buffer ends the step quietly (next round fetches the past first)."""
+        if not items:
+            return 0
+        ledger = self.ledger
+        if expect_hashes is not None:
+            items = [dict(item, hash=h) for item, h in zip(items, expect_hashes)]
+
+        def work() -> int:
+            events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
+            if not events:
+                return 0
+            try:
+                return len(ledger.ingest(events).stored)
+            except LedgerError as exc:
+                raise ledger_error(exc) from None
+
+        try:
+            return await self.run_write(work)
+        except ApiError as exc:
+            if exc.code == "pending_full":
+                log.info("pending buffer full while syncing with %s; fetching the causal past first", peer_url)
+                return 0
+            raise PeerMisbehaved(f"{peer_url} served events this node refuses: {exc.code}: {exc.message}") from None
+
+    async def _heads(self) -> dict[str, int]:
+        if self._our_heads is not None:
+            heads = (await self._our_heads())["heads"]
+            return {a: v[0] for a, v in heads.items()}
+        rows = await self.run_read(self.ledger.store.heads)
+        return {a: s for a, (s, _) in rows.items()}
+
+    async def _adopt_network(self, client: PeerClient, net: str) -> None:
+        """A fresh node takes the network of its first peer (or the pinned `expected_net`)."""
+        if self.expected_net is not None and net != self.expected_net:
+            raise PeerMisbehaved(f"{client.url} is on network {net[:16]}…, this node expects "
+                                 f"{self.expected_net[:16]}…")
+        wire = await client.event(net)
+        if wire is None:
+            raise PeerMisbehaved(f"{client.url} names network {net[:16]}… but does not serve its genesis")
+        stored = await self._ingest([wire], client.url, expect_hashes=[net])
+        if self.ledger.net != net:
+            raise PeerMisbehaved(f"{client.url}: event {net[:16]}… is not a genesis (stored {stored})")
+        log.info("joined network %s from %s", net[:16], client.url)
+
+    def _gaps(self, their_heads: dict[str, Any], mine: dict[str, int]) -> dict[str, list[int]]:
+        frozen = dict(self.ledger.state.frozen)
+        gaps: dict[str, list[int]] = {}
+        for author, value in their_heads.items():
+            if not is_public_key(author) or not isinstance(value, list) or not value or type(value[0]) is not int:
+                continue
+            top = value[0]
+            if author in frozen:
+                top = min(top, frozen[author] - 1)
+            have = mine.get(author, 0)
+            if top > have:
+                gaps[author] = [have + 1, top]
+        return gaps
+
+    # ------------------------------------------------------------------ pull
+    async def _pull(self, client: PeerClient, peer: Peer, theirs: dict[str, Any]) -> int:
+        mine = await self._heads()
+        gaps = self._gaps(theirs["heads"], mine)
+        if not gaps:
+            return 0
+        missing = sum(top - start + 1 for start, top in gaps.values())
+        cursor = self._feed_cursor.get(peer.url, 0)
+        their_last = theirs.get("last_offset")
+        if isinstance(their_last, int) and cursor > their_last:
+            cursor = self._feed_cursor[peer.url] = 0  # the peer's log was replaced
+        if missing >= self.bulk_threshold and (cursor > 0 or missing > sum(mine.values())):
+            pulled = await self._pull_feed(client, peer, cursor)
+            mine = await self._heads()
+            gaps = self._gaps(theirs["heads"], mine)
+        else:
+            pulled = 0
+        return pulled + await self._pull_chains(client, gaps)
+
+    async def _pull_chains(self, client: PeerClient, gaps: dict[str, list[int]]) -> int:
+        pulled, budget = 0, self.round_budget
+        sem = asyncio.Semaphore(4)
+
+        async def page(author: str, start: int, count: int) -> list[dict[str, Any]]:
+            async with sem:
+                return await client.chain(author, start, count)
+
+        while gaps and budget > 0:
+            share = max(50, min(self.page_size, self.wave_budget // len(gaps), budget))
+            authors = list(gaps)
+            counts = [min(share, gaps[a][1] - gaps[a][0] + 1) for a in authors]
+            pages = await asyncio.gather(*(page(a, gaps[a][0], c) for a, c in zip(authors, counts)))
+            items: list[dict[str, Any]] = []
+            for author, count, events in zip(authors, counts, pages):
+                if len(events) > count:
+                    raise PeerMisbehaved(f"{client.url} sent {len(events)} events for a page of {count}")
+                items.extend(events)
+                gaps[author][0] += len(events)
+                if not events or gaps[author][0] > gaps[author][1]:
+                    del gaps[author]
+            if not items:
+                break
+            budget -= len(items)
+            pulled += await self._ingest(items, client.url)
+        return pulled
+
+    async def _pull_feed(self, client: PeerClient, peer: Peer, cursor: int) -> int:
+        """Catch up through the peer's causal feed, one page verified while the next downloads."""
+        pulled, budget = 0, self.round_budget
+        size = self.page_size
+        nxt: asyncio.Task[dict[str, Any]] | None = asyncio.create_task(client.feed(cursor, size))
+        try:
+            while nxt is not None and budget > 0:
+                page = await nxt
+                nxt = None
+                events = page["events"]
+                if not events:
+                    break
+                last = events[-1].get("offset") if isinstance(events[-1], dict) else None
+                if type(last) is not int or last <= cursor or len(events) > size:
+                    raise PeerMisbehaved(f"{client.url}: feed page does not advance its cursor")
+                budget -= len(events)
+                if len(events) == size and budget > 0:
+                    nxt = asyncio.create_task(client.feed(last, size))
+                stored = await self._ingest(events, client.url)
+                pulled += stored
+                cursor = self._feed_cursor[peer.url] = last
+        finally:
+            if nxt is not None:
+                nxt.cancel()
+                await asyncio.gather(nxt, return_exceptions=True)
+        return pulled
+
+    # ------------------------------------------------------------------ wanted
+    async def _fetch_wanted(self, client: PeerClient) -> int:
+        """Fetch what pending events wait for: chain prefixes by segment, the rest by hash."""
+        ledger = self.ledger
+        chains, hashes = await self.run_write(lambda: (ledger.pending.wanted_chains(), list(ledger.pending.wanted())))
+        fetched = 0
+        if chains:
+            mine = await self._heads()
+            gaps = {a: [mine.get(a, 0) + 1, s - 1] for a, s in chains.items() if s - 1 > mine.get(a, 0)}
+            frozen = dict(ledger.state.frozen)
+            gaps = {a: g for a, g in gaps.items() if a not in frozen}
+            if gaps:
+                fetched += await self._pull_chains(client, gaps)
+                hashes = await self.run_write(lambda: list(ledger.pending.wanted()))
+        hashes = hashes[: self.wanted_limit]
+        if not hashes:
+            return fetched
+        sem = asyncio.Semaphore(8)
+
+        async def one(h: str) -> dict[str, Any] | None:
+            async with sem:
+                return await client.event(h)
+
+        answers = await asyncio.gather(*(one(h) for h in hashes))
+        found = [(a, h) for a, h in zip(answers, hashes) if a is not None]
+        if found:
+            fetched += await self._ingest([a for a, _ in found], client.url, expect_hashes=[h for _, h in found])
+        return fetched
+
+    # ------------------------------------------------------------------ push
+    async def _push(self, client: PeerClient, theirs: dict[str, Any]) -> int:
+        """Send the peer the chain segments it lacks (bounded per round)."""
+        mine = await self._heads()
+        their_heads = theirs["heads"]
+        frozen = dict(self.ledger.state.frozen)
+        me = self.ledger.identity.node_id if self.ledger.identity else None
+        todo: list[tuple[str, int, int]] = []
+        for author, top in mine.items():
+            if author in frozen:
+                top = min(top, frozen[author] - 1)
+            value = their_heads.get(author)
+            have = value[0] if isinstance(value, list) and value and type(value[0]) is int else 0
+            if top > have:
+                todo.append((author, have + 1, top))
+        todo.sort(key=lambda t: (t[0] != me, t[0]))  # our own chain first
+        pushed, budget = 0, self.push_budget
+        batch: list[dict[str, Any]] = []
+        store = self.ledger.store
+
+        async def send() -> bool:
+            nonlocal pushed, batch
+            if not batch:
+                return True
+            try:
+                await client.push(batch)
+            except PeerRefused as exc:
+                if exc.code == "pending_full":
+                    return False
+                log.warning("peer %s refused our push: %s", client.url, exc)
+                return False
+            pushed += len(batch)
+            batch = []
+            return True
+
+        for author, start, top in todo:
+            while start <= top and budget > 0:
+                count = min(self.push_batch - len(batch), top - start + 1, budget)
+                rows = await self.run_read(store.chain_segment, author, start, count)
+                if not rows:
+                    break
+                batch.extend({"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()} for r in rows)
+                start = rows[-1].seq + 1
+                budget -= len(rows)
+                if len(batch) >= self.push_batch and not await send():
+                    return pushed
+        await send()
+        return pushed

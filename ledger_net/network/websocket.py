@@ -1,0 +1,314 @@
+"""The seed's WebSocket API at `/ws`.
+
+A client sends `{"type": "subscribe", "event": <topic>}` (and may `unsubscribe`):
+- `task_updates`  -> `{"type": "task_update", "task_id", "status", "progress", "timestamp"}` for
+  every committed `task.*` event (status and progress from the tasks projection);
+- `node_update`   -> `{"type": "node_update", "node_id", "status", "capabilities", "timestamp"}`
+  for every committed `node.*` event;
+- `network_update`-> `{"type": "network_update", "metrics": {total_nodes, active_tasks, cpu_usage,
+  ram_usage}, "timestamp"}` once on subscribing and then every `metrics_interval` seconds;
+- `events`        -> `{"type": "event", "offset", "event": {raw, sig}, "valid", "reason"}`, the raw
+  log from `after` (default: now) in offset order, never skipping or repeating.
+A message the hub cannot act on gets `{"type": "error", "error", "details": {"error_code",
+"error_message"}, "timestamp"}`; the connection stays open.
+
+Other components publish their own messages with `WebSocketHub.publish(topic, message)`.
+Each client has a bounded queue; a client that cannot keep up is disconnected
+rather than letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+import orjson
+import psutil
+from aiohttp import WSMsgType, web
+
+from ..ledger.chain import Applied, Ledger
+from .protocol import MAX_PAGE, CommitWatcher, stored_to_wire
+
+log = logging.getLogger(__name__)
+
+TASK_UPDATES = "task_updates"
+NETWORK_UPDATE = "network_update"
+NODE_UPDATE = "node_update"
+EVENTS = "events"
+TOPICS = frozenset({TASK_UPDATES, NETWORK_UPDATE, NODE_UPDATE, EVENTS})
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+MAX_MESSAGE = 64 << 10
+
+
+class _Client:
+    """One WebSocket connection: its topics, its bounded outbox, its events cursor."""
+
+    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
+        self.ws = ws
+        self.topics: set[str] = set()
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_size)
+        self.events_task: asyncio.Task[None] | None = None
+        self.overflowed = False
+
+    def offer(self, data: bytes) -> None:
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+def error_message(code: str, message: str, error: str = "Invalid message", **details: Any) -> dict[str, Any]:
+    return {"type": "error", "error": error, "details": {"error_code": code, "error_message": message, **details},
+            "timestamp": time.time()}
+
+
+class WebSocketHub:
+    """Fans committed ledger events and periodic metrics out to `/ws` subscribers."""
+
+    def __init__(self, ledger: Ledger, runner: Any | None = None, *, loop: asyncio.AbstractEventLoop | None = None,
+                 watcher: CommitWatcher | None = None, metrics_interval: float = 5.0, queue_size: int = 1000,
+                 read: Callable[..., Any] | None = None, peers_count: Callable[[], int] | None = None) -> None:
+        self.ledger = ledger
+        self.runner = runner
+        self.loop = loop or asyncio.get_running_loop()
+        self.watcher = watcher or CommitWatcher(self.loop, ledger.store.last_offset())
+        if watcher is None:
+            ledger.subscribe(self.watcher.on_applied)
+        self.metrics_interval = metrics_interval
+        self.queue_size = queue_size
+        self._read = read
+        self.peers_count = peers_count
+        self.clients: set[_Client] = set()
+        self._metrics_task: asyncio.Task[None] | None = None
+        self._closed = False
+        ledger.subscribe(self._on_applied_any_thread)
+        psutil.cpu_percent(None)  # prime: the first call has no interval to measure
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._metrics_task is None:
+            self._metrics_task = asyncio.create_task(self._metrics_loop(), name="ws-metrics")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            await asyncio.gather(self._metrics_task, return_exceptions=True)
+            self._metrics_task = None
+        for client in list(self.clients):
+            await self._drop(client, code=1001, reason=b"server shutting down")
+
+    # ------------------------------------------------------------- publishing
+    def publish(self, topic: str, message: dict[str, Any]) -> int:
+        """Send `message` to every subscriber of `topic` (call on the event loop); returns how many."""
+        data = orjson.dumps(message)
+        count = 0
+        for client in list(self.clients):
+            if topic in client.topics:
+                client.offer(data)
+                count += 1
+        return count
+
+    def publish_threadsafe(self, topic: str, message: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.publish, topic, message)
+
+    def _on_applied_any_thread(self, applied: list[Applied]) -> None:
+        if self._closed or not self.clients:
+            return
+        wanted = [a for a in applied if a.event.type.startswith(("task.", "node."))]
+        if wanted:
+            try:
+                self.loop.call_soon_threadsafe(self._on_applied, wanted)
+            except RuntimeError:
+                pass
+
+    def _on_applied(self, applied: list[Applied]) -> None:
+        for item in applied:
+            if item.event.type.startswith("task."):
+                message = self.task_update(item)
+                if message is not None:
+                    self.publish(TASK_UPDATES, message)
+            else:
+                message = self.node_update(item)
+                if message is not None:
+                    self.publish(NODE_UPDATE, message)
+
+    def task_update(self, item: Applied) -> dict[str, Any] | None:
+        """A `task_update` for a committed `task.*` event (None for events without effect)."""
+        event = item.event
+        task_id = event.body.get("task_id")
+        if item.reason is not None or not isinstance(task_id, str):
+            return None
+        status, progress = _status_of(event.type), None
+        if self.runner is not None:
+            task = self.runner["tasks"].tasks.get(task_id)
+            if task is not None:
+                status = "quoted" if task["status"] == "bidding" else task["status"]
+                total = task["chunks_total"]
+                progress = 1.0 if status == "completed" else (task["chunks_done"] / total if total else 0.0)
+        if progress is None:
+            progress = 1.0 if status == "completed" else 0.0
+        return {"type": "task_update", "task_id": task_id, "status": status, "progress": progress,
+                "event": event.type, "event_hash": event.hash, "timestamp": event.ts / 1000}
+
+    def node_update(self, item: Applied) -> dict[str, Any] | None:
+        event = item.event
+        if item.reason is not None:
+            return None
+        body = event.body
+        status = {"node.joined": "online", "node.left": "offline"}.get(event.type, body.get("status", "online"))
+        capabilities = body.get("capabilities")
+        if capabilities is None and self.runner is not None:
+            row = self.runner["nodes"].nodes.get(event.author)
+            if row is not None:
+                capabilities = orjson.loads(row["capabilities"])
+        return {"type": "node_update", "node_id": event.author, "status": status,
+                "capabilities": capabilities or {}, "name": body.get("name"), "url": body.get("url"),
+                "event": event.type, "timestamp": event.ts / 1000}
+
+    def network_metrics(self) -> dict[str, Any]:
+        total_nodes = active_tasks = 0
+        if self.runner is not None:
+            nodes = list(self.runner["nodes"].nodes.values())
+            total_nodes = sum(1 for n in nodes if n["status"] != "offline" and n["status"] != "unknown")
+            tasks = list(self.runner["tasks"].tasks.values())
+            active_tasks = sum(1 for t in tasks if t["status"] not in TERMINAL)
+        metrics = {"total_nodes": total_nodes, "active_tasks": active_tasks,
+                   "cpu_usage": psutil.cpu_percent(None), "ram_usage": psutil.virtual_memory().percent}
+        if self.peers_count is not None:
+            metrics["connected_peers"] = self.peers_count()
+        return metrics
+
+    def network_update(self) -> dict[str, Any]:
+        return {"type": "network_update", "metrics": self.network_metrics(), "timestamp": time.time()}
+
+    async def _metrics_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.metrics_interval)
+            if any(NETWORK_UPDATE in c.topics for c in self.clients):
+                try:
+                    self.publish(NETWORK_UPDATE, self.network_update())
+                except Exception:
+                    log.exception("network metrics failed")
+
+    # ------------------------------------------------------------- connection
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
+        await ws.prepare(request)
+        client = _Client(ws, self.queue_size)
+        self.clients.add(client)
+        sender = asyncio.create_task(self._sender(client))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_message(client, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    client.offer(orjson.dumps(error_message("INVALID_MESSAGE", "binary frames are not understood; "
+                                                                              "send JSON text")))
+                elif msg.type == WSMsgType.ERROR:
+                    break
+                if client.overflowed:
+                    break
+        finally:
+            await self._drop(client)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        return ws
+
+    async def _sender(self, client: _Client) -> None:
+        while True:
+            data = await client.queue.get()
+            if data is None or client.ws.closed:
+                return
+            await client.ws.send_str(data.decode("utf-8"))
+            if client.overflowed:
+                await client.ws.close(code=1013, message=b"subscriber too slow; messages were dropped")
+                return
+
+    async def _drop(self, client: _Client, code: int = 1000, reason: bytes = b"") -> None:
+        self.clients.discard(client)
+        if client.events_task is not None:
+            client.events_task.cancel()
+            await asyncio.gather(client.events_task, return_exceptions=True)
+            client.events_task = None
+        if not client.ws.closed:
+            try:
+                await client.ws.close(code=code, message=reason)
+            except Exception:
+                pass
+
+    async def _on_message(self, client: _Client, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            client.offer(orjson.dumps(error_message("INVALID_JSON", f"message is not JSON: {exc}")))
+            return
+        if not isinstance(message, dict):
+            client.offer(orjson.dumps(error_message("INVALID_MESSAGE", "a message is a JSON object with a 'type'")))
+            return
+        kind = message.get("type")
+        if kind == "ping":
+            client.offer(orjson.dumps({"type": "pong", "timestamp": time.time()}))
+            return
+        if kind not in ("subscribe", "unsubscribe"):
+            client.offer(orjson.dumps(error_message("UNKNOWN_MESSAGE_TYPE", f"unknown message type {kind!r}; "
+                                                    "use subscribe, unsubscribe or ping")))
+            return
+        topic = message.get("event")
+        if topic not in TOPICS:
+            client.offer(orjson.dumps(error_message("UNKNOWN_EVENT", f"unknown subscription {topic!r}; one of "
+                                                    f"{sorted(TOPICS)}")))
+            return
+        if kind == "unsubscribe":
+            client.topics.discard(topic)
+            if topic == EVENTS and client.events_task is not None:
+                client.events_task.cancel()
+                client.events_task = None
+            client.offer(orjson.dumps({"type": "unsubscribed", "event": topic, "timestamp": time.time()}))
+            return
+        after = message.get("after")
+        if topic == EVENTS and after is not None and (type(after) is not int or after < 0):
+            client.offer(orjson.dumps(error_message("INVALID_MESSAGE", "'after' is a non-negative event offset")))
+            return
+        client.topics.add(topic)
+        client.offer(orjson.dumps({"type": "subscribed", "event": topic, "timestamp": time.time()}))
+        if topic == NETWORK_UPDATE:
+            client.offer(orjson.dumps(self.network_update()))
+        elif topic == EVENTS and client.events_task is None:
+            cursor = self.watcher.last if after is None else after
+            client.events_task = asyncio.create_task(self._events_follow(client, cursor))
+
+    async def _events_follow(self, client: _Client, cursor: int) -> None:
+        """Raw log to one client by offset cursor (reads the store, so nothing is skipped)."""
+        store = self.ledger.store
+        page = min(200, MAX_PAGE)
+
+        def read(after: int) -> list[Any]:
+            return list(store.select_events(after=after, limit=page, batch=page))
+
+        while not self._closed and not client.ws.closed:
+            if client.queue.qsize() > self.queue_size // 2:
+                await asyncio.sleep(0.01)  # let the sender drain before reading more
+                continue
+            if self._read is not None:
+                rows = await self._read(read, cursor)
+            else:
+                rows = await self.loop.run_in_executor(None, read, cursor)
+            if rows:
+                for row in rows:
+                    item = stored_to_wire(row)
+                    client.offer(orjson.dumps({"type": "event", "offset": item["offset"],
+                                               "event": {"raw": item["raw"], "sig": item["sig"]},
+                                               "valid": item["valid"], "reason": item["reason"]}))
+                cursor = rows[-1].offset
+                continue
+            await self.watcher.wait_beyond(cursor, 5.0)
+
+
+def _status_of(event_type: str) -> str:
+    return {"task.submitted": "pending", "task.quote": "quoted", "task.assigned": "running",
+            "task.chunk_result": "running", "task.chunk_accepted": "running", "task.chunk_rejected": "running",
+            "task.completed": "completed", "task.failed": "failed", "task.cancelled": "cancelled"}.get(
+        event_type, "running")
