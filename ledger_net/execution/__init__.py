@@ -1,0 +1,1 @@
+"""Execution: the task lifecycle as an event consumer, and chunks run in sandboxes."""

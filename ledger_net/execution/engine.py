@@ -1,0 +1,626 @@
+"""The task engine: the task lifecycle as a consumer of ledger events.
+
+One engine per node plays both roles. As a *worker* it quotes on tasks it can run
+(`task.quote`, priced by the PricingEngine from projections), runs chunks
+assigned to it in a sandbox and reports signed results (`task.chunk_result`). As
+an *owner* it escrows credits (`task.submitted`), routes chunks to bidders
+(`task.assigned`), validates results (by quorum when replicated), pays from
+escrow (`task.chunk_accepted`) with feedback, reassigns failures and timeouts, and
+closes the task (`task.completed` with the aggregated result, or `failed` /
+`cancelled`, refunding what is left). A node alone is a whole network: it bids
+on and runs its own tasks.
+
+Everything the engine decides becomes an event; its memory is rebuilt on start
+by replaying the log, so a restarted node picks its tasks up where they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..compute import aggregate, pack, plan_chunks, unpack, validate_config
+from ..compute.plan import payload_work_units
+from ..core.money import to_units
+from ..core.task import Task
+from ..errors import CreditError, LedgerError, TaskError
+from ..ledger.chain import Applied, Ledger, RuleViolation
+from ..ledger.events import Event
+from ..projections.runner import ProjectionRunner
+from .blobs import BlobStore
+from .executor import ChunkExecutor
+from .framing import decode_frame, encode_frame
+from .owner import Attempt, Bid, ChunkWork, OwnedTask, result_hash
+
+log = logging.getLogger(__name__)
+
+PPM = 1_000_000
+INLINE_LIMIT = 16 * 1024  # payloads and results up to this size travel inside events
+DEFAULT_BUDGET = 1.0  # credits, when a task names no max_price
+TICK = 0.05
+
+
+class TaskEngine:
+    """Drives tasks owned by this node and chunks assigned to it."""
+
+    def __init__(self, ledger: Ledger, runner: ProjectionRunner, executor: ChunkExecutor, blobs: BlobStore, *,
+                 pricing: Any, router: Any, node: Any = None, quote_window: float = 0.25,
+                 load_ppm: Callable[[], int] | None = None) -> None:
+        self.ledger, self.runner, self.executor, self.blobs = ledger, runner, executor, blobs
+        self.pricing, self.router, self.node = pricing, router, node
+        self.quote_window = quote_window
+        self.load_ppm = load_ppm or (lambda: 0)
+        self.me = ledger.node_id
+        self.owned: dict[str, OwnedTask] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}  # assignment hash -> execution
+        self._done_assignments: set[str] = set()  # assignments to me already reported
+        self._quoted: set[str] = set()
+        self._to_quote: list[Event] = []
+        self._to_receive: list[str] = []
+        self._queue: asyncio.Queue[list[Applied]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.max_concurrent = 4
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._replay()
+        self.ledger.subscribe(self._on_applied)
+        self._task = asyncio.create_task(self._run(), name="task-engine")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        for job in list(self._running.values()):
+            job.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        self._running.clear()
+        if self._on_applied in self.ledger._listeners:
+            self.ledger._listeners.remove(self._on_applied)
+
+    def _on_applied(self, applied: list[Applied]) -> None:
+        loop, queue = self._loop, self._queue
+        if loop is None or queue is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            queue.put_nowait(applied)
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, applied)
+
+    def _replay(self) -> None:
+        """Rebuild the engine's memory from the log (after a restart)."""
+        for row in self.ledger.store.select_events():
+            if row.valid and row.type.startswith(("task.", "credit.")):
+                self._observe(Event.from_wire(row.raw, row.sig), replay=True)
+        self._to_quote.clear()  # stale offers are not worth making again
+        now = time.monotonic()
+        for task in self.owned.values():
+            task.quote_deadline = now
+            for chunk in task.chunks:
+                for attempt in chunk.open_attempts():
+                    attempt.deadline = now + task.timeout
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            try:
+                batch = await asyncio.wait_for(self._queue.get(), timeout=TICK)
+                batches = [batch]
+                while not self._queue.empty():
+                    batches.append(self._queue.get_nowait())
+                for applied in batches:
+                    for item in applied:
+                        if item.reason is None:
+                            self._observe(item.event)
+            except asyncio.TimeoutError:
+                pass
+            try:
+                self._act()
+            except Exception:
+                log.exception("task engine step failed")
+
+    # ------------------------------------------------------------ submitting
+    def submit(self, task: Task) -> str:
+        """Escrow the task's budget and publish it; returns the task id."""
+        errors = task.validate()
+        if errors:
+            raise TaskError("invalid task: " + "; ".join(errors))
+        task_type = str(task.task_type.value if hasattr(task.task_type, "value") else task.task_type)
+        config = dict(task.config)
+        requirements = dict(task.requirements or {})
+        if task_type in ("ml_inference", "ml_train_step"):
+            config = self._attach_model(config)
+        problems = validate_config(task_type, config)
+        if problems:
+            raise TaskError("invalid task: " + "; ".join(problems))
+        payloads = plan_chunks(task_type, config, config.get("chunk_size"))
+        replicas = int(config.get("replicas", 1))
+        if not 1 <= replicas <= 16:
+            raise TaskError("replicas must be between 1 and 16")
+        quorum = int(config.get("quorum", replicas // 2 + 1))
+        if not 1 <= quorum <= replicas:
+            raise TaskError("quorum must be between 1 and replicas")
+        budget_value = config.get("max_price", requirements.get("max_price", DEFAULT_BUDGET))
+        try:
+            budget = to_units(budget_value, self.ledger.state.decimals, what="max_price")
+        except CreditError as exc:
+            raise TaskError(str(exc)) from None
+        if budget < 0:
+            raise TaskError("max_price must not be negative")
+        per_chunk = budget // (len(payloads) * replicas)
+        if task.task_id in self.ledger.state.account(self.me).tasks:
+            raise TaskError(f"task {task.task_id} was already submitted")
+        if budget > self.ledger.state.spendable(self.me):
+            raise CreditError(f"insufficient credits to escrow the task's max_price {budget_value}: balance is "
+                              f"{self.ledger.state.spendable(self.me) / 10 ** self.ledger.state.decimals}")
+        wire_config, config_blobs = pack(config)
+        self.blobs.put_many(config_blobs)
+        wire_requirements, _ = pack(requirements, min_blob_items=10**9)
+        chunks = []
+        for index, payload in enumerate(payloads):
+            wire, blobs = pack(payload)
+            frame = encode_frame({"payload": wire}, blobs)
+            if len(frame) <= INLINE_LIMIT and not blobs:
+                chunks.append(ChunkWork(index, wire, None))
+            else:
+                chunks.append(ChunkWork(index, None, self.blobs.put(frame)))
+        timeout = float(requirements.get("timeout_seconds") or 30.0)
+        owned = OwnedTask(task.task_id, task_type, wire_config, requirements, int(task.priority or 2), replicas,
+                          quorum, per_chunk, timeout, chunks)
+        body = {"task_id": task.task_id, "task_type": task_type, "escrow": budget, "max_price": per_chunk,
+                "chunks": len(payloads), "spec": {"config": wire_config, "requirements": wire_requirements},
+                "priority": min(max(int(task.priority or 2), 0), 10), "replicas": replicas, "quorum": quorum,
+                "timeout_ms": max(1, int(timeout * 1000))}
+        if config_blobs:
+            body["blobs"] = sorted(config_blobs)
+        self.owned[task.task_id] = owned
+        try:
+            event = self.ledger.append("task.submitted", body)
+        except RuleViolation as exc:
+            del self.owned[task.task_id]
+            raise CreditError(str(exc)) from None
+        except LedgerError as exc:
+            del self.owned[task.task_id]
+            raise TaskError(f"the ledger refused the task: {exc}") from None
+        owned.submitted = event.hash
+        owned.quote_deadline = time.monotonic() + self.quote_window
+        self._wake.set()
+        return task.task_id
+
+    def _attach_model(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Ship the model file with the task: workers elsewhere cannot read the owner's disk."""
+        path = config.get("model_path")
+        if not path or config.get("model_blob") or config.get("weights"):
+            return config
+        file = Path(path)
+        if file.suffix.lower() != ".npz":
+            raise TaskError(f"unsupported model format {file.suffix or '(none)'!r} for {path}: "
+                            "ledger_net runs numpy .npz models (linear or MLP)")
+        if not file.is_file():
+            raise TaskError(f"model file {path} not found")
+        data = file.read_bytes()
+        return dict(config, model_blob=self.blobs.put(data))
+
+    def cancel(self, task_id: str) -> bool:
+        task = self.owned.get(task_id)
+        row = self.runner["tasks"].tasks.get(task_id)
+        if row is None:
+            raise TaskError(f"task {task_id} not found")
+        if row["owner"] != self.me:
+            raise TaskError(f"task {task_id} belongs to another node; only its owner may cancel it")
+        if task_id not in self.ledger.state.account(self.me).escrow:
+            return False
+        self._close(task_id, "task.cancelled", {"reason": "cancelled by its owner"})
+        if task is not None:
+            task.state = "closed"
+        return True
+
+    # ------------------------------------------------------------ observing
+    def _observe(self, event: Event, replay: bool = False) -> None:
+        t, b = event.type, event.body
+        if t == "task.submitted":
+            if event.author == self.me and b["task_id"] not in self.owned and replay:
+                self._restore_owned(event)
+            if b["task_id"] not in self._quoted:
+                self._to_quote.append(event)
+        elif t == "task.quote":
+            task = self.owned.get(b["task_id"])
+            if task is not None and task.state == "quoting":
+                task.bids[event.author] = Bid(event.author, b["price"], event.hash, b["inputs"])
+            if event.author == self.me:
+                self._quoted.add(b["task_id"])
+        elif t == "task.assigned":
+            task = self.owned.get(b["task_id"]) if event.author == self.me else None
+            if task is not None and replay and b["chunk"] < len(task.chunks):
+                chunk = task.chunks[b["chunk"]]
+                if task.attempt_by_assignment(event.hash) is None:
+                    chunk.attempts.append(Attempt(b["worker"], event.hash, b["price"], 0.0))
+                task.state = "running"
+            if b["worker"] == self.me and event.hash not in self._done_assignments:
+                if not replay:
+                    self._start_chunk(event)
+                else:
+                    self._pending_replay_runs = getattr(self, "_pending_replay_runs", [])
+                    self._pending_replay_runs.append(event)
+        elif t == "task.chunk_result":
+            if event.author == self.me:
+                for dep in event.deps:
+                    self._done_assignments.add(dep)
+            task = self.owned.get(b["task_id"])
+            if task is not None:
+                for dep in event.deps:
+                    found = task.attempt_by_assignment(dep)
+                    if found and found[1].worker == event.author and found[1].ok is None:
+                        attempt = found[1]
+                        attempt.ok, attempt.error = b["ok"], b.get("error")
+                        attempt.result_hash, attempt.result, attempt.event = b.get("result_hash"), b.get("result"), \
+                            event.hash
+        elif t == "task.chunk_accepted":
+            task = self.owned.get(b["task_id"]) if event.author == self.me else None
+            if task is not None and b["chunk"] < len(task.chunks):
+                chunk = task.chunks[b["chunk"]]
+                for attempt in chunk.attempts:
+                    if attempt.worker == b["worker"] and attempt.ok and attempt not in chunk.accepted:
+                        chunk.accepted.append(attempt)
+                        break
+                if len(chunk.accepted) >= task.quorum:
+                    chunk.settled = True
+            if b["worker"] == self.me and event.author != self.me and b["payment"]:
+                self._to_receive.append(event.hash)
+        elif t == "task.chunk_rejected":
+            task = self.owned.get(b["task_id"]) if event.author == self.me else None
+            if task is not None and b["chunk"] < len(task.chunks):
+                task.chunks[b["chunk"]].rejected_workers.add(b["worker"])
+        elif t in ("task.completed", "task.failed", "task.cancelled"):
+            task = self.owned.get(b["task_id"]) if event.author == self.me else None
+            if task is not None:
+                task.state = "closed"
+            self._notify(b["task_id"], t.split(".")[1])
+        elif t in ("credit.transfer", "credit.minted") and b.get("to") == self.me and event.author != self.me:
+            self._to_receive.append(event.hash)
+        elif t == "credit.voucher_settled" and b.get("to") == self.me and event.author != self.me:
+            self._to_receive.append(event.hash)
+
+    def _restore_owned(self, event: Event) -> None:
+        b = event.body
+        spec = b["spec"]
+        try:
+            config = unpack(spec["config"], self._local_blobs(spec["config"]))
+            payloads = plan_chunks(b["task_type"], config, config.get("chunk_size"))
+        except (TaskError, LedgerError) as exc:
+            log.warning("cannot resume task %s: %s", b["task_id"], exc)
+            return
+        chunks = []
+        for index, payload in enumerate(payloads):
+            wire, blobs = pack(payload)
+            frame = encode_frame({"payload": wire}, blobs)
+            chunks.append(ChunkWork(index, wire, None) if len(frame) <= INLINE_LIMIT and not blobs
+                          else ChunkWork(index, None, self.blobs.put(frame)))
+        requirements = unpack(spec.get("requirements") or {})
+        task = OwnedTask(b["task_id"], b["task_type"], spec["config"], requirements, b.get("priority", 2),
+                         b.get("replicas", 1), b.get("quorum", 1), b["max_price"],
+                         b.get("timeout_ms", 30000) / 1000.0, chunks, submitted=event.hash)
+        self.owned[b["task_id"]] = task
+
+    def _local_blobs(self, wire: Any) -> dict[str, bytes]:
+        from ..compute import blob_refs
+
+        out = {}
+        for h in blob_refs(wire):
+            data = self.blobs.local(h)
+            if data is not None:
+                out[h] = data
+        return out
+
+    def _notify(self, task_id: str, status: str) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(task_id, {"status": status})
+            except Exception:
+                log.exception("task listener failed")
+
+    # ------------------------------------------------------------ acting
+    def _act(self) -> None:
+        replays = getattr(self, "_pending_replay_runs", None)
+        if replays:
+            self._pending_replay_runs = []
+            for event in replays:
+                self._start_chunk(event)
+        self._quote_all()
+        now = time.monotonic()
+        for task in list(self.owned.values()):
+            if task.state == "closed" or task.task_id not in self.ledger.state.account(self.me).escrow:
+                task.state = "closed"
+                continue
+            try:
+                if task.state == "quoting":
+                    self._maybe_route(task, now)
+                if task.state == "running":
+                    self._advance(task, now)
+            except RuleViolation as exc:
+                log.warning("task %s: %s", task.task_id, exc)
+        self._receive()
+
+    def _quote_all(self) -> None:
+        if not self._to_quote:
+            return
+        events, self._to_quote = self._to_quote, []
+        items = []
+        for event in events:
+            b = event.body
+            if b["task_id"] in self._quoted or b["task_id"] not in self.ledger.state.account(event.author).escrow:
+                continue
+            self._quoted.add(b["task_id"])
+            requirements = unpack((b["spec"] or {}).get("requirements") or {})
+            if not self._can_run(b["task_type"], requirements):
+                continue
+            quote = self._price(b)
+            if quote is None:
+                continue
+            price, inputs = quote
+            items.append(("task.quote", {"task_id": b["task_id"], "price": price, "inputs": inputs}, (event.hash,)))
+        if items:
+            self.ledger.append_batch(items)
+
+    def _can_run(self, task_type: str, requirements: dict[str, Any]) -> bool:
+        node = self.node
+        if node is None:
+            return True
+        checker = getattr(node, "can_run", None)
+        if checker is not None:
+            return bool(checker(task_type, requirements))
+        return True
+
+    def _price(self, body: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
+        work = max(1, body["chunks"])
+        quote = self.pricing.quote_task(self.runner, self.me, work_units=work, priority=body.get("priority", 2),
+                                        max_price=body["max_price"], load_ppm=self.load_ppm())
+        if quote is None:
+            return None
+        return quote.price, dict(quote.inputs)
+
+    def _maybe_route(self, task: OwnedTask, now: float) -> None:
+        expected = self._expected_bidders()
+        if now < task.quote_deadline and not expected <= set(task.bids):
+            return
+        bids = [b for b in task.bids.values() if b.price <= task.per_chunk_cap
+                and b.worker not in self.ledger.state.frozen]
+        if not bids:
+            if now < task.quote_deadline + max(2.0, 4 * self.quote_window):
+                return  # give slow peers a little longer
+            reason = (f"no node will run it at max_price: {len(task.bids)} bid(s), none at or below "
+                      f"{task.per_chunk_cap} base units per chunk") if task.bids else \
+                "no node able to run this task made an offer"
+            self._close(task.task_id, "task.failed", {"reason": reason})
+            task.state = "closed"
+            return
+        task.state = "running"
+        self._assign(task, [c.index for c in task.chunks], bids, task.replicas)
+
+    def _expected_bidders(self) -> set[str]:
+        nodes = self.runner["nodes"].nodes
+        return {n for n, row in nodes.items() if row["status"] == "online" and n not in self.ledger.state.frozen} \
+            | {self.me}
+
+    def _assign(self, task: OwnedTask, indexes: list[int], bids: list[Bid], replicas: int,
+                exclude: dict[int, set[str]] | None = None) -> None:
+        exclude = exclude or {}
+        plan = self.router.route(bids, indexes, task.requirements, replicas=replicas, exclude=exclude,
+                                 runner=self.runner)
+        items, pending = [], []
+        now = time.monotonic()
+        for index in indexes:
+            chunk = task.chunks[index]
+            for worker in plan.get(index, []):
+                bid = task.bids[worker]
+                body: dict[str, Any] = {"task_id": task.task_id, "chunk": index, "worker": worker, "price": bid.price,
+                                        "attempt": len(chunk.attempts)}
+                if chunk.payload_hash:
+                    body["payload_hash"] = chunk.payload_hash
+                else:
+                    body["payload"] = chunk.payload
+                items.append(("task.assigned", body, (task.submitted, bid.quote_hash)))
+                pending.append((chunk, worker, bid.price))
+        if not items:
+            return
+        events = self.ledger.append_batch(items)
+        for (chunk, worker, price), event in zip(pending, events):
+            chunk.attempts.append(Attempt(worker, event.hash, price, now + task.timeout))
+
+    def _advance(self, task: OwnedTask, now: float) -> None:
+        frozen = self.ledger.state.frozen
+        items: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
+        retry: dict[int, int] = {}
+        for chunk in task.unsettled():
+            for attempt in chunk.open_attempts():
+                if now > attempt.deadline or attempt.worker in frozen:
+                    attempt.ok, attempt.error = False, ("worker is a proven forker" if attempt.worker in frozen
+                                                        else "timed out")
+            verdict, winners, losers = task.verdict(chunk)
+            for loser in losers:
+                if loser.worker not in chunk.rejected_workers:
+                    chunk.rejected_workers.add(loser.worker)
+                    items.append(("task.chunk_rejected", {"task_id": task.task_id, "chunk": chunk.index,
+                                                          "worker": loser.worker,
+                                                          "reason": (loser.error or "result lost the quorum")[:4000]},
+                                  ()))
+                    if loser.worker != self.me:
+                        items.append(self._feedback(task, loser.worker, False))
+            if verdict == "accept":
+                for winner in winners:
+                    if winner.worker in frozen:
+                        continue
+                    items.append(("task.chunk_accepted", {"task_id": task.task_id, "chunk": chunk.index,
+                                                          "worker": winner.worker, "payment": winner.price,
+                                                          "result_hash": winner.result_hash},
+                                  tuple(x for x in (winner.event,) if x)))
+                    chunk.accepted.append(winner)
+                chunk.settled = True
+            elif verdict == "retry" or task.missing_attempts(chunk):
+                if len(chunk.attempts) >= task.max_attempts * task.replicas:
+                    last = next((a.error for a in reversed(chunk.attempts) if a.error), "no valid result")
+                    self._flush(items)
+                    self._close(task.task_id, "task.failed",
+                                {"reason": f"chunk {chunk.index} failed after {len(chunk.attempts)} attempts: "
+                                           f"{last}"[:4000]})
+                    task.state = "closed"
+                    return
+                retry[chunk.index] = max(1, task.missing_attempts(chunk))
+        paid_workers = {w for c in task.chunks for w in (a.worker for a in c.accepted)}
+        self._flush(items)
+        if retry:
+            self._reassign(task, retry)
+        if task.state == "running" and not task.unsettled():
+            praise = [self._feedback(task, w, True) for w in sorted(paid_workers)
+                      if w != self.me and w not in frozen and (task.task_id, w) not in
+                      self.ledger.state.account(self.me).rated]
+            self._flush(praise)
+            self._complete(task)
+
+    def _reassign(self, task: OwnedTask, retry: dict[int, int]) -> None:
+        bids = [b for b in task.bids.values() if b.price <= task.per_chunk_cap
+                and b.worker not in self.ledger.state.frozen]
+        for index, count in retry.items():
+            chunk = task.chunks[index]
+            exclude = chunk.tried_workers()
+            candidates = [b for b in bids if b.worker not in exclude]
+            if not candidates:
+                last = next((a.error for a in reversed(chunk.attempts) if a.error), "no valid result")
+                self._close(task.task_id, "task.failed",
+                            {"reason": f"chunk {index} failed and no other node can take it: {last}"[:4000]})
+                task.state = "closed"
+                return
+            self._assign(task, [index], candidates, count)
+
+    def _feedback(self, task: OwnedTask, worker: str, positive: bool) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+        return ("reputation.feedback", {"subject": worker, "task_id": task.task_id, "positive": positive,
+                                        "quality_ppm": PPM if positive else 0, "weight_ppm": PPM}, ())
+
+    def _flush(self, items: list[tuple[str, dict[str, Any], tuple[str, ...]]]) -> None:
+        if items:
+            self.ledger.append_batch(items)
+            items.clear()
+
+    def _complete(self, task: OwnedTask) -> None:
+        try:
+            results = [self._result_value(task, chunk) for chunk in task.chunks]
+            config = unpack(task.config, self._local_blobs(task.config))
+            answer = aggregate(task.task_type, config, results)
+        except (TaskError, LedgerError, KeyError, ValueError, TypeError) as exc:
+            self._close(task.task_id, "task.failed", {"reason": f"results could not be aggregated: {exc}"[:4000]})
+            task.state = "closed"
+            return
+        wire, blobs = pack(answer)
+        frame = encode_frame({"result": wire}, blobs)
+        body: dict[str, Any] = {"result_hash": self.blobs.put(frame)}
+        if len(frame) <= INLINE_LIMIT and not blobs:
+            body["result"] = wire
+        self._close(task.task_id, "task.completed", body)
+        task.state = "closed"
+
+    def _result_value(self, task: OwnedTask, chunk: ChunkWork) -> Any:
+        attempt = chunk.accepted[0]
+        if attempt.result is not None:
+            return unpack(attempt.result)
+        data = self.blobs.local(attempt.result_hash or "")
+        if data is None:
+            raise TaskError(f"result of chunk {chunk.index} is not available yet")
+        header, blobs = decode_frame(data)
+        return unpack(header["result"], blobs)
+
+    def _close(self, task_id: str, kind: str, body: dict[str, Any]) -> None:
+        refund = self.ledger.state.account(self.me).escrow.get(task_id)
+        if refund is None:
+            return
+        self.ledger.append(kind, {"task_id": task_id, "refund": refund, **body})
+
+    def _receive(self) -> None:
+        if not self._to_receive:
+            return
+        wanted, self._to_receive = self._to_receive, []
+        open_to_me = {h for h, _ in self.ledger.state.open_credits_to(self.me)}
+        items = [("credit.received", {"source": h}, (h,)) for h in dict.fromkeys(wanted) if h in open_to_me]
+        if items:
+            self.ledger.append_batch(items)
+
+    # ------------------------------------------------------------ working
+    def _start_chunk(self, assignment: Event) -> None:
+        if assignment.hash in self._running or assignment.hash in self._done_assignments:
+            return
+        self._running[assignment.hash] = asyncio.create_task(self._execute(assignment))
+
+    async def _execute(self, assignment: Event) -> None:
+        b = assignment.body
+        try:
+            submitted = self.runner["tasks"].tasks.get(b["task_id"])
+            task_type = submitted["task_type"] if submitted else None
+            requirements: dict[str, Any] = {}
+            if submitted:
+                spec = unpack_spec(submitted["spec"])
+                requirements = spec.get("requirements", {})
+            if task_type is None:
+                raise TaskError(f"task {b['task_id']} is not known here")
+            if "payload_hash" in b:
+                header, blobs = decode_frame(await self.blobs.get(b["payload_hash"]))
+                payload = header["payload"]
+            else:
+                payload, blobs = b["payload"], {}
+            from ..compute import blob_refs
+
+            for ref in blob_refs(payload):
+                if ref not in blobs:
+                    blobs[ref] = await self.blobs.get(ref)
+            if self.node is not None and hasattr(self.node, "task_started"):
+                self.node.task_started()
+            try:
+                outcome = await self.executor.run(task_type, payload, blobs, requirements)
+            finally:
+                if self.node is not None and hasattr(self.node, "task_finished"):
+                    self.node.task_finished()
+        except TaskError as exc:
+            from .executor import ChunkOutcome
+
+            outcome = ChunkOutcome(False, error=str(exc))
+        body: dict[str, Any] = {"task_id": b["task_id"], "chunk": b["chunk"], "ok": outcome.ok,
+                                "usage": outcome.usage, "attempt": b.get("attempt", 0)}
+        if outcome.ok:
+            frame = encode_frame({"result": outcome.result}, outcome.blobs)
+            body["result_hash"] = self.blobs.put(frame)
+            if len(frame) <= INLINE_LIMIT and not outcome.blobs:
+                body["result"] = outcome.result
+        else:
+            body["result_hash"] = None
+            body["error"] = (outcome.error or "failed")[:4000]
+        self._done_assignments.add(assignment.hash)
+        self._running.pop(assignment.hash, None)
+        try:
+            self.ledger.append("task.chunk_result", body, (assignment.hash,))
+        except LedgerError:
+            log.exception("could not report chunk %s of %s", b["chunk"], b["task_id"])
+
+
+def unpack_spec(spec_json: str) -> dict[str, Any]:
+    import orjson
+
+    spec = orjson.loads(spec_json)
+    return {"config": spec.get("config"), "requirements": unpack(spec.get("requirements") or {})}
+
+
+__all__ = ["TaskEngine", "result_hash", "payload_work_units"]

@@ -1,0 +1,129 @@
+"""Runs chunks in sandboxes: built-in types on warm sandboxed workers, user code in
+the sandbox type the task asks for. Every chunk runs isolated; failures come back
+as readable reasons, never as exceptions that stop the node."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import LedgerNetError, SandboxError
+from ..sandbox.bundle import CodeBundle
+from ..sandbox.execution import SandboxExecutorFactory
+from ..sandbox.limits import SandboxLimits, SandboxType
+from ..sandbox.warm_pool import WarmWorkerPool
+from .framing import decode_frame, encode_frame
+
+log = logging.getLogger(__name__)
+
+CHUNK_FUNCTION = "ledger_net.execution.chunk_job:run_chunk_job"
+MiB = 1024 * 1024
+
+
+@dataclass
+class ChunkOutcome:
+    ok: bool
+    result: Any = None  # wire form (float-free), when ok
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    error: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)  # integers only: they go into signed events
+
+
+class ChunkExecutor:
+    """One node's sandboxed execution capacity."""
+
+    def __init__(self, *, workers: int = 2, memory_bytes: int = 1024 * MiB, default_timeout: float = 60.0) -> None:
+        self.workers = workers
+        self.default_timeout = default_timeout
+        self.limits = SandboxLimits(cpu_time_seconds=max(default_timeout, 5.0), wall_time_seconds=default_timeout,
+                                    memory_bytes=memory_bytes, max_output_bytes=512 * MiB,
+                                    max_file_bytes=64 * MiB, max_processes=1)
+        self._pool: WarmWorkerPool | None = None
+        self.stats = {"chunks": 0, "failed": 0}
+        self.failures: dict[str, int] = {}
+
+    async def start(self) -> None:
+        if self._pool is None:
+            self._pool = WarmWorkerPool({"chunk": CHUNK_FUNCTION}, size=self.workers, limits=self.limits,
+                                        lifetime_cpu_seconds=max(3600.0, self.limits.cpu_time_seconds))
+            await self._pool.start()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def run(self, task_type: str, payload: Any, blobs: Mapping[str, bytes],
+                  requirements: Mapping[str, Any] | None = None) -> ChunkOutcome:
+        requirements = requirements or {}
+        timeout = float(requirements.get("timeout_seconds") or self.default_timeout)
+        started = time.perf_counter()
+        try:
+            if task_type == "code":
+                outcome = await self._run_code(payload, requirements, timeout)
+            else:
+                outcome = await self._run_builtin(task_type, payload, blobs, timeout)
+        except LedgerNetError as exc:
+            outcome = ChunkOutcome(False, error=str(exc))
+        except Exception as exc:  # a chunk must never take the node down
+            log.exception("chunk execution failed unexpectedly")
+            outcome = ChunkOutcome(False, error=f"{type(exc).__name__}: {exc}")
+        outcome.usage.setdefault("wall_ms", int((time.perf_counter() - started) * 1000))
+        self.stats["chunks"] += 1
+        if not outcome.ok:
+            self.stats["failed"] += 1
+            key = _failure_kind(outcome.error or "")
+            self.failures[key] = self.failures.get(key, 0) + 1
+        return outcome
+
+    async def _run_builtin(self, task_type: str, payload: Any, blobs: Mapping[str, bytes],
+                           timeout: float) -> ChunkOutcome:
+        if self._pool is None:
+            await self.start()
+        assert self._pool is not None
+        frame = encode_frame({"task_type": task_type, "payload": payload}, blobs)
+        try:
+            reply = await self._pool.run("chunk", frame, timeout=timeout)
+        except SandboxError as exc:
+            return ChunkOutcome(False, error=str(exc))
+        header, result_blobs = decode_frame(reply)
+        return ChunkOutcome(True, result=header["result"], blobs=result_blobs)
+
+    async def _run_code(self, payload: Any, requirements: Mapping[str, Any], timeout: float) -> ChunkOutcome:
+        bundle_data = dict(payload.get("bundle") or {})
+        files = {}
+        for name, content in (bundle_data.get("files") or {}).items():
+            if isinstance(content, dict) and "$bytes" in content:
+                import base64
+
+                content = base64.b64decode(content["$bytes"])
+            files[name] = content
+        bundle = CodeBundle(entrypoint=bundle_data.get("entrypoint", ""), source=bundle_data.get("source"),
+                            files=files, stdin=bundle_data.get("stdin"), args=list(bundle_data.get("args") or []))
+        kind = SandboxType.parse(requirements.get("sandbox_type") or "process_isolation")
+        memory = int(float(requirements.get("ram_gb") or 0.25) * 1024 * MiB)
+        limits = SandboxLimits(cpu_time_seconds=timeout, wall_time_seconds=timeout,
+                               memory_bytes=max(memory, 64 * MiB))
+        executor = SandboxExecutorFactory.create(kind, limits)
+        try:
+            result = await executor.execute(None, bundle, limits)
+        finally:
+            await executor.close()
+        usage = {"wall_ms": int(result.runtime * 1000), "exit_code": int(result.exit_code if result.exit_code
+                                                                          is not None else -1)}
+        if not result.success:
+            reason = getattr(result, "reason", None) or f"exit code {result.exit_code}"
+            return ChunkOutcome(False, error=f"{reason}: {result.stderr[-500:]}".strip(), usage=usage)
+        return ChunkOutcome(True, result={"stdout": result.stdout, "stderr": result.stderr,
+                                          "exit_code": result.exit_code}, usage=usage)
+
+
+def _failure_kind(error: str) -> str:
+    lowered = error.lower()
+    for kind in ("cpu time", "memory", "wall time", "output", "signal", "network", "unsupported", "not found"):
+        if kind in lowered:
+            return kind.replace(" ", "_")
+    return "error"

@@ -1,0 +1,116 @@
+"""The owner's side of a task: what it submitted, who bid, who runs which chunk,
+which results agree, and what to pay. Pure bookkeeping, driven by events; the
+engine turns its decisions into signed events."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .framing import encode_frame
+
+
+def result_hash(wire: Any, blobs: dict[str, bytes]) -> str:
+    """The hash a worker reports for a result: of its frame, so blobs are covered too."""
+    return hashlib.sha256(encode_frame({"result": wire}, blobs)).hexdigest()
+
+
+@dataclass
+class Bid:
+    worker: str
+    price: int
+    quote_hash: str
+    inputs: dict[str, int]
+
+
+@dataclass
+class Attempt:
+    worker: str
+    assignment: str  # hash of the task.assigned event
+    price: int
+    deadline: float  # local monotonic clock
+    result_hash: str | None = None
+    ok: bool | None = None
+    error: str | None = None
+    result: Any = None  # wire form, once known
+    event: str | None = None  # hash of the task.chunk_result event
+
+
+@dataclass
+class ChunkWork:
+    index: int
+    payload: Any  # wire form
+    payload_hash: str | None
+    attempts: list[Attempt] = field(default_factory=list)
+    accepted: list[Attempt] = field(default_factory=list)
+    rejected_workers: set[str] = field(default_factory=set)
+    settled: bool = False  # accepted (paid) or given up
+
+    def open_attempts(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.ok is None and a.worker not in self.rejected_workers]
+
+    def reported(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.ok is not None]
+
+    def tried_workers(self) -> set[str]:
+        return {a.worker for a in self.attempts}
+
+
+@dataclass
+class OwnedTask:
+    task_id: str
+    task_type: str
+    config: Any  # wire form of the task's config (blobs by hash)
+    requirements: dict[str, Any]
+    priority: int
+    replicas: int
+    quorum: int
+    per_chunk_cap: int
+    timeout: float
+    chunks: list[ChunkWork]
+    submitted: str | None = None  # hash of task.submitted
+    quote_deadline: float = 0.0
+    bids: dict[str, Bid] = field(default_factory=dict)
+    state: str = "quoting"  # quoting -> running -> closed
+    max_attempts: int = 3
+    created: float = field(default_factory=time.monotonic)
+
+    def unsettled(self) -> list[ChunkWork]:
+        return [c for c in self.chunks if not c.settled]
+
+    def attempt_by_assignment(self, assignment: str) -> tuple[ChunkWork, Attempt] | None:
+        for chunk in self.chunks:
+            for attempt in chunk.attempts:
+                if attempt.assignment == assignment:
+                    return chunk, attempt
+        return None
+
+    def verdict(self, chunk: ChunkWork) -> tuple[str, list[Attempt], list[Attempt]]:
+        """('accept', winners, losers) once a quorum agrees; ('retry', [], losers) when
+        the reported results cannot reach one; ('wait', [], []) otherwise."""
+        reported = chunk.reported()
+        good = [a for a in reported if a.ok]
+        groups: dict[str, list[Attempt]] = {}
+        for a in good:
+            groups.setdefault(a.result_hash or "", []).append(a)
+        need = self.quorum
+        for attempts in sorted(groups.values(), key=lambda g: (-len(g), g[0].worker)):
+            if len(attempts) >= need:
+                losers = [a for a in reported if a not in attempts]
+                return "accept", attempts, losers
+        outstanding = len(chunk.open_attempts())
+        best = max((len(g) for g in groups.values()), default=0)
+        if best + outstanding < need:
+            return "retry", [], [a for a in reported if not a.ok]
+        return "wait", [], []
+
+    def missing_attempts(self, chunk: ChunkWork) -> int:
+        """How many more workers a chunk needs for a quorum to be still reachable."""
+        good: dict[str, int] = {}
+        for a in chunk.reported():
+            if a.ok:
+                good[a.result_hash or ""] = good.get(a.result_hash or "", 0) + 1
+        best = max(good.values(), default=0)
+        return max(0, self.quorum - best - len(chunk.open_attempts()))
