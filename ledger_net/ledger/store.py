@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from alembic import command
 from alembic.config import Config
@@ -81,6 +81,8 @@ class Store:
         self._sql_select = f"SELECT {_EVENT_COLUMN_LIST} FROM events WHERE \"offset\" > {mark}"
         self._sql_select_until = self._sql_select + f" AND \"offset\" <= {mark}"
         self._mark = mark
+        self._sql_void = f"INSERT INTO void_events (hash, author, seq, raw, sig) VALUES ({', '.join([mark] * 5)})"
+        self._writer: Any = None  # the write path's DBAPI connection (see _raw_write)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -105,15 +107,22 @@ class Store:
             command.upgrade(config, "head")
 
     def close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                try:
+                    writer.close()
+                except Exception:
+                    pass
         self.engine.dispose()
 
     # ----------------------------------------------------------------- writing
     def write(self, rows: Sequence[dict], void_rows: Sequence[dict] = ()) -> list[int]:
         """Store a batch of log events and void events in one transaction."""
-        with self._write_lock, self.engine.begin() as conn:
-            offsets = self._insert(conn, rows) if rows else []
-            self.insert_void(void_rows, conn)
-            return offsets
+        if not rows and not void_rows:
+            return []
+        with self._write_lock:
+            return self._raw_write(rows, void_rows)
 
     def insert_events(self, rows: Sequence[dict], conn: Connection | None = None) -> list[int]:
         """Store events (dicts of hash, author, seq, type, ts, raw, sig, valid, reason)
@@ -122,8 +131,69 @@ class Store:
             return []
         if conn is not None:
             return self._insert(conn, rows)
-        with self._write_lock, self.engine.begin() as conn:
-            return self._insert(conn, rows)
+        with self._write_lock:
+            return self._raw_write(rows, ())
+
+    # The hot write path (every append and ingest): one long-lived DBAPI connection,
+    # used only under the write lock, and plain driver statements. Errors come out as
+    # the same SQLAlchemy exception classes Core raises.
+    def _raw_write(self, rows: Sequence[dict], void_rows: Sequence[dict]) -> list[int]:
+        for attempt in (1, 2):
+            if self._writer is None:
+                self._writer = self.engine.raw_connection()
+            raw = self._writer
+            cursor = raw.cursor()
+            try:
+                offsets = self._raw_insert(cursor, rows) if rows else []
+                if void_rows:
+                    cursor.executemany(self._sql_void, [(r["hash"], r["author"], r["seq"], r["raw"], r["sig"])
+                                                        for r in void_rows])
+                cursor.close()
+                raw.commit()
+                return offsets
+            except BaseException as exc:
+                dbapi_error = self.engine.dialect.loaded_dbapi.Error
+                lost = isinstance(exc, dbapi_error) and self.engine.dialect.is_disconnect(
+                    exc, raw.driver_connection, cursor)
+                try:
+                    cursor.close()
+                    raw.rollback()
+                except Exception:
+                    lost = True
+                if lost:  # a dropped connection: nothing was committed; reconnect once
+                    self._discard_writer()
+                    if attempt == 1:
+                        continue
+                if isinstance(exc, dbapi_error):
+                    raise DBAPIError.instance(self._sql_insert, None, exc, dbapi_error,
+                                              connection_invalidated=lost) from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def _raw_insert(self, cursor: Any, rows: Sequence[dict]) -> list[int]:
+        n = len(rows)
+        cursor.execute(self._sql_bump, (n,))
+        last = cursor.fetchall()[0][0]
+        first = last - n + 1
+        payload = [(first + i, r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"], r["sig"],
+                    bool(r["valid"]), r["reason"]) for i, r in enumerate(rows)]
+        if n == 1:
+            cursor.execute(self._sql_insert, payload[0])
+        elif self.dialect == "postgresql":
+            with cursor.copy(_COPY_EVENTS) as copy:
+                for row in payload:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(self._sql_insert, payload)
+        return list(range(first, last + 1))
+
+    def _discard_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.invalidate()
+            except Exception:
+                pass
 
     def _insert(self, conn: Connection, rows: Sequence[dict]) -> list[int]:
         # Hot path: plain DBAPI statements (executemany of tuples) instead of compiled
