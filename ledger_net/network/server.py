@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from aiohttp import web
 
@@ -31,18 +31,20 @@ from .websocket import WebSocketHub
 log = logging.getLogger(__name__)
 
 DB_FILE = "ledger.db"
+T = TypeVar("T")
 
 
-def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None) -> tuple[Ledger, Any]:
+def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, **runner_options: Any
+               ) -> tuple[Ledger, Any]:
     """Open (or create) a node's books in `data_dir`: its key, its SQLite ledger (or `db_url`),
-    and the projection runner over them."""
+    and the projection runner over them (`runner_options` go to `ProjectionRunner`)."""
     from ..projections.runner import ProjectionRunner
 
     path = Path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
     identity = Identity.load_or_create(path)
     ledger = Ledger.open(db_url or sqlite_url(path / DB_FILE), identity)
-    return ledger, ProjectionRunner(ledger)
+    return ledger, ProjectionRunner(ledger, **runner_options)
 
 
 class NodeServer:
@@ -162,12 +164,16 @@ class NodeServer:
                 pass
 
     # ------------------------------------------------------------------ ledger helpers
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a ledger mutation serialised with ingests (on the writer thread while serving,
+        inline while stopped: a node's books keep working offline)."""
+        if not self._running or self.api is None:
+            return fn(*args)
+        return await self.api.run_write(fn, *args)
+
     async def append(self, type: str, body: dict[str, Any], deps: Iterable[str] = ()) -> Event:
-        """Append a local event on the writer thread (serialised with ingests)."""
-        deps = tuple(deps)
-        if self.api is None:
-            return self.ledger.append(type, body, deps)
-        return await self.api.run_write(self.ledger.append, type, body, deps)
+        """Append a local event, serialised with ingests."""
+        return await self.run_write(self.ledger.append, type, body, tuple(deps))
 
     async def announce(self, name: str, *, capabilities: dict[str, Any] | None = None,
                        node_type: str = "public") -> Event | None:
