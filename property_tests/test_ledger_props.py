@@ -53,7 +53,7 @@ def check_money(state) -> None:
 
 
 # --------------------------------------------------------------- (a) order independence
-@settings(deadline=None)  # database-backed: timing varies
+@settings(deadline=None, max_examples=30)  # database-backed: timing varies; kept fast
 @given(ops=operations(), seed=st.integers(0, 2**32 - 1))
 def test_causal_orders_give_the_same_state(ops, seed):
     world = build_world(ops)
@@ -173,7 +173,7 @@ def test_any_flipped_byte_is_refused_and_changes_nothing(data):
 
 
 # --------------------------------------------------------------- (d) no negative balance, double spends
-@settings(deadline=None)  # database-backed: timing varies
+@settings(deadline=None, max_examples=30)  # database-backed: timing varies; kept fast
 @given(ops=st.lists(st.tuples(st.sampled_from(["transfer", "overdraft", "receive", "burn"]),
                               st.integers(0, 3), st.integers(0, 3), st.integers(1, 400), st.integers(0, 7)),
                     max_size=30),
@@ -197,7 +197,7 @@ def test_random_transfers_never_overdraw(ops, mints):
         world.close()
 
 
-@settings(deadline=None)  # database-backed: timing varies
+@settings(deadline=None, max_examples=30)  # database-backed: timing varies; kept fast
 @given(mint=st.integers(2, 1000), data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_double_spend_by_a_forker_is_caught(mint, data, seed):
     """The issuer signs two different seq-3 transfers that together overspend; both
@@ -255,7 +255,7 @@ def test_encoding_round_trips_byte_for_byte(value):
 
 
 # --------------------------------------------------------------- (f) rebuild == incremental
-@settings(deadline=None)  # database-backed: timing varies
+@settings(deadline=None, max_examples=30)  # database-backed: timing varies; kept fast
 @given(ops=operations(), seed=st.integers(0, 2**32 - 1))
 def test_rebuild_equals_incremental(ops, seed):
     world = build_world(ops)
