@@ -146,7 +146,8 @@ class Discovery:
         return [p.as_dict() for p in self.peers.values() if not p.is_self]
 
     # --------------------------------------------------------------- outcomes
-    def mark_ok(self, peer: Peer, node_id: str | None = None, net: str | None = None) -> None:
+    def identify(self, peer: Peer, node_id: str | None = None, net: str | None = None) -> None:
+        """Record who answers at the peer's URL (without judging the exchange yet)."""
         if node_id:
             peer.node_id = node_id
             if node_id == self.self_id:
@@ -155,6 +156,9 @@ class Discovery:
                 peer.enabled = False
         if net:
             peer.net = net
+
+    def mark_ok(self, peer: Peer, node_id: str | None = None, net: str | None = None) -> None:
+        self.identify(peer, node_id, net)
         peer.failures = 0
         peer.last_error = None
         peer.last_ok = time.time()

@@ -196,12 +196,13 @@ class Synchronizer:
                 delay = self.discovery.mark_failed(peer, f"peer is on network {net[:16]}…, this node on "
                                                          f"{ours[:16]}…", penalty=HOSTILE_PENALTY)
                 return {"error": "wrong network", "retry_in": delay}
+            self.discovery.identify(peer, node_id, net)
+            if ours is not None:
+                stats["pulled"] = await self._pull(client, peer, theirs)
+                stats["fetched"] = await self._fetch_wanted(client)
+                stats["pushed"] = await self._push(client, theirs)
+            # only a whole clean exchange clears the backoff (answering heads is not enough)
             self.discovery.mark_ok(peer, node_id, net)
-            if ours is None:
-                return stats  # neither side has a network yet
-            stats["pulled"] = await self._pull(client, peer, theirs)
-            stats["fetched"] = await self._fetch_wanted(client)
-            stats["pushed"] = await self._push(client, theirs)
         except PeerMisbehaved as exc:
             log.warning("peer %s misbehaved: %s", peer.url, exc)
             self.totals["errors"] += 1
