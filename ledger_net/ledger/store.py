@@ -17,7 +17,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, bindparam, Engine, create_engine, event, func, select, text, update
+from sqlalchemy import (Boolean, Connection, bindparam, Engine, Enum, create_engine, event, func, Integer, LargeBinary,
+                        select, String, Table, text, TypeDecorator, update)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
@@ -222,6 +223,21 @@ class Store:
         finally:
             cursor.close()
 
+    def bulk_insert(self, conn: Connection, table: Table, rows: Sequence[dict]) -> None:
+        """Insert many dict rows into `table` inside `conn`'s transaction (projection flushes).
+
+        Tables whose columns are all plain integers, strings, booleans or bytes go straight
+        to the driver's executemany (no per-row SQLAlchemy processing); any other table, or
+        rows of differing keys, take the ordinary Core path."""
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        plain = _plain_insert_sql(conn.dialect, table, keys)
+        if plain is None or any(len(r) != len(keys) for r in rows):
+            conn.execute(table.insert(), list(rows))
+            return
+        conn.exec_driver_sql(plain, rows if isinstance(rows, list) else list(rows))
+
     def insert_void(self, rows: Sequence[dict], conn: Connection | None = None) -> None:
         """Keep void events of proven forkers (hash, author, seq, raw, sig) for causal delivery."""
         if not rows:
@@ -355,6 +371,28 @@ class Store:
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(events.c.offset)).where(events.c.ts <= ts_ms)).scalar()
         return value or 0
+
+
+_PLAIN_TYPES = (Integer, String, Boolean, LargeBinary)  # BigInteger and Text are subclasses
+_plain_sql_cache: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+
+
+def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...]) -> str | None:
+    """Driver-level INSERT with named parameters for `keys`, or None if a column needs
+    SQLAlchemy's type processing (or a key is not a column)."""
+    cache_key = (dialect.name, table.name, keys)
+    if cache_key in _plain_sql_cache:
+        return _plain_sql_cache[cache_key]
+    sql = None
+    columns = table.columns
+    if all(k in columns and isinstance(columns[k].type, _PLAIN_TYPES)
+           and not isinstance(columns[k].type, (TypeDecorator, Enum)) for k in keys):
+        quote = dialect.identifier_preparer.quote
+        style = ":{}" if dialect.name == "sqlite" else "%({})s"
+        sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+               f"({', '.join(quote(k) for k in keys)}) VALUES ({', '.join(style.format(k) for k in keys)})")
+    _plain_sql_cache[cache_key] = sql
+    return sql
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

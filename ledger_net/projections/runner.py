@@ -70,7 +70,7 @@ class ProjectionRunner:
         ctx = self.context()
         self._offset = start
         for row in self.ledger.store.select_events(after=start):
-            event = Event.from_wire(row.raw, row.sig)
+            event = Event.from_stored(row.raw, row.sig, row.hash)
             for p in self.projections:
                 if row.offset > behind[p.name]:
                     p.apply(row.offset, event, row.reason if not row.valid else None, ctx)
@@ -99,7 +99,7 @@ class ProjectionRunner:
                 for table, (keys, rows) in p.dirty_rows().items():
                     _delete_keys(conn, table, keys)
                     if rows:
-                        conn.execute(table.insert(), rows)
+                        self.ledger.store.bulk_insert(conn, table, rows)
                 conn.execute(delete(checkpoints).where(checkpoints.c.name == p.name))
                 conn.execute(checkpoints.insert().values(name=p.name, offset=self._offset, state_hash=p.state_hash()))
             self._unflushed = 0
@@ -121,7 +121,7 @@ class ProjectionRunner:
     def _fold(self, projections: Sequence[Projection], rows: Iterable[Any]) -> None:
         ctx = self.context()
         for row in rows:
-            event = Event.from_wire(row.raw, row.sig)
+            event = Event.from_stored(row.raw, row.sig, row.hash)
             reason = None if row.valid else row.reason
             for p in projections:
                 p.apply(row.offset, event, reason, ctx)
@@ -143,7 +143,7 @@ class ProjectionRunner:
         fresh = [type(p)() for p in self.projections]
         ctx = self.context()
         for row in self.ledger.store.select_events(until=limit):
-            event = Event.from_wire(row.raw, row.sig)
+            event = Event.from_stored(row.raw, row.sig, row.hash)
             for p in fresh:
                 p.apply(row.offset, event, None if row.valid else row.reason, ctx)
         return fresh
