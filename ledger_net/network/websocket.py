@@ -141,13 +141,14 @@ class WebSocketHub:
         task_id = event.body.get("task_id")
         if item.reason is not None or not isinstance(task_id, str):
             return None
+        # The status is the event's own (the projection may already be further on when a
+        # replicated batch is announced); progress comes from the tasks projection.
         status, progress = _status_of(event.type), None
-        if self.runner is not None:
+        if self.runner is not None and status != "completed":
             task = self.runner["tasks"].tasks.get(task_id)
             if task is not None:
-                status = "quoted" if task["status"] == "bidding" else task["status"]
                 total = task["chunks_total"]
-                progress = 1.0 if status == "completed" else (task["chunks_done"] / total if total else 0.0)
+                progress = task["chunks_done"] / total if total else 0.0
         if progress is None:
             progress = 1.0 if status == "completed" else 0.0
         return {"type": "task_update", "task_id": task_id, "status": status, "progress": progress,
