@@ -1,0 +1,238 @@
+"""Routing: which workers run which chunks, chosen from their bids.
+
+1. **Filter** (hard): a bid is dropped when its worker is excluded (failed this chunk before,
+   proven forker), has reputation below ``min_reputation_ppm`` (a proven forker is pinned to 0),
+   asks more than ``max_price``, or fails the task's requirements under the same rules as
+   :meth:`Node.is_available_for_task` applied to the capabilities it signed into the ledger
+   (:func:`~ledger_net.core.node.unmet_requirements`; live CPU/RAM are the worker's own check
+   before it bids). One bid per worker counts: its cheapest (then lowest quote hash).
+2. **Rank** by an integer *effective cost* — the price adjusted for risk and queueing::
+
+       cost = (price + 1) · (10⁶ + load_ppm) · 10⁶ // max(reputation_ppm, 1)
+
+   lower is better: cheaper, more reputable, less loaded workers come first. Ties go to the lower
+   price, then higher reputation, then lower load, then the worker id, so the same inputs always
+   give the same ranking.
+3. **Assign** chunks in index order, round-robin over the ranked list (spreading load), giving each
+   chunk ``replicas`` distinct workers and never more chunks to a worker than its free slots
+   (``max_concurrent_tasks`` minus ``current_load``). With too few workers or slots a chunk gets
+   as many as possible; the :class:`Assignment` says which chunks fell short and by how much.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import orjson
+
+from ..core.node import Capabilities, unmet_requirements, validate_requirements
+from ..errors import NodeError, TaskError
+
+log = logging.getLogger(__name__)
+
+PPM = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Bid:
+    """A worker's offer for a task's chunks: its quoted price and what the router weighs."""
+
+    worker: str
+    price: int
+    reputation_ppm: int
+    load_ppm: int
+    capabilities: Capabilities | Mapping[str, Any]
+    quote_hash: Optional[str] = None
+
+    def problem(self) -> Optional[str]:
+        """Why the bid is malformed (None when it is well formed)."""
+        if not isinstance(self.worker, str) or not self.worker:
+            return "worker must be a non-empty string"
+        for name in ("price", "reputation_ppm", "load_ppm"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 0 or (name != "price" and v > PPM):
+                return f"{name} must be an integer{' 0..1_000_000' if name != 'price' else ' >= 0'}, got {v!r}"
+        return None
+
+
+def score(bid: Bid) -> int:
+    """The effective cost of a bid (lower ranks first); see the module docstring."""
+    return (bid.price + 1) * (PPM + bid.load_ppm) * PPM // max(bid.reputation_ppm, 1)
+
+
+def _rank_key(bid: Bid) -> tuple[int, int, int, int, str]:
+    return (score(bid), bid.price, -bid.reputation_ppm, bid.load_ppm, bid.worker)
+
+
+class Assignment(Dict[int, List[str]]):
+    """chunk index → workers (best first). Also says what fell short and why bids were dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replicas = 1
+        self.ranking: List[str] = []              # eligible workers, best first
+        self.bids: Dict[str, Bid] = {}            # the bid that counted, per eligible worker
+        self.rejected: Dict[str, str] = {}        # worker → why its bid was dropped
+        self.shortfall: Dict[int, int] = {}       # chunk → replicas it is missing
+
+    @property
+    def complete(self) -> bool:
+        return not self.shortfall
+
+    @property
+    def unassigned(self) -> List[int]:
+        """Chunks that got no worker at all."""
+        return sorted(c for c, workers in self.items() if not workers)
+
+    def price_of(self, worker: str) -> int:
+        return self.bids[worker].price
+
+    def explain(self) -> str:
+        if self.complete:
+            return f"all {len(self)} chunks have {self.replicas} worker(s)"
+        parts = [f"{len(self.shortfall)} of {len(self)} chunks lack workers "
+                 f"({sum(self.shortfall.values())} replica slots unfilled; {len(self.ranking)} eligible)"]
+        if self.rejected:
+            parts.append("dropped: " + "; ".join(f"{w[:16]}: {r}" for w, r in sorted(self.rejected.items())))
+        return ", ".join(parts)
+
+
+class Router:
+    """Deterministic chunk routing over bids (no clocks, no randomness)."""
+
+    def __init__(self, *, min_reputation_ppm: int = 1) -> None:
+        if type(min_reputation_ppm) is not int or not 0 <= min_reputation_ppm <= PPM:
+            raise TaskError(f"min_reputation_ppm must be an integer 0..1_000_000, got {min_reputation_ppm!r}")
+        self.min_reputation_ppm = min_reputation_ppm
+
+    def rank(self, bids: Iterable[Bid], requirements: Optional[Mapping[str, Any]] = None, *,
+             exclude: Iterable[str] = (), current_load: Optional[Mapping[str, int]] = None,
+             max_price: Optional[int] = None, rejected: Optional[Dict[str, str]] = None
+             ) -> List[tuple[Bid, Capabilities]]:
+        """Eligible bids (one per worker) with their parsed capabilities, best first."""
+        try:
+            req = validate_requirements(requirements or {})
+        except NodeError as exc:
+            raise TaskError(f"bad task requirements: {exc}") from exc
+        if max_price is not None and (type(max_price) is not int or max_price < 0):
+            raise TaskError(f"max_price must be a non-negative integer of base units, got {max_price!r}")
+        excluded = set(exclude)
+        load = dict(current_load or {})
+        dropped = rejected if rejected is not None else {}
+        best: Dict[str, Bid] = {}
+        for bid in bids:
+            if not isinstance(bid, Bid):
+                raise TaskError(f"bids must be Bid objects, got {type(bid).__name__}")
+            problem = bid.problem()
+            if problem:
+                dropped[str(bid.worker)] = f"malformed bid: {problem}"
+                continue
+            held = best.get(bid.worker)
+            if held is None or (bid.price, bid.quote_hash or "") < (held.price, held.quote_hash or ""):
+                best[bid.worker] = bid
+        eligible: List[tuple[Bid, Capabilities]] = []
+        for worker, bid in best.items():
+            dropped.pop(worker, None)
+            if worker in excluded:
+                dropped[worker] = "excluded (failed this work before or proven forker)"
+                continue
+            if bid.reputation_ppm < self.min_reputation_ppm:
+                dropped[worker] = f"reputation {bid.reputation_ppm} ppm below {self.min_reputation_ppm}"
+                continue
+            if max_price is not None and bid.price > max_price:
+                dropped[worker] = f"price {bid.price} above max_price {max_price}"
+                continue
+            try:
+                caps = Capabilities.from_any(bid.capabilities)
+            except (NodeError, TypeError) as exc:
+                dropped[worker] = f"unreadable capabilities: {exc}"
+                continue
+            unmet = unmet_requirements(caps, req, active_tasks=_count(load.get(worker, 0)))
+            if unmet:
+                dropped[worker] = "; ".join(unmet)
+                continue
+            eligible.append((bid, caps))
+        eligible.sort(key=lambda item: _rank_key(item[0]))
+        return eligible
+
+    def assign(self, chunks: Iterable[int], bids: Iterable[Bid], requirements: Optional[Mapping[str, Any]] = None,
+               replicas: int = 1, exclude: Iterable[str] = (), current_load: Optional[Mapping[str, int]] = None,
+               *, max_price: Optional[int] = None) -> Assignment:
+        """Give each chunk ``replicas`` distinct workers, spreading load; see the module docstring."""
+        if type(replicas) is not int or replicas < 1:
+            raise TaskError(f"replicas must be a positive integer, got {replicas!r}")
+        indexes = sorted(set(_chunk_index(c) for c in chunks))
+        result = Assignment()
+        result.replicas = replicas
+        load = dict(current_load or {})
+        ranked = self.rank(bids, requirements, exclude=exclude, current_load=load, max_price=max_price,
+                           rejected=result.rejected)
+        result.ranking = [bid.worker for bid, _ in ranked]
+        result.bids = {bid.worker: bid for bid, _ in ranked}
+        slots = {bid.worker: max(0, caps.max_concurrent_tasks - _count(load.get(bid.worker, 0)))
+                 for bid, caps in ranked}
+        order = result.ranking
+        n = len(order)
+        pointer = 0
+        for index in indexes:
+            chosen: List[str] = []
+            start = pointer
+            for step in range(n):
+                if len(chosen) == replicas:
+                    break
+                position = (start + step) % n
+                worker = order[position]
+                if slots[worker] > 0:
+                    chosen.append(worker)
+                    slots[worker] -= 1
+                    pointer = (position + 1) % n  # the next chunk starts after the last worker used
+            result[index] = chosen
+            if len(chosen) < replicas:
+                result.shortfall[index] = replicas - len(chosen)
+        if result.shortfall:
+            log.info("routing: %s", result.explain())
+        return result
+
+
+def _chunk_index(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise TaskError(f"chunk indexes must be non-negative integers, got {value!r}")
+    return value
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise TaskError(f"current_load counts must be non-negative integers, got {value!r}")
+    return value
+
+
+def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True) -> List[Bid]:
+    """Bids from ``task.quote`` events, weighed by *this* node's view of the ledger.
+
+    Reputation and capabilities come from our own projections (never from what the quoter
+    claims); the load is the one the quote names. Quotes whose price does not follow from their
+    inputs are skipped when ``verify`` is set.
+    """
+    from ..pricing.dynamic import PricingEngine
+
+    nodes = runner["nodes"].nodes
+    reputation = runner["reputation"]
+    out: List[Bid] = []
+    for event in quotes:
+        body = event.body
+        if verify and not PricingEngine.verify_quote(body):
+            continue
+        row = nodes.get(event.author)
+        if row is None or row["forked_at"] is not None:
+            continue
+        caps = orjson.loads(row["capabilities"])
+        load = body.get("inputs", {}).get("load_ppm", 0)
+        out.append(Bid(worker=event.author, price=body["price"], reputation_ppm=int(reputation.score(event.author)),
+                       load_ppm=load if type(load) is int and 0 <= load <= PPM else PPM, capabilities=caps,
+                       quote_hash=event.hash))
+    return out
+
+
+__all__ = ["Assignment", "Bid", "Router", "bids_from_quotes", "score"]
