@@ -247,12 +247,20 @@ class Ledger:
             if not ok:
                 raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
         with self._lock:
+            waiting = self.pending.events()
             try:
                 batch, proofs, void = self._process(fresh, report)
                 offsets = self.store.write([_row(e, r) for e, r in batch], [_void_row(e) for e in void])
                 new_forks = [p for p in proofs if self.store.insert_fork_proof(p)]
             except PendingLimitError:
+                # The refused batch leaves nothing behind, and what waited before still waits.
+                before = {e.hash for e in waiting}
+                for event in fresh:
+                    if event.hash not in before:
+                        self.pending.discard(event.hash)
+                released = [e for e in waiting if e.hash not in self.pending]
                 self._load()
+                self._requeue(released)
                 raise
             except BaseException:
                 self._load()
@@ -306,7 +314,10 @@ class Ledger:
                 continue
             if event.seq <= head_seq:
                 continue
-            missing = {h for h in ((event.prev,) if event.prev else ()) + event.deps if h not in self.known}
+            needs = ((event.prev,) if event.prev else ()) + event.deps
+            if self.state.net is None and not event.is_genesis:
+                needs += (event.net,)  # the genesis it belongs to comes first
+            missing = {h for h in needs if h not in self.known}
             if event.seq > head_seq + 1 and event.prev and event.prev in self.known:
                 raise ChainError(f"event {event.hash[:16]}… links to a prev that is not its author's seq {event.seq - 1}")
             if missing or event.seq != head_seq + 1:
@@ -333,6 +344,17 @@ class Ledger:
                 report.pending.remove(event.hash)
             queue[0:0] = self.pending.arrived(event.hash)
         return batch, proofs, void
+
+    def _requeue(self, events: list[Event]) -> None:
+        """Put events a failed batch had released back into the pending buffer."""
+        for event in events:
+            needs = ((event.prev,) if event.prev else ()) + event.deps
+            missing = {h for h in needs if h not in self.known}
+            if missing and event.hash not in self.known:
+                try:
+                    self.pending.add(event, missing)
+                except PendingLimitError:
+                    break
 
     def _evaluate(self, state: LedgerState, event: Event) -> str | None:
         reason = state.evaluate(event)

@@ -48,7 +48,10 @@ def _check(value: Any, path: str = "$") -> None:
 def canonical_bytes(value: Any) -> bytes:
     """Encode a JSON-like value into its one canonical byte string."""
     _check(value)
-    return orjson.dumps(value, option=_OPTIONS)
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:  # lone surrogates, absurd nesting
+        raise EncodingError(f"no canonical encoding: {exc}") from None
 
 
 def decode(raw: bytes) -> Any:

@@ -44,6 +44,11 @@ class NodesProjection(Projection):
         return row
 
     def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
+        fork_seq = ctx.frozen.get(event.author)
+        if fork_seq is not None and event.seq >= fork_seq:
+            # Which branch of a forker a peer stored depends on arrival order: count neither.
+            self.node(event.author)["forked_at"] = fork_seq
+            return
         row = self.node(event.author)
         row["events"] += 1
         row["last_ts"] = max(row["last_ts"], event.ts)
