@@ -147,7 +147,7 @@ class Event:
 def validate_envelope(env: Any) -> None:
     if not isinstance(env, dict) or set(env) != _ENVELOPE_KEYS:
         raise SchemaError(f"envelope must have exactly the fields {sorted(_ENVELOPE_KEYS)}")
-    if env["v"] != FORMAT_VERSION:
+    if type(env["v"]) is not int or env["v"] != FORMAT_VERSION:
         raise SchemaError(f"unsupported event format version {env['v']!r}")
     if not is_public_key(env["author"]):
         raise SchemaError("author is not a hex ed25519 public key")
