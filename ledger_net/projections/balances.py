@@ -181,6 +181,6 @@ def _row_digest(row: dict[str, Any]) -> int:
     Rows that do not move the balance (incoming notices) land between the account's own
     events in an arrival-dependent place, so their running balance is left out."""
     after = row["balance_after"] if row["delta"] else None
-    key = "|".join(str(row[c]) for c in ("account", "event_hash", "part", "kind", "delta", "amount",
-                                         "counterparty", "task_id", "reason", "ts")) + f"|{after}"
+    key = (f"{row['account']}|{row['event_hash']}|{row['part']}|{row['kind']}|{row['delta']}|{row['amount']}|"
+           f"{row['counterparty']}|{row['task_id']}|{row['reason']}|{row['ts']}|{after}")
     return int.from_bytes(hashlib.sha256(key.encode()).digest(), "big")
