@@ -352,3 +352,11 @@ async def test_bound_peer_named_in_the_ledger_resolves_to_its_key() -> None:
     nodes.nodes["c" * 64] = {**nodes.nodes[ledger.node_id], "name": "node-002", "url": "http://127.0.0.1:7202"}
     assert await node.connect_to_peer("node-002")
     assert peers.calls == [("connect", "c" * 64)]
+
+
+async def test_can_run_for_the_execution_engine() -> None:
+    node = await started(caps=seed_caps(task_types=["map"]))
+    assert node.can_run("map", {"ram_gb": 1.0}) and node.can_run("map", None)
+    assert not node.can_run("matrix_ops", {})
+    assert not node.can_run("map", {"timeout_seconds": -1})  # malformed foreign task: just do not bid
+    assert not node.can_run("map", "junk")  # type: ignore[arg-type]

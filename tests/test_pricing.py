@@ -197,3 +197,17 @@ def test_estimate_price_and_market_state_in_credits() -> None:
     assert engine.estimate_price({}, work_units=1000, priority=TaskPriority.CRITICAL) > dear
     assert engine.get_market_state()["demand"] == 40
     dataclasses.asdict(engine.snapshot())  # plain integers all the way
+
+
+def test_quote_task_snapshots_and_clamps_ledger_priorities() -> None:
+    ledger, runner = network()
+    submit(ledger, "t1", 6)
+    engine = PricingEngine()
+    quote = engine.quote_task(runner, ledger.node_id, work_units=100, priority=2, load_ppm=7)
+    assert quote is not None and quote.inputs["demand"] == 6 and quote.inputs["supply"] == 4
+    assert quote.inputs["load_ppm"] == 7 and PricingEngine.price_from_inputs(quote.inputs) == quote.price
+    top = engine.quote_task(runner, ledger.node_id, work_units=100, priority=10)
+    low = engine.quote_task(runner, ledger.node_id, work_units=100, priority=0)
+    assert top is not None and low is not None
+    assert top.inputs["priority"] == int(TaskPriority.CRITICAL) and low.inputs["priority"] == int(TaskPriority.LOW)
+    assert engine.quote_task(runner, ledger.node_id, work_units=100, max_price=1) is None

@@ -143,3 +143,36 @@ def test_bids_from_quote_events_use_our_own_view() -> None:
     assert Router().assign([0, 1, 2], bids, {}) == {0: [ledger.node_id], 1: [ledger.node_id], 2: []}
     fake = MarketSnapshot(0, 0, 0, 0, 0, 0)
     assert fake.supply == 0
+
+
+def test_per_chunk_exclusion() -> None:
+    bids = [bid("a", price=10), bid("b", price=20)]
+    out = Router().assign([0, 1, 2], bids, {}, exclude={1: {"b"}, 2: {"a", "b"}})
+    assert out == {0: ["a"], 1: ["a"], 2: []} and out.shortfall == {2: 1}
+
+
+def test_route_weighs_plain_bid_records_by_our_projections() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Record:  # what the execution engine keeps per task.quote
+        worker: str
+        price: int
+        quote_hash: str
+        inputs: dict[str, int]
+
+    ledger, runner = private_network("route")
+    me = ledger.node_id
+    ledger.append("credit.minted", {"to": me, "amount": 10**9, "reason": "t"})
+    ledger.append("node.joined", {"name": "me", "url": "http://127.0.0.1:1",
+                                  "capabilities": Capabilities(max_concurrent_tasks=3).to_ledger()})
+    ledger.append("task.submitted", {"task_id": "t0", "task_type": "map", "escrow": 1000, "max_price": 100,
+                                     "chunks": 2, "spec": {}})
+    ledger.append("task.assigned", {"task_id": "t0", "chunk": 0, "worker": me, "price": 1})
+    records = [Record(me, 50, "h1", {"load_ppm": 10}), Record("f" * 64, 1, "h2", {"load_ppm": 0})]
+    plan = Router().route(records, [0, 1, 2], {"ram_gb": 0.5}, replicas=1, exclude={}, runner=runner)
+    # one of my 3 slots is taken by t0's assigned chunk; the unknown worker has no capabilities: no slots
+    assert plan == {0: [me], 1: [me], 2: []} and plan.shortfall == {2: 1}
+    assert plan.bids[me].reputation_ppm == runner["reputation"].score(me) and plan.bids[me].load_ppm == 10
+    assert "f" * 64 in plan.rejected
+    assert Router().route(records, [0, 1, 2], {}, runner=runner, current_load={})[2] == [me]

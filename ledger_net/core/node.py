@@ -486,6 +486,13 @@ class Node:
         the task's type, sandbox and GPU if asked. Malformed requirements raise NodeError."""
         return not self.unmet_requirements(task_requirements)
 
+    def can_run(self, task_type: str, requirements: Optional[Mapping[str, Any]] = None) -> bool:
+        """Should this node bid on a (possibly foreign) task? Malformed requirements mean no, not an error."""
+        try:
+            return self.is_available_for_task({**dict(requirements or {}), "task_type": task_type})
+        except (NodeError, TypeError, ValueError):
+            return False
+
     # ------------------------------------------------------------- task slots (execution engine)
     @property
     def active_tasks(self) -> int:

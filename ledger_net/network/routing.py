@@ -158,12 +158,20 @@ class Router:
         return eligible
 
     def assign(self, chunks: Iterable[int], bids: Iterable[Bid], requirements: Optional[Mapping[str, Any]] = None,
-               replicas: int = 1, exclude: Iterable[str] = (), current_load: Optional[Mapping[str, int]] = None,
-               *, max_price: Optional[int] = None) -> Assignment:
-        """Give each chunk ``replicas`` distinct workers, spreading load; see the module docstring."""
+               replicas: int = 1, exclude: Iterable[str] | Mapping[int, Iterable[str]] = (),
+               current_load: Optional[Mapping[str, int]] = None, *, max_price: Optional[int] = None) -> Assignment:
+        """Give each chunk ``replicas`` distinct workers, spreading load; see the module docstring.
+
+        ``exclude`` is a set of workers barred from every chunk, or a mapping chunk → workers
+        barred from that chunk only (e.g. those that already failed it).
+        """
         if type(replicas) is not int or replicas < 1:
             raise TaskError(f"replicas must be a positive integer, got {replicas!r}")
         indexes = sorted(set(_chunk_index(c) for c in chunks))
+        per_chunk: Dict[int, set[str]] = {}
+        if isinstance(exclude, Mapping):
+            per_chunk = {_chunk_index(k): set(v) for k, v in exclude.items()}
+            exclude = ()
         result = Assignment()
         result.replicas = replicas
         load = dict(current_load or {})
@@ -184,7 +192,7 @@ class Router:
                     break
                 position = (start + step) % n
                 worker = order[position]
-                if slots[worker] > 0:
+                if slots[worker] > 0 and worker not in per_chunk.get(index, ()):
                     chosen.append(worker)
                     slots[worker] -= 1
                     pointer = (position + 1) % n  # the next chunk starts after the last worker used
@@ -194,6 +202,57 @@ class Router:
         if result.shortfall:
             log.info("routing: %s", result.explain())
         return result
+
+
+    def route(self, bids: Iterable[Any], chunks: Iterable[int], requirements: Optional[Mapping[str, Any]] = None,
+              *, replicas: int = 1, exclude: Iterable[str] | Mapping[int, Iterable[str]] = (), runner: Any = None,
+              current_load: Optional[Mapping[str, int]] = None, max_price: Optional[int] = None) -> Assignment:
+        """:meth:`assign` for a consumer holding plain bid records (``worker``, ``price``,
+        ``quote_hash``, ``inputs``) and the projection runner.
+
+        With ``runner``, what the router weighs comes from this node's own view: reputation from
+        the reputation projection, capabilities from the nodes projection, and (unless given)
+        ``current_load`` = chunks of unfinished tasks assigned to each worker and not yet reported.
+        The load is the one the quote names (``inputs.load_ppm``). ``Bid`` objects pass unchanged.
+        """
+        converted = [b if isinstance(b, Bid) else _bid_from_record(b, runner) for b in bids]
+        if current_load is None and runner is not None:
+            current_load = assigned_counts(runner)
+        return self.assign(chunks, converted, requirements, replicas, exclude, current_load, max_price=max_price)
+
+
+def assigned_counts(runner: Any) -> Dict[str, int]:
+    """Chunks of unfinished tasks assigned to each worker and not yet reported (from projections)."""
+    tasks = runner["tasks"]
+    counts: Dict[str, int] = {}
+    for task_id, task in tasks.tasks.items():
+        if task["status"] in ("completed", "failed", "cancelled"):
+            continue
+        for i in range(task["chunks_total"]):
+            chunk = tasks.chunks.get((task_id, i))
+            if chunk is not None and chunk["status"] == "assigned" and chunk["worker"]:
+                counts[chunk["worker"]] = counts.get(chunk["worker"], 0) + 1
+    return counts
+
+
+def _bid_from_record(record: Any, runner: Any) -> Bid:
+    worker, price = getattr(record, "worker"), getattr(record, "price")
+    inputs = getattr(record, "inputs", None) or {}
+    load = getattr(record, "load_ppm", None)
+    if load is None:
+        load = inputs.get("load_ppm", 0) if isinstance(inputs, Mapping) else 0
+    load = load if type(load) is int and 0 <= load <= PPM else PPM
+    if runner is not None:
+        reputation = int(runner["reputation"].score(worker))
+        row = runner["nodes"].nodes.get(worker)
+        caps: Any = orjson.loads(row["capabilities"]) if row is not None and row["forked_at"] is None else None
+        if caps is None:
+            caps = {"max_concurrent_tasks": 0}  # unknown or forked: no slots
+    else:
+        reputation = getattr(record, "reputation_ppm", 500_000)
+        caps = getattr(record, "capabilities", {})
+    return Bid(worker=worker, price=price, reputation_ppm=reputation, load_ppm=load, capabilities=caps,
+               quote_hash=getattr(record, "quote_hash", None))
 
 
 def _chunk_index(value: Any) -> int:
@@ -235,4 +294,4 @@ def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True)
     return out
 
 
-__all__ = ["Assignment", "Bid", "Router", "bids_from_quotes", "score"]
+__all__ = ["Assignment", "Bid", "Router", "assigned_counts", "bids_from_quotes", "score"]

@@ -197,6 +197,18 @@ class PricingEngine:
             return None
         return Quote(price, inputs)
 
+    def quote_task(self, runner: Any, node_id: Optional[str], *, work_units: int, priority: Any = TaskPriority.NORMAL,
+                   max_price: Optional[int] = None, load_ppm: int = 0) -> Optional[Quote]:
+        """Snapshot and quote in one call, for a consumer reacting to a ``task.submitted``.
+
+        A ledger priority outside TaskPriority (the schema allows 0..10) is clamped to LOW..CRITICAL,
+        so a foreign task never makes the quoting node fail.
+        """
+        if type(priority) is int:
+            priority = min(max(priority, min(TaskPriority)), max(TaskPriority))
+        market = self.snapshot(runner, node_id, load_ppm)
+        return self.quote(work_units=work_units, priority=priority, market=market, max_price=max_price)
+
     @staticmethod
     def price_from_inputs(inputs: Mapping[str, Any]) -> int:
         """The price a quote's inputs determine. Pure and integer-only: the same on every peer."""
