@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
@@ -43,6 +44,10 @@ T = TypeVar("T")
 HOSTILE_PENALTY = 4  # a peer serving bad events is backed off as if it had failed 4 times
 
 
+def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
 class PeerMisbehaved(NetworkError):
     """A peer served events this node refuses (forged, malformed, another network)."""
 
@@ -57,7 +62,7 @@ class Synchronizer:
                  interval: float = 2.0, min_gap: float = 0.05, page_size: int = 1000, wave_budget: int = 2000,
                  round_budget: int = 50_000, push_batch: int = 500, push_budget: int = 5000,
                  wanted_limit: int = 64, peer_concurrency: int = 4, timeout: float = 15.0,
-                 bulk_threshold: int = 2000, expected_net: str | None = None, token: str | None = None) -> None:
+                 bulk_threshold: int = 2000, bulk_lanes: int = 1, expected_net: str | None = None, token: str | None = None) -> None:
         self.ledger = ledger
         self.discovery = discovery
         self.interval = interval
@@ -71,6 +76,8 @@ class Synchronizer:
         self.peer_concurrency = peer_concurrency
         self.timeout = timeout
         self.bulk_threshold = bulk_threshold
+        self.bulk_lanes = max(1, bulk_lanes)
+        self._bulk_pool: ThreadPoolExecutor | None = None
         self.expected_net = expected_net
         self.token = token
         self._own_pool: ThreadPoolExecutor | None = None
@@ -119,6 +126,9 @@ class Synchronizer:
             self._session = None
         if self._own_pool is not None:
             self._own_pool.shutdown(wait=True)
+        if self._bulk_pool is not None:
+            self._bulk_pool.shutdown(wait=True)
+            self._bulk_pool = None
 
     def poke(self) -> None:
         """Run a round soon (call on the event loop)."""
@@ -219,7 +229,7 @@ class Synchronizer:
 
     # ------------------------------------------------------------------ helpers
     async def _ingest(self, items: Sequence[dict[str, Any]], peer_url: str, *,
-                      expect_hashes: Sequence[str] | None = None) -> int:
+                      expect_hashes: Sequence[str] | None = None, locked: asyncio.Event | None = None) -> int:
         """Verify and ingest wire items from a peer; returns how many were stored.
         A full pending buffer ends the step quietly (next round fetches the past first)."""
         if not items:
@@ -227,6 +237,8 @@ class Synchronizer:
         ledger = self.ledger
         if expect_hashes is not None:
             items = [dict(item, hash=h) for item, h in zip(items, expect_hashes)]
+
+        loop = asyncio.get_running_loop()
 
         def work() -> int:
             events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
@@ -237,7 +249,23 @@ class Synchronizer:
             except LedgerError as exc:
                 raise ledger_error(exc) from None
 
+        def ordered_work() -> int:
+            # Take the ledger's (re-entrant) lock before ingesting and tell the puller, so the
+            # next page starts only now: its signature checks run while this page is applied,
+            # and it can take the lock only after this page, so pages apply in feed order.
+            lock = getattr(ledger, "_lock", None)
+            if lock is None:
+                loop.call_soon_threadsafe(_set, locked)
+                return work()
+            with lock:
+                loop.call_soon_threadsafe(_set, locked)
+                return work()
+
         try:
+            if locked is not None and self.bulk_lanes > 1:
+                if self._bulk_pool is None:
+                    self._bulk_pool = ThreadPoolExecutor(max_workers=self.bulk_lanes, thread_name_prefix="sync-bulk")
+                return await loop.run_in_executor(self._bulk_pool, ordered_work)
             return await self.run_write(work)
         except ApiError as exc:
             if exc.code == "pending_full":
@@ -326,10 +354,16 @@ class Synchronizer:
         return pulled
 
     async def _pull_feed(self, client: PeerClient, peer: Peer, cursor: int) -> int:
-        """Catch up through the peer's causal feed, one page verified while the next downloads."""
+        """Catch up through the peer's causal feed. The next page downloads while the current
+        ones are verified, and up to `bulk_lanes` pages are ingested at once: the ledger
+        verifies a batch's signatures before taking its lock, so one page's signature checks
+        (which release the GIL) overlap the previous page's rule checks and writes. A page
+        is started only once the previous one holds the ledger lock, so pages apply in feed
+        order and nothing waits in the pending buffer."""
         pulled, budget = 0, self.round_budget
         size = self.page_size
         nxt: asyncio.Task[dict[str, Any]] | None = asyncio.create_task(client.feed(cursor, size))
+        inflight: deque[tuple[asyncio.Task[int], int, asyncio.Event]] = deque()
         try:
             while nxt is not None and budget > 0:
                 page = await nxt
@@ -338,18 +372,31 @@ class Synchronizer:
                 if not events:
                     break
                 last = events[-1].get("offset") if isinstance(events[-1], dict) else None
-                if type(last) is not int or last <= cursor or len(events) > size:
+                previous = inflight[-1][1] if inflight else cursor
+                if type(last) is not int or last <= previous or len(events) > size:
                     raise PeerMisbehaved(f"{client.url}: feed page does not advance its cursor")
                 budget -= len(events)
                 if len(events) == size and budget > 0:
                     nxt = asyncio.create_task(client.feed(last, size))
-                stored = await self._ingest(events, client.url)
-                pulled += stored
-                cursor = self._feed_cursor[peer.url] = last
+                if inflight:  # the previous page must hold the ledger lock before this one starts
+                    await asyncio.wait({asyncio.ensure_future(inflight[-1][2].wait()), inflight[-1][0]},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                locked = asyncio.Event()
+                inflight.append((asyncio.create_task(self._ingest(events, client.url, locked=locked)), last, locked))
+                while len(inflight) >= self.bulk_lanes:
+                    task, offset, _ = inflight.popleft()
+                    pulled += await task
+                    cursor = self._feed_cursor[peer.url] = offset
+            while inflight:
+                task, offset, _ = inflight.popleft()
+                pulled += await task
+                cursor = self._feed_cursor[peer.url] = offset
         finally:
-            if nxt is not None:
-                nxt.cancel()
-                await asyncio.gather(nxt, return_exceptions=True)
+            leftovers = [t for t, _, _ in inflight] + ([nxt] if nxt is not None else [])
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                await asyncio.gather(*leftovers, return_exceptions=True)
         return pulled
 
     # ------------------------------------------------------------------ wanted
