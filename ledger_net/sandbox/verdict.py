@@ -29,6 +29,7 @@ _MEMORY_MARKERS = (
 _REFUSAL_MARKERS = (
     (("Read-only file system",), "write outside the sandbox dir refused (read-only file system)"),
     (("Network is unreachable",), "network access refused (no network in the sandbox)"),
+    (("Connection refused",), "network access refused (no network in the sandbox)"),
     (("fork", "Operation not permitted"), "process creation refused (max_processes limit)"),
     (("spawn", "Operation not permitted"), "process creation refused (max_processes limit)"),
 )

@@ -73,12 +73,13 @@ class _Capture:
 
 
 def _trap_text(exc: BaseException) -> str:
-    """The informative line of a wasmtime error (its first line is a generic header)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "trap" in ln or "error" in ln.lower():
-            return ln.removeprefix("Caused by:").strip()
-    return lines[-1] if lines else type(exc).__name__
+    """The informative part of a wasmtime error (its first line is a generic header)."""
+    text = str(exc)
+    if "Caused by:" in text:
+        causes = [ln.strip() for ln in text.split("Caused by:", 1)[1].splitlines() if ln.strip()]
+        return "; ".join(c.split(": ", 1)[1] if c[:1].isdigit() and ": " in c else c for c in causes)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _dir_bytes(path: str) -> int:
