@@ -104,11 +104,12 @@ async def run(count: int, page: int, lanes: int = 1) -> dict[str, float]:
         fresh = NodeServer(dst_ledger, dst_runner, seeds=[url], enable_sync=False, page_size=page,
                            round_budget=count + 1, bulk_lanes=lanes)
         await fresh.start()
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         deadline = start + 3600
         while dst_ledger.store.count() < total and time.perf_counter() < deadline:
             await fresh.sync_once()
         repl_s = time.perf_counter() - start
+        repl_cpu = time.process_time() - cpu0
         assert dst_ledger.store.count() == total, (dst_ledger.store.count(), total)
         same = dst_runner.state_hash() == source_hash
         await fresh.stop()
@@ -119,7 +120,8 @@ async def run(count: int, page: int, lanes: int = 1) -> dict[str, float]:
     repl_rate = total / repl_s
     return {"events": total, "build_s": build_s, "verify_per_s": verify, "feed_read_per_s": feed_rate,
             "replication_per_s": repl_rate, "replication_s": repl_s, "ratio": repl_rate / verify,
-            "state_hash_equal": same, "cpus": os.cpu_count() or 0, "load": os.getloadavg()[0]}
+            "state_hash_equal": same, "cpus": os.cpu_count() or 0, "load": os.getloadavg()[0],
+            "replication_cpu_s": repl_cpu}
 
 
 def main() -> None:
@@ -141,6 +143,8 @@ def main() -> None:
     print(f"feed read (HTTP+JSON)       {result['feed_read_per_s']:>12,.0f} events/s")
     print(f"replication to a fresh node {result['replication_per_s']:>12,.0f} events/s "
           f"({result['replication_s']:.1f} s, state hash equal: {result['state_hash_equal']})")
+    print(f"replication CPU time        {result['replication_cpu_s']:>12.1f} s of this process "
+          f"({result['events'] / result['replication_cpu_s']:,.0f} events per CPU-second)")
     print(f"ratio replication / verify  {result['ratio']:>12.2f}  (goal >= 0.60; {result['cpus']} cpus, "
           f"load average {result['load']:.2f})")
 
