@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
+import orjson
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,10 +27,12 @@ from typing import Any, Callable
 from ..compute import aggregate, pack, plan_chunks, unpack, validate_config
 from ..compute.plan import payload_work_units
 from ..core.money import to_units
+from ..core.node import unmet_requirements
 from ..core.task import Task
-from ..errors import CreditError, LedgerError, TaskError
+from ..errors import CreditError, LedgerError, NodeError, TaskError
 from ..ledger.chain import Applied, Ledger, RuleViolation
 from ..ledger.events import Event
+from ..network.routing import Bid as RouterBid
 from ..projections.runner import ProjectionRunner
 from .blobs import BlobStore
 from .executor import ChunkExecutor
@@ -63,7 +67,6 @@ class TaskEngine:
         self._queue: asyncio.Queue[list[Applied]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.max_concurrent = 4
 
@@ -71,7 +74,7 @@ class TaskEngine:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(max(1, self.max_concurrent))
         self._replay()
         self.ledger.subscribe(self._on_applied)
         self._task = asyncio.create_task(self._run(), name="task-engine")
@@ -145,12 +148,15 @@ class TaskEngine:
         task_type = str(task.task_type.value if hasattr(task.task_type, "value") else task.task_type)
         config = dict(task.config)
         requirements = dict(task.requirements or {})
+        refusal = None
         if task_type in ("ml_inference", "ml_train_step"):
-            config = self._attach_model(config)
+            config, refusal = self._attach_model(config)
         problems = validate_config(task_type, config)
         if problems:
             raise TaskError("invalid task: " + "; ".join(problems))
-        payloads = plan_chunks(task_type, config, config.get("chunk_size"))
+        # A task whose model cannot be run is still recorded, then failed with the reason,
+        # so its owner sees the outcome the same way as any other failure.
+        payloads = [{}] if refusal else plan_chunks(task_type, config, config.get("chunk_size"))
         replicas = int(config.get("replicas", 1))
         if not 1 <= replicas <= 16:
             raise TaskError("replicas must be between 1 and 16")
@@ -184,8 +190,10 @@ class TaskEngine:
         timeout = float(requirements.get("timeout_seconds") or 30.0)
         owned = OwnedTask(task.task_id, task_type, wire_config, requirements, int(task.priority or 2), replicas,
                           quorum, per_chunk, timeout, chunks)
+        work_units = max((payload_work_units(task_type, p) for p in payloads), default=1) if not refusal else 1
         body = {"task_id": task.task_id, "task_type": task_type, "escrow": budget, "max_price": per_chunk,
-                "chunks": len(payloads), "spec": {"config": wire_config, "requirements": wire_requirements},
+                "chunks": len(payloads), "spec": {"config": wire_config, "requirements": wire_requirements,
+                                                  "work_units": int(work_units)},
                 "priority": min(max(int(task.priority or 2), 0), 10), "replicas": replicas, "quorum": quorum,
                 "timeout_ms": max(1, int(timeout * 1000))}
         if config_blobs:
@@ -201,22 +209,24 @@ class TaskEngine:
             raise TaskError(f"the ledger refused the task: {exc}") from None
         owned.submitted = event.hash
         owned.quote_deadline = time.monotonic() + self.quote_window
-        self._wake.set()
+        if refusal:
+            self._close(task.task_id, "task.failed", {"reason": refusal})
+            owned.state = "closed"
         return task.task_id
 
-    def _attach_model(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Ship the model file with the task: workers elsewhere cannot read the owner's disk."""
+    def _attach_model(self, config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """Ship the model file with the task (workers elsewhere cannot read the owner's disk);
+        or say why it cannot run."""
         path = config.get("model_path")
         if not path or config.get("model_blob") or config.get("weights"):
-            return config
+            return config, None
         file = Path(path)
         if file.suffix.lower() != ".npz":
-            raise TaskError(f"unsupported model format {file.suffix or '(none)'!r} for {path}: "
+            return config, (f"unsupported model format {file.suffix or '(none)'!r} for {path}: "
                             "ledger_net runs numpy .npz models (linear or MLP)")
         if not file.is_file():
-            raise TaskError(f"model file {path} not found")
-        data = file.read_bytes()
-        return dict(config, model_blob=self.blobs.put(data))
+            return config, f"model file {path} not found"
+        return dict(config, model_blob=self.blobs.put(file.read_bytes())), None
 
     def cancel(self, task_id: str) -> bool:
         task = self.owned.get(task_id)
@@ -380,23 +390,31 @@ class TaskEngine:
             self.ledger.append_batch(items)
 
     def _can_run(self, task_type: str, requirements: dict[str, Any]) -> bool:
-        node = self.node
-        if node is None:
+        """Bid on what this node's (static) capabilities can run; live load only moves the price."""
+        caps = getattr(self.node, "capabilities", None)
+        if caps is None:
             return True
-        checker = getattr(node, "can_run", None)
-        if checker is not None:
-            return bool(checker(task_type, requirements))
-        return True
+        try:
+            return not unmet_requirements(caps, {**eligibility(requirements), "task_type": task_type})
+        except (NodeError, TaskError):
+            return False
 
     def _price(self, body: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
-        work = max(1, body["chunks"])
-        quote = self.pricing.quote_task(self.runner, self.me, work_units=work, priority=body.get("priority", 2),
-                                        max_price=body["max_price"], load_ppm=self.load_ppm())
+        spec = body.get("spec") or {}
+        work = spec.get("work_units") if type(spec.get("work_units")) is int else 1
+        market = self.pricing.snapshot(self.runner, self.me, load_ppm=max(0, min(PPM, int(self.load_ppm()))))
+        quote = self.pricing.quote(work_units=max(0, work), priority=min(max(body.get("priority", 2), 1), 4),
+                                   market=market, max_price=body["max_price"])
         if quote is None:
             return None
         return quote.price, dict(quote.inputs)
 
     def _maybe_route(self, task: OwnedTask, now: float) -> None:
+        if not task.seen:
+            # The quoting window runs from when the engine first sees the task: a busy
+            # submitter must not starve its own bidders of their chance.
+            task.seen = True
+            task.quote_deadline = max(task.quote_deadline, now + self.quote_window)
         expected = self._expected_bidders()
         if now < task.quote_deadline and not expected <= set(task.bids):
             return
@@ -421,9 +439,9 @@ class TaskEngine:
 
     def _assign(self, task: OwnedTask, indexes: list[int], bids: list[Bid], replicas: int,
                 exclude: dict[int, set[str]] | None = None) -> None:
-        exclude = exclude or {}
-        plan = self.router.route(bids, indexes, task.requirements, replicas=replicas, exclude=exclude,
-                                 runner=self.runner)
+        plan = self.router.assign(indexes, self._router_bids(bids), eligibility(task.requirements),
+                                  replicas=replicas, exclude=set().union(*(exclude or {}).values()),
+                                  current_load=self._open_load(), max_price=task.per_chunk_cap)
         items, pending = [], []
         now = time.monotonic()
         for index in indexes:
@@ -443,6 +461,31 @@ class TaskEngine:
         events = self.ledger.append_batch(items)
         for (chunk, worker, price), event in zip(pending, events):
             chunk.attempts.append(Attempt(worker, event.hash, price, now + task.timeout))
+
+    def _router_bids(self, bids: list[Bid]) -> list[RouterBid]:
+        """Bids weighed by this node's own view: reputation and capabilities from its projections."""
+        nodes, reputation = self.runner["nodes"].nodes, self.runner["reputation"]
+        out = []
+        for bid in bids:
+            row = nodes.get(bid.worker)
+            if row is None or row["forked_at"] is not None:
+                continue
+            load = bid.inputs.get("load_ppm", 0)
+            out.append(RouterBid(worker=bid.worker, price=bid.price, reputation_ppm=int(reputation.score(bid.worker)),
+                                 load_ppm=load if type(load) is int and 0 <= load <= PPM else PPM,
+                                 capabilities=orjson.loads(row["capabilities"]), quote_hash=bid.quote_hash))
+        return out
+
+    def _open_load(self) -> dict[str, int]:
+        """Chunks this node has assigned and not yet seen reported, per worker."""
+        load: dict[str, int] = {}
+        for task in self.owned.values():
+            if task.state != "running":
+                continue
+            for chunk in task.chunks:
+                for attempt in chunk.open_attempts():
+                    load[attempt.worker] = load.get(attempt.worker, 0) + 1
+        return load
 
     def _advance(self, task: OwnedTask, now: float) -> None:
         frozen = self.ledger.state.frozen
@@ -474,7 +517,7 @@ class TaskEngine:
                     chunk.accepted.append(winner)
                 chunk.settled = True
             elif verdict == "retry" or task.missing_attempts(chunk):
-                if len(chunk.attempts) >= task.max_attempts * task.replicas:
+                if len([a for a in chunk.attempts if a.ok is False]) >= task.max_attempts * task.replicas:
                     last = next((a.error for a in reversed(chunk.attempts) if a.error), "no valid result")
                     self._flush(items)
                     self._close(task.task_id, "task.failed",
@@ -501,7 +544,7 @@ class TaskEngine:
             chunk = task.chunks[index]
             exclude = chunk.tried_workers()
             candidates = [b for b in bids if b.worker not in exclude]
-            if not candidates:
+            if not candidates and chunk.attempts:
                 last = next((a.error for a in reversed(chunk.attempts) if a.error), "no valid result")
                 self._close(task.task_id, "task.failed",
                             {"reason": f"chunk {index} failed and no other node can take it: {last}"[:4000]})
@@ -587,13 +630,19 @@ class TaskEngine:
             for ref in blob_refs(payload):
                 if ref not in blobs:
                     blobs[ref] = await self.blobs.get(ref)
-            if self.node is not None and hasattr(self.node, "task_started"):
-                self.node.task_started()
-            try:
-                outcome = await self.executor.run(task_type, payload, blobs, requirements)
-            finally:
-                if self.node is not None and hasattr(self.node, "task_finished"):
-                    self.node.task_finished()
+            async with self._slots:
+                counted = False
+                if self.node is not None and hasattr(self.node, "task_started"):
+                    try:
+                        self.node.task_started()
+                        counted = True
+                    except NodeError:
+                        pass  # the node's own counter is full; the semaphore already bounds us
+                try:
+                    outcome = await self.executor.run(task_type, payload, blobs, requirements)
+                finally:
+                    if counted:
+                        self.node.task_finished()
         except TaskError as exc:
             from .executor import ChunkOutcome
 
@@ -614,6 +663,14 @@ class TaskEngine:
             self.ledger.append("task.chunk_result", body, (assignment.hash,))
         except LedgerError:
             log.exception("could not report chunk %s of %s", b["chunk"], b["task_id"])
+
+
+def eligibility(requirements: dict[str, Any]) -> dict[str, Any]:
+    """The requirements that decide who may run a chunk. ledger_net's ML runtimes are numpy
+    on the CPU, so `gpu_percent` is a preference (GPU nodes rank first by price and
+    capability), not a hard filter; `max_price` is the owner's budget, not a capability."""
+    return {k: v for k, v in requirements.items() if k in ("cpu_percent", "ram_gb", "disk_gb", "timeout_seconds",
+                                                           "sandbox_type", "task_type")}
 
 
 def unpack_spec(spec_json: str) -> dict[str, Any]:

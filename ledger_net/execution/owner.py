@@ -74,6 +74,7 @@ class OwnedTask:
     quote_deadline: float = 0.0
     bids: dict[str, Bid] = field(default_factory=dict)
     state: str = "quoting"  # quoting -> running -> closed
+    seen: bool = False  # has the engine's loop looked at it yet
     max_attempts: int = 3
     created: float = field(default_factory=time.monotonic)
 

@@ -1,0 +1,341 @@
+"""`ComputeNetwork`: one node of the network, wired together.
+
+It opens the node's books (key + ledger + projections) in its data directory,
+serves the HTTP API, feed and `/ws` (replicating with peers), runs the task
+engine on sandboxed workers, and exposes the seed's API. A node started with no
+seed nodes and an empty ledger founds a new network and is its issuer (it mints
+`initial_credits` to itself); with seed nodes it joins theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import psutil
+
+from .compute import unpack
+from .core.credits import Credits
+from .core.money import to_credits, to_units
+from .core.node import Capabilities, Node
+from .core.task import Task
+from .errors import LedgerNetError, NetworkError, NodeError, TaskError
+from .execution.blobs import BlobStore
+from .execution.engine import TaskEngine
+from .execution.executor import ChunkExecutor
+from .execution.framing import decode_frame
+from .ledger.chain import Ledger
+from .network.routing import Router
+from .network.server import NodeServer, open_local
+from .pricing.dynamic import PricingEngine
+from .projections.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INITIAL_CREDITS = 100.0
+
+
+def default_data_dir(host: str, port: int) -> Path:
+    root = Path(os.environ.get("LEDGER_NET_DATA_DIR") or Path.home() / ".ledger_net")
+    return root / "nodes" / f"{host}-{port}"
+
+
+class ComputeNetwork:
+    """The seed's entry point: a node that is a member (or the founder) of a network."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 5557, node_type: str = "client",
+                 seed_nodes: Optional[List[str]] = None, config_path: Optional[str] = None,
+                 log_level: str = "INFO", *, data_dir: str | os.PathLike[str] | None = None,
+                 database_url: str | None = None, initial_credits: float | None = None,
+                 network_name: str = "ledger-net", sync_interval: float = 1.0, quote_window: float = 0.2,
+                 workers: int | None = None) -> None:
+        settings: dict[str, Any] = {}
+        if config_path is not None:
+            settings = _load_config(config_path)
+        self.host = settings.get("host", host)
+        self.port = int(settings.get("port", port))
+        self.node_type = settings.get("node_type", node_type)
+        if self.node_type not in ("client", "public", "seed"):
+            raise NodeError(f"node_type must be client, public or seed, not {self.node_type!r}")
+        self.seed_nodes = list(settings.get("seed_nodes", seed_nodes or []))
+        self.data_dir = Path(settings.get("data_dir") or data_dir or default_data_dir(self.host, self.port))
+        self.database_url = settings.get("database_url", database_url)
+        self.initial_credits = float(settings.get("initial_credits", initial_credits if initial_credits is not None
+                                                  else DEFAULT_INITIAL_CREDITS))
+        self.network_name = settings.get("network_name", network_name)
+        self.sync_interval = float(settings.get("sync_interval", sync_interval))
+        self.quote_window = float(settings.get("quote_window", quote_window))
+        self.workers = int(settings.get("workers", workers or max(1, min(4, os.cpu_count() or 1))))
+        level = str(settings.get("log_level", log_level)).upper()
+        if level not in logging.getLevelNamesMapping():
+            raise NodeError(f"unknown log level {level!r}")
+        logging.getLogger("ledger_net").setLevel(level)
+        self.ledger: Ledger | None = None
+        self.runner: ProjectionRunner | None = None
+        self.server: NodeServer | None = None
+        self.engine: TaskEngine | None = None
+        self.executor: ChunkExecutor | None = None
+        self.node: Node | None = None
+        self.credits: Credits | None = None
+        self.blobs: BlobStore | None = None
+        self.pricing = PricingEngine()
+        self.router = Router()
+        self._started_at: float | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Open the books, serve, join or found the network, and start working."""
+        if self.server is not None:
+            raise NodeError("the network node is already started")
+        ledger, runner = await asyncio.to_thread(open_local, self.data_dir, self.database_url)
+        self.ledger, self.runner = ledger, runner
+        founding = ledger.net is None and not self.seed_nodes
+        if founding:
+            ledger.create_network(self.network_name)
+            units = to_units(self.initial_credits, ledger.state.decimals, what="initial_credits")
+            if units > 0:
+                ledger.append("credit.minted", {"to": ledger.node_id, "amount": units, "reason": "founder's credits"})
+        self.server = NodeServer(ledger, runner, host=self.host, port=self.port, seeds=self.seed_nodes,
+                                 data_dir=self.data_dir, sync_interval=self.sync_interval)
+        try:
+            await self.server.start()
+            if ledger.net is None:
+                await self.server.wait_for_network(timeout=30.0)
+        except BaseException:
+            await self._close_books(hard=False)
+            raise
+        self.blobs = BlobStore(ledger.store, fetcher=self._fetch_blob)
+        capabilities = Capabilities.detect()
+        self.node = Node(node_id=ledger.node_id, host=self.host, port=self.server.port,
+                         capabilities=capabilities, node_type=self.node_type)
+        self.node.bind(ledger, runner, peers=_PeerDirectory(self.server))
+        await self.node.start()
+        self.credits = Credits(initial_balance=0.0, ledger=ledger, runner=runner)
+        self.executor = ChunkExecutor(workers=self.workers)
+        await self.executor.start()
+        self.engine = TaskEngine(ledger, runner, self.executor, self.blobs, pricing=self.pricing, router=self.router,
+                                 node=self.node, quote_window=self.quote_window,
+                                 load_ppm=lambda: int(min(1.0, self.node.get_current_load().get("load_ratio", 0.0))
+                                                      * 1_000_000) if self.node else 0)
+        self.engine.max_concurrent = capabilities.max_concurrent_tasks
+        await self.engine.start()
+        self._started_at = time.time()
+        log.info("node %s serving %s", ledger.node_id[:16], self.server.url)
+
+    async def stop(self) -> None:
+        """Stop working and serving; the books stay on disk for the next start."""
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+        if self.executor is not None:
+            await self.executor.close()
+            self.executor = None
+        if self.node is not None:
+            try:
+                await self.node.stop()
+            except LedgerNetError:
+                pass
+        await self._close_books(hard=False)
+
+    async def _close_books(self, hard: bool) -> None:
+        if self.server is not None:
+            await self.server.stop(hard=hard)
+            self.server = None
+        if self.runner is not None and not hard:
+            self.runner.flush()
+        if self.ledger is not None:
+            self.ledger.close()
+        self.ledger, self.runner = None, None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def _require(self) -> tuple[Ledger, ProjectionRunner, TaskEngine]:
+        if self.ledger is None or self.runner is None or self.engine is None:
+            raise NodeError("the network node is not started: await network.start() first")
+        return self.ledger, self.runner, self.engine
+
+    async def _fetch_blob(self, hash_: str) -> bytes | None:
+        if self.server is None:
+            return None
+        return await self.server.fetch_blob(hash_)
+
+    # ------------------------------------------------------------ status
+    async def get_network_status(self) -> Dict[str, Any]:
+        ledger, runner, _ = self._require()
+        nodes = runner["nodes"].nodes
+        return {"running": True, "node_id": ledger.node_id, "url": self.server.url if self.server else None,
+                "network_id": ledger.net, "total_nodes": len(nodes),
+                "online_nodes": sum(1 for n in nodes.values() if n["status"] == "online"),
+                "peers": self.server.list_peers() if self.server else [], "events": ledger.store.last_offset(),
+                "pending_events": len(ledger.pending), "forks": dict(ledger.state.frozen),
+                "state_hash": runner.state_hash(), "uptime_seconds": time.time() - (self._started_at or time.time())}
+
+    async def get_node_info(self) -> Dict[str, Any]:
+        self._require()
+        assert self.node is not None
+        info = await self.node.get_status()
+        info["balance"] = self.credits.get_balance() if self.credits else 0.0
+        info["reputation"] = self.runner["reputation"].score(self.ledger.node_id) / 1_000_000  # type: ignore[index]
+        info["url"] = self.server.url if self.server else None
+        return info
+
+    # ------------------------------------------------------------ tasks
+    async def submit_task(self, task_data: Dict[str, Any]) -> str:
+        """Escrow and publish a task (a `Task.to_dict()` or the seed's task dict); returns its id."""
+        ledger, _, engine = self._require()
+        if not isinstance(task_data, dict):
+            raise TaskError("task_data must be a dict (e.g. Task.to_dict())")
+        task = Task.from_dict(dict(task_data))
+        task.owner_id = ledger.node_id  # the signer owns the task, whatever the dict says
+        return engine.submit(task)
+
+    def _task_row(self, task_id: str) -> Dict[str, Any]:
+        _, runner, _ = self._require()
+        if not isinstance(task_id, str):
+            raise TaskError("task_id must be a string")
+        row = runner["tasks"].tasks.get(task_id)
+        if row is None:
+            raise TaskError(f"task {task_id!r} not found")
+        return row
+
+    async def get_task_status(self, task_id: str) -> Dict[str, Any]:
+        row = self._task_row(task_id)
+        ledger = self.ledger
+        assert ledger is not None
+        decimals = ledger.state.decimals
+        chunks = {k[1]: v for k, v in self.runner["tasks"].chunks.items() if k[0] == task_id}  # type: ignore[index]
+        return {"task_id": task_id, "status": row["status"], "progress": self.runner["tasks"].progress(task_id),
+                "task_type": row["task_type"], "owner_id": row["owner"], "chunks_total": row["chunks_total"],
+                "chunks_done": row["chunks_done"], "chunks_failed": row["chunks_failed"],
+                "escrow": to_credits(row["escrow"], decimals), "paid": to_credits(row["paid"], decimals),
+                "refund": to_credits(row["refund"], decimals), "error": row["reason"],
+                "workers": sorted({c["worker"] for c in chunks.values() if c["worker"]}),
+                "submitted_at": row["submitted_ts"] / 1000.0,
+                "finished_at": row["finished_ts"] / 1000.0 if row["finished_ts"] else None}
+
+    async def cancel_task(self, task_id: str) -> bool:
+        self._task_row(task_id)
+        _, _, engine = self._require()
+        return engine.cancel(task_id)
+
+    async def get_task_result(self, task_id: str) -> Any:
+        row = self._task_row(task_id)
+        if row["status"] != "completed":
+            raise TaskError(f"task {task_id} has no result: it is {row['status']}"
+                            + (f" ({row['reason']})" if row["reason"] else ""))
+        if row["result"] is not None:
+            return unpack(json.loads(row["result"]))
+        assert self.blobs is not None
+        header, blobs = decode_frame(await self.blobs.get(row["result_hash"]))
+        return unpack(header["result"], blobs)
+
+    # ------------------------------------------------------------ nodes
+    async def get_nodes_list(self) -> List[Dict[str, Any]]:
+        self._require()
+        assert self.server is not None
+        return self.server.get_nodes_list()
+
+    async def get_node_details(self, node_id: str) -> Dict[str, Any]:
+        self._require()
+        assert self.server is not None
+        details = self.server.get_node_details(node_id)
+        details["reputation"] = self.runner["reputation"].score(node_id) / 1_000_000  # type: ignore[index]
+        return details
+
+    async def connect_to_node(self, node_id: str) -> bool:
+        self._require()
+        assert self.server is not None
+        if not isinstance(node_id, str) or not node_id.strip():
+            raise NetworkError("give a node id or URL to connect to")
+        return await self.server.connect_to_node(node_id)
+
+    async def disconnect_from_node(self, node_id: str) -> bool:
+        self._require()
+        assert self.server is not None
+        return await self.server.disconnect_from_node(node_id)
+
+    # ------------------------------------------------------------ metrics
+    async def get_network_metrics(self) -> Dict[str, Any]:
+        ledger, runner, _ = self._require()
+        tasks = runner["tasks"].tasks
+        nodes = runner["nodes"].nodes
+        return {"total_nodes": len(nodes), "online_nodes": sum(1 for n in nodes.values() if n["status"] == "online"),
+                "active_tasks": sum(1 for t in tasks.values() if t["status"] not in ("completed", "failed",
+                                                                                       "cancelled")),
+                "total_tasks": len(tasks), "cpu_usage": psutil.cpu_percent(interval=None),
+                "ram_usage": psutil.virtual_memory().percent, "events": ledger.store.last_offset(),
+                "peers": len(self.server.list_peers()) if self.server else 0, "forks": len(ledger.state.frozen)}
+
+    async def get_task_metrics(self) -> Dict[str, Any]:
+        ledger, runner, _ = self._require()
+        tasks = list(runner["tasks"].tasks.values())
+        finished = [t for t in tasks if t["status"] in ("completed", "failed", "cancelled")]
+        completed = [t for t in finished if t["status"] == "completed"]
+        durations = [(t["finished_ts"] - t["submitted_ts"]) / 1000.0 for t in completed if t["finished_ts"]]
+        decimals = ledger.state.decimals
+        by_status: dict[str, int] = {}
+        for t in tasks:
+            by_status[t["status"]] = by_status.get(t["status"], 0) + 1
+        return {"total_tasks": len(tasks), "by_status": by_status,
+                "avg_execution_time": sum(durations) / len(durations) if durations else 0.0,
+                "success_rate": 100.0 * len(completed) / len(finished) if finished else 0.0,
+                "avg_cost": to_credits(sum(t["paid"] for t in completed) // len(completed), decimals)
+                if completed else 0.0,
+                "chunks_executed_here": self.executor.stats["chunks"] if self.executor else 0,
+                "sandbox_failures": dict(self.executor.failures) if self.executor else {}}
+
+    async def get_resource_metrics(self) -> Dict[str, Any]:
+        self._require()
+        assert self.node is not None
+        load = self.node.get_current_load()
+        disk = psutil.disk_usage(str(self.data_dir))
+        return {"cpu_percent": psutil.cpu_percent(interval=None), "ram_percent": psutil.virtual_memory().percent,
+                "ram_available_gb": psutil.virtual_memory().available / 2**30, "disk_percent": disk.percent,
+                "active_tasks": load.get("active_tasks", 0), "load": load,
+                "capabilities": self.node.capabilities.to_dict(), "sandbox_workers": self.workers}
+
+    async def get_credit_metrics(self) -> Dict[str, Any]:
+        self._require()
+        assert self.credits is not None
+        return self.credits.get_credit_metrics()
+
+
+class _PeerDirectory:
+    """What a bound Node needs of the network layer."""
+
+    def __init__(self, server: NodeServer) -> None:
+        self.server = server
+
+    async def connect(self, peer_id: str) -> bool:
+        return await self.server.connect_to_node(peer_id)
+
+    async def disconnect(self, peer_id: str) -> bool:
+        return await self.server.disconnect_from_node(peer_id)
+
+    def list(self) -> list[dict[str, Any]]:
+        return self.server.list_peers()
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise NodeError(f"config file {path} not found")
+    text = file.read_text()
+    try:
+        if file.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        data = json.loads(text)
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise NodeError(f"config file {path} is not valid: {exc}") from None
+    if not isinstance(data, dict):
+        raise NodeError(f"config file {path} must hold an object")
+    return data
