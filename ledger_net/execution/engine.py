@@ -91,8 +91,7 @@ class TaskEngine:
             job.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
         self._running.clear()
-        if self._on_applied in self.ledger._listeners:
-            self.ledger._listeners.remove(self._on_applied)
+        self.ledger.unsubscribe(self._on_applied)
 
     def _on_applied(self, applied: list[Applied]) -> None:
         loop, queue = self._loop, self._queue

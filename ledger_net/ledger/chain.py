@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -99,6 +100,11 @@ class Ledger:
         self._listeners.append(listener)
         if on_reset is not None:
             self._reset_listeners.append(on_reset)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Detach a listener (and its reset hook, if it is a bound method's sibling)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def _notify(self, applied: list[Applied]) -> None:
         for listener in list(self._listeners):
@@ -288,9 +294,10 @@ class Ledger:
         void: list[Event] = []
         by_author_seq: dict[tuple[str, int], Event] = {}
         proofs: list[ForkProof] = []
-        queue = list(fresh)
+        queue = deque(reversed(fresh))  # a stack: released events go next, before the rest
+        parked: set[str] = set()
         while queue:
-            event = queue.pop(0)
+            event = queue.pop()
             if event.hash in self.known:
                 continue
             acct = self.state.accounts.get(event.author)
@@ -310,7 +317,7 @@ class Ledger:
                     void.append(event)
                     self.known.add(event.hash)
                     report.refused[event.hash] = f"void: author equivocated at seq {frozen_at}"
-                    queue[0:0] = self.pending.arrived(event.hash)
+                    queue.extend(reversed(self.pending.arrived(event.hash)))
                 continue
             if event.seq <= head_seq:
                 continue
@@ -324,7 +331,7 @@ class Ledger:
                 if not missing:
                     raise ChainError(f"event {event.hash[:16]}… (seq {event.seq}) skips its author's seq {head_seq + 1}")
                 self.pending.add(event, missing)
-                report.pending.append(event.hash)
+                parked.add(event.hash)
                 continue
             self.state.check_link(event)
             reason = self._evaluate(self.state, event)
@@ -340,9 +347,9 @@ class Ledger:
             report.stored.append(event.hash)
             if reason is not None:
                 report.invalid[event.hash] = reason
-            if event.hash in report.pending:
-                report.pending.remove(event.hash)
-            queue[0:0] = self.pending.arrived(event.hash)
+            parked.discard(event.hash)
+            queue.extend(reversed(self.pending.arrived(event.hash)))
+        report.pending.extend(h for h in (e.hash for e in fresh) if h in parked)
         return batch, proofs, void
 
     def _requeue(self, events: list[Event]) -> None:
