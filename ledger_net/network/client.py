@@ -119,6 +119,23 @@ class PeerClient:
         _expect_list(answer.get("events"), self.url, "feed")
         return answer
 
+    async def blob(self, hash_: str, limit: int = 1 << 30) -> bytes | None:
+        """A blob's bytes, or None if the peer lacks it; the caller checks the hash."""
+        url = f"{self.url}{API}/blobs/{hash_}"
+        try:
+            async with self.session.get(url, headers=self._headers(), timeout=self.timeout) as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status >= 400:
+                    raw = await _read_bounded(resp, self.max_response, url)
+                    code, message = _error_of(raw, resp.reason or "")
+                    raise PeerRefused(self.url, resp.status, code, message)
+                return await _read_bounded(resp, limit, url)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        except asyncio.TimeoutError:
+            raise NetworkError(f"{self.url} did not send blob {hash_[:16]}… within {self.timeout.total}s") from None
+
     async def push(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """POST wire events; returns the peer's ingest report."""
         return _expect_dict(await self.request("POST", f"{API}/events", body={"events": list(events)}),

@@ -499,7 +499,18 @@ class NodeAPI:
             web.get(f"{API}/feed", self.get_feed),
             web.get(f"{API}/feed/stream", self.get_feed_stream),
             web.post(f"{API}/events", self.post_events),
+            web.get(f"{API}/blobs/{{hash}}", self.get_blob),
         ]
+
+    async def get_blob(self, request: web.Request) -> web.Response:
+        """A content-addressed blob (a large operand or result named by hash in an event)."""
+        hash_ = request.match_info["hash"]
+        if not is_hash(hash_):
+            raise ApiError(400, "bad_hash", f"{hash_[:80]!r} is not a lowercase hex SHA-256 blob hash")
+        data = await self.run_read(self.ledger.store.get_blob, hash_)
+        if data is None:
+            raise ApiError(404, "unknown_blob", f"no blob {hash_} on this node")
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def cancel_streams(self) -> None:
         """End open feed follows (server stop)."""

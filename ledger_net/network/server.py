@@ -251,6 +251,20 @@ class NodeServer:
             self.sync.poke()
         return True
 
+    async def fetch_blob(self, hash_: str, timeout: float = 60.0) -> bytes | None:
+        """Ask peers for a blob by hash (the caller checks the bytes against it)."""
+        import hashlib
+
+        for peer in self.discovery.active():
+            try:
+                async with PeerClient(peer.url, timeout=timeout) as client:
+                    data = await client.blob(hash_)
+            except NetworkError:
+                continue
+            if data is not None and hashlib.sha256(data).hexdigest() == hash_:
+                return data
+        return None
+
     async def disconnect_from_node(self, node_id_or_url: str) -> bool:
         """Stop syncing with a node until `connect_to_node`; NetworkError if unknown."""
         return self.discovery.disconnect(node_id_or_url.strip())
