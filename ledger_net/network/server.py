@@ -56,7 +56,8 @@ class NodeServer:
                  metrics_interval: float = 5.0, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
                  max_events_per_request: int = MAX_EVENTS_PER_REQUEST, backoff_base: float = 0.5,
                  backoff_max: float = 60.0, expected_net: str | None = None, enable_sync: bool = True,
-                 shutdown_timeout: float = 2.0, **sync_options: Any) -> None:
+                 shutdown_timeout: float = 2.0, extra_routes: Iterable[web.RouteDef] = (),
+                 **sync_options: Any) -> None:
         self.ledger = ledger
         self.runner = runner
         self.host = host
@@ -72,6 +73,7 @@ class NodeServer:
         self.enable_sync = enable_sync
         self.shutdown_timeout = shutdown_timeout
         self.sync_options = sync_options
+        self.extra_routes = list(extra_routes)  # e.g. the control API and explorer of ComputeNetwork
         node_id = ledger.identity.node_id if ledger.identity else None
         self.discovery = Discovery(self_id=node_id, seeds=seeds, backoff_base=backoff_base, backoff_max=backoff_max)
         self.url: str | None = None
@@ -104,7 +106,8 @@ class NodeServer:
                                 metrics_interval=self.metrics_interval, read=self.api.run_read,
                                 peers_count=lambda: sum(1 for p in self.discovery.active() if p.last_ok))
         self.app = build_app(self.api, token=self.token, trust_loopback=self.trust_loopback,
-                             client_max_size=self.client_max_size, extra_routes=self._routes())
+                             client_max_size=self.client_max_size,
+                             extra_routes=self._routes() + self.extra_routes)
         self.app.router.add_get("/ws", self.hub.handle)
         self._app_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
         await self._app_runner.setup()
