@@ -101,7 +101,8 @@ class ComputeNetwork:
             if units > 0:
                 ledger.append("credit.minted", {"to": ledger.node_id, "amount": units, "reason": "founder's credits"})
         self.server = NodeServer(ledger, runner, host=self.host, port=self.port, seeds=self.seed_nodes,
-                                 data_dir=self.data_dir, sync_interval=self.sync_interval)
+                                 data_dir=self.data_dir, sync_interval=self.sync_interval,
+                                 extra_routes=_http_routes(self))
         try:
             await self.server.start()
             if ledger.net is None:
@@ -305,6 +306,13 @@ class ComputeNetwork:
         self._require()
         assert self.credits is not None
         return self.credits.get_credit_metrics()
+
+
+def _http_routes(network: "ComputeNetwork") -> list[Any]:
+    """Routes a ComputeNetwork node serves beside the replication API (control API,
+    explorer, metrics, OpenAPI): one line per module here."""
+    routes: list[Any] = []
+    return routes
 
 
 class _PeerDirectory:
