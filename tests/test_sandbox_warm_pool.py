@@ -58,7 +58,7 @@ async def test_cpu_limit_per_job(pool: WarmWorkerPool) -> None:
         await pool.run("echo", b"x")
     with pytest.raises(WarmJobError) as err:
         await pool.run("spin", b"", timeout=8)
-    assert err.value.reason == "cpu time limit exceeded"
+    assert err.value.reason == "cpu time limit exceeded", err.value.stderr
     assert await pool.run("add_ints", b"2,3") == b"5"
 
 

@@ -73,10 +73,11 @@ class _Worker:
 
     async def kill(self) -> int | None:
         """Kill the worker's whole group, reap it and remove its private dir."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
+        # Only os.killpg: Process.kill() polls the Popen first, and that waitpid would reap the
+        # child behind asyncio's child watcher, which then reports a bogus exit code 255.
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         # asyncio's Process.wait() returns only once every pipe is closed, and a stdout left
