@@ -82,6 +82,10 @@ class Store:
         self._sql_select = f"SELECT {_EVENT_COLUMN_LIST} FROM events WHERE \"offset\" > {mark}"
         self._sql_select_until = self._sql_select + f" AND \"offset\" <= {mark}"
         self._mark = mark
+        self._sql_bump_insert = (  # PostgreSQL: the counter bump and the insert as one statement
+            "WITH c AS (UPDATE counters SET value = value + 1 WHERE name = 'offset' RETURNING value) "
+            f"INSERT INTO events ({_EVENT_COLUMN_LIST}) SELECT c.value, {', '.join([mark] * 9)} FROM c "
+            'RETURNING "offset"')
         self._sql_void = f"INSERT INTO void_events (hash, author, seq, raw, sig) VALUES ({', '.join([mark] * 5)})"
         self._writer: Any = None  # the write path's DBAPI connection (see _raw_write)
 
@@ -116,6 +120,10 @@ class Store:
                 except Exception:
                     pass
         self.engine.dispose()
+
+    def writer(self) -> threading.Lock:
+        """The lock every writer of this store holds (projection flushes included)."""
+        return self._write_lock
 
     # ----------------------------------------------------------------- writing
     def write(self, rows: Sequence[dict], void_rows: Sequence[dict] = ()) -> list[int]:
@@ -173,6 +181,12 @@ class Store:
 
     def _raw_insert(self, cursor: Any, rows: Sequence[dict]) -> list[int]:
         n = len(rows)
+        if n == 1 and self.dialect == "postgresql":  # one round trip for bump + insert
+            r = rows[0]
+            cursor.execute(self._sql_bump_insert, (r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"],
+                                                   r["sig"], bool(r["valid"]), r["reason"]))
+            offset = cursor.fetchall()[0][0]
+            return [offset]
         cursor.execute(self._sql_bump, (n,))
         last = cursor.fetchall()[0][0]
         first = last - n + 1
