@@ -192,8 +192,11 @@ class PostgresBackend(Backend):
         try:
             yield self.base.set(database=name).render_as_string(hide_password=False)
         finally:
-            with self.admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            try:
+                with self.admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except Exception as exc:
+                print(f"WARNING: could not drop scratch database {name}: {exc}", file=sys.stderr)
 
     def close(self) -> None:
         self.admin.dispose()
