@@ -312,6 +312,8 @@ def _http_routes(network: "ComputeNetwork") -> list[Any]:
     """Routes a ComputeNetwork node serves beside the replication API (control API,
     explorer, metrics, OpenAPI): one line per module here."""
     routes: list[Any] = []
+    from .network.control import control_routes
+    routes += control_routes(network)
     return routes
 
 
