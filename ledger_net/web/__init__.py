@@ -1,0 +1,1 @@
+"""The ledger explorer served by a node (routes in `explorer.py`, page in `static/`)."""
