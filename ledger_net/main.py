@@ -314,6 +314,12 @@ def _http_routes(network: "ComputeNetwork") -> list[Any]:
     routes: list[Any] = []
     from .network.control import control_routes
     routes += control_routes(network)
+    from .network.metrics import metrics_routes
+    from .network.openapi import openapi_routes
+    from .web.explorer import explorer_routes
+    routes += explorer_routes(network)
+    routes += metrics_routes(network)
+    routes += openapi_routes(network)
     return routes
 
 
