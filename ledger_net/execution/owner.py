@@ -89,7 +89,7 @@ class OwnedTask:
         return None
 
     def verdict(self, chunk: ChunkWork) -> tuple[str, list[Attempt], list[Attempt]]:
-        """('accept', winners, losers) once a quorum agrees; ('retry', [], losers) when
+        """('accept', winners, losers) once a quorum agrees and no replica is still out; ('retry', [], losers) when
         the reported results cannot reach one; ('wait', [], []) otherwise."""
         reported = chunk.reported()
         good = [a for a in reported if a.ok]
@@ -97,11 +97,14 @@ class OwnedTask:
         for a in good:
             groups.setdefault(a.result_hash or "", []).append(a)
         need = self.quorum
+        outstanding = len(chunk.open_attempts())
         for attempts in sorted(groups.values(), key=lambda g: (-len(g), g[0].worker)):
-            if len(attempts) >= need:
+            # Judge only once every replica has reported or timed out: a result that
+            # would disagree with the quorum must not slip through unjudged (unpaid, yet
+            # without the complaint it earned) because two others were faster.
+            if len(attempts) >= need and not outstanding:
                 losers = [a for a in reported if a not in attempts]
                 return "accept", attempts, losers
-        outstanding = len(chunk.open_attempts())
         best = max((len(g) for g in groups.values()), default=0)
         if best + outstanding < need:
             return "retry", [], [a for a in reported if not a.ok]
