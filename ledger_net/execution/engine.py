@@ -503,8 +503,10 @@ class TaskEngine:
                                                           "worker": loser.worker,
                                                           "reason": (loser.error or "result lost the quorum")[:4000]},
                                   ()))
-                    if loser.worker != self.me:
-                        items.append(self._feedback(task, loser.worker, False))
+                    complained = {b["subject"] for t, b, _ in items if t == "reputation.feedback"}
+                    if loser.worker != self.me and loser.worker not in complained and \
+                            (task.task_id, loser.worker) not in self.ledger.state.account(self.me).rated:
+                        items.append(self._feedback(task, loser.worker, False))  # once per task and subject
             if verdict == "accept":
                 for winner in winners:
                     if winner.worker in frozen:
