@@ -1,8 +1,13 @@
 """`ledger-net`: the command line of operators and auditors.
 
-Built on click (a well-kept CLI library: typed options, environment variables,
-help pages, clean error exits), so every command fails with one readable line
-and a non-zero exit instead of a traceback.
+Built on click (typed options, environment variables, help pages). The group turns
+every failure into ONE line on stderr and a non-zero exit — wrong arguments (exit 2),
+refused or unreadable input (`error: …`, exit 2), interruption (130) — never a
+traceback (set LEDGER_NET_DEBUG=1 to see one).
+
+Commands live in two modules: `cli_ledger` (verify, audit, export, import, replay,
+explain, inspect, diff: over a ledger, no node needed) and `cli_node` (init, node, and
+the HTTP commands submit, status, result, cancel, balance, transfer, nodes, events).
 """
 
 from __future__ import annotations
@@ -10,39 +15,73 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import click
 
+from . import cli_ledger, cli_node
+from .cli_common import DEFAULT_DATA_DIR, CliError
 from .errors import LedgerNetError
 
-DEFAULT_DATA_DIR = Path(os.environ.get("LEDGER_NET_DATA_DIR", Path.home() / ".ledger_net"))
+__all__ = ["cli", "main", "CliError"]
 
 
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
-def _open(data_dir: Path, db_url: str | None):  # type: ignore[no-untyped-def]
-    from .ledger.chain import Ledger
-    from .ledger.identity import Identity
-    from .projections.runner import ProjectionRunner
+class LedgerNetGroup(click.Group):
+    """A click group whose failures are one `error: …` line on stderr."""
 
-    if db_url is None:
-        db_file = data_dir / "ledger.db"
-        if not db_file.exists():
-            _fail(f"no ledger at {db_file}: give --data-dir or --db-url")
-        db_url = f"sqlite:///{db_file}"
-    identity = Identity.load_or_create(data_dir) if (data_dir / "node.key").exists() else None
-    ledger = Ledger.open(db_url, identity)
-    return ledger, ProjectionRunner(ledger)
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else (prog_name or "ledger-net")
+            _die(f"{where}: {exc.format_message()} (see {where} --help)", exc.exit_code)
+        except click.ClickException as exc:
+            _die(exc.format_message(), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _die("interrupted", 130)
+        except LedgerNetError as exc:
+            _die(str(exc), 2)
+        except OSError as exc:
+            name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            _die(f"{name}{exc.strerror or exc}", 2)
+        except (ValueError, json.JSONDecodeError, UnicodeError) as exc:
+            _die(f"{type(exc).__name__}: {exc}", 2)
+        except SystemExit:
+            raise
+        except Exception as exc:  # a bug: still one line, the traceback on demand
+            if os.environ.get("LEDGER_NET_DEBUG"):
+                traceback.print_exc()
+            _die(f"internal error {type(exc).__name__}: {exc} (LEDGER_NET_DEBUG=1 shows the traceback)", 3)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group()
+def _die(message: str, code: int) -> None:
+    if os.environ.get("LEDGER_NET_DEBUG") and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    click.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=LedgerNetGroup)
 @click.version_option(package_name="ledger_net")
 def cli() -> None:
-    """ledger_net: a peer-to-peer compute network on a signed, hash-chained ledger."""
+    """ledger_net: a peer-to-peer compute network on a signed, hash-chained ledger.
+
+    \b
+    Run:      init, node, demo
+    Work:     submit, status, result, cancel, balance, transfer, nodes, events   (--url)
+    Audit:    verify, audit, export, import                                       (--data-dir | --db-url | --bundle)
+    Debug:    replay, explain, inspect, diff                                      (--data-dir | --db-url)
+    """
 
 
 @cli.command()
@@ -61,36 +100,13 @@ def demo(data_dir: Path, workers: int, tasks: int, as_json: bool) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
-@cli.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR, envvar="LEDGER_NET_DATA_DIR")
-@click.option("--db-url", default=None, help="A database URL instead of the data directory's SQLite file.")
-@click.option("--json", "as_json", is_flag=True)
-def audit(data_dir: Path, db_url: str | None, as_json: bool) -> None:
-    """Verify every event from scratch and report supply, balances, forks; non-zero exit on any violation."""
-    from .audit import audit as run_audit
-
-    ledger, runner = _open(data_dir, db_url)
-    report = run_audit(ledger, runner)
-    if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
-    else:
-        s = report["supply"]
-        click.echo(f"events {report['events']} (invalid {report['invalid_events']}), forks {len(report['forks'])}")
-        click.echo(f"minted {s['minted']} = balances {s['balances']} + escrow {s['escrow']} + in transit "
-                   f"{s['in_transit']} + vouchers {s['vouchers']} + burnt {s['burnt']} (base units): "
-                   f"{'conserved' if report['conserved'] else 'NOT CONSERVED'}")
-        for v in report["violations"]:
-            click.echo(f"violation: {v}")
-        click.echo("AUDIT OK" if report["ok"] else "AUDIT FAILED")
-    sys.exit(0 if report["ok"] else 1)
+for _command in (*cli_node.COMMANDS, *cli_ledger.COMMANDS):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> Any:
-    try:
-        return cli.main(args=argv, prog_name="ledger-net", standalone_mode=True)
-    except LedgerNetError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    """The `ledger-net` console script."""
+    return cli.main(args=argv, prog_name="ledger-net")
 
 
 if __name__ == "__main__":

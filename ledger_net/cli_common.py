@@ -1,0 +1,151 @@
+"""What every `ledger-net` command shares: options, opening a ledger, talking to a
+running node over HTTP, printing JSON or text, progress bars and the one-line errors.
+
+Kept apart from `cli.py` so the command modules (`cli_ledger`, `cli_node`) can import
+it without importing each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import click
+import orjson
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DATA_DIR = Path(os.environ.get("LEDGER_NET_DATA_DIR", Path.home() / ".ledger_net"))
+DEFAULT_URL = "http://127.0.0.1:5557"
+DB_FILE = "ledger.db"
+
+
+class CliError(click.ClickException):
+    """A refused command: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+# ------------------------------------------------------------------ options
+
+def data_dir_option(f: F) -> F:
+    return click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DATA_DIR,
+                        envvar="LEDGER_NET_DATA_DIR", show_default="$LEDGER_NET_DATA_DIR or ~/.ledger_net",
+                        help="The node's directory (key, ledger.db, api.token).")(f)
+
+
+def db_url_option(f: F) -> F:
+    return click.option("--db-url", default=None, envvar="LEDGER_NET_DB_URL", metavar="URL",
+                        help="A database URL instead of the data directory's SQLite file "
+                             "(e.g. postgresql+psycopg://user:pw@127.0.0.1/ledger).")(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
+
+
+def url_option(f: F) -> F:
+    f = click.option("--token", default=None, envvar="LEDGER_NET_API_TOKEN", metavar="TOKEN",
+                     help="The node's API token (default: read from DATA_DIR/api.token; loopback needs none).")(f)
+    f = click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DATA_DIR,
+                     envvar="LEDGER_NET_DATA_DIR", show_default="$LEDGER_NET_DATA_DIR or ~/.ledger_net",
+                     help="Where to find the node's api.token.")(f)
+    return click.option("--url", default=DEFAULT_URL, envvar="LEDGER_NET_URL", show_default=True,
+                        help="The running node to talk to.")(f)
+
+
+# ------------------------------------------------------------------ output
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
+                        default=str).decode("utf-8")
+
+
+def emit_json(value: Any) -> None:
+    click.echo(dumps(value))
+
+
+def credits(units: int | None, decimals: int) -> str:
+    """Base units as a credit amount with every decimal (exact, no float rounding)."""
+    if units is None:
+        return "-"
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(int(units)), 10 ** decimals)
+    return f"{sign}{whole}.{frac:0{decimals}d}" if decimals else f"{sign}{whole}"
+
+
+def short(text: str | None, n: int = 12) -> str:
+    if not text:
+        return "-"
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def warn(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@contextlib.contextmanager
+def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; otherwise silent. Yields `tick(n)`."""
+    if length <= 0 or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+# ------------------------------------------------------------------ ledgers
+
+def db_url_of(data_dir: Path, db_url: str | None) -> str:
+    """The ledger's database URL; CliError if the data directory holds none."""
+    if db_url:
+        return db_url
+    db_file = data_dir / DB_FILE
+    if not db_file.exists():
+        raise CliError(f"no ledger at {db_file}: give --data-dir (or $LEDGER_NET_DATA_DIR) or --db-url")
+    from .ledger.store import sqlite_url
+
+    return sqlite_url(db_file)
+
+
+def open_ledger(data_dir: Path, db_url: str | None) -> Any:
+    """Open an existing ledger to read it (the node's key if present; none is created)."""
+    from .ledger.chain import Ledger
+    from .ledger.identity import Identity
+
+    url = db_url_of(data_dir, db_url)
+    identity = Identity.load_or_create(data_dir) if (data_dir / "node.key").exists() else None
+    return Ledger.open(url, identity)
+
+
+# ------------------------------------------------------------------ HTTP
+
+def token_of(token: str | None, data_dir: Path | None) -> str | None:
+    if token:
+        return token
+    if data_dir is not None:
+        path = data_dir / "api.token"
+        if path.is_file():
+            return path.read_text().strip() or None
+    return None
+
+
+def run(coro: Any) -> Any:
+    """Run one coroutine to completion (each command owns its event loop)."""
+    return asyncio.run(coro)
+
+
+def http(url: str, token: str | None, method: str, path: str, *, params: dict[str, Any] | None = None,
+         body: Any = None, timeout: float = 30.0) -> Any:
+    """One JSON request to a running node; NetworkError (one line) on failure."""
+    from .network.client import PeerClient
+
+    async def go() -> Any:
+        async with PeerClient(url, token=token, timeout=timeout) as client:
+            return await client.request(method, path, params=params, body=body)
+
+    return run(go())

@@ -1,0 +1,588 @@
+"""`ledger-net` commands over a ledger itself (no running node needed): verify, audit,
+export, import, replay, explain, inspect, diff.
+
+They read a data directory's SQLite file, a database URL, or an NDJSON audit bundle
+(`export` writes one: a stored event a line, its offset, hash, raw bytes, signature
+and this node's verdict). Views fold fresh projections (`ledger_net.replay`), so they
+write nothing and trust no projection table; `import` is the one writer, and it goes
+through `Ledger.ingest`, which verifies every event before storing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import click
+import orjson
+
+from .cli_common import (CliError, credits, data_dir_option, db_url_option, dumps, emit_json,
+                         json_option, open_ledger, progress, short, warn)
+from .errors import LedgerError
+from .ledger.store import StoredEvent
+
+IMPORT_BATCH = 1000
+
+
+# ------------------------------------------------------------------ bundles
+
+def bundle_line(row: StoredEvent) -> bytes:
+    """One NDJSON line of the audit bundle (the signed bytes verbatim, plus this node's verdict)."""
+    return orjson.dumps({"offset": row.offset, "hash": row.hash, "author": row.author, "seq": row.seq,
+                         "type": row.type, "ts": row.ts, "raw": row.raw.decode("utf-8"), "sig": row.sig.hex(),
+                         "valid": bool(row.valid), "reason": row.reason}) + b"\n"
+
+
+def _open_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    return open(path, "rb")
+
+
+def read_bundle(path: str) -> Iterator[tuple[int, StoredEvent | str]]:
+    """(line number, row) for each line of a bundle, or (line number, why it is unreadable).
+    Fields a line lacks are taken from its raw bytes where they can be read."""
+    handle = _open_input(path)
+    try:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                yield number, f"line {number} is not JSON: {exc}"
+                continue
+            if not isinstance(item, dict) or not isinstance(item.get("raw"), str) or not isinstance(
+                    item.get("sig"), str):
+                yield number, f'line {number} is not a bundle line (needs "raw" and "sig" strings)'
+                continue
+            raw = item["raw"].encode("utf-8")
+            try:
+                sig = bytes.fromhex(item["sig"])
+            except ValueError:
+                sig = b""  # verification names it: a signature is 64 bytes
+            try:
+                envelope = orjson.loads(raw)
+                envelope = envelope if isinstance(envelope, dict) else {}
+            except orjson.JSONDecodeError:
+                envelope = {}
+
+            def field(name: str, default: Any) -> Any:
+                value = item.get(name, envelope.get(name, default))
+                return value if isinstance(value, type(default)) else default
+
+            yield number, StoredEvent(field("offset", number), field("hash", hashlib.sha256(raw).hexdigest()),
+                                      field("author", "?"), field("seq", 0), field("type", "?"), field("ts", 0),
+                                      raw, sig, bool(item.get("valid", True)), item.get("reason"))
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def bundle_forks(path: str) -> dict[str, int]:
+    """Fork proofs carried by the bundle's `fork.proof` events: author -> first forked seq."""
+    from .ledger.chain import FORK_PROOF, parse_fork_proof
+
+    forks: dict[str, int] = {}
+    for _, row in read_bundle(path):
+        if isinstance(row, StoredEvent) and row.type == FORK_PROOF:
+            try:
+                body = orjson.loads(row.raw).get("body", {})
+                proof = parse_fork_proof(body)
+            except (orjson.JSONDecodeError, AttributeError, LedgerError):
+                continue
+            if proof is not None:
+                forks[proof.author] = min(proof.seq, forks.get(proof.author, proof.seq))
+    return forks
+
+
+def _count_lines(path: str) -> int:
+    if path == "-":
+        return 0
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def check_bundle(path: str, tick: Any = None) -> list[Any]:
+    """Every line of a bundle as a verified event (bytes, claimed hash, signature), or a
+    CliError naming the first bad line; nothing is stored by this."""
+    from .ledger.events import Event
+
+    events = []
+    for number, row in read_bundle(path):
+        if isinstance(row, str):
+            raise CliError(f"{path}: {row}")
+        try:
+            event = Event.from_wire(row.raw, row.sig)
+        except LedgerError as exc:
+            raise CliError(f"{path} line {number}: event {short(row.hash, 16)} is unreadable: {exc}") from None
+        if event.hash != row.hash:
+            raise CliError(f"{path} line {number}: its bytes hash to {event.hash}, not the claimed {row.hash}")
+        if not event.verify_signature():
+            raise CliError(f"{path} line {number}: bad signature on event {row.hash} by {short(event.author, 16)} "
+                           f"seq {event.seq}")
+        events.append(event)
+        if tick is not None:
+            tick(1)
+    return events
+
+
+def ingest_events(ledger: Any, events: list[Any]) -> dict[str, Any]:
+    """Ingest checked events in batches (the ledger verifies each again and judges it)."""
+    stored = duplicates = 0
+    refused: dict[str, str] = {}
+    for start in range(0, len(events), IMPORT_BATCH):
+        report = ledger.ingest(events[start:start + IMPORT_BATCH])
+        stored += len(report.stored)
+        duplicates += report.duplicates
+        refused.update(report.refused)
+    return {"lines": len(events), "stored": stored, "duplicates": duplicates, "refused": refused,
+            "pending": len(ledger.pending)}
+
+
+def load_bundle(path: str, ledger: Any, tick: Any = None) -> dict[str, Any]:
+    """Check a whole bundle, then ingest it: a bad line refuses the import with nothing stored."""
+    return ingest_events(ledger, check_bundle(path, tick))
+
+
+# ------------------------------------------------------------------ verify
+
+@click.command()
+@data_dir_option
+@db_url_option
+@click.option("--bundle", "bundle", default=None, metavar="FILE.ndjson",
+              help="Verify an exported NDJSON bundle ('-' for stdin) instead of a database.")
+@json_option
+def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool) -> None:
+    """Check every event from scratch: bytes, hash, signature, schema, chain link, causal rule.
+
+    Names each bad event by author, seq and hash; exit status 1 on any. A bundle must
+    hold the whole ledger from its genesis (a range lacks the events it links to)."""
+    from .audit import Problem, verify_events
+
+    line_problems: list[Problem] = []
+    if bundle is not None:
+        forks = bundle_forks(bundle)
+        length = _count_lines(bundle)
+        source = bundle
+
+        def rows() -> Iterator[StoredEvent]:
+            for number, row in read_bundle(bundle):
+                if isinstance(row, str):
+                    line_problems.append(Problem("?", 0, f"line {number}", row))
+                    continue
+                yield row
+    else:
+        ledger = open_ledger(data_dir, db_url)
+        store = ledger.store
+        forks = {p.author: p.seq for p in store.fork_proofs()}
+        length = store.count()
+        source = db_url or str(data_dir)
+
+        def rows() -> Iterator[StoredEvent]:
+            yield from store.select_events()
+
+    with progress(length, "verifying") as tick:
+        def counted() -> Iterator[StoredEvent]:
+            for row in rows():
+                tick(1)
+                yield row
+
+        report = verify_events(counted(), forks)
+    report.problems[:0] = line_problems
+    result = report.as_dict()
+    result["source"] = source
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"{source}: {report.events} events, {report.effective} effective, {report.invalid} without "
+                   f"effect (kept with their reason), {len(forks)} fork proof(s)")
+        for p in report.problems:
+            click.echo(f"BAD author {p.author} seq {p.seq} hash {p.hash}: {p.problem}")
+        supply = report.state.supply()
+        click.echo(f"supply conserved: {'yes' if report.state.conserved() else 'NO'} "
+                   f"(minted {credits(supply['minted'], report.state.decimals)})")
+        click.echo("VERIFY OK" if report.ok else f"VERIFY FAILED: {len(report.problems)} problem(s)")
+    sys.exit(0 if report.ok else 1)
+
+
+# ------------------------------------------------------------------ audit
+
+@click.command()
+@data_dir_option
+@db_url_option
+@click.option("--bundle", default=None, metavar="FILE.ndjson", help="Audit an exported bundle (loaded in memory).")
+@json_option
+def audit(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool) -> None:
+    """The accountant's report: supply, conservation, balances, escrow, forks, invalid and
+    pending events, each node's earnings and spending; exit status 1 on any violation."""
+    from .audit import audit as run_audit
+    from .ledger.chain import Ledger
+    from .replay import Fold
+
+    if bundle is not None:
+        ledger = Ledger.open("sqlite://")
+        with progress(_count_lines(bundle), "loading") as tick:
+            load_bundle(bundle, ledger, tick)
+    else:
+        ledger = open_ledger(data_dir, db_url)
+    with progress(ledger.store.count(), "folding") as tick:
+        fold = Fold(ledger).advance(None, tick)
+    report = run_audit(ledger, fold)
+    report["invalid"] = [{"offset": r.offset, "hash": r.hash, "author": r.author, "seq": r.seq, "type": r.type,
+                          "reason": r.reason} for r in ledger.store.select_events() if not r.valid]
+    if as_json:
+        emit_json(report)
+        sys.exit(0 if report["ok"] else 1)
+    d = report["decimals"]
+    s = report["supply"]
+    click.echo(f"network {short(report['net'], 16)}: {report['events']} events ({report['effective']} effective, "
+               f"{report['invalid_events']} without effect, {report['pending_events']} pending), "
+               f"{len(report['forks'])} fork(s)")
+    click.echo(f"minted {credits(s['minted'], d)} = balances {credits(s['balances'], d)} + escrow "
+               f"{credits(s['escrow'], d)} + in transit {credits(s['in_transit'], d)} + vouchers "
+               f"{credits(s['vouchers'], d)} + burnt {credits(s['burnt'], d)}: "
+               f"{'conserved' if report['conserved'] else 'NOT CONSERVED'}")
+    if report["accounts"]:
+        click.echo(f"{'account':<18}{'name':<16}{'balance':>16}{'escrow':>14}{'incoming':>14}{'earned':>14}"
+                   f"{'spent':>14}{'sent':>14}{'received':>14}")
+        for a in report["accounts"]:
+            click.echo(f"{short(a['account'], 16):<18}{(a['name'] or '-')[:15]:<16}{credits(a['balance'], d):>16}"
+                       f"{credits(a['escrow'], d):>14}{credits(a['incoming'], d):>14}{credits(a['earned'], d):>14}"
+                       f"{credits(a['spent'], d):>14}{credits(a['sent'], d):>14}{credits(a['received'], d):>14}")
+    for f in report["forks"]:
+        click.echo(f"fork: author {f['author']} seq {f['seq']}: {f['hashes'][0]} vs {f['hashes'][1]}")
+    for r in report["invalid"]:
+        click.echo(f"no effect: #{r['offset']} {r['type']} by {short(r['author'], 16)} seq {r['seq']} "
+                   f"{r['hash']}: {r['reason']}")
+    for v in report["violations"]:
+        if "author" in v:
+            click.echo(f"violation: author {v['author']} seq {v['seq']} hash {v['hash']}: {v['problem']}")
+        else:
+            click.echo(f"violation: {v['problem']}: {', '.join(v.get('accounts', []))}")
+    click.echo(f"state hash {report['state_hash']}")
+    click.echo("AUDIT OK" if report["ok"] else "AUDIT FAILED")
+    sys.exit(0 if report["ok"] else 1)
+
+
+# ------------------------------------------------------------------ export / import
+
+@click.command()
+@data_dir_option
+@db_url_option
+@click.option("--after", default=None, metavar="OFFSET|HASH|TIME", help="Only events after this point.")
+@click.option("--until", default=None, metavar="OFFSET|HASH|TIME", help="Only events up to this point.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
+              help="Where to write the NDJSON.")
+def export(data_dir: Path, db_url: str | None, after: str | None, until: str | None, output: str) -> None:
+    """Write the ledger (or a range) as NDJSON, one stored event a line: the audit bundle."""
+    from .replay import resolve_point
+
+    ledger = open_ledger(data_dir, db_url)
+    start = resolve_point(ledger, after) if after is not None else 0
+    end = resolve_point(ledger, until)
+    if end < start:
+        raise CliError(f"--until ({end}) is before --after ({start})")
+    rows = ledger.store.select_events(after=start, until=end)
+    count = 0
+    out = sys.stdout.buffer if output == "-" else open(output, "wb")
+    try:
+        with progress(end - start if output != "-" else 0, "exporting") as tick:
+            for row in rows:
+                out.write(bundle_line(row))
+                count += 1
+                tick(1)
+        out.flush()
+    finally:
+        if output != "-":
+            out.close()
+    if output != "-":
+        warn(f"exported {count} events (offsets {start + 1}..{end}) to {output}")
+
+
+@click.command(name="import")
+@click.argument("bundle", type=click.Path(dir_okay=False, allow_dash=True))
+@data_dir_option
+@db_url_option
+@json_option
+def import_(bundle: str, data_dir: Path, db_url: str | None, as_json: bool) -> None:
+    """Load an NDJSON bundle into a data directory or database, verifying every event.
+
+    Every line is checked (bytes, hash, signature) before anything is stored, then the
+    events go through `Ledger.ingest` like events from a peer; the projections follow."""
+    from .ledger.chain import Ledger
+    from .ledger.identity import Identity
+    from .projections.runner import ProjectionRunner
+
+    if bundle != "-" and not Path(bundle).is_file():
+        raise CliError(f"no bundle file {bundle}")
+    with progress(_count_lines(bundle), "checking") as tick:
+        events = check_bundle(bundle, tick)  # before anything is created or stored
+    if db_url is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        from .ledger.store import sqlite_url
+
+        url = sqlite_url(data_dir / "ledger.db")
+    else:
+        url = db_url
+    identity = Identity.load_or_create(data_dir) if (data_dir / "node.key").exists() else None
+    ledger = Ledger.open(url, identity)
+    try:
+        runner = ProjectionRunner(ledger)
+        result = ingest_events(ledger, events)
+        runner.flush()
+        result.update(events=ledger.store.count(), net=ledger.net, state_hash=runner.state_hash(),
+                      target=db_url or str(data_dir))
+    finally:
+        ledger.close()
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"imported {result['stored']} new events ({result['duplicates']} already present) into "
+                   f"{result['target']}; it now holds {result['events']} events, state hash {result['state_hash']}")
+    for hash_, reason in list(result["refused"].items())[:10]:
+        warn(f"refused {hash_}: {reason}")
+    if result["pending"]:
+        warn(f"error: {result['pending']} events wait for events the bundle does not hold (not stored)")
+    if result["pending"] or result["refused"]:
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------ replay
+
+def _when(ts: int | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _show_change(section: str, key: str, change: dict[str, Any], decimals: int) -> str:
+    from .replay import MONEY_FIELDS
+
+    def value(field: str, v: Any) -> str:
+        if field in MONEY_FIELDS and isinstance(v, int) and not isinstance(v, bool) and section != "reputation":
+            return credits(v, decimals)
+        if isinstance(v, str) and len(v) > 40:
+            return short(v, 24)
+        return str(v)
+
+    key = short(key, 16) if len(key) == 64 else key  # node keys shortened, task ids and chunks in full
+    if "added" in change and len(change) == 1:
+        row = change["added"]
+        fields = ", ".join(f"{k}={value(k, v)}" for k, v in row.items() if v not in (None, 0, "", "{}", False))
+        return f"    {section:<11}{key:<26} new: {fields}"
+    if "removed" in change and len(change) == 1:
+        return f"    {section:<11}{key:<26} removed"
+    fields = ", ".join(f"{k} {value(k, old)} → {value(k, new)}" for k, (old, new) in change.items())
+    return f"    {section:<11}{key:<26} {fields}"
+
+
+def _print_state(view: dict[str, Any], point_label: str) -> None:
+    d = view["decimals"]
+    click.echo(f"state at offset {view['offset']} ({point_label}); state hash {view['state_hash']}")
+    names = {k: v["name"] for k, v in view["nodes"].items()}
+    click.echo(f"balances ({len(view['balances'])} accounts, credits):")
+    for key, acct in view["balances"].items():
+        click.echo(f"  {short(key, 16):<18}{(names.get(key) or '-')[:15]:<16}balance {credits(acct['balance'], d):>16}"
+                   f"  escrow {credits(acct['escrow'], d):>12}  incoming {credits(acct['incoming'], d):>12}")
+    click.echo(f"tasks ({len(view['tasks'])}):")
+    for tid, t in view["tasks"].items():
+        click.echo(f"  {tid:<40}{t['status']:<11}{t['task_type']:<14}{t['progress'] * 100:>5.0f}%  "
+                   f"{t['chunks_done']}/{t['chunks_total']} chunks  paid {credits(t['paid'], d)}"
+                   + (f"  ({t['reason']})" if t["reason"] else ""))
+    click.echo(f"reputation ({len(view['reputation'])}):")
+    for key, r in view["reputation"].items():
+        click.echo(f"  {short(key, 16):<18}{(names.get(key) or '-')[:15]:<16}{r['score_ppm'] / 1e6:.4f} "
+                   f"{r['level']:<10}{r['feedback_count']} feedback" + ("  FORKED" if r["forked"] else ""))
+
+
+@click.command()
+@data_dir_option
+@db_url_option
+@click.option("--until", default=None, metavar="OFFSET|HASH|TIME",
+              help="The point: an offset, an event hash, or a time (ISO-8601, or epoch seconds as @SECONDS).")
+@click.option("--step", is_flag=True, help="Event by event: what each event changed.")
+@click.option("--from", "from_", default=None, metavar="OFFSET|HASH|TIME", help="With --step: the first event.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True,
+              help="With --step: at most this many events.")
+@json_option
+def replay(data_dir: Path, db_url: str | None, until: str | None, step: bool, from_: str | None, limit: int,
+           as_json: bool) -> None:
+    """The state at a point of the log (balances, tasks, reputation), or --step through it."""
+    from . import replay as rp
+
+    ledger = open_ledger(data_dir, db_url)
+    if not step:
+        if from_ is not None:
+            raise CliError("--from goes with --step")
+        point = rp.resolve_point(ledger, until)
+        with progress(point, "replaying") as tick:
+            view = rp.state_view(rp.Fold(ledger).advance(point, tick))
+        if as_json:
+            emit_json(view)
+            return
+        row = next(iter(ledger.store.select_events(after=point - 1, limit=1)), None) if point else None
+        label = f"event {short(row.hash, 16)} at {_when(row.ts)}" if row is not None else "the empty log"
+        _print_state(view, label)
+        return
+    after = max(rp.resolve_point(ledger, from_) - 1, 0) if from_ is not None else 0
+    end = rp.resolve_point(ledger, until)
+    decimals = ledger.state.decimals
+    out = []
+    for item in rp.steps(ledger, after=after, limit=limit):
+        if item["offset"] > end:
+            break
+        if as_json:
+            out.append(item)
+            continue
+        verdict = "" if item["valid"] else f"  NO EFFECT: {item['reason']}"
+        click.echo(f"#{item['offset']} {item['type']} by {short(item['author'], 12)} seq {item['seq']} "
+                   f"{short(item['hash'], 12)} {item['summary']}{verdict}")
+        for section, changes in item["changes"].items():
+            for key, change in changes.items():
+                click.echo(_show_change(section, key, change, decimals))
+        if not item["changes"]:
+            click.echo("    (no change to balances, tasks, reputation or nodes)")
+    if as_json:
+        emit_json({"decimals": decimals, "steps": out})
+
+
+# ------------------------------------------------------------------ explain / inspect / diff
+
+@click.group()
+def explain() -> None:
+    """Why a number is what it is: a balance from its history, a task from its events."""
+
+
+@explain.command(name="balance")
+@click.argument("node")
+@data_dir_option
+@db_url_option
+@click.option("--until", default=None, metavar="OFFSET|HASH|TIME", help="The balance at this point.")
+@json_option
+def explain_balance(node: str, data_dir: Path, db_url: str | None, until: str | None, as_json: bool) -> None:
+    """The rows that make up NODE's balance (a node id, unique prefix or name), summed;
+    exit status 1 if the sum, the projection and the rules disagree."""
+    from .replay import explain_balance as explain_fn
+
+    ledger = open_ledger(data_dir, db_url)
+    with progress(ledger.store.count(), "folding") as tick:
+        result = explain_fn(ledger, node, until, tick)
+    if as_json:
+        emit_json(result)
+        sys.exit(0 if result["ok"] else 1)
+    d = result["decimals"]
+    click.echo(f"account {result['account']} ({result['name'] or 'no name'}) at offset {result['offset']}")
+    click.echo(f"{'offset':>8}  {'kind':<24}{'change':>18}{'running':>18}  detail")
+    for r in result["rows"]:
+        detail = " ".join(x for x in (f"task {r['task_id']}" if r["task_id"] else "",
+                                      f"with {short(r['counterparty'], 12)}" if r["counterparty"] else "",
+                                      r["reason"] or "", f"(amount {credits(r['amount'], d)})" if not r["delta"]
+                                      else "") if x)
+        click.echo(f"{r['offset']:>8}  {r['kind']:<24}{credits(r['delta'], d):>18}{credits(r['running'], d):>18}  "
+                   f"{detail}")
+    rules = f", rules {credits(result['rules_balance'], d)}" if result["rules_balance"] is not None else ""
+    click.echo(f"sum {credits(result['sum'], d)} = balance {credits(result['balance'], d)}{rules} "
+               f"(escrow {credits(result['escrow'], d)}, incoming {credits(result['incoming'], d)} not spendable)")
+    for p in result["problems"]:
+        click.echo(f"MISMATCH: {p}")
+    click.echo("BALANCE EXPLAINED" if result["ok"] else "BALANCE DOES NOT ADD UP")
+    sys.exit(0 if result["ok"] else 1)
+
+
+@explain.command(name="task")
+@click.argument("task_id")
+@data_dir_option
+@db_url_option
+@json_option
+def explain_task(task_id: str, data_dir: Path, db_url: str | None, as_json: bool) -> None:
+    """TASK_ID's whole history: submission, quotes, assignments, results, payments, receipts, close."""
+    from .replay import explain_task as explain_fn
+
+    ledger = open_ledger(data_dir, db_url)
+    with progress(ledger.store.count(), "scanning") as tick:
+        result = explain_fn(ledger, task_id, tick)
+    if as_json:
+        emit_json(result)
+        return
+    d = result["decimals"]
+    t = result["task"]
+    if t is not None:
+        click.echo(f"task {task_id}: {t['status']} {t['task_type']}, owner {short(t['owner'], 16)}, "
+                   f"{t['chunks_done']}/{t['chunks_total']} chunks, escrow {credits(t['escrow'], d)}, paid "
+                   f"{credits(t['paid'], d)}, refund {credits(t['refund'], d)}" + (f" ({t['reason']})" if t["reason"]
+                                                                                   else ""))
+    else:
+        click.echo(f"task {task_id}: its submission has no effect in this ledger")
+    for e in result["events"]:
+        verdict = "" if e["valid"] else f"  NO EFFECT: {e['reason']}"
+        click.echo(f"#{e['offset']:<7}{_when(e['ts'])}  {e['type']:<22}{short(e['author'], 12):<14}seq {e['seq']:<6}"
+                   f"{short(e['hash'], 12)}  {e['summary']}{verdict}")
+
+
+@click.command()
+@click.argument("hash_")
+@data_dir_option
+@db_url_option
+@json_option
+def inspect(hash_: str, data_dir: Path, db_url: str | None, as_json: bool) -> None:
+    """One event (HASH or a unique prefix): content, verdict, offset, links, dependents, effect."""
+    from .replay import inspect as inspect_fn
+
+    ledger = open_ledger(data_dir, db_url)
+    result = inspect_fn(ledger, hash_)
+    if as_json:
+        emit_json(result)
+        return
+    d = result["decimals"]
+    verdict = "effective" if result["valid"] else f"NO EFFECT: {result['reason']}"
+    click.echo(f"event {result['hash']}")
+    click.echo(f"  offset {result['offset']}, {result['type']} by {result['author']} seq {result['seq']} at "
+               f"{_when(result['ts'])}")
+    click.echo(f"  verdict: {verdict}; bytes, hash and signature "
+               + ("check out" if result["checks_ok"] else "FAIL: " + "; ".join(result["problems"])))
+    if result["forked_author"]:
+        click.echo("  its author is a proven forker")
+    click.echo(f"  body: {dumps(result['event']['body'])}" if len(dumps(result["event"]["body"])) < 400
+               else f"  body: {result['summary']}")
+    for link in result["names"]:
+        click.echo(f"  names ({link['role']}) {link['hash']} #{link['offset']} {link['type'] or 'MISSING'}")
+    for dep in result["named_by"]:
+        click.echo(f"  named by ({dep['role']}) {dep['hash']} #{dep['offset']} {dep['type']} seq {dep['seq']}")
+    if not result["named_by"]:
+        click.echo("  nothing names it yet")
+    for section, changes in result["changes"].items():
+        for key, change in changes.items():
+            click.echo(_show_change(section, key, change, d))
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+@data_dir_option
+@db_url_option
+@json_option
+def diff(a: str, b: str, data_dir: Path, db_url: str | None, as_json: bool) -> None:
+    """What changed in the state from point A to point B (offsets, hashes or times)."""
+    from .replay import diff_points
+
+    ledger = open_ledger(data_dir, db_url)
+    with progress(ledger.store.count(), "replaying") as tick:
+        result = diff_points(ledger, a, b, tick)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"from offset {result['a']['offset']} (state {short(result['a']['state_hash'], 16)}) to offset "
+               f"{result['b']['offset']} (state {short(result['b']['state_hash'], 16)}): "
+               f"{result['events_between']} events between")
+    for section, changes in result["changes"].items():
+        for key, change in changes.items():
+            click.echo(_show_change(section, key, change, result["decimals"]))
+    if not result["changes"]:
+        click.echo("no difference")
+
+
+COMMANDS = [verify, audit, export, import_, replay, explain, inspect, diff]

@@ -1,0 +1,441 @@
+"""Replay, explain and diff over a ledger: the debugging and auditing views.
+
+Everything here folds *fresh* projections over the stored log (the same fold as
+`ProjectionRunner.replay`, with the same network context), so nothing is written
+and nothing in the projection tables is trusted: a view of a live node's data
+directory is safe to take while the node runs.
+
+* `Fold` — projections folded up to a point; `snapshot` / `diff_states` compare two points.
+* `steps` — event by event, which rows each event changed (before → after).
+* `explain_balance` — the history rows that make up an account's balance, with a running
+  sum checked against the projection and against the validity rules.
+* `explain_task` — every event of a task's life; `inspect` — one event, its verdict,
+  its causal links both ways and what it changed.
+* `resolve_point` — OFFSET | HASH | TIME (ISO-8601 or epoch seconds) to an offset.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import orjson
+
+from .core.money import to_credits
+from .errors import LedgerError
+from .ledger.chain import Ledger
+from .ledger.events import Event
+from .ledger.store import StoredEvent
+from .projections.base import Context, Projection
+from .projections.reputation import level_of
+from .projections.runner import default_projections
+
+SECTIONS = ("balances", "tasks", "chunks", "reputation", "nodes")
+"""Keyed projection tables shown by replay, step and diff (histories are append-only logs)."""
+HIDDEN_FIELDS = frozenset({"spec"})  # a task's full config: large, and fixed at submission
+MONEY_FIELDS = frozenset({"balance", "escrow", "incoming", "vouchers", "minted", "burnt", "earned", "spent", "sent",
+                          "received", "paid", "refund", "max_price", "price", "payment", "amount", "delta",
+                          "balance_after", "running"})
+EPOCH_SECONDS_FROM = 10**9  # a bare integer this large is a time (2001-09-09 on), not an offset
+
+
+# ----------------------------------------------------------------- points
+
+def parse_time(text: str) -> int | None:
+    """Milliseconds since the epoch for ISO-8601 (naive means UTC) or epoch seconds
+    (`@1700000000`, `1700000000.5`, or an integer >= 10**9); None if `text` is neither."""
+    value = text.strip()
+    if value.startswith("@"):
+        value = value[1:]
+        try:
+            return int(float(value) * 1000)
+        except ValueError:
+            return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is not None:
+        if "." in value or number >= EPOCH_SECONDS_FROM:
+            return int(number * 1000)
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def resolve_point(ledger: Ledger, spec: int | str | None) -> int:
+    """An offset from OFFSET, an event HASH or a TIME (the last event whose author clock
+    is at or before it); None means the end of the log. LedgerError if it names nothing."""
+    last = ledger.store.last_offset()
+    if spec is None:
+        return last
+    if isinstance(spec, int):
+        offset = spec
+    else:
+        text = spec.strip()
+        lowered = text.lower()
+        if len(lowered) == 64 and all(c in "0123456789abcdef" for c in lowered):
+            found = ledger.store.offset_of(lowered)
+            if found is None:
+                raise LedgerError(f"no event {lowered} in this ledger")
+            return found
+        ms = parse_time(text)
+        if ms is not None:
+            return ledger.store.offset_at_time(ms)
+        if not text.isdigit():
+            raise LedgerError(f"{text[:80]!r} is not an offset, an event hash (64 hex) or a time "
+                              "(ISO-8601 like 2025-01-31T12:00:00Z, or epoch seconds like @1738324800)")
+        offset = int(text)
+    if offset < 0 or offset > last:
+        raise LedgerError(f"offset {offset} is outside this ledger (0..{last})")
+    return offset
+
+
+def context_of(ledger: Ledger) -> Context:
+    """The network facts projections may read; the same as `ProjectionRunner.context()`."""
+    state = ledger.state
+    params = state.genesis.body.get("params", {}) if state.genesis else {}
+    return Context(state.issuers, dict(state.frozen), params)
+
+
+# ----------------------------------------------------------------- folding
+
+class Fold:
+    """Fresh projections folded over the stored log up to an offset; runner-like
+    (`fold["balances"]`, `state_hash()`), so `audit.audit` can read it."""
+
+    def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None) -> None:
+        self.ledger = ledger
+        self.projections = list(projections) if projections is not None else default_projections()
+        self.by_name = {p.name: p for p in self.projections}
+        self.ctx = context_of(ledger)
+        self.offset = 0
+        self.decimals = ledger.state.decimals
+
+    def __getitem__(self, name: str) -> Any:
+        return self.by_name[name]
+
+    def apply(self, row: StoredEvent) -> Event:
+        event = Event.from_stored(row.raw, row.sig, row.hash)
+        reason = None if row.valid else row.reason
+        for p in self.projections:
+            p.apply(row.offset, event, reason, self.ctx)
+        self.offset = row.offset
+        return event
+
+    def rows(self, until: int | None = None) -> Iterator[StoredEvent]:
+        """The stored events after this fold's offset (up to `until`), not yet applied."""
+        return self.ledger.store.select_events(after=self.offset, until=until)
+
+    def advance(self, until: int | None = None, tick: Callable[[int], None] | None = None) -> "Fold":
+        """Fold every stored event with offset in (self.offset, until]."""
+        for row in self.rows(until):
+            self.apply(row)
+            if tick is not None:
+                tick(1)
+        if until is not None:
+            self.offset = max(self.offset, until)
+        return self
+
+    def state_hash(self) -> str:
+        """The runner's state hash of these projections (the very same function, so a replay
+        to the end equals `runner.state_hash()` of a node holding the same events)."""
+        from .projections.runner import ProjectionRunner
+
+        return ProjectionRunner.state_hash(self, self.projections)  # type: ignore[arg-type]
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every keyed row, by section and key (a deep copy: it does not move with the fold)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SECTIONS}
+        for p in self.projections:
+            for table, rows in p.rows().items():
+                if table.name in out:
+                    out[table.name].update(keyed_rows(table, rows))
+        return copy.deepcopy(out)
+
+
+def keyed_rows(table: Any, rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows by their primary key (`task#chunk` for composite keys), without key and hidden columns."""
+    pk = [c.name for c in table.primary_key.columns]
+    out = {}
+    for row in rows:
+        key = "#".join(str(row[c]) for c in pk)
+        out[key] = {k: v for k, v in row.items() if k not in pk and k not in HIDDEN_FIELDS}
+    return out
+
+
+def replay(ledger: Ledger, until: int | str | None = None, tick: Callable[[int], None] | None = None) -> Fold:
+    """The projections at a point (see `resolve_point`)."""
+    return Fold(ledger).advance(resolve_point(ledger, until), tick)
+
+
+def state_view(fold: Fold) -> dict[str, Any]:
+    """What an operator reads at a point: balances, tasks, reputation (base units for money)."""
+    tasks = fold["tasks"]
+    reputation = fold["reputation"]
+    nodes = fold["nodes"].nodes
+    return {
+        "offset": fold.offset,
+        "decimals": fold.decimals,
+        "state_hash": fold.state_hash(),
+        "balances": {k: dict(v) for k, v in sorted(fold["balances"].accounts.items())},
+        "tasks": {tid: {"status": row["status"], "task_type": row["task_type"], "owner": row["owner"],
+                        "progress": tasks.progress(tid), "chunks_total": row["chunks_total"],
+                        "chunks_done": row["chunks_done"], "escrow": row["escrow"], "paid": row["paid"],
+                        "refund": row["refund"], "reason": row["reason"]}
+                  for tid, row in sorted(tasks.tasks.items())},
+        "reputation": {k: {"score_ppm": row["score_ppm"], "level": level_of(row["score_ppm"]),
+                           "feedback_count": row["feedback_count"], "forked": bool(row["forked"])}
+                       for k, row in sorted(reputation.subjects.items())},
+        "nodes": {k: {"name": row["name"], "status": row["status"], "url": row["url"]}
+                  for k, row in sorted(nodes.items())},
+    }
+
+
+# ----------------------------------------------------------------- diffs
+
+def diff_rows(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`{field: [old, new]}` of the changed fields; a whole row as `{"added"|"removed": row}`."""
+    if before == after:
+        return None
+    if before is None:
+        return {"added": after}
+    if after is None:
+        return {"removed": before}
+    changed = {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)}
+    return changed or None
+
+
+def diff_states(a: dict[str, dict[str, dict[str, Any]]], b: dict[str, dict[str, dict[str, Any]]]
+                ) -> dict[str, dict[str, Any]]:
+    """Section -> key -> changed fields, between two snapshots (only what differs)."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        rows_a, rows_b = a.get(section, {}), b.get(section, {})
+        changes = {}
+        for key in sorted(set(rows_a) | set(rows_b)):
+            change = diff_rows(rows_a.get(key), rows_b.get(key))
+            if change is not None:
+                changes[key] = change
+        if changes:
+            out[section] = changes
+    return out
+
+
+def diff_points(ledger: Ledger, a: int | str, b: int | str, tick: Callable[[int], None] | None = None
+                ) -> dict[str, Any]:
+    """The state difference from point A to point B (one fold, snapshots at both)."""
+    off_a, off_b = resolve_point(ledger, a), resolve_point(ledger, b)
+    fold = Fold(ledger).advance(min(off_a, off_b), tick)
+    first, hash_first = fold.snapshot(), fold.state_hash()
+    fold.advance(max(off_a, off_b), tick)
+    second, hash_second = fold.snapshot(), fold.state_hash()
+    if off_a > off_b:
+        first, second, hash_first, hash_second = second, first, hash_second, hash_first
+    return {"a": {"offset": off_a, "state_hash": hash_first}, "b": {"offset": off_b, "state_hash": hash_second},
+            "decimals": fold.decimals, "events_between": _count_between(ledger, off_a, off_b),
+            "changes": diff_states(first, second)}
+
+
+def _count_between(ledger: Ledger, a: int, b: int) -> int:
+    lo, hi = min(a, b), max(a, b)
+    return sum(len(batch) for batch in ledger.store.select_rows(after=lo, until=hi)) if hi > lo else 0
+
+
+# ----------------------------------------------------------------- stepping
+
+def event_summary(event: Event, decimals: int) -> str:
+    """One readable line of an event's body (money in credits, hashes shortened)."""
+    parts = []
+    for key in sorted(event.body):
+        value = event.body[key]
+        if key in ("spec", "params", "capabilities", "result", "load", "usage", "event_a", "event_b", "blobs"):
+            continue
+        if key in MONEY_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+            value = f"{to_credits(value, decimals):.{decimals}f}".rstrip("0").rstrip(".")
+        elif isinstance(value, str) and len(value) == 64:
+            value = value[:12] + "…"
+        elif isinstance(value, (dict, list)):
+            text = orjson.dumps(value).decode()
+            value = text if len(text) <= 40 else text[:37] + "…"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def describe_row(row: StoredEvent, event: Event | None, decimals: int) -> dict[str, Any]:
+    return {"offset": row.offset, "hash": row.hash, "author": row.author, "seq": row.seq, "type": row.type,
+            "ts": row.ts, "valid": bool(row.valid), "reason": row.reason,
+            "summary": event_summary(event, decimals) if event is not None else ""}
+
+
+def steps(ledger: Ledger, after: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Event by event from offset `after`: the event and the rows it changed (before → after)."""
+    fold = Fold(ledger).advance(after)
+    seen: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SECTIONS}
+    for p in fold.projections:  # the state before the first step; start dirty tracking afresh
+        for table, rows in p.rows().items():
+            if table.name in seen:
+                seen[table.name].update(copy.deepcopy(keyed_rows(table, rows)))
+        p.dirty_rows()
+    for row in fold.ledger.store.select_events(after=after, limit=limit):
+        event = fold.apply(row)
+        changes: dict[str, dict[str, Any]] = {}
+        for p in fold.projections:
+            for table, (_, rows) in p.dirty_rows().items():
+                if table.name not in seen:
+                    continue
+                for key, new in keyed_rows(table, rows).items():
+                    change = diff_rows(seen[table.name].get(key), new)
+                    if change is not None:
+                        changes.setdefault(table.name, {})[key] = change
+                        seen[table.name][key] = copy.deepcopy(new)
+        yield {**describe_row(row, event, fold.decimals), "changes": changes}
+
+
+# ----------------------------------------------------------------- explaining
+
+def resolve_account(ledger: Ledger, fold: Fold, text: str) -> str:
+    """An account key from a key, a unique key prefix, or a node name."""
+    accounts = set(fold["balances"].accounts) | set(fold["nodes"].nodes) | set(ledger.state.accounts)
+    if text in accounts:
+        return text
+    by_prefix = sorted(a for a in accounts if a.startswith(text.lower())) if len(text) >= 4 else []
+    if len(by_prefix) == 1:
+        return by_prefix[0]
+    by_name = sorted(k for k, row in fold["nodes"].nodes.items() if row["name"] == text)
+    if len(by_name) == 1:
+        return by_name[0]
+    matches = by_prefix or by_name
+    if matches:
+        raise LedgerError(f"{text!r} names {len(matches)} accounts: " + ", ".join(m[:16] + "…" for m in matches[:5]))
+    raise LedgerError(f"no account {text[:64]!r} in this ledger (give a node id, a unique prefix or a node name)")
+
+
+def explain_balance(ledger: Ledger, account: str, until: int | str | None = None,
+                    tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """The history rows that make up `account`'s balance at a point, with a running sum.
+
+    Checks: each row's recorded balance equals the running sum, the sum equals the
+    balances projection, and (at the end of the log) the balance the validity rules
+    computed independently. `ok` is False if any disagree; `problems` says where."""
+    point = resolve_point(ledger, until)
+    fold = Fold(ledger).advance(point, tick)
+    key = resolve_account(ledger, fold, account)
+    history = [r for r in fold["balances"].dirty_rows()[_history_table()][1] if r["account"] == key]
+    history.sort(key=lambda r: (r["offset"], r["part"]))
+    running, rows, problems = 0, [], []
+    for r in history:
+        running += r["delta"]
+        if r["delta"] and r["balance_after"] != running:
+            problems.append(f"offset {r['offset']}: recorded balance {r['balance_after']} but the running sum "
+                            f"is {running}")
+        rows.append({"offset": r["offset"], "hash": r["event_hash"], "kind": r["kind"], "delta": r["delta"],
+                     "amount": r["amount"], "running": running, "counterparty": r["counterparty"],
+                     "task_id": r["task_id"], "reason": r["reason"], "ts": r["ts"]})
+    balance = fold["balances"].balance(key)
+    if running != balance:
+        problems.append(f"the rows sum to {running} but the balances projection says {balance}")
+    at_end = point == ledger.store.last_offset()
+    rules_balance = ledger.state.spendable(key) if at_end else None
+    if rules_balance is not None and rules_balance != balance:
+        problems.append(f"the validity rules say the balance is {rules_balance}, the projection {balance}")
+    acct = fold["balances"].accounts.get(key, {})
+    return {"account": key, "name": fold["nodes"].nodes.get(key, {}).get("name"), "offset": point,
+            "decimals": fold.decimals, "rows": rows, "sum": running, "balance": balance,
+            "rules_balance": rules_balance, "escrow": acct.get("escrow", 0), "incoming": acct.get("incoming", 0),
+            "ok": not problems, "problems": problems}
+
+
+def _history_table() -> Any:
+    from .projections.tables import credit_history
+
+    return credit_history
+
+
+def explain_task(ledger: Ledger, task_id: str, tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Every event of a task's life in log order: its own events, the worker's results, the
+    payments' receipts; and the task's row as the projection ends up with it."""
+    decimals = ledger.state.decimals
+    fold = Fold(ledger)
+    history: list[dict[str, Any]] = []
+    related: set[str] = set()
+    for row in fold.rows():
+        event = fold.apply(row)
+        if tick is not None:
+            tick(1)
+        body = event.body
+        if body.get("task_id") == task_id or (row.type == "credit.received" and body.get("source") in related):
+            related.add(row.hash)
+            history.append(describe_row(row, event, decimals))
+    if not history:
+        raise LedgerError(f"no task {task_id[:128]!r} in this ledger")
+    task = fold["tasks"].tasks.get(task_id)
+    chunks = {str(i): {k: v for k, v in c.items()} for (tid, i), c in sorted(fold["tasks"].chunks.items())
+              if tid == task_id}
+    return {"task_id": task_id, "decimals": decimals,
+            "task": {k: v for k, v in task.items() if k not in HIDDEN_FIELDS} if task else None,
+            "chunks": chunks, "events": history}
+
+
+def find_event(ledger: Ledger, text: str) -> StoredEvent:
+    """A stored event by hash or unique hash prefix (at least 6 hex characters)."""
+    needle = text.strip().lower()
+    if not needle or any(c not in "0123456789abcdef" for c in needle):
+        raise LedgerError(f"{text[:80]!r} is not an event hash (hex)")
+    if len(needle) == 64:
+        row = ledger.store.get_event(needle)
+        if row is None:
+            raise LedgerError(f"no event {needle} in this ledger")
+        return row
+    if len(needle) < 6:
+        raise LedgerError("give at least 6 hex characters of the event hash")
+    found = [r for r in ledger.store.select_events() if r.hash.startswith(needle)]
+    if len(found) != 1:
+        raise LedgerError(f"{len(found)} events have a hash starting with {needle}" if found
+                          else f"no event hash starts with {needle}")
+    return found[0]
+
+
+def inspect(ledger: Ledger, text: str) -> dict[str, Any]:
+    """One event: its content, verdict (stored and re-checked), offset, the events it names
+    (prev, deps), the events that name it, and what it changed in the projections."""
+    target = find_event(ledger, text)
+    decimals = ledger.state.decimals
+    problems = []
+    try:
+        event = Event.from_wire(target.raw, target.sig)
+        if event.hash != target.hash:
+            problems.append(f"the stored bytes hash to {event.hash}, not {target.hash}")
+        if not event.verify_signature():
+            problems.append("bad signature")
+    except LedgerError as exc:
+        problems.append(f"unreadable: {exc}")
+        event = None
+    env = orjson.loads(target.raw)
+    named = ([env["prev"]] if env.get("prev") else []) + list(env.get("deps", []))
+    store = ledger.store
+    links = []
+    for h in named:
+        row = store.get_event(h)
+        links.append({"hash": h, "role": "prev" if h == env.get("prev") else "dep",
+                      "offset": row.offset if row else None, "type": row.type if row else None,
+                      "author": row.author if row else None, "seq": row.seq if row else None})
+    dependents = []
+    changes: dict[str, Any] = {}
+    for step in steps(ledger, after=target.offset - 1, limit=1):
+        changes = step["changes"]
+    for row in store.select_events(after=target.offset):
+        other = orjson.loads(row.raw)
+        if other.get("prev") == target.hash or target.hash in other.get("deps", ()):
+            dependents.append({"hash": row.hash, "offset": row.offset, "type": row.type, "author": row.author,
+                               "seq": row.seq, "role": "prev" if other.get("prev") == target.hash else "dep"})
+    return {**describe_row(target, event, decimals), "decimals": decimals, "event": env, "sig": target.sig.hex(),
+            "checks_ok": not problems, "problems": problems, "names": links, "named_by": dependents,
+            "changes": changes, "forked_author": target.author in ledger.state.frozen}
