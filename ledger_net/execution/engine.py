@@ -45,6 +45,10 @@ PPM = 1_000_000
 INLINE_LIMIT = 16 * 1024  # payloads and results up to this size travel inside events
 DEFAULT_BUDGET = 1.0  # credits, when a task names no max_price
 TICK = 0.05
+# The owner waits this long beyond a chunk's timeout before it gives up on the worker: the
+# worker's sandbox enforces the timeout itself and its report (with the precise reason, e.g.
+# "cpu time limit exceeded") still has to travel; giving up at the same instant races it.
+REPORT_GRACE = 2.0
 
 
 class TaskEngine:
@@ -117,7 +121,7 @@ class TaskEngine:
             task.quote_deadline = now
             for chunk in task.chunks:
                 for attempt in chunk.open_attempts():
-                    attempt.deadline = now + task.timeout
+                    attempt.deadline = now + task.timeout + REPORT_GRACE
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -459,7 +463,7 @@ class TaskEngine:
             return
         events = self.ledger.append_batch(items)
         for (chunk, worker, price), event in zip(pending, events):
-            chunk.attempts.append(Attempt(worker, event.hash, price, now + task.timeout))
+            chunk.attempts.append(Attempt(worker, event.hash, price, now + task.timeout + REPORT_GRACE))
 
     def _router_bids(self, bids: list[Bid]) -> list[RouterBid]:
         """Bids weighed by this node's own view: reputation and capabilities from its projections."""
