@@ -138,7 +138,8 @@ def components() -> Schema:
                     {"network_name": nullable(S), "url": nullable(S), "peers": I, "sync_rounds": I}),
         "Heads": obj({"net": nullable(S), "node_id": nullable(S), "last_offset": I,
                       "heads": {"type": "object", "additionalProperties": {
-                          "type": "array", "prefixItems": [I, HASH], "minItems": 2, "maxItems": 2}},
+                          "type": "array", "items": {"type": ["integer", "string"]}, "minItems": 2, "maxItems": 2,
+                          "description": "[seq, hash]"}},
                       "frozen": {"type": "object", "additionalProperties": I}}),
         "StoredEvent": obj({"event": ref("WireEvent"), "offset": nullable(I), "valid": B, "reason": nullable(S),
                             "void": B}),
