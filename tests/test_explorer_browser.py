@@ -44,10 +44,17 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: f
 
 
 def text_of(driver: Any, css: str) -> str:
-    from selenium.webdriver.common.by import By
+    """The rendered text of the first match, read in one script turn (never stale)."""
+    return driver.execute_script("const el = document.querySelector(arguments[0]); "
+                                 "return el ? el.innerText.trim() : '';", css)
 
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+
+def click(driver: Any, css: str, what: str) -> None:
+    """Click a link the live page may re-render at any moment: find and click in one
+    script turn, so the element cannot go stale in between."""
+    wait_for(driver, lambda d: d.execute_script(
+        "const el = document.querySelector(arguments[0]); if (!el) return false; el.click(); return true;", css),
+        what)
 
 
 @pytest.fixture
@@ -107,18 +114,18 @@ def test_explorer_live_in_headless_chromium(node: NodeThread, driver: Any, tmp_p
 
     # events carry this node's verdict; an overspend by a key with nothing is invalid, with the reason
     mallory = push_invalid_transfer(node)
-    bad = wait_for(driver, lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#events tbody tr")
-                                      if "credit.transfer" in r.text], "the invalid transfer's row")[0]
-    verdict = bad.find_element(By.CSS_SELECTOR, ".verdict")
-    assert verdict.get_attribute("data-valid") == "false"
-    assert "invalid" in verdict.text and "balance" in verdict.text.lower()
-    completed = [r for r in driver.find_elements(By.CSS_SELECTOR, "#events tbody tr") if "task.completed" in r.text]
-    assert completed and completed[0].find_element(By.CSS_SELECTOR, ".verdict").get_attribute("data-valid") == "true"
+    rows_js = ("return [...document.querySelectorAll('#events tbody tr')].map(r => [r.innerText, "
+               "r.querySelector('.verdict')?.dataset.valid, r.querySelector('.verdict')?.innerText])")
+    bad = wait_for(driver, lambda d: [r for r in d.execute_script(rows_js) if "credit.transfer" in r[0]],
+                   "the invalid transfer's row")[0]
+    assert bad[1] == "false" and "invalid" in bad[2] and "balance" in bad[2].lower(), bad
+    completed = [r for r in driver.execute_script(rows_js) if "task.completed" in r[0]]
+    assert completed and completed[0][1] == "true", completed
     assert driver.execute_script("return window.__noReload") == "still here"
     driver.save_screenshot(str(shots / "explorer-overview.png"))
 
     # account page: balance chart with a point per balance change
-    driver.find_element(By.CSS_SELECTOR, f'#nodes tr[data-node-id="{me}"] a[href="#/account/{me}"]').click()
+    click(driver, f'#nodes tr[data-node-id="{me}"] a[href="#/account/{me}"]', "the node's account link")
     points = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#account-chart svg circle"),
                       "the balance chart's points")
     assert len(points) >= 3  # minted, escrow locked, payment earned, refund …
@@ -128,7 +135,7 @@ def test_explorer_live_in_headless_chromium(node: NodeThread, driver: Any, tmp_p
     driver.save_screenshot(str(shots / "explorer-account.png"))
 
     # task page: its whole history, from submission to completion
-    driver.find_element(By.CSS_SELECTOR, f'#history a[href="#/task/{task_id}"]').click()
+    click(driver, f'#history a[href="#/task/{task_id}"]', "the task link in the credit history")
     wait_for(driver, lambda d: "task.completed" in text_of(d, "#task-events"), "the task's history")
     history = text_of(driver, "#task-events")
     for kind in ("task.submitted", "task.assigned", "task.chunk_result", "task.chunk_accepted", "task.completed"):
