@@ -112,14 +112,31 @@ def db_url_of(data_dir: Path, db_url: str | None) -> str:
     return sqlite_url(db_file)
 
 
+def open_url(url: str, identity: Any = None) -> Any:
+    """A Ledger on a database URL; a URL that cannot be opened is one CliError (password hidden)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .ledger.chain import Ledger
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        shown = url.split("@")[-1]
+    try:
+        return Ledger.open(url, identity)
+    except SQLAlchemyError as exc:
+        detail = " ".join(str(exc).split("\n")[0].split())
+        raise CliError(f"cannot open the database {shown}: {detail}") from None
+
+
 def open_ledger(data_dir: Path, db_url: str | None) -> Any:
     """Open an existing ledger to read it (the node's key if present; none is created)."""
-    from .ledger.chain import Ledger
     from .ledger.identity import Identity
 
     url = db_url_of(data_dir, db_url)
     identity = Identity.load_or_create(data_dir) if (data_dir / "node.key").exists() else None
-    return Ledger.open(url, identity)
+    return open_url(url, identity)
 
 
 # ------------------------------------------------------------------ HTTP

@@ -20,7 +20,7 @@ import click
 import orjson
 
 from .cli_common import (CliError, credits, data_dir_option, db_url_option, dumps, emit_json,
-                         json_option, open_ledger, progress, short, warn)
+                         json_option, open_ledger, open_url, progress, short, warn)
 from .errors import LedgerError
 from .ledger.store import StoredEvent
 
@@ -313,7 +313,6 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, as_json: bool) -> N
 
     Every line is checked (bytes, hash, signature) before anything is stored, then the
     events go through `Ledger.ingest` like events from a peer; the projections follow."""
-    from .ledger.chain import Ledger
     from .ledger.identity import Identity
     from .projections.runner import ProjectionRunner
 
@@ -329,7 +328,7 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, as_json: bool) -> N
     else:
         url = db_url
     identity = Identity.load_or_create(data_dir) if (data_dir / "node.key").exists() else None
-    ledger = Ledger.open(url, identity)
+    ledger = open_url(url, identity)
     try:
         runner = ProjectionRunner(ledger)
         result = ingest_events(ledger, events)

@@ -22,7 +22,7 @@ import click
 import orjson
 
 from .cli_common import (CliError, credits, data_dir_option, db_url_option, emit_json, http, json_option,
-                         progress, run, short, token_of, url_option, warn)
+                         open_url, progress, run, short, token_of, url_option, warn)
 from .network.protocol import API
 
 NODE_CONFIG = "node.json"  # what `init --seed` remembers for `node`
@@ -45,14 +45,13 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
     """Create a node's key and books: found a new network (genesis + the founder's credits),
     or join one through a running seed node (its genesis and log are synced from it)."""
     from .core.money import to_units
-    from .ledger.chain import Ledger
     from .ledger.identity import Identity
     from .ledger.store import sqlite_url
     from .network.protocol import load_or_create_token
 
     data_dir.mkdir(parents=True, exist_ok=True)
     identity = Identity.load_or_create(data_dir)
-    ledger = Ledger.open(db_url or sqlite_url(data_dir / "ledger.db"), identity)
+    ledger = open_url(db_url or sqlite_url(data_dir / "ledger.db"), identity)
     try:
         if ledger.net is not None:
             raise CliError(f"{data_dir} already belongs to network {ledger.net} (node {identity.node_id}); "
