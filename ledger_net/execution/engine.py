@@ -35,7 +35,7 @@ from ..ledger.events import Event
 from ..network.routing import Bid as RouterBid
 from ..projections.runner import ProjectionRunner
 from .blobs import BlobStore
-from .executor import ChunkExecutor
+from .executor import ChunkExecutor, ChunkOutcome
 from .framing import decode_frame, encode_frame
 from .owner import Attempt, Bid, ChunkWork, OwnedTask, result_hash
 
@@ -79,17 +79,22 @@ class TaskEngine:
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._slots = asyncio.Semaphore(max(1, self.max_concurrent))
+        self._stopping = False
         self._replay()
         self.ledger.subscribe(self._on_applied)
         self._task = asyncio.create_task(self._run(), name="task-engine")
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # A flag, not just cancel(): on Python 3.11 a cancel that races a queue item
+            # can be swallowed by wait_for, and the loop would run on forever.
+            self._stopping = True
+            if self._queue is not None:
+                self._queue.put_nowait([])
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=5.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                self._task.cancel()
             self._task = None
         for job in list(self._running.values()):
             job.cancel()
@@ -125,9 +130,10 @@ class TaskEngine:
 
     async def _run(self) -> None:
         assert self._queue is not None
-        while True:
+        while not self._stopping:
             try:
-                batch = await asyncio.wait_for(self._queue.get(), timeout=TICK)
+                async with asyncio.timeout(TICK):
+                    batch = await self._queue.get()
                 batches = [batch]
                 while not self._queue.empty():
                     batches.append(self._queue.get_nowait())
@@ -182,14 +188,7 @@ class TaskEngine:
         wire_config, config_blobs = pack(config)
         self.blobs.put_many(config_blobs)
         wire_requirements, _ = pack(requirements, min_blob_items=10**9)
-        chunks = []
-        for index, payload in enumerate(payloads):
-            wire, blobs = pack(payload)
-            frame = encode_frame({"payload": wire}, blobs)
-            if len(frame) <= INLINE_LIMIT and not blobs:
-                chunks.append(ChunkWork(index, wire, None))
-            else:
-                chunks.append(ChunkWork(index, None, self.blobs.put(frame)))
+        chunks = [self._chunk_work(index, payload) for index, payload in enumerate(payloads)]
         timeout = float(requirements.get("timeout_seconds") or 30.0)
         owned = OwnedTask(task.task_id, task_type, wire_config, requirements, int(task.priority or 2), replicas,
                           quorum, per_chunk, timeout, chunks)
@@ -216,6 +215,20 @@ class TaskEngine:
             self._close(task.task_id, "task.failed", {"reason": refusal})
             owned.state = "closed"
         return task.task_id
+
+    def _chunk_work(self, index: int, payload: Any) -> ChunkWork:
+        """A chunk's payload in wire form: inline when small, else one blob (a frame that
+        also carries every blob it names, the task's model file included)."""
+        wire, blobs = pack(payload)
+        model = payload.get("model") if isinstance(payload, dict) else None
+        if isinstance(model, dict) and isinstance(model.get("model_blob"), str):
+            data = self.blobs.local(model["model_blob"])
+            if data is not None:
+                blobs[model["model_blob"]] = data
+        frame = encode_frame({"payload": wire}, blobs)
+        if len(frame) <= INLINE_LIMIT and not blobs:
+            return ChunkWork(index, wire, None)
+        return ChunkWork(index, None, self.blobs.put(frame))
 
     def _attach_model(self, config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """Ship the model file with the task (workers elsewhere cannot read the owner's disk);
@@ -320,12 +333,7 @@ class TaskEngine:
         except (TaskError, LedgerError) as exc:
             log.warning("cannot resume task %s: %s", b["task_id"], exc)
             return
-        chunks = []
-        for index, payload in enumerate(payloads):
-            wire, blobs = pack(payload)
-            frame = encode_frame({"payload": wire}, blobs)
-            chunks.append(ChunkWork(index, wire, None) if len(frame) <= INLINE_LIMIT and not blobs
-                          else ChunkWork(index, None, self.blobs.put(frame)))
+        chunks = [self._chunk_work(index, payload) for index, payload in enumerate(payloads)]
         requirements = unpack(spec.get("requirements") or {})
         task = OwnedTask(b["task_id"], b["task_type"], spec["config"], requirements, b.get("priority", 2),
                          b.get("replicas", 1), b.get("quorum", 1), b["max_price"],
@@ -648,10 +656,11 @@ class TaskEngine:
                 finally:
                     if counted:
                         self.node.task_finished()
-        except TaskError as exc:
-            from .executor import ChunkOutcome
-
-            outcome = ChunkOutcome(False, error=str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever happens, the owner hears about it
+            log.exception("chunk %s of %s could not run", b.get("chunk"), b.get("task_id"))
+            outcome = ChunkOutcome(False, error=f"{type(exc).__name__}: {exc}"[:4000])
         body: dict[str, Any] = {"task_id": b["task_id"], "chunk": b["chunk"], "ok": outcome.ok,
                                 "usage": outcome.usage, "attempt": b.get("attempt", 0)}
         if outcome.ok:
@@ -662,11 +671,11 @@ class TaskEngine:
         else:
             body["result_hash"] = None
             body["error"] = (outcome.error or "failed")[:4000]
-        self._done_assignments.add(assignment.hash)
         self._running.pop(assignment.hash, None)
         try:
             self.ledger.append("task.chunk_result", body, (assignment.hash,))
-        except LedgerError:
+            self._done_assignments.add(assignment.hash)
+        except Exception:
             log.exception("could not report chunk %s of %s", b["chunk"], b["task_id"])
 
 

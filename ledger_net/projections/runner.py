@@ -93,8 +93,11 @@ class ProjectionRunner:
                 self.flush()
 
     def flush(self) -> None:
-        """Write every projection's changed rows and its checkpoint in one transaction."""
-        with self._lock, self.ledger.store.engine.begin() as conn:
+        """Write every projection's changed rows and its checkpoint in one transaction.
+
+        Takes the store's writer lock: on SQLite one writer at a time is the rule, and
+        waiting here beats a 'database is locked' error in whoever wrote concurrently."""
+        with self._lock, self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
             for p in self.projections:
                 for table, (keys, rows) in p.dirty_rows().items():
                     _delete_keys(conn, table, keys)
@@ -107,7 +110,7 @@ class ProjectionRunner:
     def rebuild(self) -> None:
         """Drop every projection's rows and fold the whole log again."""
         with self._lock:
-            with self.ledger.store.engine.begin() as conn:
+            with self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
                 for p in self.projections:
                     for table in p.tables:
                         conn.execute(delete(table))
