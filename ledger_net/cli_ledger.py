@@ -42,6 +42,23 @@ def _open_input(path: str) -> IO[bytes]:
     return open(path, "rb")
 
 
+def spooled(path: str) -> str:
+    """A bundle path that can be read more than once: stdin ('-') is copied to a temporary
+    file first (removed when the command ends)."""
+    if path != "-":
+        return path
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    handle = tempfile.NamedTemporaryFile(prefix="ledger-net-bundle-", suffix=".ndjson", delete=False)
+    with handle:
+        shutil.copyfileobj(sys.stdin.buffer, handle)
+    atexit.register(lambda: os.path.exists(handle.name) and os.unlink(handle.name))
+    return handle.name
+
+
 def read_bundle(path: str) -> Iterator[tuple[int, StoredEvent | str]]:
     """(line number, row) for each line of a bundle, or (line number, why it is unreadable).
     Fields a line lacks are taken from its raw bytes where they can be read."""
@@ -165,9 +182,10 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
 
     line_problems: list[Problem] = []
     if bundle is not None:
+        source = "stdin" if bundle == "-" else bundle
+        bundle = spooled(bundle)
         forks = bundle_forks(bundle)
         length = _count_lines(bundle)
-        source = bundle
 
         def rows() -> Iterator[StoredEvent]:
             for number, row in read_bundle(bundle):
@@ -193,6 +211,8 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
 
         report = verify_events(counted(), forks)
     report.problems[:0] = line_problems
+    if report.events == 0 and not line_problems:
+        raise CliError(f"{source}: no events to verify")
     result = report.as_dict()
     result["source"] = source
     if as_json:
@@ -224,6 +244,7 @@ def audit(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool)
     from .replay import Fold
 
     if bundle is not None:
+        bundle = spooled(bundle)
         ledger = Ledger.open("sqlite://")
         with progress(_count_lines(bundle), "loading") as tick:
             load_bundle(bundle, ledger, tick)
@@ -318,6 +339,7 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, as_json: bool) -> N
 
     if bundle != "-" and not Path(bundle).is_file():
         raise CliError(f"no bundle file {bundle}")
+    bundle = spooled(bundle)
     with progress(_count_lines(bundle), "checking") as tick:
         events = check_bundle(bundle, tick)  # before anything is created or stored
     if db_url is None:

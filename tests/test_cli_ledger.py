@@ -89,6 +89,11 @@ def test_verify_data_dir_and_bundle(books: dict[str, Any]) -> None:
     assert report["events"] == events and report["effective"] + report["invalid"] == events
     bundle = json_of(invoke("verify", "--bundle", bundle_of(books), "--json"))
     assert bundle["ok"] and bundle["events"] == events and bundle["supply"] == report["supply"]
+    piped = json_of(invoke("verify", "--bundle", "-", "--json", input=bundle_of(books).read_bytes()))
+    assert piped["ok"] and piped["events"] == events and piped["source"] == "stdin"
+    by_url = json_of(invoke("verify", "--db-url", f"sqlite:///{books['dir'] / 'ledger.db'}", "--json"))
+    assert by_url["ok"] and by_url["events"] == events
+    assert_one_line_error(invoke("verify", "--bundle", "-", input=b""), "no events to verify")
 
 
 def test_verify_names_a_tampered_bundle_event(books: dict[str, Any]) -> None:
@@ -145,7 +150,7 @@ def test_export_import_round_trip_same_state(books: dict[str, Any], tmp_path: Pa
     report = json_of(invoke("import", bundle_of(books), "--data-dir", target, "--json"))
     assert report["stored"] == count and report["events"] == count and report["pending"] == 0
     assert report["state_hash"] == expected
-    again = json_of(invoke("import", bundle_of(books), "--data-dir", target, "--json"))
+    again = json_of(invoke("import", "-", "--data-dir", target, "--json", input=bundle_of(books).read_bytes()))
     assert again["stored"] == 0 and again["duplicates"] == count and again["state_hash"] == expected
     assert json_of(invoke("verify", "--data-dir", target, "--json"))["ok"]
     assert not (target / "node.key").exists()  # importing creates no identity
