@@ -1,0 +1,305 @@
+"""Task benchmark: ledger_net end to end beside dask.distributed and a process pool.
+
+    python bench/task_bench.py            # full run (500 tiny tasks, 2048x2048 matrices)
+    python bench/task_bench.py --quick    # smoke run (small sizes)
+
+(a) Tiny-task throughput on one node: every task is submitted (escrow locked),
+    quoted, assigned, executed in a sandboxed warm worker, reported, paid and
+    completed — all signed events — measured from the first submit to the last
+    completion. Beside: dask.distributed LocalCluster (processes=True, 2 workers,
+    1 thread each) and concurrent.futures.ProcessPoolExecutor(2) on the same tiny
+    function (the sum of a range). Goal: >= 0.5 x the dask rate.
+(b) matrix_ops multiply of two N x N float64 matrices (N = 2048) on one node beside
+    plain numpy in one process (goal: within 1.5 x numpy's time); then two nodes,
+    each a subprocess held to one BLAS thread (OPENBLAS_NUM_THREADS=1 etc.), beside
+    one such node (goal: >= 1.6 x faster). Also reports how the operands travel:
+    the blobs named in the events versus the JSON size of the events.
+
+`--profile` prints a cProfile of the one-node matrix run (where the time goes).
+Needs `pip install -e .[bench]` (dask[distributed]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ledger_net.core.task import Task  # noqa: E402
+from ledger_net.main import ComputeNetwork  # noqa: E402
+
+ONE_THREAD = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+TINY_END = 1000
+
+
+def tiny(start: int, end: int) -> int:
+    """The tiny task for every system: the sum of an inclusive integer range."""
+    return sum(range(start, end + 1))
+
+
+async def wait_all(net: ComputeNetwork, ids: list[str], timeout: float) -> dict[str, int]:
+    """Poll the tasks projection until every task is finished; counts by final status."""
+    deadline = time.monotonic() + timeout
+    tasks = net.runner["tasks"].tasks
+    open_ids = set(ids)
+    while open_ids:
+        open_ids = {i for i in open_ids if tasks[i]["status"] not in ("completed", "failed", "cancelled")}
+        if not open_ids:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(open_ids)} of {len(ids)} tasks still open after {timeout}s")
+        await asyncio.sleep(0.005)
+    counts: dict[str, int] = {}
+    for i in ids:
+        counts[tasks[i]["status"]] = counts.get(tasks[i]["status"], 0) + 1
+    return counts
+
+
+# ------------------------------------------------------------------ (a) tiny tasks
+async def ledger_tiny(n: int, workers: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        net = ComputeNetwork(port=0, data_dir=Path(tmp) / "node", initial_credits=1_000_000.0, workers=workers,
+                             quote_window=0.0)
+        await net.start()
+        try:
+            warm = await net.submit_task(Task.create_range_reduce(net.ledger.node_id, 1, TINY_END, "sum", {},
+                                                                  {"max_price": 0.01}).to_dict())
+            await wait_all(net, [warm], 60)
+            events_before = net.ledger.store.last_offset()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            ids = []
+            for i in range(n):
+                task = Task.create_range_reduce(net.ledger.node_id, 1, TINY_END + i, "sum", {}, {"max_price": 0.01})
+                ids.append(await net.submit_task(task.to_dict()))
+            counts = await wait_all(net, ids, 600)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            assert counts == {"completed": n}, counts
+            for i in (0, n - 1):
+                assert await net.get_task_result(ids[i]) == tiny(1, TINY_END + i)
+            paid = sum(net.runner["tasks"].tasks[i]["paid"] for i in ids)
+            events = net.ledger.store.last_offset() - events_before
+        finally:
+            await net.stop()
+    return {"rate": n / elapsed, "seconds": elapsed, "cpu_seconds": cpu, "events": events,
+            "events_per_task": events / n, "paid_units": paid}
+
+
+def dask_tiny(n: int, workers: int) -> dict[str, Any]:
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.gather(client.map(tiny, [1] * 10, [TINY_END + 10_000 + i for i in range(10)]))  # warm up
+        t0 = time.perf_counter()
+        futures = client.map(tiny, [1] * n, [TINY_END + i for i in range(n)], pure=False)
+        results = client.gather(futures)
+        elapsed = time.perf_counter() - t0
+    assert results[0] == tiny(1, TINY_END)
+    return {"rate": n / elapsed, "seconds": elapsed}
+
+
+def pool_tiny(n: int, workers: int) -> dict[str, Any]:
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        list(pool.map(tiny, [1] * 10, [TINY_END] * 10))  # warm up
+        t0 = time.perf_counter()
+        futures = [pool.submit(tiny, 1, TINY_END + i) for i in range(n)]
+        results = [f.result() for f in futures]
+        elapsed = time.perf_counter() - t0
+    assert results[0] == tiny(1, TINY_END)
+    return {"rate": n / elapsed, "seconds": elapsed}
+
+
+# ------------------------------------------------------------------ (b) matrices
+def matrices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2048)
+    return rng.random((n, n)), rng.random((n, n))
+
+
+def numpy_time(n: int, repeat: int = 3) -> float:
+    a, b = matrices(n)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+async def ledger_matrix(net: ComputeNetwork, n: int, chunks: int, profile: bool = False) -> dict[str, Any]:
+    """One matrix_ops multiply on `net`, timed from building the task to holding the result."""
+    a, b = matrices(n)
+    expected = a @ b
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    offset = net.ledger.store.last_offset()
+    t0 = time.perf_counter()
+    task = Task.create_matrix_ops(net.ledger.node_id, a, b, "multiply", {"timeout_seconds": 600},
+                                  {"max_price": 10.0, "chunk_size": -(-n // chunks)})
+    task_id = await net.submit_task(task.to_dict())
+    t_submitted = time.perf_counter()
+    counts = await wait_all(net, [task_id], 1800)
+    t_done = time.perf_counter()
+    result = await net.get_task_result(task_id)
+    t_result = time.perf_counter()
+    if profiler:
+        profiler.disable()
+    assert counts == {"completed": 1}, (counts, net.runner["tasks"].tasks[task_id]["reason"])
+    assert np.allclose(np.asarray(result), expected)
+    event_bytes, blob_refs = 0, 0
+    for row in net.ledger.store.select_events(after=offset):
+        event_bytes += len(row.raw)
+        raw = row.raw if isinstance(row.raw, str) else bytes(row.raw).decode()
+        blob_refs += raw.count('"$blob"') + raw.count('"payload_hash"') + raw.count('"result_hash"')
+    status = await net.get_task_status(task_id)
+    out = {"seconds": t_result - t0, "submit_seconds": t_submitted - t0, "run_seconds": t_done - t_submitted,
+           "result_seconds": t_result - t_done, "event_bytes": event_bytes, "blob_refs": blob_refs,
+           "operand_bytes": a.nbytes + b.nbytes, "workers": len(status["workers"])}
+    if profiler:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(22)
+        out["profile"] = text.getvalue()
+    return out
+
+
+async def one_node_matrix(n: int, chunks: int, workers: int, profile: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        net = ComputeNetwork(port=0, data_dir=Path(tmp) / "node", initial_credits=1000.0, workers=workers,
+                             quote_window=0.0)
+        await net.start()
+        try:
+            return await ledger_matrix(net, n, chunks, profile)
+        finally:
+            await net.stop()
+
+
+async def serve_node(args: argparse.Namespace) -> None:
+    """A node in its own process (`--serve`): the founder runs the job once `--peers` joined."""
+    seeds = [args.seed] if args.seed else []
+    net = ComputeNetwork(port=0, data_dir=args.data_dir, seed_nodes=seeds, initial_credits=1000.0, workers=1,
+                         sync_interval=0.1, quote_window=0.5)
+    await net.start()
+    try:
+        print(json.dumps({"url": net.server.url}), flush=True)
+        if args.seed:
+            sys.stdin.readline()  # run until the parent closes our stdin
+            return
+        deadline = time.monotonic() + 60
+        while len(net.runner["nodes"].nodes) < args.peers:
+            if time.monotonic() > deadline:
+                raise TimeoutError("peers did not join")
+            await asyncio.sleep(0.05)
+        await ledger_matrix(net, 64, args.chunks)  # warm up every node's sandboxed workers
+        result = await ledger_matrix(net, args.n, args.chunks)
+        print(json.dumps(result), flush=True)
+    finally:
+        await net.stop()
+
+
+def subprocess_matrix(n: int, nodes: int, chunks: int) -> dict[str, Any]:
+    """One multiply on `nodes` node processes, each held to one BLAS thread and one sandboxed worker."""
+    env = dict(os.environ, **ONE_THREAD, PYTHONPATH=str(ROOT))
+    me = [sys.executable, str(Path(__file__).resolve())]
+    with tempfile.TemporaryDirectory() as tmp:
+        founder = subprocess.Popen(me + ["--serve", "--data-dir", f"{tmp}/n0", "--peers", str(nodes), "--n", str(n),
+                                         "--chunks", str(chunks)], env=env, stdout=subprocess.PIPE, text=True)
+        others = []
+        try:
+            url = json.loads(founder.stdout.readline())["url"]
+            for i in range(1, nodes):
+                p = subprocess.Popen(me + ["--serve", "--data-dir", f"{tmp}/n{i}", "--seed", url], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                others.append(p)
+                json.loads(p.stdout.readline())
+            line = founder.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the founder node exited with {founder.wait()}")
+            return json.loads(line)
+        finally:
+            for p in others:
+                p.stdin.close()
+            for p in others + [founder]:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+# ------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run with small sizes")
+    parser.add_argument("--tasks", type=int, help="tiny tasks (default 500, quick 50)")
+    parser.add_argument("--n", type=int, help="matrix size (default 2048, quick 256)")
+    parser.add_argument("--chunks", type=int, default=2, help="row blocks of the multiply")
+    parser.add_argument("--skip-tiny", action="store_true")
+    parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile the one-node matrix run")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", help=argparse.SUPPRESS)
+    parser.add_argument("--peers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve_node(args))
+        return
+    n_tasks = args.tasks or (50 if args.quick else 500)
+    n = args.n or (256 if args.quick else 2048)
+    workers = 2
+    print(f"task_bench: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, numpy {np.__version__}")
+
+    if not args.skip_tiny:
+        print(f"\n(a) {n_tasks} tiny tasks (sum of a range), {workers} workers")
+        mine = asyncio.run(ledger_tiny(n_tasks, workers))
+        pool = pool_tiny(n_tasks, workers)
+        dask = dask_tiny(n_tasks, workers)
+        print(f"  ledger_net one node       {mine['rate']:8.1f} tasks/s  ({mine['seconds']:.2f} s, "
+              f"{mine['events_per_task']:.1f} signed events/task, node process CPU {mine['cpu_seconds']:.2f} s)")
+        print(f"  dask LocalCluster         {dask['rate']:8.1f} tasks/s  ({dask['seconds']:.2f} s)")
+        print(f"  ProcessPoolExecutor       {pool['rate']:8.1f} tasks/s  ({pool['seconds']:.2f} s)")
+        ratio = mine["rate"] / dask["rate"]
+        print(f"  ledger_net / dask         {ratio:8.2f}   goal >= 0.50  {'MET' if ratio >= 0.5 else 'NOT MET'}")
+        print(f"  ledger_net / process pool {mine['rate'] / pool['rate']:8.2f}")
+
+    if not args.skip_matrix:
+        print(f"\n(b) matrix_ops multiply, {n}x{n} float64, {args.chunks} chunks")
+        base = numpy_time(n)
+        one = asyncio.run(one_node_matrix(n, args.chunks, workers, args.profile))
+        ratio = one["seconds"] / base
+        print(f"  numpy one process         {base:8.3f} s")
+        print(f"  ledger_net one node       {one['seconds']:8.3f} s  (submit {one['submit_seconds']:.2f}, run "
+              f"{one['run_seconds']:.2f}, result {one['result_seconds']:.2f})")
+        print(f"  ledger_net / numpy        {ratio:8.2f} x  goal <= 1.50  {'MET' if ratio <= 1.5 else 'NOT MET'}")
+        print(f"  operands {one['operand_bytes'] / 2**20:.0f} MiB; events of the task {one['event_bytes'] / 1024:.1f}"
+              f" KiB with {one['blob_refs']} blob references (operands and results travel as blobs)")
+        single = subprocess_matrix(n, 1, args.chunks)
+        double = subprocess_matrix(n, 2, args.chunks)
+        speedup = single["seconds"] / double["seconds"]
+        print(f"  one node, 1 BLAS thread   {single['seconds']:8.3f} s  (run {single['run_seconds']:.2f})")
+        print(f"  two nodes, 1 BLAS thread  {double['seconds']:8.3f} s  (run {double['run_seconds']:.2f}, "
+              f"{double['workers']} worker(s) in the status)")
+        print(f"  speedup two / one         {speedup:8.2f} x  goal >= 1.60  {'MET' if speedup >= 1.6 else 'NOT MET'}")
+        if args.profile:
+            print("\n  cProfile of the one-node run (cumulative):\n" + one["profile"])
+
+
+if __name__ == "__main__":
+    main()
