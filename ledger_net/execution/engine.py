@@ -366,10 +366,17 @@ class TaskEngine:
                 self._start_chunk(event)
         self._quote_all()
         now = time.monotonic()
+        # Per tick: the open load per worker once (not once per assignment: that made every
+        # tick quadratic in the number of tasks), and which routing questions found no free worker.
+        self._tick_load: dict[str, int] | None = self._open_load()
+        self._tick_full: set[tuple[Any, ...]] = set()
         for task in list(self.owned.values()):
             if task.state == "closed" or task.task_id not in self.ledger.state.account(self.me).escrow:
                 task.state = "closed"
+                del self.owned[task.task_id]  # nothing left to do for it; the ledger keeps its story
                 continue
+            if getattr(task, "waiting", None) in self._tick_full:
+                continue  # nothing out, and the workers it may use are full: nothing can change for it
             try:
                 if task.state == "quoting":
                     self._maybe_route(task, now)
@@ -450,9 +457,18 @@ class TaskEngine:
 
     def _assign(self, task: OwnedTask, indexes: list[int], bids: list[Bid], replicas: int,
                 exclude: dict[int, set[str]] | None = None) -> None:
+        load = getattr(self, "_tick_load", None)
+        if load is None:
+            load = self._open_load()
+        excluded = set().union(*(exclude or {}).values())
+        question = (frozenset(b.worker for b in bids), frozenset(excluded), task.per_chunk_cap,
+                    orjson.dumps(eligibility(task.requirements), option=orjson.OPT_SORT_KEYS))
+        if question in getattr(self, "_tick_full", ()):
+            self._mark_waiting(task, question)
+            return  # the same workers were already full this tick; loads only grow within it
         plan = self.router.assign(indexes, self._router_bids(bids), eligibility(task.requirements),
-                                  replicas=replicas, exclude=set().union(*(exclude or {}).values()),
-                                  current_load=self._open_load(), max_price=task.per_chunk_cap)
+                                  replicas=replicas, exclude=excluded,
+                                  current_load=load, max_price=task.per_chunk_cap)
         items, pending = [], []
         now = time.monotonic()
         for index in indexes:
@@ -468,10 +484,21 @@ class TaskEngine:
                 items.append(("task.assigned", body, (task.submitted, bid.quote_hash)))
                 pending.append((chunk, worker, bid.price))
         if not items:
+            if hasattr(self, "_tick_full"):
+                self._tick_full.add(question)
+                self._mark_waiting(task, question)
             return
+        task.waiting = None
         events = self.ledger.append_batch(items)
         for (chunk, worker, price), event in zip(pending, events):
             chunk.attempts.append(Attempt(worker, event.hash, price, now + task.timeout + REPORT_GRACE))
+            load[worker] = load.get(worker, 0) + 1
+
+    @staticmethod
+    def _mark_waiting(task: OwnedTask, question: tuple[Any, ...]) -> None:
+        """A task with nothing out that found its workers full waits, unlooked at, while they stay full."""
+        if not any(chunk.open_attempts() for chunk in task.chunks):
+            task.waiting = question
 
     def _router_bids(self, bids: list[Bid]) -> list[RouterBid]:
         """Bids weighed by this node's own view: reputation and capabilities from its projections."""
