@@ -81,7 +81,8 @@ class TasksProjection(Projection):
             return
         if t == "task.chunk_result":
             chunk = self._chunk(b["task_id"], b["chunk"])
-            if chunk is not None and chunk["worker"] == event.author and chunk["status"] == "assigned":
+            # Results of one worker follow its own chain order, so the last one wins alike everywhere.
+            if chunk is not None and chunk["worker"] == event.author and chunk["status"] != "accepted":
                 chunk["status"] = "reported" if b["ok"] else "errored"
                 chunk["result_hash"] = b.get("result_hash")
                 chunk["error"] = b.get("error")
@@ -93,7 +94,12 @@ class TasksProjection(Projection):
         if t == "task.assigned":
             chunk = self._chunk(b["task_id"], b["chunk"])
             if chunk is not None:
-                chunk.update(status="assigned", worker=b["worker"], price=b["price"], error=None)
+                # A re-assignment to the worker that already reported must not undo its report:
+                # whether that report arrives before or after it depends on the peer.
+                same = chunk["worker"] == b["worker"] and chunk["status"] in ("reported", "errored", "accepted")
+                if not same:
+                    chunk.update(status="assigned", worker=b["worker"], error=None)
+                chunk["price"] = b["price"]
                 chunk["attempts"] += 1
             if task["status"] not in TERMINAL:
                 task["status"] = "running"
