@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from wasm_modules import HELLO
+
 from ledger_net.errors import SandboxError
 from ledger_net.sandbox.execution import CodeBundle, SandboxExecutorFactory, SandboxLimits, SandboxType
 from ledger_net.sandbox.wasm import WasmSandboxExecutor
@@ -14,17 +16,6 @@ from ledger_net.sandbox.wasm import WasmSandboxExecutor
 LIMITS = SandboxLimits(cpu_time_seconds=1, wall_time_seconds=10, memory_bytes=32 * 1024 * 1024,
                        max_output_bytes=64 * 1024)
 
-# iovec at 0 -> (ptr=16, len=N); fd_write(fd, iovs=0, iovs_len=1, nwritten=8)
-HELLO = r"""
-(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello from wasm\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 16))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-"""
 
 SPIN = r"""(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"""
 

@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator
 import pytest
 import pytest_asyncio
 
+from wasm_modules import HELLO
 from ledger_net.core.task import Task
 from ledger_net.main import ComputeNetwork
 from ledger_net.network.client import PeerClient
@@ -153,16 +154,6 @@ async def test_network_connect_to_a_loopback_listener_is_refused(node: ComputeNe
         listener.close()
 
 
-HELLO_WAT = r"""
-(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "hello from wasm\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 16))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-"""
 
 
 @pytest.mark.parametrize("kind", ["process_isolation", "container"])
@@ -176,7 +167,7 @@ async def test_code_task_runs_under_python_sandbox_types(node: ComputeNetwork, k
 
 
 async def test_code_task_runs_under_wasm(node: ComputeNetwork) -> None:
-    status = await run_task(node, code_task(node, "hello.wat", HELLO_WAT, sandbox_type="wasm"))
+    status = await run_task(node, code_task(node, "hello.wat", HELLO, sandbox_type="wasm"))
     assert status["status"] == "completed", status
     assert await node.get_task_result(status["task_id"]) == {"stdout": "hello from wasm\n", "stderr": "",
                                                              "exit_code": 0}

@@ -68,6 +68,7 @@ class TaskEngine:
         self._quoted: set[str] = set()
         self._to_quote: list[Event] = []
         self._to_receive: list[str] = []
+        self._replayed_runs: list[Event] = []  # my unreported chunks found by the replay, to rerun
         self._queue: asyncio.Queue[list[Applied]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -283,8 +284,7 @@ class TaskEngine:
                 if not replay:
                     self._start_chunk(event)
                 else:
-                    self._pending_replay_runs = getattr(self, "_pending_replay_runs", [])
-                    self._pending_replay_runs.append(event)
+                    self._replayed_runs.append(event)
         elif t == "task.chunk_result":
             if event.author == self.me:
                 for dep in event.deps:
@@ -359,9 +359,8 @@ class TaskEngine:
 
     # ------------------------------------------------------------ acting
     def _act(self) -> None:
-        replays = getattr(self, "_pending_replay_runs", None)
+        replays, self._replayed_runs = self._replayed_runs, []
         if replays:
-            self._pending_replay_runs = []
             for event in replays:
                 self._start_chunk(event)
         self._quote_all()
