@@ -4,13 +4,18 @@
 canonical bytes, hash, signature, schema and chain link, re-folds the validity
 rules and compares each verdict with the stored one. `audit` adds the accountant's
 view: supply, conservation, balances, escrow, forks, invalid and pending events,
-and whether the projections agree with the rules.
+and whether the projections agree with the rules. Offline, `audit` folds the
+projections (`replay.Fold`) in the same pass over the log as the verification.
+
+Pending events (whose causal past has not arrived) live only in a node's memory:
+the store never holds them, so a database opened offline has none by construction
+(`audit(..., live=False)` says so instead of reporting a count).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .errors import LedgerError
 from .ledger.chain import FORK_PROOF, Ledger, parse_fork_proof
@@ -18,6 +23,11 @@ from .ledger.events import Event
 from .ledger.rules import LedgerState
 from .ledger.store import StoredEvent
 from .projections.runner import ProjectionRunner
+from .replay import Fold
+
+PENDING_OFFLINE = ("none on disk: a node keeps events that wait for their causal past in memory only, "
+                   "and fetches them again from its peers after a restart")
+RowHook = Callable[[StoredEvent, "Event | None"], None]
 
 
 @dataclass
@@ -49,8 +59,12 @@ class VerifyReport:
                 "conserved": self.state.conserved(), "forks": dict(self.state.frozen)}
 
 
-def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = None) -> VerifyReport:
-    """Check every stored event from its bytes up; list each bad one by author, seq and hash."""
+def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = None,
+                  each: RowHook | None = None) -> VerifyReport:
+    """Check every stored event from its bytes up; list each bad one by author, seq and hash.
+
+    `each(row, event)` is called for every row as it is read (`event` None when its bytes
+    cannot be parsed), so a caller can fold other views in the same pass over the log."""
     report = VerifyReport()
     state = report.state
     state.frozen.update(forks or {})
@@ -60,7 +74,11 @@ def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = No
             event = Event.from_wire(row.raw, row.sig)
         except LedgerError as exc:
             report.problems.append(Problem(row.author, row.seq, row.hash, f"unreadable: {exc}"))
+            if each is not None:
+                each(row, None)
             continue
+        if each is not None:
+            each(row, event)
         if event.hash != row.hash or event.author != row.author or event.seq != row.seq:
             report.problems.append(Problem(row.author, row.seq, row.hash, "stored columns disagree with the bytes"))
         if not event.verify_signature():
@@ -89,11 +107,32 @@ def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = No
     return report
 
 
-def audit(ledger: Ledger, runner: ProjectionRunner) -> dict[str, Any]:
-    """The accountant's report of one ledger; `ok` is False on any violation."""
+def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live: bool = True,
+          tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """The accountant's report of one ledger; `ok` is False on any violation.
+
+    `runner` holds the projections to compare with the rules (a node's runner); without
+    one, fresh projections are folded from the stored verdicts in the verification's own
+    pass over the log. `live` says `ledger.pending` is a running node's buffer; for a
+    database opened offline it is empty by construction, so the report says that
+    (`pending_events` None, `pending` the why) rather than a misleading 0."""
     forks = {p.author: p.seq for p in ledger.store.fork_proofs()}
-    verified = verify_events(ledger.store.select_events(), forks)
-    balances = runner["balances"]
+    fold = Fold(ledger) if runner is None else None
+    invalid: list[dict[str, Any]] = []
+
+    def each(row: StoredEvent, event: Event | None) -> None:
+        if fold is not None and event is not None:
+            fold.apply(row, event)
+        if not row.valid:
+            invalid.append({"offset": row.offset, "hash": row.hash, "author": row.author, "seq": row.seq,
+                            "type": row.type, "reason": row.reason})
+        if tick is not None:
+            tick(1)
+
+    verified = verify_events(ledger.store.select_events(), forks, each)
+    projections = runner if runner is not None else fold
+    assert projections is not None
+    balances = projections["balances"]
     state = verified.state
     mismatched = []
     for author, acct in state.accounts.items():
@@ -102,7 +141,7 @@ def audit(ledger: Ledger, runner: ProjectionRunner) -> dict[str, Any]:
             mismatched.append(author)
     supply = state.supply()
     decimals = state.decimals
-    nodes = runner["nodes"].nodes
+    nodes = projections["nodes"].nodes
     accounts = []
     for author in sorted(balances.accounts):
         row = balances.accounts[author]
@@ -119,11 +158,14 @@ def audit(ledger: Ledger, runner: ProjectionRunner) -> dict[str, Any]:
         "events": verified.events,
         "effective": verified.effective,
         "invalid_events": verified.invalid,
-        "pending_events": len(ledger.pending),
+        "invalid": invalid,
+        "pending_events": len(ledger.pending) if live else None,
+        "pending": "in this process's pending buffer" if live else PENDING_OFFLINE,
+        "void_events": len(ledger.store.void_hashes()),
         "supply": supply,
         "conserved": state.conserved(),
         "forks": [{"author": p.author, "seq": p.seq, "hashes": [p.hash_a, p.hash_b]} for p in ledger.store.fork_proofs()],
         "accounts": accounts,
-        "state_hash": runner.state_hash(),
+        "state_hash": projections.state_hash(),
         "violations": violations,
     }

@@ -160,6 +160,16 @@ def ingest_events(ledger: Any, events: list[Any]) -> dict[str, Any]:
             "pending": len(ledger.pending)}
 
 
+def waiting_events(ledger: Any) -> list[dict[str, Any]]:
+    """The events a loaded bundle left in the pending buffer, each with the hashes it lacks."""
+    out = []
+    for event in sorted(ledger.pending.events(), key=lambda e: (e.author, e.seq)):
+        needs = ((event.prev,) if event.prev else ()) + tuple(event.deps)
+        out.append({"hash": event.hash, "author": event.author, "seq": event.seq, "type": event.type,
+                    "missing": sorted(h for h in needs if h not in ledger.known)})
+    return out
+
+
 def load_bundle(path: str, ledger: Any, tick: Any = None) -> dict[str, Any]:
     """Check a whole bundle, then ingest it: a bad line refuses the import with nothing stored."""
     return ingest_events(ledger, check_bundle(path, tick))
@@ -211,7 +221,9 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
 
         report = verify_events(counted(), forks)
     report.problems[:0] = line_problems
-    if report.events == 0 and not line_problems:
+    if report.events == 0:
+        if line_problems:  # not one readable line: not a bundle at all, so nothing was verified
+            raise CliError(f"{source}: not an NDJSON audit bundle ({line_problems[0].problem})")
         raise CliError(f"{source}: no events to verify")
     result = report.as_dict()
     result["source"] = source
@@ -221,7 +233,8 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
         click.echo(f"{source}: {report.events} events, {report.effective} effective, {report.invalid} without "
                    f"effect (kept with their reason), {len(forks)} fork proof(s)")
         for p in report.problems:
-            click.echo(f"BAD author {p.author} seq {p.seq} hash {p.hash}: {p.problem}")
+            click.echo(f"BAD {p.problem}" if p in line_problems
+                       else f"BAD author {p.author} seq {p.seq} hash {p.hash}: {p.problem}")
         supply = report.state.supply()
         click.echo(f"supply conserved: {'yes' if report.state.conserved() else 'NO'} "
                    f"(minted {credits(supply['minted'], report.state.decimals)})")
@@ -241,28 +254,45 @@ def audit(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool)
     pending events, each node's earnings and spending; exit status 1 on any violation."""
     from .audit import audit as run_audit
     from .ledger.chain import Ledger
-    from .replay import Fold
 
     if bundle is not None:
+        source = "stdin" if bundle == "-" else bundle
         bundle = spooled(bundle)
         ledger = Ledger.open("sqlite://")
         with progress(_count_lines(bundle), "loading") as tick:
             load_bundle(bundle, ledger, tick)
     else:
+        source = db_url or str(data_dir)
         ledger = open_ledger(data_dir, db_url)
-    with progress(ledger.store.count(), "folding") as tick:
-        fold = Fold(ledger).advance(None, tick)
-    report = run_audit(ledger, fold)
-    report["invalid"] = [{"offset": r.offset, "hash": r.hash, "author": r.author, "seq": r.seq, "type": r.type,
-                          "reason": r.reason} for r in ledger.store.select_events() if not r.valid]
+    if ledger.store.count() == 0 and not len(ledger.pending):
+        raise CliError(f"{source}: no events to audit")
+    with progress(ledger.store.count(), "auditing") as tick:
+        # A bundle's pending buffer is real (its events whose causal past it lacks); a
+        # database opened offline has none by construction (see audit.PENDING_OFFLINE).
+        report = run_audit(ledger, live=bundle is not None, tick=tick)
+    report["source"] = source
+    if bundle is not None:
+        report["pending"] = "the bundle's events that wait for events it does not hold"
+        report["waiting"] = waiting_events(ledger)
+        if report["waiting"]:
+            report["violations"].append({"problem": f"{len(report['waiting'])} event(s) of the bundle wait for "
+                                                    "events it does not hold, so they were not audited"})
+            report["ok"] = False
     if as_json:
         emit_json(report)
         sys.exit(0 if report["ok"] else 1)
     d = report["decimals"]
     s = report["supply"]
     click.echo(f"network {short(report['net'], 16)}: {report['events']} events ({report['effective']} effective, "
-               f"{report['invalid_events']} without effect, {report['pending_events']} pending), "
-               f"{len(report['forks'])} fork(s)")
+               f"{report['invalid_events']} without effect), {len(report['forks'])} fork(s), "
+               f"{report['void_events']} void event(s) kept aside")
+    if report["pending_events"] is None:
+        click.echo(f"pending: {report['pending']}")
+    else:
+        click.echo(f"pending: {report['pending_events']} event(s) of the bundle wait for events it does not hold")
+        for w in report.get("waiting", [])[:20]:
+            click.echo(f"  waiting: {w['type']} by {short(w['author'], 16)} seq {w['seq']} {w['hash']} needs "
+                       + ", ".join(short(h, 16) for h in w["missing"]))
     click.echo(f"minted {credits(s['minted'], d)} = balances {credits(s['balances'], d)} + escrow "
                f"{credits(s['escrow'], d)} + in transit {credits(s['in_transit'], d)} + vouchers "
                f"{credits(s['vouchers'], d)} + burnt {credits(s['burnt'], d)}: "
@@ -283,7 +313,8 @@ def audit(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool)
         if "author" in v:
             click.echo(f"violation: author {v['author']} seq {v['seq']} hash {v['hash']}: {v['problem']}")
         else:
-            click.echo(f"violation: {v['problem']}: {', '.join(v.get('accounts', []))}")
+            accounts = ", ".join(v.get("accounts", []))
+            click.echo(f"violation: {v['problem']}" + (f": {accounts}" if accounts else ""))
     click.echo(f"state hash {report['state_hash']}")
     click.echo("AUDIT OK" if report["ok"] else "AUDIT FAILED")
     sys.exit(0 if report["ok"] else 1)
@@ -339,9 +370,11 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, as_json: bool) -> N
 
     if bundle != "-" and not Path(bundle).is_file():
         raise CliError(f"no bundle file {bundle}")
-    bundle = spooled(bundle)
+    bundle_arg, bundle = bundle, spooled(bundle)
     with progress(_count_lines(bundle), "checking") as tick:
         events = check_bundle(bundle, tick)  # before anything is created or stored
+    if not events:
+        raise CliError(f"{'stdin' if bundle_arg == '-' else bundle_arg}: no events to import")
     if db_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
         from .ledger.store import sqlite_url
@@ -390,7 +423,8 @@ def _show_change(section: str, key: str, change: dict[str, Any], decimals: int) 
             return short(v, 24)
         return str(v)
 
-    key = short(key, 16) if len(key) == 64 else key  # node keys shortened, task ids and chunks in full
+    # node keys shortened (also inside composite keys such as task#owner#chunk); task ids in full
+    key = "#".join(short(part, 16) if len(part) == 64 else part for part in key.split("#"))
     if "added" in change and len(change) == 1:
         row = change["added"]
         fields = ", ".join(f"{k}={value(k, v)}" for k, v in row.items() if v not in (None, 0, "", "{}", False))
@@ -545,7 +579,7 @@ def explain_task(task_id: str, data_dir: Path, db_url: str | None, as_json: bool
 
 
 @click.command()
-@click.argument("hash_")
+@click.argument("hash_", metavar="HASH")
 @data_dir_option
 @db_url_option
 @json_option

@@ -17,6 +17,7 @@ directory is safe to take while the node runs.
 from __future__ import annotations
 
 import copy
+import math
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -49,7 +50,7 @@ def parse_time(text: str) -> int | None:
     if value.startswith("@"):
         value = value[1:]
         try:
-            return int(float(value) * 1000)
+            return _ms(float(value))
         except ValueError:
             return None
     try:
@@ -58,7 +59,7 @@ def parse_time(text: str) -> int | None:
         number = None
     if number is not None:
         if "." in value or number >= EPOCH_SECONDS_FROM:
-            return int(number * 1000)
+            return _ms(number)
         return None
     try:
         moment = datetime.fromisoformat(value)
@@ -67,6 +68,14 @@ def parse_time(text: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1000)
+
+
+def _ms(seconds: float) -> int | None:
+    """Epoch seconds as milliseconds, clamped to the signed 64 bits a database column holds
+    (so `@1e30` means "after everything", not an overflow); None for NaN and infinities."""
+    if not math.isfinite(seconds):
+        return None
+    return max(-(2**63), min(2**63 - 1, int(seconds * 1000)))
 
 
 def resolve_point(ledger: Ledger, spec: int | str | None) -> int:
@@ -121,8 +130,10 @@ class Fold:
     def __getitem__(self, name: str) -> Any:
         return self.by_name[name]
 
-    def apply(self, row: StoredEvent) -> Event:
-        event = Event.from_stored(row.raw, row.sig, row.hash)
+    def apply(self, row: StoredEvent, event: Event | None = None) -> Event:
+        """Fold one stored row (with its stored verdict); `event` if the caller already parsed it."""
+        if event is None:
+            event = Event.from_stored(row.raw, row.sig, row.hash)
         reason = None if row.valid else row.reason
         for p in self.projections:
             p.apply(row.offset, event, reason, self.ctx)
