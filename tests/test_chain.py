@@ -264,6 +264,108 @@ def test_ingest_skipping_a_seq_is_refused(alice, ledgers):
         observer.ingest([forged])
 
 
+# ----------------------------------------------------------------- task rules
+# The owner is bob (not an issuer: an issuer's feedback always counts), funded by alice.
+def _forge(ledger: Ledger, identity: Identity, type_: str, body: dict, deps=()) -> Event:
+    """The next event of `identity`'s chain, signed without the local rule check: what a
+    dishonest author can always publish. Peers must judge it themselves."""
+    seq, head = ledger.head(identity.node_id)
+    return Event.create(identity, net=ledger.net, seq=seq + 1, prev=head, type=type_, body=body, deps=deps)
+
+
+@pytest.fixture
+def bob(alice, ledgers):
+    t = alice.append("credit.minted", {"to": BOB.node_id, "amount": 100, "reason": "owner"})
+    led = joined(ledgers, BOB, alice)
+    led.append("credit.received", {"source": t.hash}, deps=[t.hash])
+    return led
+
+
+def _task(owner: Ledger, task_id: str = "job", escrow: int = 60, max_price: int = 30, chunks: int = 2) -> Event:
+    return owner.append("task.submitted", {"task_id": task_id, "task_type": "map", "escrow": escrow,
+                                           "max_price": max_price, "chunks": chunks, "spec": {}})
+
+
+def test_zero_payment_does_not_make_praise_count(bob, ledgers):
+    """A 0-escrow task pays 0: that must not buy the owner a praise of a colluding worker."""
+    _task(bob, "free", escrow=0, max_price=0, chunks=1)
+    bob.append("task.assigned", {"task_id": "free", "chunk": 0, "worker": CAROL.node_id, "price": 0})
+    bob.append("task.chunk_accepted", {"task_id": "free", "chunk": 0, "worker": CAROL.node_id, "payment": 0})
+    assert ("free", CAROL.node_id) not in bob.state.account(BOB.node_id).paid
+    praise = {"subject": CAROL.node_id, "positive": True, "quality_ppm": 1_000_000, "weight_ppm": 1_000_000,
+              "task_id": "free"}
+    with pytest.raises(RuleViolation, match="paid the subject"):
+        bob.append("reputation.feedback", praise)
+    # the same praise signed anyway is stored without effect on a peer
+    forged = _forge(bob, BOB, "reputation.feedback", praise)
+    peer = joined(ledgers, None, bob)
+    report = peer.ingest([forged])
+    assert "paid the subject" in report.invalid[forged.hash]
+    assert ("free", CAROL.node_id) not in peer.state.account(BOB.node_id).rated
+    # a complaint still counts: it needs an assignment, not a payment
+    bob.append("reputation.feedback", dict(praise, positive=False, quality_ppm=0))
+
+
+def test_nonzero_payment_makes_praise_count(bob):
+    _task(bob)
+    bob.append("task.assigned", {"task_id": "job", "chunk": 0, "worker": CAROL.node_id, "price": 1})
+    bob.append("task.chunk_accepted", {"task_id": "job", "chunk": 0, "worker": CAROL.node_id, "payment": 1})
+    bob.append("reputation.feedback", {"subject": CAROL.node_id, "positive": True, "quality_ppm": 1_000_000,
+                                       "weight_ppm": 1_000_000, "task_id": "job"})
+    assert ("job", CAROL.node_id) in bob.state.account(BOB.node_id).rated
+
+
+def test_accept_and_reject_only_for_the_assigned_worker_of_that_chunk(bob, ledgers):
+    _task(bob)
+    bob.append("task.assigned", {"task_id": "job", "chunk": 0, "worker": CAROL.node_id, "price": 20})
+    before = bob.state.supply()
+    for body in ({"chunk": 0, "worker": DAVE.node_id},  # never assigned anything
+                 {"chunk": 1, "worker": CAROL.node_id}):  # assigned another chunk of the task
+        with pytest.raises(RuleViolation, match="was not assigned"):
+            bob.append("task.chunk_accepted", {"task_id": "job", "payment": 20, **body})
+        with pytest.raises(RuleViolation, match="was not assigned"):
+            bob.append("task.chunk_rejected", {"task_id": "job", "reason": "x", **body})
+    assert bob.state.supply() == before and bob.state.account(BOB.node_id).escrow == {"job": 60}
+    # signed anyway: a peer stores it as invalid, moves no money and counts no payment
+    forged = _forge(bob, BOB, "task.chunk_accepted",
+                    {"task_id": "job", "chunk": 0, "worker": DAVE.node_id, "payment": 20})
+    peer = joined(ledgers, None, bob)
+    report = peer.ingest([forged])
+    assert "was not assigned chunk 0" in report.invalid[forged.hash]
+    assert peer.state.account(BOB.node_id).escrow == {"job": 60}
+    assert peer.state.open_credits_to(DAVE.node_id) == [] and peer.state.conserved()
+    assert ("job", DAVE.node_id) not in peer.state.account(BOB.node_id).paid
+    # the assigned worker of that chunk is paid
+    pay = bob.append("task.chunk_accepted", {"task_id": "job", "chunk": 0, "worker": CAROL.node_id, "payment": 20})
+    assert bob.state.open_credits_to(CAROL.node_id) == [(pay.hash, 20)]
+
+
+def test_assignment_of_another_owner_does_not_authorize_acceptance(alice, bob):
+    """Two owners use the same task id: bob's assignment of his "job" to carol does not
+    let alice pay carol from her own "job"."""
+    _task(bob, escrow=40)
+    bob.append("task.assigned", {"task_id": "job", "chunk": 0, "worker": CAROL.node_id, "price": 20})
+    sync(alice, bob)
+    _task(alice, escrow=40)
+    with pytest.raises(RuleViolation, match="was not assigned"):
+        alice.append("task.chunk_accepted", {"task_id": "job", "chunk": 0, "worker": CAROL.node_id, "payment": 20})
+
+
+def test_result_only_from_the_assigned_worker(bob, ledgers):
+    _task(bob)
+    asg = bob.append("task.assigned", {"task_id": "job", "chunk": 0, "worker": CAROL.node_id, "price": 20})
+    dave = joined(ledgers, DAVE, bob)
+    result = {"task_id": "job", "chunk": 0, "ok": True, "result_hash": "cc" * 32}
+    with pytest.raises(RuleViolation, match="no assignment"):
+        dave.append("task.chunk_result", result, deps=[asg.hash])  # carol's assignment, not his
+    carol = joined(ledgers, CAROL, bob)
+    with pytest.raises(RuleViolation, match="no assignment"):
+        carol.append("task.chunk_result", dict(result, chunk=1), deps=[asg.hash])  # another chunk
+    with pytest.raises(RuleViolation, match="no assignment"):
+        carol.append("task.chunk_result", result)  # the assignment is not named
+    carol.append("task.chunk_result", result, deps=[asg.hash])
+
+
 # ----------------------------------------------------------------- forks
 def _fork_scenario(ledgers):
     """alice (issuer) mints 100, then equivocates at seq 3: T pays bob 60, T' pays carol 60.

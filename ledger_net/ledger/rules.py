@@ -36,8 +36,9 @@ class Account:
     escrow: dict[str, int] = field(default_factory=dict)  # open task_id -> escrowed amount
     max_price: dict[str, int] = field(default_factory=dict)  # task_id -> per-chunk price cap
     tasks: set[str] = field(default_factory=set)  # every task_id this author submitted
-    paid: set[tuple[str, str]] = field(default_factory=set)  # (task_id, worker) this author paid
+    paid: set[tuple[str, str]] = field(default_factory=set)  # (task_id, worker) this author paid > 0
     assigned: set[tuple[str, str]] = field(default_factory=set)  # (task_id, worker) this author assigned
+    assigned_chunks: set[tuple[str, int, str]] = field(default_factory=set)  # (task_id, chunk, worker) assigned
     rated: set[tuple[str, str]] = field(default_factory=set)  # (task_id, subject) feedback given
 
 
@@ -262,6 +263,7 @@ def _check_assign(state: LedgerState, acct: Account, ev: Event) -> str | None:
 def _apply_assign(state: LedgerState, acct: Account, ev: Event) -> None:
     b = ev.body
     acct.assigned.add((b["task_id"], b["worker"]))
+    acct.assigned_chunks.add((b["task_id"], b["chunk"], b["worker"]))
     state.assignments[ev.hash] = Assignment(ev.author, b["task_id"], b["chunk"], b["worker"])
 
 
@@ -274,8 +276,21 @@ def _check_result(state: LedgerState, acct: Account, ev: Event) -> str | None:
     return "no assignment of this chunk to the author among its deps"
 
 
+def _assigned_worker(acct: Account, ev: Event) -> str | None:
+    """An owner settles a chunk only with the worker it assigned that chunk to (in its own
+    chain, so in the event's causal past): no payment, praise or rejection for anyone else."""
+    b = ev.body
+    if (b["task_id"], b["chunk"], b["worker"]) not in acct.assigned_chunks:
+        return f"worker was not assigned chunk {b['chunk']} of task {b['task_id']} by this author"
+    return None
+
+
+def _check_reject(state: LedgerState, acct: Account, ev: Event) -> str | None:
+    return _open_task(acct, ev) or _assigned_worker(acct, ev)
+
+
 def _check_accept(state: LedgerState, acct: Account, ev: Event) -> str | None:
-    reason = _open_task(acct, ev)
+    reason = _open_task(acct, ev) or _assigned_worker(acct, ev)
     if reason:
         return reason
     b = ev.body
@@ -289,8 +304,10 @@ def _check_accept(state: LedgerState, acct: Account, ev: Event) -> str | None:
 def _apply_accept(state: LedgerState, acct: Account, ev: Event) -> None:
     b = ev.body
     acct.escrow[b["task_id"]] -= b["payment"]
-    acct.paid.add((b["task_id"], b["worker"]))
-    if b["payment"]:
+    if b["payment"] > 0:
+        # Only real money makes praise count: a 0 payment (e.g. from a 0-escrow task)
+        # would otherwise let an owner praise a colluding worker for free.
+        acct.paid.add((b["task_id"], b["worker"]))
         _credit(state, ev, b["worker"], b["payment"])
 
 
@@ -315,7 +332,7 @@ def _check_feedback(state: LedgerState, acct: Account, ev: Event) -> str | None:
     if task_id is None:
         return "feedback counts only when tied to a task"
     if b["positive"] and (task_id, b["subject"]) not in acct.paid:
-        return "praise counts only for a task whose author paid the subject"
+        return "praise counts only for a task whose author paid the subject (a non-zero payment)"
     if not b["positive"] and (task_id, b["subject"]) not in acct.assigned:
         return "a complaint counts only for a task whose author assigned work to the subject"
     if (task_id, b["subject"]) in acct.rated:
@@ -343,7 +360,7 @@ _RULES: dict[str, _Rule] = {
     "task.assigned": (_check_assign, _apply_assign),
     "task.chunk_result": (_check_result, None),
     "task.chunk_accepted": (_check_accept, _apply_accept),
-    "task.chunk_rejected": (lambda s, a, e: _open_task(a, e), None),
+    "task.chunk_rejected": (_check_reject, None),
     "task.completed": (_check_close, _apply_close),
     "task.failed": (_check_close, _apply_close),
     "task.cancelled": (_check_close, _apply_close),
