@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from ledger_net.ledger.store import ForkProof, Store
@@ -192,3 +192,134 @@ def test_concurrent_writers_keep_offsets_contiguous_and_readers_see_each_once(db
     finally:
         for s in (setup, reader_store, *writers):
             s.close()
+
+
+# ----------------------------------------------------------------- migrations
+def _migrate(url: str, action: str, revision: str) -> None:
+    """Run `alembic upgrade|downgrade <revision>` on `url` as the node does (on a connection)."""
+    from alembic import command
+
+    from ledger_net.ledger.store import _alembic_config
+
+    s = Store.open(url, upgrade=False)
+    try:
+        config = _alembic_config()
+        with s.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            getattr(command, action)(config, revision)
+    finally:
+        s.close()
+
+
+def _revision(store: Store) -> str:
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+
+
+def test_migrated_schema_matches_the_table_definitions(store):
+    """What the migrations build is what the code's tables describe (columns, indexes, keys)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from ledger_net.ledger.tables import metadata
+    from ledger_net.projections import tables as projection_tables
+
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    insp = inspect(store.engine)
+    for table in (projection_tables.tasks, projection_tables.chunks, projection_tables.task_assignments):
+        want = [c.name for c in table.primary_key.columns]
+        assert insp.get_pk_constraint(table.name)["constrained_columns"] == want, table.name
+    assert [c.name for c in projection_tables.chunks.primary_key.columns] == ["task_id", "owner", "chunk"]
+
+
+def test_store_at_0001_upgrades_to_tasks_keyed_by_owner(db_url):
+    """A store left at 0001 (tasks keyed by id alone) upgrades on open: the task tables are
+    keyed by owner, their old rows and the tasks checkpoint are gone (so the projection is
+    refolded from the log), the other checkpoints and the log stay; and it downgrades back."""
+    _migrate(db_url, "upgrade", "0001")
+    old = Store.open(db_url, upgrade=False)
+    try:
+        assert _revision(old) == "0001"
+        assert inspect(old.engine).get_pk_constraint("tasks")["constrained_columns"] == ["task_id"]
+        old.insert_events([row(A, 1)])
+        with old.engine.begin() as conn:
+            conn.execute(text("INSERT INTO tasks (task_id, owner, task_type, status, priority, escrow, max_price, "
+                              "paid, refund, chunks_total, chunks_done, chunks_failed, submitted_hash, spec, "
+                              "submitted_ts) VALUES ('same', :o, 'map', 'pending', 1, 0, 0, 0, 0, 1, 0, 0, :h, "
+                              "'{}', 1)"), {"o": A, "h": _h("sub")})
+            conn.execute(text("INSERT INTO chunks (task_id, chunk, status, attempts, payment) "
+                              "VALUES ('same', 0, 'open', 0, 0)"))
+            for name in ("tasks", "balances"):
+                conn.execute(text('INSERT INTO projection_checkpoints (name, "offset", state_hash) '
+                                  "VALUES (:n, 1, :h)"), {"n": name, "h": _h(name)})
+    finally:
+        old.close()
+    new = Store.open(db_url)
+    try:
+        assert _revision(new) == "0002"
+        insp = inspect(new.engine)
+        assert insp.get_pk_constraint("tasks")["constrained_columns"] == ["task_id", "owner"]
+        assert insp.get_pk_constraint("chunks")["constrained_columns"] == ["task_id", "owner", "chunk"]
+        assert "task_assignments" in insp.get_table_names()
+        with new.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM tasks")).scalar_one() == 0
+            assert conn.execute(text("SELECT COUNT(*) FROM chunks")).scalar_one() == 0
+            names = {n for (n,) in conn.execute(text("SELECT name FROM projection_checkpoints"))}
+        assert names == {"balances"}
+        assert new.count() == 1
+        # two owners, one task id: both rows fit now
+        with new.engine.begin() as conn:
+            for owner in (A, B):
+                conn.execute(text("INSERT INTO tasks (task_id, owner, task_type, status, priority, escrow, "
+                                  "max_price, paid, refund, chunks_total, chunks_done, chunks_failed, "
+                                  "submitted_hash, spec, submitted_ts) VALUES ('same', :o, 'map', 'pending', 1, 0, "
+                                  "0, 0, 0, 1, 0, 0, :h, '{}', 1)"), {"o": owner, "h": _h("sub", owner)})
+    finally:
+        new.close()
+    _migrate(db_url, "downgrade", "0001")
+    back = Store.open(db_url, upgrade=False)
+    try:
+        assert _revision(back) == "0001"
+        insp = inspect(back.engine)
+        assert insp.get_pk_constraint("tasks")["constrained_columns"] == ["task_id"]
+        assert "task_assignments" not in insp.get_table_names() and back.count() == 1
+    finally:
+        back.close()
+
+
+def test_upgrade_refolds_the_tasks_projection_from_the_log(db_url):
+    """Projections at head, then the database taken back to 0001 and reopened: the upgrade
+    drops the task rows and checkpoint, and the runner folds them again to the same state."""
+    from ledger_net.ledger.chain import Ledger
+    from ledger_net.ledger.events import Event
+    from ledger_net.ledger.identity import Identity
+    from ledger_net.projections import ProjectionRunner
+
+    owners = [Identity.from_seed(bytes([70 + i]) * 32) for i in range(2)]
+    led = Ledger.open(db_url, owners[0])
+    runner = ProjectionRunner(led)
+    led.create_network("mig", issuers=[o.node_id for o in owners])
+    other = Ledger.open("sqlite://", owners[1])
+    spec = {"task_id": "same", "task_type": "map", "escrow": 0, "max_price": 0, "chunks": 2, "spec": {}}
+    other.ingest([Event.from_wire(r.raw, r.sig) for r in led.stored()])
+    mine = led.append("task.submitted", spec)
+    led.append("task.assigned", {"task_id": "same", "chunk": 1, "worker": owners[1].node_id, "price": 0},
+               [mine.hash])
+    led.ingest([other.append("task.submitted", dict(spec, chunks=3))])
+    runner.flush()
+    before = runner.state_hash()
+    assert set(runner["tasks"].owners_of("same")) == {o.node_id for o in owners}
+    led.close()
+    other.close()
+    _migrate(db_url, "downgrade", "0001")
+    again = Ledger.open(db_url)
+    try:
+        runner = ProjectionRunner(again)
+        assert runner.state_hash() == before
+        assert runner["tasks"].chunks_of("same", owners[0].node_id)[1]["status"] == "assigned"
+        with again.store.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM tasks")).scalar_one() == 2
+            assert conn.execute(text("SELECT COUNT(*) FROM task_assignments")).scalar_one() == 1
+    finally:
+        again.close()

@@ -77,11 +77,13 @@ reputation_history = Table(
 )
 Index("ix_reputation_history_subject", reputation_history.c.subject, reputation_history.c.offset)
 
+# Task ids are unique only within an owner's chain, so a task is keyed by (task_id, owner):
+# every owner's submission under a shared id keeps its own row and chunks (migration 0002).
 tasks = Table(
     "tasks",
     metadata,
     Column("task_id", String(128), primary_key=True),
-    Column("owner", String(64), nullable=False),
+    Column("owner", String(64), primary_key=True),
     Column("task_type", String(64), nullable=False),
     Column("status", String(32), nullable=False),
     Column("priority", Integer, nullable=False),
@@ -107,6 +109,7 @@ chunks = Table(
     "chunks",
     metadata,
     Column("task_id", String(128), primary_key=True),
+    Column("owner", String(64), primary_key=True),
     Column("chunk", Integer, primary_key=True, autoincrement=False),
     Column("status", String(32), nullable=False),
     Column("worker", String(64), nullable=True),
@@ -116,6 +119,18 @@ chunks = Table(
     Column("payment", BigInteger, nullable=False),
     Column("error", Text, nullable=True),
     Column("usage", Text, nullable=True),  # canonical JSON
+)
+
+# Effective assignments (event hash -> task, owner, chunk, worker): a chunk result names its
+# assignment in deps, and this is how the projection knows which owner's task it reports on.
+task_assignments = Table(
+    "task_assignments",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("task_id", String(128), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("chunk", Integer, nullable=False),
+    Column("worker", String(64), nullable=False),
 )
 
 nodes = Table(

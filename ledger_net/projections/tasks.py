@@ -1,8 +1,21 @@
 """Tasks and their chunks: status, progress, payments and results, from lifecycle events.
 
-Task ids are chosen by owners (`task-<uuid4>` by default) and must be unique in
-the owner's chain; a task's events count only when authored by its owner (or, for
-chunk results, by the worker the owner assigned — the rules check that).
+Task ids are chosen by owners (`task-<uuid4>` by default) and are unique only within
+the owner's chain: two owners may pick the same id. So every effective submission is
+a *candidate* keyed by (task_id, owner), with its own chunks, and every later event
+belongs to the candidate it references:
+
+* the owner's own events (`task.assigned`, `task.chunk_accepted`, `task.chunk_rejected`,
+  `task.completed/failed/cancelled`): the candidate (task_id, author) — the rules only
+  let an owner act on its own open task;
+* `task.chunk_result`: the candidate of the owner whose assignment (to the result's
+  author, of that chunk) the result names in `deps` — the rules require one;
+* `task.quote`: the candidate whose submission the quote names in `deps`.
+
+Readers that know only a task id (`tasks[task_id]`, `chunks[(task_id, chunk)]`) see the
+*winning* candidate: the one with the smallest `task.submitted` hash. That is a function
+of the set of events, not of their arrival order, so every peer shows the same task.
+`task_of(task_id, owner)` reaches any candidate.
 """
 
 from __future__ import annotations
@@ -15,13 +28,17 @@ from sqlalchemy import Connection, select
 from ..ledger import encoding
 from ..ledger.events import Event
 from .base import Context, Projection
-from .tables import chunks, tasks
+from .tables import chunks, task_assignments, tasks
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _TASK_COLS = ("owner", "task_type", "status", "priority", "escrow", "max_price", "paid", "refund", "chunks_total",
               "chunks_done", "chunks_failed", "submitted_hash", "spec", "result", "result_hash", "reason",
               "submitted_ts", "finished_ts")
 _CHUNK_COLS = ("status", "worker", "price", "attempts", "result_hash", "payment", "error", "usage")
+_ASSIGNMENT_COLS = ("task_id", "owner", "chunk", "worker")
+
+TaskKey = tuple[str, str]  # (task_id, owner)
+ChunkKey = tuple[str, str, int]  # (task_id, owner, chunk)
 
 
 def _json(value: Any) -> str:
@@ -30,69 +47,93 @@ def _json(value: Any) -> str:
 
 class TasksProjection(Projection):
     name = "tasks"
-    tables = (tasks, chunks)
+    tables = (tasks, chunks, task_assignments)
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
+        # Every candidate: task_id -> owner -> row, and its chunks by (task_id, owner, chunk).
+        self.candidates: dict[str, dict[str, dict[str, Any]]] = {}
+        self.owner_chunks: dict[ChunkKey, dict[str, Any]] = {}
+        # Effective assignments: event hash -> (task_id, owner, chunk, worker).
+        self.assignments: dict[str, tuple[str, str, int, str]] = {}
+        # The winners' views (the same row objects): what readers by task id see.
         self.tasks: dict[str, dict[str, Any]] = {}
         self.chunks: dict[tuple[str, int], dict[str, Any]] = {}
-        self._dirty_tasks: set[str] = set()
-        self._dirty_chunks: set[tuple[str, int]] = set()
+        self._submissions: dict[str, TaskKey] = {}  # task.submitted hash -> candidate
+        self._dirty_tasks: set[TaskKey] = set()
+        self._dirty_chunks: set[ChunkKey] = set()
+        self._new_assignments: list[dict[str, Any]] = []
 
-    def _task(self, event: Event) -> dict[str, Any] | None:
-        task = self.tasks.get(event.body["task_id"])
-        if task is None or task["owner"] != event.author:
-            return None
-        self._dirty_tasks.add(event.body["task_id"])
+    # ------------------------------------------------------------ candidates
+    def _crown(self, task_id: str) -> None:
+        """Point the by-id views at the candidate with the smallest submission hash."""
+        cands = self.candidates[task_id]
+        owner = min(cands, key=lambda o: cands[o]["submitted_hash"])
+        row = cands[owner]
+        old = self.tasks.get(task_id)
+        if old is row:
+            return
+        if old is not None:
+            for i in range(old["chunks_total"]):
+                self.chunks.pop((task_id, i), None)
+        self.tasks[task_id] = row
+        for i in range(row["chunks_total"]):
+            chunk = self.owner_chunks.get((task_id, owner, i))
+            if chunk is not None:
+                self.chunks[(task_id, i)] = chunk
+
+    def _task(self, task_id: str, owner: str) -> dict[str, Any] | None:
+        task = self.candidates.get(task_id, {}).get(owner)
+        if task is not None:
+            self._dirty_tasks.add((task_id, owner))
         return task
 
-    def _chunk(self, task_id: str, index: int) -> dict[str, Any] | None:
-        chunk = self.chunks.get((task_id, index))
+    def _chunk(self, task_id: str, owner: str, index: int) -> dict[str, Any] | None:
+        chunk = self.owner_chunks.get((task_id, owner, index))
         if chunk is not None:
-            self._dirty_chunks.add((task_id, index))
+            self._dirty_chunks.add((task_id, owner, index))
         return chunk
 
+    # ---------------------------------------------------------------- folding
     def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
         if reason is not None or not event.type.startswith("task."):
             return
         b, t = event.body, event.type
+        task_id = b["task_id"]
         if t == "task.submitted":
-            if b["task_id"] in self.tasks:
-                return
-            self.tasks[b["task_id"]] = {
-                "owner": event.author, "task_type": b["task_type"], "status": "pending",
-                "priority": b.get("priority", 1), "escrow": b["escrow"], "max_price": b["max_price"], "paid": 0,
-                "refund": 0, "chunks_total": b["chunks"], "chunks_done": 0, "chunks_failed": 0,
-                "submitted_hash": event.hash, "spec": _json(b["spec"]), "result": None, "result_hash": None,
-                "reason": None, "submitted_ts": event.ts, "finished_ts": None}
-            self._dirty_tasks.add(b["task_id"])
-            for i in range(b["chunks"]):
-                self.chunks[(b["task_id"], i)] = {"status": "open", "worker": None, "price": None, "attempts": 0,
-                                                   "result_hash": None, "payment": 0, "error": None, "usage": None}
-                self._dirty_chunks.add((b["task_id"], i))
+            self._submit(event)
             return
         if t == "task.quote":
-            task = self.tasks.get(b["task_id"])
-            if task is not None and task["status"] == "pending":
-                task["status"] = "quoted"
-                self._dirty_tasks.add(b["task_id"])
+            # A quote is an offer on one owner's task: the submission it names in deps.
+            for dep in event.deps:
+                key = self._submissions.get(dep)
+                if key is not None and key[0] == task_id:
+                    task = self._task(*key)
+                    if task is not None and task["status"] == "pending":
+                        task["status"] = "quoted"
             return
         if t == "task.chunk_result":
-            chunk = self._chunk(b["task_id"], b["chunk"])
-            # Results of one worker follow its own chain order, so the last one wins alike everywhere.
-            if chunk is not None and chunk["worker"] == event.author and chunk["status"] != "accepted":
-                chunk["status"] = "reported" if b["ok"] else "errored"
-                chunk["result_hash"] = b.get("result_hash")
-                chunk["error"] = b.get("error")
-                chunk["usage"] = _json(b["usage"]) if "usage" in b else None
+            owners = sorted({a[1] for a in map(self.assignments.get, event.deps)
+                             if a is not None and a[0] == task_id and a[2] == b["chunk"] and a[3] == event.author})
+            for owner in owners:
+                chunk = self._chunk(task_id, owner, b["chunk"])
+                # Results of one worker follow its own chain order, so the last one wins alike everywhere.
+                if chunk is not None and chunk["worker"] == event.author and chunk["status"] != "accepted":
+                    chunk["status"] = "reported" if b["ok"] else "errored"
+                    chunk["result_hash"] = b.get("result_hash")
+                    chunk["error"] = b.get("error")
+                    chunk["usage"] = _json(b["usage"]) if "usage" in b else None
             return
-        task = self._task(event)
+        task = self._task(task_id, event.author)
         if task is None:
             return
         if t == "task.assigned":
-            chunk = self._chunk(b["task_id"], b["chunk"])
+            self.assignments[event.hash] = (task_id, event.author, b["chunk"], b["worker"])
+            self._new_assignments.append({"hash": event.hash, "task_id": task_id, "owner": event.author,
+                                          "chunk": b["chunk"], "worker": b["worker"]})
+            chunk = self._chunk(task_id, event.author, b["chunk"])
             if chunk is not None:
                 # A re-assignment to the worker that already reported must not undo its report:
                 # whether that report arrives before or after it depends on the peer.
@@ -104,7 +145,7 @@ class TasksProjection(Projection):
             if task["status"] not in TERMINAL:
                 task["status"] = "running"
         elif t == "task.chunk_accepted":
-            chunk = self._chunk(b["task_id"], b["chunk"])
+            chunk = self._chunk(task_id, event.author, b["chunk"])
             if chunk is not None and chunk["status"] != "accepted":
                 chunk.update(status="accepted", payment=chunk["payment"] + b["payment"])
                 if b.get("result_hash"):
@@ -112,7 +153,7 @@ class TasksProjection(Projection):
                 task["chunks_done"] += 1
             task["paid"] += b["payment"]
         elif t == "task.chunk_rejected":
-            chunk = self._chunk(b["task_id"], b["chunk"])
+            chunk = self._chunk(task_id, event.author, b["chunk"])
             if chunk is not None:
                 chunk.update(status="rejected", error=b["reason"])
             task["chunks_failed"] += 1
@@ -126,37 +167,100 @@ class TasksProjection(Projection):
             else:
                 task["reason"] = b["reason"]
 
+    def _submit(self, event: Event) -> None:
+        b, owner = event.body, event.author
+        task_id = b["task_id"]
+        cands = self.candidates.setdefault(task_id, {})
+        if owner in cands:  # the rules refuse a second submission of an id by one owner
+            return
+        cands[owner] = {
+            "owner": owner, "task_type": b["task_type"], "status": "pending",
+            "priority": b.get("priority", 1), "escrow": b["escrow"], "max_price": b["max_price"], "paid": 0,
+            "refund": 0, "chunks_total": b["chunks"], "chunks_done": 0, "chunks_failed": 0,
+            "submitted_hash": event.hash, "spec": _json(b["spec"]), "result": None, "result_hash": None,
+            "reason": None, "submitted_ts": event.ts, "finished_ts": None}
+        self._submissions[event.hash] = (task_id, owner)
+        self._dirty_tasks.add((task_id, owner))
+        for i in range(b["chunks"]):
+            self.owner_chunks[(task_id, owner, i)] = {
+                "status": "open", "worker": None, "price": None, "attempts": 0, "result_hash": None, "payment": 0,
+                "error": None, "usage": None}
+            self._dirty_chunks.add((task_id, owner, i))
+        self._crown(task_id)
+
+    # ---------------------------------------------------------------- storing
     def rows(self) -> dict[Any, list[dict[str, Any]]]:
-        return {tasks: [dict(task_id=k, **v) for k, v in self.tasks.items()],
-                chunks: [dict(task_id=k[0], chunk=k[1], **v) for k, v in self.chunks.items()]}
+        return {tasks: [dict(task_id=tid, **row) for tid, cands in self.candidates.items() for row in cands.values()],
+                chunks: [dict(task_id=k[0], owner=k[1], chunk=k[2], **v) for k, v in self.owner_chunks.items()],
+                task_assignments: [dict(hash=h, **dict(zip(_ASSIGNMENT_COLS, a)))
+                                   for h, a in self.assignments.items()]}
 
     def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
         tkeys, ckeys = sorted(self._dirty_tasks), sorted(self._dirty_chunks)
-        out = {tasks: (tkeys, [dict(task_id=k, **self.tasks[k]) for k in tkeys]),
-               chunks: (ckeys, [dict(task_id=k[0], chunk=k[1], **self.chunks[k]) for k in ckeys])}
-        self._dirty_tasks, self._dirty_chunks = set(), set()
+        new = self._new_assignments
+        out = {tasks: (tkeys, [dict(task_id=k[0], **self.candidates[k[0]][k[1]]) for k in tkeys]),
+               chunks: (ckeys, [dict(task_id=k[0], owner=k[1], chunk=k[2], **self.owner_chunks[k]) for k in ckeys]),
+               task_assignments: ([a["hash"] for a in new], new)}
+        self._dirty_tasks, self._dirty_chunks, self._new_assignments = set(), set(), []
         return out
 
     def load(self, conn: Connection) -> None:
         self.reset()
         for row in conn.execute(select(tasks)).mappings():
-            self.tasks[row["task_id"]] = {c: row[c] for c in _TASK_COLS}
+            self.candidates.setdefault(row["task_id"], {})[row["owner"]] = {c: row[c] for c in _TASK_COLS}
+            self._submissions[row["submitted_hash"]] = (row["task_id"], row["owner"])
         for row in conn.execute(select(chunks)).mappings():
-            self.chunks[(row["task_id"], row["chunk"])] = {c: row[c] for c in _CHUNK_COLS}
+            self.owner_chunks[(row["task_id"], row["owner"], row["chunk"])] = {c: row[c] for c in _CHUNK_COLS}
+        for row in conn.execute(select(task_assignments)).mappings():
+            self.assignments[row["hash"]] = tuple(row[c] for c in _ASSIGNMENT_COLS)  # type: ignore[assignment]
+        for task_id in self.candidates:
+            self._crown(task_id)
 
     def digest_items(self) -> Iterable[Any]:
-        for key in sorted(self.tasks):
-            yield [key, [self.tasks[key][c] for c in _TASK_COLS]]
-        for key in sorted(self.chunks):
-            yield [list(key), [self.chunks[key][c] for c in _CHUNK_COLS]]
+        for task_id in sorted(self.candidates):
+            cands = self.candidates[task_id]
+            for owner in sorted(cands):
+                yield [[task_id, owner], [cands[owner][c] for c in _TASK_COLS]]
+        for key in sorted(self.owner_chunks):
+            yield [list(key), [self.owner_chunks[key][c] for c in _CHUNK_COLS]]
+        for h in sorted(self.assignments):
+            yield [h, list(self.assignments[h])]
 
     # --------------------------------------------------------------- queries
-    def progress(self, task_id: str) -> float:
-        task = self.tasks[task_id]
+    def task_of(self, task_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The row of `owner`'s task `task_id` (the winning candidate when `owner` is None).
+
+        An owner (or a worker answering an assignment) should name the owner: the id alone
+        may belong to someone else's task."""
+        if owner is None:
+            return self.tasks.get(task_id)
+        return self.candidates.get(task_id, {}).get(owner)
+
+    def owners_of(self, task_id: str) -> list[str]:
+        """Every owner that submitted a task under `task_id`, winner first."""
+        cands = self.candidates.get(task_id, {})
+        return sorted(cands, key=lambda o: cands[o]["submitted_hash"])
+
+    def chunks_of(self, task_id: str, owner: str | None = None) -> dict[int, dict[str, Any]]:
+        """Chunk index -> chunk row of one candidate (the winner when `owner` is None)."""
+        task = self.task_of(task_id, owner)
+        if task is None:
+            return {}
+        owner = task["owner"]
+        return {i: self.owner_chunks[(task_id, owner, i)] for i in range(task["chunks_total"])
+                if (task_id, owner, i) in self.owner_chunks}
+
+    def progress(self, task_id: str, owner: str | None = None) -> float:
+        task = self.task_of(task_id, owner)
+        if task is None:
+            raise KeyError(task_id)
         if task["status"] == "completed":
             return 1.0
         return task["chunks_done"] / task["chunks_total"] if task["chunks_total"] else 0.0
 
-    def result(self, task_id: str) -> Any:
-        raw = self.tasks[task_id]["result"]
+    def result(self, task_id: str, owner: str | None = None) -> Any:
+        task = self.task_of(task_id, owner)
+        if task is None:
+            raise KeyError(task_id)
+        raw = task["result"]
         return orjson.loads(raw) if raw is not None else None
