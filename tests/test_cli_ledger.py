@@ -321,6 +321,14 @@ def test_replay_step_shows_what_each_event_changed(books: dict[str, Any]) -> Non
     assert balances == {k: v["balance"] for k, v in end["balances"].items()}
     human = invoke("replay", "--data-dir", books["dir"], "--step", "--limit", 3)
     assert human.exit_code == 0 and human.stdout.startswith("#1 network.genesis")
+    human = invoke("replay", "--data-dir", books["dir"], "--step", "--from", transfer["hash"], "--limit", 1)
+    head, *changes = human.stdout.splitlines()
+    assert head.startswith(f"#{transfer['offset']} credit.transfer by {books['a'][:12]}")
+    sender_line = next(line for line in changes if line.split()[:2] == ["balances", books["a"][:16] + "…"])
+    before, after = step["changes"]["balances"][books["a"]]["balance"]
+    assert f"balance {before / 1e6:.6f} → {after / 1e6:.6f}" in sender_line and after == before - 5_000_000
+    until = invoke("replay", "--data-dir", books["dir"], "--step", "--from", 2, "--until", 4)
+    assert [line.split()[0] for line in until.stdout.splitlines() if line.startswith("#")] == ["#2", "#3", "#4"]
     assert_one_line_error(invoke("replay", "--data-dir", books["dir"], "--from", 3), "--from goes with --step")
 
 
@@ -389,6 +397,12 @@ def test_diff_between_points(books: dict[str, Any]) -> None:
     assert "removed" in back["changes"]["balances"][books["b"]]
     same = invoke("diff", 5, 5, "--data-dir", books["dir"])
     assert same.exit_code == 0 and "no difference" in same.stdout
+    human = invoke("diff", 2, last_hash, "--data-dir", books["dir"])
+    head, *rows = human.stdout.splitlines()
+    assert head.startswith(f"from offset 2 (state {report['a']['state_hash'][:12]}")
+    assert f"{report['events_between']} events between" in head
+    assert len(rows) == sum(len(changes) for changes in report["changes"].values())
+    assert any(row.split()[:2] == ["balances", books["b"][:16] + "…"] and "new:" in row for row in rows)
 
 
 # ------------------------------------------------------------------ wrong arguments
@@ -401,3 +415,58 @@ def test_wrong_arguments_are_one_line(books: dict[str, Any], tmp_path: Path) -> 
     assert_one_line_error(invoke("replay", "--data-dir", books["dir"], "--limit", 0), "--limit")
     assert_one_line_error(invoke("audit", "--db-url", "nosuchdriver://x"), "nosuchdriver")
     assert invoke("--help").exit_code == 0
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["inspect", "0" * 64], "no event"),
+    (["inspect", "abc"], "at least 6 hex"),
+    (["inspect", "not-hex!"], "not an event hash"),
+    (["inspect"], "Missing argument 'HASH'"),
+    (["replay", "--until", "-3"], "not an offset"),
+    (["replay", "--until", "1e400"], "not an offset"),
+    (["replay", "--until", "@inf"], "not an offset"),
+    (["replay", "--until", "2025-13-01"], "not an offset"),
+    (["replay", "--step", "--from", 10**6], "outside this ledger"),
+    (["replay", "--step", "--until", "ff" * 32], "no event"),
+    (["diff", 1, "nowhere"], "not an offset"),
+    (["diff", 1, 10**6], "outside this ledger"),
+    (["diff", 1], "Missing argument 'B'"),
+    (["explain", "balance", "nobody-at-all"], "no account"),
+    (["explain", "task", "task-nope"], "no task"),
+    (["export", "--until", "@nan"], "not an offset"),
+])
+def test_bad_points_and_names_are_one_line(books: dict[str, Any], args: list[Any], fragment: str) -> None:
+    assert_one_line_error(invoke(*args, "--data-dir", books["dir"]), fragment)
+
+
+@pytest.mark.parametrize("command", [["verify"], ["audit"], ["replay"], ["replay", "--step"], ["inspect", "abcdef"],
+                                     ["diff", 1, 2], ["explain", "balance", "x"], ["explain", "task", "t"],
+                                     ["export"]])
+def test_missing_or_unreadable_data_dir_is_one_line(command: list[Any], tmp_path: Path) -> None:
+    assert_one_line_error(invoke(*command, "--data-dir", tmp_path / "nothing"), "no ledger at")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ledger.db").write_bytes(b"this is not a database" * 100)
+    assert_one_line_error(invoke(*command, "--data-dir", broken), "cannot open the database")
+
+
+def test_garbage_ndjson_is_refused_in_one_line(books: dict[str, Any], tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.ndjson"
+    garbage.write_bytes(b'not json\n{"a": 1}\n\xff\xfe\x00binary\n')
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"\n")
+    assert_one_line_error(invoke("verify", "--bundle", garbage), "not an NDJSON audit bundle", "line 1 is not JSON")
+    assert_one_line_error(invoke("verify", "--bundle", empty), "no events to verify")
+    assert_one_line_error(invoke("audit", "--bundle", garbage), "line 1 is not JSON")
+    assert_one_line_error(invoke("audit", "--bundle", empty), "no events to audit")
+    target = tmp_path / "target"
+    assert_one_line_error(invoke("import", garbage, "--data-dir", target), "line 1 is not JSON")
+    assert_one_line_error(invoke("import", empty, "--data-dir", target), "no events to import")
+    assert_one_line_error(invoke("import", "-", "--data-dir", target, input=b"[1, 2]\n"), "not a bundle line")
+    assert not target.exists()  # nothing was created for a refused import
+    # good lines with one bad line among them: verified, and the bad line named by number
+    mixed = tmp_path / "mixed.ndjson"
+    lines = bundle_of(books).read_bytes().splitlines()
+    mixed.write_bytes(b"\n".join(lines[:3] + [b"garbage"] + lines[3:]) + b"\n")
+    result = invoke("verify", "--bundle", mixed)
+    assert result.exit_code == 1 and "BAD line 4 is not JSON" in result.stdout and "VERIFY FAILED" in result.stdout
