@@ -8,6 +8,12 @@ moves it — toward 1 for a success (by rate·reward·quality·(1−s)), toward 
 failure (by rate·penalty·(1−quality)·s), with rate = 10 % × weight. A node proven
 to have forked is pinned to 0. All arithmetic is integer, so every peer agrees.
 
+Only *effective* feedback is folded: whether a praise or complaint counts is decided
+once, by the rules (`ledger/rules.py`) — praise only for a subject the author paid a
+non-zero amount in that task, a complaint only for one it assigned work in it — so
+reputation moves only through real, paid work (or an issuer's word), never by a
+second, looser rule here.
+
 Level names (by score): untrusted < 0.2 ≤ low < 0.4 ≤ neutral < 0.6 ≤ trusted
 < 0.8 ≤ high < 0.95 ≤ elite.
 """
