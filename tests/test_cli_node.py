@@ -226,3 +226,22 @@ def test_node_runs_in_foreground_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 def run_url(url: str, *args: Any) -> Any:
     return json_of(invoke(*args, "--url", url, "--json"))
+
+
+# ------------------------------------------------------------------ the HTTP routes the commands use, documented
+
+def test_http_api_doc_lists_every_route_the_node_serves(node: NodeThread) -> None:
+    """docs/http-api.md names every route of the running node's router, and no route it
+    does not serve (the work commands above and integrators read it)."""
+    import re
+
+    assert node.network is not None and node.network.server is not None and node.network.server.app is not None
+    served = {(r.method, r.resource.canonical) for r in node.network.server.app.router.routes()
+              if r.method != "HEAD" and r.resource is not None}
+    assert ("POST", "/api/v1/tasks") in served and ("GET", "/metrics") in served
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "http-api.md").read_text(encoding="utf-8")
+    missing = sorted(r for r in served if not re.search(re.escape(f"`{r[0]} {r[1]}") + r"[`?]", doc))
+    assert not missing, f"docs/http-api.md does not document {missing}"
+    documented = set(re.findall(r"`(GET|POST|DELETE|PUT|PATCH) (/[^`?\s]*)", doc))
+    assert not documented - served, f"docs/http-api.md documents routes the node does not serve: " \
+                                    f"{sorted(documented - served)}"
