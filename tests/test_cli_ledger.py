@@ -6,6 +6,7 @@ the commands read A's data directory (or copies of it, for tampering)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from datetime import datetime, timezone
@@ -470,3 +471,23 @@ def test_garbage_ndjson_is_refused_in_one_line(books: dict[str, Any], tmp_path: 
     mixed.write_bytes(b"\n".join(lines[:3] + [b"garbage"] + lines[3:]) + b"\n")
     result = invoke("verify", "--bundle", mixed)
     assert result.exit_code == 1 and "BAD line 4 is not JSON" in result.stdout and "VERIFY FAILED" in result.stdout
+
+
+def test_console_errors_are_one_line_in_a_real_process(tmp_path: Path) -> None:
+    """The same contract outside click's test runner: a real interpreter, real stderr."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    garbage = tmp_path / "garbage.ndjson"
+    garbage.write_bytes(b"\x00\x01 not a bundle\n")
+    for args, fragment in ((["inspect", "abcdef", "--data-dir", str(tmp_path / "none")], "no ledger at"),
+                           (["verify", "--bundle", str(garbage)], "not an NDJSON audit bundle"),
+                           (["import", str(garbage), "--data-dir", str(tmp_path / "t")], "line 1 is not JSON")):
+        done = subprocess.run([sys.executable, "-m", "ledger_net.cli", *args], cwd=root, capture_output=True,
+                              text=True, timeout=60, env={k: v for k, v in os.environ.items()
+                                                          if k != "LEDGER_NET_DEBUG"})
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], (args, done.stderr)
+        assert done.stdout == ""
