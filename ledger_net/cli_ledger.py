@@ -485,6 +485,8 @@ def replay(data_dir: Path, db_url: str | None, until: str | None, step: bool, fr
         return
     after = max(rp.resolve_point(ledger, from_) - 1, 0) if from_ is not None else 0
     end = rp.resolve_point(ledger, until)
+    if end <= after and end < ledger.store.last_offset():
+        raise CliError(f"--until ({end}) is before --from ({after + 1}): no event to step through")
     decimals = ledger.state.decimals
     out = []
     for item in rp.steps(ledger, after=after, limit=limit):

@@ -429,6 +429,7 @@ def test_wrong_arguments_are_one_line(books: dict[str, Any], tmp_path: Path) -> 
     (["replay", "--until", "2025-13-01"], "not an offset"),
     (["replay", "--step", "--from", 10**6], "outside this ledger"),
     (["replay", "--step", "--until", "ff" * 32], "no event"),
+    (["replay", "--step", "--from", 5, "--until", 2], "before --from"),
     (["diff", 1, "nowhere"], "not an offset"),
     (["diff", 1, 10**6], "outside this ledger"),
     (["diff", 1], "Missing argument 'B'"),
