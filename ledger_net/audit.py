@@ -25,8 +25,9 @@ from .ledger.store import StoredEvent
 from .projections.runner import ProjectionRunner
 from .replay import Fold
 
-PENDING_OFFLINE = ("none on disk: a node keeps events that wait for their causal past in memory only, "
-                   "and fetches them again from its peers after a restart")
+PENDING_OFFLINE = ("none on disk: a node keeps events that wait for their causal past in memory only "
+                   "(a running node shows its count at GET /api/v1/info and in /metrics) and fetches them "
+                   "again from its peers after a restart")
 RowHook = Callable[[StoredEvent, "Event | None"], None]
 
 
