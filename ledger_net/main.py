@@ -28,7 +28,6 @@ from .errors import LedgerNetError, NetworkError, NodeError, TaskError
 from .execution.blobs import BlobStore
 from .execution.engine import TaskEngine
 from .execution.executor import ChunkExecutor
-from .execution.framing import decode_frame
 from .ledger.chain import Ledger
 from .network.routing import Router
 from .network.server import NodeServer, open_local
@@ -110,6 +109,7 @@ class ComputeNetwork:
         except BaseException:
             await self._close_books(hard=False)
             raise
+        ledger.store.blob_dir = self.data_dir / "blobs"
         self.blobs = BlobStore(ledger.store, fetcher=self._fetch_blob)
         capabilities = Capabilities.detect()
         self.node = Node(node_id=ledger.node_id, host=self.host, port=self.server.port,
@@ -117,7 +117,7 @@ class ComputeNetwork:
         self.node.bind(ledger, runner, peers=_PeerDirectory(self.server))
         await self.node.start()
         self.credits = Credits(initial_balance=0.0, ledger=ledger, runner=runner)
-        self.executor = ChunkExecutor(workers=self.workers)
+        self.executor = ChunkExecutor(workers=self.workers, work_dir=self.data_dir / "work")
         await self.executor.start()
         self.engine = TaskEngine(ledger, runner, self.executor, self.blobs, pricing=self.pricing, router=self.router,
                                  node=self.node, quote_window=self.quote_window,
@@ -234,8 +234,7 @@ class ComputeNetwork:
         if row["result"] is not None:
             return unpack(json.loads(row["result"]))
         assert self.blobs is not None
-        header, blobs = decode_frame(await self.blobs.get(row["result_hash"]))
-        return unpack(header["result"], blobs)
+        return await self.blobs.fetch_value(row["result_hash"])
 
     # ------------------------------------------------------------ nodes
     async def get_nodes_list(self) -> List[Dict[str, Any]]:

@@ -256,7 +256,35 @@ def test_to_dict_packs_into_signable_content(task):
     task.config["numpy"] = np.arange(3)
     wire, blobs = pack(task.to_dict())
     assert _plain_json(wire)
-    assert Task.from_dict(unpack(wire, blobs)).config["numpy"] == [0, 1, 2]
+    back = Task.from_dict(unpack(wire, blobs)).config["numpy"]
+    if task.task_type == TaskType.MATRIX_OPS:  # matrix operands stay arrays end to end
+        assert isinstance(back, np.ndarray) and back.dtype == np.int64 and back.tolist() == [0, 1, 2]
+    else:
+        assert back == [0, 1, 2]
+
+
+def test_numpy_matrix_operands_stay_arrays_and_chunks_name_one_blob():
+    from ledger_net.compute import Packer, plan_chunks, run_chunk, unpack
+
+    rng = np.random.default_rng(7)
+    a, b = rng.random((40, 30)), rng.random((30, 20))
+    task = Task.create_matrix_ops("owner", a, b, "multiply", {}, {"chunk_size": 15})
+    assert task.config["matrix_a"] is a and task.validate() == []
+    packer = Packer()
+    wire_config, config_blobs = packer.pack(task.config)
+    assert len(config_blobs) == 2  # A and B, each once
+    payloads = plan_chunks("matrix_ops", task.config, 15)
+    wires = [packer.pack(p) for p in payloads]
+    assert all(set(blobs) <= set(config_blobs) for _, blobs in wires)  # row blocks name A's blob
+    assert wires[1][0]["a"] == {"$array": [wire_config["matrix_a"]["$array"], 15, 30]}
+    results = [run_chunk("matrix_ops", unpack(w, config_blobs)) for w, _ in wires]
+    answer = task.aggregate_results(results)
+    assert isinstance(answer, np.ndarray) and np.array_equal(answer, a @ b)
+    with pytest.raises(TaskError, match="NaN or infinity"):
+        bad = a.copy()
+        bad[3, 4] = np.nan
+        Task.create_matrix_ops("owner", bad, b, "multiply", {}, {}).create_chunks()
+    assert "matrix_a must be a matrix" in Task.create_matrix_ops("o", np.arange(4.0), b, "multiply", {}, {}).validate()[0]
 
 
 def test_code_task_takes_a_real_code_bundle_and_packs_its_bytes():

@@ -4,19 +4,21 @@ No I/O besides reading a named model file, no ledger, no network: the execution
 consumer calls these and puts the (wire-packed) payloads and results into events.
 """
 
-from .blobs import blob_hash, decode_array, encode_array
+from .blobs import ArrayBlob, blob_hash, decode_array, encode_array
 from .plan import MAX_CHUNKS, TASK_TYPES, payload_work_units, plan_chunks, validate_config
 from .runner import aggregate, run_chunk
-from .wire import blob_refs, pack, unpack
+from .wire import Packer, blob_refs, pack, unpack
 
 __all__ = [
     "MAX_CHUNKS",
     "TASK_TYPES",
     "aggregate",
+    "ArrayBlob",
     "blob_hash",
     "blob_refs",
     "decode_array",
     "encode_array",
+    "Packer",
     "pack",
     "payload_work_units",
     "plan_chunks",

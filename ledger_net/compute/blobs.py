@@ -32,51 +32,110 @@ def _canonical_dtype(dtype: np.dtype) -> np.dtype:
     return dtype.newbyteorder("<")
 
 
+class ArrayBlob:
+    """An array's canonical blob kept as (header, array) rather than one bytes object.
+
+    Why: a 2048x2048 operand is 32 MiB; hashing it and writing it to disk straight from
+    the array's own memory costs no copy, and ``bytes(blob)`` builds the joined form
+    only where a consumer really needs one buffer.
+    """
+
+    __slots__ = ("array", "prefix", "_hash")
+
+    def __init__(self, array: Any) -> None:
+        arr = np.asarray(array)
+        dtype = _canonical_dtype(arr.dtype)
+        arr = np.asarray(arr, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        header = json.dumps({"dtype": dtype.str, "shape": list(arr.shape)},
+                            sort_keys=True, separators=(",", ":")).encode()
+        self.array = arr
+        self.prefix = MAGIC + struct.pack(">I", len(header)) + header
+        self._hash: str | None = None
+
+    def parts(self) -> list[Any]:
+        """The blob's bytes as buffers, in order (no copy of the array's data)."""
+        body = memoryview(self.array.reshape(-1)).cast("B") if self.array.size else b""
+        return [self.prefix, body]
+
+    def __len__(self) -> int:
+        return len(self.prefix) + self.array.nbytes
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts())
+
+    def digest(self) -> str:
+        """The blob's name (SHA-256 hex), computed once."""
+        if self._hash is None:
+            h = hashlib.sha256()
+            for part in self.parts():
+                h.update(part)
+            self._hash = h.hexdigest()
+        return self._hash
+
+
 def encode_array(array: Any) -> bytes:
     """Canonical bytes of a numeric array (anything ``np.asarray`` accepts)."""
-    arr = np.asarray(array)
-    dtype = _canonical_dtype(arr.dtype)
-    arr = np.asarray(arr, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
-    header = json.dumps({"dtype": dtype.str, "shape": list(arr.shape)},
-                        sort_keys=True, separators=(",", ":")).encode()
-    return MAGIC + struct.pack(">I", len(header)) + header + arr.tobytes(order="C")
+    return bytes(ArrayBlob(array))
 
 
-def decode_array(data: bytes) -> np.ndarray:
-    """Inverse of :func:`encode_array`; refuses truncated or foreign bytes."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TaskError(f"blob must be bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if data[:4] != MAGIC or len(data) < 8:
+def decode_array(data: Any, copy: bool = True) -> np.ndarray:
+    """Inverse of :func:`encode_array`; refuses truncated or foreign bytes.
+
+    ``copy=False`` returns a read-only view of ``data`` (e.g. of a memory-mapped blob file).
+    """
+    if isinstance(data, ArrayBlob):
+        return data.array.copy() if copy else data.array
+    try:
+        view = memoryview(data).cast("B")
+    except TypeError:
+        raise TaskError(f"blob must be bytes, got {type(data).__name__}") from None
+    if len(view) < 8 or bytes(view[:4]) != MAGIC:
         raise TaskError("not an array blob (bad magic)")
-    (hlen,) = struct.unpack(">I", data[4:8])
-    if hlen > MAX_HEADER or len(data) < 8 + hlen:
+    (hlen,) = struct.unpack(">I", view[4:8])
+    if hlen > MAX_HEADER or len(view) < 8 + hlen:
         raise TaskError("array blob header is truncated or too long")
     try:
-        header = json.loads(data[8:8 + hlen])
+        header = json.loads(bytes(view[8:8 + hlen]))
         dtype = np.dtype(header["dtype"])
         shape = tuple(int(d) for d in header["shape"])
     except (ValueError, KeyError, TypeError) as exc:
         raise TaskError(f"array blob header is malformed: {exc}") from None
     if dtype.kind not in _ALLOWED_KINDS or any(d < 0 for d in shape):
         raise TaskError(f"array blob header names dtype {dtype} shape {shape}, which is not allowed")
-    body = data[8 + hlen:]
+    body = view[8 + hlen:]
     expected = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
     if len(body) != expected:
         raise TaskError(f"array blob holds {len(body)} data bytes, header promises {expected}")
-    return np.frombuffer(body, dtype=dtype).reshape(shape).copy()
+    array = np.frombuffer(body, dtype=dtype).reshape(shape)
+    if copy:
+        return array.copy()
+    array.flags.writeable = False
+    return array
 
 
-def blob_hash(data: bytes) -> str:
+def blob_hash(data: Any) -> str:
     """The blob's name: lower-case hex SHA-256 of its bytes."""
-    return hashlib.sha256(bytes(data)).hexdigest()
+    if isinstance(data, ArrayBlob):
+        return data.digest()
+    if hasattr(data, "parts"):
+        h = hashlib.sha256()
+        for part in data.parts():
+            h.update(part)
+        return h.hexdigest()
+    return hashlib.sha256(data if isinstance(data, (bytes, memoryview)) else bytes(data)).hexdigest()
 
 
-def fetch_blob(ref: str, blobs: Mapping[str, bytes] | None) -> bytes:
-    """Bytes of blob ``ref`` from ``blobs``, checked against the hash that names them."""
+def fetch_blob(ref: str, blobs: Mapping[str, Any] | None, verify: bool = True) -> Any:
+    """Blob ``ref`` from ``blobs``, checked against the hash that names it.
+
+    ``verify=False`` only where the mapping is already trusted (a sandboxed worker reading
+    the blobs its node verified when storing them); the buffer is then returned as is.
+    """
     if blobs is None or ref not in blobs:
         raise TaskError(f"blob {ref[:16]}… is not available to this worker")
     data = blobs[ref]
+    if not verify:
+        return data
     if blob_hash(data) != ref:
         raise TaskError(f"blob {ref[:16]}… does not match its hash (corrupt or forged)")
-    return bytes(data)
+    return data if isinstance(data, ArrayBlob) else bytes(data)

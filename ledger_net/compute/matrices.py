@@ -6,6 +6,10 @@
 ``determinant`` and ``solve`` are one chunk each. Integer matrices are computed
 with Python ints (no int64 overflow); small systems (n <= EXACT_MAX_N) are
 eliminated exactly over the rationals, so ``det([[1,2],[3,4]]) == -2`` exactly.
+
+Operands given as numpy arrays stay arrays end to end (checked, split into row
+views, computed and joined without a Python list in between) and results come
+back as arrays; operands given as lists give lists.
 """
 
 from __future__ import annotations
@@ -43,8 +47,23 @@ def matrix_name(operation: Any) -> str:
     return name
 
 
+def _check_array(m: np.ndarray, name: str, ndim: int) -> None:
+    if m.ndim != ndim:
+        raise TaskError(f"{name} must be a {'matrix (2-d)' if ndim == 2 else 'vector (1-d)'} array, "
+                        f"got {m.ndim}-d")
+    if m.dtype.kind not in "biuf":
+        raise TaskError(f"{name} must hold numbers, got dtype {m.dtype}")
+    if m.size == 0:
+        raise TaskError(f"{name} is empty")
+    if m.dtype.kind == "f" and not np.isfinite(m).all():
+        raise TaskError(f"{name} holds NaN or infinity: only finite numbers can be computed on")
+
+
 def matrix_shape(m: Any, name: str) -> Tuple[int, int]:
     """(rows, cols) of a non-empty rectangular numeric matrix, else TaskError."""
+    if isinstance(m, np.ndarray):
+        _check_array(m, name, 2)
+        return int(m.shape[0]), int(m.shape[1])
     if not isinstance(m, (list, tuple)) or not m:
         raise TaskError(f"{name} must be a non-empty list of rows")
     if not all(isinstance(r, (list, tuple)) for r in m):
@@ -62,6 +81,9 @@ def matrix_shape(m: Any, name: str) -> Tuple[int, int]:
 
 def _vector_or_matrix(b: Any, name: str) -> Tuple[int, Optional[int]]:
     """Shape of a right-hand side: (n, None) for a vector, (n, k) for a matrix."""
+    if isinstance(b, np.ndarray) and b.ndim == 1:
+        _check_array(b, name, 1)
+        return int(b.shape[0]), None
     if isinstance(b, (list, tuple)) and b and not isinstance(b[0], (list, tuple)):
         for i, x in enumerate(b):
             check_number(x, f"{name}[{i}]")
@@ -92,15 +114,30 @@ def validate_matrices(operation: Any, a: Any, b: Any) -> List[str]:
 
 
 def _all_int(m: Any) -> bool:
+    if isinstance(m, np.ndarray):
+        return m.dtype.kind in "biu"
     return all(isinstance(x, int) for row in m for x in (row if isinstance(row, (list, tuple)) else [row]))
 
 
 def _array(m: Any, exact: bool) -> np.ndarray:
-    return np.array([[int(x) for x in row] for row in m], dtype=object) if exact else np.asarray(m, dtype=np.float64)
+    if exact:
+        if isinstance(m, np.ndarray):
+            return m.astype(np.int64).astype(object)  # Python ints: no overflow in the products
+        return np.array([[int(x) for x in row] for row in m], dtype=object)
+    return np.asarray(m, dtype=np.float64)
 
 
-def _rows(arr: np.ndarray) -> Matrix:
-    return arr.tolist()
+def _as_given(out: np.ndarray, arrays_in: bool) -> Any:
+    """The result in the operands' form: an array for arrays (int64 when exact ints fit), else lists."""
+    if not arrays_in:
+        return out.tolist()
+    if out.dtype == object:
+        values = out.tolist()
+        flat = [x for row in values for x in row]
+        if all(-(2**63) <= x < 2**63 for x in flat):
+            return np.array(values, dtype=np.int64)
+        return values
+    return out
 
 
 def split_matrix_op(operation: str, a: Matrix, b: Any, rows_per_chunk: int) -> List[Dict[str, Any]]:
@@ -129,7 +166,11 @@ def run_matrix_chunk(payload: Dict[str, Any]) -> Dict[str, Any]:
         A, B = _array(a, exact), _array(b, exact)
         out = {"multiply": lambda: A @ B, "add": lambda: A + B, "subtract": lambda: A - B,
                "elementwise_multiply": lambda: A * B}[op]()
-        return {"rows": _rows(out)}
+        return {"rows": _as_given(out, isinstance(a, np.ndarray) and isinstance(b, np.ndarray))}
+    if isinstance(a, np.ndarray):
+        if op == "transpose":
+            return {"cols": np.ascontiguousarray(a.T)}
+        a = a.tolist()  # trace and norm are exact over Python numbers
     if op == "transpose":
         return {"cols": [list(col) for col in zip(*a)]}
     if op == "trace":
@@ -144,7 +185,13 @@ def run_matrix_chunk(payload: Dict[str, Any]) -> Dict[str, Any]:
     errors = validate_matrices(op, a, b)
     if errors:
         raise TaskError(errors[0])
-    return {"value": _global_op(op, a, b)}
+    arrays_in = isinstance(a, np.ndarray)
+    if arrays_in and len(a) <= EXACT_MAX_N:
+        a, b = a.tolist(), (b.tolist() if isinstance(b, np.ndarray) else b)
+    value = _global_op(op, a, b)
+    if arrays_in and isinstance(value, list):
+        value = np.asarray(value, dtype=np.float64)
+    return {"value": value}
 
 
 def aggregate_matrix(operation: str, partials: Sequence[Dict[str, Any]]) -> Any:
@@ -156,12 +203,16 @@ def aggregate_matrix(operation: str, partials: Sequence[Dict[str, Any]]) -> Any:
         return partials[0]["value"]
     if op == "transpose":
         cols = [p["cols"] for p in partials]
+        if all(isinstance(c, np.ndarray) for c in cols):
+            return np.hstack(cols)
         return [sum((c[j] for c in cols), []) for j in range(len(cols[0]))]
     if op == "trace":
         return finish_partial("sum", merge_partials("sum", [p["partial"] for p in partials]))
     if op == "norm":
         merged = merge_partials("sum_of_squares", [p["partial"] for p in partials])
         return exact_sqrt(decode_exact(merged["parts"][0]["q"])) if merged["parts"] else 0.0
+    if all(isinstance(p["rows"], np.ndarray) for p in partials):
+        return np.concatenate([p["rows"] for p in partials])
     return [row for p in partials for row in p["rows"]]
 
 
@@ -207,11 +258,14 @@ def _global_op(op: str, a: Matrix, b: Any) -> Any:
         floats = [[to_float(v) for v in row] for row in x]
         return [row[0] for row in floats] if vector_rhs else floats
     A = np.asarray(a, dtype=np.float64)
+    keep = isinstance(a, np.ndarray)
     try:
         if op == "determinant":
             return float(np.linalg.det(A))
         if op == "inverse":
-            return np.linalg.inv(A).tolist()
-        return np.linalg.solve(A, np.asarray(b, dtype=np.float64)).tolist()
+            inv = np.linalg.inv(A)
+            return inv if keep else inv.tolist()
+        x = np.linalg.solve(A, np.asarray(b, dtype=np.float64))
+        return x if keep else x.tolist()
     except np.linalg.LinAlgError as exc:
         raise TaskError(f"{op}: matrix_a is singular ({exc})") from None

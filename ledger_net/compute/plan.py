@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, List, Mapping
 
+import numpy as np
+
 from ..errors import TaskError
 from .matrices import SINGLE_CHUNK, matrix_name, split_matrix_op, validate_matrices
 from .operations import map_name
@@ -139,7 +141,7 @@ def plan_chunks(task_type: str, config: Mapping[str, Any], chunk_size: int | Non
         return [{"data": data[r.start:r.stop], "offset": r.start, **ops} for r in _slices(len(data), size)]
     if task_type == "matrix_ops":
         op = matrix_name(c["operation"])
-        a = [list(row) for row in c["matrix_a"]]
+        a = c["matrix_a"] if isinstance(c["matrix_a"], np.ndarray) else [list(row) for row in c["matrix_a"]]
         size = effective_chunk_size(task_type, len(a), chunk_size)
         return split_matrix_op(op, a, c.get("matrix_b"), size)
     if task_type == "ml_inference":

@@ -18,18 +18,19 @@ from .ranges import range_partial
 from .reductions import finish_partial, merge_partials, partial_reduce
 from .wire import unpack
 
-Blobs = Optional[Mapping[str, bytes]]
+Blobs = Optional[Mapping[str, Any]]
 ChunkResults = Union[Sequence[Any], Mapping[int, Any]]
 
 
-def run_chunk(task_type: str, payload: Mapping[str, Any], blobs: Blobs = None) -> Any:
+def run_chunk(task_type: str, payload: Mapping[str, Any], blobs: Blobs = None, verify: bool = True) -> Any:
     """Execute one chunk for real and return its (JSON-like) result.
 
     ``payload`` may be in wire form (see :mod:`wire`); blob references are resolved
-    from ``blobs`` (hash -> bytes) and checked against their hashes. Results of
-    reductions are partial states, to be merged by :func:`aggregate`.
+    from ``blobs`` (hash -> bytes) and checked against their hashes (``verify=False``
+    where the node already checked them). Results of reductions are partial states,
+    to be merged by :func:`aggregate`.
     """
-    p = unpack(dict(payload), blobs)
+    p = unpack(dict(payload), blobs, verify)
     if task_type == "range_reduce":
         return range_partial(p.get("operation"), p.get("start"), p.get("end"))
     if task_type == "map":

@@ -7,20 +7,26 @@ data is full of both. ``pack`` rewrites a JSON-like value so it fits:
 * an int outside signed 64 bits becomes ``{"$int": hex}``; bytes become ``{"$bytes": base64}``;
 * a rectangular list of only floats or only ints with at least ``min_blob_items``
   numbers becomes ``{"$blob": sha256}``, its bytes (:mod:`blobs`) returned aside;
+* a numeric numpy array becomes ``{"$array": sha256}`` (a blob, when it has at least
+  ``min_blob_items`` entries), ``{"$array": [sha256, first_row, end_row]}`` when it is a
+  run of rows of an array already packed by the same :class:`Packer` (chunks of one
+  matrix name the task's operand instead of copying it), or
+  ``{"$array": {"dtype", "shape", "data"}}`` inline when small;
 * a user dict with a key starting with ``$`` is wrapped as ``{"$dict": {...}}``.
 
-``unpack(pack(x)) == x`` with types preserved (ints stay ints, floats floats).
+``unpack(pack(x)) == x`` with types preserved (ints stay ints, floats floats, arrays
+arrays: an array unpacks as a read-only view of its blob, no copy).
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
 from ..errors import TaskError
-from .blobs import blob_hash, decode_array, encode_array, fetch_blob
+from .blobs import ArrayBlob, blob_hash, decode_array, encode_array, fetch_blob
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_MIN_BLOB_ITEMS = 64
@@ -52,11 +58,60 @@ def _as_blob(value: list, min_items: int) -> np.ndarray | None:
     return arr
 
 
-def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> Tuple[Any, Dict[str, bytes]]:
-    """Return ``(wire_value, blobs)``; see the module docstring for the rules."""
-    blobs: Dict[str, bytes] = {}
+class Packer:
+    """Packs values for one task, remembering the arrays it made blobs of.
 
-    def go(v: Any, where: str) -> Any:
+    A later array that is a run of rows of one of them (``a[i:j]`` of a C-ordered
+    array) is named by reference, so a matrix split into row blocks costs one blob.
+    """
+
+    def __init__(self, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> None:
+        self.min_blob_items = min_blob_items
+        self.blobs: Dict[str, Any] = {}
+        self._arrays: List[Tuple[np.ndarray, str]] = []
+
+    def pack(self, value: Any) -> Tuple[Any, Dict[str, Any]]:
+        """``(wire_value, blobs named by it)``; see the module docstring."""
+        before = set(self.blobs)
+        wire = self._go(value, "$")
+        named = set(blob_refs(wire))
+        return wire, {h: b for h, b in self.blobs.items() if h in named or h not in before}
+
+    def _array(self, arr: np.ndarray, where: str) -> Any:
+        if arr.dtype.kind not in "biuf" or arr.ndim == 0:
+            return self._go(arr.tolist(), where)
+        ref = self._rows_of_known(arr)
+        if ref is not None:
+            return {"$array": ref}
+        if self.min_blob_items <= 0 or arr.size < self.min_blob_items:
+            return {"$array": {"dtype": arr.dtype.newbyteorder("<").str, "shape": list(arr.shape),
+                               "data": self._go(arr.reshape(-1).tolist(), where)}}
+        blob = ArrayBlob(arr)
+        name = blob.digest()
+        self.blobs.setdefault(name, blob)
+        if blob.array.flags.c_contiguous and blob.array.ndim >= 1:
+            self._arrays.append((blob.array, name))
+        return {"$array": name}
+
+    def _rows_of_known(self, arr: np.ndarray) -> list | None:
+        if arr.ndim < 1 or not arr.flags.c_contiguous:
+            return None
+        start = arr.__array_interface__["data"][0]
+        for known, name in self._arrays:
+            if known.dtype != arr.dtype or known.shape[1:] != arr.shape[1:] or known.shape[0] == 0:
+                continue
+            row_bytes = known.strides[0]
+            offset = start - known.__array_interface__["data"][0]
+            if row_bytes <= 0 or offset < 0 or offset % row_bytes:
+                continue
+            first = offset // row_bytes
+            if first + arr.shape[0] <= known.shape[0]:
+                if first == 0 and arr.shape[0] == known.shape[0]:
+                    return name  # type: ignore[return-value]
+                return [name, int(first), int(first + arr.shape[0])]
+        return None
+
+    def _go(self, v: Any, where: str) -> Any:
         if v is None or type(v) is bool:
             return v
         if isinstance(v, str):
@@ -64,8 +119,8 @@ def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> Tuple[Any,
         if isinstance(v, (bytes, bytearray, memoryview)):
             return {"$bytes": base64.b64encode(bytes(v)).decode("ascii")}
         if isinstance(v, np.ndarray):
-            v = v.tolist()
-        elif isinstance(v, np.generic):
+            return self._array(v, where)
+        if isinstance(v, np.generic):
             v = v.item()
         if isinstance(v, bool):
             return bool(v)
@@ -75,29 +130,54 @@ def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> Tuple[Any,
         if isinstance(v, float):
             return {"$float": repr(v)}
         if isinstance(v, (list, tuple)):
-            arr = _as_blob(list(v), min_blob_items) if min_blob_items > 0 else None
+            arr = _as_blob(list(v), self.min_blob_items) if self.min_blob_items > 0 else None
             if arr is not None:
                 data = encode_array(arr)
                 ref = blob_hash(data)
-                blobs[ref] = data
+                self.blobs[ref] = data
                 return {"$blob": ref}
-            return [go(x, f"{where}[{i}]") for i, x in enumerate(v)]
+            return [self._go(x, f"{where}[{i}]") for i, x in enumerate(v)]
         if isinstance(v, dict):
             out = {}
             for k, x in v.items():
                 if not isinstance(k, str):
                     raise TaskError(f"key {k!r} at {where} is not a string")
-                out[k] = go(x, f"{where}.{k}")
+                out[k] = self._go(x, f"{where}.{k}")
             return {"$dict": out} if any(k.startswith("$") for k in out) else out
         raise TaskError(f"{type(v).__name__} at {where} cannot travel in a payload")
 
-    return go(value, "$"), blobs
+
+def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> Tuple[Any, Dict[str, Any]]:
+    """Return ``(wire_value, blobs)``; see the module docstring for the rules."""
+    return Packer(min_blob_items).pack(value)
 
 
-def unpack(value: Any, blobs: Mapping[str, bytes] | None = None) -> Any:
-    """Inverse of :func:`pack`; blob references are fetched from ``blobs`` and hash-checked."""
+def _unpack_array(inner: Any, blobs: Mapping[str, Any] | None, verify: bool) -> np.ndarray:
+    if isinstance(inner, str):
+        return decode_array(fetch_blob(inner, blobs, verify), copy=False)
+    if (isinstance(inner, list) and len(inner) == 3 and isinstance(inner[0], str)
+            and all(type(x) is int for x in inner[1:])):
+        whole = decode_array(fetch_blob(inner[0], blobs, verify), copy=False)
+        first, end = inner[1], inner[2]
+        if whole.ndim < 1 or not 0 <= first <= end <= whole.shape[0]:
+            raise TaskError(f"rows {first}..{end} are outside blob {inner[0][:16]}… of shape {whole.shape}")
+        return whole[first:end]
+    if isinstance(inner, dict) and set(inner) == {"dtype", "shape", "data"}:
+        try:
+            dtype = np.dtype(inner["dtype"])
+            if dtype.kind not in "biuf":
+                raise TypeError(f"dtype {dtype} is not numeric")
+            return np.asarray(unpack(inner["data"]), dtype=dtype).reshape(tuple(inner["shape"]))
+        except (TypeError, ValueError) as exc:
+            raise TaskError(f"malformed inline array: {exc}") from None
+    raise TaskError(f"malformed $array reference {str(inner)[:60]!r}")
+
+
+def unpack(value: Any, blobs: Mapping[str, Any] | None = None, verify: bool = True) -> Any:
+    """Inverse of :func:`pack`; blob references are fetched from ``blobs`` and hash-checked
+    (``verify=False`` only for a mapping already checked, see :func:`fetch_blob`)."""
     if isinstance(value, list):
-        return [unpack(v, blobs) for v in value]
+        return [unpack(v, blobs, verify) for v in value]
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
@@ -109,10 +189,12 @@ def unpack(value: Any, blobs: Mapping[str, bytes] | None = None) -> Any:
         if tag == "$bytes":
             return base64.b64decode(inner, validate=True)
         if tag == "$blob":
-            return decode_array(fetch_blob(inner, blobs)).tolist()
+            return decode_array(fetch_blob(inner, blobs, verify), copy=False).tolist()
+        if tag == "$array":
+            return _unpack_array(inner, blobs, verify)
         if tag == "$dict":
-            return {k: unpack(v, blobs) for k, v in inner.items()}
-    return {k: unpack(v, blobs) for k, v in value.items()}
+            return {k: unpack(v, blobs, verify) for k, v in inner.items()}
+    return {k: unpack(v, blobs, verify) for k, v in value.items()}
 
 
 def blob_refs(value: Any) -> list[str]:
@@ -126,6 +208,12 @@ def blob_refs(value: Any) -> list[str]:
         elif isinstance(v, dict):
             if len(v) == 1 and "$blob" in v and isinstance(v["$blob"], str):
                 seen.setdefault(v["$blob"])
+            elif len(v) == 1 and "$array" in v:
+                inner = v["$array"]
+                if isinstance(inner, str):
+                    seen.setdefault(inner)
+                elif isinstance(inner, list) and inner and isinstance(inner[0], str):
+                    seen.setdefault(inner[0])
             elif len(v) == 1 and isinstance(v.get("$dict"), dict):
                 stack.extend(reversed(list(v["$dict"].values())))
             else:

@@ -15,6 +15,8 @@ import uuid
 from enum import Enum, IntEnum, StrEnum
 from typing import Any, Dict, List, Mapping, Optional
 
+import numpy as np
+
 from ..compute import aggregate, payload_work_units, plan_chunks, run_chunk, validate_config
 from ..errors import TaskError
 
@@ -87,19 +89,33 @@ def coerce_priority(value: Any) -> TaskPriority:
                     + ", ".join(f"{p.name}={p.value}" for p in TaskPriority))
 
 
-def _plain(value: Any) -> Any:
-    """Lists instead of numpy arrays/tuples, plain values instead of enum members: JSON-like configs."""
+def _plain(value: Any, keep_arrays: bool = False) -> Any:
+    """Lists instead of tuples, plain values instead of enum members and numpy scalars: JSON-like
+    configs. Numeric numpy arrays stay arrays where ``keep_arrays`` (matrix operands: turning
+    a 2048x2048 matrix into Python lists would cost far more than multiplying it)."""
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, np.ndarray):
+        return value if keep_arrays and value.dtype.kind in "biuf" else value.tolist()
     if hasattr(value, "tolist"):
         return value.tolist()
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, list):
+    if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, keep_arrays) for k, v in value.items()}
     return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of JSON-like values that may hold numpy arrays."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype \
+            and np.array_equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b if isinstance(a, (int, float)) else a == b
 
 
 @dataclasses.dataclass
@@ -140,7 +156,7 @@ class Task:
         self.owner_id = owner_id
         self.task_type: TaskType = coerce_task_type(task_type)
         self.requirements: Dict[str, Any] = _plain(dict(requirements or {}))
-        self.config: Dict[str, Any] = _plain(dict(config or {}))
+        self.config: Dict[str, Any] = _plain(dict(config or {}), keep_arrays=self.task_type == TaskType.MATRIX_OPS)
         raw = priority if priority is not None else self.config.get("priority", TaskPriority.NORMAL)
         try:
             self.priority: TaskPriority | Any = coerce_priority(raw)
@@ -154,7 +170,7 @@ class Task:
     @staticmethod
     def _create(owner_id: str, task_type: TaskType, params: Dict[str, Any],
                 requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
-        return Task(None, owner_id, task_type, requirements, {**(config or {}), **_plain(params)})
+        return Task(None, owner_id, task_type, requirements, {**(config or {}), **params})
 
     @staticmethod
     def create_range_reduce(owner_id: str, start: int, end: int, operation: str,
@@ -242,7 +258,7 @@ class Task:
         return task
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Task) and self.to_dict() == other.to_dict()
+        return isinstance(other, Task) and _same(self.to_dict(), other.to_dict())
 
     def __hash__(self) -> int:
         return hash(self.task_id)

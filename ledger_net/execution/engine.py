@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..compute import aggregate, pack, plan_chunks, unpack, validate_config
+from ..compute import Packer, aggregate, blob_refs, pack, plan_chunks, unpack, validate_config
 from ..compute.plan import payload_work_units
 from ..core.money import to_units
 from ..core.node import unmet_requirements
@@ -69,6 +69,7 @@ class TaskEngine:
         self._to_quote: list[Event] = []
         self._to_receive: list[str] = []
         self._replayed_runs: list[Event] = []  # my unreported chunks found by the replay, to rerun
+        self._background: set[asyncio.Future[None]] = set()  # result fetches
         self._queue: asyncio.Queue[list[Applied]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -97,9 +98,10 @@ class TaskEngine:
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 self._task.cancel()
             self._task = None
-        for job in list(self._running.values()):
+        for job in [*self._running.values(), *self._background]:
             job.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        await asyncio.gather(*self._running.values(), *self._background, return_exceptions=True)
+        self._background.clear()
         self._running.clear()
         self.ledger.unsubscribe(self._on_applied)
 
@@ -186,10 +188,11 @@ class TaskEngine:
         if budget > self.ledger.state.spendable(self.me):
             raise CreditError(f"insufficient credits to escrow the task's max_price {budget_value}: balance is "
                               f"{self.ledger.state.spendable(self.me) / 10 ** self.ledger.state.decimals}")
-        wire_config, config_blobs = pack(config)
-        self.blobs.put_many(config_blobs)
+        packer = Packer()  # one per task: chunks name row runs of the config's arrays, not copies
+        wire_config, config_blobs = packer.pack(config)
+        self.blobs.put_many(config_blobs, trusted=True)
         wire_requirements, _ = pack(requirements, min_blob_items=10**9)
-        chunks = [self._chunk_work(index, payload) for index, payload in enumerate(payloads)]
+        chunks = [self._chunk_work(index, payload, packer) for index, payload in enumerate(payloads)]
         timeout = float(requirements.get("timeout_seconds") or 30.0)
         owned = OwnedTask(task.task_id, task_type, wire_config, requirements, int(task.priority or 2), replicas,
                           quorum, per_chunk, timeout, chunks)
@@ -217,17 +220,13 @@ class TaskEngine:
             owned.state = "closed"
         return task.task_id
 
-    def _chunk_work(self, index: int, payload: Any) -> ChunkWork:
-        """A chunk's payload in wire form: inline when small, else one blob (a frame that
-        also carries every blob it names, the task's model file included)."""
-        wire, blobs = pack(payload)
-        model = payload.get("model") if isinstance(payload, dict) else None
-        if isinstance(model, dict) and isinstance(model.get("model_blob"), str):
-            data = self.blobs.local(model["model_blob"])
-            if data is not None:
-                blobs[model["model_blob"]] = data
-        frame = encode_frame({"payload": wire}, blobs)
-        if len(frame) <= INLINE_LIMIT and not blobs:
+    def _chunk_work(self, index: int, payload: Any, packer: Packer) -> ChunkWork:
+        """A chunk's payload in wire form, naming its big operands by blob hash: inline in
+        the assignment when small, else as one small frame blob of its own."""
+        wire, blobs = packer.pack(payload)
+        self.blobs.put_many(blobs, trusted=True)
+        frame = encode_frame({"payload": wire})
+        if len(frame) <= INLINE_LIMIT:
             return ChunkWork(index, wire, None)
         return ChunkWork(index, None, self.blobs.put(frame))
 
@@ -291,13 +290,12 @@ class TaskEngine:
                     self._done_assignments.add(dep)
             task = self.owned.get(b["task_id"])
             if task is not None:
-                for dep in event.deps:
-                    found = task.attempt_by_assignment(dep)
-                    if found and found[1].worker == event.author and found[1].ok is None:
-                        attempt = found[1]
-                        attempt.ok, attempt.error = b["ok"], b.get("error")
-                        attempt.result_hash, attempt.result, attempt.event = b.get("result_hash"), b.get("result"), \
-                            event.hash
+                if b["ok"] and b.get("result") is None and b.get("result_hash") \
+                        and not self.blobs.local_value(b["result_hash"])[0]:
+                    # Judge a result only once it is here: the worker's node serves it by hash.
+                    self._spawn(self._fetch_then_record(task, event))
+                else:
+                    self._record_result(task, event)
         elif t == "task.chunk_accepted":
             task = self.owned.get(b["task_id"]) if event.author == self.me else None
             if task is not None and b["chunk"] < len(task.chunks):
@@ -324,25 +322,52 @@ class TaskEngine:
         elif t == "credit.voucher_settled" and b.get("to") == self.me and event.author != self.me:
             self._to_receive.append(event.hash)
 
+    def _record_result(self, task: OwnedTask, event: Event) -> None:
+        b = event.body
+        for dep in event.deps:
+            found = task.attempt_by_assignment(dep)
+            if found and found[1].worker == event.author and found[1].ok is None:
+                attempt = found[1]
+                attempt.ok, attempt.error = b["ok"], b.get("error")
+                attempt.result_hash, attempt.result, attempt.event = b.get("result_hash"), b.get("result"), event.hash
+
+    async def _fetch_then_record(self, task: OwnedTask, event: Event) -> None:
+        try:
+            await self.blobs.fetch_value(event.body["result_hash"])
+        except (TaskError, LedgerError) as exc:
+            body = dict(event.body, ok=False, error=f"result could not be fetched from its worker: {exc}"[:4000])
+            event = _WithBody(event, body)
+        self._record_result(task, event)
+        self._queue_wake()
+
+    def _spawn(self, coro: Any) -> None:
+        job = asyncio.ensure_future(coro)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+
+    def _queue_wake(self) -> None:
+        if self._queue is not None:
+            self._queue.put_nowait([])
+
     def _restore_owned(self, event: Event) -> None:
         b = event.body
         spec = b["spec"]
         try:
-            config = unpack(spec["config"], self._local_blobs(spec["config"]))
+            config = unpack(spec["config"], self._local_blobs(spec["config"]), verify=False)
             payloads = plan_chunks(b["task_type"], config, config.get("chunk_size"))
         except (TaskError, LedgerError) as exc:
             log.warning("cannot resume task %s: %s", b["task_id"], exc)
             return
-        chunks = [self._chunk_work(index, payload) for index, payload in enumerate(payloads)]
+        packer = Packer()
+        packer.pack(config)  # learn the operands' arrays again, so chunks name their rows
+        chunks = [self._chunk_work(index, payload, packer) for index, payload in enumerate(payloads)]
         requirements = unpack(spec.get("requirements") or {})
         task = OwnedTask(b["task_id"], b["task_type"], spec["config"], requirements, b.get("priority", 2),
                          b.get("replicas", 1), b.get("quorum", 1), b["max_price"],
                          b.get("timeout_ms", 30000) / 1000.0, chunks, submitted=event.hash)
         self.owned[b["task_id"]] = task
 
-    def _local_blobs(self, wire: Any) -> dict[str, bytes]:
-        from ..compute import blob_refs
-
+    def _local_blobs(self, wire: Any) -> dict[str, Any]:
         out = {}
         for h in blob_refs(wire):
             data = self.blobs.local(h)
@@ -603,15 +628,15 @@ class TaskEngine:
     def _complete(self, task: OwnedTask) -> None:
         try:
             results = [self._result_value(task, chunk) for chunk in task.chunks]
-            config = unpack(task.config, self._local_blobs(task.config))
+            config = unpack(task.config, self._local_blobs(task.config), verify=False)
             answer = aggregate(task.task_type, config, results)
         except (TaskError, LedgerError, KeyError, ValueError, TypeError) as exc:
             self._close(task.task_id, "task.failed", {"reason": f"results could not be aggregated: {exc}"[:4000]})
             task.state = "closed"
             return
         wire, blobs = pack(answer)
-        frame = encode_frame({"result": wire}, blobs)
-        body: dict[str, Any] = {"result_hash": self.blobs.put(frame)}
+        frame_hash, frame = self.blobs.put_value(wire, blobs, trusted=True)
+        body: dict[str, Any] = {"result_hash": frame_hash}
         if len(frame) <= INLINE_LIMIT and not blobs:
             body["result"] = wire
         self._close(task.task_id, "task.completed", body)
@@ -621,11 +646,10 @@ class TaskEngine:
         attempt = chunk.accepted[0]
         if attempt.result is not None:
             return unpack(attempt.result)
-        data = self.blobs.local(attempt.result_hash or "")
-        if data is None:
-            raise TaskError(f"result of chunk {chunk.index} is not available yet")
-        header, blobs = decode_frame(data)
-        return unpack(header["result"], blobs)
+        found, value = self.blobs.local_value(attempt.result_hash or "")
+        if not found:
+            raise TaskError(f"result of chunk {chunk.index} is not available here")
+        return value
 
     def _close(self, task_id: str, kind: str, body: dict[str, Any]) -> None:
         refund = self.ledger.state.account(self.me).escrow.get(task_id)
@@ -660,15 +684,20 @@ class TaskEngine:
             if task_type is None:
                 raise TaskError(f"task {b['task_id']} is not known here")
             if "payload_hash" in b:
-                header, blobs = decode_frame(await self.blobs.get(b["payload_hash"]))
+                header, blobs = decode_frame(bytes(await self.blobs.get(b["payload_hash"])))
                 payload = header["payload"]
             else:
                 payload, blobs = b["payload"], {}
-            from ..compute import blob_refs
-
-            for ref in blob_refs(payload):
-                if ref not in blobs:
-                    blobs[ref] = await self.blobs.get(ref)
+            files: dict[str, str] = {}
+            for ref in _payload_blobs(payload):
+                if ref in blobs:
+                    continue
+                data = await self.blobs.get(ref)  # from a peer when not here yet
+                path = self.blobs.path(ref)
+                if path is not None:
+                    files[ref] = str(path)  # the worker maps the checked file: no copy through a pipe
+                else:
+                    blobs[ref] = data
             async with self._slots:
                 counted = False
                 if self.node is not None and hasattr(self.node, "task_started"):
@@ -678,7 +707,7 @@ class TaskEngine:
                     except NodeError:
                         pass  # the node's own counter is full; the semaphore already bounds us
                 try:
-                    outcome = await self.executor.run(task_type, payload, blobs, requirements)
+                    outcome = await self.executor.run(task_type, payload, blobs, requirements, files)
                 finally:
                     if counted:
                         self.node.task_finished()
@@ -690,10 +719,14 @@ class TaskEngine:
         body: dict[str, Any] = {"task_id": b["task_id"], "chunk": b["chunk"], "ok": outcome.ok,
                                 "usage": outcome.usage, "attempt": b.get("attempt", 0)}
         if outcome.ok:
-            frame = encode_frame({"result": outcome.result}, outcome.blobs)
-            body["result_hash"] = self.blobs.put(frame)
-            if len(frame) <= INLINE_LIMIT and not outcome.blobs:
-                body["result"] = outcome.result
+            try:
+                # Checked here, not trusted: the sandboxed worker names its blobs, the node hashes them.
+                frame_hash, frame = self.blobs.put_value(outcome.result, outcome.blobs)
+                body["result_hash"] = frame_hash
+                if len(frame) <= INLINE_LIMIT and not outcome.blobs:
+                    body["result"] = outcome.result
+            except TaskError as exc:
+                body.update(ok=False, result_hash=None, error=f"the worker's result is malformed: {exc}"[:4000])
         else:
             body["result_hash"] = None
             body["error"] = (outcome.error or "failed")[:4000]
@@ -713,9 +746,23 @@ def eligibility(requirements: dict[str, Any]) -> dict[str, Any]:
                                                            "sandbox_type", "task_type")}
 
 
-def unpack_spec(spec_json: str) -> dict[str, Any]:
-    import orjson
+def _payload_blobs(payload: Any) -> list[str]:
+    """Blobs a chunk needs: those its payload names, and its model file's."""
+    refs = blob_refs(payload)
+    model = payload.get("model") if isinstance(payload, dict) else None
+    if isinstance(model, dict) and isinstance(model.get("model_blob"), str):
+        refs.append(model["model_blob"])
+    return refs
 
+
+class _WithBody:
+    """An event seen with a replaced body (a result that could not be fetched counts as failed)."""
+
+    def __init__(self, event: Event, body: dict[str, Any]) -> None:
+        self.hash, self.author, self.deps, self.body = event.hash, event.author, event.deps, body
+
+
+def unpack_spec(spec_json: str) -> dict[str, Any]:
     spec = orjson.loads(spec_json)
     return {"config": spec.get("config"), "requirements": unpack(spec.get("requirements") or {})}
 

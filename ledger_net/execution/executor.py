@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -15,6 +20,7 @@ from ..sandbox.bundle import CodeBundle
 from ..sandbox.execution import SandboxExecutorFactory
 from ..sandbox.limits import SandboxLimits, SandboxType
 from ..sandbox.warm_pool import WarmWorkerPool
+from .blobs import FileBlob
 from .framing import decode_frame, encode_frame
 
 log = logging.getLogger(__name__)
@@ -35,12 +41,20 @@ class ChunkOutcome:
 class ChunkExecutor:
     """One node's sandboxed execution capacity."""
 
-    def __init__(self, *, workers: int = 2, memory_bytes: int = 1024 * MiB, default_timeout: float = 60.0) -> None:
+    def __init__(self, *, workers: int = 2, memory_bytes: int = 1024 * MiB, default_timeout: float = 60.0,
+                 work_dir: str | os.PathLike[str] | None = None) -> None:
         self.workers = workers
+        # Workers' private dirs and the results they leave live here; on the node's file
+        # system, a result file moves into the blob store by rename.
+        self._own_work_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="ledger-work-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.staging = self.work_dir / "results"
+        self.staging.mkdir(exist_ok=True)
         self.default_timeout = default_timeout
         self.limits = SandboxLimits(cpu_time_seconds=max(default_timeout, 5.0), wall_time_seconds=default_timeout,
                                     memory_bytes=memory_bytes, max_output_bytes=512 * MiB,
-                                    max_file_bytes=64 * MiB, max_processes=1)
+                                    max_file_bytes=64 * MiB, max_processes=1, env=blas_threads_env(workers))
         self._pool: WarmWorkerPool | None = None
         self.stats = {"chunks": 0, "failed": 0}
         self.failures: dict[str, int] = {}
@@ -48,16 +62,22 @@ class ChunkExecutor:
     async def start(self) -> None:
         if self._pool is None:
             self._pool = WarmWorkerPool({"chunk": CHUNK_FUNCTION}, size=self.workers, limits=self.limits,
-                                        lifetime_cpu_seconds=max(3600.0, self.limits.cpu_time_seconds))
+                                        lifetime_cpu_seconds=max(3600.0, self.limits.cpu_time_seconds),
+                                        temp_root=str(self.work_dir))
             await self._pool.start()
 
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    async def run(self, task_type: str, payload: Any, blobs: Mapping[str, bytes],
-                  requirements: Mapping[str, Any] | None = None) -> ChunkOutcome:
+    async def run(self, task_type: str, payload: Any, blobs: Mapping[str, Any],
+                  requirements: Mapping[str, Any] | None = None,
+                  files: Mapping[str, str] | None = None) -> ChunkOutcome:
+        """Run one chunk. ``blobs`` travel in the job frame; ``files`` (hash -> path of a blob
+        file the node checked) are memory-mapped by the worker instead of copied to it."""
         requirements = requirements or {}
         timeout = float(requirements.get("timeout_seconds") or self.default_timeout)
         started = time.perf_counter()
@@ -65,7 +85,7 @@ class ChunkExecutor:
             if task_type == "code":
                 outcome = await self._run_code(payload, requirements, timeout)
             else:
-                outcome = await self._run_builtin(task_type, payload, blobs, timeout)
+                outcome = await self._run_builtin(task_type, payload, blobs, timeout, files or {})
         except LedgerNetError as exc:
             outcome = ChunkOutcome(False, error=str(exc))
         except Exception as exc:  # a chunk must never take the node down
@@ -79,18 +99,34 @@ class ChunkExecutor:
             self.failures[key] = self.failures.get(key, 0) + 1
         return outcome
 
-    async def _run_builtin(self, task_type: str, payload: Any, blobs: Mapping[str, bytes],
-                           timeout: float) -> ChunkOutcome:
+    async def _run_builtin(self, task_type: str, payload: Any, blobs: Mapping[str, Any],
+                           timeout: float, files: Mapping[str, str]) -> ChunkOutcome:
         if self._pool is None:
             await self.start()
         assert self._pool is not None
-        frame = encode_frame({"task_type": task_type, "payload": payload}, blobs)
+        frame = encode_frame({"task_type": task_type, "payload": payload, "files": dict(files)}, blobs)
         try:
-            reply = await self._pool.run("chunk", frame, timeout=timeout)
+            reply, private_dir = await self._pool.run_in_dir("chunk", frame, timeout=timeout)
+            header, result_blobs = decode_frame(reply)
+            for hash_, name in (header.get("files") or {}).items():  # before any await: see run_in_dir
+                result_blobs[hash_] = self._take(private_dir, name)
         except SandboxError as exc:
             return ChunkOutcome(False, error=str(exc))
-        header, result_blobs = decode_frame(reply)
         return ChunkOutcome(True, result=header["result"], blobs=result_blobs)
+
+    def _take(self, private_dir: str, name: Any) -> FileBlob:
+        """Move a result file out of a worker's dir (only a plain file named by a hash)."""
+        if not isinstance(name, str) or len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
+            raise SandboxError(f"the worker named a result file {str(name)[:80]!r}, which is not a blob hash")
+        source = Path(private_dir) / name
+        if source.is_symlink() or not source.is_file():
+            raise SandboxError(f"the worker's result file {name[:16]}… is missing or not a plain file")
+        target = self.staging / f"{name}.{uuid.uuid4().hex}"
+        try:
+            os.replace(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return FileBlob(target)
 
     async def _run_code(self, payload: Any, requirements: Mapping[str, Any], timeout: float) -> ChunkOutcome:
         bundle_data = dict(payload.get("bundle") or {})
@@ -119,6 +155,15 @@ class ChunkExecutor:
             return ChunkOutcome(False, error=f"{reason}: {result.stderr[-500:]}".strip(), usage=usage)
         return ChunkOutcome(True, result={"stdout": result.stdout, "stderr": result.stderr,
                                           "exit_code": result.exit_code}, usage=usage)
+
+
+def blas_threads_env(workers: int) -> dict[str, str]:
+    """BLAS threads per sandboxed worker: the node's own setting if it has one, else the
+    cores shared out between the workers (two workers with a thread per core each would
+    fight over the cores and both slow down)."""
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") \
+        or str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return {name: threads for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def _failure_kind(error: str) -> str:

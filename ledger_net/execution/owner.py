@@ -12,9 +12,10 @@ from typing import Any
 from .framing import encode_frame
 
 
-def result_hash(wire: Any, blobs: dict[str, bytes]) -> str:
-    """The hash a worker reports for a result: of its frame, so blobs are covered too."""
-    return hashlib.sha256(encode_frame({"result": wire}, blobs)).hexdigest()
+def result_hash(wire: Any) -> str:
+    """The hash a worker reports for a result: of its frame, whose wire form names every
+    blob by its own hash, so the blobs are covered too."""
+    return hashlib.sha256(encode_frame({"result": wire})).hexdigest()
 
 
 @dataclass

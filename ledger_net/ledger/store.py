@@ -9,6 +9,7 @@ visible in order and a reader paging `offset > cursor` never skips one.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ _EVENT_COLUMN_LIST = '"offset", hash, author, seq, type, ts, raw, sig, valid, re
 _COPY_EVENTS = f"COPY events ({_EVENT_COLUMN_LIST}) FROM STDIN"
 
 
+BIG_BLOB = 1 << 20
+
+
 def sqlite_url(path: str | os.PathLike[str]) -> str:
     return f"sqlite:///{Path(path)}"
 
@@ -88,6 +92,10 @@ class Store:
             'RETURNING "offset"')
         self._sql_void = f"INSERT INTO void_events (hash, author, seq, raw, sig) VALUES ({', '.join([mark] * 5)})"
         self._writer: Any = None  # the write path's DBAPI connection (see _raw_write)
+        # Where blobs of BIG_BLOB bytes or more live as files (set by the node that owns a
+        # data directory); a database row per multi-megabyte operand would cost a copy into
+        # SQLite's pages and another out, and could not be memory-mapped by workers.
+        self.blob_dir: Path | None = None
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -290,12 +298,65 @@ class Store:
             conn.execute(fork_proofs.insert().values(**{f: getattr(proof, f) for f in ForkProof.__slots__}))
             return True
 
-    def put_blob(self, hash_: str, data: bytes) -> None:
+    def put_blob(self, hash_: str, data: Any) -> None:
+        """Keep a blob the caller has checked against its hash. ``data`` is bytes-like, or an
+        object with ``parts()`` (buffers written back to back, e.g. an array blob)."""
+        size = len(data)
+        if self.blob_dir is not None and size >= BIG_BLOB:
+            path = self._blob_file(hash_)
+            if path.exists():
+                if getattr(data, "path", None) is not None:
+                    Path(data.path).unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            source = getattr(data, "path", None)
+            if source is not None:  # a checked file on this file system: move it, do not copy
+                try:
+                    os.replace(source, path)
+                    return
+                except OSError:
+                    pass
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            with open(tmp, "wb") as f:
+                for part in (data.parts() if hasattr(data, "parts") else [data]):
+                    f.write(part)
+            os.replace(tmp, path)  # readers see the whole blob or none
+            return
         with self._write_lock, self.engine.begin() as conn:
             if conn.execute(select(blobs.c.hash).where(blobs.c.hash == hash_)).first() is None:
-                conn.execute(blobs.insert().values(hash=hash_, size=len(data), data=data))
+                raw = bytes(data) if not isinstance(data, bytes) else data
+                conn.execute(blobs.insert().values(hash=hash_, size=size, data=raw))
+
+    def _blob_file(self, hash_: str) -> Path:
+        assert self.blob_dir is not None
+        if len(hash_) != 64 or not all(c in "0123456789abcdef" for c in hash_):
+            raise ValueError(f"{hash_[:80]!r} is not a blob hash")
+        return self.blob_dir / hash_[:2] / hash_
+
+    def blob_path(self, hash_: str) -> Path | None:
+        """The file holding a big blob, or None when the blob is kept in the database (or absent)."""
+        if self.blob_dir is None:
+            return None
+        try:
+            path = self._blob_file(hash_)
+        except ValueError:
+            return None
+        return path if path.is_file() else None
+
+    def blob_view(self, hash_: str) -> Any:
+        """A blob as a read-only buffer: a memory map of its file when big (no copy), else bytes."""
+        path = self.blob_path(hash_)
+        if path is not None:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size == 0:
+                    return b""
+                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        return self.get_blob(hash_)
 
     def get_blob(self, hash_: str) -> bytes | None:
+        path = self.blob_path(hash_)
+        if path is not None:
+            return path.read_bytes()
         with self.engine.connect() as conn:
             return conn.execute(select(blobs.c.data).where(blobs.c.hash == hash_)).scalar()
 
