@@ -16,6 +16,11 @@ Readers that know only a task id (`tasks[task_id]`, `chunks[(task_id, chunk)]`) 
 *winning* candidate: the one with the smallest `task.submitted` hash. That is a function
 of the set of events, not of their arrival order, so every peer shows the same task.
 `task_of(task_id, owner)` reaches any candidate.
+
+Known, open: within one task, a chunk's status and result fields are last-writer-wins
+between the owner's verdicts (`chunk_accepted`/`chunk_rejected`) and a worker's result
+that the verdict does not name in `deps`; see the strict xfail
+`tests/test_projections.py::test_rejection_concurrent_with_the_result_converges`.
 """
 
 from __future__ import annotations
