@@ -83,7 +83,9 @@ class ComputeNetwork:
         self.credits: Credits | None = None
         self.blobs: BlobStore | None = None
         self.pricing = PricingEngine()
-        self.router = Router()
+        # Up to four chunks wait per slot at a worker: short chunks run back to back instead
+        # of each waiting for its assignment's round trip (see network/routing.py).
+        self.router = Router(queue_per_slot=4)
         self._started_at: float | None = None
 
     # ------------------------------------------------------------ lifecycle

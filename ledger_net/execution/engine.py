@@ -17,6 +17,7 @@ by replaying the log, so a restarted node picks its tasks up where they were.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 import orjson
@@ -37,6 +38,7 @@ from ..projections.runner import ProjectionRunner
 from .blobs import BlobStore
 from .executor import ChunkExecutor, ChunkOutcome
 from .framing import decode_frame, encode_frame
+from .outbox import Outbox
 from .owner import Attempt, Bid, ChunkWork, OwnedTask, result_hash
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class TaskEngine:
         self.quote_window = quote_window
         self.load_ppm = load_ppm or (lambda: 0)
         self.me = ledger.node_id
+        self.outbox = Outbox(ledger)  # a step's decisions, committed together
         self.owned: dict[str, OwnedTask] = {}
         self._running: dict[str, asyncio.Task[None]] = {}  # assignment hash -> execution
         self._done_assignments: set[str] = set()  # assignments to me already reported
@@ -70,6 +73,10 @@ class TaskEngine:
         self._to_receive: list[str] = []
         self._replayed_runs: list[Event] = []  # my unreported chunks found by the replay, to rerun
         self._background: set[asyncio.Future[None]] = set()  # result fetches
+        self._dirty: set[str] = set()  # owned tasks an event touched since the last step
+        self._blocked: set[str] = set()  # owned tasks that found every usable worker full
+        self._capacity_freed = False
+        self._next_scan = 0.0
         self._queue: asyncio.Queue[list[Applied]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -217,6 +224,7 @@ class TaskEngine:
         owned.quote_deadline = time.monotonic() + self.quote_window
         if refusal:
             self._close(task.task_id, "task.failed", {"reason": refusal})
+            self.outbox.flush()
             owned.state = "closed"
         return task.task_id
 
@@ -254,6 +262,7 @@ class TaskEngine:
         if task_id not in self.ledger.state.account(self.me).escrow:
             return False
         self._close(task_id, "task.cancelled", {"reason": "cancelled by its owner"})
+        self.outbox.flush()
         if task is not None:
             task.state = "closed"
         return True
@@ -261,6 +270,9 @@ class TaskEngine:
     # ------------------------------------------------------------ observing
     def _observe(self, event: Event, replay: bool = False) -> None:
         t, b = event.type, event.body
+        if t.startswith("task.") and "task_id" in b:
+            self._touch(b["task_id"], frees_capacity=t in ("task.chunk_result", "task.completed", "task.failed",
+                                                          "task.cancelled"))
         if t == "task.submitted":
             if event.author == self.me and b["task_id"] not in self.owned and replay:
                 self._restore_owned(event)
@@ -338,6 +350,7 @@ class TaskEngine:
             body = dict(event.body, ok=False, error=f"result could not be fetched from its worker: {exc}"[:4000])
             event = _WithBody(event, body)
         self._record_result(task, event)
+        self._touch(task.task_id, frees_capacity=True)
         self._queue_wake()
 
     def _spawn(self, coro: Any) -> None:
@@ -394,12 +407,13 @@ class TaskEngine:
         # tick quadratic in the number of tasks), and which routing questions found no free worker.
         self._tick_load: dict[str, int] | None = self._open_load()
         self._tick_full: set[tuple[Any, ...]] = set()
-        for task in list(self.owned.values()):
+        for task in self._tasks_to_look_at(now):
             if task.state == "closed" or task.task_id not in self.ledger.state.account(self.me).escrow:
                 task.state = "closed"
                 del self.owned[task.task_id]  # nothing left to do for it; the ledger keeps its story
                 continue
             if getattr(task, "waiting", None) in self._tick_full:
+                self._blocked.add(task.task_id)
                 continue  # nothing out, and the workers it may use are full: nothing can change for it
             try:
                 if task.state == "quoting":
@@ -409,12 +423,37 @@ class TaskEngine:
             except RuleViolation as exc:
                 log.warning("task %s: %s", task.task_id, exc)
         self._receive()
+        self.outbox.flush()
+
+    def _tasks_to_look_at(self, now: float) -> list[OwnedTask]:
+        """Tasks an event touched since the last step; those waiting for a worker when one
+        may have freed up; every task once per TICK (deadlines). Without this every step
+        walked every open task, and a node with hundreds in flight spent its time there."""
+        if now >= self._next_scan:
+            self._next_scan = now + TICK
+            chosen = None
+        else:
+            chosen = self._dirty
+            if self._capacity_freed:
+                chosen |= self._blocked
+                self._blocked = set()
+        self._dirty, self._capacity_freed = set(), False
+        if chosen is None:
+            return list(self.owned.values())
+        return [task for task_id, task in self.owned.items() if task_id in chosen]
+
+    def _touch(self, task_id: str, frees_capacity: bool = False) -> None:
+        if task_id in self.owned:
+            self._dirty.add(task_id)
+        if frees_capacity:
+            self._capacity_freed = True
 
     def _quote_all(self) -> None:
         if not self._to_quote:
             return
         events, self._to_quote = self._to_quote, []
         items = []
+        self._market = None  # one market snapshot for the batch: projections do not move within it
         for event in events:
             b = event.body
             if b["task_id"] in self._quoted or b["task_id"] not in self.ledger.state.account(event.author).escrow:
@@ -428,8 +467,7 @@ class TaskEngine:
                 continue
             price, inputs = quote
             items.append(("task.quote", {"task_id": b["task_id"], "price": price, "inputs": inputs}, (event.hash,)))
-        if items:
-            self.ledger.append_batch(items)
+        self.outbox.extend(items)
 
     def _can_run(self, task_type: str, requirements: dict[str, Any]) -> bool:
         """Bid on what this node's (static) capabilities can run; live load only moves the price."""
@@ -444,7 +482,10 @@ class TaskEngine:
     def _price(self, body: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
         spec = body.get("spec") or {}
         work = spec.get("work_units") if type(spec.get("work_units")) is int else 1
-        market = self.pricing.snapshot(self.runner, self.me, load_ppm=max(0, min(PPM, int(self.load_ppm()))))
+        market = getattr(self, "_market", None)
+        if market is None:
+            market = self._market = self.pricing.snapshot(self.runner, self.me,
+                                                          load_ppm=max(0, min(PPM, int(self.load_ppm()))))
         quote = self.pricing.quote(work_units=max(0, work), priority=min(max(body.get("priority", 2), 1), 4),
                                    market=market, max_price=body["max_price"])
         if quote is None:
@@ -489,12 +530,15 @@ class TaskEngine:
                     orjson.dumps(eligibility(task.requirements), option=orjson.OPT_SORT_KEYS))
         if question in getattr(self, "_tick_full", ()):
             self._mark_waiting(task, question)
+            self._blocked.add(task.task_id)
             return  # the same workers were already full this tick; loads only grow within it
-        plan = self.router.assign(indexes, self._router_bids(bids), eligibility(task.requirements),
+        router_bids = self._router_bids(bids)
+        plan = self.router.assign(indexes, router_bids, eligibility(task.requirements),
                                   replicas=replicas, exclude=excluded,
                                   current_load=load, max_price=task.per_chunk_cap)
-        items, pending = [], []
+        slots = {b.worker: max(1, int(b.capabilities.get("max_concurrent_tasks", 1) or 1)) for b in router_bids}
         now = time.monotonic()
+        assigned = 0
         for index in indexes:
             chunk = task.chunks[index]
             for worker in plan.get(index, []):
@@ -505,18 +549,22 @@ class TaskEngine:
                     body["payload_hash"] = chunk.payload_hash
                 else:
                     body["payload"] = chunk.payload
-                items.append(("task.assigned", body, (task.submitted, bid.quote_hash)))
-                pending.append((chunk, worker, bid.price))
-        if not items:
+                # The attempt counts at once (load, quorum); its assignment hash arrives with the commit.
+                # A chunk queued behind others at its worker may wait their turns before its own timeout.
+                turns = 1 + load.get(worker, 0) // slots.get(worker, 1)
+                attempt = Attempt(worker, "", bid.price, now + task.timeout * turns + REPORT_GRACE)
+                chunk.attempts.append(attempt)
+                self.outbox.add("task.assigned", body, (task.submitted, bid.quote_hash),
+                                on_event=_bind_assignment(chunk, attempt))
+                load[worker] = load.get(worker, 0) + 1
+                assigned += 1
+        if not assigned:
             if hasattr(self, "_tick_full"):
                 self._tick_full.add(question)
                 self._mark_waiting(task, question)
+            self._blocked.add(task.task_id)
             return
         task.waiting = None
-        events = self.ledger.append_batch(items)
-        for (chunk, worker, price), event in zip(pending, events):
-            chunk.attempts.append(Attempt(worker, event.hash, price, now + task.timeout + REPORT_GRACE))
-            load[worker] = load.get(worker, 0) + 1
 
     @staticmethod
     def _mark_waiting(task: OwnedTask, question: tuple[Any, ...]) -> None:
@@ -621,9 +669,9 @@ class TaskEngine:
                                         "quality_ppm": PPM if positive else 0, "weight_ppm": PPM}, ())
 
     def _flush(self, items: list[tuple[str, dict[str, Any], tuple[str, ...]]]) -> None:
-        if items:
-            self.ledger.append_batch(items)
-            items.clear()
+        """Queue decisions for this step's commit."""
+        self.outbox.extend(items)
+        items.clear()
 
     def _complete(self, task: OwnedTask) -> None:
         try:
@@ -634,11 +682,7 @@ class TaskEngine:
             self._close(task.task_id, "task.failed", {"reason": f"results could not be aggregated: {exc}"[:4000]})
             task.state = "closed"
             return
-        wire, blobs = pack(answer)
-        frame_hash, frame = self.blobs.put_value(wire, blobs, trusted=True)
-        body: dict[str, Any] = {"result_hash": frame_hash}
-        if len(frame) <= INLINE_LIMIT and not blobs:
-            body["result"] = wire
+        body = self._result_body(*pack(answer), trusted=True)
         self._close(task.task_id, "task.completed", body)
         task.state = "closed"
 
@@ -651,11 +695,22 @@ class TaskEngine:
             raise TaskError(f"result of chunk {chunk.index} is not available here")
         return value
 
+    def _result_body(self, wire: Any, blobs: dict[str, Any], trusted: bool) -> dict[str, Any]:
+        """How a result goes into an event: inline when small (its frame hash names it, nothing
+        stored), else as a stored frame naming its blobs."""
+        if not blobs:
+            frame = encode_frame({"result": wire})
+            if len(frame) <= INLINE_LIMIT:
+                return {"result_hash": hashlib.sha256(frame).hexdigest(), "result": wire}
+        frame_hash, _ = self.blobs.put_value(wire, blobs, trusted=trusted)
+        return {"result_hash": frame_hash}
+
     def _close(self, task_id: str, kind: str, body: dict[str, Any]) -> None:
-        refund = self.ledger.state.account(self.me).escrow.get(task_id)
-        if refund is None:
+        """End a task, refunding what its escrow keeps after the payments already decided."""
+        escrow = self.ledger.state.account(self.me).escrow.get(task_id)
+        if escrow is None:
             return
-        self.ledger.append(kind, {"task_id": task_id, "refund": refund, **body})
+        self.outbox.add(kind, {"task_id": task_id, "refund": escrow - self.outbox.payments(task_id), **body})
 
     def _receive(self) -> None:
         if not self._to_receive:
@@ -663,8 +718,7 @@ class TaskEngine:
         wanted, self._to_receive = self._to_receive, []
         open_to_me = {h for h, _ in self.ledger.state.open_credits_to(self.me)}
         items = [("credit.received", {"source": h}, (h,)) for h in dict.fromkeys(wanted) if h in open_to_me]
-        if items:
-            self.ledger.append_batch(items)
+        self.outbox.extend(items)
 
     # ------------------------------------------------------------ working
     def _start_chunk(self, assignment: Event) -> None:
@@ -721,21 +775,22 @@ class TaskEngine:
         if outcome.ok:
             try:
                 # Checked here, not trusted: the sandboxed worker names its blobs, the node hashes them.
-                frame_hash, frame = self.blobs.put_value(outcome.result, outcome.blobs)
-                body["result_hash"] = frame_hash
-                if len(frame) <= INLINE_LIMIT and not outcome.blobs:
-                    body["result"] = outcome.result
+                body.update(self._result_body(outcome.result, outcome.blobs, trusted=False))
             except TaskError as exc:
                 body.update(ok=False, result_hash=None, error=f"the worker's result is malformed: {exc}"[:4000])
         else:
             body["result_hash"] = None
             body["error"] = (outcome.error or "failed")[:4000]
         self._running.pop(assignment.hash, None)
-        try:
-            self.ledger.append("task.chunk_result", body, (assignment.hash,))
-            self._done_assignments.add(assignment.hash)
-        except Exception:
-            log.exception("could not report chunk %s of %s", b["chunk"], b["task_id"])
+        self._done_assignments.add(assignment.hash)
+
+        def reported(event: Event | None) -> None:
+            if event is None:
+                log.error("could not report chunk %s of %s", b["chunk"], b["task_id"])
+                self._done_assignments.discard(assignment.hash)
+
+        self.outbox.add("task.chunk_result", body, (assignment.hash,), on_event=reported)
+        self._queue_wake()  # reported with the engine's next step
 
 
 def eligibility(requirements: dict[str, Any]) -> dict[str, Any]:
@@ -744,6 +799,15 @@ def eligibility(requirements: dict[str, Any]) -> dict[str, Any]:
     capability), not a hard filter; `max_price` is the owner's budget, not a capability."""
     return {k: v for k, v in requirements.items() if k in ("cpu_percent", "ram_gb", "disk_gb", "timeout_seconds",
                                                            "sandbox_type", "task_type")}
+
+
+def _bind_assignment(chunk: ChunkWork, attempt: Attempt) -> Callable[[Event | None], None]:
+    def bind(event: Event | None) -> None:
+        if event is None:
+            chunk.attempts.remove(attempt)  # refused: the chunk is open again
+        else:
+            attempt.assignment = event.hash
+    return bind
 
 
 def _payload_blobs(payload: Any) -> list[str]:

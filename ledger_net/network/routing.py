@@ -14,8 +14,11 @@
    price, then higher reputation, then lower load, then the worker id, so the same inputs always
    give the same ranking.
 3. **Assign** chunks in index order, round-robin over the ranked list (spreading load), giving each
-   chunk ``replicas`` distinct workers and never more chunks to a worker than its free slots
-   (``max_concurrent_tasks`` minus ``current_load``). With too few workers or slots a chunk gets
+   chunk ``replicas`` distinct workers and never more chunks to a worker than its free places
+   (``max_concurrent_tasks × queue_per_slot`` minus ``current_load``): ``max_concurrent_tasks``
+   chunks run at once and, with ``queue_per_slot`` > 1, more wait in the worker's queue so a
+   slot never idles while the next chunk's assignment travels (tiny tasks are otherwise
+   bounded by that round trip, not by the work). With too few workers or slots a chunk gets
    as many as possible; the :class:`Assignment` says which chunks fell short and by how much.
 """
 
@@ -102,10 +105,13 @@ class Assignment(Dict[int, List[str]]):
 class Router:
     """Deterministic chunk routing over bids (no clocks, no randomness)."""
 
-    def __init__(self, *, min_reputation_ppm: int = 1) -> None:
+    def __init__(self, *, min_reputation_ppm: int = 1, queue_per_slot: int = 1) -> None:
         if type(min_reputation_ppm) is not int or not 0 <= min_reputation_ppm <= PPM:
             raise TaskError(f"min_reputation_ppm must be an integer 0..1_000_000, got {min_reputation_ppm!r}")
+        if type(queue_per_slot) is not int or queue_per_slot < 1:
+            raise TaskError(f"queue_per_slot must be a positive integer, got {queue_per_slot!r}")
         self.min_reputation_ppm = min_reputation_ppm
+        self.queue_per_slot = queue_per_slot
 
     def rank(self, bids: Iterable[Bid], requirements: Optional[Mapping[str, Any]] = None, *,
              exclude: Iterable[str] = (), current_load: Optional[Mapping[str, int]] = None,
@@ -149,7 +155,8 @@ class Router:
             except (NodeError, TypeError) as exc:
                 dropped[worker] = f"unreadable capabilities: {exc}"
                 continue
-            unmet = unmet_requirements(caps, req, active_tasks=_count(load.get(worker, 0)))
+            # busy only once its slots and its queue are full (load // q >= slots <=> load >= slots * q)
+            unmet = unmet_requirements(caps, req, active_tasks=_count(load.get(worker, 0)) // self.queue_per_slot)
             if unmet:
                 dropped[worker] = "; ".join(unmet)
                 continue
@@ -179,7 +186,7 @@ class Router:
                            rejected=result.rejected)
         result.ranking = [bid.worker for bid, _ in ranked]
         result.bids = {bid.worker: bid for bid, _ in ranked}
-        slots = {bid.worker: max(0, caps.max_concurrent_tasks - _count(load.get(bid.worker, 0)))
+        slots = {bid.worker: max(0, caps.max_concurrent_tasks * self.queue_per_slot - _count(load.get(bid.worker, 0)))
                  for bid, caps in ranked}
         order = result.ranking
         n = len(order)
