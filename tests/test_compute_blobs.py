@@ -107,3 +107,58 @@ def test_payloads_and_results_travel_through_the_wire_form():
     partial = run_chunk("range_reduce", {"start": 1, "end": 500, "operation": "product"})
     wire, _ = pack(partial)
     assert signable(wire) and aggregate("range_reduce", {"operation": "product"}, [wire]) == math.factorial(500)
+
+
+def test_arrays_round_trip_as_arrays_inline_by_blob_and_by_rows():
+    from ledger_net.compute import Packer
+
+    small = np.arange(6, dtype=np.int32).reshape(2, 3)
+    big = np.arange(400, dtype=np.float64).reshape(40, 10)
+    packer = Packer()
+    wire, blobs = packer.pack({"small": small, "big": big, "rows": big[10:20]})
+    assert wire["small"] == {"$array": {"dtype": "<i4", "shape": [2, 3], "data": [0, 1, 2, 3, 4, 5]}}
+    ref = wire["big"]["$array"]
+    assert wire["rows"] == {"$array": [ref, 10, 20]} and list(blobs) == [ref]
+    back = unpack(wire, blobs)
+    assert back["small"].dtype == np.int32 and np.array_equal(back["small"], small)
+    assert np.array_equal(back["rows"], big[10:20]) and not back["big"].flags.writeable
+    joined = unpack({"$concat": [wire["rows"], {"$array": [ref, 0, 5]}]}, blobs)
+    assert np.array_equal(joined, np.concatenate([big[10:20], big[:5]]))
+    assert blob_refs({"$concat": [wire["rows"], wire["small"]]}) == [ref]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"$array": ["00" * 32, 0, 5]}, "not available"),
+    ({"$array": [None, 0, 5]}, "malformed"),
+    ({"$array": {"dtype": "<U3", "shape": [1], "data": ["abc"]}}, "malformed inline array"),
+    ({"$concat": [1, 2]}, "joins arrays only"),
+])
+def test_malformed_array_references_are_task_errors(bad, message):
+    with pytest.raises(TaskError, match=message):
+        unpack(bad, {})
+
+
+def test_a_row_reference_outside_its_blob_is_refused():
+    from ledger_net.compute import Packer
+
+    wire, blobs = Packer().pack(np.zeros((10, 10)))
+    with pytest.raises(TaskError, match="outside blob"):
+        unpack({"$array": [wire["$array"], 5, 11]}, blobs)
+
+
+def test_big_blobs_are_files_hashed_while_written(tmp_path):
+    from ledger_net.compute import ArrayBlob
+    from ledger_net.ledger.store import BIG_BLOB, Store
+
+    store = Store.open(f"sqlite:///{tmp_path}/x.db")
+    store.blob_dir = tmp_path / "blobs"
+    array = np.random.default_rng(1).random((512, 512))  # 2 MiB
+    blob = ArrayBlob(array)
+    name = store.put_new_blob(blob)
+    assert name == blob_hash(bytes(blob)) and len(blob) >= BIG_BLOB
+    path = store.blob_path(name)
+    assert path is not None and path.read_bytes() == bytes(blob)
+    assert np.array_equal(decode_array(store.blob_view(name), copy=False), array)
+    small = encode_array(np.arange(3))
+    store.put_blob(blob_hash(small), small)  # small blobs stay in the database
+    assert store.blob_path(blob_hash(small)) is None and store.get_blob(blob_hash(small)) == small

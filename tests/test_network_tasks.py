@@ -303,3 +303,35 @@ async def test_a_worker_killed_mid_task_does_not_stop_the_task(cluster: Cluster)
     await cluster.converged()
     rep = [n.runner["reputation"].score(first) for n in cluster.live()]
     assert rep[0] == rep[1] < 500_000  # the dead worker lost reputation, identically everywhere
+
+
+async def test_numpy_matrices_travel_as_blobs_and_big_results_come_back_from_other_nodes(cluster: Cluster) -> None:
+    """A 512x512 multiply with numpy operands, split in two, run by the two other nodes: each
+    worker fetches the operand blobs by hash, and the owner fetches each worker's 1 MiB result
+    (too big for an event) before judging it; the answer names the chunks' result blobs."""
+    import numpy as np
+
+    founder, owner, other = cluster.nodes
+    no_bids(owner)
+    rng = np.random.default_rng(5)
+    a, b = rng.random((512, 512)), rng.random((512, 512))
+    task = Task.create_matrix_ops(owner.ledger.node_id, a, b, "multiply", {},
+                                  {"chunk_size": 256, "max_price": 2.0})
+    task_id = await owner.submit_task(task.to_dict())
+    status = await finished(owner, task_id)
+    assert status["status"] == "completed", status
+    result = await owner.get_task_result(task_id)
+    assert isinstance(result, np.ndarray) and result.shape == (512, 512)
+    assert np.array_equal(result, np.concatenate([a[:256] @ b, a[256:] @ b]))
+    submitted = events_of(owner, "task.submitted", task_id)[0][1]
+    assert len(submitted["blobs"]) == 2  # A and B, each once: the chunks name rows of A's blob
+    assigned = [body for _, body in events_of(owner, "task.assigned", task_id)]
+    assert {tuple(body["payload"]["a"]["$array"][1:]) for body in assigned} == {(0, 256), (256, 512)}
+    results = events_of(owner, "task.chunk_result", task_id)
+    assert {author for author, _ in results} <= {founder.ledger.node_id, other.ledger.node_id}
+    assert all("result" not in body for _, body in results)  # 1 MiB results travel as blobs
+    completed = events_of(owner, "task.completed", task_id)[0][1]
+    found, wire, _ = owner.blobs.local_wire(completed["result_hash"])
+    assert found and "$concat" in wire  # the answer names the chunks' blobs, not a new copy
+    # Every node that ran a chunk reads the same answer from the blobs it can fetch.
+    assert np.array_equal(await founder.get_task_result(task_id), result)

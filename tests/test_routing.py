@@ -176,3 +176,14 @@ def test_route_weighs_plain_bid_records_by_our_projections() -> None:
     assert plan.bids[me].reputation_ppm == runner["reputation"].score(me) and plan.bids[me].load_ppm == 10
     assert "f" * 64 in plan.rejected
     assert Router().route(records, [0, 1, 2], {}, runner=runner, current_load={})[2] == [me]
+
+
+def test_queue_per_slot_lets_a_worker_hold_more_chunks_than_it_runs_at_once() -> None:
+    bids = [bid("a", price=10, slots=2), bid("b", price=20, slots=1)]
+    out = Router(queue_per_slot=3).assign(range(10), bids, {})
+    held = {w: sum(ws.count(w) for ws in out.values()) for w in ("a", "b")}
+    assert held == {"a": 6, "b": 3} and out.shortfall == {9: 1}  # 2x3 and 1x3 places, then full
+    out = Router(queue_per_slot=3).assign(range(4), bids, {}, current_load={"a": 5, "b": 3})
+    assert out == {0: ["a"], 1: [], 2: [], 3: []} and "b" in out.rejected
+    with pytest.raises(TaskError, match="queue_per_slot"):
+        Router(queue_per_slot=0)

@@ -6,13 +6,14 @@ consumer calls these and puts the (wire-packed) payloads and results into events
 
 from .blobs import ArrayBlob, blob_hash, decode_array, encode_array
 from .plan import MAX_CHUNKS, TASK_TYPES, payload_work_units, plan_chunks, validate_config
-from .runner import aggregate, run_chunk
+from .runner import aggregate, aggregate_by_reference, run_chunk
 from .wire import Packer, blob_refs, pack, unpack
 
 __all__ = [
     "MAX_CHUNKS",
     "TASK_TYPES",
     "aggregate",
+    "aggregate_by_reference",
     "ArrayBlob",
     "blob_hash",
     "blob_refs",

@@ -84,7 +84,11 @@ def decode_array(data: Any, copy: bool = True) -> np.ndarray:
     ``copy=False`` returns a read-only view of ``data`` (e.g. of a memory-mapped blob file).
     """
     if isinstance(data, ArrayBlob):
-        return data.array.copy() if copy else data.array
+        if copy:
+            return data.array.copy()
+        view = data.array.view()
+        view.flags.writeable = False
+        return view
     try:
         view = memoryview(data).cast("B")
     except TypeError:

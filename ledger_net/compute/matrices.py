@@ -216,6 +216,24 @@ def aggregate_matrix(operation: str, partials: Sequence[Dict[str, Any]]) -> Any:
     return [row for p in partials for row in p["rows"]]
 
 
+ROW_JOINED = ("multiply", "add", "subtract", "elementwise_multiply")
+
+
+def rows_by_reference(operation: str, partial_wires: Sequence[Any]) -> Optional[Dict[str, Any]]:
+    """The answer's wire form as ``{"$concat": [each chunk's result blob]}`` when the operation's
+    answer is its chunks' row blocks stacked and every block is an array blob: the answer then
+    names bytes the network already holds and checked, instead of copying and hashing them anew."""
+    if matrix_name(operation) not in ROW_JOINED or not partial_wires:
+        return None
+    parts = []
+    for wire in partial_wires:
+        rows = wire.get("rows") if isinstance(wire, dict) and len(wire) == 1 else None
+        if not (isinstance(rows, dict) and len(rows) == 1 and isinstance(rows.get("$array"), (str, list))):
+            return None
+        parts.append(rows)
+    return parts[0] if len(parts) == 1 else {"$concat": parts}
+
+
 # ---- inverse, determinant, solve ------------------------------------------------------
 
 def _eliminate(a: Matrix, rhs: List[List[Fraction]]) -> Tuple[Fraction, Optional[List[List[Fraction]]]]:

@@ -120,9 +120,11 @@ def _slices(items: int, size: int) -> List[range]:
     return [range(i, min(i + size, items)) for i in range(0, items, size)] or [range(0, 0)]
 
 
-def plan_chunks(task_type: str, config: Mapping[str, Any], chunk_size: int | None = None) -> List[Dict[str, Any]]:
-    """The payload of every chunk, in order. Raises TaskError when the config is invalid."""
-    errors = validate_config(task_type, config)
+def plan_chunks(task_type: str, config: Mapping[str, Any], chunk_size: int | None = None, *,
+                checked: bool = False) -> List[Dict[str, Any]]:
+    """The payload of every chunk, in order. Raises TaskError when the config is invalid
+    (``checked=True``: the caller has just validated it; big operands are not walked twice)."""
+    errors = [] if checked else validate_config(task_type, config)
     if errors:
         raise TaskError("; ".join(errors))
     c = config

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..errors import TaskError
-from .matrices import aggregate_matrix, run_matrix_chunk
+from .matrices import aggregate_matrix, rows_by_reference, run_matrix_chunk
 from .ml import apply_step, decode_inputs, default_loss, infer, load_model, train_shard
 from .operations import map_values
 from .plan import TASK_TYPES, model_spec
@@ -66,6 +66,15 @@ def _ordered(chunk_results: ChunkResults) -> List[Any]:
             raise TaskError(f"chunk results are missing chunks: have indices {keys[:10]}…")
         return [chunk_results[k] for k in keys]
     return list(chunk_results)
+
+
+def aggregate_by_reference(task_type: str, config: Mapping[str, Any], result_wires: Sequence[Any]) -> Any:
+    """The answer in wire form built from the chunk results' wire forms alone, when the type
+    allows it (row-split matrix answers: see :func:`rows_by_reference`); None otherwise, and
+    the caller aggregates values with :func:`aggregate`."""
+    if task_type == "matrix_ops":
+        return rows_by_reference(config.get("operation"), result_wires)
+    return None
 
 
 def aggregate(task_type: str, config: Mapping[str, Any], chunk_results: ChunkResults, blobs: Blobs = None) -> Any:

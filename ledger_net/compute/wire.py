@@ -12,6 +12,8 @@ data is full of both. ``pack`` rewrites a JSON-like value so it fits:
   run of rows of an array already packed by the same :class:`Packer` (chunks of one
   matrix name the task's operand instead of copying it), or
   ``{"$array": {"dtype", "shape", "data"}}`` inline when small;
+* ``{"$concat": [array, ...]}`` is the arrays joined along their first axis: how a
+  row-split answer names its chunks' result blobs instead of being hashed again;
 * a user dict with a key starting with ``$`` is wrapped as ``{"$dict": {...}}``.
 
 ``unpack(pack(x)) == x`` with types preserved (ints stay ints, floats floats, arrays
@@ -21,7 +23,9 @@ arrays: an array unpacks as a read-only view of its blob, no copy).
 from __future__ import annotations
 
 import base64
-from typing import Any, Dict, List, Mapping, Tuple
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -30,6 +34,8 @@ from .blobs import ArrayBlob, blob_hash, decode_array, encode_array, fetch_blob
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_MIN_BLOB_ITEMS = 64
+PARALLEL_HASH_BYTES = 1 << 20
+_HASHERS = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="ledger-hash")
 
 
 def _leaves(value: Any) -> list:
@@ -65,17 +71,49 @@ class Packer:
     array) is named by reference, so a matrix split into row blocks costs one blob.
     """
 
-    def __init__(self, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> None:
+    def __init__(self, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS,
+                 store: Callable[[ArrayBlob], str] | None = None) -> None:
+        """``store``, when given, keeps a big array blob and returns its hash (e.g. hashing while
+        writing it to disk); otherwise big blobs are only hashed and handed back by ``pack``."""
         self.min_blob_items = min_blob_items
+        self.store = store
         self.blobs: Dict[str, Any] = {}
         self._arrays: List[Tuple[np.ndarray, str]] = []
+        self._prepared: Dict[int, Tuple[np.ndarray, ArrayBlob]] = {}  # id -> (array, hashed blob)
 
     def pack(self, value: Any) -> Tuple[Any, Dict[str, Any]]:
         """``(wire_value, blobs named by it)``; see the module docstring."""
+        self._hash_big_arrays(value)
         before = set(self.blobs)
         wire = self._go(value, "$")
         named = set(blob_refs(wire))
         return wire, {h: b for h, b in self.blobs.items() if h in named or h not in before}
+
+    def _hash_big_arrays(self, value: Any) -> None:
+        """Hash a value's big arrays side by side (hashlib releases the GIL): two 32 MiB
+        operands cost one hash's time, not two."""
+        found: List[np.ndarray] = []
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, dict):
+                stack.extend(v.values())
+            elif isinstance(v, (list, tuple)) and len(v) <= 64:
+                stack.extend(v)
+            elif isinstance(v, np.ndarray) and v.nbytes >= PARALLEL_HASH_BYTES and v.dtype.kind in "biuf" \
+                    and id(v) not in self._prepared and self._rows_of_known(v) is None:
+                found.append(v)
+        if len(found) < 2:
+            return
+        blobs = [ArrayBlob(v) for v in found]
+        list(_HASHERS.map(self._keep, blobs))
+        for v, blob in zip(found, blobs):
+            self._prepared[id(v)] = (v, blob)
+
+    def _keep(self, blob: ArrayBlob) -> str:
+        if self.store is not None and blob._hash is None and len(blob) >= PARALLEL_HASH_BYTES:
+            blob._hash = self.store(blob)
+        return blob.digest()
 
     def _array(self, arr: np.ndarray, where: str) -> Any:
         if arr.dtype.kind not in "biuf" or arr.ndim == 0:
@@ -86,8 +124,9 @@ class Packer:
         if self.min_blob_items <= 0 or arr.size < self.min_blob_items:
             return {"$array": {"dtype": arr.dtype.newbyteorder("<").str, "shape": list(arr.shape),
                                "data": self._go(arr.reshape(-1).tolist(), where)}}
-        blob = ArrayBlob(arr)
-        name = blob.digest()
+        prepared = self._prepared.pop(id(arr), None)
+        blob = prepared[1] if prepared is not None and prepared[0] is arr else ArrayBlob(arr)
+        name = self._keep(blob)
         self.blobs.setdefault(name, blob)
         if blob.array.flags.c_contiguous and blob.array.ndim >= 1:
             self._arrays.append((blob.array, name))
@@ -192,6 +231,14 @@ def unpack(value: Any, blobs: Mapping[str, Any] | None = None, verify: bool = Tr
             return decode_array(fetch_blob(inner, blobs, verify), copy=False).tolist()
         if tag == "$array":
             return _unpack_array(inner, blobs, verify)
+        if tag == "$concat" and isinstance(inner, list) and inner:
+            parts = [unpack(v, blobs, verify) for v in inner]
+            if not all(isinstance(p, np.ndarray) and p.ndim >= 1 for p in parts):
+                raise TaskError("$concat joins arrays only")
+            try:
+                return np.concatenate(parts)
+            except ValueError as exc:
+                raise TaskError(f"$concat parts do not fit together: {exc}") from None
         if tag == "$dict":
             return {k: unpack(v, blobs, verify) for k, v in inner.items()}
     return {k: unpack(v, blobs, verify) for k, v in value.items()}
@@ -214,6 +261,8 @@ def blob_refs(value: Any) -> list[str]:
                     seen.setdefault(inner)
                 elif isinstance(inner, list) and inner and isinstance(inner[0], str):
                     seen.setdefault(inner[0])
+            elif len(v) == 1 and isinstance(v.get("$concat"), list):
+                stack.extend(reversed(v["$concat"]))
             elif len(v) == 1 and isinstance(v.get("$dict"), dict):
                 stack.extend(reversed(list(v["$dict"].values())))
             else:

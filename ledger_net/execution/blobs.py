@@ -118,20 +118,27 @@ class BlobStore:
         frame = encode_frame({"result": wire})
         return self.put(frame), frame
 
-    def local_value(self, frame_hash: str) -> tuple[bool, Any]:
-        """(True, value) when the frame and every blob it names are here; (False, None) otherwise."""
+    def local_wire(self, frame_hash: str) -> tuple[bool, Any, dict[str, Any]]:
+        """(True, wire form, blobs it names) when the frame and its blobs are all here."""
         frame = self.local(frame_hash)
         if frame is None:
-            return False, None
+            return False, None, {}
         header, inline = decode_frame(bytes(frame))
         blobs: dict[str, Any] = dict(inline)
         for ref in blob_refs(header["result"]):
             if ref not in blobs:
                 data = self.local(ref)
                 if data is None:
-                    return False, None
+                    return False, None, {}
                 blobs[ref] = data
-        return True, unpack(header["result"], blobs, verify=False)  # checked when stored
+        return True, header["result"], blobs
+
+    def local_value(self, frame_hash: str) -> tuple[bool, Any]:
+        """(True, value) when the frame and every blob it names are here; (False, None) otherwise."""
+        found, wire, blobs = self.local_wire(frame_hash)
+        if not found:
+            return False, None
+        return True, unpack(wire, blobs, verify=False)  # checked when stored
 
     async def fetch_value(self, frame_hash: str) -> Any:
         """The value behind a frame hash, fetching the frame and its blobs from peers if need be."""

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..compute import Packer, aggregate, blob_refs, pack, plan_chunks, unpack, validate_config
+from ..compute import (Packer, aggregate, aggregate_by_reference, blob_refs, pack, plan_chunks, unpack,
+                       validate_config)
 from ..compute.plan import payload_work_units
 from ..core.money import to_units
 from ..core.node import unmet_requirements
@@ -68,7 +69,7 @@ class TaskEngine:
         self.owned: dict[str, OwnedTask] = {}
         self._running: dict[str, asyncio.Task[None]] = {}  # assignment hash -> execution
         self._done_assignments: set[str] = set()  # assignments to me already reported
-        self._quoted: set[str] = set()
+        self._quoted: set[str] = set()  # task.submitted hashes this node has quoted on
         self._to_quote: list[Event] = []
         self._to_receive: list[str] = []
         self._replayed_runs: list[Event] = []  # my unreported chunks found by the replay, to rerun
@@ -170,12 +171,12 @@ class TaskEngine:
         refusal = None
         if task_type in ("ml_inference", "ml_train_step"):
             config, refusal = self._attach_model(config)
-        problems = validate_config(task_type, config)
-        if problems:
-            raise TaskError("invalid task: " + "; ".join(problems))
+            problems = validate_config(task_type, config)
+            if problems:
+                raise TaskError("invalid task: " + "; ".join(problems))
         # A task whose model cannot be run is still recorded, then failed with the reason,
         # so its owner sees the outcome the same way as any other failure.
-        payloads = [{}] if refusal else plan_chunks(task_type, config, config.get("chunk_size"))
+        payloads = [{}] if refusal else plan_chunks(task_type, config, config.get("chunk_size"), checked=True)
         replicas = int(config.get("replicas", 1))
         if not 1 <= replicas <= 16:
             raise TaskError("replicas must be between 1 and 16")
@@ -195,7 +196,9 @@ class TaskEngine:
         if budget > self.ledger.state.spendable(self.me):
             raise CreditError(f"insufficient credits to escrow the task's max_price {budget_value}: balance is "
                               f"{self.ledger.state.spendable(self.me) / 10 ** self.ledger.state.decimals}")
-        packer = Packer()  # one per task: chunks name row runs of the config's arrays, not copies
+        # One packer per task: chunks name row runs of the config's arrays, not copies; big
+        # arrays are hashed while written to the blob store, side by side.
+        packer = Packer(store=self.blobs.store.put_new_blob)
         wire_config, config_blobs = packer.pack(config)
         self.blobs.put_many(config_blobs, trusted=True)
         wire_requirements, _ = pack(requirements, min_blob_items=10**9)
@@ -254,7 +257,7 @@ class TaskEngine:
 
     def cancel(self, task_id: str) -> bool:
         task = self.owned.get(task_id)
-        row = self.runner["tasks"].tasks.get(task_id)
+        row = self.runner["tasks"].task_of(task_id, self.me) or self.runner["tasks"].tasks.get(task_id)
         if row is None:
             raise TaskError(f"task {task_id} not found")
         if row["owner"] != self.me:
@@ -276,14 +279,15 @@ class TaskEngine:
         if t == "task.submitted":
             if event.author == self.me and b["task_id"] not in self.owned and replay:
                 self._restore_owned(event)
-            if b["task_id"] not in self._quoted:
+            if event.hash not in self._quoted:
                 self._to_quote.append(event)
         elif t == "task.quote":
             task = self.owned.get(b["task_id"])
-            if task is not None and task.state == "quoting":
+            # A bid is for the submission it names: another owner may use the same task id.
+            if task is not None and task.state == "quoting" and task.submitted in event.deps:
                 task.bids[event.author] = Bid(event.author, b["price"], event.hash, b["inputs"])
             if event.author == self.me:
-                self._quoted.add(b["task_id"])
+                self._quoted.update(event.deps)
         elif t == "task.assigned":
             task = self.owned.get(b["task_id"]) if event.author == self.me else None
             if task is not None and replay and b["chunk"] < len(task.chunks):
@@ -456,9 +460,9 @@ class TaskEngine:
         self._market = None  # one market snapshot for the batch: projections do not move within it
         for event in events:
             b = event.body
-            if b["task_id"] in self._quoted or b["task_id"] not in self.ledger.state.account(event.author).escrow:
+            if event.hash in self._quoted or b["task_id"] not in self.ledger.state.account(event.author).escrow:
                 continue
-            self._quoted.add(b["task_id"])
+            self._quoted.add(event.hash)
             requirements = unpack((b["spec"] or {}).get("requirements") or {})
             if not self._can_run(b["task_type"], requirements):
                 continue
@@ -638,7 +642,8 @@ class TaskEngine:
                     task.state = "closed"
                     return
                 retry[chunk.index] = max(1, task.missing_attempts(chunk))
-        paid_workers = {w for c in task.chunks for w in (a.worker for a in c.accepted)}
+        # Praise is for paid work (the rules refuse it after a zero payment).
+        paid_workers = {a.worker for c in task.chunks for a in c.accepted if a.price > 0}
         self._flush(items)
         if retry:
             self._reassign(task, retry)
@@ -675,30 +680,36 @@ class TaskEngine:
 
     def _complete(self, task: OwnedTask) -> None:
         try:
-            results = [self._result_value(task, chunk) for chunk in task.chunks]
-            config = unpack(task.config, self._local_blobs(task.config), verify=False)
-            answer = aggregate(task.task_type, config, results)
+            wires = [self._result_wire(task, chunk) for chunk in task.chunks]
+            by_reference = aggregate_by_reference(task.task_type, task.config, [w for w, _ in wires])
+            if by_reference is not None:
+                body = self._result_body(by_reference, {}, trusted=True)
+            else:
+                results = [unpack(wire, blobs, verify=False) for wire, blobs in wires]
+                config = unpack(task.config, self._local_blobs(task.config), verify=False)
+                answer = aggregate(task.task_type, config, results)
+                body = self._result_body(*pack(answer), trusted=True)
         except (TaskError, LedgerError, KeyError, ValueError, TypeError) as exc:
             self._close(task.task_id, "task.failed", {"reason": f"results could not be aggregated: {exc}"[:4000]})
             task.state = "closed"
             return
-        body = self._result_body(*pack(answer), trusted=True)
         self._close(task.task_id, "task.completed", body)
         task.state = "closed"
 
-    def _result_value(self, task: OwnedTask, chunk: ChunkWork) -> Any:
+    def _result_wire(self, task: OwnedTask, chunk: ChunkWork) -> tuple[Any, dict[str, Any]]:
+        """The accepted result of a chunk in wire form, with the blobs it names."""
         attempt = chunk.accepted[0]
         if attempt.result is not None:
-            return unpack(attempt.result)
-        found, value = self.blobs.local_value(attempt.result_hash or "")
+            return attempt.result, {}
+        found, wire, blobs = self.blobs.local_wire(attempt.result_hash or "")
         if not found:
             raise TaskError(f"result of chunk {chunk.index} is not available here")
-        return value
+        return wire, blobs
 
     def _result_body(self, wire: Any, blobs: dict[str, Any], trusted: bool) -> dict[str, Any]:
         """How a result goes into an event: inline when small (its frame hash names it, nothing
         stored), else as a stored frame naming its blobs."""
-        if not blobs:
+        if not blobs and not blob_refs(wire):
             frame = encode_frame({"result": wire})
             if len(frame) <= INLINE_LIMIT:
                 return {"result_hash": hashlib.sha256(frame).hexdigest(), "result": wire}
@@ -729,7 +740,7 @@ class TaskEngine:
     async def _execute(self, assignment: Event) -> None:
         b = assignment.body
         try:
-            submitted = self.runner["tasks"].tasks.get(b["task_id"])
+            submitted = self.runner["tasks"].task_of(b["task_id"], assignment.author)
             task_type = submitted["task_type"] if submitted else None
             requirements: dict[str, Any] = {}
             if submitted:

@@ -9,6 +9,7 @@ visible in order and a reader paging `offset > cursor` never skips one.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import threading
@@ -61,6 +62,7 @@ _COPY_EVENTS = f"COPY events ({_EVENT_COLUMN_LIST}) FROM STDIN"
 
 
 BIG_BLOB = 1 << 20
+_STREAM_SLICE = 1 << 20  # hash and write a big blob a slice at a time, while the slice is in cache
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
@@ -326,6 +328,36 @@ class Store:
             if conn.execute(select(blobs.c.hash).where(blobs.c.hash == hash_)).first() is None:
                 raw = bytes(data) if not isinstance(data, bytes) else data
                 conn.execute(blobs.insert().values(hash=hash_, size=size, data=raw))
+
+    def put_new_blob(self, data: Any) -> str:
+        """Keep a blob made here and return its hash, hashing while writing: one pass over
+        the bytes instead of a hash pass and a write pass (for big operands, half the time)."""
+        parts = data.parts() if hasattr(data, "parts") else [data]
+        if self.blob_dir is None or len(data) < BIG_BLOB:
+            h = hashlib.sha256()
+            for part in parts:
+                h.update(part)
+            hash_ = h.hexdigest()
+            self.put_blob(hash_, data)
+            return hash_
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.blob_dir / f".new.{os.getpid()}.{threading.get_ident()}.tmp"
+        h = hashlib.sha256()
+        with open(tmp, "wb") as f:
+            for part in parts:
+                view = memoryview(part).cast("B")
+                for start in range(0, len(view), _STREAM_SLICE):
+                    piece = view[start:start + _STREAM_SLICE]
+                    h.update(piece)
+                    f.write(piece)
+        hash_ = h.hexdigest()
+        path = self._blob_file(hash_)
+        if path.exists():
+            tmp.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+        return hash_
 
     def _blob_file(self, hash_: str) -> Path:
         assert self.blob_dir is not None
