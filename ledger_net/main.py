@@ -10,6 +10,7 @@ seed nodes and an empty ledger founds a new network and is its issuer (it mints
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from .network.routing import Router
 from .network.server import NodeServer, open_local
 from .pricing.dynamic import PricingEngine
 from .projections.runner import ProjectionRunner
+from .sandbox.process import ProcessSandboxExecutor
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,10 @@ class ComputeNetwork:
         """Open the books, serve, join or found the network, and start working."""
         if self.server is not None:
             raise NodeError("the network node is already started")
+        # Refuse to work without isolation: the self-test proves (fork refused, loopback
+        # unreachable, read-only root, private dir writable) or raises a SandboxError saying
+        # what is missing, before this node offers to run anyone's chunks.
+        self.sandbox_self_test = await ProcessSandboxExecutor().run_self_test()
         ledger, runner = await asyncio.to_thread(open_local, self.data_dir, self.database_url)
         self.ledger, self.runner = ledger, runner
         founding = ledger.net is None and not self.seed_nodes
@@ -113,7 +119,8 @@ class ComputeNetwork:
             raise
         ledger.store.blob_dir = self.data_dir / "blobs"
         self.blobs = BlobStore(ledger.store, fetcher=self._fetch_blob)
-        capabilities = Capabilities.detect()
+        # One task slot per sandboxed worker: a node offers what it can run at once.
+        capabilities = dataclasses.replace(Capabilities.detect(), max_concurrent_tasks=self.workers)
         self.node = Node(node_id=ledger.node_id, host=self.host, port=self.server.port,
                          capabilities=capabilities, node_type=self.node_type)
         self.node.bind(ledger, runner, peers=_PeerDirectory(self.server))
@@ -213,7 +220,7 @@ class ComputeNetwork:
         ledger = self.ledger
         assert ledger is not None
         decimals = ledger.state.decimals
-        chunks = {k[1]: v for k, v in self.runner["tasks"].chunks.items() if k[0] == task_id}  # type: ignore[index]
+        chunks = self.runner["tasks"].chunks_of(task_id)  # type: ignore[index]
         return {"task_id": task_id, "status": row["status"], "progress": self.runner["tasks"].progress(task_id),
                 "task_type": row["task_type"], "owner_id": row["owner"], "chunks_total": row["chunks_total"],
                 "chunks_done": row["chunks_done"], "chunks_failed": row["chunks_failed"],

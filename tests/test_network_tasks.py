@@ -312,6 +312,8 @@ async def test_numpy_matrices_travel_as_blobs_and_big_results_come_back_from_oth
     import numpy as np
 
     founder, owner, other = cluster.nodes
+    # Every node proved its sandbox at start and offers one slot per sandboxed worker.
+    assert all(n.sandbox_self_test["ok"] and n.node.capabilities.max_concurrent_tasks == 1 for n in cluster.nodes)
     no_bids(owner)
     rng = np.random.default_rng(5)
     a, b = rng.random((512, 512)), rng.random((512, 512))
@@ -333,5 +335,7 @@ async def test_numpy_matrices_travel_as_blobs_and_big_results_come_back_from_oth
     completed = events_of(owner, "task.completed", task_id)[0][1]
     found, wire, _ = owner.blobs.local_wire(completed["result_hash"])
     assert found and "$concat" in wire  # the answer names the chunks' blobs, not a new copy
-    # Every node that ran a chunk reads the same answer from the blobs it can fetch.
+    # Another node reads the same answer once the completion reaches it, fetching blobs it lacks.
+    await until(lambda: founder.runner["tasks"].tasks.get(task_id, {}).get("status") == "completed", 30,
+                "the completion to reach the founder")
     assert np.array_equal(await founder.get_task_result(task_id), result)

@@ -285,7 +285,11 @@ class TaskEngine:
             task = self.owned.get(b["task_id"])
             # A bid is for the submission it names: another owner may use the same task id.
             if task is not None and task.state == "quoting" and task.submitted in event.deps:
-                task.bids[event.author] = Bid(event.author, b["price"], event.hash, b["inputs"])
+                if self.pricing.verify_quote(b):  # the price must follow from the inputs it names
+                    task.bids[event.author] = Bid(event.author, b["price"], event.hash, b["inputs"])
+                else:
+                    log.warning("task %s: ignoring %s's quote: its price does not follow from its inputs",
+                                b["task_id"], event.author[:16])
             if event.author == self.me:
                 self._quoted.update(event.deps)
         elif t == "task.assigned":
