@@ -26,6 +26,7 @@ Two things live here because both test trees need them:
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -139,9 +140,20 @@ def _new_pg_database(admin: tuple[object, object]) -> tuple[str, Callable[[], No
         )
 
     def drop() -> None:
-        with engine.connect() as conn:
-            # FORCE: terminate connections the test's engines may still hold.
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        from sqlalchemy.exc import DBAPIError
+
+        # FORCE: terminate connections the test's engines may still hold. A server whose
+        # role lacks pg_signal_backend cannot end an autovacuum worker that just started on
+        # the database; such a worker is done within moments, so try again a few times.
+        for attempt in range(10):
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                return
+            except DBAPIError:
+                if attempt == 9:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     return base_url.set(database=name).render_as_string(hide_password=False), drop
 

@@ -115,6 +115,9 @@ BEGIN
     END IF;
 END
 \$\$;
+-- DROP DATABASE ... WITH (FORCE) in the test fixture must also end an autovacuum
+-- worker that happens to be on the test's database; that takes pg_signal_backend.
+GRANT pg_signal_backend TO ${PG_USER};
 -- The test database must be UTF8 (an older non-UTF8 one holds only test data:
 -- recreate it).
 SELECT 'DROP DATABASE ${PG_DB} WITH (FORCE)' FROM pg_database

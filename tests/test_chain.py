@@ -520,3 +520,35 @@ def test_process_killed_after_commit_resumes_without_fork(tmp_path, ledgers):
     peer = ledgers()
     report = sync(peer, led)
     assert report.forks == [] and len(report.stored) == 7 and peer.state.conserved()
+
+
+def test_reopening_re_judges_stored_verdicts_under_the_current_rules(tmp_path):
+    """A verdict stored by an older version of the rules is corrected on open, and the
+    projections fold anew, so the node agrees with a fresh peer folding the same log."""
+    from ledger_net.ledger.store import Store
+    from ledger_net.projections.runner import ProjectionRunner
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    me, other = Identity.from_seed(bytes([3]) * 32), Identity.from_seed(bytes([4]) * 32)
+    ledger = Ledger.open(url, me)
+    runner = ProjectionRunner(ledger)
+    ledger.create_network("rejudge")
+    ledger.append("credit.minted", {"to": me.node_id, "amount": 100, "reason": "test"})
+    transfer = ledger.append("credit.transfer", {"to": other.node_id, "amount": 10})
+    runner.flush()
+    good = runner.state_hash()
+    ledger.close()
+
+    store = Store.open(url)
+    store.set_validity([(transfer.hash, False, "judged by an older version of the rules")])
+    store.close()
+    assert Store.open(url).get_event(transfer.hash).valid is False
+
+    ledger = Ledger.open(url, me)
+    assert ledger.verdicts_changed
+    assert ledger.store.get_event(transfer.hash).valid and ledger.store.get_event(transfer.hash).reason is None
+    assert ProjectionRunner(ledger).state_hash() == good
+    ledger.close()
+    again = Ledger.open(url, me)
+    assert not again.verdicts_changed
+    again.close()

@@ -84,6 +84,7 @@ class Ledger:
         self.state = LedgerState()
         self.known: set[str] = set()
         self._published_proofs: set[tuple[str, int]] = set()
+        self.verdicts_changed = False  # set by _load when the rules re-judged stored events
         self._load()
 
     @classmethod
@@ -121,14 +122,25 @@ class Ledger:
         known: set[str] = set()
         published: set[tuple[str, int]] = set()
         me = self.identity.node_id if self.identity else None
+        changed = []
         for row in self.store.select_events():
             event = Event.from_wire(row.raw, row.sig)
             reason = state.evaluate(event)
             state.apply(event, reason)
             known.add(event.hash)
+            if (reason is None) != row.valid or reason != row.reason:
+                changed.append((event.hash, reason is None, reason))
             if event.type == FORK_PROOF and event.author == me:
                 published.add((event.body["author"], event.body["seq"]))
         known.update(self.store.void_hashes())
+        if changed:
+            # The rules judged some stored event differently than when it was stored (a newer
+            # version of the rules): the stored verdicts follow, and projections must refold
+            # (ProjectionRunner checks `verdicts_changed`), or this node would disagree with a
+            # fresh peer that folds the same log.
+            log.warning("re-judged %d stored event(s) under the current rules", len(changed))
+            self.store.set_validity(changed)
+            self.verdicts_changed = True
         self.state, self.known, self._published_proofs = state, known, published
 
     def _refold(self) -> list[tuple[str, bool, str | None]]:

@@ -58,6 +58,9 @@ class ProjectionRunner:
         return Context(state.issuers, dict(state.frozen), params)
 
     def _open(self) -> None:
+        if getattr(self.ledger, "verdicts_changed", False):
+            self.rebuild()  # stored verdicts were re-judged on open: fold every projection anew
+            return
         with self.ledger.store.engine.connect() as conn:
             saved = {name: offset for name, offset in conn.execute(select(checkpoints.c.name, checkpoints.c.offset))}
             for p in self.projections:
