@@ -552,3 +552,24 @@ def test_reopening_re_judges_stored_verdicts_under_the_current_rules(tmp_path):
     again = Ledger.open(url, me)
     assert not again.verdicts_changed
     again.close()
+
+
+def test_a_bogus_fork_proof_stays_without_effect_after_reopening(tmp_path, alice, ledgers):
+    """Opening judges stored events exactly as ingesting did (the fork-proof check included):
+    a proof that proves nothing must not turn valid, or freeze its subject, on restart."""
+    url = f"sqlite:///{tmp_path}/peer.db"
+    peer = ledgers(None, url)
+    sync(peer, alice)
+    mint = events_of(alice)[1]
+    bob = joined(ledgers, BOB, alice)
+    bogus = _forge(bob, BOB, "fork.proof", {"author": ALICE.node_id, "seq": mint.seq,
+                                            "a": mint.to_json(), "b": mint.to_json()})
+    sync(peer, bob)
+    report = peer.ingest([bogus])
+    assert "fork proof does not show" in report.invalid[bogus.hash]
+    peer.close()
+    reopened = ledgers(None, url)
+    assert not reopened.verdicts_changed
+    row = reopened.store.get_event(bogus.hash)
+    assert not row.valid and "fork proof does not show" in row.reason
+    assert ALICE.node_id not in reopened.state.frozen

@@ -84,8 +84,13 @@ class Ledger:
         self.state = LedgerState()
         self.known: set[str] = set()
         self._published_proofs: set[tuple[str, int]] = set()
-        self.verdicts_changed = False  # set by _load when the rules re-judged stored events
-        self._load()
+        changed = self._load()
+        # True when the current rules judged stored events differently than when they were
+        # stored (a newer version of the rules): ProjectionRunner then refolds every projection,
+        # or this node would disagree with a fresh peer folding the same log.
+        self.verdicts_changed = bool(changed)
+        if changed:
+            log.warning("re-judged %d stored event(s) under the current rules", len(changed))
 
     @classmethod
     def open(cls, url: str = "sqlite://", identity: Identity | None = None, **kwargs: Any) -> "Ledger":
@@ -115,7 +120,9 @@ class Ledger:
                 log.exception("ledger listener failed")
 
     # ------------------------------------------------------------- loading
-    def _load(self) -> None:
+    def _load(self) -> list[tuple[str, bool, str | None]]:
+        """Fold the stored log under the current rules (on open; after a failed write; when
+        fork proofs change what is void) and store the verdicts that changed."""
         state = LedgerState()
         for proof in self.store.fork_proofs():
             state.frozen[proof.author] = min(proof.seq, state.frozen.get(proof.author, proof.seq))
@@ -125,7 +132,7 @@ class Ledger:
         changed = []
         for row in self.store.select_events():
             event = Event.from_wire(row.raw, row.sig)
-            reason = state.evaluate(event)
+            reason = self._evaluate(state, event)
             state.apply(event, reason)
             known.add(event.hash)
             if (reason is None) != row.valid or reason != row.reason:
@@ -134,29 +141,8 @@ class Ledger:
                 published.add((event.body["author"], event.body["seq"]))
         known.update(self.store.void_hashes())
         if changed:
-            # The rules judged some stored event differently than when it was stored (a newer
-            # version of the rules): the stored verdicts follow, and projections must refold
-            # (ProjectionRunner checks `verdicts_changed`), or this node would disagree with a
-            # fresh peer that folds the same log.
-            log.warning("re-judged %d stored event(s) under the current rules", len(changed))
             self.store.set_validity(changed)
-            self.verdicts_changed = True
         self.state, self.known, self._published_proofs = state, known, published
-
-    def _refold(self) -> list[tuple[str, bool, str | None]]:
-        """Re-evaluate every stored event (fork proofs changed what is void); persist changed verdicts."""
-        state = LedgerState()
-        for proof in self.store.fork_proofs():
-            state.frozen[proof.author] = min(proof.seq, state.frozen.get(proof.author, proof.seq))
-        changed = []
-        for row in self.store.select_events():
-            event = Event.from_wire(row.raw, row.sig)
-            reason = self._evaluate(state, event)
-            state.apply(event, reason)
-            if (reason is None) != row.valid or reason != row.reason:
-                changed.append((event.hash, reason is None, reason))
-        self.store.set_validity(changed)
-        self.state = state
         return changed
 
     # ------------------------------------------------------------- properties
@@ -287,7 +273,7 @@ class Ledger:
             applied = [Applied(o, e, r) for o, (e, r) in zip(offsets, batch)]
             refolded = False
             if new_forks:
-                self._refold()
+                self._load()  # what is void changed: every verdict is judged again
                 refolded = True
         self._notify(applied)
         if refolded:
