@@ -9,19 +9,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mmap
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from ..compute import blob_hash, blob_refs, unpack
 from ..errors import TaskError
-from ..ledger.store import BIG_BLOB, Store
+from ..ledger.store import Store
 from .framing import decode_frame, encode_frame
 
 Fetcher = Callable[[str], Awaitable["bytes | None"]]
-# hashlib and file writes release the GIL on big buffers: operands are hashed and
-# written side by side on a node's cores.
-_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ledger-blobs")
 
 
 class FileBlob:
@@ -57,9 +53,7 @@ class BlobStore:
 
     def put(self, data: Any) -> str:
         """Keep bytes made here; returns their hash."""
-        hash_ = blob_hash(data)
-        self.store.put_blob(hash_, data)
-        return hash_
+        return self.store.put_new_blob(data)
 
     def put_named(self, hash_: str, data: Any) -> None:
         """Keep bytes that claim a name, after checking the claim."""
@@ -70,24 +64,13 @@ class BlobStore:
         self.store.put_blob(hash_, data)
 
     def put_many(self, blobs: Mapping[str, Any], *, trusted: bool = False) -> None:
-        """Keep several blobs; big ones are hashed and written in parallel threads.
-
-        ``trusted`` skips re-hashing blobs this process just named itself (ArrayBlob digests).
-        """
-        def one(item: tuple[str, Any]) -> None:
-            hash_, data = item
+        """Keep several blobs. ``trusted`` skips re-hashing blobs this process named itself
+        (ArrayBlob digests; a task's big operands are already stored by its Packer)."""
+        for hash_, data in blobs.items():
             if trusted:
                 self.store.put_blob(hash_, data)
             else:
                 self.put_named(hash_, data)
-
-        items = list(blobs.items())
-        big = [i for i in items if len(i[1]) >= BIG_BLOB]
-        for item in items:
-            if len(item[1]) < BIG_BLOB:
-                one(item)
-        for future in [_THREADS.submit(one, item) for item in big]:
-            future.result()
 
     def local(self, hash_: str) -> Any:
         """The blob as a read-only buffer (memory-mapped when big), or None."""
@@ -103,7 +86,7 @@ class BlobStore:
         if self.fetcher is not None:
             data = await self.fetcher(hash_)
             if data is not None and hashlib.sha256(data).hexdigest() == hash_:
-                await asyncio.get_running_loop().run_in_executor(_THREADS, self.store.put_blob, hash_, data)
+                await asyncio.to_thread(self.store.put_blob, hash_, data)
                 return data
         raise TaskError(f"blob {hash_[:16]}… is not available here or at any peer")
 

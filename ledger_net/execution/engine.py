@@ -78,6 +78,11 @@ class TaskEngine:
         self._blocked: set[str] = set()  # owned tasks that found every usable worker full
         self._capacity_freed = False
         self._next_scan = 0.0
+        # Per step: open load per worker, routing questions that found every worker full, and
+        # one market snapshot for a batch of quotes.
+        self._tick_load: dict[str, int] | None = None
+        self._tick_full: set[tuple[Any, ...]] = set()
+        self._market: Any = None
         self._queue: asyncio.Queue[list[Applied]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -342,8 +347,9 @@ class TaskEngine:
         elif t == "credit.voucher_settled" and b.get("to") == self.me and event.author != self.me:
             self._to_receive.append(event.hash)
 
-    def _record_result(self, task: OwnedTask, event: Event) -> None:
-        b = event.body
+    def _record_result(self, task: OwnedTask, event: Event, body: dict[str, Any] | None = None) -> None:
+        """Note a worker's report on the attempt it answers (``body`` overrides the event's)."""
+        b = body if body is not None else event.body
         for dep in event.deps:
             found = task.attempt_by_assignment(dep)
             if found and found[1].worker == event.author and found[1].ok is None:
@@ -352,12 +358,12 @@ class TaskEngine:
                 attempt.result_hash, attempt.result, attempt.event = b.get("result_hash"), b.get("result"), event.hash
 
     async def _fetch_then_record(self, task: OwnedTask, event: Event) -> None:
+        body = None
         try:
             await self.blobs.fetch_value(event.body["result_hash"])
         except (TaskError, LedgerError) as exc:
             body = dict(event.body, ok=False, error=f"result could not be fetched from its worker: {exc}"[:4000])
-            event = _WithBody(event, body)
-        self._record_result(task, event)
+        self._record_result(task, event, body)
         self._touch(task.task_id, frees_capacity=True)
         self._queue_wake()
 
@@ -413,14 +419,14 @@ class TaskEngine:
         now = time.monotonic()
         # Per tick: the open load per worker once (not once per assignment: that made every
         # tick quadratic in the number of tasks), and which routing questions found no free worker.
-        self._tick_load: dict[str, int] | None = self._open_load()
-        self._tick_full: set[tuple[Any, ...]] = set()
+        self._tick_load = self._open_load()
+        self._tick_full = set()
         for task in self._tasks_to_look_at(now):
             if task.state == "closed" or task.task_id not in self.ledger.state.account(self.me).escrow:
                 task.state = "closed"
                 del self.owned[task.task_id]  # nothing left to do for it; the ledger keeps its story
                 continue
-            if getattr(task, "waiting", None) in self._tick_full:
+            if task.waiting in self._tick_full:
                 self._blocked.add(task.task_id)
                 continue  # nothing out, and the workers it may use are full: nothing can change for it
             try:
@@ -490,7 +496,7 @@ class TaskEngine:
     def _price(self, body: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
         spec = body.get("spec") or {}
         work = spec.get("work_units") if type(spec.get("work_units")) is int else 1
-        market = getattr(self, "_market", None)
+        market = self._market
         if market is None:
             market = self._market = self.pricing.snapshot(self.runner, self.me,
                                                           load_ppm=max(0, min(PPM, int(self.load_ppm()))))
@@ -530,13 +536,11 @@ class TaskEngine:
 
     def _assign(self, task: OwnedTask, indexes: list[int], bids: list[Bid], replicas: int,
                 exclude: dict[int, set[str]] | None = None) -> None:
-        load = getattr(self, "_tick_load", None)
-        if load is None:
-            load = self._open_load()
+        load = self._tick_load if self._tick_load is not None else self._open_load()
         excluded = set().union(*(exclude or {}).values())
         question = (frozenset(b.worker for b in bids), frozenset(excluded), task.per_chunk_cap,
                     orjson.dumps(eligibility(task.requirements), option=orjson.OPT_SORT_KEYS))
-        if question in getattr(self, "_tick_full", ()):
+        if question in self._tick_full:
             self._mark_waiting(task, question)
             self._blocked.add(task.task_id)
             return  # the same workers were already full this tick; loads only grow within it
@@ -567,9 +571,8 @@ class TaskEngine:
                 load[worker] = load.get(worker, 0) + 1
                 assigned += 1
         if not assigned:
-            if hasattr(self, "_tick_full"):
-                self._tick_full.add(question)
-                self._mark_waiting(task, question)
+            self._tick_full.add(question)
+            self._mark_waiting(task, question)
             self._blocked.add(task.task_id)
             return
         task.waiting = None
@@ -832,13 +835,6 @@ def _payload_blobs(payload: Any) -> list[str]:
     if isinstance(model, dict) and isinstance(model.get("model_blob"), str):
         refs.append(model["model_blob"])
     return refs
-
-
-class _WithBody:
-    """An event seen with a replaced body (a result that could not be fetched counts as failed)."""
-
-    def __init__(self, event: Event, body: dict[str, Any]) -> None:
-        self.hash, self.author, self.deps, self.body = event.hash, event.author, event.deps, body
 
 
 def unpack_spec(spec_json: str) -> dict[str, Any]:

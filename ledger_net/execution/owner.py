@@ -76,6 +76,7 @@ class OwnedTask:
     bids: dict[str, Bid] = field(default_factory=dict)
     state: str = "quoting"  # quoting -> running -> closed
     seen: bool = False  # has the engine's loop looked at it yet
+    waiting: Any = None  # the routing question that found every usable worker full, while it stays so
     max_attempts: int = 3
     created: float = field(default_factory=time.monotonic)
 

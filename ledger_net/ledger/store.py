@@ -318,10 +318,8 @@ class Store:
                     return
                 except OSError:
                     pass
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            with open(tmp, "wb") as f:
-                for part in (data.parts() if hasattr(data, "parts") else [data]):
-                    f.write(part)
+            tmp = self._tmp_blob_file()
+            self._write_parts(tmp, data)
             os.replace(tmp, path)  # readers see the whole blob or none
             return
         with self._write_lock, self.engine.begin() as conn:
@@ -332,25 +330,15 @@ class Store:
     def put_new_blob(self, data: Any) -> str:
         """Keep a blob made here and return its hash, hashing while writing: one pass over
         the bytes instead of a hash pass and a write pass (for big operands, half the time)."""
-        parts = data.parts() if hasattr(data, "parts") else [data]
         if self.blob_dir is None or len(data) < BIG_BLOB:
             h = hashlib.sha256()
-            for part in parts:
+            for part in (data.parts() if hasattr(data, "parts") else [data]):
                 h.update(part)
             hash_ = h.hexdigest()
             self.put_blob(hash_, data)
             return hash_
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.blob_dir / f".new.{os.getpid()}.{threading.get_ident()}.tmp"
-        h = hashlib.sha256()
-        with open(tmp, "wb") as f:
-            for part in parts:
-                view = memoryview(part).cast("B")
-                for start in range(0, len(view), _STREAM_SLICE):
-                    piece = view[start:start + _STREAM_SLICE]
-                    h.update(piece)
-                    f.write(piece)
-        hash_ = h.hexdigest()
+        tmp = self._tmp_blob_file()
+        hash_ = self._write_parts(tmp, data, hashlib.sha256()).hexdigest()
         path = self._blob_file(hash_)
         if path.exists():
             tmp.unlink()
@@ -358,6 +346,24 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, path)
         return hash_
+
+    def _tmp_blob_file(self) -> Path:
+        assert self.blob_dir is not None
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        return self.blob_dir / f".new.{os.getpid()}.{threading.get_ident()}.tmp"
+
+    @staticmethod
+    def _write_parts(path: Path, data: Any, h: Any = None) -> Any:
+        """Write a blob's buffers to ``path`` a slice at a time, feeding ``h`` (a hash) as it goes."""
+        with open(path, "wb") as f:
+            for part in (data.parts() if hasattr(data, "parts") else [data]):
+                view = memoryview(part).cast("B")
+                for start in range(0, len(view), _STREAM_SLICE):
+                    piece = view[start:start + _STREAM_SLICE]
+                    if h is not None:
+                        h.update(piece)
+                    f.write(piece)
+        return h
 
     def _blob_file(self, hash_: str) -> Path:
         assert self.blob_dir is not None
