@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import mmap
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from ..compute import blob_hash, blob_refs, unpack
 from ..errors import TaskError
@@ -90,9 +90,6 @@ class BlobStore:
                 return data
         raise TaskError(f"blob {hash_[:16]}… is not available here or at any peer")
 
-    async def get_many(self, hashes: Iterable[str]) -> dict[str, Any]:
-        return {h: await self.get(h) for h in hashes}
-
     # ---- values: a frame {"result": wire} naming its blobs ---------------------------------
     def put_value(self, wire: Any, blobs: Mapping[str, Any], *, trusted: bool = False) -> tuple[str, bytes]:
         """Keep a packed value: its blobs apart (each by its own hash), then a small frame
@@ -115,13 +112,6 @@ class BlobStore:
                     return False, None, {}
                 blobs[ref] = data
         return True, header["result"], blobs
-
-    def local_value(self, frame_hash: str) -> tuple[bool, Any]:
-        """(True, value) when the frame and every blob it names are here; (False, None) otherwise."""
-        found, wire, blobs = self.local_wire(frame_hash)
-        if not found:
-            return False, None
-        return True, unpack(wire, blobs, verify=False)  # checked when stored
 
     async def fetch_value(self, frame_hash: str) -> Any:
         """The value behind a frame hash, fetching the frame and its blobs from peers if need be."""

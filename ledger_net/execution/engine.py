@@ -17,7 +17,6 @@ by replaying the log, so a restarted node picks its tasks up where they were.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 
 import orjson
@@ -316,7 +315,7 @@ class TaskEngine:
             task = self.owned.get(b["task_id"])
             if task is not None:
                 if b["ok"] and b.get("result") is None and b.get("result_hash") \
-                        and not self.blobs.local_value(b["result_hash"])[0]:
+                        and not self.blobs.local_wire(b["result_hash"])[0]:
                     # Judge a result only once it is here: the worker's node serves it by hash.
                     self._spawn(self._fetch_then_record(task, event))
                 else:
@@ -716,10 +715,8 @@ class TaskEngine:
     def _result_body(self, wire: Any, blobs: dict[str, Any], trusted: bool) -> dict[str, Any]:
         """How a result goes into an event: inline when small (its frame hash names it, nothing
         stored), else as a stored frame naming its blobs."""
-        if not blobs and not blob_refs(wire):
-            frame = encode_frame({"result": wire})
-            if len(frame) <= INLINE_LIMIT:
-                return {"result_hash": hashlib.sha256(frame).hexdigest(), "result": wire}
+        if not blobs and not blob_refs(wire) and len(encode_frame({"result": wire})) <= INLINE_LIMIT:
+            return {"result_hash": result_hash(wire), "result": wire}
         frame_hash, _ = self.blobs.put_value(wire, blobs, trusted=trusted)
         return {"result_hash": frame_hash}
 
