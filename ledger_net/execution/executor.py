@@ -4,7 +4,6 @@ as readable reasons, never as exceptions that stop the node."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (Boolean, Connection, bindparam, Engine, Enum, create_engine, event, func, Integer, LargeBinary,
-                        select, String, Table, text, TypeDecorator, update)
+                        select, String, Table, TypeDecorator, update)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
