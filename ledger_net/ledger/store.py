@@ -10,6 +10,7 @@ visible in order and a reader paging `offset > cursor` never skips one.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import mmap
 import os
 import threading
@@ -25,8 +26,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from .tables import blobs, counters, events, fork_proofs, meta, void_events
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +68,20 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     return f"sqlite:///{Path(path)}"
 
 
+def migrations_dir() -> Path:
+    """The Alembic scripts shipped inside the package, found as a package resource so
+    that an installed wheel (not only a checkout) can create and upgrade its database."""
+    location = importlib.resources.files("ledger_net") / "migrations"
+    if not isinstance(location, Path) or not (location / "env.py").is_file():
+        raise RuntimeError(f"ledger_net's migrations are not on the file system ({location}); "
+                           "install the package unzipped")
+    return location
+
+
 def _alembic_config() -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    """An Alembic config built in code: no `alembic.ini` is needed, so it works from any cwd."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
     return config
 
 

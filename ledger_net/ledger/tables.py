@@ -1,5 +1,5 @@
 """SQLAlchemy table definitions of the log. The schema exists only through Alembic
-migrations (`migrations/`); these definitions are what queries and migrations share."""
+migrations (`ledger_net/migrations/`); these definitions are what queries and migrations share."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Alembic scripts of the node's database, shipped as package data (see `ledger.store.migrations_dir`)."""
