@@ -34,15 +34,17 @@ DB_FILE = "ledger.db"
 T = TypeVar("T")
 
 
-def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, **runner_options: Any
-               ) -> tuple[Ledger, Any]:
-    """Open (or create) a node's books in `data_dir`: its key, its SQLite ledger (or `db_url`),
-    and the projection runner over them (`runner_options` go to `ProjectionRunner`)."""
+def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, *, identity: Identity | None = None,
+               **runner_options: Any) -> tuple[Ledger, Any]:
+    """Open (or create) a node's books in `data_dir`: its key (or `identity`, e.g. one unsealed
+    with its passphrase), its SQLite ledger (or `db_url`), and the projection runner over them
+    (`runner_options` go to `ProjectionRunner`)."""
     from ..projections.runner import ProjectionRunner
 
     path = Path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
-    identity = Identity.load_or_create(path)
+    if identity is None:
+        identity = Identity.load_or_create(path)
     ledger = Ledger.open(db_url or sqlite_url(path / DB_FILE), identity)
     return ledger, ProjectionRunner(ledger, **runner_options)
 
