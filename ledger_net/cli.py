@@ -77,7 +77,7 @@ def cli() -> None:
     """ledger_net: a peer-to-peer compute network on a signed, hash-chained ledger.
 
     \b
-    Run:      init, node, demo
+    Run:      init, node, demo, seal-key   (a sealed node.key: --passphrase-file or $LEDGER_NET_KEY_PASSPHRASE)
     Work:     submit, status, result, cancel, balance, transfer, nodes, events   (--url)
     Audit:    verify, audit, export, import                                       (--data-dir | --db-url | --bundle)
     Debug:    replay, explain, inspect, diff                                      (--data-dir | --db-url)

@@ -44,6 +44,14 @@ def db_url_option(f: F) -> F:
                              "(e.g. postgresql+psycopg://user:pw@127.0.0.1/ledger).")(f)
 
 
+def passphrase_option(f: F) -> F:
+    return click.option("--passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                        metavar="FILE",
+                        help="File holding the passphrase of a sealed node.key (one line). Else "
+                             "$LEDGER_NET_KEY_PASSPHRASE (removed from the environment once read), "
+                             "else a hidden prompt on a terminal.")(f)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
 
@@ -131,12 +139,42 @@ def open_url(url: str, identity: Any = None) -> Any:
 
 
 def open_ledger(data_dir: Path, db_url: str | None) -> Any:
-    """Open an existing ledger to read it (the node's key if present; none is created)."""
-    from .ledger.identity import Identity
+    """Open an existing ledger to read it (the node's key if present; none is created).
+    A sealed key is read as its public key only: reading needs no passphrase."""
+    from .ledger.identity import KEY_FILE, Identity
 
     url = db_url_of(data_dir, db_url)
-    identity = Identity.load_or_create(data_dir) if (data_dir / "node.key").exists() else None
+    identity = Identity.public_of(data_dir) if (data_dir / KEY_FILE).exists() else None
     return open_url(url, identity)
+
+
+# ------------------------------------------------------------------ the key's passphrase
+
+def key_passphrase(data_dir: Path, passphrase_file: Path | None, *, creating: bool = False,
+                   prompt: bool = True, required: bool = True) -> Any:
+    """The passphrase of a command that signs: --passphrase-file, else $LEDGER_NET_KEY_PASSPHRASE,
+    else (for a sealed key, or `creating` one) a hidden prompt when stdin is a terminal.
+
+    The environment variable is removed whenever this runs, used or not, so no child process
+    (the sandboxed workers included) inherits it. None for a plain key given nothing, or when
+    not `required`; else CliError for a sealed key (or `creating`) with no way to ask."""
+    from .ledger.identity import KEY_FILE, PASSPHRASE_ENV, Passphrase, is_sealed, passphrase_from_env, \
+        passphrase_from_file
+
+    from_env = passphrase_from_env()
+    if passphrase_file is not None:
+        return passphrase_from_file(passphrase_file)
+    if from_env is not None:
+        return from_env
+    if not required or not (creating or is_sealed(data_dir)):
+        return None
+    if prompt and sys.stdin.isatty():
+        what = "New passphrase for node.key" if creating else f"Passphrase of {data_dir / KEY_FILE}"
+        return Passphrase(click.prompt(what, hide_input=True, confirmation_prompt=creating, err=True))
+    where = f"--passphrase-file FILE or ${PASSPHRASE_ENV}" + (" (or run on a terminal)" if prompt else "")
+    if creating:
+        raise CliError(f"--encrypt-key needs a passphrase: give {where}")
+    raise CliError(f"{data_dir / KEY_FILE} is sealed: give {where}")
 
 
 # ------------------------------------------------------------------ HTTP

@@ -20,7 +20,8 @@ import click
 import orjson
 
 from .cli_common import (CliError, credits, data_dir_option, db_url_option, dumps, emit_json,
-                         json_option, open_ledger, open_url, progress, short, warn)
+                         json_option, key_passphrase, open_ledger, open_url, passphrase_option, progress, short,
+                         warn)
 from .errors import LedgerError
 from .ledger.store import StoredEvent
 
@@ -359,13 +360,16 @@ def export(data_dir: Path, db_url: str | None, after: str | None, until: str | N
 @click.argument("bundle", type=click.Path(dir_okay=False, allow_dash=True))
 @data_dir_option
 @db_url_option
+@passphrase_option
 @json_option
-def import_(bundle: str, data_dir: Path, db_url: str | None, as_json: bool) -> None:
+def import_(bundle: str, data_dir: Path, db_url: str | None, passphrase_file: Path | None, as_json: bool) -> None:
     """Load an NDJSON bundle into a data directory or database, verifying every event.
 
     Every line is checked (bytes, hash, signature) before anything is stored, then the
-    events go through `Ledger.ingest` like events from a peer; the projections follow."""
-    from .ledger.identity import Identity
+    events go through `Ledger.ingest` like events from a peer; the projections follow.
+    The node's key signs only a fork proof the bundle reveals: a sealed key is used if its
+    passphrase is given (--passphrase-file or the environment), else none is published."""
+    from .ledger.identity import KEY_FILE, Identity, is_sealed
     from .projections.runner import ProjectionRunner
 
     if bundle != "-" and not Path(bundle).is_file():
@@ -382,7 +386,12 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, as_json: bool) -> N
         url = sqlite_url(data_dir / "ledger.db")
     else:
         url = db_url
-    identity = Identity.load_or_create(data_dir) if (data_dir / "node.key").exists() else None
+    identity = None
+    if (data_dir / KEY_FILE).exists():
+        passphrase = key_passphrase(data_dir, passphrase_file, prompt=False, required=False)
+        if passphrase is not None or not is_sealed(data_dir):
+            identity = Identity.load(data_dir, passphrase)
+        del passphrase
     ledger = open_url(url, identity)
     try:
         runner = ProjectionRunner(ledger)

@@ -22,7 +22,8 @@ import click
 import orjson
 
 from .cli_common import (CliError, credits, data_dir_option, db_url_option, emit_json, http, json_option,
-                         open_url, progress, run, short, token_of, url_option, warn)
+                         key_passphrase, open_url, passphrase_option, progress, run, short, token_of, url_option,
+                         warn)
 from .network.protocol import API
 
 NODE_CONFIG = "node.json"  # what `init --seed` remembers for `node`
@@ -39,18 +40,34 @@ TERMINAL = ("completed", "failed", "cancelled")
 @click.option("--initial-credits", type=float, default=100.0, show_default=True,
               help="Credits the founder mints to itself.")
 @click.option("--seed", default=None, metavar="URL", help="Join the network of this running node instead.")
+@click.option("--encrypt-key", is_flag=True,
+              help="Seal the new node.key with a passphrase (argon2id + SecretBox); every command that signs "
+                   "then needs it. Default: a plain key file, mode 0600.")
+@click.option("--key-kdf", type=click.Choice(["interactive", "moderate", "sensitive"]), default="moderate",
+              show_default=True, help="argon2id cost of sealing: moderate is 256 MiB, ~0.3-0.6 s per open.")
+@passphrase_option
 @json_option
 def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, seed: str | None,
-         as_json: bool) -> None:
+         encrypt_key: bool, key_kdf: str, passphrase_file: Path | None, as_json: bool) -> None:
     """Create a node's key and books: found a new network (genesis + the founder's credits),
-    or join one through a running seed node (its genesis and log are synced from it)."""
+    or join one through a running seed node (its genesis and log are synced from it).
+
+    With --encrypt-key (or any passphrase given) the new node.key is sealed with the passphrase."""
     from .core.money import to_units
-    from .ledger.identity import Identity
+    from .ledger.identity import KDF_LEVELS, KEY_FILE, Identity, is_sealed
     from .ledger.store import sqlite_url
     from .network.protocol import load_or_create_token
 
+    key_exists = (data_dir / KEY_FILE).exists()
+    if encrypt_key and key_exists and not is_sealed(data_dir):
+        raise CliError(f"{data_dir / KEY_FILE} already holds a plain key: seal it with "
+                       f"`ledger-net seal-key --data-dir {data_dir}`")
+    passphrase = key_passphrase(data_dir, passphrase_file, creating=encrypt_key and not key_exists)
+    opslimit, memlimit = KDF_LEVELS[key_kdf]
     data_dir.mkdir(parents=True, exist_ok=True)
-    identity = Identity.load_or_create(data_dir)
+    _hold_node_lock(data_dir, db_url)  # a running node's books are not init's to write
+    identity = Identity.load_or_create(data_dir, passphrase, opslimit=opslimit, memlimit=memlimit)
+    del passphrase
     ledger = open_url(db_url or sqlite_url(data_dir / "ledger.db"), identity)
     try:
         if ledger.net is not None:
@@ -81,7 +98,47 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
         f"founded network {result['network_name']!r}"
     click.echo(f"node {result['node_id']} {verb}")
     click.echo(f"network id {result['net']}; {result['events']} events; balance {result['balance']} credits")
-    click.echo(f"data dir {data_dir} (key node.key, API token api.token); run it: ledger-net node --data-dir {data_dir}")
+    sealed = " sealed with your passphrase" if is_sealed(data_dir) else ""
+    click.echo(f"data dir {data_dir} (key node.key{sealed}, API token api.token); "
+               f"run it: ledger-net node --data-dir {data_dir}")
+
+
+@click.command(name="seal-key")
+@data_dir_option
+@click.option("--key-kdf", type=click.Choice(["interactive", "moderate", "sensitive"]), default="moderate",
+              show_default=True, help="argon2id cost: moderate is 256 MiB, ~0.3-0.6 s per open.")
+@passphrase_option
+@json_option
+def seal_key(data_dir: Path, key_kdf: str, passphrase_file: Path | None, as_json: bool) -> None:
+    """Seal an existing plain node.key with a passphrase, in place: same key, same node id.
+
+    The file is rewritten atomically (mode 0600). A running node keeps its key in memory:
+    restart it with the passphrase. Copies of the plain file elsewhere (backups) stay plain."""
+    from .ledger.identity import KDF_LEVELS, KEY_FILE, is_sealed, seal_key_file
+
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        raise CliError(f"no key at {path}: `ledger-net init --encrypt-key` creates a sealed one")
+    if is_sealed(data_dir):
+        raise CliError(f"{path} is already sealed")
+    opslimit, memlimit = KDF_LEVELS[key_kdf]
+    identity = seal_key_file(data_dir, key_passphrase(data_dir, passphrase_file, creating=True),
+                             opslimit=opslimit, memlimit=memlimit)
+    if as_json:
+        emit_json({"node_id": identity.node_id, "key_file": str(path), "sealed": True, "kdf": key_kdf})
+    else:
+        click.echo(f"sealed {path} (node {identity.node_id}, argon2id {key_kdf})")
+
+
+def _hold_node_lock(data_dir: Path, db_url: str | None) -> None:
+    """Hold the node's lock (data dir, database) until this command ends, as a node does:
+    a command that signs beside a running node would fork it. Refused: one line naming it."""
+    from .ledger.lock import NodeLock
+
+    lock = NodeLock(data_dir)
+    click.get_current_context().call_on_close(lock.release)
+    lock.acquire()
+    lock.claim(db_url)
 
 
 async def _join(ledger: Any, seed: str) -> int:
@@ -128,11 +185,17 @@ async def _join(ledger: Any, seed: str) -> int:
 @click.option("--node-type", type=click.Choice(["client", "public", "seed"]), default="public", show_default=True)
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               default="INFO", show_default=True)
+@passphrase_option
 def node(data_dir: Path, db_url: str | None, host: str, port: int, seeds: tuple[str, ...],
-         initial_credits: float | None, network_name: str, node_type: str, log_level: str) -> None:
-    """Run a node in the foreground until SIGINT or SIGTERM, then stop it cleanly."""
+         initial_credits: float | None, network_name: str, node_type: str, log_level: str,
+         passphrase_file: Path | None) -> None:
+    """Run a node in the foreground until SIGINT or SIGTERM, then stop it cleanly.
+
+    A sealed node.key is opened with --passphrase-file, $LEDGER_NET_KEY_PASSPHRASE or a hidden
+    prompt; a passphrase given for a data dir with no key yet seals the key it creates."""
     from .main import ComputeNetwork
 
+    passphrase = key_passphrase(data_dir, passphrase_file)  # before any worker process exists
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     seed_nodes = list(seeds)
@@ -141,7 +204,8 @@ def node(data_dir: Path, db_url: str | None, host: str, port: int, seeds: tuple[
         seed_nodes = list(json.loads(config.read_text()).get("seed_nodes", []))
     network = ComputeNetwork(host=host, port=port, node_type=node_type, seed_nodes=seed_nodes, log_level=log_level,
                              data_dir=data_dir, database_url=db_url, initial_credits=initial_credits,
-                             network_name=network_name)
+                             network_name=network_name, key_passphrase=passphrase)
+    del passphrase
     run(_serve(network))
 
 
@@ -605,4 +669,4 @@ def events(after: int | None, limit: int, follow: bool, count: int, type_prefix:
         warn(f"stopped; resume with: ledger-net events --follow --after {cursor['offset']}")
 
 
-COMMANDS = [init, node, submit, status, result, cancel, balance, transfer, nodes, events]
+COMMANDS = [init, seal_key, node, submit, status, result, cancel, balance, transfer, nodes, events]

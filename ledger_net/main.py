@@ -30,6 +30,7 @@ from .execution.blobs import BlobStore
 from .execution.engine import TaskEngine
 from .execution.executor import ChunkExecutor
 from .ledger.chain import Ledger
+from .ledger.identity import Identity, Passphrase
 from .network.routing import Router
 from .network.server import NodeServer, open_local
 from .pricing.dynamic import PricingEngine
@@ -54,7 +55,7 @@ class ComputeNetwork:
                  log_level: str = "INFO", *, data_dir: str | os.PathLike[str] | None = None,
                  database_url: str | None = None, initial_credits: float | None = None,
                  network_name: str = "ledger-net", sync_interval: float = 1.0, quote_window: float = 0.2,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, key_passphrase: str | bytes | Passphrase | None = None) -> None:
         settings: dict[str, Any] = {}
         if config_path is not None:
             settings = _load_config(config_path)
@@ -76,6 +77,11 @@ class ComputeNetwork:
         if level not in logging.getLevelNamesMapping():
             raise NodeError(f"unknown log level {level!r}")
         logging.getLogger("ledger_net").setLevel(level)
+        # A sealed node.key is opened with this at start; a fresh one is created sealed under it.
+        # Held masked (its repr hides it) and dropped once the key is open: the node keeps the
+        # unsealed key for restarts, never the passphrase. Never read from the config file.
+        self._key_passphrase = Passphrase(key_passphrase) if key_passphrase is not None else None
+        self._identity: Identity | None = None
         self.ledger: Ledger | None = None
         self.runner: ProjectionRunner | None = None
         self.server: NodeServer | None = None
@@ -99,7 +105,11 @@ class ComputeNetwork:
         # unreachable, read-only root, private dir writable) or raises a SandboxError saying
         # what is missing, before this node offers to run anyone's chunks.
         self.sandbox_self_test = await ProcessSandboxExecutor().run_self_test()
-        ledger, runner = await asyncio.to_thread(open_local, self.data_dir, self.database_url)
+        if self._identity is None:  # a wrong passphrase stops the start here, before the books open
+            self._identity = await asyncio.to_thread(Identity.load_or_create, self.data_dir, self._key_passphrase)
+            self._key_passphrase = None
+        ledger, runner = await asyncio.to_thread(open_local, self.data_dir, self.database_url,
+                                                 identity=self._identity)
         self.ledger, self.runner = ledger, runner
         founding = ledger.net is None and not self.seed_nodes
         if founding:
