@@ -100,11 +100,15 @@ async def test_no_network_from_workers(pool: WarmWorkerPool) -> None:
 
 
 async def test_no_writes_outside_private_dir(pool: WarmWorkerPool) -> None:
-    for target in ("/etc", "/root", "/tmp"):
+    for target in ("/etc", "/root", "/usr"):
         path = os.path.join(target, f"ledger_warm_escape_{uuid.uuid4().hex}")
         answer = await pool.run("write_file", path.encode())
         assert answer.startswith(b"refused"), answer
         assert not os.path.exists(path)
+    # /tmp is the worker's own tmpfs: writable, and nothing written there reaches the host's.
+    path = os.path.join("/tmp", f"ledger_warm_escape_{uuid.uuid4().hex}")
+    await pool.run("write_file", path.encode())
+    assert not os.path.exists(path)
 
 
 async def test_printing_does_not_corrupt_protocol(pool: WarmWorkerPool) -> None:
@@ -130,8 +134,10 @@ async def test_function_errors_are_reported(pool: WarmWorkerPool) -> None:
 async def test_private_dirs_removed_on_close() -> None:
     p = WarmWorkerPool(FUNCTIONS, size=2, limits=LIMITS)
     await p.start()
-    dirs = {(await p.run("where_am_i", b"")).split()[1].decode() for _ in range(10)}
-    assert all(os.path.isdir(d) for d in dirs)
+    dirs = {(await p.run_in_dir("where_am_i", b""))[1] for _ in range(10)}
+    assert len(dirs) == 2 and all(os.path.isdir(d) for d in dirs)
+    # Inside, the worker sees its dir at the view's fixed path, not the host's.
+    assert (await p.run("where_am_i", b"")).split()[1].decode() == "/sandbox"
     await p.close()
     assert not any(os.path.exists(d) for d in dirs)
     with pytest.raises(SandboxError, match="closed"):

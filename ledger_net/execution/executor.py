@@ -4,6 +4,7 @@ as readable reasons, never as exceptions that stop the node."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ from ..errors import LedgerNetError, SandboxError
 from ..sandbox.bundle import CodeBundle
 from ..sandbox.execution import SandboxExecutorFactory
 from ..sandbox.limits import SandboxLimits, SandboxType
+from ..sandbox import view
 from ..sandbox.warm_pool import WarmWorkerPool
 from .blobs import FileBlob
 from .framing import decode_frame, encode_frame
@@ -50,6 +52,12 @@ class ChunkExecutor:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.staging = self.work_dir / "results"
         self.staging.mkdir(exist_ok=True)
+        # Operand files reach a worker as hard links in this dir, bound read-only into its view
+        # at view.INPUT_DIR: it sees the blobs of its job, never the node's blob store.
+        self.inputs = self.work_dir / "input"
+        self.inputs.mkdir(exist_ok=True)
+        self.inputs.chmod(0o755)
+        self._input_refs: dict[str, int] = {}
         self.default_timeout = default_timeout
         self.limits = SandboxLimits(cpu_time_seconds=max(default_timeout, 5.0), wall_time_seconds=default_timeout,
                                     memory_bytes=memory_bytes, max_output_bytes=512 * MiB,
@@ -62,7 +70,7 @@ class ChunkExecutor:
         if self._pool is None:
             self._pool = WarmWorkerPool({"chunk": CHUNK_FUNCTION}, size=self.workers, limits=self.limits,
                                         lifetime_cpu_seconds=max(3600.0, self.limits.cpu_time_seconds),
-                                        temp_root=str(self.work_dir))
+                                        temp_root=str(self.work_dir), input_dir=str(self.inputs))
             await self._pool.start()
 
     async def close(self) -> None:
@@ -103,7 +111,8 @@ class ChunkExecutor:
         if self._pool is None:
             await self.start()
         assert self._pool is not None
-        frame = encode_frame({"task_type": task_type, "payload": payload, "files": dict(files)}, blobs)
+        inside = {hash_: self._link_input(hash_, path) for hash_, path in files.items()}
+        frame = encode_frame({"task_type": task_type, "payload": payload, "files": inside}, blobs)
         try:
             reply, private_dir = await self._pool.run_in_dir("chunk", frame, timeout=timeout)
             header, result_blobs = decode_frame(reply)
@@ -111,7 +120,34 @@ class ChunkExecutor:
                 result_blobs[hash_] = self._take(private_dir, name)
         except SandboxError as exc:
             return ChunkOutcome(False, error=str(exc))
+        finally:
+            for hash_ in inside:
+                self._unlink_input(hash_)
         return ChunkOutcome(True, result=header["result"], blobs=result_blobs)
+
+    def _link_input(self, hash_: str, path: str) -> str:
+        """Show one checked blob file to the workers; returns its path inside their view."""
+        if len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+            raise SandboxError(f"operand file name {hash_[:80]!r} is not a blob hash")
+        target = self.inputs / hash_
+        if self._input_refs.get(hash_, 0) == 0:
+            try:
+                os.link(path, target)
+            except FileExistsError:
+                pass
+            except OSError:  # another file system: a copy, once per blob in use
+                shutil.copyfile(path, target)
+        self._input_refs[hash_] = self._input_refs.get(hash_, 0) + 1
+        return f"{view.INPUT_DIR}/{hash_}"
+
+    def _unlink_input(self, hash_: str) -> None:
+        left = self._input_refs.get(hash_, 1) - 1
+        if left > 0:
+            self._input_refs[hash_] = left
+            return
+        self._input_refs.pop(hash_, None)
+        with contextlib.suppress(FileNotFoundError):
+            (self.inputs / hash_).unlink()
 
     def _take(self, private_dir: str, name: Any) -> FileBlob:
         """Move a result file out of a worker's dir (only a plain file named by a hash)."""

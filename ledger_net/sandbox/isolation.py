@@ -1,33 +1,34 @@
-"""Child-side isolation: what a sandboxed process does to itself between fork and exec.
+"""The launcher's half of isolation: what the process does to itself before bubblewrap runs.
 
-The steps run as ``preexec_fn`` so that the user's interpreter starts already confined:
-no network (a private network namespace with no interfaces up), a read-only view of every file
-system except the private dir (a private mount namespace), no capabilities, rlimits, and the
-seccomp policy that forbids new processes. A failing step is reported to the parent through a
-pipe with the step's name, so the parent can raise a SandboxError saying what the kernel refused.
+bubblewrap (``sandbox/view.py``) builds the minimal root and the user, PID, IPC, UTS and cgroup
+namespaces. Before it starts, this ``preexec_fn`` enters a network namespace with no interface
+up (bubblewrap's own would bring loopback up), applies the rlimits, drops a root node's sandbox
+to uid/gid 65534, arranges for the kernel to kill it with its node, and sets ``no_new_privs``.
+A failing step is reported to the parent through a pipe with the step's name, so the parent
+can raise a SandboxError saying what the kernel refused.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledger_net.sandbox import linux, seccomp_policy
+from ledger_net.sandbox import linux
 from ledger_net.sandbox.limits import SandboxLimits
+from ledger_net.sandbox.view import SANDBOX_GID, SANDBOX_UID, STAGE_ROOT
 
 
 @dataclass(frozen=True)
 class IsolationPlan:
-    """What the child applies. ``namespaces`` is off only for the bwrap launcher, which does its own."""
+    """What the launcher applies before bubblewrap takes over."""
 
     private_dir: str
     limits: SandboxLimits
-    namespaces: bool = True
-    seccomp: bool = True
+    # (source, staged path) pairs a root launcher binds before it drops to uid 65534.
+    stage: tuple[tuple[str, str], ...] = ()
     # Seconds between RLIMIT_CPU's soft (SIGXCPU) and hard (SIGKILL) limit; 0 where SIGXCPU
     # would be ignored (a pid-namespace init ignores signals it has no handler for).
     cpu_grace: int = 1
@@ -49,61 +50,74 @@ def rlimit_pairs(limits: SandboxLimits, cpu_grace: int = 1) -> list[tuple[int, t
     return pairs
 
 
-def _enter_namespaces(euid: int, egid: int) -> None:
+def _enter_network_namespace(euid: int, egid: int) -> None:
     if euid != 0:
-        # An unprivileged node first needs a user namespace to own the new mount/net namespaces.
+        # An unprivileged node first needs a user namespace to own the new network namespace.
         linux.unshare(linux.CLONE_NEWUSER)
         linux.write_file("/proc/self/setgroups", "deny")
         linux.write_file("/proc/self/uid_map", f"{euid} {euid} 1")
         linux.write_file("/proc/self/gid_map", f"{egid} {egid} 1")
-    linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
+    # bubblewrap's own --unshare-net would bring loopback up; this namespace has no interface up.
+    linux.unshare(linux.CLONE_NEWNET)
 
 
-def _read_only_except(private_dir: str) -> None:
+def _stage_binds(stage: tuple[tuple[str, str], ...]) -> None:
+    """Bind each source under a fresh tmpfs at STAGE_ROOT, in a mount namespace of our own.
+
+    The sources are opened first (the tmpfs may cover one of them) and bound through their
+    descriptors, so uid 65534 reaches them by a path it may walk.
+    """
+    linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    linux.mount(private_dir, private_dir, None, linux.MS_BIND | linux.MS_REC)
-    prefix = private_dir.rstrip("/") + "/"
-    for point, flags in linux.mount_points():
-        if point == private_dir or point.startswith(prefix) or flags & linux.MS_RDONLY:
-            continue
-        try:
-            linux.mount(None, point, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | flags)
-        except OSError as exc:
-            # A mount hidden under another mount cannot be reached by path; it is not visible
-            # to the child either, so it is no way out.
-            if exc.errno in (errno.ENOENT, errno.EINVAL) and not os.path.ismount(point):
-                continue
-            raise
-    os.chdir(private_dir)  # the old cwd is the underlying, now read-only, directory
+    fds = [os.open(source, os.O_PATH | os.O_CLOEXEC) for source, _ in stage]  # in this namespace
+    linux.mount("tmpfs", STAGE_ROOT, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV)
+    for fd, (source, staged) in zip(fds, stage):
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.mkdir(staged, 0o755)
+        else:
+            os.close(os.open(staged, os.O_WRONLY | os.O_CREAT, 0o644))
+        linux.mount(f"/proc/self/fd/{fd}", staged, None, linux.MS_BIND | linux.MS_REC)
+        os.close(fd)
+    os.chmod(STAGE_ROOT, 0o755)
+
+
+def _become_unprivileged() -> None:
+    """A root node hands its sandboxes to uid/gid 65534, which owns nothing of the node's."""
+    os.setgroups([])
+    os.setgid(SANDBOX_GID)
+    os.setuid(SANDBOX_UID)
 
 
 def make_preexec(plan: IsolationPlan, error_fd: int) -> Callable[[], None]:
-    """Build the ``preexec_fn``; on failure it writes ``step: error`` to ``error_fd`` and raises."""
+    """Build the ``preexec_fn`` of the bubblewrap launcher.
+
+    It enters a network namespace with no interface up, applies the rlimits, drops to an
+    unprivileged uid when the node is root, and sets ``no_new_privs``; bubblewrap then builds
+    the view (``sandbox/view.py``), the other namespaces and the seccomp filter. On failure it
+    writes ``step: error`` to ``error_fd`` and raises.
+    """
     euid, egid = os.geteuid(), os.getegid()
     pairs = rlimit_pairs(plan.limits, plan.cpu_grace)
-    last_cap = linux.last_capability()
 
     def preexec() -> None:
         step = "start"
         try:
-            step = "parent-death signal"
-            linux.set_parent_death_signal(signal.SIGKILL)
-            if plan.namespaces:
-                step = "network and mount namespaces"
-                _enter_namespaces(euid, egid)
-                step = "read-only file systems"
-                _read_only_except(plan.private_dir)
+            step = "network namespace"
+            _enter_network_namespace(euid, egid)
             step = "rlimits"
             for res, value in pairs:
                 resource.setrlimit(res, value)
-            if plan.namespaces:
-                step = "dropping capabilities"
-                linux.drop_all_capabilities(last_cap)
+            if euid == 0 and plan.stage:
+                step = "staging binds"
+                _stage_binds(plan.stage)
+            if euid == 0:
+                step = "unprivileged uid"
+                _become_unprivileged()
+                linux.set_dumpable()
+            step = "parent-death signal"  # after setuid, which clears it
+            linux.set_parent_death_signal(signal.SIGKILL)
             step = "no_new_privs"
             linux.set_no_new_privs()
-            if plan.seccomp:
-                step = "seccomp filter"
-                seccomp_policy.load_in_this_process(allow_processes=False)
         except BaseException as exc:
             try:
                 os.write(error_fd, f"{step}: {exc}".encode(errors="replace")[:4000])
@@ -113,17 +127,7 @@ def make_preexec(plan: IsolationPlan, error_fd: int) -> Callable[[], None]:
     return preexec
 
 
-def sandbox_env(private_dir: str, limits: SandboxLimits) -> dict[str, str]:
-    """A minimal environment: nothing of the node's own environment leaks into user code."""
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": private_dir,
-        "TMPDIR": private_dir,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    if limits.env:
-        env.update(limits.env)
-    return env
+def prepare_private_dir(path: str) -> None:
+    """Hand a host dir that a sandbox writes to over to the sandbox's uid (root nodes only)."""
+    if os.geteuid() == 0:
+        os.chown(path, SANDBOX_UID, SANDBOX_GID)

@@ -29,6 +29,37 @@ class SandboxType(str, enum.Enum):
             names = ", ".join(t.value for t in cls)
             raise SandboxError(f"unknown sandbox type {value!r}; expected one of: {names}") from None
 
+    @property
+    def strength(self) -> int:
+        """Order for a node's floor. process_isolation and container share one view (they
+        differ in name only, see container.py); wasm has no system calls at all."""
+        return {"process_isolation": 1, "container": 1, "wasm": 2}[self.value]
+
+
+def offered_types(available: list[str], floor: "SandboxType | str", wanted: list[str] | None = None) -> list[str]:
+    """The sandbox types a node offers: those it can build (and was told to offer), none below its floor."""
+    bottom = SandboxType.parse(floor).strength
+    names = [SandboxType.parse(t).value for t in (wanted if wanted is not None else available)]
+    missing = [t for t in names if t not in available]
+    if missing:
+        raise SandboxError(f"sandbox type(s) {', '.join(missing)} cannot be built on this machine "
+                           f"(available: {', '.join(available)})")
+    return [t for t in names if SandboxType.parse(t).strength >= bottom]
+
+
+def effective_type(requested: "SandboxType | str | None", floor: "SandboxType | str") -> SandboxType:
+    """What a chunk runs under: the type it asked for, or the floor when it asked for none.
+
+    A request weaker than the floor is refused (the node never bids on it; this is the check
+    for a chunk that reaches it anyway)."""
+    bottom = SandboxType.parse(floor)
+    if requested is None or requested == "":
+        return bottom
+    kind = SandboxType.parse(requested)
+    if kind.strength < bottom.strength:
+        raise SandboxError(f"sandbox {kind.value!r} is below this node's floor {bottom.value!r}")
+    return kind
+
 
 @dataclass(frozen=True)
 class SandboxLimits:
@@ -46,6 +77,8 @@ class SandboxLimits:
     max_open_files: int = 64
     max_processes: int = 1
     env: dict[str, str] | None = field(default=None)
+    # Everything the run may write: its working dir and its /tmp are tmpfs of this size each.
+    max_disk_bytes: int = 64 * MiB
 
     def __post_init__(self) -> None:
         def positive(name: str, value: Any, kind: type) -> None:
@@ -61,6 +94,7 @@ class SandboxLimits:
         positive("max_file_bytes", self.max_file_bytes, int)
         positive("max_open_files", self.max_open_files, int)
         positive("max_processes", self.max_processes, int)
+        positive("max_disk_bytes", self.max_disk_bytes, int)
         if self.memory_bytes < 16 * MiB:
             raise SandboxError("SandboxLimits.memory_bytes below 16 MiB cannot start any runtime")
         if self.max_open_files < 8:
@@ -87,4 +121,5 @@ class SandboxLimits:
             "max_open_files": self.max_open_files,
             "max_processes": self.max_processes,
             "env": dict(self.env) if self.env else None,
+            "max_disk_bytes": self.max_disk_bytes,
         }

@@ -30,6 +30,7 @@ MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -103,6 +104,12 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 def set_parent_death_signal(signum: int) -> None:
     """Have the kernel signal this process when its parent dies, so no sandbox outlives its node."""
     prctl(PR_SET_PDEATHSIG, signum)
+
+
+def set_dumpable() -> None:
+    """Undo the kernel's reset of the dumpable flag by setuid, so the process may still open
+    its own ``/proc/self/fd`` entries (bubblewrap binds by descriptor through them)."""
+    prctl(PR_SET_DUMPABLE, 1)
 
 
 def set_no_new_privs() -> None:

@@ -2,8 +2,10 @@
 
 Why: a fresh interpreter costs 11-19 ms here, so launching one per chunk caps a node far below
 the ~500 tiny operations per second the task engine needs. Each worker is started once inside the
-same isolation as process_isolation (rlimits, private mount/net namespaces, no capabilities,
-seccomp without process creation, its own private dir) and then serves jobs
+same minimal root as process_isolation (``sandbox/view.py``: fresh user, PID, mount and network
+namespaces, uid 65534, no capabilities, seccomp without process creation, rlimits), seeing only
+the interpreter, the modules of its registered functions, its own private dir and a read-only
+input dir and then serves jobs
 ``(function_name, payload_bytes) -> result bytes`` over its pipes. Only functions registered by
 import path at pool creation can be called. A job past its wall timeout kills and replaces its
 worker; a crashed worker is replaced and its job reported failed with a reason.
@@ -22,8 +24,8 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from ledger_net.errors import SandboxError
-from ledger_net.sandbox import linux, seccomp_policy
-from ledger_net.sandbox.isolation import IsolationPlan, make_preexec, sandbox_env
+from ledger_net.sandbox import linux, seccomp_policy, view
+from ledger_net.sandbox.isolation import IsolationPlan, make_preexec, prepare_private_dir
 from ledger_net.sandbox.limits import SandboxLimits
 from ledger_net.sandbox.result import REASON_CPU, REASON_MEMORY, REASON_OUTPUT, REASON_WALL, signal_reason
 from ledger_net.sandbox.warm_worker import BOOT, READY, REQUEST, RESPONSE, STATUS_FATAL, STATUS_OK
@@ -110,7 +112,8 @@ class WarmWorkerPool:
 
     def __init__(self, functions: Mapping[str, str], *, size: int = 2, limits: SandboxLimits | None = None,
                  python: str | None = None, temp_root: str | None = None,
-                 lifetime_cpu_seconds: float = 3600.0, max_jobs_per_worker: int = 100_000) -> None:
+                 lifetime_cpu_seconds: float = 3600.0, max_jobs_per_worker: int = 100_000,
+                 input_dir: str | None = None, bwrap_path: str | None = None) -> None:
         if not linux.is_linux():
             raise SandboxError("the warm pool needs Linux namespaces and seccomp; this is not Linux")
         if not isinstance(functions, Mapping) or not functions:
@@ -134,6 +137,11 @@ class WarmWorkerPool:
         self.temp_root = temp_root
         self.lifetime_cpu_seconds = lifetime_cpu_seconds
         self.max_jobs_per_worker = max_jobs_per_worker
+        # Read-only files the node links in for jobs (shown at view.INPUT_DIR), and the only
+        # code a worker sees: the modules of its registered functions and ledger_net itself.
+        self.input_dir = input_dir
+        self.bwrap = view.find_bwrap(bwrap_path)
+        self.code_paths = view.module_roots([*self.functions.values(), "ledger_net:__name__"])
         seccomp_policy.ensure_available()
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
@@ -159,19 +167,32 @@ class WarmWorkerPool:
 
     async def _spawn(self) -> _Worker:
         private = PrivateDir(prefix="ledger-warm-", base=self.temp_root).__enter__()
+        try:
+            prepare_private_dir(private.path)
+            root = view.build_view(self.python, work_dir_bytes=self.limits.max_disk_bytes, private_dir=private.path,
+                                   code_paths=self.code_paths, input_dir=self.input_dir)
+        except (OSError, SandboxError) as exc:
+            private.remove()
+            raise SandboxError(f"warm worker view could not be built: {exc}") from exc
         lifetime = IsolationPlan(private_dir=private.path,
                                  limits=self.limits.with_changes(cpu_time_seconds=self.lifetime_cpu_seconds),
-                                 cpu_grace=0)
-        error_r, error_w = os.pipe()
+                                 cpu_grace=0, stage=tuple(root.stage))
+        argv = [self.bwrap, *view.namespace_args(hostname="worker"), *root.args,
+                "--chdir", view.WORK_DIR, "--remount-ro", "/", "--clearenv"]
+        for key, value in view.inherited_env(self.limits.env).items():
+            argv += ["--setenv", key, value]
         paths = [p for p in sys.path if p]
+        error_r, error_w = os.pipe()
+        seccomp_fd = seccomp_policy.export_bpf_file(allow_processes=False)
+        argv += ["--seccomp", str(seccomp_fd), "--", os.path.realpath(self.python), "-I", "-B", "-c", BOOT,
+                 json.dumps(paths), json.dumps(self.functions), str(self.limits.cpu_time_seconds)]
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.python, "-I", "-B", "-c", BOOT, json.dumps(paths), json.dumps(self.functions),
-                str(self.limits.cpu_time_seconds),
+                *argv,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=sandbox_env(private.path, self.limits), cwd=private.path,
+                env={"PATH": "/usr/bin:/bin"}, cwd="/",
                 preexec_fn=make_preexec(lifetime, error_w), start_new_session=True,
-                limit=2**16,
+                pass_fds=(seccomp_fd,), limit=2**16,
             )
         except subprocess.SubprocessError as exc:
             detail = ""
@@ -186,6 +207,7 @@ class WarmWorkerPool:
         finally:
             os.close(error_r)
             os.close(error_w)
+            os.close(seccomp_fd)
         worker = _Worker(proc, private)
         self._all.add(worker)
         try:
@@ -216,6 +238,8 @@ class WarmWorkerPool:
         self._idle.put_nowait(fresh)
 
     def _crash_reason(self, worker: _Worker, code: int | None) -> str:
+        if code is not None and 128 < code <= 128 + 64:
+            code = 128 - code  # bwrap exits with 128+N when the worker died of signal N
         if code is not None and code < 0:
             sig = -code
             if sig == signal.SIGXCPU or (sig == signal.SIGKILL and worker.cpu_seconds >= self.lifetime_cpu_seconds):
