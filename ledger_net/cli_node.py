@@ -44,7 +44,7 @@ TERMINAL = ("completed", "failed", "cancelled")
               help="Seal the new node.key with a passphrase (argon2id + SecretBox); every command that signs "
                    "then needs it. Default: a plain key file, mode 0600.")
 @click.option("--key-kdf", type=click.Choice(["interactive", "moderate", "sensitive"]), default="moderate",
-              show_default=True, help="argon2id cost of sealing: moderate is 256 MiB, ~0.3-0.6 s per open.")
+              show_default=True, help="argon2id cost of sealing: moderate is 256 MiB, ~0.3-1.3 s per open.")
 @passphrase_option
 @json_option
 def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, seed: str | None,
@@ -106,7 +106,7 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
 @click.command(name="seal-key")
 @data_dir_option
 @click.option("--key-kdf", type=click.Choice(["interactive", "moderate", "sensitive"]), default="moderate",
-              show_default=True, help="argon2id cost: moderate is 256 MiB, ~0.3-0.6 s per open.")
+              show_default=True, help="argon2id cost: moderate is 256 MiB, ~0.3-1.3 s per open.")
 @passphrase_option
 @json_option
 def seal_key(data_dir: Path, key_kdf: str, passphrase_file: Path | None, as_json: bool) -> None:

@@ -38,8 +38,9 @@ PASSPHRASE_ENV = "LEDGER_NET_KEY_PASSPHRASE"
 SEALED_FORMAT = "ledger_net sealed key"
 SEALED_VERSION = 1
 _argon2id = nacl.pwhash.argon2id
-# MODERATE: 3 passes over 256 MiB, about 0.3-0.6 s on a 2-core machine, once per node start.
-# (INTERACTIVE, 2 passes over 64 MiB, about 0.05 s; SENSITIVE, 4 over 1 GiB, about 5 s.)
+# MODERATE: 3 passes over 256 MiB, measured 0.33 s on an idle core, 1.1-1.3 s with the machine's
+# other core busy, once per node start. (INTERACTIVE, 2 passes over 64 MiB: 0.05-0.2 s;
+# SENSITIVE, 4 passes over 1 GiB: 3.5-4.9 s.) See docs/security.md#the-key-at-rest.
 KDF_LEVELS: dict[str, tuple[int, int]] = {
     "interactive": (_argon2id.OPSLIMIT_INTERACTIVE, _argon2id.MEMLIMIT_INTERACTIVE),
     "moderate": (_argon2id.OPSLIMIT_MODERATE, _argon2id.MEMLIMIT_MODERATE),
