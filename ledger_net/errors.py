@@ -19,6 +19,10 @@ class NodeError(LedgerNetError):
     """A node is misconfigured or in the wrong state for the request."""
 
 
+class NodeLockedError(NodeError):
+    """Another live process already runs this node (its data dir, or its key on this database)."""
+
+
 class CreditError(LedgerNetError):
     """A credit operation would break the ledger's money rules."""
 
@@ -60,6 +64,7 @@ __all__ = [
     "NetworkError",
     "TaskError",
     "NodeError",
+    "NodeLockedError",
     "CreditError",
     "SandboxError",
     "LedgerError",

@@ -31,6 +31,7 @@ from .execution.engine import TaskEngine
 from .execution.executor import ChunkExecutor
 from .ledger.chain import Ledger
 from .ledger.identity import Identity, Passphrase
+from .ledger.lock import NodeLock
 from .network.routing import Router
 from .network.server import NodeServer, open_local
 from .pricing.dynamic import PricingEngine
@@ -95,12 +96,27 @@ class ComputeNetwork:
         # of each waiting for its assignment's round trip (see network/routing.py).
         self.router = Router(queue_per_slot=4)
         self._started_at: float | None = None
+        self._lock: NodeLock | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Open the books, serve, join or found the network, and start working."""
+        """Open the books, serve, join or found the network, and start working.
+
+        The node holds its data dir and database for its whole life, so that a second
+        process signing with the same key (a fork) is refused (see ledger/lock.py)."""
         if self.server is not None:
             raise NodeError("the network node is already started")
+        self._lock = lock = NodeLock(self.data_dir).acquire()
+        try:
+            lock.claim(self.database_url)
+            await self._start_locked(lock)
+        except BaseException:
+            if self.ledger is None and self._lock is not None:  # else the books hold it (or released it)
+                self._lock.release()
+                self._lock = None
+            raise
+
+    async def _start_locked(self, lock: NodeLock) -> None:
         # Refuse to work without isolation: the self-test proves (fork refused, loopback
         # unreachable, read-only root, private dir writable) or raises a SandboxError saying
         # what is missing, before this node offers to run anyone's chunks.
@@ -122,6 +138,7 @@ class ComputeNetwork:
                                  extra_routes=_http_routes(self))
         try:
             await self.server.start()
+            lock.record(ledger.store, ledger.node_id, self.server.url)
             if ledger.net is None:
                 await self.server.wait_for_network(timeout=30.0)
         except BaseException:
@@ -171,6 +188,9 @@ class ComputeNetwork:
         if self.ledger is not None:
             self.ledger.close()
         self.ledger, self.runner = None, None
+        if self._lock is not None:  # only once the books are closed
+            self._lock.release()
+            self._lock = None
 
     async def restart(self) -> None:
         await self.stop()

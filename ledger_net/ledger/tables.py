@@ -84,3 +84,16 @@ blobs = Table(
     Column("size", Integer, nullable=False),
     Column("data", LargeBinary, nullable=False),
 )
+
+# Who runs the node whose key signs into this database (one row per key). Only the last
+# holder is recorded: whether it still runs is told by a lock (PostgreSQL: an advisory
+# lock held on the node's own connection; SQLite: flock), never by this row alone.
+node_holders = Table(
+    "node_holders",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("url", String(512), nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+)
