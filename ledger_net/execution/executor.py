@@ -48,7 +48,9 @@ class ChunkExecutor:
         # Workers' private dirs and the results they leave live here; on the node's file
         # system, a result file moves into the blob store by rename.
         self._own_work_dir = work_dir is None
-        self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="ledger-work-"))
+        # Absolute: the sandboxes bind it by path, and a node may be given a relative data dir.
+        self.work_dir = (Path(work_dir).absolute() if work_dir is not None
+                         else Path(tempfile.mkdtemp(prefix="ledger-work-")))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.staging = self.work_dir / "results"
         self.staging.mkdir(exist_ok=True)
