@@ -2,9 +2,9 @@
 (`node`), and drive a running node over its HTTP control API (`submit`, `status`,
 `result`, `cancel`, `balance`, `transfer`, `nodes`, `events`).
 
-The HTTP commands speak to `--url` (default http://127.0.0.1:5557); loopback needs
-no token, other addresses need the node's API token (`--token`, or read from
-`DATA_DIR/api.token`).
+The HTTP commands speak to `--url` (default http://127.0.0.1:5557) and send the
+node's API token (`--token`, or read from `DATA_DIR/api.token`): state-changing
+routes need it always, loopback included; read-only ones need it off loopback.
 """
 
 from __future__ import annotations
@@ -185,9 +185,20 @@ async def _join(ledger: Any, seed: str) -> int:
 @click.option("--node-type", type=click.Choice(["client", "public", "seed"]), default="public", show_default=True)
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               default="INFO", show_default=True)
+@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name the control API answers to besides the bound address and localhost "
+                   "(e.g. the name of a reverse proxy; repeatable; '*' turns the check off).")
+@click.option("--sandbox-floor", type=click.Choice(["process_isolation", "container", "wasm"]),
+              default="process_isolation", show_default=True,
+              help="The weakest sandbox this node runs user code in: tasks asking for a weaker one get no "
+                   "bid, code tasks asking for none run at this one (docs/security.md).")
+@click.option("--sandbox-type", "sandbox_types", multiple=True,
+              type=click.Choice(["process_isolation", "container", "wasm"]),
+              help="A sandbox type to offer (repeatable; default: every type this machine can build).")
 @passphrase_option
 def node(data_dir: Path, db_url: str | None, host: str, port: int, seeds: tuple[str, ...],
          initial_credits: float | None, network_name: str, node_type: str, log_level: str,
+         allowed_hosts: tuple[str, ...], sandbox_floor: str, sandbox_types: tuple[str, ...],
          passphrase_file: Path | None) -> None:
     """Run a node in the foreground until SIGINT or SIGTERM, then stop it cleanly.
 
@@ -204,7 +215,9 @@ def node(data_dir: Path, db_url: str | None, host: str, port: int, seeds: tuple[
         seed_nodes = list(json.loads(config.read_text()).get("seed_nodes", []))
     network = ComputeNetwork(host=host, port=port, node_type=node_type, seed_nodes=seed_nodes, log_level=log_level,
                              data_dir=data_dir, database_url=db_url, initial_credits=initial_credits,
-                             network_name=network_name, key_passphrase=passphrase)
+                             network_name=network_name, key_passphrase=passphrase,
+                             allowed_hosts=list(allowed_hosts), sandbox_floor=sandbox_floor,
+                             sandbox_types=list(sandbox_types) or None)
     del passphrase
     run(_serve(network))
 

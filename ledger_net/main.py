@@ -36,6 +36,8 @@ from .network.routing import Router
 from .network.server import NodeServer, open_local
 from .pricing.dynamic import PricingEngine
 from .projections.runner import ProjectionRunner
+from .sandbox import view
+from .sandbox.limits import SandboxType, offered_types
 from .sandbox.process import ProcessSandboxExecutor
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,9 @@ class ComputeNetwork:
                  log_level: str = "INFO", *, data_dir: str | os.PathLike[str] | None = None,
                  database_url: str | None = None, initial_credits: float | None = None,
                  network_name: str = "ledger-net", sync_interval: float = 1.0, quote_window: float = 0.2,
-                 workers: int | None = None, key_passphrase: str | bytes | Passphrase | None = None) -> None:
+                 workers: int | None = None, key_passphrase: str | bytes | Passphrase | None = None,
+                 allowed_hosts: Optional[List[str]] = None, allow_link_local: bool = False,
+                 sandbox_types: Optional[List[str]] = None, sandbox_floor: str = "process_isolation") -> None:
         settings: dict[str, Any] = {}
         if config_path is not None:
             settings = _load_config(config_path)
@@ -74,6 +78,15 @@ class ComputeNetwork:
         self.sync_interval = float(settings.get("sync_interval", sync_interval))
         self.quote_window = float(settings.get("quote_window", quote_window))
         self.workers = int(settings.get("workers", workers or max(1, min(4, os.cpu_count() or 1))))
+        # Host names the control API answers to besides the bound host and localhost (see
+        # docs/security.md), and whether peers at link-local addresses may be contacted.
+        self.allowed_hosts = [str(h) for h in settings.get("allowed_hosts", allowed_hosts or [])]
+        self.allow_link_local = bool(settings.get("allow_link_local", allow_link_local))
+        # Which sandboxes this node offers (default: every one it can build) and the weakest it
+        # accepts: a task asking for less gets no bid; a code task asking for none runs at the floor.
+        self.sandbox_floor = SandboxType.parse(settings.get("sandbox_floor", sandbox_floor)).value
+        wanted_types = settings.get("sandbox_types", sandbox_types)
+        self.sandbox_types = [SandboxType.parse(t).value for t in wanted_types] if wanted_types is not None else None
         level = str(settings.get("log_level", log_level)).upper()
         if level not in logging.getLevelNamesMapping():
             raise NodeError(f"unknown log level {level!r}")
@@ -120,6 +133,7 @@ class ComputeNetwork:
         # Refuse to work without isolation: the self-test proves (fork refused, loopback
         # unreachable, read-only root, private dir writable) or raises a SandboxError saying
         # what is missing, before this node offers to run anyone's chunks.
+        view.protect(self.data_dir)  # no sandbox of this process ever shows this node's files
         self.sandbox_self_test = await ProcessSandboxExecutor().run_self_test()
         if self._identity is None:  # a wrong passphrase stops the start here, before the books open
             self._identity = await asyncio.to_thread(Identity.load_or_create, self.data_dir, self._key_passphrase)
@@ -135,7 +149,8 @@ class ComputeNetwork:
                 ledger.append("credit.minted", {"to": ledger.node_id, "amount": units, "reason": "founder's credits"})
         self.server = NodeServer(ledger, runner, host=self.host, port=self.port, seeds=self.seed_nodes,
                                  data_dir=self.data_dir, sync_interval=self.sync_interval,
-                                 extra_routes=_http_routes(self))
+                                 extra_routes=_http_routes(self), allowed_hosts=self.allowed_hosts,
+                                 allow_link_local=self.allow_link_local, ready=self._engine_not_ready)
         try:
             await self.server.start()
             lock.record(ledger.store, ledger.node_id, self.server.url)
@@ -147,13 +162,17 @@ class ComputeNetwork:
         ledger.store.blob_dir = self.data_dir / "blobs"
         self.blobs = BlobStore(ledger.store, fetcher=self._fetch_blob)
         # One task slot per sandboxed worker: a node offers what it can run at once.
-        capabilities = dataclasses.replace(Capabilities.detect(), max_concurrent_tasks=self.workers)
+        detected = Capabilities.detect()
+        capabilities = dataclasses.replace(
+            detected, max_concurrent_tasks=self.workers,
+            sandbox_types=offered_types(detected.sandbox_types, self.sandbox_floor, self.sandbox_types))
         self.node = Node(node_id=ledger.node_id, host=self.host, port=self.server.port,
                          capabilities=capabilities, node_type=self.node_type)
         self.node.bind(ledger, runner, peers=_PeerDirectory(self.server))
         await self.node.start()
         self.credits = Credits(initial_balance=0.0, ledger=ledger, runner=runner)
-        self.executor = ChunkExecutor(workers=self.workers, work_dir=self.data_dir / "work")
+        self.executor = ChunkExecutor(workers=self.workers, work_dir=self.data_dir / "work",
+                                      sandbox_floor=self.sandbox_floor)
         await self.executor.start()
         self.engine = TaskEngine(ledger, runner, self.executor, self.blobs, pricing=self.pricing, router=self.router,
                                  node=self.node, quote_window=self.quote_window,
@@ -166,6 +185,7 @@ class ComputeNetwork:
 
     async def stop(self) -> None:
         """Stop working and serving; the books stay on disk for the next start."""
+        self._started_at = None  # not ready from here on (/readyz and the control API say so)
         if self.engine is not None:
             await self.engine.stop()
             self.engine = None
@@ -195,6 +215,18 @@ class ComputeNetwork:
     async def restart(self) -> None:
         await self.stop()
         await self.start()
+
+    def not_ready(self) -> str | None:
+        """Why this node does not accept tasks and transfers now (None: it does). One
+        answer for `/readyz` and every control route, so they never disagree."""
+        if self.server is None:
+            return "the node is not started"
+        return self.server.not_ready()
+
+    def _engine_not_ready(self) -> str | None:
+        if self._started_at is None or self.engine is None or self.credits is None:
+            return "the node is starting or stopping; try again"
+        return None
 
     def _require(self) -> tuple[Ledger, ProjectionRunner, TaskEngine]:
         if self.ledger is None or self.runner is None or self.engine is None:

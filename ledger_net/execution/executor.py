@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from ..errors import LedgerNetError, SandboxError
 from ..sandbox.bundle import CodeBundle
 from ..sandbox.execution import SandboxExecutorFactory
-from ..sandbox.limits import SandboxLimits, SandboxType
+from ..sandbox.limits import SandboxLimits, SandboxType, effective_type
 from ..sandbox import view
 from ..sandbox.warm_pool import WarmWorkerPool
 from .blobs import FileBlob
@@ -43,8 +43,10 @@ class ChunkExecutor:
     """One node's sandboxed execution capacity."""
 
     def __init__(self, *, workers: int = 2, memory_bytes: int = 1024 * MiB, default_timeout: float = 60.0,
-                 work_dir: str | os.PathLike[str] | None = None) -> None:
+                 work_dir: str | os.PathLike[str] | None = None,
+                 sandbox_floor: SandboxType | str = SandboxType.PROCESS_ISOLATION) -> None:
         self.workers = workers
+        self.sandbox_floor = SandboxType.parse(sandbox_floor)
         # Workers' private dirs and the results they leave live here; on the node's file
         # system, a result file moves into the blob store by rename.
         self._own_work_dir = work_dir is None
@@ -176,7 +178,7 @@ class ChunkExecutor:
             files[name] = content
         bundle = CodeBundle(entrypoint=bundle_data.get("entrypoint", ""), source=bundle_data.get("source"),
                             files=files, stdin=bundle_data.get("stdin"), args=list(bundle_data.get("args") or []))
-        kind = SandboxType.parse(requirements.get("sandbox_type") or "process_isolation")
+        kind = effective_type(requirements.get("sandbox_type"), self.sandbox_floor)
         memory = int(float(requirements.get("ram_gb") or 0.25) * 1024 * MiB)
         limits = SandboxLimits(cpu_time_seconds=timeout, wall_time_seconds=timeout,
                                memory_bytes=max(memory, 64 * MiB))

@@ -65,7 +65,7 @@ def protected_paths() -> frozenset[str]:
 def find_bwrap(path: str | None = None) -> str:
     """Resolve the bwrap binary or raise SandboxError saying how to install it."""
     if path is None:
-        found = shutil.which("bwrap") or shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
+        found = shutil.which("bwrap")
         if not found:
             raise SandboxError(f"sandboxes need bubblewrap, and 'bwrap' is not on PATH: {INSTALL_HINT}")
         return found
