@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ledger_net.errors import NodeLockedError
+from ledger_net.errors import NodeError, NodeLockedError
 from ledger_net.ledger.lock import LOCK_FILE, NodeLock
 from ledger_net.ledger.store import Store, sqlite_url
 from ledger_net.main import ComputeNetwork
@@ -101,6 +101,14 @@ def test_a_sqlite_file_outside_the_data_dir_is_claimed_too(tmp_path: Path) -> No
     again = NodeLock(tmp_path / "b").acquire()
     again.claim(url)
     again.release()
+
+
+def test_an_unreachable_database_is_one_clear_error_and_no_lock_is_left(tmp_path: Path) -> None:
+    lock = NodeLock(tmp_path / "d").acquire()
+    with pytest.raises(NodeError, match=r"cannot open the database postgresql\+psycopg://ledger:\*\*\*@127.0.0.1:9/x"):
+        lock.claim("postgresql+psycopg://ledger:secret@127.0.0.1:9/x")
+    lock.release()
+    NodeLock(tmp_path / "d").acquire().release()
 
 
 def test_postgres_database_is_claimed_and_freed_with_its_connection(pg_db_url: str, tmp_path: Path) -> None:

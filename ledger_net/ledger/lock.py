@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from ..errors import NodeLockedError
+from ..errors import NodeError, NodeLockedError
 from .store import Store
 from .tables import node_holders
 
@@ -167,7 +167,12 @@ class NodeLock:
         shown = url.render_as_string(hide_password=True)
         if url.get_backend_name() == "postgresql":
             engine = create_engine(url, poolclass=NullPool)
-            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            except SQLAlchemyError as exc:
+                engine.dispose()
+                detail = " ".join(str(exc.orig or exc).split("\n")[0].split())
+                raise NodeError(f"cannot open the database {shown}: {detail}") from None
             if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar():
                 holder = _recorded(conn)
                 conn.close()
