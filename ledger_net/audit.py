@@ -6,6 +6,9 @@ rules and compares each verdict with the stored one. `audit` adds the accountant
 view: supply, conservation, balances, escrow, forks, invalid and pending events,
 and whether the projections agree with the rules. Offline, `audit` folds the
 projections (`replay.Fold`) in the same pass over the log as the verification.
+It also checks the *stored* projections as a restarting node would load them —
+their rows and checkpoints, then the tail — against a fresh fold of the log
+(`projections.consistency.StoredCheck`, in the same pass), and names every differing row.
 
 Pending events (whose causal past has not arrived) live only in a node's memory:
 the store never holds them, so a database opened offline has none by construction
@@ -22,8 +25,9 @@ from .ledger.chain import FORK_PROOF, Ledger, parse_fork_proof
 from .ledger.events import Event
 from .ledger.rules import LedgerState
 from .ledger.store import StoredEvent
+from .projections.consistency import StoredCheck
 from .projections.runner import ProjectionRunner
-from .replay import Fold
+from .replay import Fold, context_of
 
 PENDING_OFFLINE = ("none on disk: a node keeps events that wait for their causal past in memory only "
                    "(a running node shows its count at GET /api/v1/info and in /metrics) and fetches them "
@@ -119,9 +123,16 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
     (`pending_events` None, `pending` the why) rather than a misleading 0."""
     forks = {p.author: p.seq for p in ledger.store.fork_proofs()}
     fold = Fold(ledger) if runner is None else None
+    projections = runner if runner is not None else fold
+    assert projections is not None
+    # What a restarting node would load (rows, checkpoints, then the tail) against a fresh fold.
+    stored = StoredCheck(ledger, [type(p) for p in projections.projections], context_of(ledger),
+                         fold.projections if fold is not None else None)
     invalid: list[dict[str, Any]] = []
 
     def each(row: StoredEvent, event: Event | None) -> None:
+        if event is not None:
+            stored.apply(row, event)  # first: it compares rows at a checkpoint before the fold passes it
         if fold is not None and event is not None:
             fold.apply(row, event)
         if not row.valid:
@@ -131,8 +142,6 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
             tick(1)
 
     verified = verify_events(ledger.store.select_events(), forks, each)
-    projections = runner if runner is not None else fold
-    assert projections is not None
     balances = projections["balances"]
     state = verified.state
     mismatched = []
@@ -152,6 +161,7 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
     violations = [p.as_dict() for p in verified.problems]
     if mismatched:
         violations.append({"problem": "projection balances disagree with the rules", "accounts": mismatched})
+    violations += stored.violations()
     return {
         "ok": not violations,
         "net": state.net,

@@ -187,11 +187,13 @@ def load_bundle(path: str, ledger: Any, tick: Any = None) -> dict[str, Any]:
 def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool) -> None:
     """Check every event from scratch: bytes, hash, signature, schema, chain link, causal rule.
 
-    Names each bad event by author, seq and hash; exit status 1 on any. A bundle must
+    Names each bad event by author, seq and hash; exit status 1 on any. A database's
+    stored projections must also load as a restarting node loads them. A bundle must
     hold the whole ledger from its genesis (a range lacks the events it links to)."""
     from .audit import Problem, verify_events
 
     line_problems: list[Problem] = []
+    projection_problems: list[Problem] = []
     if bundle is not None:
         source = "stdin" if bundle == "-" else bundle
         bundle = spooled(bundle)
@@ -222,6 +224,16 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
 
         report = verify_events(counted(), forks)
     report.problems[:0] = line_problems
+    if bundle is None:
+        # The stored projections as a restarting node loads them: rows, checkpoint, then the tail.
+        from .projections.consistency import load_stored
+        from .projections.runner import default_projections
+        from .replay import context_of
+
+        for name, why in sorted(load_stored(ledger, default_projections(), context_of(ledger)).problems.items()):
+            projection_problems.append(Problem("-", 0, f"projection {name}", f"stored projection {name} does not "
+                                               f"fit the log: {why} (a node rebuilds it from the log on start)"))
+        report.problems += projection_problems
     if report.events == 0:
         if line_problems:  # not one readable line: not a bundle at all, so nothing was verified
             raise CliError(f"{source}: not an NDJSON audit bundle ({line_problems[0].problem})")
@@ -234,7 +246,7 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
         click.echo(f"{source}: {report.events} events, {report.effective} effective, {report.invalid} without "
                    f"effect (kept with their reason), {len(forks)} fork proof(s)")
         for p in report.problems:
-            click.echo(f"BAD {p.problem}" if p in line_problems
+            click.echo(f"BAD {p.problem}" if p in line_problems or p in projection_problems
                        else f"BAD author {p.author} seq {p.seq} hash {p.hash}: {p.problem}")
         supply = report.state.supply()
         click.echo(f"supply conserved: {'yes' if report.state.conserved() else 'NO'} "
@@ -316,6 +328,11 @@ def audit(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool)
         else:
             accounts = ", ".join(v.get("accounts", []))
             click.echo(f"violation: {v['problem']}" + (f": {accounts}" if accounts else ""))
+            for row in v.get("rows", []):  # a stored projection row that a fresh fold does not give
+                columns = "; ".join(f"{c} stored {x['stored']!r}, fold {x['fold']!r}"
+                                    for c, x in row.get("columns", {}).items())
+                click.echo(f"  {v['table']} row {row['key']}: "
+                           + (columns or f"stored {row['stored'] or 'missing'}, fold {row['fold'] or 'missing'}"))
     click.echo(f"state hash {report['state_hash']}")
     click.echo("AUDIT OK" if report["ok"] else "AUDIT FAILED")
     sys.exit(0 if report["ok"] else 1)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError
+from ..faults import crash_point
 from . import encoding
 from .events import FORMAT_VERSION, GENESIS, Event, validate_envelope
 from .identity import Identity, verify
@@ -209,7 +210,9 @@ class Ledger:
                     self.state.apply(event, None)
                     self.known.add(event.hash)
                     created.append(event)
+                crash_point("append.before_commit")
                 offsets = self.store.insert_events([_row(e, None) for e in created])
+                crash_point("events.committed")
             except BaseException:
                 self._load()
                 raise
@@ -256,6 +259,7 @@ class Ledger:
                 batch, proofs, void = self._process(fresh, report)
                 offsets = self.store.write([_row(e, r) for e, r in batch], [_void_row(e) for e in void])
                 new_forks = [p for p in proofs if self.store.insert_fork_proof(p)]
+                crash_point("events.committed")
             except PendingLimitError:
                 # The refused batch leaves nothing behind, and what waited before still waits.
                 before = {e.hash for e in waiting}

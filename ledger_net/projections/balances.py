@@ -118,6 +118,9 @@ class BalancesProjection(Projection):
     def rows(self) -> dict[Any, list[dict[str, Any]]]:
         return {balances: [dict(account=k, **v) for k, v in self.accounts.items()]}
 
+    def full_rows(self) -> dict[Any, list[dict[str, Any]]]:
+        return {**self.rows(), credit_history: list(self._new_history)}
+
     def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
         out = {balances: (keys, [dict(account=k, **self.accounts[k]) for k in keys]),
@@ -126,18 +129,22 @@ class BalancesProjection(Projection):
         self._new_history = []
         return out
 
-    def load(self, conn: Connection) -> None:
+    def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(balances)).mappings():
             self.accounts[row["account"]] = {c: row[c] for c in _COLUMNS}
         for row in conn.execute(select(credit_history)).mappings():
             self._history_sum = (self._history_sum + _row_digest(dict(row))) % _MOD
-        self._load_open_credits(conn)
+        self._load_open_credits(conn, offset)
 
-    def _load_open_credits(self, conn: Connection) -> None:
+    def _load_open_credits(self, conn: Connection, offset: int) -> None:
         """Open credits and vouchers are not tables of their own: re-derive them from the
-        log's effective money events (a small subset of the log)."""
-        stmt = select(events.c.raw, events.c.sig).where(events.c.valid.is_(True), events.c.type.in_(
+        log's effective money events (a small subset of the log) up to the checkpoint at
+        `offset`, the point the rows were stored at. The runner folds the tail after it;
+        a receipt there must find its credit still open (issue 10: deriving them from the
+        whole log popped such a credit twice and the node never started again)."""
+        stmt = select(events.c.raw, events.c.sig).where(events.c.valid.is_(True), events.c.offset <= offset,
+                                                        events.c.type.in_(
             ["credit.minted", "credit.transfer", "credit.received", "credit.voucher_issued",
              "credit.voucher_settled", "task.chunk_accepted"])).order_by(events.c.offset)
         for raw, sig in conn.execute(stmt):

@@ -48,8 +48,16 @@ class Projection(ABC):
         """Rows changed since the last flush: table -> (keys to delete, rows to insert)."""
 
     @abstractmethod
-    def load(self, conn: Connection) -> None:
-        """Rebuild the in-memory view from the tables (on open)."""
+    def load(self, conn: Connection, offset: int) -> None:
+        """Rebuild the in-memory view from the tables (on open), as of the checkpoint at
+        `offset`: the runner then folds the events after it, so anything re-derived from
+        the log here must stop at `offset` or the tail would be counted twice."""
+
+    def full_rows(self) -> dict[Table, list[dict[str, Any]]]:
+        """Every row of every table of a projection folded from scratch and never flushed:
+        what its tables must hold at the fold's offset (the audit compares them).
+        Projections with append-only history tables add the rows they have not flushed."""
+        return self.rows()
 
     @abstractmethod
     def digest_items(self) -> Iterable[Any]:

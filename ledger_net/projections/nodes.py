@@ -82,7 +82,7 @@ class NodesProjection(Projection):
         self._dirty = set()
         return {nodes: (keys, [dict(node_id=k, **self.nodes[k]) for k in keys])}
 
-    def load(self, conn: Connection) -> None:
+    def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(nodes)).mappings():
             self.nodes[row["node_id"]] = {c: row[c] for c in _COLS}

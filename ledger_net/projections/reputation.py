@@ -158,6 +158,9 @@ class ReputationProjection(Projection):
     def rows(self) -> dict[Any, list[dict[str, Any]]]:
         return {reputation: [dict(subject=k, **v) for k, v in self.subjects.items()]}
 
+    def full_rows(self) -> dict[Any, list[dict[str, Any]]]:
+        return {**self.rows(), reputation_history: list(self._new_history)}
+
     def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
         out = {reputation: (keys, [dict(subject=k, **self.subjects[k]) for k in keys]),
@@ -165,7 +168,7 @@ class ReputationProjection(Projection):
         self._dirty, self._new_history = set(), []
         return out
 
-    def load(self, conn: Connection) -> None:
+    def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(reputation)).mappings():
             self.subjects[row["subject"]] = {c: row[c] for c in _COLUMNS}

@@ -2,28 +2,35 @@
 rows with their checkpoint in one transaction, rebuilds from scratch, replays to a
 point, and hashes the whole state.
 
-Projections fold in memory as events are committed; `flush` writes what changed.
-After a crash the tables are behind by at most the unflushed events, and `open`
-folds them again from each projection's checkpoint.
+Projections fold in memory as events are committed; `flush` writes what changed,
+rows and checkpoint in one transaction. After a crash the tables are behind by at
+most the unflushed events, and `open` loads each projection as of its checkpoint and
+folds the events after it, each once; a projection that does not fit the log is
+rebuilt from it (one warning line), so derived state never keeps a node down.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, delete, select, tuple_
+from sqlalchemy import Connection, delete, tuple_
 
+from ..faults import crash_point
 from ..ledger import encoding
 from ..ledger.chain import Applied, Ledger
 from ..ledger.events import Event
 from .balances import BalancesProjection
 from .base import Context, Projection
+from .consistency import load_stored
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
 from .tables import checkpoints
 from .tasks import TasksProjection
+
+log = logging.getLogger(__name__)
 
 DELETE_CHUNK = 500
 
@@ -58,28 +65,27 @@ class ProjectionRunner:
         return Context(state.issuers, dict(state.frozen), params)
 
     def _open(self) -> None:
+        """Load every projection from its checkpoint and fold the tail, each event once.
+
+        A projection whose stored rows do not fit the log (see `consistency.load_stored`)
+        is rebuilt from the log, with one warning line: derived state never keeps a node
+        from starting."""
         if getattr(self.ledger, "verdicts_changed", False):
             self.rebuild()  # stored verdicts were re-judged on open: fold every projection anew
             return
-        with self.ledger.store.engine.connect() as conn:
-            saved = {name: offset for name, offset in conn.execute(select(checkpoints.c.name, checkpoints.c.offset))}
-            for p in self.projections:
-                if p.name in saved:
-                    p.load(conn)
-                else:
-                    p.reset()
-        behind = {p.name: saved.get(p.name, 0) for p in self.projections}
-        start = min(behind.values(), default=0)
-        ctx = self.context()
-        self._offset = start
-        for row in self.ledger.store.select_events(after=start):
-            event = Event.from_stored(row.raw, row.sig, row.hash)
-            for p in self.projections:
-                if row.offset > behind[p.name]:
-                    p.apply(row.offset, event, row.reason if not row.valid else None, ctx)
-            self._offset = row.offset
-            self._unflushed += 1
-        self.flush()
+        loaded = load_stored(self.ledger, self.projections, self.context())
+        self._offset = loaded.offset
+        if loaded.problems:
+            log.warning("rebuilding projection(s) %s from the log: %s", ", ".join(sorted(loaded.problems)),
+                        "; ".join(f"{name}: {why}" for name, why in sorted(loaded.problems.items())))
+            self._rebuild([p for p in self.projections if p.name in loaded.problems])
+            return
+        try:
+            self.flush()
+        except Exception as exc:  # the folded tail does not fit the stored rows after all
+            log.warning("rebuilding projection(s) %s from the log: writing the folded tail failed (%s: %s)",
+                        ", ".join(p.name for p in self.projections), type(exc).__name__, exc)
+            self.rebuild()
 
     # ---------------------------------------------------------------- folding
     def _on_applied(self, applied: list[Applied]) -> None:
@@ -106,22 +112,29 @@ class ProjectionRunner:
                     _delete_keys(conn, table, keys)
                     if rows:
                         self.ledger.store.bulk_insert(conn, table, rows)
+                crash_point("flush.mid_write")
                 conn.execute(delete(checkpoints).where(checkpoints.c.name == p.name))
                 conn.execute(checkpoints.insert().values(name=p.name, offset=self._offset, state_hash=p.state_hash()))
+            crash_point("flush.before_commit")
             self._unflushed = 0
 
     def rebuild(self) -> None:
         """Drop every projection's rows and fold the whole log again."""
+        self._rebuild(self.projections)
+
+    def _rebuild(self, projections: Sequence[Projection]) -> None:
+        """Drop these projections' rows and checkpoints, fold the whole log into them, and
+        flush every projection (the others are already caught up to the same offset)."""
         with self._lock:
+            names = [p.name for p in projections]
             with self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
-                for p in self.projections:
+                for p in projections:
                     for table in p.tables:
                         conn.execute(delete(table))
-                conn.execute(delete(checkpoints))
-            for p in self.projections:
+                conn.execute(delete(checkpoints).where(checkpoints.c.name.in_(names)))
+            for p in projections:
                 p.reset()
-            self._offset = 0
-            self._fold(self.projections, self.ledger.store.select_events())
+            self._fold(projections, self.ledger.store.select_events())
             self.flush()
 
     def _fold(self, projections: Sequence[Projection], rows: Iterable[Any]) -> None:

@@ -209,7 +209,7 @@ class TasksProjection(Projection):
         self._dirty_tasks, self._dirty_chunks, self._new_assignments = set(), set(), []
         return out
 
-    def load(self, conn: Connection) -> None:
+    def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(tasks)).mappings():
             self.candidates.setdefault(row["task_id"], {})[row["owner"]] = {c: row[c] for c in _TASK_COLS}
