@@ -50,6 +50,28 @@ async def bench_fresh(runs: int) -> float:
     return runs / (time.perf_counter() - t0)
 
 
+def bench_bare(runs: int) -> float:
+    """The baseline of a fresh start: the same interpreter, rlimited, with no isolation at all."""
+    import resource
+    import subprocess
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (256 << 20, 256 << 20))
+        resource.setrlimit(resource.RLIMIT_CPU, (10, 11))
+
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-I", "-B", "-c", "import sys; sys.stdout.write(sys.stdin.read())"],
+                             input=b"x" * 64, capture_output=True, preexec_fn=limits, check=True).stdout
+        assert out == b"x" * 64
+    return runs / (time.perf_counter() - t0)
+
+
+def best(fn, *args, trials: int = 3) -> float:  # type: ignore[no-untyped-def]
+    """The best of a few trials: the machine is shared and noisy."""
+    return max(fn(*args) for _ in range(trials))
+
+
 def bench_ppe(jobs: int, workers: int) -> float:
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as ppe:
         list(ppe.map(echo, [b"warm-up"] * workers))
@@ -67,12 +89,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     seq, conc = asyncio.run(bench_warm(args.jobs, args.workers))
-    fresh = asyncio.run(bench_fresh(args.fresh))
+    fresh = best(lambda n: asyncio.run(bench_fresh(n)), args.fresh)
+    bare = best(bench_bare, args.fresh)
     ppe = bench_ppe(args.jobs, args.workers)
     print(f"warm sandboxed pool ({args.workers} workers), sequential awaits : {seq:9.0f} jobs/s")
     print(f"warm sandboxed pool ({args.workers} workers), {args.jobs} concurrent  : {conc:9.0f} jobs/s")
     print(f"fresh sandboxed process per job (process_isolation)   : {fresh:9.1f} jobs/s "
           f"({1000 / fresh:.1f} ms each)")
+    print(f"bare rlimited interpreter per job (no isolation)       : {bare:9.1f} jobs/s "
+          f"({1000 / bare:.1f} ms each)")
+    print(f"hardened view adds to a fresh start                    : {1000 / fresh - 1000 / bare:9.1f} ms "
+          "(goal: <= 5 ms)")
     print(f"ProcessPoolExecutor ({args.workers} workers, no sandbox)        : {ppe:9.0f} jobs/s")
 
 

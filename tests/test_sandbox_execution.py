@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -253,3 +254,41 @@ def test_factory_reports_every_kind_available_here() -> None:
     report = SandboxExecutorFactory.available()
     assert report == {k.value: "available" for k in SandboxType}, report
     assert sys.platform.startswith("linux")
+
+
+async def test_thread_bomb_ends_with_a_clear_reason(executor: SandboxExecutor) -> None:
+    src = ("import threading, time\n"
+           "threads = []\n"
+           "while True:\n"
+           "    t = threading.Thread(target=time.sleep, args=(30,), daemon=True)\n"
+           "    t.start()\n"
+           "    threads.append(t)\n")
+    result = await executor.execute(None, CodeBundle("threads.py", src))
+    assert not result.success
+    assert "thread limit reached" in result.reason or "memory limit exceeded" in result.reason, \
+        (result.reason, result.stderr[-500:])
+    assert result.runtime < 8
+
+
+@pytest.mark.parametrize("where", [".", "/tmp"])
+async def test_disk_filler_is_stopped_by_the_disk_limit(executor: SandboxExecutor, where: str) -> None:
+    limits = TIGHT.with_changes(max_disk_bytes=4 * 1024 * 1024, wall_time_seconds=20, cpu_time_seconds=5)
+    src = (f"import os\nwith open(os.path.join({where!r}, 'fill'), 'wb') as f:\n"
+           "    while True:\n        f.write(b'x' * 65536)\n        f.flush()\n")
+    result = await executor.execute(None, CodeBundle("fill.py", src), limits)
+    assert_failed(result, "disk limit exceeded")
+
+
+async def test_only_the_allow_listed_environment_reaches_the_program(
+        executor: SandboxExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("LEDGER_NET_SECRET_OF_THE_NODE", "do-not-leak")
+    src = "import json, os\nprint(json.dumps(dict(os.environ)))\n"
+    result = await executor.execute(None, CodeBundle("env.py", src),
+                                    TIGHT.with_changes(env={"OPENBLAS_NUM_THREADS": "1"}))
+    assert result.success, result.stderr
+    env = json.loads(result.stdout)
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["OPENBLAS_NUM_THREADS"] == "1"
+    assert "LEDGER_NET_SECRET_OF_THE_NODE" not in env and "do-not-leak" not in result.stdout
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PWD",
+                        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"}, sorted(env)

@@ -148,7 +148,7 @@ class ProcessSandboxExecutor(SandboxExecutor):
         for key, value in env.items():
             argv += ["--setenv", key, value]
         argv += ["--seccomp", str(seccomp_fd), "--json-status-fd", str(status_fd), "--"]
-        argv += [os.path.realpath(self.python), "-I", "-B", "-c", BOOTSTRAP, view.WORK_DIR,
+        argv += [self.python, "-I", "-B", "-c", BOOTSTRAP, view.WORK_DIR,
                  f"{view.WORK_DIR}/{bundle.entrypoint}", *bundle.args]
         return argv
 

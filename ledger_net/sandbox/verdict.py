@@ -32,6 +32,8 @@ _REFUSAL_MARKERS = (
     (("Connection refused",), "network access refused (no network in the sandbox)"),
     (("fork", "Operation not permitted"), "process creation refused (max_processes limit)"),
     (("spawn", "Operation not permitted"), "process creation refused (max_processes limit)"),
+    (("No space left on device",), "disk limit exceeded (max_disk_bytes: the sandbox's dirs are full)"),
+    (("can't start new thread",), "thread limit reached (each thread's stack counts against memory_bytes)"),
 )
 # RLIMIT_CPU's hard limit is one second above the soft one, so allow some slack.
 _CPU_SLACK = 0.2

@@ -186,6 +186,9 @@ def build_view(
             args += ["--ro-bind", link, link]
     for f in _ETC_FILES:
         args += ["--ro-bind-try", f, f]
+    # /tmp first: an interpreter installed under /tmp is then bound on top of it, not hidden by it.
+    size = str(max(1 << 20, int(work_dir_bytes)))
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     for root in python_roots(python):
         view.bind(root, root)
     for code in code_paths:
@@ -193,8 +196,6 @@ def build_view(
     args += ["--proc", "/proc", "--tmpfs", "/dev"]
     for dev in _DEVICES:
         args += ["--dev-bind", dev, dev]
-    size = str(max(1 << 20, int(work_dir_bytes)))
-    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     if private_dir is None:
         args += ["--perms", "0700", "--size", size, "--tmpfs", WORK_DIR]
     else:

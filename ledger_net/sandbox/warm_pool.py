@@ -184,7 +184,7 @@ class WarmWorkerPool:
         paths = [p for p in sys.path if p]
         error_r, error_w = os.pipe()
         seccomp_fd = seccomp_policy.export_bpf_file(allow_processes=False)
-        argv += ["--seccomp", str(seccomp_fd), "--", os.path.realpath(self.python), "-I", "-B", "-c", BOOT,
+        argv += ["--seccomp", str(seccomp_fd), "--", self.python, "-I", "-B", "-c", BOOT,
                  json.dumps(paths), json.dumps(self.functions), str(self.limits.cpu_time_seconds)]
         try:
             proc = await asyncio.create_subprocess_exec(
