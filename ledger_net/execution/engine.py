@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 PPM = 1_000_000
 INLINE_LIMIT = 16 * 1024  # payloads and results up to this size travel inside events
+SPEC_INLINE_LIMIT = 48 * 1024  # a task.submitted body above this names its config by blob hash
 DEFAULT_BUDGET = 1.0  # credits, when a task names no max_price
 TICK = 0.05
 # The owner waits this long beyond a chunk's timeout before it gives up on the worker: the
@@ -218,6 +219,13 @@ class TaskEngine:
                 "timeout_ms": max(1, int(timeout * 1000))}
         if config_blobs:
             body["blobs"] = sorted(config_blobs)
+        if len(orjson.dumps(body)) > SPEC_INLINE_LIMIT:
+            # Too big for one event (events.MAX_EVENT_BYTES): the config travels as a frame
+            # blob named by hash. Only the owner reads it back; workers get chunk payloads.
+            frame_hash, _ = self.blobs.put_value(wire_config, {}, trusted=True)
+            body["spec"] = {"config_blob": frame_hash, "requirements": wire_requirements,
+                            "work_units": int(work_units)}
+            body["blobs"] = [frame_hash]
         self.owned[task.task_id] = owned
         try:
             event = self.ledger.append("task.submitted", body)
@@ -379,7 +387,14 @@ class TaskEngine:
         b = event.body
         spec = b["spec"]
         try:
-            config = unpack(spec["config"], self._local_blobs(spec["config"]), verify=False)
+            if "config_blob" in spec:  # a config too big for the event travels as a frame blob
+                found, wire, blobs = self.blobs.local_wire(spec["config_blob"])
+                if not found:
+                    raise TaskError(f"config blob {str(spec['config_blob'])[:16]}… is not available here")
+                spec = dict(spec, config=wire)
+                config = unpack(wire, blobs, verify=False)
+            else:
+                config = unpack(spec["config"], self._local_blobs(spec["config"]), verify=False)
             payloads = plan_chunks(b["task_type"], config, config.get("chunk_size"))
         except (TaskError, LedgerError) as exc:
             log.warning("cannot resume task %s: %s", b["task_id"], exc)

@@ -26,9 +26,9 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError
 from ..faults import crash_point
 from . import encoding
-from .events import FORMAT_VERSION, GENESIS, Event, validate_envelope
+from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
 from .identity import Identity, verify
-from .pending import PendingBuffer
+from .pending import PendingBuffer, PendingQuotaError
 from .rules import LedgerState
 from .store import ForkProof, Store, StoredEvent
 
@@ -58,11 +58,12 @@ class IngestReport:
     invalid: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     forks: list[tuple[str, int]] = field(default_factory=list)
+    throttled: dict[str, str] = field(default_factory=dict)  # dropped by an admission quota (not stored)
 
     def as_dict(self) -> dict[str, Any]:
         return {"stored": len(self.stored), "duplicates": self.duplicates, "pending": len(self.pending),
                 "invalid": self.invalid, "refused": self.refused,
-                "forks": [{"author": a, "seq": s} for a, s in self.forks]}
+                "forks": [{"author": a, "seq": s} for a, s in self.forks], "throttled": self.throttled}
 
 
 Listener = Callable[[list[Applied]], None]
@@ -195,6 +196,7 @@ class Ledger:
                             "seq": seq, "prev": prev, "deps": deps, "type": type_, "body": body, "ts": now}
                 validate_envelope(envelope)
                 raw = encoding.canonical_bytes(envelope)
+                check_size(type_, raw)
                 digest = encoding.digest(raw)
                 prepared.append((envelope, raw, digest))
                 prev = digest.hex()
@@ -235,10 +237,11 @@ class Ledger:
         parts = [events[i:i + size] for i in range(0, len(events), size)]
         return [ok for part in self._pool.map(lambda p: [e.verify_signature() for e in p], parts) for ok in part]
 
-    def ingest(self, events: Sequence[Event]) -> IngestReport:
+    def ingest(self, events: Sequence[Event], source: str | None = None) -> IngestReport:
         """Verify and store foreign events. A batch with any forged, malformed or
         foreign-network event is refused whole (nothing stored). Events whose causal
-        past is missing wait in the pending buffer; equivocations become fork proofs."""
+        past is missing wait in the pending buffer (partitioned by author and by `source`,
+        the peer they came from); equivocations become fork proofs."""
         fresh = [e for e in events if e.hash not in self.known]
         report = IngestReport(duplicates=len(events) - len(fresh))
         if not fresh:
@@ -254,25 +257,25 @@ class Ledger:
             if not ok:
                 raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
         with self._lock:
-            waiting = self.pending.events()
+            waiting = self.pending.entries()
             try:
-                batch, proofs, void = self._process(fresh, report)
+                batch, proofs, void = self._process(fresh, report, source)
                 offsets = self.store.write([_row(e, r) for e, r in batch], [_void_row(e) for e in void])
                 new_forks = [p for p in proofs if self.store.insert_fork_proof(p)]
                 crash_point("events.committed")
             except PendingLimitError:
                 # The refused batch leaves nothing behind, and what waited before still waits.
-                before = {e.hash for e in waiting}
+                before = {e.hash for e, _, _ in waiting}
                 for event in fresh:
                     if event.hash not in before:
                         self.pending.discard(event.hash)
-                released = [e for e in waiting if e.hash not in self.pending]
+                released = [w for w in waiting if w[0].hash not in self.pending]
                 self._load()
                 self._requeue(released)
                 raise
             except BaseException:
                 self._load()
-                self.pending = PendingBuffer(self.pending.max_events, self.pending.max_bytes)
+                self.pending.clear()
                 raise
             applied = [Applied(o, e, r) for o, (e, r) in zip(offsets, batch)]
             refolded = False
@@ -290,7 +293,7 @@ class Ledger:
             self._publish_fork(proof)
         return report
 
-    def _process(self, fresh: list[Event], report: IngestReport
+    def _process(self, fresh: list[Event], report: IngestReport, source: str | None = None
                  ) -> tuple[list[tuple[Event, str | None]], list[ForkProof], list[Event]]:
         batch: list[tuple[Event, str | None]] = []
         void: list[Event] = []
@@ -332,7 +335,11 @@ class Ledger:
             if missing or event.seq != head_seq + 1:
                 if not missing:
                     raise ChainError(f"event {event.hash[:16]}… (seq {event.seq}) skips its author's seq {head_seq + 1}")
-                self.pending.add(event, missing)
+                try:
+                    self.pending.add(event, missing, source=source, stranger=self._stranger(event.author))
+                except PendingQuotaError as exc:  # this author's or source's share is full: drop it
+                    report.throttled[event.hash] = str(exc)
+                    continue
                 parked.add(event.hash)
                 continue
             self.state.check_link(event)
@@ -354,16 +361,22 @@ class Ledger:
         report.pending.extend(h for h in (e.hash for e in fresh) if h in parked)
         return batch, proofs, void
 
-    def _requeue(self, events: list[Event]) -> None:
+    def _requeue(self, entries: list[tuple[Event, str | None, bool]]) -> None:
         """Put events a failed batch had released back into the pending buffer."""
-        for event in events:
+        for event, source, stranger in entries:
             needs = ((event.prev,) if event.prev else ()) + event.deps
             missing = {h for h in needs if h not in self.known}
             if missing and event.hash not in self.known:
                 try:
-                    self.pending.add(event, missing)
+                    self.pending.add(event, missing, source=source, stranger=stranger)
                 except PendingLimitError:
-                    break
+                    continue
+
+    def _stranger(self, author: str) -> bool:
+        """An author with no stake here (see `LedgerState.is_established`), nor this node."""
+        if self.identity is not None and author == self.identity.node_id:
+            return False
+        return not self.state.is_established(author)  # (rare: only for events about to wait)
 
     def _evaluate(self, state: LedgerState, event: Event) -> str | None:
         reason = state.evaluate(event)

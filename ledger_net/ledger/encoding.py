@@ -18,11 +18,13 @@ from ..errors import EncodingError
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
+MAX_DEPTH = 64  # nesting of arrays/objects; deeper input is refused, never recursed into
 _OPTIONS = orjson.OPT_SORT_KEYS
 
 
-def _check(value: Any, path: str = "$") -> None:
-    """Refuse what has no single canonical form (floats, odd keys, huge ints)."""
+def _check(value: Any, path: str = "$", depth: int = 0) -> None:
+    """Refuse what has no single canonical form (floats, odd keys, huge ints), and nesting
+    deeper than `MAX_DEPTH` (a 1000-deep array must be a clear refusal, not a RecursionError)."""
     kind = type(value)
     if kind is str or value is None or kind is bool:
         return
@@ -30,15 +32,18 @@ def _check(value: Any, path: str = "$") -> None:
         if not INT_MIN <= value <= INT_MAX:
             raise EncodingError(f"integer at {path} is outside signed 64 bits")
         return
+    if kind is dict or kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            raise EncodingError(f"value at {path} is nested deeper than {MAX_DEPTH} levels")
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise EncodingError(f"key {key!r} at {path} is not a string")
-            _check(item, f"{path}.{key}")
+            _check(item, f"{path}.{key}", depth + 1)
         return
     if kind is list or kind is tuple:
         for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
+            _check(item, f"{path}[{index}]", depth + 1)
         return
     if kind is float:
         raise EncodingError(f"float at {path}: signed content holds integers only")
@@ -58,7 +63,7 @@ def decode(raw: bytes) -> Any:
     """Parse canonical bytes, refusing anything that is not canonical."""
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+    except (orjson.JSONDecodeError, RecursionError) as exc:
         raise EncodingError(f"not valid JSON: {exc}") from None
     if canonical_bytes(value) != raw:
         raise EncodingError("bytes are not in canonical form")

@@ -27,7 +27,11 @@ from .schemas import validate_body
 
 FORMAT_VERSION = 1
 MAX_DEPS = 64
-MAX_EVENT_BYTES = 1 << 20
+MAX_EVENT_BYTES = 64 << 10  # canonical bytes of one event; bigger payloads travel as blobs named by hash
+# A fork proof quotes two events of up to MAX_EVENT_BYTES each as JSON strings (escaping at
+# most doubles them), so it alone may be bigger: it must be able to prove any fork.
+MAX_FORK_PROOF_BYTES = 4 * MAX_EVENT_BYTES + 4096
+FORK_PROOF_TYPE = "fork.proof"
 GENESIS = "network.genesis"
 _ENVELOPE_KEYS = frozenset({"v", "net", "author", "seq", "prev", "deps", "type", "body", "ts"})
 
@@ -81,21 +85,23 @@ class Event:
         }
         validate_envelope(envelope)
         raw = encoding.canonical_bytes(envelope)
-        if len(raw) > MAX_EVENT_BYTES:
-            raise EncodingError(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+        check_size(type, raw)
         digest = encoding.digest(raw)
         return cls._from_envelope(envelope, raw, digest.hex(), identity.sign(digest))
 
     @classmethod
     def from_wire(cls, raw: bytes, sig: bytes) -> "Event":
         """Parse received bytes; checks form and schema, not the signature (see `verify_signature`)."""
-        if not isinstance(raw, (bytes, bytearray)) or len(raw) > MAX_EVENT_BYTES:
-            raise EncodingError("event bytes missing or larger than the limit")
+        if not isinstance(raw, (bytes, bytearray)):
+            raise EncodingError("event bytes missing")
+        if len(raw) > MAX_FORK_PROOF_BYTES:  # before parsing: no work for what is surely too big
+            check_size(None, raw)
         if not isinstance(sig, (bytes, bytearray)) or len(sig) != 64:
             raise SignatureError("a signature is exactly 64 bytes")
         raw = bytes(raw)
         envelope = encoding.decode(raw)
         validate_envelope(envelope)
+        check_size(envelope["type"], raw)
         return cls._from_envelope(envelope, raw, encoding.content_hash(raw), bytes(sig))
 
     @classmethod
@@ -142,6 +148,26 @@ class Event:
     @property
     def is_genesis(self) -> bool:
         return self.type == GENESIS
+
+
+class EventTooLarge(EncodingError):
+    """An event over the documented size limit (`MAX_EVENT_BYTES`)."""
+
+
+def max_event_bytes(event_type: str | None) -> int:
+    """The most canonical bytes an event of `event_type` may have (see `check_size`)."""
+    return MAX_FORK_PROOF_BYTES if event_type == FORK_PROOF_TYPE else MAX_EVENT_BYTES
+
+
+def check_size(event_type: str | None, raw: bytes) -> None:
+    """Refuse an event bigger than the documented maximum, on append and on ingest alike.
+    Operands, payloads and results above it travel as blobs named by hash, so no single
+    event can stall a feed page, a pull or a push (docs/ledger.md, docs/security.md)."""
+    limit = max_event_bytes(event_type)
+    if len(raw) > limit:
+        what = f"a {event_type} event" if event_type else "an event"
+        raise EventTooLarge(f"{what} of {len(raw)} canonical bytes exceeds the limit of {limit} bytes; "
+                            "large operands and results travel as blobs named by hash")
 
 
 def validate_envelope(env: Any) -> None:

@@ -142,6 +142,25 @@ class LedgerState:
         acct = self.accounts.get(author)
         return acct.balance if acct else 0
 
+    def is_established(self, author: str, recipients: set[str] | None = None) -> bool:
+        """Whether `author` has a stake here: an issuer, an account holding credits, escrow
+        or tasks, or the recipient of credits in transit (`recipients`, from
+        `credit_recipients`, when checking many authors). Authors without one are strangers,
+        admitted under small quotas (a local admission policy, never part of validity:
+        see docs/security.md)."""
+        if author in self.issuers:
+            return True
+        acct = self.accounts.get(author)
+        if acct is not None and (acct.balance > 0 or bool(acct.escrow) or bool(acct.tasks)):
+            return True
+        if recipients is None:
+            return any(to == author for to, _ in self.in_transit.values())
+        return author in recipients
+
+    def credit_recipients(self) -> set[str]:
+        """Everyone credits are on their way to (funded, not yet received)."""
+        return {to for to, _ in self.in_transit.values()}
+
     def open_credits_to(self, recipient: str) -> list[tuple[str, int]]:
         """Credits sent to `recipient` and not yet received in its chain."""
         return [(h, amt) for h, (to, amt) in self.in_transit.items() if to == recipient]

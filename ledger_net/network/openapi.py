@@ -52,7 +52,8 @@ ERROR_TEXT = {
     403: "Wrong API token, or not allowed (e.g. cancelling another owner's task)",
     404: "Unknown event, blob, node, task, account or path",
     409: "Conflict with the node's state (no network yet, task has no result)",
-    413: "Too many events in one push, or body too large",
+    413: "Too many events in one push, body too large, or an event over the size limit (`event_too_large`)",
+    429: "Admission quota for authors with no stake spent (`too_many_requests`, with Retry-After)",
     502: "The peer to connect to does not answer",
     503: "Node starting/stopping, or the pending buffer is full",
 }
@@ -144,9 +145,11 @@ def components() -> Schema:
         "StoredEvent": obj({"event": ref("WireEvent"), "offset": nullable(I), "valid": B, "reason": nullable(S),
                             "void": B}),
         "ChainPage": obj({"author": S, "from_seq": I, "events": {"type": "array", "items": ref("WireEvent")},
-                          "next_seq": I}),
+                          "next_seq": I}, {"more": {**B, "description": "the page was cut (by count or bytes): "
+                                                                        "ask again from next_seq"}}),
         "FeedPage": obj({"events": {"type": "array", "items": ref("FeedItem")}, "next": I, "last_offset": I,
-                         "net": nullable(S)}),
+                         "net": nullable(S)}, {"more": {**B, "description": "more events follow `next`: pages "
+                                                                             "are cut by bytes as well as count"}}),
         "PushBatch": {"type": "object", "required": ["events"], "properties": {
             "events": {"type": "array", "items": ref("WireEvent"), "minItems": 1,
                        "maxItems": MAX_EVENTS_PER_REQUEST}}},
@@ -154,7 +157,9 @@ def components() -> Schema:
                              "invalid": {"type": "object", "additionalProperties": S},
                              "refused": {"type": "object", "additionalProperties": S},
                              "forks": {"type": "array", "items": obj({"author": S, "seq": I})}},
-                            {"last_offset": I}),
+                            {"last_offset": I, "throttled": {"type": "object", "additionalProperties": S,
+                                                             "description": "events of authors with no stake "
+                                                                            "dropped by an admission quota"}}),
         "PeerList": obj({"peers": {"type": "array", "items": ref("Peer")}}),
         "PeerConnect": {"type": "object", "properties": {"url": S, "node_id": S},
                         "description": "one of url or node_id"},
@@ -252,7 +257,7 @@ def paths() -> Schema:
         # --------------------------------------------------- replication (write)
         f"{API}/events": {"post": op(
             "replication", "Push signed events (verified whole: one bad event refuses the batch)",
-            {**ok(ref("IngestReport"), "what was stored, pending, invalid"), **errors(400, 409, 413, 503)},
+            {**ok(ref("IngestReport"), "what was stored, pending, invalid"), **errors(400, 409, 413, 429, 503)},
             body=json_body(ref("PushBatch"), '{"events": [<wire event>, …]}'), operation_id="postEvents")},
         f"{API}/peers": {
             "get": op("peers", "The peer table", ok(ref("PeerList"), "peers"), operation_id="listPeers"),

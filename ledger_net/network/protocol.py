@@ -30,14 +30,19 @@ from aiohttp import web
 
 from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SchemaError, SignatureError
 from ..ledger.chain import Applied, Ledger
-from ..ledger.events import GENESIS, Event
+from ..ledger.encoding import INT_MAX
+from ..ledger.events import GENESIS, Event, EventTooLarge
+from ..ledger.pending import PendingQuotaError
 from ..ledger.identity import is_public_key
 from ..ledger.store import StoredEvent
+from .admission import Admission
+from .limits import MAX_PAGE_BYTES, WRITE_TIMEOUT, SendBudget, drop_connection, send_body, write_or_drop
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
 MAX_EVENTS_PER_REQUEST = 1000
+MAX_CONCURRENT_PUSHES = 8  # push bodies read and ingested at once (each up to client_max_size)
 DEFAULT_CLIENT_MAX_SIZE = 16 << 20  # bytes of one request body
 MAX_PAGE = 5000  # events per feed/chain page
 DEFAULT_PAGE = 500
@@ -60,14 +65,17 @@ def json_response(value: Any, status: int = 200) -> web.Response:
 class ApiError(Exception):
     """A refused request: HTTP status, a stable machine code and a message naming the cause."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
     def response(self) -> web.Response:
-        return json_response({"error": {"code": self.code, "message": self.message}}, self.status)
+        response = json_response({"error": {"code": self.code, "message": self.message}}, self.status)
+        response.headers.update(self.headers)
+        return response
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -163,7 +171,9 @@ def control(handler: Handler) -> Handler:
 
 # ------------------------------------------------------------------ parameters
 
-def int_param(request: web.Request, name: str, default: int, lo: int, hi: int | None = None) -> int:
+def int_param(request: web.Request, name: str, default: int, lo: int, hi: int | None = INT_MAX) -> int:
+    """An integer query parameter within [lo, hi] (hi defaults to the largest offset or seq a
+    store holds, 2^63-1), else a 400 naming it."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -171,7 +181,7 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int | 
         value = int(raw)
     except ValueError:
         raise ApiError(400, "bad_parameter", f"query parameter {name!r} must be an integer, got {raw[:40]!r}") from None
-    if value < lo or (hi is not None and value > hi):
+    if len(raw) > 40 or value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
         raise ApiError(400, "bad_parameter", f"query parameter {name!r} must be {bound}, got {value}")
     return value
@@ -207,11 +217,14 @@ def parse_wire_events(items: Sequence[Any], net: str | None, *, skip: Callable[[
             raise ApiError(400, "bad_hash", f"{where}: claimed hash {str(claimed)[:64]!r} is not the hash of its "
                                             f"bytes ({digest})")
         if skip is not None and skip(digest):
+            _check_known_copy(item, where)
             continue
         try:
             event = Event.from_json(item)
         except SignatureError as exc:
             raise ApiError(400, "bad_signature", f"{where}: {exc}") from None
+        except EventTooLarge as exc:
+            raise ApiError(413, "event_too_large", f"{where}: {exc}") from None
         except SchemaError as exc:
             code = "unknown_type" if str(exc).startswith("unknown event type") else "schema_error"
             raise ApiError(400, code, f"{where}: {exc}") from None
@@ -234,8 +247,23 @@ def parse_wire_events(items: Sequence[Any], net: str | None, *, skip: Callable[[
     return out
 
 
+def _check_known_copy(item: dict[str, Any], where: str) -> None:
+    """A copy of an event this node holds is a duplicate only if its signature verifies:
+    the hash covers the bytes, not the signature, so other signature bytes on known bytes
+    are a forgery to refuse, not a duplicate to count."""
+    try:
+        event = Event.from_json(item)
+    except LedgerError as exc:
+        raise ApiError(400, "bad_signature", f"{where}: copy of a known event is malformed: {exc}") from None
+    if not event.verify_signature():
+        raise ApiError(400, "bad_signature", f"{where}: the signature on known event {event.hash} does not verify "
+                                             "(a forged copy)")
+
+
 def ledger_error(exc: LedgerError) -> ApiError:
     """Map a refused ingest onto a 4xx answer."""
+    if isinstance(exc, PendingQuotaError):
+        return ApiError(429, "pending_quota", str(exc))
     if isinstance(exc, PendingLimitError):
         return ApiError(503, "pending_full", str(exc))
     if isinstance(exc, SignatureError):
@@ -318,8 +346,15 @@ class NodeAPI:
     def __init__(self, ledger: Ledger, *, loop: asyncio.AbstractEventLoop | None = None,
                  info: Callable[[], dict[str, Any]] | None = None,
                  max_events_per_request: int = MAX_EVENTS_PER_REQUEST,
-                 heartbeat: float = STREAM_HEARTBEAT) -> None:
+                 heartbeat: float = STREAM_HEARTBEAT, page_bytes: int = MAX_PAGE_BYTES,
+                 write_timeout: float = WRITE_TIMEOUT, budget: SendBudget | None = None,
+                 admission: Admission | None = None) -> None:
         self.ledger = ledger
+        self.page_bytes = page_bytes
+        self.write_timeout = write_timeout
+        self.budget = budget or SendBudget()
+        self.admission = admission if admission is not None else Admission(self._established)
+        self._push_slots = asyncio.Semaphore(MAX_CONCURRENT_PUSHES)
         self.loop = loop or asyncio.get_running_loop()
         self.extra_info = info
         self.max_events_per_request = max_events_per_request
@@ -363,20 +398,34 @@ class NodeAPI:
     def _node_id(self) -> str | None:
         return self.ledger.identity.node_id if self.ledger.identity else None
 
-    async def ingest_wire(self, items: Sequence[Any]) -> dict[str, Any]:
-        """Parse and ingest pushed wire events (all or nothing); answer the IngestReport."""
+    def _established(self, author: str) -> bool:
+        return author == self._node_id() or self.ledger.state.is_established(author)
+
+    async def ingest_wire(self, items: Sequence[Any], source: str | None = None) -> dict[str, Any]:
+        """Parse and ingest pushed wire events (all or nothing, except what the admission
+        quotas for strangers drop: `throttled`); answer the IngestReport. `source` is the
+        pusher's address, for the per-source quotas."""
         ledger = self.ledger
 
         def work() -> dict[str, Any]:
             events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
             if not events:
-                return {"stored": 0, "duplicates": len(items), "pending": 0, "invalid": {}, "refused": {}, "forks": []}
+                return {"stored": 0, "duplicates": len(items), "pending": 0, "invalid": {}, "refused": {}, "forks": [],
+                        "throttled": {}}
+            recipients = ledger.state.credit_recipients()
+            established = lambda author: author == self._node_id() or ledger.state.is_established(author, recipients)  # noqa: E731
+            admitted, throttled, retry = self.admission.admit(events, source, established)
+            if not admitted:
+                first = next(iter(throttled.values()))
+                raise ApiError(429, "too_many_requests", f"{len(throttled)} event(s) throttled: {first}",
+                               {"Retry-After": str(max(1, int(retry + 0.999)))})
             try:
-                report = ledger.ingest(events)
+                report = ledger.ingest(admitted, source=source)
             except LedgerError as exc:
                 raise ledger_error(exc) from None
             result = report.as_dict()
             result["duplicates"] += len(items) - len(events)
+            result["throttled"] = {**throttled, **result["throttled"]}
             return result
 
         return await self.run_write(work)
@@ -420,21 +469,63 @@ class NodeAPI:
             raise ApiError(400, "bad_author", f"{author[:80]!r} is not a hex ed25519 public key")
         from_seq = int_param(request, "from_seq", 1, 1)
         limit = int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        rows = await self.run_read(self.ledger.store.chain_segment, author, from_seq, limit)
-        return json_response({"author": author, "from_seq": from_seq,
-                              "events": [{"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()} for r in rows],
-                              "next_seq": rows[-1].seq + 1 if rows else from_seq})
+        max_bytes = self.budget.reserve(self.page_bytes)
+        try:
+            rows, more = await self.run_read(self._segment, author, from_seq, limit, max_bytes)
+            body = dumps({"author": author, "from_seq": from_seq,
+                          "events": [{"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()} for r in rows],
+                          "next_seq": rows[-1].seq + 1 if rows else from_seq, "more": more})
+            del rows
+        finally:
+            self.budget.give(max_bytes)  # send_body counts the body itself from here on
+        return await send_body(request, body, timeout=self.write_timeout, budget=self.budget)
 
-    def _page(self, after: int, limit: int) -> list[StoredEvent]:
-        return list(self.ledger.store.select_events(after=after, limit=limit, batch=limit))
+    def _segment(self, author: str, from_seq: int, limit: int, max_bytes: int) -> tuple[list[StoredEvent], bool]:
+        """Up to `limit` events of `author`'s chain from `from_seq` and about `max_bytes`
+        (at least one event), read in small batches; and whether more may follow."""
+        rows: list[StoredEvent] = []
+        size, seq = 0, from_seq
+        while len(rows) < limit:
+            want = min(limit - len(rows), 256)
+            batch = self.ledger.store.chain_segment(author, seq, want)
+            for row in batch:
+                if rows and size + len(row.raw) > max_bytes:
+                    return rows, True
+                rows.append(row)
+                size += len(row.raw)
+            if len(batch) < want:
+                return rows, False
+            seq = batch[-1].seq + 1
+        return rows, True
 
-    async def get_feed(self, request: web.Request) -> web.Response:
+    def _page(self, after: int, limit: int, max_bytes: int | None = None) -> list[StoredEvent]:
+        """Feed rows after `after`: up to `limit` and about `max_bytes` (at least one)."""
+        max_bytes = self.page_bytes if max_bytes is None else max_bytes
+        rows: list[StoredEvent] = []
+        size = 0
+        for row in self.ledger.store.select_events(after=after, limit=limit, batch=min(limit, 256)):
+            if rows and size + len(row.raw) > max_bytes:
+                break
+            rows.append(row)
+            size += len(row.raw)
+        return rows
+
+    async def get_feed(self, request: web.Request) -> web.StreamResponse:
+        """One page of the causal feed, bounded in events (`limit`) and in bytes; `more`
+        says whether to ask again from `next`."""
         after = int_param(request, "after", 0, 0)
         limit = int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        rows = await self.run_read(self._page, after, limit)
-        body = {"events": [stored_to_wire(r) for r in rows], "next": rows[-1].offset if rows else after,
-                "last_offset": max(self.watcher.last, rows[-1].offset if rows else 0), "net": self.ledger.net}
-        return json_response(body)
+        max_bytes = self.budget.reserve(self.page_bytes)
+        try:
+            rows = await self.run_read(self._page, after, limit, max_bytes)
+            last = max(self.watcher.last, rows[-1].offset if rows else 0)
+            nxt = rows[-1].offset if rows else after
+            body = dumps({"events": [stored_to_wire(r) for r in rows], "next": nxt, "last_offset": last,
+                          "more": bool(rows) and nxt < last, "net": self.ledger.net})
+            del rows
+        finally:
+            self.budget.give(max_bytes)  # send_body counts the body itself from here on
+        return await send_body(request, body, timeout=self.write_timeout, budget=self.budget)
 
     async def get_feed_stream(self, request: web.Request) -> web.StreamResponse:
         """NDJSON follow: every event after the cursor, then new ones as they commit.
@@ -444,7 +535,11 @@ class NodeAPI:
         limit = int_param(request, "limit", 0, 0)
         page = int_param(request, "page", DEFAULT_PAGE, 1, MAX_PAGE)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
-        await response.prepare(request)
+        try:
+            await asyncio.wait_for(response.prepare(request), self.write_timeout)
+        except (asyncio.TimeoutError, ConnectionError):
+            drop_connection(request)
+            return response
         cursor, sent = after, 0
         task = asyncio.current_task()
         if task is not None:
@@ -452,9 +547,21 @@ class NodeAPI:
         try:
             while not self.watcher.closed:
                 want = page if not limit else min(page, limit - sent)
-                rows = await self.run_read(self._page, cursor, want)
+                max_bytes = self.budget.reserve(self.page_bytes)
+                try:
+                    rows = await self.run_read(self._page, cursor, want, max_bytes)
+                    data = b"".join(orjson.dumps(stored_to_wire(r)) + b"\n" for r in rows)
+                finally:
+                    self.budget.give(max_bytes)
                 if rows:
-                    await response.write(b"".join(orjson.dumps(stored_to_wire(r)) + b"\n" for r in rows))
+                    # a follower that stops reading is dropped, not buffered (limits.write_or_drop)
+                    self.budget.take(len(data))
+                    try:
+                        ok = await write_or_drop(request, response, data, self.write_timeout)
+                    finally:
+                        self.budget.give(len(data))
+                    if not ok:
+                        return response
                     cursor = rows[-1].offset
                     sent += len(rows)
                     if limit and sent >= limit:
@@ -463,16 +570,26 @@ class NodeAPI:
                 if not await self.watcher.wait_beyond(cursor, self.heartbeat):
                     if self.watcher.closed:
                         break
-                    await response.write(b"\n")
+                    if not await write_or_drop(request, response, b"\n", self.write_timeout):
+                        return response
         except (ConnectionResetError, asyncio.CancelledError):
             return response
         finally:
             if task is not None:
                 self._streams.discard(task)
-        await response.write_eof()
+        try:
+            await asyncio.wait_for(response.write_eof(), self.write_timeout)
+        except (asyncio.TimeoutError, ConnectionError):
+            drop_connection(request)
         return response
 
     async def post_events(self, request: web.Request) -> web.Response:
+        # Bodies are read only a few at a time: a thousand pushers cost 8 bodies of memory,
+        # the rest wait with their bytes in the kernel (aiohttp pauses reading the socket).
+        async with self._push_slots:
+            return await self._post_events(request)
+
+    async def _post_events(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
             data = orjson.loads(body)
@@ -486,7 +603,7 @@ class NodeAPI:
         if len(items) > self.max_events_per_request:
             raise ApiError(413, "too_many_events", f"{len(items)} events in one request; the limit is "
                                                    f"{self.max_events_per_request}")
-        report = await self.ingest_wire(items)
+        report = await self.ingest_wire(items, source=request.remote)
         report["last_offset"] = self.watcher.last
         return json_response(report)
 

@@ -25,6 +25,7 @@ from .client import PeerClient
 from .discovery import MANUAL, Discovery, normalize_url
 from .protocol import (API, DEFAULT_CLIENT_MAX_SIZE, MAX_EVENTS_PER_REQUEST, ApiError, NodeAPI, build_app,
                        control, json_response, load_or_create_token)
+from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
 from .sync import Synchronizer
 from .websocket import WebSocketHub
 
@@ -59,7 +60,8 @@ class NodeServer:
                  max_events_per_request: int = MAX_EVENTS_PER_REQUEST, backoff_base: float = 0.5,
                  backoff_max: float = 60.0, expected_net: str | None = None, enable_sync: bool = True,
                  shutdown_timeout: float = 2.0, extra_routes: Iterable[web.RouteDef] = (),
-                 **sync_options: Any) -> None:
+                 max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
+                 write_timeout: float = WRITE_TIMEOUT, **sync_options: Any) -> None:
         self.ledger = ledger
         self.runner = runner
         self.host = host
@@ -80,6 +82,10 @@ class NodeServer:
         self.discovery = Discovery(self_id=node_id, seeds=seeds, backoff_base=backoff_base, backoff_max=backoff_max)
         self.url: str | None = None
         self.api: NodeAPI | None = None
+        self.max_connections = max_connections  # open connections; see limits.py
+        self.idle_timeout = idle_timeout  # seconds an idle connection stays open
+        self.write_timeout = write_timeout  # seconds a reader may stall a write before it is dropped
+        self.guard: ConnectionGuard | None = None
         self.hub: WebSocketHub | None = None
         self.sync: Synchronizer | None = None
         self.app: web.Application | None = None
@@ -103,7 +109,8 @@ class NodeServer:
         host = host or self.host
         port = self.port if port is None else port
         loop = self._loop = asyncio.get_running_loop()
-        self.api = NodeAPI(self.ledger, loop=loop, info=self._info, max_events_per_request=self.max_events_per_request)
+        self.api = NodeAPI(self.ledger, loop=loop, info=self._info, max_events_per_request=self.max_events_per_request,
+                           write_timeout=self.write_timeout)
         self.hub = WebSocketHub(self.ledger, self.runner, loop=loop, watcher=self.api.watcher,
                                 metrics_interval=self.metrics_interval, read=self.api.run_read,
                                 peers_count=lambda: sum(1 for p in self.discovery.active() if p.last_ok))
@@ -111,8 +118,12 @@ class NodeServer:
                              client_max_size=self.client_max_size,
                              extra_routes=self._routes() + self.extra_routes)
         self.app.router.add_get("/ws", self.hub.handle)
-        self._app_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        self._app_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout,
+                                         keepalive_timeout=self.idle_timeout)
         await self._app_runner.setup()
+        # the soft open-files limit goes up to the hard one; the cap keeps headroom under it
+        self.guard = ConnectionGuard(raise_nofile_limit(self.max_connections))
+        self.guard.install(self._app_runner.server)
         site = web.TCPSite(self._app_runner, host, port)
         try:
             await site.start()

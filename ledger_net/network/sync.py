@@ -36,12 +36,16 @@ from ..ledger.chain import Applied, Ledger
 from ..ledger.identity import is_public_key
 from .client import PeerClient, PeerRefused
 from .discovery import Discovery, Peer
+from .limits import MAX_PAGE_BYTES
 from .protocol import MAX_EVENTS_PER_REQUEST, MAX_PAGE, ApiError, ledger_error, parse_wire_events
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HOSTILE_PENALTY = 4  # a peer serving bad events is backed off as if it had failed 4 times
+ORPHAN_AUTHORS_PER_ROUND = 16  # authors whose missing chain prefix one exchange fetches
+ORPHAN_ATTEMPTS = 4  # fetches of one author's missing prefix before its orphans are dropped
+ORPHAN_BACKOFF = 1.0  # seconds before the second fetch; doubles with each attempt
 
 
 def _set(event: asyncio.Event) -> None:
@@ -61,6 +65,7 @@ class Synchronizer:
                  our_heads: Callable[[], Awaitable[dict[str, Any]]] | None = None,
                  interval: float = 2.0, min_gap: float = 0.05, page_size: int = 1000, wave_budget: int = 2000,
                  round_budget: int = 50_000, push_batch: int = 500, push_budget: int = 5000,
+                 push_bytes: int = MAX_PAGE_BYTES,
                  wanted_limit: int = 64, peer_concurrency: int = 4, timeout: float = 15.0,
                  bulk_threshold: int = 2000, bulk_lanes: int = 1, expected_net: str | None = None, token: str | None = None) -> None:
         self.ledger = ledger
@@ -72,6 +77,9 @@ class Synchronizer:
         self.round_budget = round_budget
         self.push_batch = min(push_batch, MAX_EVENTS_PER_REQUEST)
         self.push_budget = push_budget
+        self.push_bytes = push_bytes
+        self._orphan_attempts: dict[str, tuple[int, float]] = {}  # author -> (fetches so far, next allowed)
+        self._pending_drops: list[Callable[[], None]] = []
         self.wanted_limit = wanted_limit
         self.peer_concurrency = peer_concurrency
         self.timeout = timeout
@@ -245,7 +253,7 @@ class Synchronizer:
             if not events:
                 return 0
             try:
-                return len(ledger.ingest(events).stored)
+                return len(ledger.ingest(events, source=peer_url).stored)
             except LedgerError as exc:
                 raise ledger_error(exc) from None
 
@@ -376,7 +384,9 @@ class Synchronizer:
                 if type(last) is not int or last <= previous or len(events) > size:
                     raise PeerMisbehaved(f"{client.url}: feed page does not advance its cursor")
                 budget -= len(events)
-                if len(events) == size and budget > 0:
+                # a page is cut by bytes as well as by count: `more` says whether to go on
+                more = page.get("more") if isinstance(page.get("more"), bool) else len(events) == size
+                if more and budget > 0:
                     nxt = asyncio.create_task(client.feed(last, size))
                 if inflight:  # the previous page must hold the ledger lock before this one starts
                     await asyncio.wait({asyncio.ensure_future(inflight[-1][2].wait()), inflight[-1][0]},
@@ -400,10 +410,49 @@ class Synchronizer:
         return pulled
 
     # ------------------------------------------------------------------ wanted
+    def _due_orphans(self, chains: dict[str, int]) -> dict[str, int]:
+        """The authors (at most `ORPHAN_AUTHORS_PER_ROUND`) whose missing chain prefix is due
+        for a fetch. Each author gets `ORPHAN_ATTEMPTS` fetches with exponential backoff;
+        after that a stranger's waiting events are dropped (an orphan flood costs a bounded
+        number of requests, never a fetch per author per round); an established author's
+        keep being fetched, at most every 30 s."""
+        now = time.monotonic()
+        attempts = self._orphan_attempts
+        for author in [a for a in attempts if a not in chains]:
+            del attempts[author]  # its past arrived or its orphans expired
+        due: dict[str, int] = {}
+        given_up: list[str] = []
+        for author, seq in chains.items():
+            count, next_at = attempts.get(author, (0, 0.0))
+            if next_at > now:
+                continue
+            if count >= ORPHAN_ATTEMPTS and not self.ledger.state.is_established(author):
+                given_up.append(author)  # a stranger's orphans: no more fetches, drop them
+                continue
+            if len(due) >= ORPHAN_AUTHORS_PER_ROUND:
+                break
+            attempts[author] = (count + 1, now + min(ORPHAN_BACKOFF * (2 ** count), 30.0))
+            due[author] = seq
+        if given_up:
+            ledger = self.ledger
+
+            def drop() -> None:
+                for author in given_up:
+                    ledger.pending.drop_author(author)
+                    attempts.pop(author, None)
+
+            self._pending_drops.append(drop)
+        return due
+
     async def _fetch_wanted(self, client: PeerClient) -> int:
-        """Fetch what pending events wait for: chain prefixes by segment, the rest by hash."""
+        """Fetch what pending events wait for: chain prefixes by segment (bounded per author,
+        see `_due_orphans`), the rest by hash."""
         ledger = self.ledger
         chains, hashes = await self.run_write(lambda: (ledger.pending.wanted_chains(), list(ledger.pending.wanted())))
+        chains = self._due_orphans(chains)
+        drops, self._pending_drops = self._pending_drops, []
+        if drops:
+            await self.run_write(lambda: [d() for d in drops])
         fetched = 0
         if chains:
             mine = await self._heads()
@@ -446,10 +495,11 @@ class Synchronizer:
         todo.sort(key=lambda t: (t[0] != me, t[0]))  # our own chain first
         pushed, budget = 0, self.push_budget
         batch: list[dict[str, Any]] = []
+        batch_bytes = 0
         store = self.ledger.store
 
         async def send() -> bool:
-            nonlocal pushed, batch
+            nonlocal pushed, batch, batch_bytes
             if not batch:
                 return True
             try:
@@ -460,19 +510,25 @@ class Synchronizer:
                 log.warning("peer %s refused our push: %s", client.url, exc)
                 return False
             pushed += len(batch)
-            batch = []
+            batch, batch_bytes = [], 0
             return True
 
+        # a push is bounded in bytes (`push_bytes`) as well as in events: one POST never
+        # nears the peer's request-size limit, however big the events
         for author, start, top in todo:
             while start <= top and budget > 0:
-                count = min(self.push_batch - len(batch), top - start + 1, budget)
+                count = min(self.push_batch - len(batch), top - start + 1, budget, 64)
                 rows = await self.run_read(store.chain_segment, author, start, count)
                 if not rows:
                     break
-                batch.extend({"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()} for r in rows)
+                for r in rows:
+                    if batch and batch_bytes + len(r.raw) > self.push_bytes and not await send():
+                        return pushed
+                    batch.append({"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()})
+                    batch_bytes += len(r.raw)
                 start = rows[-1].seq + 1
                 budget -= len(rows)
-                if len(batch) >= self.push_batch and not await send():
+                if (len(batch) >= self.push_batch or batch_bytes >= self.push_bytes) and not await send():
                     return pushed
         await send()
         return pushed
