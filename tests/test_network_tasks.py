@@ -324,7 +324,9 @@ async def test_numpy_matrices_travel_as_blobs_and_big_results_come_back_from_oth
     assert status["status"] == "completed", status
     result = await owner.get_task_result(task_id)
     assert isinstance(result, np.ndarray) and result.shape == (512, 512)
-    assert np.array_equal(result, np.concatenate([a[:256] @ b, a[256:] @ b]))
+    # The workers' BLAS (own thread count, maybe own kernel) may differ from this process's in the
+    # last bits: equal within the dot-product bound k * eps * (|A||B|).
+    assert np.all(np.abs(result - a @ b) <= 512 * np.finfo(np.float64).eps * (np.abs(a) @ np.abs(b)))
     submitted = events_of(owner, "task.submitted", task_id)[0][1]
     assert len(submitted["blobs"]) == 2  # A and B, each once: the chunks name rows of A's blob
     assigned = [body for _, body in events_of(owner, "task.assigned", task_id)]

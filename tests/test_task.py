@@ -279,7 +279,11 @@ def test_numpy_matrix_operands_stay_arrays_and_chunks_name_one_blob():
     assert wires[1][0]["a"] == {"$array": [wire_config["matrix_a"]["$array"], 15, 30]}
     results = [run_chunk("matrix_ops", unpack(w, config_blobs)) for w, _ in wires]
     answer = task.aggregate_results(results)
-    assert isinstance(answer, np.ndarray) and np.array_equal(answer, a @ b)
+    assert isinstance(answer, np.ndarray) and answer.shape == (40, 20)
+    # Row blocks and the whole product may take different BLAS kernels, which differ in the last
+    # bits: equal within the standard bound for a dot product of length k, |err| <= k * eps * (|A||B|).
+    bound = 30 * np.finfo(np.float64).eps * (np.abs(a) @ np.abs(b))
+    assert np.all(np.abs(answer - a @ b) <= bound)
     with pytest.raises(TaskError, match="NaN or infinity"):
         bad = a.copy()
         bad[3, 4] = np.nan
