@@ -55,6 +55,10 @@ class ForkError(ChainError):
     """Two different events claim one (author, seq): an equivocation."""
 
 
+class ProofError(LedgerError):
+    """A Merkle proof does not verify, is malformed, or cannot be made for the sizes asked."""
+
+
 class PendingLimitError(LedgerError):
     """The bounded buffer of events waiting for their causal past is full."""
 
@@ -74,4 +78,5 @@ __all__ = [
     "ChainError",
     "ForkError",
     "PendingLimitError",
+    "ProofError",
 ]
