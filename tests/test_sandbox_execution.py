@@ -292,3 +292,15 @@ async def test_only_the_allow_listed_environment_reaches_the_program(
     assert "LEDGER_NET_SECRET_OF_THE_NODE" not in env and "do-not-leak" not in result.stdout
     assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PWD",
                         "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"}, sorted(env)
+
+
+async def test_a_node_with_many_open_files_still_starts_sandboxes(executor: SandboxExecutor) -> None:
+    # A busy node holds far more descriptors than a sandbox's RLIMIT_NOFILE; the launcher must
+    # not trip over its parent's descriptor numbers (found when nodes failed every chunk).
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(3 * TIGHT.max_open_files)]
+    try:
+        result = await executor.execute(None, CodeBundle("ok.py", "print('fine')\n"))
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert result.success and result.stdout == "fine\n", (result.reason, result.stderr[-500:])

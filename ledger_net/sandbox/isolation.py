@@ -104,9 +104,6 @@ def make_preexec(plan: IsolationPlan, error_fd: int) -> Callable[[], None]:
         try:
             step = "network namespace"
             _enter_network_namespace(euid, egid)
-            step = "rlimits"
-            for res, value in pairs:
-                resource.setrlimit(res, value)
             if euid == 0 and plan.stage:
                 step = "staging binds"
                 _stage_binds(plan.stage)
@@ -114,6 +111,11 @@ def make_preexec(plan: IsolationPlan, error_fd: int) -> Callable[[], None]:
                 step = "unprivileged uid"
                 _become_unprivileged()
                 linux.set_dumpable()
+            # Last: the node's own descriptors are still open here (subprocess closes them after
+            # this function), so an RLIMIT_NOFILE below their numbers would fail the steps above.
+            step = "rlimits"
+            for res, value in pairs:
+                resource.setrlimit(res, value)
             step = "parent-death signal"  # after setuid, which clears it
             linux.set_parent_death_signal(signal.SIGKILL)
             step = "no_new_privs"
