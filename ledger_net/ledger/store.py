@@ -25,6 +25,7 @@ from sqlalchemy import (Boolean, Connection, bindparam, Engine, Enum, create_eng
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from .merkle_log import MerkleLog
 from .tables import blobs, counters, events, fork_proofs, meta, void_events
 
 
@@ -104,6 +105,7 @@ class Store:
             'RETURNING "offset"')
         self._sql_void = f"INSERT INTO void_events (hash, author, seq, raw, sig) VALUES ({', '.join([mark] * 5)})"
         self._writer: Any = None  # the write path's DBAPI connection (see _raw_write)
+        self.merkle = MerkleLog(mark)  # per-author Merkle nodes, written with the events
         # Where blobs of BIG_BLOB bytes or more live as files (set by the node that owns a
         # data directory); a database row per multi-megabyte operand would cost a copy into
         # SQLite's pages and another out, and could not be memory-mapped by workers.
@@ -174,11 +176,13 @@ class Store:
             cursor = raw.cursor()
             try:
                 offsets = self._raw_insert(cursor, rows) if rows else []
+                fronts = self._merkle_insert(rows, _cursor_query(cursor), cursor.executemany) if rows else {}
                 if void_rows:
                     cursor.executemany(self._sql_void, [(r["hash"], r["author"], r["seq"], r["raw"], r["sig"])
                                                         for r in void_rows])
                 cursor.close()
                 raw.commit()
+                self.merkle.remember(fronts)
                 return offsets
             except BaseException as exc:
                 dbapi_error = self.engine.dialect.loaded_dbapi.Error
@@ -242,7 +246,17 @@ class Store:
             self._copy_events(conn, payload)
         else:
             conn.exec_driver_sql(self._sql_insert, payload if n > 1 else payload[0])
+        # The caller commits (or not): no frontier is cached from this path.
+        self._merkle_insert(rows, _conn_query(conn), conn.exec_driver_sql)
         return list(range(first, last + 1))
+
+    def _merkle_insert(self, rows: Sequence[dict], query: Any, executemany: Any) -> dict:
+        """The Merkle nodes the new events complete, in the events' transaction; after the
+        events' own insert, so a duplicate (author, seq) is the database's IntegrityError."""
+        nodes, fronts = self.merkle.plan(rows, query)
+        if nodes:
+            executemany(self.merkle.sql_insert, nodes)
+        return fronts
 
     def _copy_events(self, conn: Connection, payload: list[tuple]) -> None:
         """PostgreSQL: stream a batch of event rows with COPY (psycopg 3)."""
@@ -464,6 +478,22 @@ class Store:
                                 .order_by(events.c.seq).limit(limit)).all()
         return [StoredEvent(*r) for r in rows]
 
+    # ----------------------------------------------------------------- Merkle proofs
+    def author_root(self, author: str, size: int) -> bytes:
+        """RFC 9162 root of `author`'s chain as of its first `size` events (see merkle_log)."""
+        with self.engine.connect() as conn:
+            return self.merkle.root(author, size, _conn_query(conn))
+
+    def inclusion_proof(self, author: str, seq: int, size: int) -> list[bytes]:
+        """Hashes proving `author`'s event at `seq` is in its chain of `size` events."""
+        with self.engine.connect() as conn:
+            return self.merkle.inclusion_proof(author, seq, size, _conn_query(conn))
+
+    def consistency_proof(self, author: str, old_size: int, new_size: int) -> list[bytes]:
+        """Hashes proving `author`'s chain of `old_size` events is a prefix of that of `new_size`."""
+        with self.engine.connect() as conn:
+            return self.merkle.consistency_proof(author, old_size, new_size, _conn_query(conn))
+
     def heads(self) -> dict[str, tuple[int, str]]:
         """author -> (latest seq, its hash)."""
         with self.engine.connect() as conn:
@@ -498,6 +528,19 @@ class Store:
 
 _PLAIN_TYPES = (Integer, String, Boolean, LargeBinary)  # BigInteger and Text are subclasses
 _plain_sql_cache: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+
+
+def _cursor_query(cursor: Any) -> Any:
+    def query(sql: str, params: Sequence[Any]) -> list[Any]:
+        cursor.execute(sql, tuple(params))
+        return cursor.fetchall()
+    return query
+
+
+def _conn_query(conn: Connection) -> Any:
+    def query(sql: str, params: Sequence[Any]) -> list[Any]:
+        return list(conn.exec_driver_sql(sql, tuple(params)).fetchall())
+    return query
 
 
 def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...]) -> str | None:

@@ -97,3 +97,15 @@ node_holders = Table(
     Column("url", String(512), nullable=True),
     Column("started_at", BigInteger, nullable=False),
 )
+
+# Per-author Merkle logs (RFC 9162; see ledger/merkle_log.py): every complete subtree of
+# level >= 1 of an author's chain. Node (level, idx) covers leaves [idx * 2**level,
+# (idx + 1) * 2**level); leaf s-1 is the event at seq s, its hash derived from events.hash.
+merkle_nodes = Table(
+    "merkle_nodes",
+    metadata,
+    Column("author", String(64), primary_key=True),
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
