@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -19,8 +20,6 @@ from sqlalchemy import text
 from ledger_net.ledger import merkle
 from ledger_net.ledger.merkle_verify import verify_consistency, verify_inclusion
 from ledger_net.ledger.store import Store
-
-import pytest
 
 AUTHOR = hashlib.sha256(b"merkle-props").hexdigest()
 

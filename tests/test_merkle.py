@@ -20,8 +20,12 @@ from sqlalchemy import text
 
 from ledger_net.errors import ChainError, ProofError
 from ledger_net.ledger import merkle
-from ledger_net.ledger.merkle_verify import (check_consistency, check_inclusion, verify_consistency,
-                                             verify_inclusion)
+from ledger_net.ledger.merkle_verify import (
+    check_consistency,
+    check_inclusion,
+    verify_consistency,
+    verify_inclusion,
+)
 from ledger_net.ledger.store import Store
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "merkle.json").read_text(encoding="utf-8"))
@@ -194,7 +198,7 @@ def test_garbage_consistency_input_is_a_proof_error_never_a_crash(bad):
 def test_proof_does_not_bind_the_size_alone_so_sizes_travel_with_their_roots():
     """Documented in merkle_verify and docs/proofs.md: leaf 0 of size 5 has the same path
     shape at size 6, so the one root verifies at both sizes; a checkpoint binds the size."""
-    leaf, proof, root, _, fetch = _case(n=5, m=0)
+    leaf, proof, root, _, _ = _case(n=5, m=0)
     assert verify_inclusion(0, 5, leaf, proof, root) and verify_inclusion(0, 6, leaf, proof, root)
 
 
@@ -292,7 +296,7 @@ def test_store_roots_and_proofs_equal_the_rfc_through_every_write_path(store):
                 check_inclusion(s - 1, size, merkle.leaf_hash(data[s - 1]), proof, root)
             for old in {0, 1, size // 2, size}:
                 check_consistency(old, size, mth(data[:old]), root, store.consistency_proof(author, old, size))
-    assert len(_node_rows(store)) == sum(seq[a] - 1 - bin(seq[a] - 1).count("1") for a in (A, B))
+    assert len(_node_rows(store)) == sum(seq[a] - 1 - (seq[a] - 1).bit_count() for a in (A, B))
 
 
 def test_a_gap_is_refused_and_nothing_is_written(store):

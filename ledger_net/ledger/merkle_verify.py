@@ -20,8 +20,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ProofError
-from .merkle import (EMPTY_ROOT, HASH_SIZE, MAX_SIZE, consistency_ranges, inclusion_ranges, leaf_hash,
-                     node_hash)
+from .merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    MAX_SIZE,
+    consistency_ranges,
+    inclusion_ranges,
+    leaf_hash,
+    node_hash,
+)
 
 _HEX = re.compile(r"[0-9a-f]{64}").fullmatch
 MAX_PROOF_HASHES = 128  # a consistency proof in a tree of 2**63 leaves is at most 2 * 63 hashes
