@@ -58,7 +58,7 @@ def json_option(f: F) -> F:
 
 def url_option(f: F) -> F:
     f = click.option("--token", default=None, envvar="LEDGER_NET_API_TOKEN", metavar="TOKEN",
-                     help="The node's API token (default: read from DATA_DIR/api.token; loopback needs none).")(f)
+                     help="The node's API token (default: read from DATA_DIR/api.token).")(f)
     f = click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DATA_DIR,
                      envvar="LEDGER_NET_DATA_DIR", show_default="$LEDGER_NET_DATA_DIR or ~/.ledger_net",
                      help="Where to find the node's api.token.")(f)
@@ -180,13 +180,11 @@ def key_passphrase(data_dir: Path, passphrase_file: Path | None, *, creating: bo
 # ------------------------------------------------------------------ HTTP
 
 def token_of(token: str | None, data_dir: Path | None) -> str | None:
-    if token:
-        return token
-    if data_dir is not None:
-        path = data_dir / "api.token"
-        if path.is_file():
-            return path.read_text().strip() or None
-    return None
+    """The token to send: `--token`, else the one in DATA_DIR/api.token (state-changing
+    control routes need it even on loopback)."""
+    from .network.protocol import read_token
+
+    return token or read_token(data_dir)
 
 
 def run(coro: Any) -> Any:

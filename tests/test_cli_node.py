@@ -28,7 +28,10 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
     n = NodeThread(tmp_path_factory.mktemp("cli-node") / "n").start()
-    yield n
+    with pytest.MonkeyPatch.context() as env:
+        # the work commands send the node's token from DATA_DIR/api.token, as an operator's would
+        env.setenv("LEDGER_NET_DATA_DIR", str(n.network.data_dir))
+        yield n
     n.stop()
 
 

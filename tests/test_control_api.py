@@ -68,7 +68,7 @@ RANGE = {"task_type": "range_reduce", "config": {"start": 1, "end": 1000, "opera
 
 
 async def test_task_lifecycle(node: ComputeNetwork) -> None:
-    async with PeerClient(url_of(node)) as client:
+    async with PeerClient.local(url_of(node), node.data_dir) as client:
         created = await client.request("POST", f"{API}/tasks", body=RANGE)
         task_id = created["task_id"]
         assert created["status"] == "pending" and created["escrow"] == 0.1
@@ -91,7 +91,7 @@ async def test_task_lifecycle(node: ComputeNetwork) -> None:
 
 
 async def test_cancel_and_result_of_unfinished_task(slow_node: ComputeNetwork) -> None:
-    async with PeerClient(url_of(slow_node)) as client:
+    async with PeerClient.local(url_of(slow_node), slow_node.data_dir) as client:
         unrunnable = {**RANGE, "requirements": {"ram_gb": 10**6}}  # no node bids on it
         task_id = (await client.request("POST", f"{API}/tasks", body=unrunnable))["task_id"]
         err = await refused(client, "GET", f"{API}/tasks/{task_id}/result")
@@ -110,7 +110,7 @@ async def test_bad_task_requests_change_nothing(node: ComputeNetwork) -> None:
     ledger = node.ledger
     assert ledger is not None
     before = ledger.store.last_offset()
-    async with PeerClient(url_of(node)) as client:
+    async with PeerClient.local(url_of(node), node.data_dir) as client:
         err = await refused(client, "POST", f"{API}/tasks", {"task_type": "teleport"})
         assert (err.status, err.code) == (400, "invalid_task") and "teleport" in err.message
         err = await refused(client, "POST", f"{API}/tasks", {"task_type": "map", "config": {"operation": "square"}})
@@ -132,7 +132,8 @@ async def test_bad_task_requests_change_nothing(node: ComputeNetwork) -> None:
         err = await refused(client, "GET", f"{API}/tasks", params={"limit": "0"})
         assert err.code == "bad_parameter"
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{url_of(node)}{API}/tasks", data=b"{not json") as resp:
+        async with session.post(f"{url_of(node)}{API}/tasks", data=b"{not json",
+                                headers={TOKEN_HEADER: node.server.token, "Content-Type": "application/json"}) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]["code"] == "malformed_json"
     assert ledger.store.last_offset() == before
@@ -143,7 +144,7 @@ async def test_money_routes(node: ComputeNetwork) -> None:
     assert ledger is not None
     me = ledger.node_id
     other = Identity.generate().node_id
-    async with PeerClient(url_of(node)) as client:
+    async with PeerClient.local(url_of(node), node.data_dir) as client:
         balance = await client.request("GET", f"{API}/balance")
         assert balance["node_id"] == me and balance["balance"] == 100.0
         assert balance["units"]["balance"] == 100 * 10**6 and balance["decimals"] == 6

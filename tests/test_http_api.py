@@ -180,7 +180,7 @@ async def test_pending_events_wait_and_are_bounded(node):
     assert node.ledger.event(wire_hash(orphan)) is None
 
 
-async def test_control_needs_token_unless_loopback(tmp_path):
+async def test_control_needs_token_when_loopback_is_not_trusted(tmp_path):
     n = Node(tmp_path, "ctl", trust_loopback=False)
     n.ledger.create_network("ctl")
     await n.start()
@@ -192,6 +192,9 @@ async def test_control_needs_token_unless_loopback(tmp_path):
         assert (await error_of("POST", url, body))[:2] == (401, "unauthorized")
         assert (await error_of("POST", url, body, {"X-API-Token": "wrong"}))[:2] == (403, "forbidden")
         status, code, message = await error_of("POST", url, body, {"Authorization": f"Bearer {token}"})
+        assert (status, code) == (415, "unsupported_media_type")  # the body is not declared as JSON
+        status, code, message = await error_of("POST", url, body, {"Authorization": f"Bearer {token}",
+                                                                   "Content-Type": "application/json"})
         assert (status, code) == (502, "peer_unavailable") and "unreachable" in message
         status, raw = await raw_request("GET", url)  # reading the peer table is public
         assert status == 200 and orjson.loads(raw)["peers"] == []
@@ -200,11 +203,14 @@ async def test_control_needs_token_unless_loopback(tmp_path):
         n.close()
 
 
-async def test_loopback_is_trusted_by_default(node, tmp_path):
+async def test_state_changing_control_needs_the_token_on_loopback_too(node, tmp_path):
     other = Node(tmp_path, "peer2", seeds=[node.url])
     await other.start()
     try:
-        status, raw = await raw_request("POST", f"{node.url}{API}/peers", orjson.dumps({"url": other.url}))
+        body, json_type = orjson.dumps({"url": other.url}), {"Content-Type": "application/json"}
+        assert (await error_of("POST", f"{node.url}{API}/peers", body, json_type))[:2] == (401, "unauthorized")
+        status, raw = await raw_request("POST", f"{node.url}{API}/peers", body,
+                                        {**json_type, "X-API-Token": node.server.token})
         assert status == 200, raw
         assert orjson.loads(raw)["connected"] is True
         await wait_until(lambda: other.ledger.store.count() == node.ledger.store.count(), 10,

@@ -242,6 +242,8 @@ class Task:
         task_type = data.get("task_type", data.get("type"))
         if task_type is None:
             raise TaskError("task has no task_type")
+        if not isinstance(data.get("config") or {}, Mapping):
+            raise TaskError(f"task config must be a mapping, got {type(data.get('config')).__name__}")
         config = dict(data.get("config") or {})
         for key in _PARAMETER_KEYS:
             if key in data and key not in config:

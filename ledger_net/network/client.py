@@ -4,18 +4,28 @@ Every failure becomes a `NetworkError` naming the peer and the cause (unreachabl
 timed out, refused with the peer's error code), so the synchronizer can back off
 without knowing aiohttp. Responses are decoded with orjson and their size is
 bounded (`max_response`), so a hostile peer cannot make us buffer without limit.
+Redirects are never followed (a peer cannot bounce us to an address we would not
+contact), and `GuardedResolver` keeps host names from resolving to link-local or
+metadata addresses.
+
+A local client of the control API (scripts, the CLI, bench) sends the node's API
+token: `PeerClient.local(url, data_dir)` reads it from `DATA_DIR/api.token`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from typing import Any, AsyncIterator, Sequence
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..errors import NetworkError
-from .protocol import API, TOKEN_HEADER
+from .discovery import address_refused
+from .protocol import API, TOKEN_HEADER, read_token
 
 DEFAULT_TIMEOUT = 15.0
 MAX_RESPONSE = 64 << 20  # bytes of one JSON answer
@@ -33,6 +43,34 @@ class PeerRefused(NetworkError):
         self.message = message
 
 
+class GuardedResolver(AbstractResolver):
+    """The default resolver, minus the addresses `address_refused` names (link-local,
+    metadata): a peer's host name that resolves only to those is unreachable, so DNS
+    cannot point this node's requests at a metadata service."""
+
+    def __init__(self) -> None:
+        from aiohttp.resolver import DefaultResolver
+
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        kept = [r for r in results if address_refused(r["host"]) is None]
+        if not kept:
+            raise OSError(f"{host} resolves only to addresses this node does not contact")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_session(limit: int = 64, allow_link_local: bool = False) -> aiohttp.ClientSession:
+    """A client session for talking to peers (the guarded resolver unless link-local is allowed)."""
+    resolver = None if allow_link_local else GuardedResolver()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, resolver=resolver))
+
+
 class PeerClient:
     """Talks to one peer. Share one `aiohttp.ClientSession` among the clients of a node."""
 
@@ -44,6 +82,13 @@ class PeerClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
         self.token = token
         self.max_response = max_response
+
+    @classmethod
+    def local(cls, url: str, data_dir: str | os.PathLike[str] | None, *, token: str | None = None,
+              **options: Any) -> "PeerClient":
+        """A client of a node whose data dir is at hand: it sends `token`, else the one in
+        `data_dir/api.token` (state-changing control routes always need it)."""
+        return cls(url, token=token or read_token(data_dir), **options)
 
     async def __aenter__(self) -> "PeerClient":
         return self
@@ -76,9 +121,12 @@ class PeerClient:
             headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(method, url, params=params, data=data, headers=headers,
-                                            timeout=self.timeout) as resp:
+                                            timeout=self.timeout, allow_redirects=False) as resp:
                 if resp.content_length is not None and resp.content_length > self.max_response:
                     raise NetworkError(f"{url}: answer of {resp.content_length} bytes exceeds {self.max_response}")
+                if 300 <= resp.status < 400:
+                    raise NetworkError(f"{url}: answered a redirect ({resp.status}); peers' redirects are not "
+                                       "followed")
                 raw = await _read_bounded(resp, self.max_response, url)
                 if resp.status == 404 and allow_404:
                     return None
@@ -123,7 +171,8 @@ class PeerClient:
         """A blob's bytes, or None if the peer lacks it; the caller checks the hash."""
         url = f"{self.url}{API}/blobs/{hash_}"
         try:
-            async with self.session.get(url, headers=self._headers(), timeout=self.timeout) as resp:
+            async with self.session.get(url, headers=self._headers(), timeout=self.timeout,
+                                        allow_redirects=False) as resp:
                 if resp.status == 404:
                     return None
                 if resp.status >= 400:
@@ -151,7 +200,7 @@ class PeerClient:
         ctimeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5.0)
         try:
             async with self.session.get(f"{self.url}{API}/feed/stream", params=params, timeout=ctimeout,
-                                        headers=self._headers()) as resp:
+                                        headers=self._headers(), allow_redirects=False) as resp:
                 if resp.status >= 400:
                     code, message = _error_of(await resp.read(), resp.reason or "")
                     raise PeerRefused(self.url, resp.status, code, message)

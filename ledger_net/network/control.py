@@ -1,10 +1,13 @@
 """The control API of a `ComputeNetwork` node: what its owner asks it to do.
 
 Submit, watch and cancel tasks, read balances and history, transfer credits.
-Every route is `@control` (the node's API token, unless the request comes from
-loopback), answers JSON, and refuses bad input with a 4xx `{"error": {"code",
-"message"}}` naming the cause before anything is appended: the checks run first,
-and the ledger itself refuses an event that breaks a rule (nothing is stored).
+Every route is `@control` (see `protocol.require_control`: the node's API token
+always for POSTs, for GETs unless from loopback; Host, Origin and Content-Type
+checked against forged browser requests), answers JSON, and refuses bad input with
+a 4xx `{"error": {"code", "message"}}` naming the cause before anything is
+appended: the checks run first, and the ledger itself refuses an event that breaks
+a rule (nothing is stored). Every route answers 503 `not_ready` exactly when
+`/readyz` does (`ComputeNetwork.not_ready`).
 
 Reads come from the projections (`runner["tasks"|"balances"|…]`), writes go
 through the seed API (`submit_task`, `Credits.transfer_credits`), so the HTTP
@@ -59,9 +62,10 @@ class ControlAPI:
 
     # ------------------------------------------------------------ helpers
     def _books(self) -> tuple[Any, Any]:
+        reason = self.network.not_ready()
         ledger, runner = self.network.ledger, self.network.runner
-        if ledger is None or runner is None or self.network.credits is None:
-            raise ApiError(503, "not_ready", "the node is starting or stopping; try again")
+        if reason is not None or ledger is None or runner is None:
+            raise ApiError(503, "not_ready", reason or "the node is starting or stopping; try again")
         return ledger, runner
 
     @staticmethod
@@ -106,8 +110,8 @@ class ControlAPI:
             text = str(exc)
             code, status = ("insufficient_credits", 402) if "insufficient" in text else ("credit_refused", 400)
             raise ApiError(status, code, text) from None
-        except TaskError as exc:
-            raise ApiError(400, "invalid_task", str(exc)) from None
+        except (TaskError, ValueError, TypeError) as exc:  # a malformed task dict is the client's mistake
+            raise ApiError(400, "invalid_task", str(exc)[:500]) from None
         except NodeError as exc:
             raise ApiError(503, "not_ready", str(exc)) from None
         row = self._task_row(task_id)

@@ -2,16 +2,28 @@
 `node.updated` events (the ledger is its own directory), with exponential backoff
 for peers that fail, and an operator's connect/disconnect on top.
 
+Peers earn their place. A URL only enters the table from a signed event or the
+node's own configuration (seeds, an operator's connect), and only if it is an
+http(s) URL that does not point at a link-local or cloud-metadata address
+(`check_peer_url`; `allow_link_local` turns that off). A URL learned from the
+ledger is *unverified* until a probe (`GET /api/v1/info`, short timeout, run by
+the synchronizer) shows the node the event named answers there; only verified
+peers are synced with, asked for blobs or scraped for metrics. A ledger peer that
+keeps failing is dropped (`drop_after` failures) and probed again only after
+`drop_retry` seconds, so fake `node.joined` URLs cost a node a few short probes.
+
 It holds no sockets: the synchronizer asks it which peers are due, reports each
 outcome back, and the table decides when to try a dead peer again.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
 
 from ..errors import NetworkError
 from ..ledger.chain import Applied
@@ -20,11 +32,68 @@ SEED = "seed"
 LEDGER = "ledger"
 MANUAL = "manual"
 
+DROP_AFTER = 6  # consecutive failures after which a ledger-learned peer leaves the table's rotation
+DROP_RETRY = 600.0  # seconds before a dropped peer is probed again
+# Cloud instance-metadata endpoints (AWS/GCP/Azure/OpenStack use 169.254.169.254, which is
+# link-local anyway; these are the ones that are not) and their well-known names.
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254"),
+                                ipaddress.ip_address("169.254.169.254")})
+METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+                            "instance-data.ec2.internal", "metadata.azure.com", "metadata.tencentyun.com"})
+
 
 def normalize_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
+    """`host:port` or a URL, as `scheme://host[:port][/path]` without trailing slashes."""
+    url = url.strip()
+    if "://" not in url:
         url = "http://" + url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/')}"
+
+
+def address_refused(address: str) -> str | None:
+    """Why a peer may not be contacted at this IP address (None: it may). Loopback and
+    private ranges are allowed (tests and LANs use them); link-local (169.254/16,
+    fe80::/10), metadata, unspecified and multicast addresses are not."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return f"{address} is a cloud metadata address"
+    if ip.is_link_local:
+        return f"{address} is a link-local address"
+    if ip.is_unspecified or ip.is_multicast:
+        return f"{address} is not a peer address"
+    return None
+
+
+def check_peer_url(url: str, *, allow_link_local: bool = False) -> str:
+    """The normalized URL if a node may fetch from it; ValueError naming why not
+    (not http/https, credentials or no host in it, a link-local or metadata address)."""
+    url = normalize_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url[:200]!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url[:200]!r}: only http and https peers are contacted, not {parts.scheme[:20]!r}")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise ValueError(f"{url[:200]!r} names no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{url[:200]!r}: a peer URL carries no credentials")
+    if port == 0:
+        raise ValueError(f"{url[:200]!r}: port 0 is not a peer's port")
+    if not allow_link_local:
+        if host in METADATA_NAMES:
+            raise ValueError(f"{url[:200]!r}: {host} is a cloud metadata name")
+        reason = address_refused(host)
+        if reason is not None:
+            raise ValueError(f"{url[:200]!r}: {reason}")
     return url
 
 
@@ -43,6 +112,8 @@ class Peer:
     last_ok: float | None = None
     last_error: str | None = None
     last_sync: dict[str, Any] = field(default_factory=dict)
+    verified: bool = False  # a probe (or a clean exchange) showed the expected node answers here
+    dropped: bool = False  # failed too often: out of rotation until `next_attempt` (a long retry)
 
     @property
     def status(self) -> str:
@@ -50,6 +121,10 @@ class Peer:
             return "self"
         if not self.enabled:
             return "disconnected"
+        if self.dropped:
+            return "dropped"
+        if not self.verified:
+            return "unverified" if self.failures else "new"
         if self.failures:
             return "unreachable"
         return "connected" if self.last_ok else "new"
@@ -65,43 +140,67 @@ class Discovery:
 
     def __init__(self, *, self_url: str | None = None, self_id: str | None = None, seeds: Iterable[str] = (),
                  backoff_base: float = 0.5, backoff_max: float = 60.0, max_peers: int = 1024,
+                 drop_after: int = DROP_AFTER, drop_retry: float = DROP_RETRY, allow_link_local: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.self_url = normalize_url(self_url) if self_url else None
         self.self_id = self_id
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_peers = max_peers
+        self.drop_after = drop_after
+        self.drop_retry = drop_retry
+        self.allow_link_local = allow_link_local
         self.clock = clock
         self.peers: dict[str, Peer] = {}
         self.disabled_ids: set[str] = set()
+        self.refused: dict[str, str] = {}  # announced URLs never contacted, and why (bounded)
         for url in seeds:
             self.add(url, SEED)
 
     # --------------------------------------------------------------- adding
     def add(self, url: str, source: str = MANUAL, node_id: str | None = None) -> Peer | None:
-        """Add (or re-enable, for manual adds) a peer URL; our own URL is ignored."""
-        url = normalize_url(url)
+        """Add (or re-enable, for manual adds) a peer URL; our own URL is ignored. A URL
+        that `check_peer_url` refuses is never contacted: from the ledger it is noted in
+        `refused` and skipped, from configuration (seed, manual) it raises NetworkError."""
+        try:
+            url = check_peer_url(url, allow_link_local=self.allow_link_local)
+        except ValueError as exc:
+            if source == LEDGER:
+                if len(self.refused) < 1024:
+                    self.refused[str(url)[:300]] = str(exc)
+                return None
+            raise NetworkError(f"refused peer URL: {exc}") from None
         if url == self.self_url or (node_id is not None and node_id == self.self_id):
             return None
         peer = self.peers.get(url)
         if peer is None:
-            if len(self.peers) >= self.max_peers:
+            if len(self.peers) >= self.max_peers and not self._evict():
                 return None
-            peer = self.peers[url] = Peer(url=url, source=source, node_id=node_id)
+            peer = self.peers[url] = Peer(url=url, source=source, node_id=node_id, verified=source != LEDGER)
         else:
             if node_id and not peer.node_id:
                 peer.node_id = node_id
             if source in (SEED, MANUAL) and peer.source == LEDGER:
                 peer.source = source
+                peer.verified, peer.dropped = True, False
         if node_id is not None and node_id in self.disabled_ids:
             peer.enabled = False
         if source == MANUAL:
             peer.enabled = True
             peer.failures = 0
             peer.next_attempt = 0.0
+            peer.dropped = False
             if node_id:
                 self.disabled_ids.discard(node_id)
         return peer
+
+    def _evict(self) -> bool:
+        """Make room for a new URL by forgetting one ledger peer that never proved itself."""
+        for url, peer in self.peers.items():
+            if peer.source == LEDGER and not peer.verified and (peer.dropped or peer.failures):
+                del self.peers[url]
+                return True
+        return False
 
     def learn_from_nodes(self, nodes: dict[str, dict[str, Any]]) -> int:
         """Add URLs from the nodes projection (node_id -> row with `url`, `status`)."""
@@ -135,12 +234,19 @@ class Discovery:
         return [p for p in self.peers.values() if p.node_id == node_id]
 
     def due(self) -> list[Peer]:
-        """Enabled peers whose backoff has expired."""
+        """Verified, enabled peers whose backoff has expired: whom to sync with now."""
         now = self.clock()
-        return [p for p in self.peers.values() if p.enabled and not p.is_self and p.next_attempt <= now]
+        return [p for p in self.active() if p.next_attempt <= now]
 
     def active(self) -> list[Peer]:
-        return [p for p in self.peers.values() if p.enabled and not p.is_self]
+        """Peers this node talks to (sync, blobs, metrics): enabled, verified, not dropped."""
+        return [p for p in self.peers.values() if p.enabled and not p.is_self and p.verified and not p.dropped]
+
+    def to_probe(self) -> list[Peer]:
+        """Ledger-learned peers waiting for a probe (new, or their backoff/drop delay expired)."""
+        now = self.clock()
+        return [p for p in self.peers.values()
+                if p.enabled and not p.is_self and not p.verified and p.next_attempt <= now]
 
     def list(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.peers.values() if not p.is_self]
@@ -163,15 +269,32 @@ class Discovery:
         peer.last_error = None
         peer.last_ok = time.time()
         peer.next_attempt = 0.0
+        peer.verified = True
+        peer.dropped = False
 
     def mark_failed(self, peer: Peer, error: str, *, penalty: int = 1) -> float:
-        """Record a failure; the peer is retried after base * 2**(failures-1) (jittered, capped)."""
+        """Record a failure; the peer is retried after base * 2**(failures-1) (jittered, capped).
+        A ledger-learned peer that reaches `drop_after` failures is dropped: out of rotation,
+        unverified again, probed only after `drop_retry` seconds."""
         peer.failures += penalty
         peer.last_error = error
         delay = min(self.backoff_max, self.backoff_base * (2 ** min(peer.failures - 1, 30)))
         delay *= 0.75 + random.random() * 0.5
+        if peer.source == LEDGER and peer.failures >= self.drop_after:
+            peer.dropped = True
+            peer.verified = False
+            delay = max(delay, self.drop_retry)
         peer.next_attempt = self.clock() + delay
         return delay
+
+    def mark_probed(self, peer: Peer, node_id: str | None, net: str | None) -> None:
+        """A probe found the announced node at the peer's URL: it may be synced with."""
+        self.identify(peer, node_id, net)
+        peer.verified = True
+        peer.dropped = False
+        peer.failures = 0
+        peer.last_error = None
+        peer.next_attempt = 0.0
 
     # --------------------------------------------------------------- operator
     def disconnect(self, node_id_or_url: str) -> bool:

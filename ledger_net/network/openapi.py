@@ -47,13 +47,15 @@ KEY: Schema = {"type": "string", "pattern": HEX64, "description": "ed25519 publi
 
 ERROR_TEXT = {
     400: "Bad request: malformed JSON, body, event, parameter or key (see `error.code`)",
-    401: "Control action without the node's API token (request not from loopback)",
+    401: "Control action without the node's API token (state-changing: always; read-only: off loopback)",
     402: "Not enough credits to escrow the task",
-    403: "Wrong API token, or not allowed (e.g. cancelling another owner's task)",
+    403: "Wrong API token, a Host the node does not answer to (`bad_host`), a foreign Origin (`bad_origin`), "
+         "or not allowed (e.g. cancelling another owner's task)",
     404: "Unknown event, blob, node, task, account or path",
     409: "Conflict with the node's state (no network yet, task has no result)",
     413: "Too many events in one push, body too large, or an event over the size limit (`event_too_large`)",
     429: "Admission quota for authors with no stake spent (`too_many_requests`, with Retry-After)",
+    415: "A control request's body is not application/json",
     502: "The peer to connect to does not answer",
     503: "Node starting/stopping, or the pending buffer is full",
 }
@@ -100,7 +102,7 @@ def op(tag: str, summary: str, responses: dict[str, Any], *, params: list[Schema
         out["requestBody"] = body
     if control:
         out["security"] = CONTROL_SECURITY
-        out["responses"] = {**responses, **errors(401, 403)}
+        out["responses"] = {**responses, **errors(401, 403), **(errors(415) if body is not None else {})}
     return out
 
 
@@ -343,6 +345,15 @@ def paths() -> Schema:
             {**ok(ref("TaskHistory"), "history"), **errors(400, 404, 503)},
             params=[task_id, query_int("limit", "events", 1, 500, 500)], operation_id="taskEvents")},
         # --------------------------------------------------- operations
+        "/healthz": {"get": op("operations", "Liveness: the process serves HTTP",
+                               ok(obj({"status": {"const": "alive"}}, {"node_id": nullable(S)}), "alive"),
+                               operation_id="healthz")},
+        "/readyz": {"get": op(
+            "operations", "Readiness: the control API accepts tasks and transfers (503 `not_ready` otherwise, as "
+                          "every control route answers then)",
+            {**ok(obj({"status": {"const": "ready"}, "ready": {"const": True}}, {"node_id": nullable(S),
+                                                                                  "net": nullable(S)}), "ready"),
+             **errors(503)}, operation_id="readyz")},
         "/metrics": {"get": op("operations", "Prometheus metrics (text format 0.0.4)",
                                ok({"type": "string"}, "metrics", content_type="text/plain"),
                                operation_id="metrics")},
@@ -364,8 +375,10 @@ def build_spec(server_url: str | None = None) -> Schema:
         "info": {"title": "ledger_net node API", "version": "1",
                  "description": "Replication, event feed, control actions, explorer reads and metrics of one "
                                 "ledger_net node. Errors are `{\"error\": {\"code\", \"message\"}}` with a 4xx "
-                                "(5xx only for an overloaded or failing node). Control actions need the API "
-                                "token unless the request comes from loopback. See docs/http-api.md."},
+                                "(5xx only for an overloaded or failing node). State-changing control actions "
+                                "need the API token always, read-only ones off loopback; control requests with a "
+                                "foreign Host or Origin, or a body that is not JSON, are refused. See "
+                                "docs/http-api.md and docs/security.md."},
         "paths": paths(),
         "components": {"schemas": components(), "securitySchemes": {
             "apiToken": {"type": "apiKey", "in": "header", "name": "X-API-Token"},

@@ -22,9 +22,9 @@ from ..ledger.events import Event
 from ..ledger.identity import Identity
 from ..ledger.store import sqlite_url
 from .client import PeerClient
-from .discovery import MANUAL, Discovery, normalize_url
-from .protocol import (API, DEFAULT_CLIENT_MAX_SIZE, MAX_EVENTS_PER_REQUEST, ApiError, NodeAPI, build_app,
-                       control, json_response, load_or_create_token)
+from .discovery import MANUAL, Discovery, check_peer_url, normalize_url
+from .protocol import (API, DEFAULT_CLIENT_MAX_SIZE, MAX_EVENTS_PER_REQUEST, ApiError, HostPolicy, NodeAPI,
+                       build_app, control, json_response, load_or_create_token)
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
 from .sync import Synchronizer
 from .websocket import WebSocketHub
@@ -60,6 +60,8 @@ class NodeServer:
                  max_events_per_request: int = MAX_EVENTS_PER_REQUEST, backoff_base: float = 0.5,
                  backoff_max: float = 60.0, expected_net: str | None = None, enable_sync: bool = True,
                  shutdown_timeout: float = 2.0, extra_routes: Iterable[web.RouteDef] = (),
+                 allowed_hosts: Iterable[str] = (), allow_link_local: bool = False,
+                 ready: Callable[[], str | None] | None = None,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
                  write_timeout: float = WRITE_TIMEOUT, **sync_options: Any) -> None:
         self.ledger = ledger
@@ -76,10 +78,15 @@ class NodeServer:
         self.expected_net = expected_net
         self.enable_sync = enable_sync
         self.shutdown_timeout = shutdown_timeout
-        self.sync_options = sync_options
+        self.sync_options = dict(sync_options, allow_link_local=allow_link_local)
+        self.allowed_hosts = list(allowed_hosts)
+        HostPolicy(host, self.allowed_hosts, public_url)  # a malformed name fails here, not on a request
+        self.allow_link_local = allow_link_local
+        self._ready = ready
         self.extra_routes = list(extra_routes)  # e.g. the control API and explorer of ComputeNetwork
         node_id = ledger.identity.node_id if ledger.identity else None
-        self.discovery = Discovery(self_id=node_id, seeds=seeds, backoff_base=backoff_base, backoff_max=backoff_max)
+        self.discovery = Discovery(self_id=node_id, seeds=seeds, backoff_base=backoff_base, backoff_max=backoff_max,
+                                   allow_link_local=allow_link_local)
         self.url: str | None = None
         self.api: NodeAPI | None = None
         self.max_connections = max_connections  # open connections; see limits.py
@@ -116,7 +123,8 @@ class NodeServer:
                                 peers_count=lambda: sum(1 for p in self.discovery.active() if p.last_ok))
         self.app = build_app(self.api, token=self.token, trust_loopback=self.trust_loopback,
                              client_max_size=self.client_max_size,
-                             extra_routes=self._routes() + self.extra_routes)
+                             extra_routes=self._routes() + self.extra_routes,
+                             host_policy=HostPolicy(host, self.allowed_hosts, self.public_url))
         self.app.router.add_get("/ws", self.hub.handle)
         self._app_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout,
                                          keepalive_timeout=self.idle_timeout)
@@ -251,6 +259,10 @@ class NodeServer:
                 url = normalize_url(row["url"])
         if url == self.url:
             raise NetworkError("a node does not connect to itself")
+        try:
+            url = check_peer_url(url, allow_link_local=self.allow_link_local)
+        except ValueError as exc:
+            raise NetworkError(f"refused peer URL: {exc}") from None
         async with PeerClient(url, timeout=timeout) as client:
             info = await client.info()  # NetworkError if unreachable
         if expected_id is not None and info.get("node_id") != expected_id:
@@ -312,6 +324,15 @@ class NodeServer:
             details["forked_at"] = self.ledger.state.frozen[node_id]
         return details
 
+    def not_ready(self) -> str | None:
+        """Why this node does not accept work now (None: it is ready). `/readyz` answers
+        from this, and so do the control routes (503 `not_ready`)."""
+        if not self._running:
+            return "the node is not serving"
+        if self.ledger.net is None:
+            return "the node has no network yet (joining)"
+        return self._ready() if self._ready is not None else None
+
     def _connection(self, node_id: str) -> dict[str, Any] | None:
         peers = self.discovery.by_node(node_id)
         return peers[0].as_dict() if peers else None
@@ -337,6 +358,8 @@ class NodeServer:
             try:
                 await self.connect_to_node(target)
             except NetworkError as exc:
+                if str(exc).startswith("refused peer URL"):
+                    raise ApiError(400, "bad_peer_url", str(exc)) from None
                 raise ApiError(502 if "unreachable" in str(exc) or "answer" in str(exc) else 404,
                                "peer_unavailable", str(exc)) from None
             return json_response({"connected": True, "peers": self.list_peers()})
@@ -362,7 +385,20 @@ class NodeServer:
             except NetworkError as exc:
                 raise ApiError(404, "unknown_node", str(exc)) from None
 
-        return [web.get(f"{API}/peers", get_peers), web.post(f"{API}/peers", post_peer),
+        async def healthz(request: web.Request) -> web.Response:
+            """Alive: the process serves HTTP (says nothing about accepting work)."""
+            return json_response({"status": "alive", "node_id": self.node_id})
+
+        async def readyz(request: web.Request) -> web.Response:
+            """Ready: the control API accepts tasks and transfers (else 503 and why)."""
+            reason = self.not_ready()
+            if reason is not None:
+                return json_response({"status": "not_ready", "ready": False,
+                                      "error": {"code": "not_ready", "message": reason}}, 503)
+            return json_response({"status": "ready", "ready": True, "node_id": self.node_id, "net": self.ledger.net})
+
+        return [web.get("/healthz", healthz), web.get("/readyz", readyz),
+                web.get(f"{API}/peers", get_peers), web.post(f"{API}/peers", post_peer),
                 web.delete(f"{API}/peers/{{node}}", delete_peer), web.post(f"{API}/sync", post_sync),
                 web.get(f"{API}/nodes", get_nodes), web.get(f"{API}/nodes/{{node_id}}", get_node)]
 

@@ -18,6 +18,13 @@ Memory stays bounded whatever a peer sends: pages and pushes have fixed sizes,
 answers have a byte limit (client), and the ledger's pending buffer is bounded.
 A peer that fails is backed off exponentially (discovery); one that serves forged
 or malformed events is backed off harder.
+
+A slow or silent peer (a tarpit) delays nobody else: every call has a short timeout,
+each peer's exchange runs as its own task (one at a time per peer), the periodic loop
+starts exchanges without waiting for the previous ones to end, and peers that have
+answered cleanly have their own concurrency lane, apart from new or failing ones.
+URLs learned from the ledger are probed (`GET /info`, `probe_timeout`) in the
+background before any exchange, and only the node the event named may answer there.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import aiohttp
 from ..errors import LedgerError, NetworkError
 from ..ledger.chain import Applied, Ledger
 from ..ledger.identity import is_public_key
-from .client import PeerClient, PeerRefused
+from .client import PeerClient, PeerRefused, guarded_session
 from .discovery import Discovery, Peer
 from .limits import MAX_PAGE_BYTES
 from .protocol import MAX_EVENTS_PER_REQUEST, MAX_PAGE, ApiError, ledger_error, parse_wire_events
@@ -66,8 +73,9 @@ class Synchronizer:
                  interval: float = 2.0, min_gap: float = 0.05, page_size: int = 1000, wave_budget: int = 2000,
                  round_budget: int = 50_000, push_batch: int = 500, push_budget: int = 5000,
                  push_bytes: int = MAX_PAGE_BYTES,
-                 wanted_limit: int = 64, peer_concurrency: int = 4, timeout: float = 15.0,
-                 bulk_threshold: int = 2000, bulk_lanes: int = 1, expected_net: str | None = None, token: str | None = None) -> None:
+                 wanted_limit: int = 64, peer_concurrency: int = 4, timeout: float = 10.0,
+                 bulk_threshold: int = 2000, bulk_lanes: int = 1, expected_net: str | None = None, token: str | None = None,
+                 probe_timeout: float = 3.0, probe_concurrency: int = 8, allow_link_local: bool = False) -> None:
         self.ledger = ledger
         self.discovery = discovery
         self.interval = interval
@@ -88,6 +96,13 @@ class Synchronizer:
         self._bulk_pool: ThreadPoolExecutor | None = None
         self.expected_net = expected_net
         self.token = token
+        self.probe_timeout = probe_timeout
+        self.allow_link_local = allow_link_local
+        self._lanes = (asyncio.Semaphore(max(1, peer_concurrency)), asyncio.Semaphore(max(1, peer_concurrency)))
+        self._probe_sem = asyncio.Semaphore(max(1, probe_concurrency))
+        self._exchanges: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._probes: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # peers a round wanted while their exchange was still running
         self._own_pool: ThreadPoolExecutor | None = None
         if run_write is None:
             self._own_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer")
@@ -103,7 +118,6 @@ class Synchronizer:
         self._session: aiohttp.ClientSession | None = None
         self._clients: dict[str, PeerClient] = {}
         self._feed_cursor: dict[str, int] = {}
-        self._round_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -126,6 +140,13 @@ class Synchronizer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        background = [*self._exchanges.values(), *self._probes.values()]
+        for task in background:
+            task.cancel()
+        if background:
+            await asyncio.gather(*background, return_exceptions=True)
+        self._exchanges.clear()
+        self._probes.clear()
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
@@ -154,9 +175,7 @@ class Synchronizer:
         while not self._stopping:
             started = time.monotonic()
             try:
-                await self.sync_once()
-            except asyncio.CancelledError:
-                raise
+                self._start_round()  # exchanges still running (a slow peer) are not waited for
             except Exception:
                 log.exception("sync round failed")
             # wait for the interval or a poke, but never spin faster than min_gap
@@ -172,27 +191,87 @@ class Synchronizer:
     # ------------------------------------------------------------------ rounds
     def client(self, url: str) -> PeerClient:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+            self._session = guarded_session(64, self.allow_link_local)
         client = self._clients.get(url)
         if client is None:
             client = self._clients[url] = PeerClient(url, self._session, timeout=self.timeout, token=self.token)
         return client
 
     async def sync_once(self) -> dict[str, dict[str, Any]]:
-        """One round with every due peer; returns url -> what moved (or the error)."""
-        async with self._round_lock:
-            peers = self.discovery.due()
-            if not peers:
-                return {}
-            sem = asyncio.Semaphore(self.peer_concurrency)
+        """One round with every due peer; returns url -> what moved (or the error).
+        Probes of new ledger-learned URLs start in the background and are not waited for."""
+        exchanges = self._start_round()
+        if not exchanges:
+            return {}
+        results = await asyncio.gather(*exchanges.values(), return_exceptions=True)
+        return {url: (r if isinstance(r, dict) else {"error": f"{type(r).__name__}: {r}"})
+                for url, r in zip(exchanges, results)}
 
-            async def one(peer: Peer) -> tuple[str, dict[str, Any]]:
-                async with sem:
-                    return peer.url, await self.sync_with(peer)
-
-            results = dict(await asyncio.gather(*(one(p) for p in peers)))
+    def _start_round(self) -> dict[str, asyncio.Task[dict[str, Any]]]:
+        """Start probes of unverified peers and an exchange with every due peer that has
+        none running; returns the exchanges of this round (running ones included)."""
+        for peer in self.discovery.to_probe():
+            if peer.url not in self._probes:
+                task = asyncio.create_task(self._probe(peer), name=f"probe {peer.url[:80]}")
+                self._probes[peer.url] = task
+                task.add_done_callback(lambda _t, url=peer.url: self._probes.pop(url, None))
+        exchanges: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        for peer in self.discovery.due():
+            task = self._exchanges.get(peer.url)
+            if task is None:
+                task = asyncio.create_task(self._exchange(peer), name=f"sync {peer.url[:80]}")
+                self._exchanges[peer.url] = task
+                task.add_done_callback(lambda _t, url=peer.url: self._exchange_done(url))
+            else:
+                self._again.add(peer.url)
+            exchanges[peer.url] = task
+        if exchanges:
             self.rounds += 1
-            return results
+        return exchanges
+
+    def _exchange_done(self, url: str) -> None:
+        self._exchanges.pop(url, None)
+        if url in self._again:  # something new came while it ran: go again soon
+            self._again.discard(url)
+            self._wake.set()
+
+    async def _exchange(self, peer: Peer) -> dict[str, Any]:
+        """`sync_with` in the peer's lane: peers whose last exchange was clean do not wait
+        behind new or failing ones."""
+        lane = self._lanes[0 if peer.last_ok and not peer.failures else 1]
+        async with lane:
+            try:
+                return await self.sync_with(peer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not end the exchange task silently
+                log.exception("exchange with %s failed", peer.url)
+                self.discovery.mark_failed(peer, f"{type(exc).__name__}: {exc}")
+                return {"error": f"{type(exc).__name__}: {exc}"}
+
+    async def _probe(self, peer: Peer) -> None:
+        """Check that a ledger-learned URL answers `GET /info` quickly as the node that
+        announced it (and on our network) before anything else is asked of it."""
+        async with self._probe_sem:
+            client = PeerClient(peer.url, self.client(peer.url).session, timeout=self.probe_timeout,
+                                max_response=1 << 20)
+            try:
+                info = await client.info()
+            except NetworkError as exc:
+                self.discovery.mark_failed(peer, f"probe failed: {exc}")
+                return
+            node_id, net, ours = info.get("node_id"), info.get("net"), self.ledger.net
+            if peer.node_id is not None and node_id != peer.node_id:
+                self.discovery.mark_failed(peer, f"probe: {peer.url} answers as node {str(node_id)[:16]}…, not "
+                                                 f"the announcing {peer.node_id[:16]}…", penalty=HOSTILE_PENALTY)
+                return
+            if ours is not None and net != ours:
+                self.discovery.mark_failed(peer, f"probe: {peer.url} is on network {str(net)[:16]}…",
+                                           penalty=HOSTILE_PENALTY)
+                return
+            self.discovery.mark_probed(peer, node_id if isinstance(node_id, str) else None,
+                                       net if isinstance(net, str) else None)
+            self.poke()
 
     async def sync_with(self, peer: Peer) -> dict[str, Any]:
         """One anti-entropy exchange with `peer`; failures are recorded, not raised."""

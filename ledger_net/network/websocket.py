@@ -13,8 +13,10 @@ A message the hub cannot act on gets `{"type": "error", "error", "details": {"er
 "error_message"}, "timestamp"}`; the connection stays open.
 
 Other components publish their own messages with `WebSocketHub.publish(topic, message)`.
-Each client has a bounded queue; a client that cannot keep up is disconnected
-rather than letting memory grow.
+Each client has a bounded queue; a client that cannot keep up (a slow reader, or a
+flood of pings whose pongs it does not read) is closed with 1013 ("try again later")
+rather than letting memory grow. `after` is an offset the log can hold (at most
+2**63 - 1); a follow that fails tells the client with an `error` message.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ EVENTS = "events"
 TOPICS = frozenset({TASK_UPDATES, NETWORK_UPDATE, NODE_UPDATE, EVENTS})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MAX_MESSAGE = 64 << 10
+MAX_OFFSET = (1 << 63) - 1  # offsets are signed 64-bit in the store
+TOO_SLOW = 1013
 
 
 class _Client:
@@ -213,7 +217,10 @@ class WebSocketHub:
                 if client.overflowed:
                     break
         finally:
-            await self._drop(client)
+            if client.overflowed:
+                await self._drop(client, code=TOO_SLOW, reason=b"subscriber too slow; messages were dropped")
+            else:
+                await self._drop(client)
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
         return ws
@@ -225,7 +232,7 @@ class WebSocketHub:
                 return
             await client.ws.send_str(data.decode("utf-8"))
             if client.overflowed:
-                await client.ws.close(code=1013, message=b"subscriber too slow; messages were dropped")
+                await client.ws.close(code=TOO_SLOW, message=b"subscriber too slow; messages were dropped")
                 return
 
     async def _drop(self, client: _Client, code: int = 1000, reason: bytes = b"") -> None:
@@ -254,13 +261,13 @@ class WebSocketHub:
             client.offer(orjson.dumps({"type": "pong", "timestamp": time.time()}))
             return
         if kind not in ("subscribe", "unsubscribe"):
-            client.offer(orjson.dumps(error_message("UNKNOWN_MESSAGE_TYPE", f"unknown message type {kind!r}; "
-                                                    "use subscribe, unsubscribe or ping")))
+            client.offer(orjson.dumps(error_message("UNKNOWN_MESSAGE_TYPE", f"unknown message type "
+                                                    f"{str(kind)[:80]!r}; use subscribe, unsubscribe or ping")))
             return
         topic = message.get("event")
-        if topic not in TOPICS:
-            client.offer(orjson.dumps(error_message("UNKNOWN_EVENT", f"unknown subscription {topic!r}; one of "
-                                                    f"{sorted(TOPICS)}")))
+        if not isinstance(topic, str) or topic not in TOPICS:
+            client.offer(orjson.dumps(error_message("UNKNOWN_EVENT", f"unknown subscription {str(topic)[:80]!r}; "
+                                                    f"one of {sorted(TOPICS)}")))
             return
         if kind == "unsubscribe":
             client.topics.discard(topic)
@@ -270,8 +277,9 @@ class WebSocketHub:
             client.offer(orjson.dumps({"type": "unsubscribed", "event": topic, "timestamp": time.time()}))
             return
         after = message.get("after")
-        if topic == EVENTS and after is not None and (type(after) is not int or after < 0):
-            client.offer(orjson.dumps(error_message("INVALID_MESSAGE", "'after' is a non-negative event offset")))
+        if topic == EVENTS and after is not None and (type(after) is not int or not 0 <= after <= MAX_OFFSET):
+            client.offer(orjson.dumps(error_message("INVALID_MESSAGE", "'after' is an event offset between 0 and "
+                                                    f"{MAX_OFFSET}")))
             return
         client.topics.add(topic)
         client.offer(orjson.dumps({"type": "subscribed", "event": topic, "timestamp": time.time()}))
@@ -282,6 +290,19 @@ class WebSocketHub:
             client.events_task = asyncio.create_task(self._events_follow(client, cursor))
 
     async def _events_follow(self, client: _Client, cursor: int) -> None:
+        """Raw log to one client by offset cursor; a failure is reported, not swallowed."""
+        try:
+            await self._follow(client, cursor)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("events follow failed")
+            client.topics.discard(EVENTS)
+            client.events_task = None
+            client.offer(orjson.dumps(error_message("FOLLOW_FAILED", f"the events follow stopped: "
+                                                    f"{type(exc).__name__}", error="Subscription ended")))
+
+    async def _follow(self, client: _Client, cursor: int) -> None:
         """Raw log to one client by offset cursor (reads the store, so nothing is skipped)."""
         store = self.ledger.store
         page = min(200, MAX_PAGE)
