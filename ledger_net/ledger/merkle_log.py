@@ -96,10 +96,10 @@ class MerkleLog:
                 sql = f"SELECT seq, hash FROM events WHERE author = {m} AND seq IN ({', '.join([m] * len(leaves))})"
                 for seq, h in query(sql, [author, *(idx + 1 for idx in leaves)]):
                     found[(0, seq - 1)] = merkle.event_leaf(h)
-            if inner:
-                cond = " OR ".join([f"(level = {m} AND idx = {m})"] * len(inner))
-                sql = f"SELECT level, idx, hash FROM merkle_nodes WHERE author = {m} AND ({cond})"
-                for level, idx, h in query(sql, [author, *(v for node in inner for v in node)]):
+            if inner:  # point lookups on the primary key (an OR of pairs would scan the author's rows)
+                one = f"SELECT level, idx, hash FROM merkle_nodes WHERE author = {m} AND level = {m} AND idx = {m}"
+                sql = " UNION ALL ".join([one] * len(inner))
+                for level, idx, h in query(sql, [v for node in inner for v in (author, *node)]):
                     found[(level, idx)] = bytes(h)
             missing = [node for node in ids if node not in found]
             if missing:
