@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Merkle proof benchmark (issue 14): proof generation from the store and light-client
+verification on one author chain of 1M events (SQLite, a WAL file in a temp dir), beside
+raw SHA-256 and ed25519-verify rates measured in the same run.
+
+    python bench/proof_bench.py              # 1,000,000 leaves: ~1 minute on 2 cores
+    python bench/proof_bench.py --quick      # 100,000 leaves: a smoke run
+    python bench/proof_bench.py --json       # one JSON document on stdout (progress on stderr)
+
+How the chain is built (to keep the setup fast): the store is created by `Store.open`
+(Alembic schema), then N event rows of one author with synthetic hashes (leaf data i =
+SHA-256 of "proof-bench <i>"; tiny raw bytes and a zero signature: no signing, no
+validity fold) are written with one sqlite3 `executemany`, and the `merkle_nodes` rows
+are computed in memory with `merkle.extend` and written the same way; exactly the rows
+the store's own write path would have written (checked: the store's root equals the
+in-memory root). Every figure after that goes through the ordinary `Store` methods.
+
+Goals (issue 14): an inclusion or consistency proof <= 1 ms; verification <= 0.5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nacl.signing  # noqa: E402
+
+from ledger_net import light  # noqa: E402
+from ledger_net.ledger import merkle  # noqa: E402
+from ledger_net.ledger.merkle_verify import verify_consistency, verify_inclusion  # noqa: E402
+from ledger_net.ledger.store import Store, sqlite_url  # noqa: E402
+
+GOAL_PROOF_MS = 1.0
+GOAL_VERIFY_MS = 0.5
+AUTHOR = hashlib.sha256(b"proof-bench author").hexdigest()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def per_call_ms(fn: Callable[[int], Any], n: int) -> dict[str, float]:
+    """Call fn(i) n times; mean, median and p99 milliseconds per call."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {"mean_ms": statistics.fmean(times), "p50_ms": times[len(times) // 2],
+            "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))], "calls": n}
+
+
+def rate(fn: Callable[[], Any], n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - t)
+
+
+def baselines(n: int) -> dict[str, float]:
+    msg = os.urandom(65)  # what one node hash reads: 0x01 || left || right
+    sha = rate(lambda: hashlib.sha256(msg).digest(), n * 10)
+    key = nacl.signing.SigningKey.generate()
+    digest = os.urandom(32)
+    sig = key.sign(digest).signature
+    vk = key.verify_key
+    ed = rate(lambda: vk.verify(digest, sig), n // 5)
+    return {"sha256_per_s": sha, "ed25519_verify_per_s": ed}
+
+
+def build(path: Path, n: int) -> tuple[Store, list[bytes]]:
+    """A store holding AUTHOR's chain of n events and its Merkle nodes (see module doc)."""
+    store = Store.open(sqlite_url(path))
+    data = [hashlib.sha256(f"proof-bench {i}".encode()).digest() for i in range(n)]
+    t = time.perf_counter()
+    _, created = merkle.extend([], [merkle.leaf_hash(d) for d in data])
+    hashing = time.perf_counter() - t
+    conn = sqlite3.connect(path)
+    t = time.perf_counter()
+    with conn:
+        conn.executemany('INSERT INTO events ("offset", hash, author, seq, type, ts, raw, sig, valid, reason) '
+                         "VALUES (?, ?, ?, ?, 'node.updated', 0, X'7B7D', ?, 1, NULL)",
+                         ((i + 1, d.hex(), AUTHOR, i + 1, bytes(64)) for i, d in enumerate(data)))
+        conn.executemany("INSERT INTO merkle_nodes (author, level, idx, hash) VALUES (?, ?, ?, ?)",
+                         ((AUTHOR, lv, idx, h) for lv, idx, h in created if lv))
+        conn.execute("UPDATE counters SET value = ? WHERE name = 'offset'", (n,))
+    conn.close()
+    log(f"built {n:,} leaves: hashing {hashing:.1f} s (in memory), rows {time.perf_counter() - t:.1f} s")
+    return store, data
+
+
+def run(n: int, calls: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"leaves": n, "python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
+    out["baseline"] = baselines(20_000)
+    rng = random.Random(14)
+    with tempfile.TemporaryDirectory(prefix="proof-bench-") as tmp:
+        store, data = build(Path(tmp) / "ledger.db", n)
+        try:
+            root = store.author_root(AUTHOR, n)
+            assert root == merkle.root_of([merkle.leaf_hash(d) for d in data]), "store root differs"
+            out["root_ms"] = per_call_ms(lambda i: store.author_root(AUTHOR, n - i), calls // 4)
+
+            seqs = [rng.randint(1, n) for _ in range(calls)]
+            proofs: list[list[bytes]] = [[] for _ in range(calls)]
+
+            def prove(i: int) -> None:
+                proofs[i] = store.inclusion_proof(AUTHOR, seqs[i], n)
+
+            out["inclusion_proof_ms"] = per_call_ms(prove, calls)
+            olds = [rng.randint(1, n - 1) for _ in range(calls)]
+            cproofs: list[list[bytes]] = [[] for _ in range(calls)]
+            old_roots = [store.author_root(AUTHOR, m) for m in olds]
+
+            def prove_growth(i: int) -> None:
+                cproofs[i] = store.consistency_proof(AUTHOR, olds[i], n)
+
+            out["consistency_proof_ms"] = per_call_ms(prove_growth, calls)
+
+            leaves = [merkle.leaf_hash(data[s - 1]) for s in seqs]
+            hex_root = root.hex()
+
+            def check(i: int) -> None:
+                assert verify_inclusion(seqs[i] - 1, n, leaves[i], proofs[i], root)
+
+            def check_growth(i: int) -> None:
+                assert verify_consistency(olds[i], n, old_roots[i], root, cproofs[i])
+
+            hex_proofs = [[p.hex() for p in proof] for proof in proofs]
+
+            def light_check(i: int) -> None:  # the light client's path: hex in, Verdict out
+                assert light.verify_event_inclusion(event_hash=data[seqs[i] - 1].hex(), author=AUTHOR,
+                                                    seq=seqs[i], chain_size=n, chain_root=hex_root,
+                                                    proof=hex_proofs[i]).ok
+
+            out["verify_inclusion_ms"] = per_call_ms(check, calls)
+            out["verify_consistency_ms"] = per_call_ms(check_growth, calls)
+            out["light_verify_event_ms"] = per_call_ms(light_check, calls)
+            sizes = [len(p) for p in proofs]
+            csizes = [len(p) for p in cproofs]
+            out["proof_hashes"] = {"inclusion_max": max(sizes), "inclusion_mean": statistics.fmean(sizes),
+                                   "consistency_max": max(csizes), "consistency_mean": statistics.fmean(csizes)}
+            longest = max(proofs, key=len)
+            out["proof_bytes"] = {"inclusion_raw_max": 32 * max(sizes), "consistency_raw_max": 32 * max(csizes),
+                                  "inclusion_json_max": len(json.dumps({"seq": n, "size": n, "root": hex_root,
+                                                                        "proof": [p.hex() for p in longest]}))}
+
+            # The write path's bookkeeping at the end of the big chain: one event per commit.
+            extra = [hashlib.sha256(f"proof-bench extra {i}".encode()).hexdigest() for i in range(calls)]
+
+            def append(i: int) -> None:
+                store.insert_events([{"hash": extra[i], "author": AUTHOR, "seq": n + 1 + i, "type": "node.updated",
+                                      "ts": 0, "raw": b"{}", "sig": bytes(64), "valid": True, "reason": None}])
+
+            out["append_one_per_commit_ms"] = per_call_ms(append, calls)
+        finally:
+            store.close()
+    return out
+
+
+def report(r: dict[str, Any]) -> None:
+    b = r["baseline"]
+    sha_us = 1e6 / b["sha256_per_s"]
+    print(f"proof_bench: one author chain of {r['leaves']:,} events, SQLite {r['sqlite']}, Python {r['python']}")
+    print(f"baseline   sha256 (65 B): {b['sha256_per_s']:>12,.0f}/s ({sha_us:.2f} µs)   "
+          f"ed25519 verify: {b['ed25519_verify_per_s']:>9,.0f}/s")
+    rows = [("chain root", "root_ms", None), ("inclusion proof (store)", "inclusion_proof_ms", GOAL_PROOF_MS),
+            ("consistency proof (store)", "consistency_proof_ms", GOAL_PROOF_MS),
+            ("verify inclusion", "verify_inclusion_ms", GOAL_VERIFY_MS),
+            ("verify consistency", "verify_consistency_ms", GOAL_VERIFY_MS),
+            ("light.verify_event_inclusion", "light_verify_event_ms", GOAL_VERIFY_MS),
+            ("append, 1 event/commit", "append_one_per_commit_ms", None)]
+    print(f"{'figure':<30}{'mean ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'per s':>11}{'sha256s':>9}  goal")
+    for label, key, goal in rows:
+        f = r[key]
+        verdict = "" if goal is None else (f"<= {goal} ms " + ("met" if f["mean_ms"] <= goal else "MISSED"))
+        print(f"{label:<30}{f['mean_ms']:>10.3f}{f['p50_ms']:>10.3f}{f['p99_ms']:>10.3f}"
+              f"{1000 / f['mean_ms']:>11,.0f}{f['mean_ms'] * 1000 / sha_us:>9,.0f}  {verdict}")
+    h, by = r["proof_hashes"], r["proof_bytes"]
+    print(f"proof size: inclusion {h['inclusion_mean']:.1f} hashes on average, at most {h['inclusion_max']} "
+          f"({by['inclusion_raw_max']} B raw, {by['inclusion_json_max']} B as JSON with hex); consistency "
+          f"{h['consistency_mean']:.1f} on average, at most {h['consistency_max']} ({by['consistency_raw_max']} B raw)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--leaves", type=int, default=1_000_000)
+    ap.add_argument("--calls", type=int, default=2_000, help="proofs and verifications timed per figure")
+    ap.add_argument("--quick", action="store_true", help="100,000 leaves, 500 calls")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.leaves, args.calls = 100_000, 500
+    if args.leaves < 2 or args.calls < 4:
+        ap.error("--leaves must be at least 2 and --calls at least 4")
+    result = run(args.leaves, args.calls)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        report(result)
+
+
+if __name__ == "__main__":
+    main()
