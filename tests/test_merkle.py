@@ -387,3 +387,19 @@ def test_migration_0004_backfills_existing_chains(db_url):
     finally:
         new.close()
         fresh.close()
+
+
+def test_the_worked_example_in_docs_is_what_the_code_computes():
+    """docs/proofs.md quotes real hex from the first five vector leaves; keep it true."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "proofs.md").read_text(encoding="utf-8")
+    data = [bytes.fromhex(x) for x in VECTORS["leaf_data"][:5]]
+    leaves = [merkle.leaf_hash(x) for x in data]
+    fetch, _ = _fetcher(data)
+    quoted = [*data, *leaves, merkle.node_hash(leaves[0], leaves[1]), merkle.node_hash(leaves[2], leaves[3]),
+              mth(data[:4]), mth(data[:3]), mth(data), merkle.EMPTY_ROOT]
+    for h in quoted:
+        assert h.hex() in doc, h.hex()
+    assert merkle.inclusion_proof(2, 5, fetch) == [leaves[3], mth(data[:2]), leaves[4]]
+    assert merkle.consistency_proof(3, 5, fetch) == [leaves[2], leaves[3], mth(data[:2]), leaves[4]]
+    assert "`[91742fcd… (L3), 835e70e4… (n(0,1)), 7e508e58… (L4)]`" in doc
+    assert "`[9cba9904… (L2), 91742fcd… (L3), 835e70e4… (n(0,1)), 7e508e58… (L4)]`" in doc
