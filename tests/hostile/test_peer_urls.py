@@ -53,11 +53,13 @@ class Listener:
         self.server.close()
 
 
-async def announce(node: Any, urls: list[str]) -> None:
-    """Push one `node.joined` per URL, each signed by a fresh throwaway key."""
+async def announce(node: Any, urls: list[str], keys: list[Identity] | None = None) -> None:
+    """Push one `node.joined` per URL, each signed by a throwaway key (fresh unless given)."""
     net = node.ledger.net
-    events = [forge(Identity.generate(), net=net, seq=1, prev=None, type="node.joined",
-                    body={"name": f"mallory-{i}", "url": url, "node_type": "public"}) for i, url in enumerate(urls)]
+    keys = keys or [Identity.generate() for _ in urls]
+    events = [forge(key, net=net, seq=1, prev=None, type="node.joined",
+                    body={"name": f"mallory-{i}", "url": url, "node_type": "public"})
+              for i, (url, key) in enumerate(zip(urls, keys))]
     async with PeerClient(node.url) as client:
         report = await client.push(events)
     assert report["stored"] == len(urls), report
@@ -121,6 +123,57 @@ async def test_tarpit_urls_do_not_delay_honest_replication(tmp_path, monkeypatch
         for listener in [*tarpits, counter]:
             if listener.server is not None:
                 await listener.close()
+        await stop_all(nodes)
+
+
+async def test_peers_that_pass_the_probe_and_then_stall_do_not_delay_honest_replication(tmp_path):
+    """The harder tarpit: each attacker URL answers the probe quickly as the key that
+    announced it (so it is verified), then never answers `heads`. Honest exchanges keep
+    their own lane and rounds do not wait for the stalled ones."""
+    from aiohttp import web
+
+    nodes = await start_cluster(tmp_path, 2, timeout=5.0)
+    a, b = nodes
+    keys = [Identity.generate() for _ in range(TARPITS)]
+    stalled: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        prefix, _, rest = request.path.lstrip("/").partition("/")
+        key = keys[int(prefix[1:])]
+        if rest == "api/v1/info":
+            return web.json_response({"node_id": key.node_id, "net": a.ledger.net, "events": 0, "last_offset": 0,
+                                      "pending": 0, "frozen": {}})
+        stalled.append(rest)
+        await asyncio.sleep(3600)  # a tarpit after the probe
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        await a.append("credit.minted", {"to": a.id, "amount": 1000, "reason": "test"})
+        await transfer_latency(a, b, 1)
+        await announce(a, [f"http://127.0.0.1:{port}/m{i}" for i in range(TARPITS)], keys)
+        await wait_until(lambda: sum(p.verified for p in a.server.discovery.peers.values()
+                                     if p.url.startswith(f"http://127.0.0.1:{port}/")) == TARPITS, 20,
+                         what="the stalling peers to pass their probes")
+        # a lane-full of exchanges is stuck in them (on each node) while the transfers go
+        await wait_until(lambda: len(stalled) >= 8, 20, what="exchanges with the stalling peers to start")
+        latencies = [await transfer_latency(a, b, 2) for _ in range(3)]
+        assert max(latencies) < LIVENESS_BOUND, latencies
+        # the stalled exchanges time out (the first lane-full of them here) and count as
+        # failures; the honest peer stays clean
+        await wait_until(lambda: sum(p.failures > 0 for p in a.server.discovery.peers.values()
+                                     if p.url.startswith(f"http://127.0.0.1:{port}/")) >= 4, 30,
+                         what="the stalled exchanges to time out")
+        honest = a.server.discovery.by_url(b.url)
+        assert honest is not None and honest.failures == 0 and honest.last_ok
+    finally:
+        await runner.cleanup()
         await stop_all(nodes)
 
 
