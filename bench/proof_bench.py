@@ -41,6 +41,7 @@ import nacl.signing  # noqa: E402
 
 from ledger_net import light  # noqa: E402
 from ledger_net.ledger import merkle  # noqa: E402
+from ledger_net.ledger.merkle_log import STORED_LEVEL  # noqa: E402
 from ledger_net.ledger.merkle_verify import verify_consistency, verify_inclusion  # noqa: E402
 from ledger_net.ledger.store import Store, sqlite_url  # noqa: E402
 
@@ -97,7 +98,7 @@ def build(path: Path, n: int) -> tuple[Store, list[bytes]]:
                          "VALUES (?, ?, ?, ?, 'node.updated', 0, X'7B7D', ?, 1, NULL)",
                          ((i + 1, d.hex(), AUTHOR, i + 1, bytes(64)) for i, d in enumerate(data)))
         conn.executemany("INSERT INTO merkle_nodes (author, level, idx, hash) VALUES (?, ?, ?, ?)",
-                         ((AUTHOR, lv, idx, h) for lv, idx, h in created if lv))
+                         ((AUTHOR, lv, idx, h) for lv, idx, h in created if lv >= STORED_LEVEL))
         conn.execute("UPDATE counters SET value = ? WHERE name = 'offset'", (n,))
     conn.close()
     log(f"built {n:,} leaves: hashing {hashing:.1f} s (in memory), rows {time.perf_counter() - t:.1f} s")

@@ -93,7 +93,7 @@ def _fill(store: Store, salt: int, batches: list[int]) -> list[bytes]:
     return data
 
 
-chains = st.lists(st.integers(1, 17), min_size=1, max_size=12)
+chains = st.lists(st.integers(1, 33), min_size=1, max_size=12)  # up to 396 events: stored levels 4-8
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -2,10 +2,12 @@
 
 Each author's chain is an RFC 9162 tree whose leaf s-1 is the event at seq s (leaf data:
 the event's 32-byte digest, see `merkle`). The table `merkle_nodes` holds every complete
-subtree of level >= 1 as (author, level, idx, hash), node (level, idx) covering leaves
-[idx * 2**level, (idx + 1) * 2**level). Level 0 is not copied: a leaf hash is derived
-from `events.hash` through the (author, seq) index. An append adds the nodes it
-completes (one on average); a root or a proof reads O(log n) of them.
+subtree of level >= STORED_LEVEL (4) as (author, level, idx, hash), node (level, idx)
+covering leaves [idx * 2**level, (idx + 1) * 2**level). Lower nodes are not copied: they
+are recomputed from at most 16 leaf hashes, each derived from `events.hash` through the
+(author, seq) index. So an append writes a node row for one event in 8 on average (a row
+per event cost a fifth of the append rate on SQLite), and a root or a proof still reads
+O(log n) stored hashes plus at most 2 * 15 leaves.
 
 This module only plans SQL over a `Query` callable, so the store's two write paths (its
 raw DBAPI writer and a caller's Connection) share one piece of bookkeeping.
@@ -22,6 +24,7 @@ from .merkle import Frontier, NodeFetcher, NodeId
 
 Query = Callable[[str, Sequence[Any]], list[Any]]  # (driver SQL, parameters) -> rows
 CACHE_AUTHORS = 4096  # frontiers kept in memory: an append then needs no read
+STORED_LEVEL = 4  # nodes of this level and up are stored; below, recomputed from 2**level leaves
 
 
 class MerkleLog:
@@ -56,7 +59,7 @@ class MerkleLog:
             except (TypeError, ValueError):
                 raise ChainError(f"an event hash of author {author[:16]}… is not hex") from None
             frontier, created = merkle.extend(frontier, leaves)
-            inserts.extend((author, level, idx, h) for level, idx, h in created if level)
+            inserts.extend((author, level, idx, h) for level, idx, h in created if level >= STORED_LEVEL)
             fronts[author] = (size + len(items), frontier)
         return inserts, fronts
 
@@ -90,12 +93,19 @@ class MerkleLog:
 
         def fetch(ids: Sequence[NodeId]) -> list[bytes]:
             found: dict[NodeId, bytes] = {}
-            leaves = [idx for level, idx in ids if level == 0]
-            inner = [(level, idx) for level, idx in ids if level]
-            if leaves:
-                sql = f"SELECT seq, hash FROM events WHERE author = {m} AND seq IN ({', '.join([m] * len(leaves))})"
-                for seq, h in query(sql, [author, *(idx + 1 for idx in leaves)]):
-                    found[(0, seq - 1)] = merkle.event_leaf(h)
+            low = [(level, idx) for level, idx in ids if level < STORED_LEVEL]
+            inner = [(level, idx) for level, idx in ids if level >= STORED_LEVEL]
+            if low:  # one range of leaves per run of adjacent low nodes, by the (author, seq) index
+                spans = _merged([(idx << level, (idx + 1) << level) for level, idx in low])
+                one = f"SELECT seq, hash FROM events WHERE author = {m} AND seq > {m} AND seq <= {m}"
+                leaf: dict[int, bytes] = {}
+                for seq, h in query(" UNION ALL ".join([one] * len(spans)),
+                                    [v for lo, hi in spans for v in (author, lo, hi)]):
+                    leaf[seq - 1] = merkle.event_leaf(h)
+                for level, idx in low:
+                    span = range(idx << level, (idx + 1) << level)
+                    if all(i in leaf for i in span):
+                        found[(level, idx)] = merkle.root_of([leaf[i] for i in span])
             if inner:  # point lookups on the primary key (an OR of pairs would scan the author's rows)
                 one = f"SELECT level, idx, hash FROM merkle_nodes WHERE author = {m} AND level = {m} AND idx = {m}"
                 sql = " UNION ALL ".join([one] * len(inner))
@@ -109,6 +119,7 @@ class MerkleLog:
         return fetch
 
     def chain_size(self, author: str, query: Query) -> int:
+        """How many events of `author` are stored (its highest seq: chains have no gaps)."""
         rows = query(f"SELECT MAX(seq) FROM events WHERE author = {self._mark}", [author])
         return int(rows[0][0] or 0) if rows else 0
 
@@ -145,3 +156,14 @@ class MerkleLog:
             return make(self.fetcher(author, query))
         except LookupError as exc:  # events without their nodes: the store is damaged
             raise ProofError(f"the store cannot prove this: {exc}") from None
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open leaf ranges, sorted, with overlapping and adjacent ones joined."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+    return out

@@ -99,8 +99,9 @@ node_holders = Table(
 )
 
 # Per-author Merkle logs (RFC 9162; see ledger/merkle_log.py): every complete subtree of
-# level >= 1 of an author's chain. Node (level, idx) covers leaves [idx * 2**level,
-# (idx + 1) * 2**level); leaf s-1 is the event at seq s, its hash derived from events.hash.
+# level >= 4 of an author's chain (lower ones are recomputed from leaves). Node (level, idx)
+# covers leaves [idx * 2**level, (idx + 1) * 2**level); leaf s-1 is the event at seq s, its
+# hash derived from events.hash.
 merkle_nodes = Table(
     "merkle_nodes",
     metadata,

@@ -1,8 +1,8 @@
 """merkle_nodes: every complete subtree of each author's chain (RFC 9162 Merkle logs)
 
 Inclusion and consistency proofs must cost O(log n) stored hashes, so the store keeps
-the interior nodes of each author's tree as events arrive (level >= 1; a leaf hash is
-derived from events.hash). Existing chains are backfilled here, author by author, a
+the interior nodes of each author's tree as events arrive: those of level >= 4 (lower
+ones are recomputed from at most 16 leaf hashes, each derived from events.hash). Existing chains are backfilled here, author by author, a
 slice of events at a time; a chain with a gap (which the log never writes) is filled up
 to the gap only, and the store then refuses to extend it.
 
@@ -21,6 +21,7 @@ branch_labels = None
 depends_on = None
 
 _SLICE = 10_000
+_STORED_LEVEL = 4  # ledger_net.ledger.merkle_log.STORED_LEVEL when this was written
 
 
 def upgrade() -> None:
@@ -58,7 +59,8 @@ def _backfill(conn: sa.Connection) -> None:
                 while stack and stack[-1][0] == level:
                     h = hashlib.sha256(b"\x01" + stack.pop()[1] + h).digest()
                     level, index = level + 1, index >> 1
-                    rows.append({"author": author, "level": level, "idx": index, "hash": h})
+                    if level >= _STORED_LEVEL:
+                        rows.append({"author": author, "level": level, "idx": index, "hash": h})
                 stack.append((level, h))
                 size += 1
             if rows:
