@@ -32,9 +32,8 @@ from .execution.executor import ChunkExecutor
 from .ledger.chain import Ledger
 from .ledger.identity import Identity, Passphrase
 from .ledger.lock import NodeLock
-from .network.routing import Router
+from .market import PricingEngine, Router
 from .network.server import NodeServer, open_local
-from .pricing.dynamic import PricingEngine
 from .projections.runner import ProjectionRunner
 from .sandbox import view
 from .sandbox.limits import SandboxType, offered_types
@@ -106,7 +105,7 @@ class ComputeNetwork:
         self.blobs: BlobStore | None = None
         self.pricing = PricingEngine()
         # Up to four chunks wait per slot at a worker: short chunks run back to back instead
-        # of each waiting for its assignment's round trip (see network/routing.py).
+        # of each waiting for its assignment's round trip (see market/routing.py).
         self.router = Router(queue_per_slot=4)
         self._started_at: float | None = None
         self._lock: NodeLock | None = None

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger_net.core.task import TaskPriority
-from ledger_net.pricing import MarketSnapshot, PricingEngine, PricingParams
+from ledger_net.market import MarketSnapshot, PricingEngine, PricingParams
 
 PPM = 1_000_000
 SETTINGS = settings(max_examples=300, deadline=None)

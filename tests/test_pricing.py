@@ -12,8 +12,8 @@ from ledger_net.core.private_ledger import private_network
 from ledger_net.core.task import Task, TaskPriority
 from ledger_net.errors import TaskError
 from ledger_net.ledger.chain import Ledger
-from ledger_net.pricing import MarketSnapshot, PricingEngine, PricingParams, Quote
-from ledger_net.pricing.dynamic import FORMULA_VERSION
+from ledger_net.market import MarketSnapshot, PricingEngine, PricingParams, Quote
+from ledger_net.market.pricing import FORMULA_VERSION
 
 PPM = 1_000_000
 

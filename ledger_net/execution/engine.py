@@ -33,7 +33,7 @@ from ..core.task import Task
 from ..errors import CreditError, LedgerError, NodeError, TaskError
 from ..ledger.chain import Applied, Ledger, RuleViolation
 from ..ledger.events import Event
-from ..network.routing import Bid as RouterBid
+from ..market.routing import Bid as RouterBid
 from ..projections.runner import ProjectionRunner
 from .blobs import BlobStore
 from .executor import ChunkExecutor, ChunkOutcome

@@ -32,6 +32,7 @@ import orjson
 
 from ..core.node import Capabilities, unmet_requirements, validate_requirements
 from ..errors import NodeError, TaskError
+from .pricing import PricingEngine
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +282,6 @@ def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True)
     claims); the load is the one the quote names. Quotes whose price does not follow from their
     inputs are skipped when ``verify`` is set.
     """
-    from ..pricing.dynamic import PricingEngine
-
     nodes = runner["nodes"].nodes
     reputation = runner["reputation"]
     out: List[Bid] = []
