@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import psutil
+from aiohttp import web
 
 from .compute import unpack
 from .core.credits import Credits
@@ -33,11 +34,15 @@ from .ledger.chain import Ledger
 from .ledger.identity import Identity, Passphrase
 from .ledger.lock import NodeLock
 from .market import PricingEngine, Router
+from .network.control import control_routes
+from .network.metrics import metrics_routes
+from .network.openapi import openapi_routes
 from .network.server import NodeServer, open_local
 from .projections.runner import ProjectionRunner
 from .sandbox import view
 from .sandbox.limits import SandboxType, offered_types
 from .sandbox.process import ProcessSandboxExecutor
+from .web.explorer import explorer_routes
 
 log = logging.getLogger(__name__)
 
@@ -377,19 +382,12 @@ class ComputeNetwork:
         return self.credits.get_credit_metrics()
 
 
-def _http_routes(network: "ComputeNetwork") -> list[Any]:
+def _http_routes(network: ComputeNetwork) -> list[web.RouteDef]:
     """Routes a ComputeNetwork node serves beside the replication API (control API,
-    explorer, metrics, OpenAPI): one line per module here."""
-    routes: list[Any] = []
-    from .network.control import control_routes
-    routes += control_routes(network)
-    from .network.metrics import metrics_routes
-    from .network.openapi import openapi_routes
-    from .web.explorer import explorer_routes
-    routes += explorer_routes(network)
-    routes += metrics_routes(network)
-    routes += openapi_routes(network)
-    return routes
+    explorer, metrics, OpenAPI): one line per module here. Each builder receives the node
+    as the narrow port it declares (network/ports.py), so none of them imports main."""
+    return [*control_routes(network), *explorer_routes(network), *metrics_routes(network),
+            *openapi_routes(network)]
 
 
 class _PeerDirectory:

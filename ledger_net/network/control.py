@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -26,10 +26,8 @@ from aiohttp import web
 from ..core.money import to_credits
 from ..errors import CreditError, LedgerNetError, NodeError, TaskError
 from ..ledger.identity import is_public_key
+from .ports import ControlPort
 from .protocol import API, ApiError, control, int_param, json_response
-
-if TYPE_CHECKING:
-    from ..main import ComputeNetwork
 
 TASK_STATUSES = ("pending", "quoted", "running", "completed", "failed", "cancelled")
 MAX_LIST = 1000
@@ -57,7 +55,7 @@ def jsonable(value: Any) -> Any:
 class ControlAPI:
     """The handlers, bound to one (started) network node."""
 
-    def __init__(self, network: "ComputeNetwork") -> None:
+    def __init__(self, network: ControlPort) -> None:
         self.network = network
 
     # ------------------------------------------------------------ helpers
@@ -264,6 +262,6 @@ class ControlAPI:
         ]
 
 
-def control_routes(network: "ComputeNetwork") -> list[web.RouteDef]:
-    """The control routes a `ComputeNetwork` serves beside the replication API."""
+def control_routes(network: ControlPort) -> list[web.RouteDef]:
+    """The control routes a `ComputeNetwork` (any `ControlPort`) serves beside the replication API."""
     return ControlAPI(network).routes()

@@ -22,15 +22,13 @@ import asyncio
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from aiohttp import web
 
 from ..ledger.chain import Applied, Ledger
 from .client import PeerClient
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..main import ComputeNetwork
+from .ports import MetricsPort
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PEER_HEADS_TTL = 5.0  # seconds a peer's heads are reused between scrapes
@@ -158,7 +156,7 @@ def heads_difference(ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[int,
 class NodeMetrics:
     """Everything `/metrics` shows for one ComputeNetwork."""
 
-    def __init__(self, network: "ComputeNetwork") -> None:
+    def __init__(self, network: MetricsPort) -> None:
         self.network = network
         assert network.ledger is not None, "metrics are wired after the books are open"
         self.events = EventCounter(network.ledger)
@@ -256,8 +254,8 @@ def _lock_of(runner: Any) -> Any:
     return lock if lock is not None else threading.Lock()
 
 
-def metrics_routes(network: "ComputeNetwork") -> list[web.RouteDef]:
-    """`GET /metrics` for a ComputeNetwork (wired when its books are open)."""
+def metrics_routes(network: MetricsPort) -> list[web.RouteDef]:
+    """`GET /metrics` for a ComputeNetwork (any `MetricsPort`; wired when its books are open)."""
     metrics = NodeMetrics(network)
 
     async def get_metrics(request: web.Request) -> web.Response:

@@ -11,14 +11,12 @@ content types, bodies — is what this says.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from .ports import BooksPort
 from .protocol import API, MAX_EVENTS_PER_REQUEST, MAX_PAGE, json_response
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..main import ComputeNetwork
 
 OPENAPI_PATH = f"{API}/openapi.json"
 JSON = "application/json"
@@ -391,8 +389,8 @@ def build_spec(server_url: str | None = None) -> Schema:
     return spec
 
 
-def openapi_routes(network: "ComputeNetwork") -> list[web.RouteDef]:
-    """`GET /api/v1/openapi.json` for a ComputeNetwork node."""
+def openapi_routes(network: BooksPort) -> list[web.RouteDef]:
+    """`GET /api/v1/openapi.json` for a ComputeNetwork node (any `BooksPort`: only its server's URL is read)."""
 
     async def get_openapi(request: web.Request) -> web.Response:
         server = network.server

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -21,12 +21,10 @@ from sqlalchemy import func, select
 
 from ..ledger.identity import is_public_key
 from ..ledger.tables import events
+from ..network.ports import ExplorerPort
 from ..network.protocol import API, ApiError, int_param, json_response
 from ..projections.reputation import level_of
 from ..projections.tables import credit_history
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..main import ComputeNetwork
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(js|css|html|svg)$")
@@ -55,7 +53,7 @@ def _event_item(offset: int, hash_: str, raw: bytes, sig: bytes, valid: Any, rea
 class Explorer:
     """Read handlers over one ComputeNetwork (resolved per request: the node may restart)."""
 
-    def __init__(self, network: "ComputeNetwork") -> None:
+    def __init__(self, network: ExplorerPort) -> None:
         self.network = network
         self.started = time.time()
 
@@ -276,6 +274,6 @@ class Explorer:
         ]
 
 
-def explorer_routes(network: "ComputeNetwork") -> list[web.RouteDef]:
+def explorer_routes(network: ExplorerPort) -> list[web.RouteDef]:
     """The explorer page and its read routes, for `ComputeNetwork`'s HTTP app."""
     return Explorer(network).routes()
