@@ -130,11 +130,12 @@ class Reputation:
         return max(0.0, 1.0 - statistics.pstdev(qualities))
 
     def get_metrics(self) -> Dict[str, float]:
+        """Every value a float, as the seed's signature says; the level's name is get_level()."""
         row = self._row()
-        return {"score": self.get_score(), "level": self.get_level(), "success_rate": self.calculate_success_rate(),
+        return {"score": self.get_score(), "success_rate": self.calculate_success_rate(),
                 "quality_score": self.calculate_quality_score(), "consistency": self.calculate_consistency(),
-                "total_feedback": row["feedback_count"], "positive": row["positive"], "negative": row["negative"],
-                "forked": bool(row["forked"])}
+                "total_feedback": float(row["feedback_count"]), "positive": float(row["positive"]),
+                "negative": float(row["negative"]), "forked": 1.0 if row["forked"] else 0.0}
 
     def get_reputation_trend(self, days: int = 30) -> Dict[str, Any]:
         """Score over the last `days` of the raters' clocks (informative)."""

@@ -150,14 +150,17 @@ class Task:
         task_type: TaskType | str,
         requirements: Dict[str, Any],
         config: Dict[str, Any],
-        priority: TaskPriority | int | str | None = None,
+        priority: TaskPriority | int | str | None = TaskPriority.NORMAL,
     ) -> None:
         self.task_id: str = task_id or f"task-{uuid.uuid4().hex}"
         self.owner_id = owner_id
         self.task_type: TaskType = coerce_task_type(task_type)
         self.requirements: Dict[str, Any] = _plain(dict(requirements or {}))
         self.config: Dict[str, Any] = _plain(dict(config or {}), keep_arrays=self.task_type == TaskType.MATRIX_OPS)
-        raw = priority if priority is not None else self.config.get("priority", TaskPriority.NORMAL)
+        # The seed's default is NORMAL; a priority in the config wins over that default only.
+        if priority is None or (priority is TaskPriority.NORMAL and "priority" in self.config):
+            priority = self.config.get("priority", TaskPriority.NORMAL)
+        raw = priority
         try:
             self.priority: TaskPriority | Any = coerce_priority(raw)
         except TaskError:
@@ -340,8 +343,13 @@ class Task:
 
     # ---- chunks ------------------------------------------------------------------------
 
-    def create_chunks(self, chunk_size: Optional[int] = None) -> List[Chunk]:
-        """Split the task (chunk_size: elements, rows or samples per chunk; default from config or type)."""
+    def create_chunks(self, chunk_size: Optional[int] = 100) -> List[Chunk]:
+        """Split the task into chunks of ``chunk_size`` elements, rows or samples: the seed's
+        default is 100. A ``chunk_size`` in the task's config wins over that default (not over a
+        size passed explicitly other than 100); ``None`` means the config's or the type's own
+        default, which is how the network plans a submitted task."""
+        if chunk_size == 100 and self.config.get("chunk_size") is not None:
+            chunk_size = None
         payloads = self._planned(chunk_size)
         chunks = []
         for i, payload in enumerate(payloads):

@@ -68,6 +68,20 @@ def error_message(code: str, message: str, error: str = "Invalid message", **det
             "timestamp": time.time()}
 
 
+def seed_capabilities(capabilities: dict[str, Any]) -> dict[str, Any]:
+    """The seed's capability keys (cpu_score, ram_gb as floats) beside the ledger's exact integers."""
+    out = dict(capabilities)
+    if "cpu_milli" in out and "cpu_score" not in out:
+        out["cpu_score"] = out["cpu_milli"] / 1000
+    if "ram_mb" in out and "ram_gb" not in out:
+        out["ram_gb"] = round(out["ram_mb"] / 1024, 3)
+    if "disk_mb" in out and "disk_gb" not in out:
+        out["disk_gb"] = round(out["disk_mb"] / 1024, 3)
+    if "gpu_milli" in out and "gpu_score" not in out:
+        out["gpu_score"] = out["gpu_milli"] / 1000
+    return out
+
+
 class WebSocketHub:
     """Fans committed ledger events and periodic metrics out to `/ws` subscribers."""
 
@@ -134,6 +148,11 @@ class WebSocketHub:
                 message = self.task_update(item)
                 if message is not None:
                     self.publish(TASK_UPDATES, message)
+                    if message["status"] == "failed":
+                        # The seed tells task_updates subscribers of a failure with an error too.
+                        reason = str(item.event.body.get("reason") or "the task failed")
+                        self.publish(TASK_UPDATES, error_message(
+                            "EXECUTION_FAILED", reason, "Task execution failed", task_id=message["task_id"]))
             else:
                 message = self.node_update(item)
                 if message is not None:
@@ -169,9 +188,13 @@ class WebSocketHub:
             row = self.runner["nodes"].nodes.get(event.author)
             if row is not None:
                 capabilities = orjson.loads(row["capabilities"])
-        return {"type": "node_update", "node_id": event.author, "status": status,
-                "capabilities": capabilities or {}, "name": body.get("name"), "url": body.get("url"),
-                "event": event.type, "timestamp": event.ts / 1000}
+        message = {"type": "node_update", "node_id": event.author, "status": status,
+                   "capabilities": seed_capabilities(capabilities or {}), "event": event.type,
+                   "timestamp": event.ts / 1000}
+        for key in ("name", "url"):  # only what this event set: no nulls for fields it left alone
+            if body.get(key) is not None:
+                message[key] = body[key]
+        return message
 
     def network_metrics(self) -> dict[str, Any]:
         total_nodes = active_tasks = 0
