@@ -88,6 +88,13 @@ def _ptrace(pid: int) -> object:
     return "attached"
 
 
+def _new_user_namespace() -> object:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER: a way to regain capabilities
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return "unshared"
+
+
 def _fill_disk(where: str, cap: int) -> int:
     written = 0
     block = b"\0" * (1 << 20)
@@ -140,6 +147,7 @@ def probe(args: dict[str, object]) -> dict[str, object]:
     report["write_usr"] = _try(lambda: open("/usr/ledger_net_escape", "w").write("x"))
     report["write_outside"] = _try(lambda: open(str(args["outside_file"]), "w").write("x"))
     report["daemon"] = _try(_daemon)
+    report["user_namespace"] = _try(_new_user_namespace)
     report["disk_written"] = _fill_disk(".", int(args["disk_cap"]))  # type: ignore[arg-type]
     return report
 

@@ -110,7 +110,7 @@ def assert_nothing_escaped(text: str, net: ComputeNetwork, outside: Path, disk_l
         assert strays == [], strays[:10]
     assert not report["home"]["ok"] or report["home"]["value"] == []
     for attempt in ("node_http", "pg_tcp", "pg_unix", "abstract_unix", "signal_node", "ptrace_node",
-                    "ptrace_parent", "write_etc", "write_usr", "write_outside", "daemon"):
+                    "ptrace_parent", "write_etc", "write_usr", "write_outside", "daemon", "user_namespace"):
         assert not report[attempt]["ok"], (attempt, report[attempt])
     assert report["disk_written"] <= disk_limit, report["disk_written"]
     assert not outside.exists()

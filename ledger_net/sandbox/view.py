@@ -13,8 +13,8 @@ holds only what the interpreter and the allowed libraries need, each bound read-
 
 Every data dir a node of this process registers with :func:`protect` is masked by an empty
 tmpfs wherever a bind would otherwise show it. The process runs as uid/gid 65534 inside its
-own user, PID, IPC, UTS and cgroup namespaces with no capabilities and user namespaces
-disabled; the network namespace (no interface up, not even loopback) is entered before
+own user, PID, IPC, UTS and cgroup namespaces with no capabilities (seccomp
+refuses new namespaces); the network namespace (no interface up, not even loopback) is entered before
 bubblewrap starts (see ``isolation.launcher_preexec``).
 """
 
@@ -213,11 +213,12 @@ def build_view(
 
 
 def namespace_args(*, hostname: str = "sandbox") -> list[str]:
-    """Fresh user, PID, IPC, UTS and cgroup namespaces; no capabilities; no nested userns."""
+    """Fresh user, PID, IPC, UTS and cgroup namespaces; no capabilities."""
     return [
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-        "--disable-userns",
+        # No --disable-userns: it costs one more user namespace per run, and the seccomp policy
+        # already refuses unshare, setns and every clone that is not a thread.
         "--die-with-parent", "--new-session",
         "--cap-drop", "ALL",
         "--hostname", hostname,
