@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class ArrayBlob:
 
     def parts(self) -> list[Any]:
         """The blob's bytes as buffers, in order (no copy of the array's data)."""
-        body = memoryview(self.array.reshape(-1)).cast("B") if self.array.size else b""
+        body = self.array.reshape(-1).data.cast("B") if self.array.size else b""  # .data: the memoryview
         return [self.prefix, body]
 
     def __len__(self) -> int:
@@ -90,23 +91,23 @@ def decode_array(data: Any, copy: bool = True) -> np.ndarray:
         view.flags.writeable = False
         return view
     try:
-        view = memoryview(data).cast("B")
+        buf = memoryview(data).cast("B")
     except TypeError:
         raise TaskError(f"blob must be bytes, got {type(data).__name__}") from None
-    if len(view) < 8 or bytes(view[:4]) != MAGIC:
+    if len(buf) < 8 or bytes(buf[:4]) != MAGIC:
         raise TaskError("not an array blob (bad magic)")
-    (hlen,) = struct.unpack(">I", view[4:8])
-    if hlen > MAX_HEADER or len(view) < 8 + hlen:
+    (hlen,) = struct.unpack(">I", buf[4:8])
+    if hlen > MAX_HEADER or len(buf) < 8 + hlen:
         raise TaskError("array blob header is truncated or too long")
     try:
-        header = json.loads(bytes(view[8:8 + hlen]))
+        header = json.loads(bytes(buf[8:8 + hlen]))
         dtype = np.dtype(header["dtype"])
         shape = tuple(int(d) for d in header["shape"])
     except (ValueError, KeyError, TypeError) as exc:
         raise TaskError(f"array blob header is malformed: {exc}") from None
     if dtype.kind not in _ALLOWED_KINDS or any(d < 0 for d in shape):
         raise TaskError(f"array blob header names dtype {dtype} shape {shape}, which is not allowed")
-    body = view[8 + hlen:]
+    body = buf[8 + hlen:]
     expected = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
     if len(body) != expected:
         raise TaskError(f"array blob holds {len(body)} data bytes, header promises {expected}")

@@ -14,8 +14,9 @@ back as arrays; operands given as lists give lists.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ SINGLE_CHUNK = ("inverse", "determinant", "solve")
 SQUARE = ("inverse", "determinant", "trace", "solve")
 EXACT_MAX_N = 32
 
-Matrix = List[List[Any]]
+Matrix = list[list[Any]]
 
 
 def matrix_name(operation: Any) -> str:
@@ -59,7 +60,7 @@ def _check_array(m: np.ndarray, name: str, ndim: int) -> None:
         raise TaskError(f"{name} holds NaN or infinity: only finite numbers can be computed on")
 
 
-def matrix_shape(m: Any, name: str) -> Tuple[int, int]:
+def matrix_shape(m: Any, name: str) -> tuple[int, int]:
     """(rows, cols) of a non-empty rectangular numeric matrix, else TaskError."""
     if isinstance(m, np.ndarray):
         _check_array(m, name, 2)
@@ -79,7 +80,7 @@ def matrix_shape(m: Any, name: str) -> Tuple[int, int]:
     return len(m), cols
 
 
-def _vector_or_matrix(b: Any, name: str) -> Tuple[int, Optional[int]]:
+def _vector_or_matrix(b: Any, name: str) -> tuple[int, int | None]:
     """Shape of a right-hand side: (n, None) for a vector, (n, k) for a matrix."""
     if isinstance(b, np.ndarray) and b.ndim == 1:
         _check_array(b, name, 1)
@@ -91,7 +92,7 @@ def _vector_or_matrix(b: Any, name: str) -> Tuple[int, Optional[int]]:
     return matrix_shape(b, name)
 
 
-def validate_matrices(operation: Any, a: Any, b: Any) -> List[str]:
+def validate_matrices(operation: Any, a: Any, b: Any) -> list[str]:
     """Readable reasons why ``operation`` cannot run on A and B (empty when it can)."""
     try:
         op = matrix_name(operation)
@@ -140,7 +141,7 @@ def _as_given(out: np.ndarray, arrays_in: bool) -> Any:
     return out
 
 
-def split_matrix_op(operation: str, a: Matrix, b: Any, rows_per_chunk: int) -> List[Dict[str, Any]]:
+def split_matrix_op(operation: str, a: Matrix | np.ndarray, b: Any, rows_per_chunk: int) -> list[dict[str, Any]]:
     """Chunk payloads for one matrix task (row blocks of A; one chunk when the op is global)."""
     op = matrix_name(operation)
     if op in SINGLE_CHUNK:
@@ -153,10 +154,12 @@ def split_matrix_op(operation: str, a: Matrix, b: Any, rows_per_chunk: int) -> L
     return payloads
 
 
-def run_matrix_chunk(payload: Dict[str, Any]) -> Dict[str, Any]:
+def run_matrix_chunk(payload: dict[str, Any]) -> dict[str, Any]:
     """Compute one chunk's partial result."""
     op = matrix_name(payload.get("operation"))
-    a, b, offset = payload.get("a"), payload.get("b"), int(payload.get("row_offset", 0))
+    a: Any = payload.get("a")  # checked by matrix_shape below
+    b: Any = payload.get("b")
+    offset = int(payload.get("row_offset", 0))
     matrix_shape(a, "matrix_a")
     if op in ("multiply", "add", "subtract", "elementwise_multiply"):
         errors = validate_matrices(op, a, b)
@@ -172,7 +175,7 @@ def run_matrix_chunk(payload: Dict[str, Any]) -> Dict[str, Any]:
             return {"cols": np.ascontiguousarray(a.T)}
         a = a.tolist()  # trace and norm are exact over Python numbers
     if op == "transpose":
-        return {"cols": [list(col) for col in zip(*a)]}
+        return {"cols": [list(col) for col in zip(*a, strict=False)]}
     if op == "trace":
         diag = []
         for i, row in enumerate(a):
@@ -194,7 +197,7 @@ def run_matrix_chunk(payload: Dict[str, Any]) -> Dict[str, Any]:
     return {"value": value}
 
 
-def aggregate_matrix(operation: str, partials: Sequence[Dict[str, Any]]) -> Any:
+def aggregate_matrix(operation: str, partials: Sequence[dict[str, Any]]) -> Any:
     """Join chunk partials (in chunk order) into the final matrix or number."""
     op = matrix_name(operation)
     if not partials:
@@ -219,7 +222,7 @@ def aggregate_matrix(operation: str, partials: Sequence[Dict[str, Any]]) -> Any:
 ROW_JOINED = ("multiply", "add", "subtract", "elementwise_multiply")
 
 
-def rows_by_reference(operation: str, partial_wires: Sequence[Any]) -> Optional[Dict[str, Any]]:
+def rows_by_reference(operation: str, partial_wires: Sequence[Any]) -> dict[str, Any] | None:
     """The answer's wire form as ``{"$concat": [each chunk's result blob]}`` when the operation's
     answer is its chunks' row blocks stacked and every block is an array blob: the answer then
     names bytes the network already holds and checked, instead of copying and hashing them anew."""
@@ -236,10 +239,10 @@ def rows_by_reference(operation: str, partial_wires: Sequence[Any]) -> Optional[
 
 # ---- inverse, determinant, solve ------------------------------------------------------
 
-def _eliminate(a: Matrix, rhs: List[List[Fraction]]) -> Tuple[Fraction, Optional[List[List[Fraction]]]]:
+def _eliminate(a: Matrix, rhs: list[list[Fraction]]) -> tuple[Fraction, list[list[Fraction]] | None]:
     """Exact Gauss-Jordan over the rationals: (det A, A⁻¹·rhs or None when singular)."""
     n = len(a)
-    m = [[Fraction(x) for x in row] + list(r) for row, r in zip(a, rhs)]
+    m = [[Fraction(x) for x in row] + list(r) for row, r in zip(a, rhs, strict=False)]
     det = Fraction(1)
     for col in range(n):
         pivot = next((r for r in range(col, n) if m[r][col] != 0), None)
@@ -254,7 +257,7 @@ def _eliminate(a: Matrix, rhs: List[List[Fraction]]) -> Tuple[Fraction, Optional
         for r in range(n):
             if r != col and m[r][col] != 0:
                 f = m[r][col]
-                m[r] = [x - f * y for x, y in zip(m[r], m[col])]
+                m[r] = [x - f * y for x, y in zip(m[r], m[col], strict=False)]
     return det, [row[n:] for row in m]
 
 
@@ -281,9 +284,9 @@ def _global_op(op: str, a: Matrix, b: Any) -> Any:
         if op == "determinant":
             return float(np.linalg.det(A))
         if op == "inverse":
-            inv = np.linalg.inv(A)
-            return inv if keep else inv.tolist()
-        x = np.linalg.solve(A, np.asarray(b, dtype=np.float64))
-        return x if keep else x.tolist()
+            inverse = np.linalg.inv(A)
+            return inverse if keep else inverse.tolist()
+        solution = np.linalg.solve(A, np.asarray(b, dtype=np.float64))
+        return solution if keep else solution.tolist()
     except np.linalg.LinAlgError as exc:
         raise TaskError(f"{op}: matrix_a is singular ({exc})") from None

@@ -22,8 +22,9 @@ import binascii
 import io
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -39,12 +40,12 @@ SUPPORTED_MODEL_FORMATS = (".npz",)
 class Model:
     """Layers ``(W, b)`` with their names in the file, and how to read the output."""
 
-    weights: List[np.ndarray]
-    biases: List[np.ndarray]
-    names: List[Tuple[str, str]]
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    names: list[tuple[str, str]]
     activation: str = "relu"
     kind: str = "classifier"
-    labels: Optional[List[Any]] = field(default=None)
+    labels: list[Any] | None = field(default=None)
 
     @property
     def input_dim(self) -> int:
@@ -55,12 +56,12 @@ class Model:
         return int(self.weights[-1].shape[1])
 
     def parameter_count(self) -> int:
-        return int(sum(w.size + b.size for w, b in zip(self.weights, self.biases)))
+        return int(sum(w.size + b.size for w, b in zip(self.weights, self.biases, strict=False)))
 
-    def to_weights(self) -> Dict[str, Any]:
+    def to_weights(self) -> dict[str, Any]:
         """Weights as JSON-friendly lists, keyed by their file names."""
-        out: Dict[str, Any] = {}
-        for (wn, bn), w, b in zip(self.names, self.weights, self.biases):
+        out: dict[str, Any] = {}
+        for (wn, bn), w, b in zip(self.names, self.weights, self.biases, strict=False):
             out[wn], out[bn] = w.tolist(), b.tolist()
         out["activation"] = self.activation
         out["kind"] = self.kind
@@ -83,7 +84,8 @@ def model_from_arrays(arrays: Mapping[str, Any], where: str = "model") -> Model:
         if idx != list(range(1, len(idx) + 1)):
             raise TaskError(f"{where} layers are not numbered 1..{len(idx)}: found W{idx}")
         names = [(f"W{i}", f"b{i}") for i in idx]
-    weights, biases = [], []
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
     for wn, bn in names:
         if bn not in keys:
             raise TaskError(f"{where} has {wn} but no {bn}")
@@ -92,7 +94,8 @@ def model_from_arrays(arrays: Mapping[str, Any], where: str = "model") -> Model:
             raise TaskError(f"{where}: {wn} must be 2-D (in x out) and {bn} 1-D of length out; "
                             f"got {w.shape} and {b.shape}")
         if weights and weights[-1].shape[1] != w.shape[0]:
-            raise TaskError(f"{where}: {wn} takes {w.shape[0]} inputs but the layer before gives {weights[-1].shape[1]}")
+            raise TaskError(f"{where}: {wn} takes {w.shape[0]} inputs "
+                            f"but the layer before gives {weights[-1].shape[1]}")
         if not (np.isfinite(w).all() and np.isfinite(b).all()):
             raise TaskError(f"{where}: {wn}/{bn} hold non-finite values")
         weights.append(w)
@@ -140,8 +143,8 @@ def load_model(spec: Mapping[str, Any], blobs: Mapping[str, bytes] | None = None
 def save_model(path_or_file: Any, weights: Mapping[str, Any]) -> None:
     """Write weights (as returned by a train step or :meth:`Model.to_weights`) to a .npz file."""
     model = model_from_arrays(weights, "weights")
-    arrays: Dict[str, Any] = {}
-    for (wn, bn), w, b in zip(model.names, model.weights, model.biases):
+    arrays: dict[str, Any] = {}
+    for (wn, bn), w, b in zip(model.names, model.weights, model.biases, strict=False):
         arrays[wn], arrays[bn] = w, b
     np.savez(path_or_file, activation=np.array(model.activation), kind=np.array(model.kind), **arrays)
 
@@ -168,13 +171,13 @@ def _act_grad(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.ones_like(z)
 
 
-def forward(model: Model, x: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray], List[np.ndarray]]:
+def forward(model: Model, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """Output (logits or values), with every layer's inputs and pre-activations kept for backprop."""
     if x.ndim != 2 or x.shape[1] != model.input_dim:
         raise TaskError(f"inputs have shape {tuple(x.shape)} but the model takes {model.input_dim} features per row")
     inputs, pre = [], []
     a = x
-    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+    for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=False)):
         inputs.append(a)
         z = a @ w + b
         pre.append(z)
@@ -245,7 +248,7 @@ def _preprocess(x: np.ndarray, steps: Mapping[str, Any]) -> np.ndarray:
     return x
 
 
-def infer(model: Model, x: np.ndarray, return_probabilities: bool = True) -> Dict[str, Any]:
+def infer(model: Model, x: np.ndarray, return_probabilities: bool = True) -> dict[str, Any]:
     """Predictions for rows ``x``; softmax probabilities for a classifier."""
     out, _, _ = forward(model, x)
     if model.kind == "regressor":
@@ -253,7 +256,7 @@ def infer(model: Model, x: np.ndarray, return_probabilities: bool = True) -> Dic
         return {"predictions": values.tolist(), "probabilities": None}
     probs = softmax(out)
     classes = probs.argmax(axis=1)
-    result: Dict[str, Any] = {"predictions": classes.tolist(),
+    result: dict[str, Any] = {"predictions": classes.tolist(),
                               "probabilities": probs.tolist() if return_probabilities else None}
     if model.labels is not None:
         result["labels"] = [model.labels[c] for c in classes]
@@ -279,7 +282,7 @@ def _targets(model: Model, y: Any, n: int, loss: str) -> np.ndarray:
     return arr
 
 
-def loss_and_gradients(model: Model, x: np.ndarray, y: Any, loss: str) -> Tuple[float, List[np.ndarray]]:
+def loss_and_gradients(model: Model, x: np.ndarray, y: Any, loss: str) -> tuple[float, list[np.ndarray]]:
     """Mean loss over the rows and its exact gradient, as ``[dW1, db1, dW2, db2, ...]``."""
     if loss not in LOSSES:
         raise TaskError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
@@ -295,7 +298,7 @@ def loss_and_gradients(model: Model, x: np.ndarray, y: Any, loss: str) -> Tuple[
         diff = out - t
         value = float((diff * diff).mean())
         delta = 2.0 * diff / diff.size
-    grads: List[np.ndarray] = []
+    grads: list[np.ndarray] = []
     for i in range(len(model.weights) - 1, -1, -1):
         grads[:0] = [inputs[i].T @ delta, delta.sum(axis=0)]
         if i:
@@ -307,20 +310,21 @@ def default_loss(model: Model) -> str:
     return "cross_entropy" if model.kind == "classifier" else "mse"
 
 
-def train_shard(model: Model, x: Any, y: Any, loss: Optional[str] = None) -> Dict[str, Any]:
+def train_shard(model: Model, x: Any, y: Any, loss: str | None = None) -> dict[str, Any]:
     """One chunk of a train step: the shard's size, mean loss and gradient."""
     xm = to_matrix(x, "training_data.X")
     value, grads = loss_and_gradients(model, xm, y, loss or default_loss(model))
     names = [name for pair in model.names for name in pair]
-    return {"n": int(xm.shape[0]), "loss": value, "gradients": {k: g.tolist() for k, g in zip(names, grads)}}
+    gradients = {k: g.tolist() for k, g in zip(names, grads, strict=False)}
+    return {"n": int(xm.shape[0]), "loss": value, "gradients": gradients}
 
 
-def combine_gradients(shards: Sequence[Mapping[str, Any]]) -> Tuple[Dict[str, np.ndarray], float, int]:
+def combine_gradients(shards: Sequence[Mapping[str, Any]]) -> tuple[dict[str, np.ndarray], float, int]:
     """Shard-size-weighted mean of shard gradients and losses: the full-batch values."""
     total = sum(int(s["n"]) for s in shards)
     if total == 0:
         raise TaskError("train step has no training rows")
-    grads: Dict[str, np.ndarray] = {}
+    grads: dict[str, np.ndarray] = {}
     loss = 0.0
     for s in shards:
         w = int(s["n"]) / total
@@ -330,12 +334,12 @@ def combine_gradients(shards: Sequence[Mapping[str, Any]]) -> Tuple[Dict[str, np
     return grads, loss, total
 
 
-def apply_step(model: Model, shards: Sequence[Mapping[str, Any]], learning_rate: float) -> Dict[str, Any]:
+def apply_step(model: Model, shards: Sequence[Mapping[str, Any]], learning_rate: float) -> dict[str, Any]:
     """Average the shards' gradients and return the updated weights and the step's loss."""
     grads, loss, total = combine_gradients(shards)
     weights = model.to_weights()
     norm_sq = 0.0
-    for (wn, bn), w, b in zip(model.names, model.weights, model.biases):
+    for (wn, bn), w, b in zip(model.names, model.weights, model.biases, strict=False):
         for name, param in ((wn, w), (bn, b)):
             if name not in grads or np.shape(grads[name]) != param.shape:
                 raise TaskError(f"chunk gradients lack {name} or have the wrong shape")

@@ -10,8 +10,9 @@ given one chunk always report identical bytes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Any, Iterable, List, Tuple
+from typing import Any
 
 from ..errors import TaskError
 
@@ -95,7 +96,7 @@ def exact_product(values: Iterable[Number]) -> Fraction | None:
     return Fraction(num, den)
 
 
-def encode_exact(value: Fraction | int) -> List[int]:
+def encode_exact(value: Fraction | int) -> list[int]:
     """A JSON-friendly exact number: ``[numerator, denominator]`` (denominator > 0)."""
     f = Fraction(value)
     return [f.numerator, f.denominator]
@@ -126,9 +127,9 @@ def finish_number(value: Fraction, integral_inputs: bool) -> Number:
     return to_float(value)
 
 
-def split_ints(values: Iterable[Any], where: str) -> Tuple[List[Number], bool]:
+def split_ints(values: Iterable[Any], where: str) -> tuple[list[Number], bool]:
     """Check every value is a number; return them and whether all are integers."""
-    out: List[Number] = []
+    out: list[Number] = []
     all_int = True
     for i, v in enumerate(values):
         n = check_number(v, f"{where}[{i}]")

@@ -10,8 +10,9 @@ Integer inputs stay exact integers wherever the operation allows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any
 
 from ..errors import TaskError
 from .numbers import Number, check_number, exact_sum, exact_sum_of_squares, finish_number, to_float
@@ -53,7 +54,7 @@ def _sigmoid(x: Number) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-ELEMENTWISE: Dict[str, Callable[[Number], Number]] = {
+ELEMENTWISE: dict[str, Callable[[Number], Number]] = {
     "identity": lambda x: x,
     "square": lambda x: x * x,
     "cube": lambda x: x * x * x,
@@ -78,25 +79,25 @@ ELEMENTWISE: Dict[str, Callable[[Number], Number]] = {
 }
 
 
-def _mean(xs: List[Number]) -> Number:
+def _mean(xs: list[Number]) -> Number:
     if not xs:
         raise TaskError("mean of an empty element")
     if all(isinstance(x, int) for x in xs):
-        return finish_number(Fraction(sum(xs), len(xs)), True)
+        return finish_number(Fraction(sum(x for x in xs if isinstance(x, int)), len(xs)), True)
     return math.fsum(xs) / len(xs)
 
 
-def _sum(xs: List[Number]) -> Number:
+def _sum(xs: list[Number]) -> Number:
     return sum(xs) if all(isinstance(x, int) for x in xs) else math.fsum(xs)
 
 
-def _norm(xs: List[Number]) -> float:
+def _norm(xs: list[Number]) -> float:
     if all(isinstance(x, int) for x in xs):
         return _sqrt(sum(x * x for x in xs))
     return math.sqrt(math.fsum(x * x for x in xs))
 
 
-def _variance(xs: List[Number]) -> Number:
+def _variance(xs: list[Number]) -> Number:
     if not xs:
         raise TaskError("variance of an empty element")
     s = exact_sum(xs)
@@ -104,15 +105,15 @@ def _variance(xs: List[Number]) -> Number:
     return finish_number(var, all(isinstance(x, int) for x in xs))
 
 
-def _extreme(pick: Callable[[List[Number]], Number]) -> Callable[[List[Number]], Number]:
-    def op(xs: List[Number]) -> Number:
+def _extreme(pick: Callable[[list[Number]], Number]) -> Callable[[list[Number]], Number]:
+    def op(xs: list[Number]) -> Number:
         if not xs:
             raise TaskError("min/max of an empty element")
         return pick(xs)
     return op
 
 
-SUMMARY: Dict[str, Callable[[List[Number]], Any]] = {
+SUMMARY: dict[str, Callable[[list[Number]], Any]] = {
     "mean": _mean,
     "sum": _sum,
     "min": _extreme(min),
@@ -165,7 +166,7 @@ def map_element(operation: str, value: Any, where: str = "element") -> Any:
         raise TaskError(f"{where}: {exc}") from None
 
 
-def map_values(operation: str, values: Sequence[Any], offset: int = 0) -> List[Any]:
+def map_values(operation: str, values: Sequence[Any], offset: int = 0) -> list[Any]:
     """Map a list of elements; ``offset`` only makes error messages name the global index."""
     name = map_name(operation)
     return [map_element(name, v, f"data[{offset + i}]") for i, v in enumerate(values)]

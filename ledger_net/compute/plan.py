@@ -18,7 +18,8 @@ A payload is a plain JSON-like dict; ``wire.pack`` makes it float-free for the l
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ DEFAULT_CHUNK_SIZE = {"range_reduce": 1_000_000, "map": 1000, "map_reduce": 1000
 MODEL_KEYS = ("model_path", "model_blob", "weights", "model_dir")
 
 
-def _errors(*checks: Callable[[], Any]) -> List[str]:
+def _errors(*checks: Callable[[], Any]) -> list[str]:
     out = []
     for check in checks:
         try:
@@ -52,7 +53,7 @@ def _need_list(config: Mapping[str, Any], key: str) -> None:
         raise TaskError(f"{key} is empty")
 
 
-def model_spec(config: Mapping[str, Any]) -> Dict[str, Any]:
+def model_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of ``config`` that say where the model comes from."""
     return {k: config[k] for k in MODEL_KEYS if config.get(k) is not None}
 
@@ -78,7 +79,7 @@ def _need_training_data(config: Mapping[str, Any]) -> None:
         raise TaskError(f"learning_rate must be a positive number, got {lr!r}")
 
 
-def validate_config(task_type: str, config: Mapping[str, Any]) -> List[str]:
+def validate_config(task_type: str, config: Mapping[str, Any]) -> list[str]:
     """Readable reasons why this config cannot run (empty list when it can)."""
     c = config
     if task_type == "range_reduce":
@@ -116,12 +117,12 @@ def effective_chunk_size(task_type: str, items: int, chunk_size: int | None) -> 
     return max(size, -(-items // MAX_CHUNKS))
 
 
-def _slices(items: int, size: int) -> List[range]:
+def _slices(items: int, size: int) -> list[range]:
     return [range(i, min(i + size, items)) for i in range(0, items, size)] or [range(0, 0)]
 
 
 def plan_chunks(task_type: str, config: Mapping[str, Any], chunk_size: int | None = None, *,
-                checked: bool = False) -> List[Dict[str, Any]]:
+                checked: bool = False) -> list[dict[str, Any]]:
     """The payload of every chunk, in order. Raises TaskError when the config is invalid
     (``checked=True``: the caller has just validated it; big operands are not walked twice)."""
     errors = [] if checked else validate_config(task_type, config)

@@ -8,7 +8,7 @@ data reduction (see :mod:`reductions`), so ranges merge and finish identically.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from typing import Any
 
 from ..errors import TaskError
 from .numbers import MAX_EXACT_BITS, encode_exact
@@ -83,7 +83,7 @@ def range_partial(operation: str, start: int, end: int) -> State:
     op = reduce_name(operation)
     check_range(start, end)
     n = end - start + 1
-    st: Dict[str, Any] = {"n": n, "int": True}
+    st: dict[str, Any] = {"n": n, "int": True}
     if op in ("sum", "mean", "variance", "std"):
         st["s"] = encode_exact(range_sum(start, end))
     if op in ("sum_of_squares", "variance", "std"):

@@ -12,8 +12,9 @@ the reduction runs position by position (the sum of rows is a row).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ..errors import TaskError
 from .numbers import (
@@ -40,7 +41,7 @@ _ALIASES = {
     "var": "variance", "stdev": "std", "stddev": "std", "or": "any", "and": "all",
 }
 
-State = Dict[str, Any]
+State = dict[str, Any]
 
 
 def reduce_name(operation: Any) -> str:
@@ -147,7 +148,7 @@ def exact_sqrt(value: Fraction) -> float:
 
 # ---- shaped values: numbers, vectors, matrices ---------------------------------------
 
-def shape_of(value: Any, where: str = "value") -> Tuple[int, ...]:
+def shape_of(value: Any, where: str = "value") -> tuple[int, ...]:
     """Shape of a number () or a rectangular nested list; TaskError when ragged."""
     if not isinstance(value, (list, tuple)):
         return ()
@@ -160,11 +161,11 @@ def shape_of(value: Any, where: str = "value") -> Tuple[int, ...]:
     return (len(value),) + inner
 
 
-def flatten(value: Any) -> List[Any]:
+def flatten(value: Any) -> list[Any]:
     """Leaves of a nested list in row-major order."""
     if not isinstance(value, (list, tuple)):
         return [value]
-    out: List[Any] = []
+    out: list[Any] = []
     for item in value:
         out.extend(flatten(item))
     return out
@@ -184,7 +185,7 @@ def partial_reduce(operation: str, values: Sequence[Any], where: str = "data") -
     if not values:
         return {"op": op, "shape": None, "parts": []}
     shape = shape_of(values[0], f"{where}[0]")
-    columns: List[List[Any]]
+    columns: list[list[Any]]
     if shape == ():
         columns = [list(values)]
         for i, v in enumerate(values):
@@ -196,7 +197,7 @@ def partial_reduce(operation: str, values: Sequence[Any], where: str = "data") -
             if shape_of(v, f"{where}[{i}]") != shape:
                 raise TaskError(f"{where}[{i}] has shape {shape_of(v)} but {where}[0] has {shape}")
             flats.append(flatten(v))
-        columns = [list(col) for col in zip(*flats)]
+        columns = [list(col) for col in zip(*flats, strict=False)]
     parts = []
     for col in columns:
         numbers, all_int = split_ints(col, where)
@@ -207,8 +208,8 @@ def partial_reduce(operation: str, values: Sequence[Any], where: str = "data") -
 def merge_partials(operation: str, partials: Iterable[State]) -> State:
     """Merge chunk partials position by position; shapes must agree."""
     op = reduce_name(operation)
-    shape: Optional[List[int]] = None
-    groups: List[List[State]] = []
+    shape: list[int] | None = None
+    groups: list[list[State]] = []
     for p in partials:
         if p.get("op", op) != op:
             raise TaskError(f"cannot merge a {p.get('op')!r} partial into a {op!r} reduction")
@@ -218,7 +219,7 @@ def merge_partials(operation: str, partials: Iterable[State]) -> State:
             shape, groups = list(p["shape"]), [[] for _ in p["parts"]]
         elif list(p["shape"]) != shape:
             raise TaskError(f"chunk values have shape {p['shape']} but earlier chunks had {shape}")
-        for group, part in zip(groups, p["parts"]):
+        for group, part in zip(groups, p["parts"], strict=False):
             group.append(part)
     return {"op": op, "shape": shape, "parts": [merge_states(op, g) for g in groups]}
 

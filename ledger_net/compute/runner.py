@@ -7,7 +7,8 @@ any peer that aggregates the same results reaches the same answer.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import TaskError
 from .matrices import aggregate_matrix, rows_by_reference, run_matrix_chunk
@@ -18,8 +19,8 @@ from .ranges import range_partial
 from .reductions import finish_partial, merge_partials, partial_reduce
 from .wire import unpack
 
-Blobs = Optional[Mapping[str, Any]]
-ChunkResults = Union[Sequence[Any], Mapping[int, Any]]
+Blobs = Mapping[str, Any] | None
+ChunkResults = Sequence[Any] | Mapping[int, Any]
 
 
 def run_chunk(task_type: str, payload: Mapping[str, Any], blobs: Blobs = None, verify: bool = True) -> Any:
@@ -52,14 +53,14 @@ def run_chunk(task_type: str, payload: Mapping[str, Any], blobs: Blobs = None, v
     raise TaskError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
 
 
-def _list(payload: Mapping[str, Any], key: str) -> List[Any]:
+def _list(payload: Mapping[str, Any], key: str) -> list[Any]:
     value = payload.get(key)
     if not isinstance(value, (list, tuple)):
         raise TaskError(f"chunk payload {key!r} must be a list, got {type(value).__name__}")
     return list(value)
 
 
-def _ordered(chunk_results: ChunkResults) -> List[Any]:
+def _ordered(chunk_results: ChunkResults) -> list[Any]:
     if isinstance(chunk_results, Mapping):
         keys = sorted(chunk_results)
         if keys != list(range(len(keys))):
@@ -73,7 +74,8 @@ def aggregate_by_reference(task_type: str, config: Mapping[str, Any], result_wir
     allows it (row-split matrix answers: see :func:`rows_by_reference`); None otherwise, and
     the caller aggregates values with :func:`aggregate`."""
     if task_type == "matrix_ops":
-        return rows_by_reference(config.get("operation"), result_wires)
+        operation: Any = config.get("operation")  # a validated config names one; None is refused below
+        return rows_by_reference(operation, result_wires)
     return None
 
 
@@ -82,6 +84,7 @@ def aggregate(task_type: str, config: Mapping[str, Any], chunk_results: ChunkRes
     results = [unpack(r, blobs) for r in _ordered(chunk_results)]
     if not results:
         raise TaskError(f"{task_type}: no chunk results to aggregate")
+    op: Any  # the config was validated; a missing name is refused by the operation's own check
     if task_type == "range_reduce":
         op = config.get("operation")
         return finish_partial(op, merge_partials(op, results))
@@ -91,9 +94,10 @@ def aggregate(task_type: str, config: Mapping[str, Any], chunk_results: ChunkRes
     if task_type == "map":
         return [x for part in results for x in part]
     if task_type == "matrix_ops":
-        return aggregate_matrix(config.get("operation"), results)
+        op = config.get("operation")
+        return aggregate_matrix(op, results)
     if task_type == "ml_inference":
-        out: Dict[str, Any] = {"predictions": [x for r in results for x in r["predictions"]]}
+        out: dict[str, Any] = {"predictions": [x for r in results for x in r["predictions"]]}
         probs = [r.get("probabilities") for r in results]
         out["probabilities"] = None if any(p is None for p in probs) else [x for p in probs for x in p]
         if all("labels" in r for r in results):

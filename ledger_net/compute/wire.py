@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,8 @@ PARALLEL_HASH_BYTES = 1 << 20
 _HASHERS = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="ledger-hash")
 
 
-def _leaves(value: Any) -> list:
-    out: list = []
+def _leaves(value: Any) -> list[Any]:
+    out: list[Any] = []
     stack = [value]
     while stack:
         v = stack.pop()
@@ -50,7 +51,7 @@ def _leaves(value: Any) -> list:
     return out
 
 
-def _as_blob(value: list, min_items: int) -> np.ndarray | None:
+def _as_blob(value: list[Any], min_items: int) -> np.ndarray | None:
     """The list as an array when it is big, rectangular and of one number type."""
     try:
         arr = np.asarray(value)
@@ -77,11 +78,11 @@ class Packer:
         writing it to disk); otherwise big blobs are only hashed and handed back by ``pack``."""
         self.min_blob_items = min_blob_items
         self.store = store
-        self.blobs: Dict[str, Any] = {}
-        self._arrays: List[Tuple[np.ndarray, str]] = []
-        self._prepared: Dict[int, Tuple[np.ndarray, ArrayBlob]] = {}  # id -> (array, hashed blob)
+        self.blobs: dict[str, Any] = {}
+        self._arrays: list[tuple[np.ndarray, str]] = []
+        self._prepared: dict[int, tuple[np.ndarray, ArrayBlob]] = {}  # id -> (array, hashed blob)
 
-    def pack(self, value: Any) -> Tuple[Any, Dict[str, Any]]:
+    def pack(self, value: Any) -> tuple[Any, dict[str, Any]]:
         """``(wire_value, blobs named by it)``; see the module docstring."""
         self._hash_big_arrays(value)
         before = set(self.blobs)
@@ -92,7 +93,7 @@ class Packer:
     def _hash_big_arrays(self, value: Any) -> None:
         """Hash a value's big arrays side by side (hashlib releases the GIL): two 32 MiB
         operands cost one hash's time, not two."""
-        found: List[np.ndarray] = []
+        found: list[np.ndarray] = []
         stack = [value]
         while stack:
             v = stack.pop()
@@ -107,7 +108,7 @@ class Packer:
             return
         blobs = [ArrayBlob(v) for v in found]
         list(_HASHERS.map(self._keep, blobs))
-        for v, blob in zip(found, blobs):
+        for v, blob in zip(found, blobs, strict=False):
             self._prepared[id(v)] = (v, blob)
 
     def _keep(self, blob: ArrayBlob) -> str:
@@ -132,7 +133,7 @@ class Packer:
             self._arrays.append((blob.array, name))
         return {"$array": name}
 
-    def _rows_of_known(self, arr: np.ndarray) -> list | None:
+    def _rows_of_known(self, arr: np.ndarray) -> list[Any] | None:
         if arr.ndim < 1 or not arr.flags.c_contiguous:
             return None
         start = arr.__array_interface__["data"][0]
@@ -186,7 +187,7 @@ class Packer:
         raise TaskError(f"{type(v).__name__} at {where} cannot travel in a payload")
 
 
-def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> Tuple[Any, Dict[str, Any]]:
+def pack(value: Any, min_blob_items: int = DEFAULT_MIN_BLOB_ITEMS) -> tuple[Any, dict[str, Any]]:
     """Return ``(wire_value, blobs)``; see the module docstring for the rules."""
     return Packer(min_blob_items).pack(value)
 
@@ -246,7 +247,7 @@ def unpack(value: Any, blobs: Mapping[str, Any] | None = None, verify: bool = Tr
 
 def blob_refs(value: Any) -> list[str]:
     """Every blob hash a wire value refers to, in first-seen order (for ``task.submitted.blobs``)."""
-    seen: Dict[str, None] = {}
+    seen: dict[str, None] = {}
     stack = [value]
     while stack:
         v = stack.pop()
