@@ -35,7 +35,7 @@ class CodeBundle:
     stdin: str | bytes | None = None
     args: list[str] = field(default_factory=list)
 
-    def validated(self) -> "CodeBundle":
+    def validated(self) -> CodeBundle:
         """Check names and types up front so a bad bundle fails before any process starts."""
         entry = check_relative_path(self.entrypoint)
         if not isinstance(self.files, dict):

@@ -72,7 +72,7 @@ class Sandbox:
         """Close the executor."""
         await self.executor.close()
 
-    async def __aenter__(self) -> "Sandbox":
+    async def __aenter__(self) -> Sandbox:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -71,7 +71,7 @@ def _stage_binds(stage: tuple[tuple[str, str], ...]) -> None:
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     fds = [os.open(source, os.O_PATH | os.O_CLOEXEC) for source, _ in stage]  # in this namespace
     linux.mount("tmpfs", STAGE_ROOT, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV)
-    for fd, (source, staged) in zip(fds, stage):
+    for fd, (_source, staged) in zip(fds, stage, strict=False):
         if os.path.isdir(f"/proc/self/fd/{fd}"):
             os.mkdir(staged, 0o755)
         else:

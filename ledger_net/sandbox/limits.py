@@ -11,7 +11,7 @@ from ledger_net.errors import SandboxError
 MiB = 1024 * 1024
 
 
-class SandboxType(str, enum.Enum):
+class SandboxType(str, enum.Enum):  # noqa: UP042 -- StrEnum would change str(member) in logs and messages
     """How user code is isolated; the values are the seed's wire names."""
 
     PROCESS_ISOLATION = "process_isolation"
@@ -19,7 +19,7 @@ class SandboxType(str, enum.Enum):
     CONTAINER = "container"
 
     @classmethod
-    def parse(cls, value: "SandboxType | str") -> "SandboxType":
+    def parse(cls, value: SandboxType | str) -> SandboxType:
         """Accept the enum or its string name, so configs and events can carry plain strings."""
         if isinstance(value, cls):
             return value
@@ -36,7 +36,7 @@ class SandboxType(str, enum.Enum):
         return {"process_isolation": 1, "container": 1, "wasm": 2}[self.value]
 
 
-def offered_types(available: list[str], floor: "SandboxType | str", wanted: list[str] | None = None) -> list[str]:
+def offered_types(available: list[str], floor: SandboxType | str, wanted: list[str] | None = None) -> list[str]:
     """The sandbox types a node offers: those it can build (and was told to offer), none below its floor."""
     bottom = SandboxType.parse(floor).strength
     names = [SandboxType.parse(t).value for t in (wanted if wanted is not None else available)]
@@ -47,7 +47,7 @@ def offered_types(available: list[str], floor: "SandboxType | str", wanted: list
     return [t for t in names if SandboxType.parse(t).strength >= bottom]
 
 
-def effective_type(requested: "SandboxType | str | None", floor: "SandboxType | str") -> SandboxType:
+def effective_type(requested: SandboxType | str | None, floor: SandboxType | str) -> SandboxType:
     """What a chunk runs under: the type it asked for, or the floor when it asked for none.
 
     A request weaker than the floor is refused (the node never bids on it; this is the check
@@ -99,14 +99,13 @@ class SandboxLimits:
             raise SandboxError("SandboxLimits.memory_bytes below 16 MiB cannot start any runtime")
         if self.max_open_files < 8:
             raise SandboxError("SandboxLimits.max_open_files must allow at least 8 descriptors")
-        if self.env is not None:
-            if not isinstance(self.env, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
-                for k, v in self.env.items()
-            ):
-                raise SandboxError("SandboxLimits.env must map non-empty names without '=' to strings")
+        if self.env is not None and (not isinstance(self.env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
+            for k, v in self.env.items()
+        )):
+            raise SandboxError("SandboxLimits.env must map non-empty names without '=' to strings")
 
-    def with_changes(self, **changes: Any) -> "SandboxLimits":
+    def with_changes(self, **changes: Any) -> SandboxLimits:
         """A copy with some limits changed (validated like a new instance)."""
         return replace(self, **changes)
 

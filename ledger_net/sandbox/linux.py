@@ -7,6 +7,7 @@ with the real errno, because the child-side setup reports exactly which step the
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -138,10 +139,8 @@ def drop_all_capabilities(last_cap: int) -> None:
         except OSError as exc:
             if exc.errno != 22:  # EINVAL: the kernel does not know this capability
                 raise
-    try:
+    with contextlib.suppress(OSError):  # kernels before 4.3 have no ambient set, so nothing to clear
         prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    except OSError:
-        pass  # kernels before 4.3 have no ambient set, so nothing to clear
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), ctypes.byref(data)), "capset")

@@ -67,6 +67,12 @@ class _CappedReader(asyncio.Protocol):
         return b"".join(self.chunks)
 
 
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    """Resolve ``future`` unless it already is (a reader or thread may fire after a timeout)."""
+    if not future.done():
+        future.set_result(value)
+
+
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -84,7 +90,7 @@ async def _wait_exit(pid: int) -> tuple[int, Any]:
         return status, usage
     try:
         exited = loop.create_future()
-        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        loop.add_reader(pidfd, lambda: _settle(exited, None))
         try:
             await exited
         finally:
@@ -161,7 +167,7 @@ async def run_confined(
     try:
         try:
             status, rusage = await asyncio.wait_for(asyncio.shield(waiter), timeout=wall_time)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             timed_out = not overflow.is_set()
             _kill_group(pid)
             status, rusage = await waiter

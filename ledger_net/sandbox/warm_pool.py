@@ -149,7 +149,7 @@ class WarmWorkerPool:
         self._closed = False
         self.stats = {"jobs": 0, "failed": 0, "respawned": 0}
 
-    async def start(self) -> "WarmWorkerPool":
+    async def start(self) -> WarmWorkerPool:
         """Start all workers (concurrently); raises SandboxError if isolation or imports fail."""
         if self._closed:
             raise SandboxError("the warm pool is closed")
@@ -212,9 +212,10 @@ class WarmWorkerPool:
         self._all.add(worker)
         try:
             status, body = await asyncio.wait_for(worker.read_response(65536), timeout=_START_TIMEOUT)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, OverflowError) as exc:
+        except (TimeoutError, asyncio.IncompleteReadError, OverflowError) as exc:
             await self._retire(worker)
-            raise SandboxError(f"warm worker did not start: {type(exc).__name__}: {worker.stderr_text()[-2000:]}") from exc
+            raise SandboxError(f"warm worker did not start: {type(exc).__name__}: "
+                               f"{worker.stderr_text()[-2000:]}") from exc
         if status != STATUS_OK or body != READY:
             await self._retire(worker)
             why = body.decode(errors="replace") if status == STATUS_FATAL else repr(body[:200])
@@ -282,7 +283,7 @@ class WarmWorkerPool:
         try:
             worker.proc.stdin.write(REQUEST.pack(len(encoded), len(payload)) + encoded + payload)
             status, body = await asyncio.wait_for(self._send_and_read(worker), timeout=wall)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.stats["failed"] += 1
             await self._replace(worker)
             raise WarmJobError(name, REASON_WALL) from None
@@ -328,7 +329,7 @@ class WarmWorkerPool:
         self._all.clear()
         await asyncio.gather(*(w.kill() for w in workers), return_exceptions=True)
 
-    async def __aenter__(self) -> "WarmWorkerPool":
+    async def __aenter__(self) -> WarmWorkerPool:
         return await self.start()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

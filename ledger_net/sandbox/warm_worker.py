@@ -37,7 +37,7 @@ def resolve(path: str) -> Callable[[bytes], bytes]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise TypeError(f"{path!r} is not callable")
-    return obj  # type: ignore[return-value]
+    return obj
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:

@@ -72,6 +72,39 @@ class _Capture:
         return b"".join(self.chunks).decode("utf-8", errors="replace")
 
 
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    """Resolve ``future`` unless it already is (the watchdog may have settled it first)."""
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Fail ``future`` with ``exc`` unless it is already settled."""
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _reason(why: list[str], overflowed: bool, out_of_fuel: bool, trap: str, exit_code: int | None,
+            memory_near_limit: bool) -> str:
+    """Why a run ended badly, first cause first ("" for a clean exit): the watchdog's reason,
+    output overflow, fuel, memory, a trap, a non-zero exit."""
+    if why:
+        return why[0]
+    if overflowed:
+        return REASON_OUTPUT
+    if out_of_fuel:
+        return f"{REASON_CPU} (fuel exhausted)"
+    if trap and ("memory" in trap and ("limit" in trap or "minimum" in trap)):
+        return REASON_MEMORY
+    if exit_code is None and memory_near_limit:
+        return REASON_MEMORY  # trapped with memory at the limit: a memory.grow was refused
+    if trap:
+        return f"trap: {trap}"
+    if exit_code != 0:
+        return f"exited with code {exit_code}"
+    return ""
+
+
 def _trap_text(exc: BaseException) -> str:
     """The informative part of a wasmtime error (its first line is a generic header)."""
     text = str(exc)
@@ -147,10 +180,10 @@ class WasmSandboxExecutor(SandboxExecutor):
             def worker() -> None:
                 try:
                     res = self._run(engine, module, bundle, eff, private.path)
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(res))
+                    loop.call_soon_threadsafe(_settle, done, res)
                 except BaseException as exc:  # delivered to the awaiting coroutine
                     err = exc
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(err))
+                    loop.call_soon_threadsafe(_fail, done, err)
 
             thread = threading.Thread(target=worker, name="wasm-sandbox", daemon=True)
             thread.start()
@@ -162,7 +195,8 @@ class WasmSandboxExecutor(SandboxExecutor):
         result.usage["private_dir_removed"] = not os.path.lexists(private.path)
         return result
 
-    def _run(self, engine: Any, module: Any, bundle: CodeBundle, limits: SandboxLimits, private_dir: str) -> SandboxResult:
+    def _run(self, engine: Any, module: Any, bundle: CodeBundle, limits: SandboxLimits,
+             private_dir: str) -> SandboxResult:
         wt = self.wasmtime
         store = wt.Store(engine)
         fuel = int(limits.cpu_time_seconds * self.fuel_per_cpu_second)
@@ -236,21 +270,9 @@ class WasmSandboxExecutor(SandboxExecutor):
         runtime = time.monotonic() - started
         remaining = store.get_fuel()
 
-        reason = ""
-        if why:
-            reason = why[0]
-        elif out.overflowed or err.overflowed:
-            reason = REASON_OUTPUT
-        elif trap_code == wt.TrapCode.OUT_OF_FUEL:
-            reason = f"{REASON_CPU} (fuel exhausted)"
-        elif trap and ("memory" in trap and ("limit" in trap or "minimum" in trap)):
-            reason = REASON_MEMORY
-        elif exit_code is None and memory_bytes >= limits.memory_bytes * 0.9:
-            reason = REASON_MEMORY  # trapped with memory at the limit: a memory.grow was refused
-        elif trap:
-            reason = f"trap: {trap}"
-        elif exit_code != 0:
-            reason = f"exited with code {exit_code}"
+        overflowed = out.overflowed or err.overflowed
+        out_of_fuel = trap_code == wt.TrapCode.OUT_OF_FUEL
+        reason = _reason(why, overflowed, out_of_fuel, trap, exit_code, memory_bytes >= limits.memory_bytes * 0.9)
         stderr = err.text()
         if trap:
             stderr += ("\n" if stderr and not stderr.endswith("\n") else "") + f"{trap}\n"

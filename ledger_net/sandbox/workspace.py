@@ -20,7 +20,7 @@ class PrivateDir:
         self._base = base
         self.path = ""
 
-    def __enter__(self) -> "PrivateDir":
+    def __enter__(self) -> PrivateDir:
         try:
             self.path = os.path.realpath(tempfile.mkdtemp(prefix=self._prefix, dir=self._base))
         except OSError as exc:
