@@ -8,7 +8,8 @@ earned and spent on tasks; one history row per change, with the running balance.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -34,7 +35,8 @@ class BalancesProjection(Projection):
 
     def reset(self) -> None:
         self.accounts: dict[str, dict[str, int]] = {}
-        self.transit: dict[str, tuple[str, str, int, str]] = {}  # source -> (sender, to, amount, kind)
+        # source -> (sender, to, amount, kind); `to` is None only for a body that names no recipient
+        self.transit: dict[str, tuple[str, str | None, int, str]] = {}
         self.vouchers: dict[str, tuple[str, int]] = {}
         self._dirty: set[str] = set()
         self._new_history: list[dict[str, Any]] = []

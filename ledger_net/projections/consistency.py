@@ -14,8 +14,9 @@ of the whole log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Table, func, select
 
@@ -214,7 +215,7 @@ class StoredCheck:
                            "(a node rebuilds it from the log on start)", "projection": name}
                for name, why in sorted(self.loaded.problems.items())]
         out += self.found
-        for p, q in zip(self.stored, self.fresh):
+        for p, q in zip(self.stored, self.fresh, strict=False):
             if p.name not in self.loaded.problems and p.state_hash() != q.state_hash():
                 out.append({"problem": f"stored projection {p.name}, loaded as a node loads it and folded to "
                                        f"offset {self.offset}, differs from a fresh fold of the log",

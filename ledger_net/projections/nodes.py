@@ -6,7 +6,8 @@ how peers find each other.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select

@@ -21,8 +21,9 @@ Level names (by score): untrusted < 0.2 ≤ low < 0.4 ≤ neutral < 0.6 ≤ trus
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -47,7 +48,7 @@ class ReputationParams:
     penalty_ppm: int = 1_500_000
 
     @classmethod
-    def from_genesis(cls, params: dict[str, Any]) -> "ReputationParams":
+    def from_genesis(cls, params: dict[str, Any]) -> ReputationParams:
         rep = params.get("reputation") or {}
         return cls(**{k: int(v) for k, v in rep.items() if k in cls.__dataclass_fields__})
 

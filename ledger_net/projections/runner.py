@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, delete, tuple_
 

@@ -25,10 +25,11 @@ that the verdict does not name in `deps`; see the strict xfail
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from ..ledger import encoding
 from ..ledger.events import Event
@@ -103,74 +104,95 @@ class TasksProjection(Projection):
 
     # ---------------------------------------------------------------- folding
     def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
+        """Fold one task event; one that broke a rule (``reason``) changes nothing. Events about
+        a task of one owner go to the handler for their type (``_BY_OWNER``)."""
         if reason is not None or not event.type.startswith("task."):
             return
-        b, t = event.body, event.type
-        task_id = b["task_id"]
+        t = event.type
         if t == "task.submitted":
             self._submit(event)
-            return
-        if t == "task.quote":
-            # A quote is an offer on one owner's task: the submission it names in deps.
-            for dep in event.deps:
-                key = self._submissions.get(dep)
-                if key is not None and key[0] == task_id:
-                    task = self._task(*key)
-                    if task is not None and task["status"] == "pending":
-                        task["status"] = "quoted"
-            return
-        if t == "task.chunk_result":
-            owners = sorted({a[1] for a in map(self.assignments.get, event.deps)
-                             if a is not None and a[0] == task_id and a[2] == b["chunk"] and a[3] == event.author})
-            for owner in owners:
-                chunk = self._chunk(task_id, owner, b["chunk"])
-                # Results of one worker follow its own chain order, so the last one wins alike everywhere.
-                if chunk is not None and chunk["worker"] == event.author and chunk["status"] != "accepted":
-                    chunk["status"] = "reported" if b["ok"] else "errored"
-                    chunk["result_hash"] = b.get("result_hash")
-                    chunk["error"] = b.get("error")
-                    chunk["usage"] = _json(b["usage"]) if "usage" in b else None
-            return
-        task = self._task(task_id, event.author)
-        if task is None:
-            return
-        if t == "task.assigned":
-            self.assignments[event.hash] = (task_id, event.author, b["chunk"], b["worker"])
-            self._new_assignments.append({"hash": event.hash, "task_id": task_id, "owner": event.author,
-                                          "chunk": b["chunk"], "worker": b["worker"]})
-            chunk = self._chunk(task_id, event.author, b["chunk"])
-            if chunk is not None:
-                # A re-assignment to the worker that already reported must not undo its report:
-                # whether that report arrives before or after it depends on the peer.
-                same = chunk["worker"] == b["worker"] and chunk["status"] in ("reported", "errored", "accepted")
-                if not same:
-                    chunk.update(status="assigned", worker=b["worker"], error=None)
-                chunk["price"] = b["price"]
-                chunk["attempts"] += 1
-            if task["status"] not in TERMINAL:
-                task["status"] = "running"
-        elif t == "task.chunk_accepted":
-            chunk = self._chunk(task_id, event.author, b["chunk"])
-            if chunk is not None and chunk["status"] != "accepted":
-                chunk.update(status="accepted", payment=chunk["payment"] + b["payment"])
-                if b.get("result_hash"):
-                    chunk["result_hash"] = b["result_hash"]
-                task["chunks_done"] += 1
-            task["paid"] += b["payment"]
-        elif t == "task.chunk_rejected":
-            chunk = self._chunk(task_id, event.author, b["chunk"])
-            if chunk is not None:
-                chunk.update(status="rejected", error=b["reason"])
-            task["chunks_failed"] += 1
-        elif t in ("task.completed", "task.failed", "task.cancelled"):
-            task["status"] = t.split(".")[1]
-            task["refund"] = b["refund"]
-            task["finished_ts"] = event.ts
-            if t == "task.completed":
-                task["result"] = _json(b["result"]) if "result" in b else None
-                task["result_hash"] = b.get("result_hash")
-            else:
-                task["reason"] = b["reason"]
+        elif t == "task.quote":
+            self._quoted(event)
+        elif t == "task.chunk_result":
+            self._reported(event)
+        else:
+            task = self._task(event.body["task_id"], event.author)
+            handler = self._BY_OWNER.get(t)
+            if task is not None and handler is not None:
+                handler(self, task, event)
+
+    def _quoted(self, event: Event) -> None:
+        # A quote is an offer on one owner's task: the submission it names in deps.
+        task_id = event.body["task_id"]
+        for dep in event.deps:
+            key = self._submissions.get(dep)
+            if key is not None and key[0] == task_id:
+                task = self._task(*key)
+                if task is not None and task["status"] == "pending":
+                    task["status"] = "quoted"
+
+    def _reported(self, event: Event) -> None:
+        b, task_id = event.body, event.body["task_id"]
+        owners = sorted({a[1] for a in map(self.assignments.get, event.deps)
+                         if a is not None and a[0] == task_id and a[2] == b["chunk"] and a[3] == event.author})
+        for owner in owners:
+            chunk = self._chunk(task_id, owner, b["chunk"])
+            # Results of one worker follow its own chain order, so the last one wins alike everywhere.
+            if chunk is not None and chunk["worker"] == event.author and chunk["status"] != "accepted":
+                chunk["status"] = "reported" if b["ok"] else "errored"
+                chunk["result_hash"] = b.get("result_hash")
+                chunk["error"] = b.get("error")
+                chunk["usage"] = _json(b["usage"]) if "usage" in b else None
+
+    def _assigned(self, task: dict[str, Any], event: Event) -> None:
+        b, task_id = event.body, event.body["task_id"]
+        self.assignments[event.hash] = (task_id, event.author, b["chunk"], b["worker"])
+        self._new_assignments.append({"hash": event.hash, "task_id": task_id, "owner": event.author,
+                                      "chunk": b["chunk"], "worker": b["worker"]})
+        chunk = self._chunk(task_id, event.author, b["chunk"])
+        if chunk is not None:
+            # A re-assignment to the worker that already reported must not undo its report:
+            # whether that report arrives before or after it depends on the peer.
+            same = chunk["worker"] == b["worker"] and chunk["status"] in ("reported", "errored", "accepted")
+            if not same:
+                chunk.update(status="assigned", worker=b["worker"], error=None)
+            chunk["price"] = b["price"]
+            chunk["attempts"] += 1
+        if task["status"] not in TERMINAL:
+            task["status"] = "running"
+
+    def _accepted(self, task: dict[str, Any], event: Event) -> None:
+        b = event.body
+        chunk = self._chunk(b["task_id"], event.author, b["chunk"])
+        if chunk is not None and chunk["status"] != "accepted":
+            chunk.update(status="accepted", payment=chunk["payment"] + b["payment"])
+            if b.get("result_hash"):
+                chunk["result_hash"] = b["result_hash"]
+            task["chunks_done"] += 1
+        task["paid"] += b["payment"]
+
+    def _rejected(self, task: dict[str, Any], event: Event) -> None:
+        b = event.body
+        chunk = self._chunk(b["task_id"], event.author, b["chunk"])
+        if chunk is not None:
+            chunk.update(status="rejected", error=b["reason"])
+        task["chunks_failed"] += 1
+
+    def _finished(self, task: dict[str, Any], event: Event) -> None:
+        b, t = event.body, event.type
+        task["status"] = t.split(".")[1]
+        task["refund"] = b["refund"]
+        task["finished_ts"] = event.ts
+        if t == "task.completed":
+            task["result"] = _json(b["result"]) if "result" in b else None
+            task["result_hash"] = b.get("result_hash")
+        else:
+            task["reason"] = b["reason"]
+
+    # The owner's events about its own task, by type (other task.* types only mark the task dirty).
+    _BY_OWNER: ClassVar[dict[str, Callable[[TasksProjection, dict[str, Any], Event], None]]] = {
+        "task.assigned": _assigned, "task.chunk_accepted": _accepted, "task.chunk_rejected": _rejected,
+        "task.completed": _finished, "task.failed": _finished, "task.cancelled": _finished}
 
     def _submit(self, event: Event) -> None:
         b, owner = event.body, event.author
@@ -197,15 +219,16 @@ class TasksProjection(Projection):
     def rows(self) -> dict[Any, list[dict[str, Any]]]:
         return {tasks: [dict(task_id=tid, **row) for tid, cands in self.candidates.items() for row in cands.values()],
                 chunks: [dict(task_id=k[0], owner=k[1], chunk=k[2], **v) for k, v in self.owner_chunks.items()],
-                task_assignments: [dict(hash=h, **dict(zip(_ASSIGNMENT_COLS, a)))
+                task_assignments: [dict(hash=h, **dict(zip(_ASSIGNMENT_COLS, a, strict=False)))
                                    for h, a in self.assignments.items()]}
 
-    def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
+    def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         tkeys, ckeys = sorted(self._dirty_tasks), sorted(self._dirty_chunks)
         new = self._new_assignments
-        out = {tasks: (tkeys, [dict(task_id=k[0], **self.candidates[k[0]][k[1]]) for k in tkeys]),
-               chunks: (ckeys, [dict(task_id=k[0], owner=k[1], chunk=k[2], **self.owner_chunks[k]) for k in ckeys]),
-               task_assignments: ([a["hash"] for a in new], new)}
+        out: dict[Table, tuple[list[Any], list[dict[str, Any]]]] = {
+            tasks: (tkeys, [dict(task_id=k[0], **self.candidates[k[0]][k[1]]) for k in tkeys]),
+            chunks: (ckeys, [dict(task_id=k[0], owner=k[1], chunk=k[2], **self.owner_chunks[k]) for k in ckeys]),
+            task_assignments: ([a["hash"] for a in new], new)}
         self._dirty_tasks, self._dirty_chunks, self._new_assignments = set(), set(), []
         return out
 
@@ -217,7 +240,7 @@ class TasksProjection(Projection):
         for row in conn.execute(select(chunks)).mappings():
             self.owner_chunks[(row["task_id"], row["owner"], row["chunk"])] = {c: row[c] for c in _CHUNK_COLS}
         for row in conn.execute(select(task_assignments)).mappings():
-            self.assignments[row["hash"]] = tuple(row[c] for c in _ASSIGNMENT_COLS)  # type: ignore[assignment]
+            self.assignments[row["hash"]] = tuple(row[c] for c in _ASSIGNMENT_COLS)
         for task_id in self.candidates:
             self._crown(task_id)
 
