@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -40,15 +40,15 @@ class CreditTransaction:
     amount: float  # credits moved (always positive; see `delta` for the direction)
     delta: float  # change of the spendable balance
     timestamp: float  # the author's clock, seconds (informative)
-    from_node: Optional[str]
-    to_node: Optional[str]
-    reason: Optional[str] = None
-    task_id: Optional[str] = None
+    from_node: str | None
+    to_node: str | None
+    reason: str | None = None
+    task_id: str | None = None
     balance_after: float = 0.0
     units: int = 0
-    metadata: Dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -125,8 +125,9 @@ class Credits:
         self._append("credit.burned", {"amount": units, "reason": _reason(reason)})
         return True
 
-    def transfer_credits(self, to_node: str, amount: float) -> bool:
-        """Send credits to a node key, or to a name as a voucher (see the module doc)."""
+    def transfer_credits(self, to_node: str, amount: float | str) -> bool:
+        """Send credits to a node key, or to a name as a voucher (see the module doc). ``amount``
+        may be a decimal string (the control API passes one through), read exactly by `to_units`."""
         if not isinstance(to_node, str) or not to_node.strip() or len(to_node) > MAX_NAME:
             raise CreditError(f"recipient must be a node id or a name of 1..{MAX_NAME} characters")
         if to_node != to_node.strip() or any(ord(c) < 32 for c in to_node):
@@ -164,7 +165,7 @@ class Credits:
         return total
 
     # ---------------------------------------------------------------- vouchers
-    def open_vouchers(self) -> List[Dict[str, Any]]:
+    def open_vouchers(self) -> list[dict[str, Any]]:
         return [{"voucher_id": h, "name": name, "amount": to_credits(units, self.decimals)}
                 for h, (issuer, name, units) in self.ledger.state.vouchers.items() if issuer == self.node_id]
 
@@ -181,7 +182,7 @@ class Credits:
         return True
 
     # ---------------------------------------------------------------- history
-    def get_transaction_history(self, limit: int = 100) -> List[CreditTransaction]:
+    def get_transaction_history(self, limit: int = 100) -> list[CreditTransaction]:
         """This account's changes, newest first."""
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise CreditError("limit must be a non-negative integer")
@@ -191,7 +192,7 @@ class Credits:
         with self.ledger.store.engine.connect() as conn:
             return [self._transaction(row) for row in conn.execute(stmt).mappings()]
 
-    def get_transaction_details(self, transaction_id: str) -> Optional[CreditTransaction]:
+    def get_transaction_details(self, transaction_id: str) -> CreditTransaction | None:
         if not isinstance(transaction_id, str):
             raise CreditError("transaction_id must be an event hash")
         self.runner.flush()
@@ -213,7 +214,7 @@ class Credits:
             balance_after=to_credits(row["balance_after"], self.decimals), units=row["amount"])
 
     # ---------------------------------------------------------------- analytics
-    def get_credit_metrics(self) -> Dict[str, Any]:
+    def get_credit_metrics(self) -> dict[str, Any]:
         acct = self.runner["balances"].accounts.get(self.node_id, {})
         units = lambda key: to_credits(acct.get(key, 0), self.decimals)  # noqa: E731
         supply = self.ledger.state.supply()
@@ -242,7 +243,7 @@ class Credits:
             return conn.execute(select(func.count()).select_from(credit_history).where(
                 credit_history.c.account == self.node_id)).scalar_one()
 
-    def predict_credit_flow(self, days: int = 30) -> Dict[str, Any]:
+    def predict_credit_flow(self, days: int = 30) -> dict[str, Any]:
         """Project the balance `days` ahead from the average daily flow seen so far.
 
         The authors' clocks are informative only; so is this forecast."""
@@ -251,10 +252,7 @@ class Credits:
         history = self.get_transaction_history(limit=10_000)
         inflow = sum(t.delta for t in history if t.delta > 0)
         outflow = -sum(t.delta for t in history if t.delta < 0)
-        if history:
-            span_days = max((time.time() - min(t.timestamp for t in history)) / 86400.0, 1.0)
-        else:
-            span_days = 1.0
+        span_days = max((time.time() - min(t.timestamp for t in history)) / 86400.0, 1.0) if history else 1.0
         net_daily = (inflow - outflow) / span_days
         balance = self.get_balance()
         return {

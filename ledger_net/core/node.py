@@ -22,14 +22,16 @@ peer operations need a running node.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import math
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import psutil
 
@@ -54,7 +56,7 @@ def _number(value: Any, what: str, *, lo: float = 0.0) -> float:
     return float(value)
 
 
-def _names(value: Any, what: str) -> List[str]:
+def _names(value: Any, what: str) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
         raise NodeError(f"{what} must be a list of names, got {value!r}")
     out = []
@@ -76,8 +78,8 @@ class Capabilities:
     disk_gb: float = 10.0
     gpu_score: float = 0.0
     max_concurrent_tasks: int = 4
-    task_types: List[str] = dataclasses.field(default_factory=lambda: list(ALL_TASK_TYPES))
-    sandbox_types: List[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_SANDBOX_TYPES))
+    task_types: list[str] = dataclasses.field(default_factory=lambda: list(ALL_TASK_TYPES))
+    sandbox_types: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_SANDBOX_TYPES))
 
     def __post_init__(self) -> None:
         self.cpu_score = _number(self.cpu_score, "cpu_score")
@@ -90,13 +92,13 @@ class Capabilities:
         self.task_types = _names(self.task_types, "task_types")
         self.sandbox_types = _names(self.sandbox_types, "sandbox_types")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The seed's float form (for status, WebSocket updates, users)."""
         return {"cpu_score": self.cpu_score, "ram_gb": self.ram_gb, "disk_gb": self.disk_gb,
                 "gpu_score": self.gpu_score, "max_concurrent_tasks": self.max_concurrent_tasks,
                 "task_types": list(self.task_types), "sandbox_types": list(self.sandbox_types)}
 
-    def to_ledger(self) -> Dict[str, Any]:
+    def to_ledger(self) -> dict[str, Any]:
         """Integer-only form for signed events: scores in thousandths, sizes in MiB."""
         return {"cpu_milli": round(self.cpu_score * 1000), "ram_mb": round(self.ram_gb * MIB_PER_GB),
                 "disk_mb": round(self.disk_gb * MIB_PER_GB), "gpu_milli": round(self.gpu_score * 1000),
@@ -104,7 +106,7 @@ class Capabilities:
                 "sandbox_types": list(self.sandbox_types)}
 
     @classmethod
-    def from_ledger(cls, data: Mapping[str, Any]) -> "Capabilities":
+    def from_ledger(cls, data: Mapping[str, Any]) -> Capabilities:
         """Parse the integer form another node signed; malformed input raises NodeError."""
         if not isinstance(data, Mapping):
             raise NodeError(f"ledger capabilities must be an object, got {type(data).__name__}")
@@ -122,7 +124,7 @@ class Capabilities:
                    sandbox_types=list(data.get("sandbox_types", DEFAULT_SANDBOX_TYPES)))
 
     @classmethod
-    def from_any(cls, value: "Capabilities | Mapping[str, Any]") -> "Capabilities":
+    def from_any(cls, value: Capabilities | Mapping[str, Any]) -> Capabilities:
         """A Capabilities from itself, the ledger's integer form or the seed's float form."""
         if isinstance(value, Capabilities):
             return value
@@ -136,7 +138,7 @@ class Capabilities:
         return cls(**dict(value))
 
     @classmethod
-    def detect(cls, path: str | None = None) -> "Capabilities":
+    def detect(cls, path: str | None = None) -> Capabilities:
         """Measure this machine with psutil: cores, memory, free disk where work files go.
 
         GPUs are not probed (gpu_score 0). Sandbox types are offered when their mechanism is
@@ -159,7 +161,7 @@ class Capabilities:
 
 
 # --------------------------------------------------------------------------- requirements
-_REQ_LIMITS: Dict[str, tuple[float, Optional[float], bool]] = {
+_REQ_LIMITS: dict[str, tuple[float, float | None, bool]] = {
     # key: (lowest, highest, lowest allowed?)
     "cpu_percent": (0.0, 100.0, True),
     "gpu_percent": (0.0, 100.0, True),
@@ -169,7 +171,7 @@ _REQ_LIMITS: Dict[str, tuple[float, Optional[float], bool]] = {
 }
 
 
-def validate_requirements(requirements: Any) -> Dict[str, Any]:
+def validate_requirements(requirements: Any) -> dict[str, Any]:
     """Check a task's requirements for shape; NodeError names what is malformed.
 
     Unknown keys (``max_price``, ``work_units``, …) are other components' business and pass.
@@ -195,15 +197,15 @@ def validate_requirements(requirements: Any) -> Dict[str, Any]:
 
 
 def unmet_requirements(capabilities: Capabilities, requirements: Mapping[str, Any], *, active_tasks: int = 0,
-                       cpu_used_percent: Optional[float] = None,
-                       ram_available_gb: Optional[float] = None) -> List[str]:
+                       cpu_used_percent: float | None = None,
+                       ram_available_gb: float | None = None) -> list[str]:
     """Why a node with these capabilities cannot take a task now (empty list: it can).
 
     The live measures are optional so the router can apply the same rules to capabilities read
     from the ledger, where only the static ones are known.
     """
     req = validate_requirements(requirements)
-    reasons: List[str] = []
+    reasons: list[str] = []
     if active_tasks >= capabilities.max_concurrent_tasks:
         reasons.append(f"busy: {active_tasks} of {capabilities.max_concurrent_tasks} task slots in use")
     cpu = req.get("cpu_percent")
@@ -292,7 +294,7 @@ class PeerDirectory(Protocol):
 
     async def disconnect(self, peer_id: str) -> bool: ...
 
-    def list(self) -> List[Dict[str, Any]]: ...
+    def list(self) -> builtins.list[dict[str, Any]]: ...
 
 
 # --------------------------------------------------------------------------- node
@@ -305,7 +307,7 @@ def _label(value: Any, what: str, max_len: int) -> str:
 class Node:
     """One machine of the network: capabilities, live load, task slots, ledger presence and peers."""
 
-    def __init__(self, node_id: str, host: str, port: int, capabilities: Optional[Capabilities] = None,
+    def __init__(self, node_id: str, host: str, port: int, capabilities: Capabilities | None = None,
                  node_type: str = "client") -> None:
         self.node_id = _label(node_id, "node_id", MAX_LABEL)
         self.host = _label(host, "host", 255)
@@ -317,12 +319,12 @@ class Node:
         self.capabilities: Capabilities = capabilities or Capabilities.detect()
         self.node_type = _label(node_type, "node_type", 32)
         self.probe = LoadProbe()
-        self.ledger: Optional[Ledger] = None
-        self.runner: Optional[ProjectionRunner] = None
-        self.peers: Optional[PeerDirectory] = None
+        self.ledger: Ledger | None = None
+        self.runner: ProjectionRunner | None = None
+        self.peers: PeerDirectory | None = None
         self._bound = False
         self._online = False
-        self._started_at: Optional[float] = None
+        self._started_at: float | None = None
         self._active = 0
         self._lock = threading.Lock()
 
@@ -340,11 +342,11 @@ class Node:
         return self._bound
 
     @property
-    def ledger_id(self) -> Optional[str]:
+    def ledger_id(self) -> str | None:
         """The ledger key that is this node's identity (None for a standalone node not yet started)."""
         return self.ledger.node_id if self.ledger is not None else None
 
-    def bind(self, ledger: Ledger, runner: ProjectionRunner, peers: Optional[PeerDirectory] = None) -> None:
+    def bind(self, ledger: Ledger, runner: ProjectionRunner, peers: PeerDirectory | None = None) -> None:
         """Attach the node to a network's ledger (and its peer table); only while stopped."""
         if self._online:
             raise NodeError(f"node {self.node_id} is running; stop it before binding it to another ledger")
@@ -382,7 +384,7 @@ class Node:
         self._append("node.left", {"reason": str(reason)[:4096]})
         await self.stop()
 
-    def _recorded(self) -> Optional[Dict[str, Any]]:
+    def _recorded(self) -> dict[str, Any] | None:
         assert self.runner is not None and self.ledger is not None
         return self.runner["nodes"].nodes.get(self.ledger.node_id)
 
@@ -396,7 +398,7 @@ class Node:
             self._append("node.joined", {"name": self.node_id, "url": self.url, "capabilities": caps,
                                          "node_type": self.node_type})
             return
-        changed: Dict[str, Any] = {}
+        changed: dict[str, Any] = {}
         if row["name"] != self.node_id:
             changed["name"] = self.node_id
         if row["url"] != self.url:
@@ -406,14 +408,14 @@ class Node:
         if changed:
             self._append("node.updated", changed)
 
-    def _append(self, type_: str, body: Dict[str, Any]) -> None:
+    def _append(self, type_: str, body: dict[str, Any]) -> None:
         assert self.ledger is not None
         try:
             self.ledger.append(type_, body)
         except LedgerError as exc:
             raise NodeError(f"node {self.node_id} could not record {type_}: {exc}") from exc
 
-    async def get_status(self) -> Dict[str, Any]:
+    async def get_status(self) -> dict[str, Any]:
         """Everything about the node at a glance (works before start, too)."""
         return {"node_id": self.node_id, "host": self.host, "port": self.port, "url": self.url,
                 "node_type": self.node_type, "status": "online" if self._online else "offline",
@@ -427,7 +429,7 @@ class Node:
         return time.monotonic() - self._started_at if self._started_at is not None else 0.0
 
     # ------------------------------------------------------------- capabilities and load
-    def update_capabilities(self, capabilities: Dict[str, Any]) -> None:
+    def update_capabilities(self, capabilities: Capabilities | Mapping[str, Any]) -> None:
         """Change some capabilities (seed float names); a running node records ``node.updated``."""
         if isinstance(capabilities, Capabilities):
             new = dataclasses.replace(capabilities)
@@ -444,7 +446,7 @@ class Node:
         if self._online and new.to_ledger() != before:
             self._append("node.updated", {"capabilities": new.to_ledger()})
 
-    def get_current_load(self) -> Dict[str, float]:
+    def get_current_load(self) -> dict[str, float]:
         """Live load: CPU and RAM from psutil, plus this node's task slots."""
         system, external = self.probe.cpu()
         ram_percent, ram_available = self.probe.memory()
@@ -461,7 +463,7 @@ class Node:
         ratio = min(1.0, load["load_ratio"])
         return min(PPM, max(round(ratio * PPM), round(load["cpu_percent"] * 10_000)))
 
-    def publish_load(self) -> Dict[str, int]:
+    def publish_load(self) -> dict[str, int]:
         """Record the current load in the ledger (``node.updated``) as integers; returns what was written."""
         if not self._online:
             raise NodeError(f"node {self.node_id} is not running")
@@ -471,7 +473,7 @@ class Node:
         self._append("node.updated", {"load": body})
         return body
 
-    def unmet_requirements(self, task_requirements: Dict[str, Any]) -> List[str]:
+    def unmet_requirements(self, task_requirements: dict[str, Any]) -> list[str]:
         """Why this node cannot take the task now (empty: it can). Malformed requirements: NodeError."""
         if not self._online:
             validate_requirements(task_requirements)
@@ -481,12 +483,12 @@ class Node:
         return unmet_requirements(self.capabilities, task_requirements, active_tasks=self._active,
                                   cpu_used_percent=external, ram_available_gb=ram_available)
 
-    def is_available_for_task(self, task_requirements: Dict[str, Any]) -> bool:
+    def is_available_for_task(self, task_requirements: dict[str, Any]) -> bool:
         """True when the node is running, has a free slot, enough free CPU and RAM, and offers
         the task's type, sandbox and GPU if asked. Malformed requirements raise NodeError."""
         return not self.unmet_requirements(task_requirements)
 
-    def can_run(self, task_type: str, requirements: Optional[Mapping[str, Any]] = None) -> bool:
+    def can_run(self, task_type: str, requirements: Mapping[str, Any] | None = None) -> bool:
         """Should this node bid on a (possibly foreign) task? Malformed requirements mean no, not an error."""
         try:
             return self.is_available_for_task({**dict(requirements or {}), "task_type": task_type})
@@ -560,7 +562,7 @@ class Node:
         assert self.peers is not None
         return bool(await self.peers.disconnect(target))
 
-    def get_peer_list(self) -> List[Dict[str, Any]]:
+    def get_peer_list(self) -> list[dict[str, Any]]:
         """Peers the network layer knows (empty for a standalone node)."""
         return list(self.peers.list()) if self.peers is not None else []
 
