@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mmap
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from ..compute import blob_hash, blob_refs, unpack
 from ..errors import TaskError

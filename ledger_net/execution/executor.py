@@ -9,17 +9,18 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
-from pathlib import Path
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any
 
 from ..errors import LedgerNetError, SandboxError
+from ..sandbox import view
 from ..sandbox.bundle import CodeBundle
 from ..sandbox.execution import SandboxExecutorFactory
 from ..sandbox.limits import SandboxLimits, SandboxType, effective_type
-from ..sandbox import view
 from ..sandbox.warm_pool import WarmWorkerPool
 from .blobs import FileBlob
 from .framing import decode_frame, encode_frame

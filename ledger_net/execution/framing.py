@@ -7,7 +7,8 @@ lists; the header names them in order and the bytes follow back to back.
 from __future__ import annotations
 
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 

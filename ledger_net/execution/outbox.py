@@ -9,7 +9,8 @@ by one), so one bad decision never sinks a step's others.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import LedgerError
 from ..ledger.chain import Ledger
@@ -62,7 +63,7 @@ class Outbox:
                 except LedgerError as one:
                     log.warning("dropped %s for %s: %s", item[0], item[1].get("task_id", "?"), one)
                     events.append(None)
-        for callback, event in zip(callbacks, events):
+        for callback, event in zip(callbacks, events, strict=False):
             if callback is not None:
                 try:
                     callback(event)
