@@ -32,9 +32,8 @@ def _check(value: Any, path: str = "$", depth: int = 0) -> None:
         if not INT_MIN <= value <= INT_MAX:
             raise EncodingError(f"integer at {path} is outside signed 64 bits")
         return
-    if kind is dict or kind is list or kind is tuple:
-        if depth >= MAX_DEPTH:
-            raise EncodingError(f"value at {path} is nested deeper than {MAX_DEPTH} levels")
+    if (kind is dict or kind is list or kind is tuple) and depth >= MAX_DEPTH:
+        raise EncodingError(f"value at {path} is nested deeper than {MAX_DEPTH} levels")
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:

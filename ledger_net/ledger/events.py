@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -70,7 +71,7 @@ class Event:
         body: dict[str, Any],
         deps: Iterable[str] = (),
         ts: int | None = None,
-    ) -> "Event":
+    ) -> Event:
         """Validate, encode, hash and sign a new event of `identity`'s chain."""
         envelope = {
             "v": FORMAT_VERSION,
@@ -90,7 +91,7 @@ class Event:
         return cls._from_envelope(envelope, raw, digest.hex(), identity.sign(digest))
 
     @classmethod
-    def from_wire(cls, raw: bytes, sig: bytes) -> "Event":
+    def from_wire(cls, raw: bytes, sig: bytes) -> Event:
         """Parse received bytes; checks form and schema, not the signature (see `verify_signature`)."""
         if not isinstance(raw, (bytes, bytearray)):
             raise EncodingError("event bytes missing")
@@ -105,14 +106,14 @@ class Event:
         return cls._from_envelope(envelope, raw, encoding.content_hash(raw), bytes(sig))
 
     @classmethod
-    def from_stored(cls, raw: bytes, sig: bytes, hash_: str) -> "Event":
+    def from_stored(cls, raw: bytes, sig: bytes, hash_: str) -> Event:
         """Trusted fast path for rows of the local store only (rebuilds, replays): they were
         checked in full (canonical form, schema, hash, signature) before they were stored,
         so they are parsed without re-checking. Never use it for bytes from a peer."""
         return cls._from_envelope(orjson.loads(raw), bytes(raw), hash_, bytes(sig))
 
     @classmethod
-    def from_json(cls, item: Any) -> "Event":
+    def from_json(cls, item: Any) -> Event:
         """Parse the wire object `{"raw": <canonical JSON text>, "sig": <hex>}`."""
         if not isinstance(item, dict) or not isinstance(item.get("raw"), str) or not isinstance(item.get("sig"), str):
             raise EncodingError('an event travels as {"raw": "<canonical json>", "sig": "<hex>"}')
@@ -123,7 +124,7 @@ class Event:
         return cls.from_wire(item["raw"].encode("utf-8"), sig)
 
     @classmethod
-    def _from_envelope(cls, env: dict[str, Any], raw: bytes, hash_: str, sig: bytes) -> "Event":
+    def _from_envelope(cls, env: dict[str, Any], raw: bytes, hash_: str, sig: bytes) -> Event:
         return cls(env["net"], env["author"], env["seq"], env["prev"], tuple(env["deps"]), env["type"],
                    env["body"], env["ts"], raw, hash_, sig)
 

@@ -22,7 +22,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
@@ -59,8 +59,9 @@ class Passphrase:
     cannot leak through a log line, a traceback's locals or an error message."""
 
     __slots__ = ("_value",)
+    _value: bytes
 
-    def __init__(self, value: Union[str, bytes, "Passphrase"]) -> None:
+    def __init__(self, value: str | bytes | Passphrase) -> None:
         if isinstance(value, Passphrase):
             value = value._value
         if isinstance(value, str):
@@ -84,7 +85,7 @@ class Passphrase:
         raise TypeError("a Passphrase is not picklable")
 
 
-PassphraseLike = Union[str, bytes, Passphrase]
+PassphraseLike = str | bytes | Passphrase
 
 
 class Identity:
@@ -105,11 +106,11 @@ class Identity:
         self.node_id = self.public_key.hex()
 
     @classmethod
-    def generate(cls) -> "Identity":
+    def generate(cls) -> Identity:
         return cls(nacl.signing.SigningKey.generate())
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> "Identity":
+    def from_seed(cls, seed: bytes) -> Identity:
         """A deterministic identity (test vectors, reproducible demos)."""
         if len(seed) != 32:
             raise NodeError("an ed25519 seed is exactly 32 bytes")
@@ -117,7 +118,7 @@ class Identity:
 
     @classmethod
     def load_or_create(cls, data_dir: str | os.PathLike[str], passphrase: PassphraseLike | None = None, *,
-                       opslimit: int = DEFAULT_OPSLIMIT, memlimit: int = DEFAULT_MEMLIMIT) -> "Identity":
+                       opslimit: int = DEFAULT_OPSLIMIT, memlimit: int = DEFAULT_MEMLIMIT) -> Identity:
         """Read the node's key from its data directory, creating it (mode 0600) once.
 
         With a passphrase a new key is written sealed (argon2id at `opslimit`/`memlimit`,
@@ -131,7 +132,7 @@ class Identity:
         return identity
 
     @classmethod
-    def load(cls, data_dir: str | os.PathLike[str], passphrase: PassphraseLike | None = None) -> "Identity":
+    def load(cls, data_dir: str | os.PathLike[str], passphrase: PassphraseLike | None = None) -> Identity:
         """Open an existing key able to sign; NodeError if it is missing, damaged, sealed
         and no passphrase was given, or the passphrase is wrong."""
         path = Path(data_dir) / KEY_FILE
@@ -147,7 +148,7 @@ class Identity:
         return cls._unseal(path, _parse_sealed(path, text), Passphrase(passphrase))
 
     @classmethod
-    def public_of(cls, data_dir: str | os.PathLike[str]) -> "Identity":
+    def public_of(cls, data_dir: str | os.PathLike[str]) -> Identity:
         """The node's identity for reading: a plain key in full, a sealed one as its public
         key only (read-only commands need the node id, never the passphrase)."""
         path = Path(data_dir) / KEY_FILE
@@ -157,14 +158,14 @@ class Identity:
         return cls(None, _parse_sealed(path, text)["public_key"])
 
     @classmethod
-    def _from_plain(cls, path: Path, text: str) -> "Identity":
+    def _from_plain(cls, path: Path, text: str) -> Identity:
         try:
             return cls.from_seed(bytes.fromhex(text.strip()))
         except (ValueError, NodeError):
             raise NodeError(f"{path} does not hold a hex ed25519 seed") from None
 
     @classmethod
-    def _unseal(cls, path: Path, sealed: dict[str, Any], passphrase: Passphrase) -> "Identity":
+    def _unseal(cls, path: Path, sealed: dict[str, Any], passphrase: Passphrase) -> Identity:
         key = _argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase.reveal(), sealed["salt"],
                             opslimit=sealed["opslimit"], memlimit=sealed["memlimit"])
         try:

@@ -50,7 +50,7 @@ class Holder:
     started_at: int  # unix seconds
 
     @classmethod
-    def me(cls, url: str | None = None) -> "Holder":
+    def me(cls, url: str | None = None) -> Holder:
         return cls(pid=os.getpid(), host=socket.gethostname(), url=url, started_at=int(time.time()))
 
     def describe(self) -> str:
@@ -144,7 +144,7 @@ class NodeLock:
         self._node_id: str | None = None
 
     # ------------------------------------------------------------ data dir
-    def acquire(self) -> "NodeLock":
+    def acquire(self) -> NodeLock:
         """Lock the data dir, or raise NodeLockedError naming the process that has it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self._dir_lock.try_acquire():
@@ -171,7 +171,7 @@ class NodeLock:
                 conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             except SQLAlchemyError as exc:
                 engine.dispose()
-                detail = " ".join(str(exc.orig or exc).split("\n")[0].split())
+                detail = " ".join(str(getattr(exc, "orig", None) or exc).split("\n")[0].split())  # DBAPIError has .orig
                 raise NodeError(f"cannot open the database {shown}: {detail}") from None
             if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar():
                 holder = _recorded(conn)
@@ -190,7 +190,7 @@ class NodeLock:
                 lock.write(self.holder)
                 self._db_file_lock = lock
 
-    def record(self, store: Store, node_id: str, url: str) -> None:
+    def record(self, store: Store, node_id: str, url: str | None) -> None:
         """Name this process, now serving `url`, in the lock file and in `node_holders`
         (once the books are open and migrated), for the line that refuses a second start."""
         self.holder = Holder(pid=self.holder.pid, host=self.holder.host, url=url, started_at=self.holder.started_at)

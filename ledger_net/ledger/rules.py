@@ -18,8 +18,9 @@ minted == Σ balance + Σ escrow + Σ in_transit + Σ vouchers + burnt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ChainError
 from .events import GENESIS, Event

@@ -8,8 +8,9 @@ which sees the event's causal past.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import SchemaError
 from .identity import is_public_key
