@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -67,7 +68,7 @@ class PricingParams:
         object.__setattr__(self, "priority_ppm", factors)
 
     @classmethod
-    def from_genesis(cls, params: Mapping[str, Any]) -> "PricingParams":
+    def from_genesis(cls, params: Mapping[str, Any]) -> PricingParams:
         given = dict(params.get("pricing") or {})
         if "priority_ppm" in given:
             given["priority_ppm"] = tuple(given["priority_ppm"])
@@ -95,7 +96,7 @@ class MarketSnapshot:
     reputation_ppm: int    # the quoting node's reputation
     load_ppm: int          # the quoting node's load
 
-    def as_dict(self) -> Dict[str, int]:
+    def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 
 
@@ -104,11 +105,11 @@ class Quote:
     """A price for one chunk (base units) and every integer it was derived from."""
 
     price: int
-    inputs: Dict[str, int]
+    inputs: dict[str, int]
 
-    def event_body(self, task_id: str, chunks: Optional[list[int]] = None) -> Dict[str, Any]:
+    def event_body(self, task_id: str, chunks: list[int] | None = None) -> dict[str, Any]:
         """The ``task.quote`` body carrying this quote."""
-        body: Dict[str, Any] = {"task_id": task_id, "price": self.price, "inputs": dict(self.inputs)}
+        body: dict[str, Any] = {"task_id": task_id, "price": self.price, "inputs": dict(self.inputs)}
         if chunks is not None:
             body["chunks"] = sorted(chunks)
         return body
@@ -130,8 +131,8 @@ def _capacity_of(capabilities_json: str) -> int:
 class PricingEngine:
     """Quotes chunk prices from the projections; re-derives anyone's quote from its inputs."""
 
-    def __init__(self, runner: Any = None, node_id: Optional[str] = None, *,
-                 params: Optional[PricingParams] = None) -> None:
+    def __init__(self, runner: Any = None, node_id: str | None = None, *,
+                 params: PricingParams | None = None) -> None:
         self.runner = runner
         self.node_id = node_id
         if params is None and runner is not None:
@@ -143,7 +144,7 @@ class PricingEngine:
         self._unit = 10 ** (decimals if isinstance(decimals, int) else 6)  # base units per credit
 
     # ------------------------------------------------------------------ market
-    def snapshot(self, runner: Any = None, node_id: Optional[str] = None, load_ppm: int = 0) -> MarketSnapshot:
+    def snapshot(self, runner: Any = None, node_id: str | None = None, load_ppm: int = 0) -> MarketSnapshot:
         """Supply, demand and the quoter's standing from the nodes, tasks and reputation projections.
 
         Supply = Σ over online, unforked nodes of max(0, max_concurrent_tasks − chunks assigned to it
@@ -160,7 +161,7 @@ class PricingEngine:
         tasks = runner["tasks"]
         slots = {key: _capacity_of(row["capabilities"]) for key, row in nodes.items()
                  if row["status"] == "online" and row["forked_at"] is None}
-        busy: Dict[str, int] = {}
+        busy: dict[str, int] = {}
         demand = 0
         for task_id, task in tasks.tasks.items():
             if task["status"] in CLOSED_TASK_STATES:
@@ -178,7 +179,7 @@ class PricingEngine:
                               reputation_ppm=int(reputation), load_ppm=load_ppm)
 
     # ------------------------------------------------------------------ quoting
-    def inputs_for(self, work_units: int, priority: Any, market: MarketSnapshot) -> Dict[str, int]:
+    def inputs_for(self, work_units: int, priority: Any, market: MarketSnapshot) -> dict[str, int]:
         """The integers a quote names: what was observed plus the constants applied."""
         p = self.params
         return {"v": FORMULA_VERSION, "work_units": _whole(work_units, "work_units"),
@@ -189,7 +190,7 @@ class PricingEngine:
                 "load_premium_ppm": p.load_premium_ppm}
 
     def quote(self, *, work_units: int, priority: Any = TaskPriority.NORMAL, market: MarketSnapshot,
-              max_price: Optional[int] = None) -> Optional[Quote]:
+              max_price: int | None = None) -> Quote | None:
         """This node's price for one chunk, or None when it exceeds ``max_price`` (base units)."""
         inputs = self.inputs_for(work_units, priority, market)
         price = self.price_from_inputs(inputs)
@@ -197,8 +198,8 @@ class PricingEngine:
             return None
         return Quote(price, inputs)
 
-    def quote_task(self, runner: Any, node_id: Optional[str], *, work_units: int, priority: Any = TaskPriority.NORMAL,
-                   max_price: Optional[int] = None, load_ppm: int = 0) -> Optional[Quote]:
+    def quote_task(self, runner: Any, node_id: str | None, *, work_units: int, priority: Any = TaskPriority.NORMAL,
+                   max_price: int | None = None, load_ppm: int = 0) -> Quote | None:
         """Snapshot and quote in one call, for a consumer reacting to a ``task.submitted``.
 
         A ledger priority outside TaskPriority (the schema allows 0..10) is clamped to LOW..CRITICAL,
@@ -241,7 +242,7 @@ class PricingEngine:
             return False
 
     # ------------------------------------------------------------------ user-facing (credits)
-    def get_market_state(self) -> Dict[str, Any]:
+    def get_market_state(self) -> dict[str, Any]:
         """The market in readable numbers (credits and ratios are floats here, for display only)."""
         market = self.snapshot()
         ref = self.quote(work_units=0, priority=TaskPriority.NORMAL,
@@ -256,8 +257,8 @@ class PricingEngine:
                 "scarcity_multiplier": scarcity / PPM, "reference_chunk_price": ref.price / self._unit,
                 "reputation": market.reputation_ppm / PPM}
 
-    def estimate_price(self, task_requirements: Optional[Mapping[str, Any]] = None, *,
-                       work_units: Optional[int] = None, priority: Any = TaskPriority.NORMAL,
+    def estimate_price(self, task_requirements: Mapping[str, Any] | None = None, *,
+                       work_units: int | None = None, priority: Any = TaskPriority.NORMAL,
                        load_ppm: int = 0) -> float:
         """Estimated price of one chunk in credits at the current market (no max_price cut-off).
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
 
@@ -48,9 +49,9 @@ class Bid:
     reputation_ppm: int
     load_ppm: int
     capabilities: Capabilities | Mapping[str, Any]
-    quote_hash: Optional[str] = None
+    quote_hash: str | None = None
 
-    def problem(self) -> Optional[str]:
+    def problem(self) -> str | None:
         """Why the bid is malformed (None when it is well formed)."""
         if not isinstance(self.worker, str) or not self.worker:
             return "worker must be a non-empty string"
@@ -70,23 +71,23 @@ def _rank_key(bid: Bid) -> tuple[int, int, int, int, str]:
     return (score(bid), bid.price, -bid.reputation_ppm, bid.load_ppm, bid.worker)
 
 
-class Assignment(Dict[int, List[str]]):
+class Assignment(dict[int, list[str]]):
     """chunk index → workers (best first). Also says what fell short and why bids were dropped."""
 
     def __init__(self) -> None:
         super().__init__()
         self.replicas = 1
-        self.ranking: List[str] = []              # eligible workers, best first
-        self.bids: Dict[str, Bid] = {}            # the bid that counted, per eligible worker
-        self.rejected: Dict[str, str] = {}        # worker → why its bid was dropped
-        self.shortfall: Dict[int, int] = {}       # chunk → replicas it is missing
+        self.ranking: list[str] = []              # eligible workers, best first
+        self.bids: dict[str, Bid] = {}            # the bid that counted, per eligible worker
+        self.rejected: dict[str, str] = {}        # worker → why its bid was dropped
+        self.shortfall: dict[int, int] = {}       # chunk → replicas it is missing
 
     @property
     def complete(self) -> bool:
         return not self.shortfall
 
     @property
-    def unassigned(self) -> List[int]:
+    def unassigned(self) -> list[int]:
         """Chunks that got no worker at all."""
         return sorted(c for c, workers in self.items() if not workers)
 
@@ -114,10 +115,10 @@ class Router:
         self.min_reputation_ppm = min_reputation_ppm
         self.queue_per_slot = queue_per_slot
 
-    def rank(self, bids: Iterable[Bid], requirements: Optional[Mapping[str, Any]] = None, *,
-             exclude: Iterable[str] = (), current_load: Optional[Mapping[str, int]] = None,
-             max_price: Optional[int] = None, rejected: Optional[Dict[str, str]] = None
-             ) -> List[tuple[Bid, Capabilities]]:
+    def rank(self, bids: Iterable[Bid], requirements: Mapping[str, Any] | None = None, *,
+             exclude: Iterable[str] = (), current_load: Mapping[str, int] | None = None,
+             max_price: int | None = None, rejected: dict[str, str] | None = None
+             ) -> list[tuple[Bid, Capabilities]]:
         """Eligible bids (one per worker) with their parsed capabilities, best first."""
         try:
             req = validate_requirements(requirements or {})
@@ -128,7 +129,7 @@ class Router:
         excluded = set(exclude)
         load = dict(current_load or {})
         dropped = rejected if rejected is not None else {}
-        best: Dict[str, Bid] = {}
+        best: dict[str, Bid] = {}
         for bid in bids:
             if not isinstance(bid, Bid):
                 raise TaskError(f"bids must be Bid objects, got {type(bid).__name__}")
@@ -139,7 +140,7 @@ class Router:
             held = best.get(bid.worker)
             if held is None or (bid.price, bid.quote_hash or "") < (held.price, held.quote_hash or ""):
                 best[bid.worker] = bid
-        eligible: List[tuple[Bid, Capabilities]] = []
+        eligible: list[tuple[Bid, Capabilities]] = []
         for worker, bid in best.items():
             dropped.pop(worker, None)
             if worker in excluded:
@@ -165,9 +166,9 @@ class Router:
         eligible.sort(key=lambda item: _rank_key(item[0]))
         return eligible
 
-    def assign(self, chunks: Iterable[int], bids: Iterable[Bid], requirements: Optional[Mapping[str, Any]] = None,
+    def assign(self, chunks: Iterable[int], bids: Iterable[Bid], requirements: Mapping[str, Any] | None = None,
                replicas: int = 1, exclude: Iterable[str] | Mapping[int, Iterable[str]] = (),
-               current_load: Optional[Mapping[str, int]] = None, *, max_price: Optional[int] = None) -> Assignment:
+               current_load: Mapping[str, int] | None = None, *, max_price: int | None = None) -> Assignment:
         """Give each chunk ``replicas`` distinct workers, spreading load; see the module docstring.
 
         ``exclude`` is a set of workers barred from every chunk, or a mapping chunk → workers
@@ -176,7 +177,7 @@ class Router:
         if type(replicas) is not int or replicas < 1:
             raise TaskError(f"replicas must be a positive integer, got {replicas!r}")
         indexes = sorted(set(_chunk_index(c) for c in chunks))
-        per_chunk: Dict[int, set[str]] = {}
+        per_chunk: dict[int, set[str]] = {}
         if isinstance(exclude, Mapping):
             per_chunk = {_chunk_index(k): set(v) for k, v in exclude.items()}
             exclude = ()
@@ -193,7 +194,7 @@ class Router:
         n = len(order)
         pointer = 0
         for index in indexes:
-            chosen: List[str] = []
+            chosen: list[str] = []
             start = pointer
             for step in range(n):
                 if len(chosen) == replicas:
@@ -212,9 +213,9 @@ class Router:
         return result
 
 
-    def route(self, bids: Iterable[Any], chunks: Iterable[int], requirements: Optional[Mapping[str, Any]] = None,
+    def route(self, bids: Iterable[Any], chunks: Iterable[int], requirements: Mapping[str, Any] | None = None,
               *, replicas: int = 1, exclude: Iterable[str] | Mapping[int, Iterable[str]] = (), runner: Any = None,
-              current_load: Optional[Mapping[str, int]] = None, max_price: Optional[int] = None) -> Assignment:
+              current_load: Mapping[str, int] | None = None, max_price: int | None = None) -> Assignment:
         """:meth:`assign` for a consumer holding plain bid records (``worker``, ``price``,
         ``quote_hash``, ``inputs``) and the projection runner.
 
@@ -229,10 +230,10 @@ class Router:
         return self.assign(chunks, converted, requirements, replicas, exclude, current_load, max_price=max_price)
 
 
-def assigned_counts(runner: Any) -> Dict[str, int]:
+def assigned_counts(runner: Any) -> dict[str, int]:
     """Chunks of unfinished tasks assigned to each worker and not yet reported (from projections)."""
     tasks = runner["tasks"]
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for task_id, task in tasks.tasks.items():
         if task["status"] in ("completed", "failed", "cancelled"):
             continue
@@ -244,7 +245,7 @@ def assigned_counts(runner: Any) -> Dict[str, int]:
 
 
 def _bid_from_record(record: Any, runner: Any) -> Bid:
-    worker, price = getattr(record, "worker"), getattr(record, "price")
+    worker, price = record.worker, record.price
     inputs = getattr(record, "inputs", None) or {}
     load = getattr(record, "load_ppm", None)
     if load is None:
@@ -275,7 +276,7 @@ def _count(value: Any) -> int:
     return value
 
 
-def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True) -> List[Bid]:
+def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True) -> list[Bid]:
     """Bids from ``task.quote`` events, weighed by *this* node's view of the ledger.
 
     Reputation and capabilities come from our own projections (never from what the quoter
@@ -284,7 +285,7 @@ def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True)
     """
     nodes = runner["nodes"].nodes
     reputation = runner["reputation"]
-    out: List[Bid] = []
+    out: list[Bid] = []
     for event in quotes:
         body = event.body
         if verify and not PricingEngine.verify_quote(body):
