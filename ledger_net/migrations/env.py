@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
-from ledger_net.ledger.tables import metadata
 import ledger_net.projections.tables  # noqa: F401  (registers projection tables on `metadata`)
+from ledger_net.ledger.tables import metadata
 
 config = context.config
 target_metadata = metadata
@@ -18,13 +18,15 @@ def run() -> None:
         _migrate(connection)
         return
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL: pass -x url=... or set sqlalchemy.url in alembic.ini")
     engine = create_engine(url)
     with engine.begin() as conn:
         _migrate(conn)
     engine.dispose()
 
 
-def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,12 +1,11 @@
 """initial schema: log, forks, blobs, projections
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-27 17:27:03.526919
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

@@ -12,9 +12,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-02 10:00:00.000000
 """
-from alembic import op
-import sqlalchemy as sa
+from typing import Any
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'
@@ -52,7 +53,7 @@ _CHUNK_COLUMNS = (
 )
 
 
-def _columns(spec: tuple[tuple[str, sa.types.TypeEngine, bool], ...]) -> list[sa.Column]:
+def _columns(spec: tuple[tuple[str, sa.types.TypeEngine[Any], bool], ...]) -> list[sa.Column[Any]]:
     return [sa.Column(name, type_, nullable=nullable) for name, type_, nullable in spec]
 
 
