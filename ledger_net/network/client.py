@@ -14,10 +14,10 @@ token: `PeerClient.local(url, data_dir)` reads it from `DATA_DIR/api.token`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-from typing import Any, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import aiohttp
 import orjson
@@ -85,12 +85,12 @@ class PeerClient:
 
     @classmethod
     def local(cls, url: str, data_dir: str | os.PathLike[str] | None, *, token: str | None = None,
-              **options: Any) -> "PeerClient":
+              **options: Any) -> PeerClient:
         """A client of a node whose data dir is at hand: it sends `token`, else the one in
         `data_dir/api.token` (state-changing control routes always need it)."""
         return cls(url, token=token or read_token(data_dir), **options)
 
-    async def __aenter__(self) -> "PeerClient":
+    async def __aenter__(self) -> PeerClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -135,7 +135,7 @@ class PeerClient:
                     raise PeerRefused(self.url, resp.status, code, message)
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NetworkError(f"{self.url} did not answer {method} {path} within {self.timeout.total}s") from None
         try:
             return orjson.loads(raw)
@@ -182,7 +182,7 @@ class PeerClient:
                 return await _read_bounded(resp, limit, url)
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NetworkError(f"{self.url} did not send blob {hash_[:16]}… within {self.timeout.total}s") from None
 
     async def push(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -215,7 +215,7 @@ class PeerClient:
                             yield orjson.loads(line)
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NetworkError(f"{self.url}: feed follow timed out") from None
 
 

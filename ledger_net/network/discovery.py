@@ -21,8 +21,9 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import NetworkError
@@ -207,9 +208,9 @@ class Discovery:
         added = 0
         for node_id, row in list(nodes.items()):
             url = row.get("url")
-            if url and row.get("status") != "offline" and self.by_url(url) is None:
-                if self.add(url, LEDGER, node_id) is not None:
-                    added += 1
+            if url and row.get("status") != "offline" and self.by_url(url) is None \
+                    and self.add(url, LEDGER, node_id) is not None:
+                added += 1
         return added
 
     def on_applied(self, applied: list[Applied]) -> None:
@@ -248,7 +249,9 @@ class Discovery:
         return [p for p in self.peers.values()
                 if p.enabled and not p.is_self and not p.verified and p.next_attempt <= now]
 
-    def list(self) -> list[dict[str, Any]]:
+    def describe(self) -> list[dict[str, Any]]:
+        """The known peers (never this node) as JSON-ready rows. Not called ``list``: a method of
+        that name shadows the builtin in every later annotation of this class."""
         return [p.as_dict() for p in self.peers.values() if not p.is_self]
 
     # --------------------------------------------------------------- outcomes

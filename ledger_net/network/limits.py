@@ -75,7 +75,7 @@ async def write_or_drop(request: web.Request, response: web.StreamResponse, data
             await asyncio.wait_for(response.write(data[start:start + WRITE_STEP]), timeout)
         if not data:
             await asyncio.wait_for(response.write(b""), timeout)
-    except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+    except (TimeoutError, ConnectionError, RuntimeError):
         log.info("dropping slow or gone reader %s of %s", request.remote, request.path)
         drop_connection(request)
         return False
@@ -94,13 +94,13 @@ async def send_body(request: web.Request, body: bytes, *, timeout: float = WRITE
     try:
         try:
             await asyncio.wait_for(response.prepare(request), timeout)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             drop_connection(request)
             return response
         if await write_or_drop(request, response, body, timeout):
             try:
                 await asyncio.wait_for(response.write_eof(), timeout)
-            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+            except (TimeoutError, ConnectionError, RuntimeError):
                 drop_connection(request)
     finally:
         if budget is not None:

@@ -38,7 +38,8 @@ def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None) 
     return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
 
 
-S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+# JSON Schema shorthands for the tables below: string, integer, number, boolean.
+S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}  # noqa: E741 -- a type table
 ANY_OBJ: Schema = {"type": "object"}
 HASH: Schema = {"type": "string", "pattern": HEX64}
 KEY: Schema = {"type": "string", "pattern": HEX64, "description": "ed25519 public key (a node id), hex"}
@@ -85,7 +86,7 @@ def json_body(schema: Schema, description: str, required: bool = True) -> Schema
     return {"required": required, "description": description, "content": {JSON: {"schema": schema}}}
 
 
-CONTROL_SECURITY = [{"apiToken": []}, {"bearer": []}, {}]
+CONTROL_SECURITY: list[dict[str, list[str]]] = [{"apiToken": []}, {"bearer": []}, {}]
 
 
 def op(tag: str, summary: str, responses: dict[str, Any], *, params: list[Schema] | None = None,

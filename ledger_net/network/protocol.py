@@ -16,14 +16,16 @@ commit (from whatever thread committed), which is what wakes feed followers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -32,8 +34,8 @@ from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, 
 from ..ledger.chain import Applied, Ledger
 from ..ledger.encoding import INT_MAX
 from ..ledger.events import GENESIS, Event, EventTooLarge
-from ..ledger.pending import PendingQuotaError
 from ..ledger.identity import is_public_key
+from ..ledger.pending import PendingQuotaError
 from ..ledger.store import StoredEvent
 from .admission import Admission
 from .limits import MAX_PAGE_BYTES, WRITE_TIMEOUT, SendBudget, drop_connection, send_body, write_or_drop
@@ -259,11 +261,10 @@ def check_body_type(request: web.Request) -> None:
     """A state-changing request's body, if any, is `application/json`: a form or a
     `text/plain` body is what a web page can send without a CORS preflight. An empty
     body (a bare POST such as cancel or sync) carries nothing to check."""
-    if request.method not in SAFE_METHODS and request.can_read_body:
-        if request.content_type != "application/json":
-            raise ApiError(415, "unsupported_media_type", "control requests carry a JSON body "
-                                                          f"(Content-Type: application/json), not "
-                                                          f"{request.content_type[:80]!r}")
+    if request.method not in SAFE_METHODS and request.can_read_body and request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "control requests carry a JSON body "
+                                                      f"(Content-Type: application/json), not "
+                                                      f"{request.content_type[:80]!r}")
 
 
 def require_control(request: web.Request) -> None:
@@ -432,10 +433,8 @@ class CommitWatcher:
         """Ledger listener (any thread)."""
         if applied:
             top = max(a.offset for a in applied)
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
                 self._loop.call_soon_threadsafe(self._bump, top)
-            except RuntimeError:  # loop closed: nobody is waiting any more
-                pass
 
     def _bump(self, offset: int) -> None:
         if offset > self.last:
@@ -459,7 +458,7 @@ class CommitWatcher:
             self._waiters.add(fut)
             try:
                 await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return self.last > offset
             finally:
                 self._waiters.discard(fut)
@@ -472,11 +471,11 @@ class CommitWatcher:
 
 # ------------------------------------------------------------------ app keys
 
-NODE_API_KEY: web.AppKey["NodeAPI"] = web.AppKey("node_api")
+NODE_API_KEY: web.AppKey[NodeAPI] = web.AppKey("node_api")
 TOKEN_KEY: web.AppKey[str | None] = web.AppKey("api_token")
 TRUST_LOOPBACK_KEY: web.AppKey[bool] = web.AppKey("trust_loopback")
 CLIENT_MAX_SIZE_KEY: web.AppKey[int] = web.AppKey("client_max_size")
-HOST_POLICY_KEY: web.AppKey["HostPolicy"] = web.AppKey("host_policy")
+HOST_POLICY_KEY: web.AppKey[HostPolicy] = web.AppKey("host_policy")
 
 
 class NodeAPI:
@@ -602,7 +601,7 @@ class NodeAPI:
                                   "offset": None, "valid": False, "reason": "void: forker branch", "void": True})
         raise ApiError(404, "unknown_event", f"no event {hash_} on this node")
 
-    async def get_chain(self, request: web.Request) -> web.Response:
+    async def get_chain(self, request: web.Request) -> web.StreamResponse:
         author = request.match_info["author"]
         if not is_public_key(author):
             raise ApiError(400, "bad_author", f"{author[:80]!r} is not a hex ed25519 public key")
@@ -676,7 +675,7 @@ class NodeAPI:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"})
         try:
             await asyncio.wait_for(response.prepare(request), self.write_timeout)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             drop_connection(request)
             return response
         cursor, sent = after, 0
@@ -718,7 +717,7 @@ class NodeAPI:
                 self._streams.discard(task)
         try:
             await asyncio.wait_for(response.write_eof(), self.write_timeout)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             drop_connection(request)
         return response
 

@@ -298,12 +298,12 @@ class NodeServer:
         return self.discovery.disconnect(node_id_or_url.strip())
 
     def list_peers(self) -> list[dict[str, Any]]:
-        return self.discovery.list()
+        return self.discovery.describe()
 
     def get_nodes_list(self) -> list[dict[str, Any]]:
         """Every node the ledger knows (from `node.*` events), with our link to it."""
         if self.runner is None:
-            return [dict(p, node_id=p["node_id"]) for p in self.discovery.list()]
+            return [dict(p, node_id=p["node_id"]) for p in self.discovery.describe()]
         nodes = self.runner["nodes"]
         out = []
         for node_id in sorted(dict(nodes.nodes)):

@@ -30,11 +30,14 @@ background before any exchange, and only the node the event named may answer the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -74,7 +77,8 @@ class Synchronizer:
                  round_budget: int = 50_000, push_batch: int = 500, push_budget: int = 5000,
                  push_bytes: int = MAX_PAGE_BYTES,
                  wanted_limit: int = 64, peer_concurrency: int = 4, timeout: float = 10.0,
-                 bulk_threshold: int = 2000, bulk_lanes: int = 1, expected_net: str | None = None, token: str | None = None,
+                 bulk_threshold: int = 2000, bulk_lanes: int = 1, expected_net: str | None = None,
+                 token: str | None = None,
                  probe_timeout: float = 3.0, probe_concurrency: int = 8, allow_link_local: bool = False) -> None:
         self.ledger = ledger
         self.discovery = discovery
@@ -166,10 +170,8 @@ class Synchronizer:
     def _on_applied(self, applied: list[Applied]) -> None:
         me = self.ledger.identity.node_id if self.ledger.identity else None
         if self._loop is not None and any(a.event.author == me for a in applied):
-            try:
+            with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:
-                pass
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -179,10 +181,8 @@ class Synchronizer:
             except Exception:
                 log.exception("sync round failed")
             # wait for the interval or a poke, but never spin faster than min_gap
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
             spent = time.monotonic() - started
             if spent < self.min_gap:
@@ -205,23 +205,23 @@ class Synchronizer:
             return {}
         results = await asyncio.gather(*exchanges.values(), return_exceptions=True)
         return {url: (r if isinstance(r, dict) else {"error": f"{type(r).__name__}: {r}"})
-                for url, r in zip(exchanges, results)}
+                for url, r in zip(exchanges, results, strict=False)}
 
     def _start_round(self) -> dict[str, asyncio.Task[dict[str, Any]]]:
         """Start probes of unverified peers and an exchange with every due peer that has
         none running; returns the exchanges of this round (running ones included)."""
         for peer in self.discovery.to_probe():
             if peer.url not in self._probes:
-                task = asyncio.create_task(self._probe(peer), name=f"probe {peer.url[:80]}")
-                self._probes[peer.url] = task
-                task.add_done_callback(lambda _t, url=peer.url: self._probes.pop(url, None))
+                probe = asyncio.create_task(self._probe(peer), name=f"probe {peer.url[:80]}")
+                self._probes[peer.url] = probe
+                probe.add_done_callback(functools.partial(self._probe_done, peer.url))
         exchanges: dict[str, asyncio.Task[dict[str, Any]]] = {}
         for peer in self.discovery.due():
             task = self._exchanges.get(peer.url)
             if task is None:
                 task = asyncio.create_task(self._exchange(peer), name=f"sync {peer.url[:80]}")
                 self._exchanges[peer.url] = task
-                task.add_done_callback(lambda _t, url=peer.url: self._exchange_done(url))
+                task.add_done_callback(functools.partial(self._exchange_done, peer.url))
             else:
                 self._again.add(peer.url)
             exchanges[peer.url] = task
@@ -229,7 +229,10 @@ class Synchronizer:
             self.rounds += 1
         return exchanges
 
-    def _exchange_done(self, url: str) -> None:
+    def _probe_done(self, url: str, _task: asyncio.Task[Any]) -> None:
+        self._probes.pop(url, None)
+
+    def _exchange_done(self, url: str, _task: asyncio.Task[Any]) -> None:
         self._exchanges.pop(url, None)
         if url in self._again:  # something new came while it ran: go again soon
             self._again.discard(url)
@@ -323,7 +326,7 @@ class Synchronizer:
             return 0
         ledger = self.ledger
         if expect_hashes is not None:
-            items = [dict(item, hash=h) for item, h in zip(items, expect_hashes)]
+            items = [dict(item, hash=h) for item, h in zip(items, expect_hashes, strict=False)]
 
         loop = asyncio.get_running_loop()
 
@@ -336,7 +339,7 @@ class Synchronizer:
             except LedgerError as exc:
                 raise ledger_error(exc) from None
 
-        def ordered_work() -> int:
+        def ordered_work(locked: asyncio.Event) -> int:
             # Take the ledger's (re-entrant) lock before ingesting and tell the puller, so the
             # next page starts only now: its signature checks run while this page is applied,
             # and it can take the lock only after this page, so pages apply in feed order.
@@ -352,7 +355,7 @@ class Synchronizer:
             if locked is not None and self.bulk_lanes > 1:
                 if self._bulk_pool is None:
                     self._bulk_pool = ThreadPoolExecutor(max_workers=self.bulk_lanes, thread_name_prefix="sync-bulk")
-                return await loop.run_in_executor(self._bulk_pool, ordered_work)
+                return await loop.run_in_executor(self._bulk_pool, ordered_work, locked)
             return await self.run_write(work)
         except ApiError as exc:
             if exc.code == "pending_full":
@@ -425,9 +428,9 @@ class Synchronizer:
             share = max(50, min(self.page_size, self.wave_budget // len(gaps), budget))
             authors = list(gaps)
             counts = [min(share, gaps[a][1] - gaps[a][0] + 1) for a in authors]
-            pages = await asyncio.gather(*(page(a, gaps[a][0], c) for a, c in zip(authors, counts)))
+            pages = await asyncio.gather(*(page(a, gaps[a][0], c) for a, c in zip(authors, counts, strict=False)))
             items: list[dict[str, Any]] = []
-            for author, count, events in zip(authors, counts, pages):
+            for author, count, events in zip(authors, counts, pages, strict=False):
                 if len(events) > count:
                     raise PeerMisbehaved(f"{client.url} sent {len(events)} events for a page of {count}")
                 items.extend(events)
@@ -481,7 +484,7 @@ class Synchronizer:
                 pulled += await task
                 cursor = self._feed_cursor[peer.url] = offset
         finally:
-            leftovers = [t for t, _, _ in inflight] + ([nxt] if nxt is not None else [])
+            leftovers: list[asyncio.Task[Any]] = [t for t, _, _ in inflight] + ([nxt] if nxt is not None else [])
             for task in leftovers:
                 task.cancel()
             if leftovers:
@@ -551,7 +554,7 @@ class Synchronizer:
                 return await client.event(h)
 
         answers = await asyncio.gather(*(one(h) for h in hashes))
-        found = [(a, h) for a, h in zip(answers, hashes) if a is not None]
+        found = [(a, h) for a, h in zip(answers, hashes, strict=False) if a is not None]
         if found:
             fetched += await self._ingest([a for a, _ in found], client.url, expect_hashes=[h for _, h in found])
         return fetched
