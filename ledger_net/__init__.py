@@ -7,8 +7,7 @@ submodules keep the seed's import paths (`ledger_net.core.credits`, …).
 
 from .core.credits import Credits, CreditTransaction
 from .core.reputation import Reputation
-from .errors import (CreditError, LedgerError, LedgerNetError, NetworkError, NodeError, SandboxError,
-                     TaskError)
+from .errors import CreditError, LedgerError, LedgerNetError, NetworkError, NodeError, SandboxError, TaskError
 from .ledger import Event, Identity, Ledger, Store
 from .projections import ProjectionRunner
 

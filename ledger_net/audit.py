@@ -17,8 +17,9 @@ the store never holds them, so a database opened offline has none by constructio
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .errors import LedgerError
 from .ledger.chain import FORK_PROOF, Ledger, parse_fork_proof
@@ -95,9 +96,8 @@ def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = No
             report.problems.append(Problem(event.author, event.seq, event.hash, f"broken chain: {exc}"))
             continue
         reason = state.evaluate(event)
-        if reason is None and event.type == FORK_PROOF:
-            if parse_fork_proof(event.body, state.net) is None:
-                reason = "fork proof does not show two signed events of one author and seq"
+        if reason is None and event.type == FORK_PROOF and parse_fork_proof(event.body, state.net) is None:
+            reason = "fork proof does not show two signed events of one author and seq"
         state.apply(event, reason)
         if reason is None:
             report.effective += 1
@@ -175,7 +175,8 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
         "void_events": len(ledger.store.void_hashes()),
         "supply": supply,
         "conserved": state.conserved(),
-        "forks": [{"author": p.author, "seq": p.seq, "hashes": [p.hash_a, p.hash_b]} for p in ledger.store.fork_proofs()],
+        "forks": [{"author": p.author, "seq": p.seq, "hashes": [p.hash_a, p.hash_b]}
+                  for p in ledger.store.fork_proofs()],
         "accounts": accounts,
         "state_hash": projections.state_hash(),
         "violations": violations,

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import click
 import orjson
@@ -158,8 +159,14 @@ def key_passphrase(data_dir: Path, passphrase_file: Path | None, *, creating: bo
     The environment variable is removed whenever this runs, used or not, so no child process
     (the sandboxed workers included) inherits it. None for a plain key given nothing, or when
     not `required`; else CliError for a sealed key (or `creating`) with no way to ask."""
-    from .ledger.identity import KEY_FILE, PASSPHRASE_ENV, Passphrase, is_sealed, passphrase_from_env, \
-        passphrase_from_file
+    from .ledger.identity import (
+        KEY_FILE,
+        PASSPHRASE_ENV,
+        Passphrase,
+        is_sealed,
+        passphrase_from_env,
+        passphrase_from_file,
+    )
 
     from_env = passphrase_from_env()
     if passphrase_file is not None:

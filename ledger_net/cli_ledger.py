@@ -12,16 +12,30 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import click
 import orjson
 
-from .cli_common import (CliError, credits, data_dir_option, db_url_option, dumps, emit_json,
-                         json_option, key_passphrase, open_ledger, open_url, passphrase_option, progress, short,
-                         warn)
+from .cli_common import (
+    CliError,
+    credits,
+    data_dir_option,
+    db_url_option,
+    dumps,
+    emit_json,
+    json_option,
+    key_passphrase,
+    open_ledger,
+    open_url,
+    passphrase_option,
+    progress,
+    short,
+    warn,
+)
 from .errors import LedgerError
 from .ledger.store import StoredEvent
 
@@ -49,15 +63,21 @@ def spooled(path: str) -> str:
     if path != "-":
         return path
     import atexit
-    import os
     import shutil
     import tempfile
 
-    handle = tempfile.NamedTemporaryFile(prefix="ledger-net-bundle-", suffix=".ndjson", delete=False)
-    with handle:
+    with tempfile.NamedTemporaryFile(prefix="ledger-net-bundle-", suffix=".ndjson", delete=False) as handle:
         shutil.copyfileobj(sys.stdin.buffer, handle)
-    atexit.register(lambda: os.path.exists(handle.name) and os.unlink(handle.name))
+    atexit.register(_remove_if_there, handle.name)
     return handle.name
+
+
+def _remove_if_there(path: str) -> None:
+    """Remove a spooled bundle at exit (it may be gone already)."""
+    import os
+
+    if os.path.exists(path):
+        os.unlink(path)
 
 
 def read_bundle(path: str) -> Iterator[tuple[int, StoredEvent | str]]:
@@ -88,7 +108,7 @@ def read_bundle(path: str) -> Iterator[tuple[int, StoredEvent | str]]:
             except orjson.JSONDecodeError:
                 envelope = {}
 
-            def field(name: str, default: Any) -> Any:
+            def field(name: str, default: Any, item: dict[str, Any] = item, envelope: dict[str, Any] = envelope) -> Any:
                 value = item.get(name, envelope.get(name, default))
                 return value if isinstance(value, type(default)) else default
 
@@ -358,7 +378,8 @@ def export(data_dir: Path, db_url: str | None, after: str | None, until: str | N
         raise CliError(f"--until ({end}) is before --after ({start})")
     rows = ledger.store.select_events(after=start, until=end)
     count = 0
-    out = sys.stdout.buffer if output == "-" else open(output, "wb")
+    # stdout is not ours to close: the finally below closes only a file we opened
+    out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
     try:
         with progress(end - start if output != "-" else 0, "exporting") as tick:
             for row in rows:
@@ -436,7 +457,7 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, passphrase_file: Pa
 def _when(ts: int | None) -> str:
     if not ts:
         return "-"
-    return datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
 def _show_change(section: str, key: str, change: dict[str, Any], decimals: int) -> str:

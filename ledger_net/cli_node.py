@@ -15,15 +15,31 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 import orjson
 
-from .cli_common import (CliError, credits, data_dir_option, db_url_option, emit_json, http, json_option,
-                         key_passphrase, open_url, passphrase_option, progress, run, short, token_of, url_option,
-                         warn)
+from .cli_common import (
+    CliError,
+    credits,
+    data_dir_option,
+    db_url_option,
+    emit_json,
+    http,
+    json_option,
+    key_passphrase,
+    open_url,
+    passphrase_option,
+    progress,
+    run,
+    short,
+    token_of,
+    url_option,
+    warn,
+)
 from .network.protocol import API
 
 NODE_CONFIG = "node.json"  # what `init --seed` remembers for `node`

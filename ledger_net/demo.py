@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .audit import audit
 from .compute import aggregate, pack, plan_chunks, run_chunk
@@ -80,7 +81,7 @@ def run_demo(data_dir: str | Path, workers: int = 3, tasks: int = 3, say: Callab
         operator.ledger.create_network("ledger-net demo")
         operator.ledger.append("node.joined", {"name": "operator", "node_type": "seed"})
         operator.ledger.append("credit.minted", {"to": operator.id, "amount": 10_000 * UNIT, "reason": "treasury"})
-        say(f"new network {operator.ledger.net[:16]}… created by operator {operator.id[:16]}…")
+        say(f"new network {(operator.ledger.net or '')[:16]}… created by operator {operator.id[:16]}…")
     else:
         say(f"reopened network {operator.ledger.net[:16]}… ({operator.ledger.store.count()} events)")
     _sync(peers)

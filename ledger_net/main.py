@@ -10,13 +10,14 @@ seed nodes and an empty ledger founds a new network and is its issuer (it mints
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import psutil
 from aiohttp import web
@@ -58,13 +59,13 @@ class ComputeNetwork:
     """The seed's entry point: a node that is a member (or the founder) of a network."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 5557, node_type: str = "client",
-                 seed_nodes: Optional[List[str]] = None, config_path: Optional[str] = None,
+                 seed_nodes: list[str] | None = None, config_path: str | None = None,
                  log_level: str = "INFO", *, data_dir: str | os.PathLike[str] | None = None,
                  database_url: str | None = None, initial_credits: float | None = None,
                  network_name: str = "ledger-net", sync_interval: float = 1.0, quote_window: float = 0.2,
                  workers: int | None = None, key_passphrase: str | bytes | Passphrase | None = None,
-                 allowed_hosts: Optional[List[str]] = None, allow_link_local: bool = False,
-                 sandbox_types: Optional[List[str]] = None, sandbox_floor: str = "process_isolation") -> None:
+                 allowed_hosts: list[str] | None = None, allow_link_local: bool = False,
+                 sandbox_types: list[str] | None = None, sandbox_floor: str = "process_isolation") -> None:
         settings: dict[str, Any] = {}
         if config_path is not None:
             settings = _load_config(config_path)
@@ -197,10 +198,8 @@ class ComputeNetwork:
             await self.executor.close()
             self.executor = None
         if self.node is not None:
-            try:
+            with contextlib.suppress(LedgerNetError):
                 await self.node.stop()
-            except LedgerNetError:
-                pass
         await self._close_books(hard=False)
 
     async def _close_books(self, hard: bool) -> None:
@@ -243,7 +242,7 @@ class ComputeNetwork:
         return await self.server.fetch_blob(hash_)
 
     # ------------------------------------------------------------ status
-    async def get_network_status(self) -> Dict[str, Any]:
+    async def get_network_status(self) -> dict[str, Any]:
         ledger, runner, _ = self._require()
         nodes = runner["nodes"].nodes
         return {"running": True, "node_id": ledger.node_id, "url": self.server.url if self.server else None,
@@ -253,17 +252,17 @@ class ComputeNetwork:
                 "pending_events": len(ledger.pending), "forks": dict(ledger.state.frozen),
                 "state_hash": runner.state_hash(), "uptime_seconds": time.time() - (self._started_at or time.time())}
 
-    async def get_node_info(self) -> Dict[str, Any]:
-        self._require()
+    async def get_node_info(self) -> dict[str, Any]:
+        ledger, runner, _ = self._require()
         assert self.node is not None
         info = await self.node.get_status()
         info["balance"] = self.credits.get_balance() if self.credits else 0.0
-        info["reputation"] = self.runner["reputation"].score(self.ledger.node_id) / 1_000_000  # type: ignore[index]
+        info["reputation"] = runner["reputation"].score(ledger.node_id) / 1_000_000
         info["url"] = self.server.url if self.server else None
         return info
 
     # ------------------------------------------------------------ tasks
-    async def submit_task(self, task_data: Dict[str, Any]) -> str:
+    async def submit_task(self, task_data: dict[str, Any]) -> str:
         """Escrow and publish a task (a `Task.to_dict()` or the seed's task dict); returns its id."""
         ledger, _, engine = self._require()
         if not isinstance(task_data, dict):
@@ -272,7 +271,7 @@ class ComputeNetwork:
         task.owner_id = ledger.node_id  # the signer owns the task, whatever the dict says
         return engine.submit(task)
 
-    def _task_row(self, task_id: str) -> Dict[str, Any]:
+    def _task_row(self, task_id: str) -> dict[str, Any]:
         _, runner, _ = self._require()
         if not isinstance(task_id, str):
             raise TaskError("task_id must be a string")
@@ -281,13 +280,12 @@ class ComputeNetwork:
             raise TaskError(f"task {task_id!r} not found")
         return row
 
-    async def get_task_status(self, task_id: str) -> Dict[str, Any]:
+    async def get_task_status(self, task_id: str) -> dict[str, Any]:
         row = self._task_row(task_id)
-        ledger = self.ledger
-        assert ledger is not None
+        ledger, runner, _ = self._require()
         decimals = ledger.state.decimals
-        chunks = self.runner["tasks"].chunks_of(task_id)  # type: ignore[index]
-        return {"task_id": task_id, "status": row["status"], "progress": self.runner["tasks"].progress(task_id),
+        chunks = runner["tasks"].chunks_of(task_id)
+        return {"task_id": task_id, "status": row["status"], "progress": runner["tasks"].progress(task_id),
                 "task_type": row["task_type"], "owner_id": row["owner"], "chunks_total": row["chunks_total"],
                 "chunks_done": row["chunks_done"], "chunks_failed": row["chunks_failed"],
                 "escrow": to_credits(row["escrow"], decimals), "paid": to_credits(row["paid"], decimals),
@@ -312,12 +310,12 @@ class ComputeNetwork:
         return await self.blobs.fetch_value(row["result_hash"])
 
     # ------------------------------------------------------------ nodes
-    async def get_nodes_list(self) -> List[Dict[str, Any]]:
+    async def get_nodes_list(self) -> list[dict[str, Any]]:
         self._require()
         assert self.server is not None
         return self.server.get_nodes_list()
 
-    async def get_node_details(self, node_id: str) -> Dict[str, Any]:
+    async def get_node_details(self, node_id: str) -> dict[str, Any]:
         self._require()
         assert self.server is not None
         details = self.server.get_node_details(node_id)
@@ -337,7 +335,7 @@ class ComputeNetwork:
         return await self.server.disconnect_from_node(node_id)
 
     # ------------------------------------------------------------ metrics
-    async def get_network_metrics(self) -> Dict[str, Any]:
+    async def get_network_metrics(self) -> dict[str, Any]:
         ledger, runner, _ = self._require()
         tasks = runner["tasks"].tasks
         nodes = runner["nodes"].nodes
@@ -348,7 +346,7 @@ class ComputeNetwork:
                 "ram_usage": psutil.virtual_memory().percent, "events": ledger.store.last_offset(),
                 "peers": len(self.server.list_peers()) if self.server else 0, "forks": len(ledger.state.frozen)}
 
-    async def get_task_metrics(self) -> Dict[str, Any]:
+    async def get_task_metrics(self) -> dict[str, Any]:
         ledger, runner, _ = self._require()
         tasks = list(runner["tasks"].tasks.values())
         finished = [t for t in tasks if t["status"] in ("completed", "failed", "cancelled")]
@@ -366,7 +364,7 @@ class ComputeNetwork:
                 "chunks_executed_here": self.executor.stats["chunks"] if self.executor else 0,
                 "sandbox_failures": dict(self.executor.failures) if self.executor else {}}
 
-    async def get_resource_metrics(self) -> Dict[str, Any]:
+    async def get_resource_metrics(self) -> dict[str, Any]:
         self._require()
         assert self.node is not None
         load = self.node.get_current_load()
@@ -376,7 +374,7 @@ class ComputeNetwork:
                 "active_tasks": load.get("active_tasks", 0), "load": load,
                 "capabilities": self.node.capabilities.to_dict(), "sandbox_workers": self.workers}
 
-    async def get_credit_metrics(self) -> Dict[str, Any]:
+    async def get_credit_metrics(self) -> dict[str, Any]:
         self._require()
         assert self.credits is not None
         return self.credits.get_credit_metrics()

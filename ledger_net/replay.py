@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import copy
 import math
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -66,7 +67,7 @@ def parse_time(text: str) -> int | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -144,7 +145,7 @@ class Fold:
         """The stored events after this fold's offset (up to `until`), not yet applied."""
         return self.ledger.store.select_events(after=self.offset, until=until)
 
-    def advance(self, until: int | None = None, tick: Callable[[int], None] | None = None) -> "Fold":
+    def advance(self, until: int | None = None, tick: Callable[[int], None] | None = None) -> Fold:
         """Fold every stored event with offset in (self.offset, until]."""
         for row in self.rows(until):
             self.apply(row)
