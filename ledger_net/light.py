@@ -11,11 +11,19 @@ This module verifies what a node hands it, from bytes alone:
 Each returns a `Verdict` (ok, reasons); nothing here raises on any input. It imports
 only hashlib, nacl, canonical decoding and the pure Merkle verifier: never the store.
 
-Extension points (issue 14, not built yet): where the chain root and size come from. Today
-the caller supplies them; a cosigned checkpoint (`checkpoint.signed` + `checkpoint.cosigned`,
-a threshold k of trusted witnesses) will vouch for them, and a balance proof will check a
-leaf of the checkpoint's state root with the same `merkle_verify.check_inclusion`. Those
-verifiers belong here, returning the same `Verdict`.
+Against a checkpoint (a note signed by its signer and cosigned by witnesses; see
+docs/proofs.md), given the genesis hash `net`, the trusted witness keys and a threshold k:
+
+* `verify_checkpoint`: the note is of this network, its signature is the signer's, every
+  cosignature verifies, and at least k distinct trusted keys signed it (the signer counts
+  when it is itself trusted);
+* `verify_balance`: an account's state leaf is in a cosigned checkpoint's state root;
+* `verify_event`: an event is in its author's chain as a cosigned checkpoint names it;
+* `verify_checkpoint_consistency`: an author's chain in one cosigned checkpoint is a
+  prefix of its chain in a later one;
+* `verify_checkpoint_update`: a new cosigned checkpoint against the client's last known
+  one (same network, nothing shrank, the named authors only grew);
+* `verify_proof`: any of the proof documents above, by its `type`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,16 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
+from .errors import ProofError
+from .ledger.checkpoint import (
+    ACCOUNT,
+    check_frontier_leaf,
+    check_note,
+    check_state_leaf,
+    cosign_message,
+    note_digest,
+    signature_ok,
+)
 from .ledger.encoding import decode
 from .ledger.merkle_verify import (
     as_hash,
@@ -36,7 +54,9 @@ from .ledger.merkle_verify import (
     event_leaf_hash,
 )
 
-__all__ = ["Verdict", "verify_author_consistency", "verify_event_inclusion"]
+__all__ = ["Verdict", "verify_author_consistency", "verify_balance", "verify_checkpoint",
+           "verify_checkpoint_consistency", "verify_checkpoint_update", "verify_event", "verify_event_inclusion",
+           "verify_proof"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +168,178 @@ def verify_author_consistency(*, old_size: int, old_root: Any, new_size: int, ne
     `new_size` events (root `new_root`)? A failure between two roots of one author, both
     vouched for, is evidence that someone rewrote or split the chain."""
     return _verdict([lambda: check_consistency(old_size, new_size, old_root, new_root, proof)])
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _trust(witnesses: Any, threshold: Any) -> tuple[frozenset[str], int]:
+    if isinstance(witnesses, (str, bytes)) or not isinstance(witnesses, (list, tuple, set, frozenset)):
+        raise ProofError("witnesses are a list of hex keys")
+    keys = frozenset(as_hash(w, "witness key").hex() for w in witnesses)
+    if type(threshold) is not int or not 1 <= threshold <= len(keys):
+        raise ProofError(f"threshold {threshold!r} is not between 1 and the {len(keys)} witness key(s) given")
+    return keys, threshold
+
+
+def _checkpoint(checkpoint: Any, net: Any, witnesses: Any, threshold: Any) -> dict[str, Any]:
+    """The note of a cosigned checkpoint that meets the trust rule; ProofError naming why not."""
+    keys, k = _trust(witnesses, threshold)
+    if not isinstance(checkpoint, Mapping) or set(checkpoint) != {"note", "sig", "cosignatures"}:
+        raise ProofError("checkpoint is not {note, sig, cosignatures}")
+    note = check_note(checkpoint["note"], as_hash(net, "genesis").hex())
+    digest = note_digest(note)
+    if not signature_ok(note["signer"], digest, checkpoint["sig"]):
+        raise ProofError("checkpoint signature does not verify under its signer's key")
+    signed = {note["signer"]} & keys
+    untrusted, message = [], cosign_message(digest)
+    cosigs = checkpoint["cosignatures"]
+    if not isinstance(cosigs, list):
+        raise ProofError("cosignatures are not a list")
+    for i, item in enumerate(cosigs):
+        if not isinstance(item, Mapping) or set(item) != {"witness", "sig"}:
+            raise ProofError(f"cosignature {i} is not {{witness, sig}}")
+        witness = as_hash(item["witness"], f"cosignature {i} witness").hex()
+        if not signature_ok(witness, message, item["sig"]):
+            raise ProofError(f"cosignature {i} (by {witness[:16]}…) does not verify")
+        if witness in keys:
+            signed.add(witness)
+        else:
+            untrusted.append(witness[:16] + "…")
+    if len(signed) < k:
+        extra = f"; not trusted witnesses: {', '.join(untrusted)}" if untrusted else ""
+        raise ProofError(f"threshold not met: {len(signed)} of the {k} trusted signatures required{extra}")
+    return note
+
+
+def verify_checkpoint(checkpoint: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
+    """Is this cosigned checkpoint of network `net` signed by at least `threshold` of the
+    trusted `witnesses` (the signer counts if trusted), with every signature valid?"""
+    return _verdict([lambda: _checkpoint(checkpoint, net, witnesses, threshold) and None])
+
+
+def _fields(proof: Any, kind: str, names: set[str]) -> Mapping[str, Any]:
+    if not isinstance(proof, Mapping):
+        raise ProofError("the proof is not a JSON object")
+    if proof.get("type") != kind:
+        raise ProofError(f"the proof's type is {proof.get('type')!r}, not {kind!r}")
+    if set(proof) != names | {"type"}:
+        raise ProofError(f"a {kind} proof has the fields {sorted(names | {'type'})}")
+    return proof
+
+
+def verify_balance(proof: Any, *, net: Any, witnesses: Any, threshold: Any, account: str | None = None) -> Verdict:
+    """Is the proof's account entry (balance, escrow, incoming, vouchers) the one in the state
+    root of a checkpoint cosigned by `threshold` trusted witnesses? `account`, when given,
+    must be the proof's."""
+    state: dict[str, Any] = {}
+
+    def checkpoint() -> None:
+        p = _fields(proof, "balance", {"account", "checkpoint", "leaf", "proof"})
+        if account is not None and p["account"] != account:
+            raise ProofError(f"the proof is for account {str(p['account'])[:16]}…, not {account[:16]}…")
+        as_hash(p["account"], "account")
+        state["note"] = _checkpoint(p["checkpoint"], net, witnesses, threshold)
+
+    def leaf() -> None:
+        if "note" in state:
+            check_state_leaf(state["note"], ACCOUNT + proof["account"], proof["leaf"], proof["proof"])
+
+    return _verdict([checkpoint, leaf])
+
+
+def verify_event(proof: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
+    """Is the proof's event in its author's chain, at the size and root a cosigned
+    checkpoint names for that author?"""
+    p: Any = None
+    state: dict[str, Any] = {}
+
+    def checkpoint() -> None:
+        nonlocal p
+        p = _fields(proof, "event", {"checkpoint", "author", "event", "proof"})
+        state["note"] = _checkpoint(p["checkpoint"], net, witnesses, threshold)
+
+    def inclusion() -> str | None:
+        if "note" not in state:
+            return None
+        _, env, _ = _envelope(p["event"])
+        size, root = check_frontier_leaf(state["note"], str(env.get("author")), p["author"])
+        verdict = verify_event_inclusion(chain_size=size, chain_root=root, proof=p["proof"], event=p["event"],
+                                         net=state["note"]["net"])
+        return None if verdict.ok else str(verdict)
+
+    return _verdict([checkpoint, inclusion])
+
+
+def _growth(p: Mapping[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    author = as_hash(p["author"], "author").hex()
+    old_size, old_root = check_frontier_leaf(old, author, p["old_leaf"])
+    new_size, new_root = check_frontier_leaf(new, author, p["new_leaf"])
+    check_consistency(old_size, new_size, old_root, new_root, p["proof"])
+
+
+_GROWTH = {"author", "old", "new", "old_leaf", "new_leaf", "proof"}
+
+
+def verify_checkpoint_consistency(proof: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
+    """Is the author's chain in the old cosigned checkpoint a prefix of its chain in the new one?"""
+    def check() -> None:
+        p = _fields(proof, "author_consistency", _GROWTH)
+        old = _checkpoint(p["old"], net, witnesses, threshold)
+        new = _checkpoint(p["new"], net, witnesses, threshold)
+        _growth(p, old, new)
+
+    return _verdict([check])
+
+
+def verify_checkpoint_update(last: Any, new: Any, *, net: Any, witnesses: Any, threshold: Any,
+                             growth: Sequence[Any] = ()) -> Verdict:
+    """May the client move from its last known checkpoint `last` (a note it trusts, or a
+    cosigned checkpoint) to `new` (a cosigned checkpoint)? Same network, no fewer events or
+    authors, not older; one signer's two notes with equal event counts must be one frontier;
+    and each `growth` proof (author_consistency from `last` to `new`) holds."""
+    state: dict[str, Any] = {}
+
+    def notes() -> None:
+        genesis = as_hash(net, "genesis").hex()
+        old = last.get("note") if isinstance(last, Mapping) and "note" in last else last
+        state["old"] = check_note(old, genesis)
+        state["new"] = _checkpoint(new, net, witnesses, threshold)
+
+    def order() -> str | None:
+        if "new" not in state:
+            return None
+        old, cur = state["old"], state["new"]
+        problems = [f"{f} went from {old[f]} down to {cur[f]}" for f in ("events", "authors", "ts") if cur[f] < old[f]]
+        if old["signer"] == cur["signer"] and old["events"] == cur["events"] and \
+                old["frontier_root"] != cur["frontier_root"]:
+            problems.append("one signer named two frontiers of the same size")
+        return "; ".join(problems) or None
+
+    def grew() -> str | None:
+        if "new" not in state:
+            return None
+        problems = []
+        for i, item in enumerate(growth):
+            try:
+                p = _fields(item, "author_consistency", _GROWTH)
+                if check_note(p["old"].get("note"), state["old"]["net"]) != state["old"] or \
+                        check_note(p["new"].get("note"), state["new"]["net"]) != state["new"]:
+                    raise ProofError("it is about other checkpoints")
+                _growth(p, state["old"], state["new"])
+            except Exception as exc:  # noqa: BLE001 - a verdict, never a trace
+                problems.append(f"growth proof {i}: {exc}")
+        return "; ".join(problems) or None
+
+    return _verdict([notes, order, grew])
+
+
+_VERIFIERS: dict[str, Callable[..., Verdict]] = {
+    "balance": verify_balance, "event": verify_event, "author_consistency": verify_checkpoint_consistency}
+
+
+def verify_proof(proof: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
+    """Verify any proof document (balance, event, author_consistency) by its `type`."""
+    kind = proof.get("type") if isinstance(proof, Mapping) else None
+    verifier = _VERIFIERS.get(kind) if isinstance(kind, str) else None
+    if verifier is None:
+        return Verdict(False, [f"unknown proof type {kind!r:.40}; known: {', '.join(sorted(_VERIFIERS))}"])
+    return verifier(proof, net=net, witnesses=witnesses, threshold=threshold)

@@ -91,7 +91,8 @@ def test_tampered_inclusions_get_a_verdict_with_the_reason(books):
 
 @pytest.mark.parametrize("garbage", [
     {"event": None}, {"event": "text"}, {"event": {"raw": 5, "sig": None}}, {"event": {"raw": "[1]"}},
-    {"event": {"raw": "{}", "sig": "00" * 64}}, {"event": {"raw": "\udcff", "sig": ""}}, {"event": {"raw": "{}", "sig": 5}},
+    {"event": {"raw": "{}", "sig": "00" * 64}}, {"event": {"raw": "\udcff", "sig": ""}},
+    {"event": {"raw": "{}", "sig": 5}},
     {"chain_size": "10"}, {"chain_size": None}, {"chain_size": -3}, {"chain_size": 2**80},
     {"chain_root": 12}, {"chain_root": "xyz"}, {"proof": None}, {"proof": "ab"}, {"proof": [{}]},
     {"proof": ["00" * 32] * 10_000}, {"event_hash": b"\x00"}, {"seq": True}, {"net": 7},
@@ -130,7 +131,8 @@ def test_inconsistent_growth_is_caught(books):
 
 ALLOWED = {"__future__", "hashlib", "re", "collections.abc", "dataclasses", "typing", "nacl.exceptions",
            "nacl.signing", "orjson"}
-PURE = ["light.py", "ledger/merkle_verify.py", "ledger/merkle.py", "ledger/encoding.py", "errors.py"]
+PURE = ["light.py", "ledger/checkpoint.py", "ledger/merkle_verify.py", "ledger/merkle.py", "ledger/encoding.py",
+        "errors.py"]
 
 
 @pytest.mark.parametrize("module", PURE)

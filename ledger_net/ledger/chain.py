@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError
 from ..faults import crash_point
 from . import encoding
+from .checkpoint import CHECKPOINT_CONFLICT, CHECKPOINT_SIGNED, check_conflict
 from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
 from .identity import Identity, verify
 from .pending import PendingBuffer, PendingQuotaError
@@ -345,8 +346,8 @@ class Ledger:
             self.state.check_link(event)
             reason = self._evaluate(self.state, event)
             self.state.apply(event, reason)
-            if event.type == FORK_PROOF and reason is None:
-                proof = parse_fork_proof(event.body)
+            if event.type in _PROOF_TYPES and reason is None:
+                proof = _PROOF_TYPES[event.type](event.body, None)
                 if proof and (proof.author, proof.seq) not in {(p.author, p.seq) for p in proofs}:
                     proofs.append(proof)
                     report.forks.append((proof.author, proof.seq))
@@ -382,7 +383,34 @@ class Ledger:
         reason = state.evaluate(event)
         if reason is None and event.type == FORK_PROOF and parse_fork_proof(event.body, state.net) is None:
             return "fork proof does not show two signed events of one author and seq"
+        if reason is None and event.type == CHECKPOINT_CONFLICT and \
+                parse_checkpoint_conflict(event.body, state.net) is None:
+            return "checkpoint conflict does not show two inconsistent checkpoints of one signer"
         return reason
+
+    def report_conflict(self, earlier: Event, later: Event, author: str, proof: Sequence[str]) -> Event | None:
+        """Publish, as a `checkpoint.conflict` of this node's chain, that `later` (a checkpoint
+        of the same signer) does not extend `earlier` at `author`, and freeze the signer from
+        `later`'s seq like a forker: the fork-proof path (stored, gossiped, refolded). None
+        when already known; RuleViolation when the evidence does not hold."""
+        body = {"signer": later.author, "seq": later.seq, "author": author, "proof": list(proof),
+                "a": earlier.to_json(), "b": later.to_json()}
+        fork = parse_checkpoint_conflict(body, self.state.net)
+        if fork is None:
+            raise RuleViolation("checkpoint conflict does not show two inconsistent checkpoints of one signer")
+        if any((p.author, p.seq) == (fork.author, fork.seq) for p in self.store.fork_proofs()):
+            return None
+        event = self.append(CHECKPOINT_CONFLICT, body)
+        with self._lock:
+            self.store.insert_fork_proof(fork)
+            self._load()
+        for listener in list(self._reset_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("ledger reset listener failed")
+        return event
+
 
     def _stored_event(self, author: str, seq: int) -> Event | None:
         row = self.store.get_by_author_seq(author, seq)
@@ -391,6 +419,8 @@ class Ledger:
     def _publish_fork(self, proof: ForkProof) -> None:
         """Gossip a fork proof by putting it into this node's own chain."""
         key = (proof.author, proof.seq)
+        if Event.from_wire(proof.raw_a, proof.sig_a).seq != proof.seq:
+            return  # a checkpoint conflict: its own event already travels, and fork.proof cannot carry it
         if self.identity is None or key in self._published_proofs or proof.author == self.node_id:
             return
         body = {"author": proof.author, "seq": proof.seq,
@@ -444,3 +474,28 @@ def parse_fork_proof(body: dict[str, Any], net: str | None = None) -> ForkProof 
     if not (verify(a.author, bytes.fromhex(a.hash), a.sig) and verify(b.author, bytes.fromhex(b.hash), b.sig)):
         return None
     return _proof(a, b)
+
+def parse_checkpoint_conflict(body: dict[str, Any], net: str | None = None) -> ForkProof | None:
+    """Parse and check a gossiped checkpoint conflict: two validly signed `checkpoint.signed`
+    events of one signer, `b` later in its chain, whose frontiers provably do not extend one
+    another at `author` (see `checkpoint.check_conflict`). Returned as the fork proof that
+    freezes the signer from `b`'s seq."""
+    try:
+        a, b = Event.from_json(body["a"]), Event.from_json(body["b"])
+        if not (a.type == b.type == CHECKPOINT_SIGNED and a.author == b.author == body["signer"]):
+            return None
+        if not a.seq < b.seq == body["seq"]:
+            return None
+        if net is not None and (a.net != net or b.net != net):
+            return None
+        if not (verify(a.author, bytes.fromhex(a.hash), a.sig) and verify(b.author, bytes.fromhex(b.hash), b.sig)):
+            return None
+        if check_conflict(a.body, b.body, body["author"], body["proof"]) is not None:
+            return None
+    except (LedgerError, EncodingError, KeyError, TypeError, ValueError, IndexError):
+        return None
+    return ForkProof(a.author, b.seq, a.hash, a.raw, a.sig, b.hash, b.raw, b.sig)
+
+
+_PROOF_TYPES: dict[str, Callable[[dict[str, Any], str | None], ForkProof | None]] = {
+    FORK_PROOF: parse_fork_proof, CHECKPOINT_CONFLICT: parse_checkpoint_conflict}

@@ -33,6 +33,8 @@ MAX_EVENT_BYTES = 64 << 10  # canonical bytes of one event; bigger payloads trav
 # most doubles them), so it alone may be bigger: it must be able to prove any fork.
 MAX_FORK_PROOF_BYTES = 4 * MAX_EVENT_BYTES + 4096
 FORK_PROOF_TYPE = "fork.proof"
+# A checkpoint conflict quotes two checkpoint events the same way, and gets the same room.
+_QUOTING_TYPES = frozenset({FORK_PROOF_TYPE, "checkpoint.conflict"})
 GENESIS = "network.genesis"
 _ENVELOPE_KEYS = frozenset({"v", "net", "author", "seq", "prev", "deps", "type", "body", "ts"})
 
@@ -157,7 +159,7 @@ class EventTooLarge(EncodingError):
 
 def max_event_bytes(event_type: str | None) -> int:
     """The most canonical bytes an event of `event_type` may have (see `check_size`)."""
-    return MAX_FORK_PROOF_BYTES if event_type == FORK_PROOF_TYPE else MAX_EVENT_BYTES
+    return MAX_FORK_PROOF_BYTES if event_type in _QUOTING_TYPES else MAX_EVENT_BYTES
 
 
 def check_size(event_type: str | None, raw: bytes) -> None:

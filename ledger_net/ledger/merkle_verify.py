@@ -168,3 +168,25 @@ def verify_consistency(old_size: int, new_size: int, old_root: Any, new_root: An
 def event_leaf_hash(event_hash: Any) -> bytes:
     """The leaf hash of an event named by its digest (32 bytes or lowercase hex)."""
     return leaf_hash(as_hash(event_hash, "event hash"))
+
+
+def implied_old_root(old_size: int, new_size: int, new_root: Any, full_proof: Any) -> bytes:
+    """The root the tree whose root is `new_root` had at `old_size`, as `full_proof` shows it:
+    the RFC 9162 consistency proof, preceded by the old root itself when `old_size` is a power
+    of two (the verifier's own copy, which the RFC leaves out). Raises ProofError unless the
+    proof leads to `new_root`. Collision resistance makes the result the one true old root, so
+    a result that differs from a root someone signed is evidence that it was not a prefix."""
+    old_size = _as_size(old_size, "old tree size")
+    new_size = _as_size(new_size, "new tree size")
+    new_h, path = as_hash(new_root, "new root"), _as_proof(full_proof)
+    if not 0 < old_size < new_size:
+        raise ProofError(f"sizes {old_size} -> {new_size} do not make a proper prefix")
+    power = old_size & (old_size - 1) == 0
+    want = len(consistency_ranges(old_size, new_size)) + power
+    if len(path) != want:
+        raise ProofError(f"full proof has {len(path)} hashes; sizes {old_size} -> {new_size} need {want}")
+    old_root, path = (path[0], path[1:]) if power else (b"", path)
+    fr, sr = _roots_from_consistency(old_size, new_size, old_root, path)
+    if sr != new_h:
+        raise ProofError("proof does not lead to the new root")
+    return fr

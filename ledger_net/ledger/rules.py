@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ChainError
+from .checkpoint import check_body, cosign_message, note_digest, note_of, signature_ok
 from .events import GENESIS, Event
 
 
@@ -64,6 +65,7 @@ class LedgerState:
         self.vouchers: dict[str, tuple[str, str, int]] = {}  # voucher hash -> (issuer, name, amount)
         self.assignments: dict[str, Assignment] = {}
         self.frozen: dict[str, int] = {}  # author -> first forked seq
+        self.checkpoints: dict[str, tuple[str, str]] = {}  # checkpoint event hash -> (signer, note digest hex)
         self.minted = 0
         self.burnt = 0
 
@@ -365,6 +367,31 @@ def _apply_feedback(state: LedgerState, acct: Account, ev: Event) -> None:
         acct.rated.add((ev.body["task_id"], ev.body["subject"]))
 
 
+def _check_checkpoint(state: LedgerState, acct: Account, ev: Event) -> str | None:
+    return check_body(ev.net, ev.author, ev.body)
+
+
+def _apply_checkpoint(state: LedgerState, acct: Account, ev: Event) -> None:
+    state.checkpoints[ev.hash] = (ev.author, note_digest(note_of(ev.net, ev.author, ev.body)).hex())
+
+
+def _check_cosign(state: LedgerState, acct: Account, ev: Event) -> str | None:
+    b = ev.body
+    if b["checkpoint"] not in ev.deps:
+        return "a cosignature names its checkpoint in deps"
+    known = state.checkpoints.get(b["checkpoint"])
+    if known is None:
+        return "the checkpoint named is not an effective checkpoint.signed"
+    signer, note = known
+    if signer == ev.author:
+        return "a signer does not witness its own checkpoint"
+    if b["note"] != note:
+        return "note is not the checkpoint's note digest"
+    if not signature_ok(ev.author, cosign_message(bytes.fromhex(note)), b["sig"]):
+        return "cosignature does not verify under the author's key"
+    return None
+
+
 _Rule = tuple[Callable[[LedgerState, Account, Event], "str | None"],
               "Callable[[LedgerState, Account, Event], None] | None"]
 
@@ -385,6 +412,8 @@ _RULES: dict[str, _Rule] = {
     "task.failed": (_check_close, _apply_close),
     "task.cancelled": (_check_close, _apply_close),
     "reputation.feedback": (_check_feedback, _apply_feedback),
+    "checkpoint.signed": (_check_checkpoint, _apply_checkpoint),
+    "checkpoint.cosigned": (_check_cosign, None),
 }
 
 

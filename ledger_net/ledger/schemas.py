@@ -95,6 +95,17 @@ class BodySchema:
 
 
 _USAGE = mapping
+_SIG128 = re.compile(r"[0-9a-f]{128}").fullmatch
+
+
+def _signature(v: Any) -> bool:
+    return isinstance(v, str) and _SIG128(v) is not None
+
+
+def _frontier_entry(v: Any) -> bool:
+    """[author key, size >= 1, author root hash]."""
+    return isinstance(v, list) and len(v) == 3 and key(v[0]) and POSITIVE(v[1]) and event_hash(v[2])
+
 _CAPABILITIES = mapping
 
 SCHEMAS: dict[str, BodySchema] = {
@@ -161,6 +172,18 @@ SCHEMAS: dict[str, BodySchema] = {
     ),
     "fork.proof": BodySchema(
         required={"author": key, "seq": POSITIVE, "a": mapping, "b": mapping},
+    ),
+    # Checkpoints (docs/proofs.md): a signed frontier and state root, witnesses' cosignatures,
+    # and the proof that one signer's two checkpoints do not extend each other.
+    "checkpoint.signed": BodySchema(
+        required={"frontier": list_of(_frontier_entry, 100_000), "frontier_root": event_hash,
+                  "authors": NON_NEGATIVE, "events": NON_NEGATIVE, "state_root": event_hash,
+                  "state_size": POSITIVE, "ts": NON_NEGATIVE, "sig": _signature},
+    ),
+    "checkpoint.cosigned": BodySchema(required={"checkpoint": event_hash, "note": event_hash, "sig": _signature}),
+    "checkpoint.conflict": BodySchema(
+        required={"signer": key, "seq": POSITIVE, "a": mapping, "b": mapping, "author": key,
+                  "proof": list_of(event_hash, 128)},
     ),
 }
 

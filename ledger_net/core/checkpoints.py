@@ -1,0 +1,372 @@
+"""A node's checkpoints: signing them, witnessing other nodes' ones, and serving proofs.
+
+The pure rules (leaves, notes, conflicts) are `ledger/checkpoint.py`; this module reads the
+node's store and projections. Three jobs:
+
+* **Signing.** A checkpoint is taken at the node's *applied* frontier: the events its
+  projections have folded (offset <= the runner's offset), whose per-author sizes come from
+  the store, and whose state is read from the projections in memory under their lock. No
+  replay: the frontier is what the node holds. `tick` signs one every `every_events` events
+  or `every_seconds` seconds (both off by default).
+* **Witnessing.** A checkpoint of another signer is cosigned only once verified: this node
+  holds every author at the checkpoint's size with the same author root, recomputes the
+  same state root (from memory when its frontier is the checkpoint's, else by folding the
+  balances and reputation projections over exactly those events), and the checkpoint
+  extends the signer's previous one. A provable inconsistency becomes a
+  `checkpoint.conflict` (the fork-proof path: stored, gossiped, signer frozen).
+* **Proofs.** Balance, event and author-consistency proofs against a checkpoint, with its
+  cosignatures, in the JSON forms `ledger_net.light` verifies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ..errors import LedgerError, NodeError, ProofError
+from ..ledger.chain import Ledger
+from ..ledger.checkpoint import (
+    ACCOUNT,
+    CHECKPOINT_COSIGNED,
+    CHECKPOINT_SIGNED,
+    StateTree,
+    cosign_message,
+    find_conflict,
+    frontier_tree,
+    make_body,
+    note_digest,
+    note_of,
+    state_entries,
+)
+from ..ledger.encoding import decode
+from ..ledger.events import Event
+from ..ledger.tables import events as events_table
+from ..projections.balances import BalancesProjection
+from ..projections.reputation import ReputationProjection
+
+log = logging.getLogger(__name__)
+
+Frontier = list[list[Any]]  # sorted [author, size, root hex]
+
+
+class CheckpointService:
+    """Checkpoints of one node's ledger and projections (see the module docstring)."""
+
+    def __init__(self, ledger: Ledger, runner: Any, *, every_events: int = 0, every_seconds: float = 0.0,
+                 witness: bool = True) -> None:
+        if every_events < 0 or every_seconds < 0:
+            raise NodeError("checkpoint intervals must not be negative")
+        self.ledger = ledger
+        self.runner = runner
+        self.every_events = every_events
+        self.every_seconds = every_seconds
+        self.witness = witness
+        self._lock = threading.RLock()
+        self._states: OrderedDict[str, StateTree] = OrderedDict()  # state root hex -> tree (a few)
+        self._pending: list[str] = []  # checkpoints of others not yet judged
+        self._judged: dict[str, str] = {}  # checkpoint hash -> what this witness concluded
+        self._last_signed = time.monotonic()
+        ledger.subscribe(self._on_applied)
+        mine = {c.body["checkpoint"] for c in self.checkpoints_cosigned_by(self._me)} if self._me else set()
+        self._pending.extend(e.hash for e in reversed(self.checkpoints()) if e.author != self._me and e.hash not in mine)
+
+    @property
+    def _me(self) -> str | None:
+        return self.ledger.identity.node_id if self.ledger.identity else None
+
+    def _on_applied(self, applied: Sequence[Any]) -> None:
+        with self._lock:
+            self._pending.extend(a.event.hash for a in applied
+                                 if a.event.type == CHECKPOINT_SIGNED and a.reason is None and a.event.author != self._me)
+
+    # ------------------------------------------------------------------ state
+    def applied_frontier(self) -> tuple[Frontier, StateTree]:
+        """The frontier the projections have folded and the state tree at it."""
+        with self.runner._lock:  # the projections' own lock: nothing folds while we read
+            offset = self.runner.offset
+            with self.ledger.store.engine.connect() as conn:
+                sizes = conn.execute(select(events_table.c.author, func.max(events_table.c.seq))
+                                     .where(events_table.c.offset <= offset)
+                                     .group_by(events_table.c.author)).all()
+            state = self._tree_of(self.runner["balances"], self.runner["reputation"])
+        frontier = [[a, int(s), self.ledger.store.author_root(a, int(s)).hex()] for a, s in sorted(sizes)]
+        self._remember(state)
+        return frontier, state
+
+    def _tree_of(self, balances: BalancesProjection, reputation: ReputationProjection) -> StateTree:
+        accounts = balances.accounts
+        supply = {"minted": sum(r["minted"] for r in accounts.values()),
+                  "balances": sum(r["balance"] for r in accounts.values()),
+                  "escrow": sum(r["escrow"] for r in accounts.values()),
+                  "in_transit": sum(r["incoming"] for r in accounts.values()),
+                  "vouchers": sum(r["vouchers"] for r in accounts.values()),
+                  "burnt": sum(r["burnt"] for r in accounts.values())}
+        return StateTree.build(state_entries(accounts, reputation.subjects, supply))
+
+    def _remember(self, state: StateTree) -> None:
+        with self._lock:
+            self._states[state.tree.root.hex()] = state
+            self._states.move_to_end(state.tree.root.hex())
+            while len(self._states) > 4:
+                self._states.popitem(last=False)
+
+    def state_at(self, frontier: Frontier) -> StateTree:
+        """The state tree at `frontier` (which this node must hold): from memory when it is
+        the applied frontier, else by folding fresh projections over exactly its events."""
+        current, state = self.applied_frontier()
+        if [e[:2] for e in current] == [e[:2] for e in frontier]:
+            return state
+        sizes = {a: s for a, s, _ in frontier}
+        balances, reputation = BalancesProjection(), ReputationProjection()
+        ctx = self.runner.context()
+        for row in self.ledger.store.select_events():
+            if row.seq <= sizes.get(row.author, 0):
+                event = Event.from_stored(row.raw, row.sig, row.hash)
+                reason = None if row.valid else row.reason
+                balances.apply(row.offset, event, reason, ctx)
+                reputation.apply(row.offset, event, reason, ctx)
+        tree = self._tree_of(balances, reputation)
+        self._remember(tree)
+        return tree
+
+    def _state_for(self, body: dict[str, Any]) -> StateTree:
+        with self._lock:
+            cached = self._states.get(body["state_root"])
+        return cached if cached is not None else self.state_at(body["frontier"])
+
+    # ------------------------------------------------------------------ signing
+    def make(self) -> Event:
+        """Sign a checkpoint of the applied frontier as this node's next event."""
+        identity = self.ledger.identity
+        if identity is None or self.ledger.net is None:
+            raise NodeError("a checkpoint needs a node key and a network")
+        frontier, state = self.applied_frontier()
+        body = make_body(net=self.ledger.net, signer=identity.node_id, sign=identity.sign, frontier=frontier,
+                         state=state, ts=int(time.time() * 1000))
+        event = self.ledger.append(CHECKPOINT_SIGNED, body)
+        self._last_signed = time.monotonic()
+        return event
+
+    def due(self) -> bool:
+        """Whether `every_events` events or `every_seconds` seconds passed since the last one."""
+        if not (self.every_events or self.every_seconds) or self.ledger.net is None or self._me is None:
+            return False
+        last = self.latest(self._me)
+        grown = self.ledger.store.count() - (self._offset_of(last) if last else 0)
+        if grown <= 1:  # nothing new but (at most) the last checkpoint itself
+            return False
+        if self.every_events and grown > self.every_events:
+            return True
+        return bool(self.every_seconds) and time.monotonic() - self._last_signed >= self.every_seconds
+
+    def tick(self) -> list[str]:
+        """One round: sign if due, then judge waiting checkpoints of others. Returns what
+        happened, one line each (for logs and tests)."""
+        done: list[str] = []
+        if self.due():
+            done.append(f"signed {self.make().hash}")
+        if self.witness:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            keep = []
+            for h in dict.fromkeys(pending):
+                outcome = self.consider(h)
+                if outcome.startswith("waiting"):
+                    keep.append(h)
+                else:
+                    done.append(f"{outcome} {h}")
+            with self._lock:
+                self._pending[:0] = keep
+        return done
+
+    # ------------------------------------------------------------------ witnessing
+    def consider(self, checkpoint_hash: str) -> str:
+        """Judge another signer's checkpoint: 'cosigned', 'conflict', 'refused: why' or
+        'waiting: why' (this node does not hold the frontier yet)."""
+        if checkpoint_hash in self._judged:
+            return self._judged[checkpoint_hash]
+        event = self.ledger.event(checkpoint_hash)
+        if event is None or event.type != CHECKPOINT_SIGNED:
+            return "refused: not a checkpoint this node holds"
+        if event.author == self._me or self._cosigned(checkpoint_hash):
+            return self._judge(checkpoint_hash, "refused: own or already cosigned")
+        if self.ledger.state.frozen.get(event.author, event.seq + 1) <= event.seq:
+            return self._judge(checkpoint_hash, "refused: the signer is frozen")
+        body = event.body
+        previous = self._previous(event)
+        if previous is not None:
+            conflict = find_conflict(previous.body, body, self._root_at, self._full_path)
+            if conflict is not None:
+                author, path = conflict
+                try:
+                    self.ledger.report_conflict(previous, event, author, path)
+                except LedgerError as exc:
+                    log.warning("could not publish a checkpoint conflict: %s", exc)
+                return self._judge(checkpoint_hash, "conflict")
+        for author, size, root in body["frontier"]:
+            held, _ = self.ledger.head(author)
+            if held < size:
+                return f"waiting: holds {held} of {author[:16]}…'s {size} events"
+            if self.ledger.store.author_root(author, size).hex() != root:
+                return self._judge(checkpoint_hash, f"refused: {author[:16]}…'s root at {size} differs here")
+        if self._state_for(body).tree.root.hex() != body["state_root"]:
+            return self._judge(checkpoint_hash, "refused: this node computes another state root")
+        digest = note_digest(note_of(event.net, event.author, body))
+        assert self.ledger.identity is not None
+        cosign = {"checkpoint": checkpoint_hash, "note": digest.hex(),
+                  "sig": self.ledger.identity.sign(cosign_message(digest)).hex()}
+        self.ledger.append(CHECKPOINT_COSIGNED, cosign, deps=[checkpoint_hash])
+        return self._judge(checkpoint_hash, "cosigned")
+
+    def _judge(self, checkpoint_hash: str, outcome: str) -> str:
+        self._judged[checkpoint_hash] = outcome
+        return outcome
+
+    def _previous(self, event: Event) -> Event | None:
+        """The signer's latest effective checkpoint before `event` that this node holds."""
+        for other in self.checkpoints(event.author):
+            if other.seq < event.seq:
+                return other
+        return None
+
+    def _root_at(self, author: str, size: int) -> bytes | None:
+        return self.ledger.store.author_root(author, size) if self.ledger.head(author)[0] >= size else None
+
+    def _full_path(self, author: str, old: int, new: int) -> list[bytes] | None:
+        if self.ledger.head(author)[0] < new:
+            return None
+        path = self.ledger.store.consistency_proof(author, old, new)
+        return ([self.ledger.store.author_root(author, old)] if old & (old - 1) == 0 else []) + path
+
+    def _cosigned(self, checkpoint_hash: str) -> bool:
+        me = self._me
+        return me is not None and any(c.body["checkpoint"] == checkpoint_hash for c in self.checkpoints_cosigned_by(me))
+
+    # ------------------------------------------------------------------ reading
+    def _rows(self, event_type: str, author: str | None = None) -> list[Any]:
+        q = select(events_table.c.offset, events_table.c.raw, events_table.c.sig, events_table.c.hash) \
+            .where(events_table.c.type == event_type, events_table.c.valid.is_(True))
+        if author is not None:
+            q = q.where(events_table.c.author == author)
+        with self.ledger.store.engine.connect() as conn:
+            return conn.execute(q.order_by(events_table.c.offset.desc())).all()
+
+    def checkpoints_cosigned_by(self, witness: str) -> list[Event]:
+        """Effective cosignatures `witness` made, newest first."""
+        return [Event.from_stored(r.raw, r.sig, r.hash) for r in self._rows(CHECKPOINT_COSIGNED, witness)]
+
+    def checkpoints(self, signer: str | None = None) -> list[Event]:
+        """Effective checkpoints this node holds, newest first (of `signer` when given)."""
+        return [Event.from_stored(r.raw, r.sig, r.hash) for r in self._rows(CHECKPOINT_SIGNED, signer)]
+
+    def latest(self, signer: str | None = None) -> Event | None:
+        """The newest effective checkpoint (of `signer`, else this node's own, else anyone's)."""
+        found = self.checkpoints(signer or self._me)
+        if not found and signer is None:
+            found = self.checkpoints()
+        return found[0] if found else None
+
+    def _offset_of(self, event: Event) -> int:
+        return self.ledger.store.offset_of(event.hash) or 0
+
+    def resolve(self, ref: str | None) -> Event:
+        """A checkpoint by hash or unique hash prefix (None: the latest); NodeError otherwise."""
+        if ref is None:
+            found = self.latest()
+            if found is None:
+                raise NodeError("no checkpoint yet: make one with `ledger-net checkpoint --make`")
+            return found
+        ref = ref.lower()
+        matches = [e for e in self.checkpoints() if e.hash.startswith(ref)] if len(ref) >= 4 else []
+        if len(matches) != 1:
+            raise NodeError(f"{ref[:64]!r} names {'no' if not matches else 'more than one'} checkpoint here")
+        return matches[0]
+
+    def cosignature_events(self, checkpoint_hash: str) -> list[Event]:
+        """Effective cosignatures of a checkpoint."""
+        out = []
+        for r in self._rows(CHECKPOINT_COSIGNED):
+            event = Event.from_stored(r.raw, r.sig, r.hash)
+            if event.body["checkpoint"] == checkpoint_hash:
+                out.append(event)
+        return out
+
+    def cosigned(self, event: Event) -> dict[str, Any]:
+        """A checkpoint as a light client takes it: note, signer's signature, cosignatures."""
+        cosigs = sorted({c.author: c.body["sig"] for c in self.cosignature_events(event.hash)}.items())
+        return {"note": note_of(event.net, event.author, event.body), "sig": event.body["sig"],
+                "cosignatures": [{"witness": w, "sig": s} for w, s in cosigs]}
+
+    def describe(self, event: Event) -> dict[str, Any]:
+        """A checkpoint for people and the HTTP API (the frontier left out: see /frontier)."""
+        body = event.body
+        return {"hash": event.hash, "signer": event.author, "seq": event.seq,
+                "id": note_digest(note_of(event.net, event.author, body)).hex(),
+                **{k: body[k] for k in ("frontier_root", "authors", "events", "state_root", "state_size", "ts")},
+                "cosigners": [c["witness"] for c in self.cosigned(event)["cosignatures"]]}
+
+    # ------------------------------------------------------------------ proofs
+    def balance_proof(self, account: str, at: str | None = None) -> dict[str, Any]:
+        """The proof of `account`'s state leaf in a checkpoint's state root (light.verify_balance)."""
+        event = self.resolve(at)
+        state = self._state_for(event.body)
+        if state.tree.root.hex() != event.body["state_root"]:
+            raise NodeError("this node computes another state root at that checkpoint; ask another node")
+        index = state.index(ACCOUNT + account)
+        if index is None:
+            raise NodeError(f"account {account[:16]}… has no entry at checkpoint {event.hash[:16]}…")
+        key, value = decode(state.tree.leaves[index])
+        return {"type": "balance", "account": account, "checkpoint": self.cosigned(event),
+                "leaf": {"index": index, "key": key, "value": value},
+                "proof": [h.hex() for h in state.tree.proof(index)]}
+
+    def author_leaf(self, event: Event, author: str) -> dict[str, Any]:
+        """`author`'s frontier leaf in a checkpoint, with its inclusion proof."""
+        frontier = event.body["frontier"]
+        for index, (a, size, root) in enumerate(frontier):
+            if a == author:
+                tree = frontier_tree(frontier)
+                return {"index": index, "size": size, "root": root, "proof": [h.hex() for h in tree.proof(index)]}
+        raise NodeError(f"author {author[:16]}… is not in checkpoint {event.hash[:16]}…")
+
+    def event_proof(self, event_hash: str, at: str | None = None) -> dict[str, Any]:
+        """The proof that an event is in its author's chain as named by a checkpoint."""
+        target = self.ledger.event(event_hash)
+        if target is None:
+            raise NodeError(f"no event {event_hash[:64]!r} here")
+        if at is None:
+            candidates = [c for c in self.checkpoints()
+                          if any(a == target.author and s >= target.seq for a, s, _ in c.body["frontier"])]
+            if not candidates:
+                raise NodeError("no checkpoint here covers that event yet")
+            checkpoint = candidates[0]
+        else:
+            checkpoint = self.resolve(at)
+        leaf = self.author_leaf(checkpoint, target.author)
+        if leaf["size"] < target.seq:
+            raise NodeError("that checkpoint does not cover the event")
+        try:
+            path = self.ledger.store.inclusion_proof(target.author, target.seq, leaf["size"])
+        except ProofError as exc:
+            raise NodeError(f"cannot prove the event: {exc}") from None
+        return {"type": "event", "checkpoint": self.cosigned(checkpoint), "author": leaf,
+                "event": target.to_json(), "proof": [h.hex() for h in path]}
+
+    def consistency(self, author: str, old: str, new: str) -> dict[str, Any]:
+        """The proof that `author`'s chain in checkpoint `old` is a prefix of its chain in `new`."""
+        a, b = self.resolve(old), self.resolve(new)
+        leaf_a, leaf_b = self.author_leaf(a, author), self.author_leaf(b, author)
+        if leaf_a["size"] > leaf_b["size"]:
+            raise NodeError("the old checkpoint holds more of that author than the new one")
+        try:
+            path = self.ledger.store.consistency_proof(author, leaf_a["size"], leaf_b["size"])
+        except ProofError as exc:
+            raise NodeError(f"cannot prove the growth: {exc}") from None
+        return {"type": "author_consistency", "author": author, "old": self.cosigned(a), "new": self.cosigned(b),
+                "old_leaf": leaf_a, "new_leaf": leaf_b, "proof": [h.hex() for h in path]}

@@ -1,0 +1,289 @@
+"""Checkpoints: a signed frontier of author chains and a state root over the projections.
+
+Pure functions over bytes and plain values (no store, no projections): the node side
+(`core/checkpoints.py`), the rules and the light client all build and check the same
+bytes with them. What they define:
+
+* **Frontier.** The set of (author, size, author root) a node holds, one leaf per author
+  sorted by key: leaf data `canonical([author, size, root hex])`. Sizes travel with roots
+  because an RFC 9162 proof does not bind the tree size on its own.
+* **State leaves.** Sorted key/value leaves `canonical([key, value])`: `a/<account>` →
+  balance, escrow, incoming and vouchers; `r/<node>` → reputation; `s/supply` → the totals.
+  Every value is a small object of integers (and one bool): nothing signed holds a float.
+* **Note.** The compact statement a checkpoint signs: network, signer, frontier root and
+  size, event count, state root and size, time. Its digest names the checkpoint to light
+  clients and witnesses; a witness's cosignature is an ed25519 signature of
+  `SHA-256("ledger_net/cosign/v1\\0" ‖ note digest)`.
+* **Conflicts.** Two checkpoints of one signer where the later one does not extend the
+  earlier (an author dropped or shrunk, two roots at one size, or a root the later one's
+  tree denies) — checked from the two signed bodies and a consistency path alone.
+
+Imports only hashing, nacl, canonical encoding and the pure Merkle code, so the light
+client can use it (tests/test_light.py checks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+
+from ..errors import ProofError
+from .encoding import canonical_bytes
+from .merkle import EMPTY_ROOT, fold, inclusion_proof, leaf_hash, node_hash, perfect_nodes
+from .merkle_verify import as_hash, check_inclusion, implied_old_root
+
+CHECKPOINT_SIGNED = "checkpoint.signed"
+CHECKPOINT_COSIGNED = "checkpoint.cosigned"
+CHECKPOINT_CONFLICT = "checkpoint.conflict"
+NOTE_VERSION = 1
+NOTE_CONTEXT = b"ledger_net/checkpoint/v1\x00"
+COSIGN_CONTEXT = b"ledger_net/cosign/v1\x00"
+ACCOUNT = "a/"
+REPUTATION = "r/"
+SUPPLY_KEY = "s/supply"
+NOTE_FIELDS = ("frontier_root", "authors", "events", "state_root", "state_size", "ts")
+ACCOUNT_FIELDS = ("balance", "escrow", "incoming", "vouchers")
+REPUTATION_FIELDS = ("score_ppm", "positive", "negative", "forked")
+SUPPLY_FIELDS = ("minted", "balances", "escrow", "in_transit", "vouchers", "burnt")
+
+
+# ------------------------------------------------------------------ leaves and trees
+def state_leaf(key: str, value: Mapping[str, Any]) -> bytes:
+    """Leaf data of one state entry: canonical `[key, value]`."""
+    return canonical_bytes([key, dict(value)])
+
+
+def frontier_leaf(author: str, size: int, root: str) -> bytes:
+    """Leaf data of one author in a frontier: canonical `[author, size, root hex]`."""
+    return canonical_bytes([author, size, root])
+
+
+class Tree:
+    """An RFC 9162 tree over leaf data held in memory, with every perfect node kept, so
+    that its root and any inclusion proof cost no rehashing after the build (O(n))."""
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        self.leaves = list(leaves)
+        level = [leaf_hash(d) for d in self.leaves]
+        self.levels = [level]
+        while len(level) > 1:
+            level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            self.levels.append(level)
+        self.size = len(self.leaves)
+        self.root = self._range_root(0, self.size) if self.size else EMPTY_ROOT
+
+    def _fetch(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        return [self.levels[level][idx] for level, idx in ids]
+
+    def _range_root(self, lo: int, hi: int) -> bytes:
+        return fold(self._fetch(perfect_nodes(lo, hi)))
+
+    def proof(self, index: int) -> list[bytes]:
+        """Inclusion proof of leaf `index`."""
+        return inclusion_proof(index, self.size, self._fetch)
+
+
+@dataclass(frozen=True)
+class StateTree:
+    """The state leaves of a checkpoint: keys in order, their data, and the tree."""
+
+    keys: list[str]
+    tree: Tree
+
+    @classmethod
+    def build(cls, entries: Mapping[str, Mapping[str, Any]]) -> StateTree:
+        keys = sorted(entries)
+        return cls(keys, Tree([state_leaf(k, entries[k]) for k in keys]))
+
+    def index(self, key: str) -> int | None:
+        """Where `key` is, by binary search over the sorted keys (None if absent)."""
+        lo, hi = 0, len(self.keys)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.keys[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self.keys) and self.keys[lo] == key else None
+
+
+def state_entries(accounts: Mapping[str, Mapping[str, int]], reputation: Mapping[str, Mapping[str, Any]],
+                  supply: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """Key → value of every state leaf, from the projections' rows (extra columns dropped)."""
+    out: dict[str, dict[str, Any]] = {}
+    for acct, row in accounts.items():
+        out[ACCOUNT + acct] = {f: int(row.get(f, 0)) for f in ACCOUNT_FIELDS}
+    for node, row in reputation.items():
+        out[REPUTATION + node] = {f: (bool(row.get(f)) if f == "forked" else int(row.get(f, 0)))
+                                  for f in REPUTATION_FIELDS}
+    out[SUPPLY_KEY] = {f: int(supply.get(f, 0)) for f in SUPPLY_FIELDS}
+    return out
+
+
+def frontier_tree(frontier: Sequence[Sequence[Any]]) -> Tree:
+    """The tree over a frontier given as sorted `[author, size, root hex]` entries."""
+    return Tree([frontier_leaf(a, s, r) for a, s, r in frontier])
+
+
+# ------------------------------------------------------------------ notes and signatures
+def note_of(net: str, signer: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The note a `checkpoint.signed` body carries: what signer and witnesses sign."""
+    return {"v": NOTE_VERSION, "net": net, "signer": signer, **{f: body[f] for f in NOTE_FIELDS}}
+
+
+def note_digest(note: Mapping[str, Any]) -> bytes:
+    """The checkpoint's identity for light clients and witnesses: a domain-separated hash."""
+    return hashlib.sha256(NOTE_CONTEXT + canonical_bytes(dict(note))).digest()
+
+
+def cosign_message(digest: bytes) -> bytes:
+    """What a witness signs to cosign the checkpoint whose note digest is `digest`."""
+    return hashlib.sha256(COSIGN_CONTEXT + digest).digest()
+
+
+def signature_ok(key_hex: str, message: bytes, sig_hex: Any) -> bool:
+    """True iff `sig_hex` is `key_hex`'s ed25519 signature of `message`; False on any junk."""
+    try:
+        nacl.signing.VerifyKey(bytes.fromhex(key_hex)).verify(message, bytes.fromhex(sig_hex))
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError, TypeError):
+        return False
+    return True
+
+
+def make_body(*, net: str, signer: str, sign: Callable[[bytes], bytes], frontier: Sequence[Sequence[Any]],
+              state: StateTree, ts: int) -> dict[str, Any]:
+    """The body of a `checkpoint.signed` event: the frontier inline, the note's fields and
+    the signer's signature of the note digest (`sign` is the signer's `Identity.sign`)."""
+    entries = [[a, int(s), r] for a, s, r in sorted(frontier)]
+    tree = frontier_tree(entries)
+    body: dict[str, Any] = {"frontier": entries, "frontier_root": tree.root.hex(), "authors": len(entries),
+                            "events": sum(s for _, s, _ in entries), "state_root": state.tree.root.hex(),
+                            "state_size": state.tree.size, "ts": int(ts)}
+    body["sig"] = sign(note_digest(note_of(net, signer, body))).hex()
+    return body
+
+
+def check_body(net: str, signer: str, body: Mapping[str, Any]) -> str | None:
+    """Why a `checkpoint.signed` body (already shape-checked) is not a checkpoint, or None:
+    the frontier is sorted with one entry per author, its count, sum and root match the
+    note, and the note signature is the signer's."""
+    frontier = body["frontier"]
+    authors = [e[0] for e in frontier]
+    if any(a >= b for a, b in zip(authors, authors[1:])):
+        return "frontier is not sorted by author, one entry each"
+    if len(frontier) != body["authors"]:
+        return f"frontier names {len(frontier)} authors, the note says {body['authors']}"
+    if sum(e[1] for e in frontier) != body["events"]:
+        return "frontier sizes do not add up to the note's event count"
+    if frontier_tree(frontier).root.hex() != body["frontier_root"]:
+        return "frontier does not hash to the note's frontier root"
+    if not signature_ok(signer, note_digest(note_of(net, signer, body)), body["sig"]):
+        return "note signature does not verify under the signer's key"
+    return None
+
+
+# ------------------------------------------------------------------ conflicts
+def _sizes(body: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
+    return {a: (s, r) for a, s, r in body["frontier"]}
+
+
+def find_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any],
+                  root_at: Callable[[str, int], bytes | None] | None = None,
+                  path: Callable[[str, int, int], list[bytes] | None] | None = None
+                  ) -> tuple[str, list[str]] | None:
+    """(author, consistency path) showing `later` does not extend `earlier`, or None when no
+    inconsistency can be shown. `root_at(author, size)` and `path(author, old, new)` read the
+    caller's own chains (a full path: the old root first when the old size is a power of two);
+    without them only a dropped or shrunk author, or two roots at one size, are found."""
+    new = _sizes(later)
+    for author, (size_a, root_a) in _sizes(earlier).items():
+        size_b, root_b = new.get(author, (0, ""))
+        if size_b < size_a or (size_b == size_a and root_b != root_a):
+            return author, []
+        if size_b > size_a and root_at is not None and path is not None:
+            mine = root_at(author, size_b)
+            if mine is not None and mine.hex() == root_b:
+                full = path(author, size_a, size_b)
+                if full is not None and implied_old_root(size_a, size_b, mine, full).hex() != root_a:
+                    return author, [h.hex() for h in full]
+    return None
+
+
+def check_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any], author: str, proof: Any) -> str | None:
+    """None when `later`'s frontier provably does not extend `earlier`'s at `author`,
+    else why not. Pure: the two signed bodies and the path are all the evidence."""
+    size_a, root_a = _sizes(earlier).get(author, (0, ""))
+    if size_a == 0:
+        return "the earlier checkpoint does not name the author"
+    size_b, root_b = _sizes(later).get(author, (0, ""))
+    if size_b < size_a:
+        return None  # shrank (or vanished)
+    if size_b == size_a:
+        return None if root_b != root_a else "both checkpoints agree on the author"
+    try:
+        implied = implied_old_root(size_a, size_b, as_hash(root_b, "later root"), proof)
+    except ProofError as exc:
+        return f"consistency path: {exc}"
+    return None if implied.hex() != root_a else "the later root extends the earlier one"
+
+
+# ------------------------------------------------------------------ light-client checks
+def check_note(note: Any, net: str) -> dict[str, Any]:
+    """The note as a dict if its shape is a note of network `net`; ProofError otherwise."""
+    if not isinstance(note, Mapping):
+        raise ProofError("checkpoint note is not an object")
+    want = {"v", "net", "signer", *NOTE_FIELDS}
+    if set(note) != want:
+        raise ProofError(f"checkpoint note has fields {sorted(note)}, not {sorted(want)}")
+    if note["v"] != NOTE_VERSION:
+        raise ProofError(f"checkpoint note version {note['v']!r} is not {NOTE_VERSION}")
+    if note["net"] != net:
+        raise ProofError("checkpoint belongs to another network (its net is not the genesis given)")
+    for f in ("signer", "frontier_root", "state_root"):
+        as_hash(note[f], f"checkpoint {f}")
+    for f in ("authors", "events", "state_size", "ts"):
+        if type(note[f]) is not int or note[f] < 0:
+            raise ProofError(f"checkpoint {f} is not a non-negative integer")
+    return dict(note)
+
+
+def check_state_leaf(note: Mapping[str, Any], key: str, leaf: Any, proof: Any) -> dict[str, Any]:
+    """The value of state entry `key` proven by `leaf` ({index, key, value}) and its
+    inclusion `proof` against the note's state root; ProofError naming the failure."""
+    if not isinstance(leaf, Mapping) or set(leaf) != {"index", "key", "value"}:
+        raise ProofError("leaf is not {index, key, value}")
+    if leaf["key"] != key:
+        raise ProofError(f"leaf is for {str(leaf['key'])[:80]!r}, not {key!r}")
+    if not isinstance(leaf["value"], Mapping):
+        raise ProofError("leaf value is not an object")
+    try:
+        data = state_leaf(key, leaf["value"])
+    except Exception as exc:  # noqa: BLE001 - a float or junk in the value: a reason, not a trace
+        raise ProofError(f"leaf value has no canonical form: {exc}") from None
+    check_inclusion(leaf["index"], note["state_size"], leaf_hash(data), proof, note["state_root"])
+    return dict(leaf["value"])
+
+
+def check_frontier_leaf(note: Mapping[str, Any], author: str, leaf: Any) -> tuple[int, str]:
+    """(size, root hex) of `author` proven by `leaf` ({index, size, root, proof}) against
+    the note's frontier root; ProofError naming the failure."""
+    if not isinstance(leaf, Mapping) or set(leaf) != {"index", "size", "root", "proof"}:
+        raise ProofError("author leaf is not {index, size, root, proof}")
+    size, root = leaf["size"], leaf["root"]
+    if type(size) is not int or size < 1:
+        raise ProofError("author leaf size is not a positive integer")
+    as_hash(root, "author root")
+    check_inclusion(leaf["index"], note["authors"], leaf_hash(frontier_leaf(author, size, root)), leaf["proof"],
+                    note["frontier_root"])
+    return size, root
+
+
+def hashes(values: Iterable[bytes]) -> list[str]:
+    """Hex of each hash (how proofs travel)."""
+    return [v.hex() for v in values]
+
