@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time as _time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,6 @@ from unittest import mock
 from hypothesis import strategies as st
 
 from ledger_net.ledger import chain as _chain
-
 from ledger_net.ledger.chain import Ledger, RuleViolation
 from ledger_net.ledger.encoding import INT_MAX, INT_MIN
 from ledger_net.ledger.events import Event
@@ -97,97 +97,190 @@ def _open_tasks(state, author: str) -> list[str]:
     return sorted(state.accounts[author].escrow) if author in state.accounts else []
 
 
+@dataclass
+class Turn:
+    """One operation's actor and what it sees: its own ledger's state, before it acts."""
+
+    world: World
+    actor: int
+    me: str
+    other: str
+    state: Any
+    bal: int
+    amount: int
+    pick: int
+
+    def act(self, type_: str, body: dict[str, Any], deps: list[str] | None = None) -> None:
+        if deps is None:
+            self.world.act(self.actor, type_, body)
+        else:
+            self.world.act(self.actor, type_, body, deps)
+
+    def assignments(self, **match: Any) -> list[tuple[str, Any]]:
+        """(hash, assignment) pairs whose fields equal ``match``, sorted."""
+        return sorted((h, a) for h, a in self.state.assignments.items()
+                      if all(getattr(a, k) == v for k, v in match.items()))
+
+    def owned_open(self) -> list[tuple[str, Any]]:
+        """This actor's assignments on tasks it still holds escrow for."""
+        return [(h, a) for h, a in self.assignments(owner=self.me) if a.task_id in self.state.accounts[self.me].escrow]
+
+
+# Each kind of operation: False when it does not apply to this actor now (the operation is then
+# neither applied nor refused), True when it was tried (it may still find nothing to act on).
+def _mint(t: Turn) -> bool:
+    t.act("credit.minted", {"to": t.other, "amount": t.amount, "reason": "p"})
+    return True
+
+
+def _transfer(t: Turn) -> bool:
+    if t.other == t.me or not t.bal:
+        return False
+    t.act("credit.transfer", {"to": t.other, "amount": min(t.amount, t.bal)})
+    return True
+
+
+def _overdraft(t: Turn) -> bool:
+    if t.other == t.me:
+        return False
+    t.act("credit.transfer", {"to": t.other, "amount": t.bal + t.amount})
+    return True
+
+
+def _receive(t: Turn) -> bool:
+    credit = _pick(sorted(t.state.open_credits_to(t.me)), t.pick)
+    if credit:
+        t.act("credit.received", {"source": credit[0]}, [credit[0]])
+    return True
+
+
+def _burn(t: Turn) -> bool:
+    if not t.bal:
+        return False
+    t.act("credit.burned", {"amount": min(t.amount, t.bal), "reason": "p"})
+    return True
+
+
+def _voucher(t: Turn) -> bool:
+    if not t.bal:
+        return False
+    t.act("credit.voucher_issued", {"name": f"v{t.pick}", "amount": min(t.amount, t.bal)})
+    return True
+
+
+def _settle(t: Turn) -> bool:
+    mine = sorted(h for h, (issuer, _, _) in t.state.vouchers.items() if issuer == t.me)
+    voucher = _pick(mine, t.pick)
+    if voucher:
+        t.act("credit.voucher_settled", {"voucher": voucher, "to": None if t.pick % 2 else t.other})
+    return True
+
+
+def _submit(t: Turn) -> bool:
+    t.world.task_counter += 1
+    t.act("task.submitted", {"task_id": f"t{t.world.task_counter}", "task_type": "map",
+                             "escrow": min(t.amount, t.bal), "max_price": t.amount // 2 + t.pick,
+                             "chunks": 2, "spec": {}})
+    return True
+
+
+def _submit_same(t: Turn) -> bool:  # task ids are per owner: several owners may share one
+    t.act("task.submitted", {"task_id": SHARED_TASK_ID, "task_type": f"type{t.actor}",
+                             "escrow": min(t.amount, t.bal), "max_price": t.amount // 2 + t.pick,
+                             "chunks": 1 + t.pick % 3, "spec": {}})
+    return True
+
+
+def _quote(t: Turn) -> bool:
+    sub = _pick([e for e in t.world.events if e.type == "task.submitted"], t.pick)
+    if sub:
+        t.act("task.quote", {"task_id": sub.body["task_id"], "price": t.amount, "inputs": {}}, [sub.hash])
+    return True
+
+
+def _assign(t: Turn) -> bool:
+    task = _pick(_open_tasks(t.state, t.me), t.pick)
+    if task:
+        price = min(t.amount, t.state.accounts[t.me].max_price[task])
+        t.act("task.assigned", {"task_id": task, "chunk": t.pick % 2, "worker": t.other, "price": price})
+    return True
+
+
+def _result(t: Turn) -> bool:
+    item = _pick(t.assignments(worker=t.me), t.pick)
+    if item:
+        h, a = item
+        t.act("task.chunk_result", {"task_id": a.task_id, "chunk": a.chunk, "ok": True, "result_hash": None}, [h])
+    return True
+
+
+def _accept(t: Turn) -> bool:
+    item = _pick(t.owned_open(), t.pick)
+    if item:
+        h, a = item
+        acct = t.state.accounts[t.me]
+        pay = min(t.amount, acct.max_price[a.task_id], acct.escrow[a.task_id])
+        t.act("task.chunk_accepted", {"task_id": a.task_id, "chunk": a.chunk, "worker": a.worker, "payment": pay},
+              [h])
+    return True
+
+
+def _reject(t: Turn) -> bool:
+    item = _pick(t.owned_open(), t.pick)
+    if item:
+        h, a = item
+        t.act("task.chunk_rejected", {"task_id": a.task_id, "chunk": a.chunk, "worker": a.worker, "reason": "p"},
+              [h])
+    return True
+
+
+def _close(t: Turn) -> bool:
+    task = _pick(_open_tasks(t.state, t.me), t.pick)
+    if task:
+        type_ = ("task.completed", "task.failed", "task.cancelled")[t.pick % 3]
+        body = {"task_id": task, "refund": t.state.accounts[t.me].escrow[task]}
+        if type_ != "task.completed":
+            body["reason"] = "p"
+        t.act(type_, body)
+    return True
+
+
+def _feedback(t: Turn) -> bool:
+    if t.other == t.me:
+        return False
+    paid = sorted(task for task, w in (t.state.accounts[t.me].paid if t.me in t.state.accounts else ())
+                  if w == t.other)
+    task = _pick(paid, t.pick)
+    body = {"subject": t.other, "positive": t.pick % 2 == 0, "quality_ppm": t.amount * 8000, "weight_ppm": 1_000_000}
+    if task:
+        body["task_id"] = task
+    t.act("reputation.feedback", body)
+    return True
+
+
+def _join(t: Turn) -> bool:
+    t.act("node.joined", {"name": f"n{t.actor}"})
+    return True
+
+
+STEPS: dict[str, Callable[[Turn], bool]] = {
+    "mint": _mint, "transfer": _transfer, "overdraft": _overdraft, "receive": _receive, "burn": _burn,
+    "voucher": _voucher, "settle": _settle, "submit": _submit, "submit_same": _submit_same, "quote": _quote,
+    "assign": _assign, "result": _result, "accept": _accept, "reject": _reject, "close": _close,
+    "feedback": _feedback, "join": _join}
+
+
 def step(world: World, op: tuple) -> None:
+    """Apply one generated operation as its actor, on the actor's view after syncing; record it
+    as applied, refused (a RuleViolation), or neither (it does not apply to the actor now)."""
     kind, actor, target, amount, pick = op
     world.sync(actor)
-    led = world.ledgers[actor]
     me, other = IDENTITIES[actor].node_id, IDENTITIES[target].node_id
-    st_ = led.state
-    bal = st_.spendable(me)
+    state = world.ledgers[actor].state
+    turn = Turn(world, actor, me, other, state, state.spendable(me), amount, pick)
+    handler = STEPS.get(kind)
     try:
-        if kind == "mint":
-            world.act(actor, "credit.minted", {"to": other, "amount": amount, "reason": "p"})
-        elif kind == "transfer" and other != me and bal:
-            world.act(actor, "credit.transfer", {"to": other, "amount": min(amount, bal)})
-        elif kind == "overdraft" and other != me:
-            world.act(actor, "credit.transfer", {"to": other, "amount": bal + amount})
-        elif kind == "receive":
-            credit = _pick(sorted(st_.open_credits_to(me)), pick)
-            if credit:
-                world.act(actor, "credit.received", {"source": credit[0]}, [credit[0]])
-        elif kind == "burn" and bal:
-            world.act(actor, "credit.burned", {"amount": min(amount, bal), "reason": "p"})
-        elif kind == "voucher" and bal:
-            world.act(actor, "credit.voucher_issued", {"name": f"v{pick}", "amount": min(amount, bal)})
-        elif kind == "settle":
-            mine = sorted(h for h, (issuer, _, _) in st_.vouchers.items() if issuer == me)
-            voucher = _pick(mine, pick)
-            if voucher:
-                world.act(actor, "credit.voucher_settled", {"voucher": voucher, "to": None if pick % 2 else other})
-        elif kind == "submit":
-            world.task_counter += 1
-            world.act(actor, "task.submitted", {"task_id": f"t{world.task_counter}", "task_type": "map",
-                                                 "escrow": min(amount, bal), "max_price": amount // 2 + pick,
-                                                 "chunks": 2, "spec": {}})
-        elif kind == "submit_same":  # task ids are per owner: several owners may share one
-            world.act(actor, "task.submitted", {"task_id": SHARED_TASK_ID, "task_type": f"type{actor}",
-                                                 "escrow": min(amount, bal), "max_price": amount // 2 + pick,
-                                                 "chunks": 1 + pick % 3, "spec": {}})
-        elif kind == "quote":
-            sub = _pick([e for e in world.events if e.type == "task.submitted"], pick)
-            if sub:
-                world.act(actor, "task.quote", {"task_id": sub.body["task_id"], "price": amount, "inputs": {}},
-                          [sub.hash])
-        elif kind == "assign":
-            task = _pick(_open_tasks(st_, me), pick)
-            if task:
-                price = min(amount, st_.accounts[me].max_price[task])
-                world.act(actor, "task.assigned", {"task_id": task, "chunk": pick % 2, "worker": other,
-                                                   "price": price})
-        elif kind == "result":
-            mine = sorted((h, a) for h, a in st_.assignments.items() if a.worker == me)
-            item = _pick(mine, pick)
-            if item:
-                h, a = item
-                world.act(actor, "task.chunk_result", {"task_id": a.task_id, "chunk": a.chunk, "ok": True,
-                                                       "result_hash": None}, [h])
-        elif kind == "accept":
-            mine = sorted((h, a) for h, a in st_.assignments.items()
-                          if a.owner == me and a.task_id in st_.accounts[me].escrow)
-            item = _pick(mine, pick)
-            if item:
-                h, a = item
-                acct = st_.accounts[me]
-                pay = min(amount, acct.max_price[a.task_id], acct.escrow[a.task_id])
-                world.act(actor, "task.chunk_accepted", {"task_id": a.task_id, "chunk": a.chunk,
-                                                         "worker": a.worker, "payment": pay}, [h])
-        elif kind == "reject":
-            mine = sorted((h, a) for h, a in st_.assignments.items()
-                          if a.owner == me and a.task_id in st_.accounts[me].escrow)
-            item = _pick(mine, pick)
-            if item:
-                h, a = item
-                world.act(actor, "task.chunk_rejected", {"task_id": a.task_id, "chunk": a.chunk,
-                                                         "worker": a.worker, "reason": "p"}, [h])
-        elif kind == "close":
-            task = _pick(_open_tasks(st_, me), pick)
-            if task:
-                type_ = ("task.completed", "task.failed", "task.cancelled")[pick % 3]
-                body = {"task_id": task, "refund": st_.accounts[me].escrow[task]}
-                if type_ != "task.completed":
-                    body["reason"] = "p"
-                world.act(actor, type_, body)
-        elif kind == "feedback" and other != me:
-            paid = sorted(t for t, w in (st_.accounts[me].paid if me in st_.accounts else ()) if w == other)
-            task = _pick(paid, pick)
-            body = {"subject": other, "positive": pick % 2 == 0, "quality_ppm": amount * 8000,
-                    "weight_ppm": 1_000_000}
-            if task:
-                body["task_id"] = task
-            world.act(actor, "reputation.feedback", body)
-        elif kind == "join":
-            world.act(actor, "node.joined", {"name": f"n{actor}"})
-        else:
+        if handler is None or not handler(turn):
             return
         world.applied.append(op)
     except RuleViolation:

@@ -8,17 +8,26 @@ import json
 import random
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_strategies import (
+    IDENTITIES,
+    ISSUER,
+    build_world,
+    chunked,
+    fixed_clock,
+    json_values,
+    new_world,
+    operations,
+    step,
+    topological_shuffle,
+)
 
 from ledger_net.errors import LedgerError
 from ledger_net.ledger import encoding
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.events import Event
 from ledger_net.projections import ProjectionRunner
-
-from ledger_strategies import (IDENTITIES, ISSUER, build_world, chunked, fixed_clock, json_values, new_world,
-                               operations, step, topological_shuffle)
 
 A, B, C = (i.node_id for i in IDENTITIES[:3])
 
@@ -310,7 +319,8 @@ def test_rebuild_equals_incremental(ops, seed):
 
 
 @pytest.mark.postgres
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations(max_size=12), seed=st.integers(0, 2**32 - 1))
 def test_postgres_matches_sqlite_and_rebuild(pg_database_factory, ops, seed):
     world = build_world(ops)

@@ -59,7 +59,7 @@ def test_higher_priority_never_costs_less(p: PricingParams, w: int, s: int, d: i
 def test_higher_priority_costs_strictly_more_with_default_factors(w: int, s: int, d: int, r: int, load: int) -> None:
     p = PricingParams()
     prices = [price(p, w, level, s, d, r, load) for level in TaskPriority]
-    assert all(a < b for a, b in zip(prices, prices[1:]))
+    assert all(a < b for a, b in zip(prices, prices[1:], strict=False))
 
 
 @SETTINGS

@@ -48,7 +48,7 @@ def outcome(task_type, config, chunk_size):
 def same(a, b):
     """Equal, treating two NaN-free floats as equal only when identical."""
     return a == b and type(a) is type(b) or (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
-                                             and all(same(x, y) for x, y in zip(a, b)))
+                                             and all(same(x, y) for x, y in zip(a, b, strict=False)))
 
 
 numbers = st.one_of(st.integers(-1000, 1000), st.floats(-50, 50, allow_nan=False, allow_infinity=False))
@@ -165,7 +165,7 @@ def same_json(a, b):
     if isinstance(a, float) and isinstance(b, float):
         return a == b and math.copysign(1, a) == math.copysign(1, b)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
