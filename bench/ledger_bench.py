@@ -32,9 +32,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -66,7 +67,7 @@ class Sizes:
     repeat: int = 3
 
     @classmethod
-    def quick(cls) -> "Sizes":
+    def quick(cls) -> Sizes:
         return cls(crypto=3_000, sqlite_rows=5_000, single=300, batch=500, batches=4, ingest=2_000,
                    ingest_batch=1_000, rebuild=5_000, users=10, repeat=2)
 
@@ -349,6 +350,29 @@ def pg_url_from(args: argparse.Namespace) -> str | None:
     return args.pg_url or os.environ.get("LEDGER_NET_BENCH_PG_URL") or os.environ.get("LEDGER_NET_TEST_PG_URL")
 
 
+def choose_backends(args: argparse.Namespace) -> tuple[list[Backend], PostgresBackend | None, dict[str, str]]:
+    """The backends to measure, the PostgreSQL one (to close) if any, and why any was skipped."""
+    backends: list[Backend] = []
+    skipped: dict[str, str] = {}
+    if not args.no_sqlite:
+        backends.append(SQLiteBackend())
+    pg_url = None if args.no_pg else pg_url_from(args)
+    pg: PostgresBackend | None = None
+    if args.no_pg:
+        skipped["postgresql"] = "--no-pg given"
+    elif not pg_url:
+        skipped["postgresql"] = "no URL (--pg-url, $LEDGER_NET_BENCH_PG_URL or $LEDGER_NET_TEST_PG_URL)"
+    else:
+        try:
+            pg = PostgresBackend(pg_url)
+            pg.check()
+            backends.append(pg)
+        except Exception as exc:  # unreachable server, bad credentials, missing driver
+            skipped["postgresql"] = f"cannot connect: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            pg = None
+    return backends, pg, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -364,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.repeat:
         sizes.repeat = max(1, args.repeat)
-    say: Callable[[str], None] = (lambda m: print(m, file=sys.stderr, flush=True))
+
+    def say(m: str) -> None:
+        print(m, file=sys.stderr, flush=True)
+
     began = time.perf_counter()
 
     baselines = {"sign": Result("sign", 0.0, [], "sigs/s"),
@@ -390,24 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     wire = [(e.raw, e.sig) for e in log[:sizes.ingest]]
     rebuild_log = log[:sizes.rebuild]
 
-    backends: list[Backend] = []
-    skipped: dict[str, str] = {}
-    if not args.no_sqlite:
-        backends.append(SQLiteBackend())
-    pg_url = None if args.no_pg else pg_url_from(args)
-    pg: PostgresBackend | None = None
-    if args.no_pg:
-        skipped["postgresql"] = "--no-pg given"
-    elif not pg_url:
-        skipped["postgresql"] = "no URL (--pg-url, $LEDGER_NET_BENCH_PG_URL or $LEDGER_NET_TEST_PG_URL)"
-    else:
-        try:
-            pg = PostgresBackend(pg_url)
-            pg.check()
-            backends.append(pg)
-        except Exception as exc:  # unreachable server, bad credentials, missing driver
-            skipped["postgresql"] = f"cannot connect: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            pg = None
+    backends, pg, skipped = choose_backends(args)
     for name, why in skipped.items():
         say(f"SKIPPING {name}: {why}")
 
