@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.events import Event
@@ -42,7 +43,7 @@ class Peer:
         print(f"ack {self.name} {event.hash}", flush=True)
         return event
 
-    def pull(self, other: "Peer") -> None:
+    def pull(self, other: Peer) -> None:
         """Ingest what `other` stored since the last pull (anti-entropy without HTTP)."""
         rows = list(other.ledger.stored(after=self.read_of.get(other.name, 0)))
         if rows:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of, wait_for
 
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.store import sqlite_url
 from ledger_net.projections.runner import ProjectionRunner
-from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -221,7 +221,7 @@ def test_audit_bundle_with_missing_past_fails_and_names_the_waiting(books: dict[
     # drop B's first event: everything B signed after it waits for it
     dropped = next(i for i in items if i["author"] == books["b"] and i["seq"] == 1)
     holey = tmp_path / "holey.ndjson"
-    holey.write_bytes(b"\n".join(line for line, i in zip(lines, items) if i is not dropped) + b"\n")
+    holey.write_bytes(b"\n".join(line for line, i in zip(lines, items, strict=False) if i is not dropped) + b"\n")
     result = invoke("audit", "--bundle", holey, "--json")
     assert result.exit_code == 1
     report = orjson.loads(result.stdout)
@@ -283,7 +283,7 @@ def test_replay_until_equals_runner_replay(books: dict[str, Any]) -> None:
         assert end["reputation"][books["b"]]["level"] in ("neutral", "trusted", "high", "elite", "low", "untrusted")
         by_hash = json_of(invoke("replay", "--data-dir", books["dir"], "--until", items[6]["hash"], "--json"))
         assert by_hash["offset"] == items[6]["offset"]
-        moment = datetime.fromtimestamp(items[6]["ts"] / 1000, timezone.utc).isoformat()
+        moment = datetime.fromtimestamp(items[6]["ts"] / 1000, UTC).isoformat()
         by_time = json_of(invoke("replay", "--data-dir", books["dir"], "--until", moment, "--json"))
         assert by_time["offset"] >= items[6]["offset"]
         assert all(i["ts"] > items[6]["ts"] for i in items if i["offset"] > by_time["offset"])

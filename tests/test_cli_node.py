@@ -11,16 +11,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of
 
 from ledger_net.compute.ml import save_model
 from ledger_net.ledger.identity import Identity
-from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of
 
 pytestmark = pytest.mark.timeout(180)
 

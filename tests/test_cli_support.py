@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from click.testing import CliRunner, Result
@@ -34,7 +35,7 @@ class NodeThread:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"node-{data_dir.name}", daemon=True)
 
-    def start(self) -> "NodeThread":
+    def start(self) -> NodeThread:
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
             raise TimeoutError("node did not start")

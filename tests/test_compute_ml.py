@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +88,7 @@ def test_model_errors_are_clear(tmp_path, mlp_path):
 
 
 def test_model_as_a_blob(mlp_path):
-    data = open(mlp_path, "rb").read()
+    data = Path(mlp_path).read_bytes()
     ref = blob_hash(data)
     x = RNG.normal(size=(2, 4)).tolist()
     by_blob = run_chunk("ml_inference", {"model": {"model_blob": ref}, "input_data": x}, blobs={ref: data})
@@ -105,7 +106,7 @@ def test_gradients_match_finite_differences(activation, loss):
     x = RNG.normal(size=(7, 3))
     y = RNG.integers(0, 2, size=7) if loss == "cross_entropy" else RNG.normal(size=(7, 2))
     value, grads = loss_and_gradients(model_from_arrays(arrays), x, y, loss)
-    for name, grad in zip(["W1", "b1", "W2", "b2"], grads):
+    for name, grad in zip(["W1", "b1", "W2", "b2"], grads, strict=False):
         numeric = np.zeros_like(arrays[name])
         for idx in np.ndindex(arrays[name].shape):
             for sign in (1, -1):
@@ -128,7 +129,7 @@ def test_aggregated_gradient_equals_the_full_batch_gradient(mlp_path):
     shards = [train_shard(model, x[i:i + 17].tolist(), y[i:i + 17].tolist()) for i in range(0, 101, 17)]
     grads, loss, n = combine_gradients(shards)
     assert n == 101 and loss == pytest.approx(full_loss, rel=1e-12)
-    for name, g in zip(["W1", "b1", "W2", "b2"], full):
+    for name, g in zip(["W1", "b1", "W2", "b2"], full, strict=False):
         np.testing.assert_allclose(grads[name], g, rtol=1e-10, atol=1e-14)
 
 
@@ -147,7 +148,7 @@ def test_train_steps_reduce_the_loss_and_can_be_saved(mlp_path, tmp_path):
         losses.append(result["loss"])
         weights = result["weights"]
     assert losses[-1] < 0.6 * losses[0]
-    assert all(b < a + 1e-9 for a, b in zip(losses, losses[1:]))
+    assert all(b < a + 1e-9 for a, b in zip(losses, losses[1:], strict=False))
     assert result["samples"] == 120 and result["gradient_norm"] > 0
     save_model(tmp_path / "trained.npz", weights)
     out = Task.create_ml_inference("u", str(tmp_path / "trained.npz"), x.tolist(), {}, {}).run_locally()

@@ -5,8 +5,9 @@ naming its cause, and changes nothing in the ledger."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -131,11 +132,10 @@ async def test_bad_task_requests_change_nothing(node: ComputeNetwork) -> None:
         assert (err.status, err.code) == (400, "bad_parameter")
         err = await refused(client, "GET", f"{API}/tasks", params={"limit": "0"})
         assert err.code == "bad_parameter"
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{url_of(node)}{API}/tasks", data=b"{not json",
-                                headers={TOKEN_HEADER: node.server.token, "Content-Type": "application/json"}) as resp:
-            assert resp.status == 400
-            assert (await resp.json())["error"]["code"] == "malformed_json"
+    async with aiohttp.ClientSession() as session, session.post(f"{url_of(node)}{API}/tasks", data=b"{not json",
+                            headers={TOKEN_HEADER: node.server.token, "Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["code"] == "malformed_json"
     assert ledger.store.last_offset() == before
 
 

@@ -16,7 +16,7 @@ from ledger_net.ledger.encoding import INT_MAX, INT_MIN, canonical_bytes, conten
 def test_sorted_keys_compact_utf8():
     value = {"b": 1, "a": [True, None, "é"], "A": {"z": -1, "y": ""}}
     raw = canonical_bytes(value)
-    assert raw == '{"A":{"y":"","z":-1},"a":[true,null,"é"],"b":1}'.encode("utf-8")
+    assert raw == '{"A":{"y":"","z":-1},"a":[true,null,"é"],"b":1}'.encode()
     assert b" " not in raw and b"\n" not in raw
 
 

@@ -70,7 +70,8 @@ async def test_explorer_routes(tmp_path: Path) -> None:
                 assert abs(running - row["balance_after"]) < 1e-9
             status, _, newest = await get(s, f"{url}/api/v1/accounts/{me}/history?limit=2")
             assert newest["history"] == rows[-2:] and newest["next_before"] == rows[-2]["offset"]  # type: ignore[index]
-            status, _, older = await get(s, f"{url}/api/v1/accounts/{me}/history?limit=2&before={newest['next_before']}")  # type: ignore[index]
+            before = newest["next_before"]  # type: ignore[index]
+            status, _, older = await get(s, f"{url}/api/v1/accounts/{me}/history?limit=2&before={before}")
             assert older["history"] == [r for r in rows if r["offset"] < newest["next_before"]][-2:]  # type: ignore[index]
 
             status, _, evs = await get(s, f"{url}/api/v1/accounts/{me}/events?limit=3")

@@ -9,20 +9,22 @@ test's tmp dir) for a person to look at."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pytest
-import urllib.request
-
 from browser.chromium import chromium_driver, require_chromium
 from browser.node_thread import NodeThread
+from test_replication_support import forge
+
 from ledger_net.core.task import Task
 from ledger_net.ledger.identity import Identity
-from test_replication_support import forge
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,10 +38,8 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: f
         return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
     except Exception as exc:
         logs = ""
-        try:
+        with contextlib.suppress(Exception):
             logs = "\n".join(str(e) for e in driver.get_log("browser"))
-        except Exception:
-            pass
         raise AssertionError(f"timed out waiting for {what}; browser log:\n{logs}") from exc
 
 

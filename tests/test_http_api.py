@@ -8,12 +8,12 @@ import asyncio
 import aiohttp
 import orjson
 import pytest
+from test_replication_support import Node, forge, memory_ledger, wait_until, wire_hash
 
 from ledger_net.errors import NetworkError
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.client import PeerClient, PeerRefused
 from ledger_net.network.protocol import API, load_or_create_token
-from test_replication_support import Node, forge, memory_ledger, wait_until, wire_hash
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,9 +31,9 @@ async def node(tmp_path):
 
 
 async def raw_request(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, data=body, headers=headers or {}) as resp:
-            return resp.status, await resp.read()
+    async with aiohttp.ClientSession() as session, \
+            session.request(method, url, data=body, headers=headers or {}) as resp:
+        return resp.status, await resp.read()
 
 
 async def error_of(method: str, url: str, body: bytes | None = None, headers: dict | None = None):

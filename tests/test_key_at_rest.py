@@ -28,13 +28,23 @@ from typing import Any
 import nacl.pwhash
 import psutil
 import pytest
+from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of
 
 from ledger_net.cli_common import key_passphrase
 from ledger_net.errors import NodeError
-from ledger_net.ledger.identity import (DEFAULT_MEMLIMIT, DEFAULT_OPSLIMIT, KEY_FILE, PASSPHRASE_ENV, Identity,
-                                        Passphrase, is_sealed, passphrase_from_env, passphrase_from_file,
-                                        seal_key_file, verify)
-from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of
+from ledger_net.ledger.identity import (
+    DEFAULT_MEMLIMIT,
+    DEFAULT_OPSLIMIT,
+    KEY_FILE,
+    PASSPHRASE_ENV,
+    Identity,
+    Passphrase,
+    is_sealed,
+    passphrase_from_env,
+    passphrase_from_file,
+    seal_key_file,
+    verify,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

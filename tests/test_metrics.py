@@ -11,18 +11,19 @@ from typing import Any
 
 import aiohttp
 import pytest
+from test_replication_support import forge
 
 from ledger_net.core.task import Task
 from ledger_net.ledger.identity import Identity
 from ledger_net.main import ComputeNetwork
 from ledger_net.network.client import PeerClient
 from ledger_net.network.metrics import Exposition, heads_difference
-from test_replication_support import forge
 
 pytestmark = pytest.mark.timeout(120)
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_LABELS = r'\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\}'
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+_LABELS = r'\{(?:' + _LABEL + r')(?:,' + _LABEL + r')*\}'
 _SAMPLE = re.compile(rf"^{_NAME}(?:{_LABELS})? (?:[-+]?[0-9.]+(?:e[-+]?[0-9]+)?|NaN|[+-]Inf)$")
 _META = re.compile(rf"^# (?:HELP {_NAME} .*|TYPE {_NAME} (?:counter|gauge|histogram|summary|untyped))$")
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from test_cli_node import LineReader
+from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of
 
 from ledger_net.errors import NodeError, NodeLockedError
 from ledger_net.ledger.lock import LOCK_FILE, NodeLock
 from ledger_net.ledger.store import Store, sqlite_url
 from ledger_net.main import ComputeNetwork
-from test_cli_node import LineReader
-from test_cli_support import NodeThread, assert_one_line_error, invoke, json_of
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 

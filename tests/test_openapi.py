@@ -11,13 +11,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-
 from browser.node_thread import NodeThread
+
 from ledger_net.network.openapi import OPENAPI_PATH, build_spec
 
 pytestmark = pytest.mark.timeout(180)
@@ -98,8 +97,8 @@ def test_property_based_api_run_finds_no_5xx_and_no_undocumented_answer(node: No
         @given(case=strategy)
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-        def call(case: Any) -> None:
-            calls[f"{key[0]} {key[1]}"] = calls.get(f"{key[0]} {key[1]}", 0) + 1
+        def call(case: Any) -> None:  # run right below, in this iteration: the loop's key is this one's
+            calls[f"{key[0]} {key[1]}"] = calls.get(f"{key[0]} {key[1]}", 0) + 1  # noqa: B023 -- see above
             case.call_and_validate(checks=run_checks, timeout=10)
 
         try:

@@ -286,7 +286,7 @@ def _shared_id_world() -> dict:
 
 def test_shared_task_id_keeps_each_owners_task_apart_in_any_order():
     world = _shared_id_world()
-    events, g = world["events"], world["events"][0]
+    events, _g = world["events"], world["events"][0]
     rnd = random.Random(7)
     orders = [events] + [_causal_shuffle(events, rnd) for _ in range(6)]
     assert len({tuple(e.hash for e in o) for o in orders}) > 3  # really different orders

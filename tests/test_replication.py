@@ -8,9 +8,9 @@ import asyncio
 import random
 
 import pytest
+from test_replication_support import Node, converged, memory_ledger, start_cluster, stop_all, wait_until
 
 from ledger_net.network.client import PeerClient
-from test_replication_support import Node, converged, memory_ledger, start_cluster, stop_all, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,12 +10,19 @@ import asyncio
 import orjson
 import pytest
 from aiohttp import web
+from test_replication_support import (
+    converged,
+    forge,
+    memory_ledger,
+    start_cluster,
+    stop_all,
+    wait_until,
+    wire_hash,
+)
 
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.client import PeerClient, PeerRefused
 from ledger_net.network.protocol import API
-from test_replication_support import Node, converged, forge, memory_ledger, start_cluster, stop_all, wait_until, \
-    wire_hash
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -124,7 +131,8 @@ async def test_hostile_server_serving_forgeries_is_backed_off(tmp_path):
         return web.json_response({"stored": 0})
 
     app = web.Application()
-    app.add_routes([web.get(f"{API}/info", heads), web.get(f"{API}/heads", heads), web.get(f"{API}/chains/{{a}}", chains),
+    app.add_routes([web.get(f"{API}/info", heads), web.get(f"{API}/heads", heads),
+                    web.get(f"{API}/chains/{{a}}", chains),
                     web.post(f"{API}/events", push)])
     runner = web.AppRunner(app)
     await runner.setup()

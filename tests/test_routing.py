@@ -10,8 +10,8 @@ import pytest
 from ledger_net.core.node import Capabilities
 from ledger_net.core.private_ledger import private_network
 from ledger_net.errors import TaskError
-from ledger_net.market.routing import Assignment, Bid, Router, bids_from_quotes, score
 from ledger_net.market import MarketSnapshot, PricingEngine
+from ledger_net.market.routing import Assignment, Bid, Router, bids_from_quotes, score
 
 PPM = 1_000_000
 

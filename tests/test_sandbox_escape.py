@@ -18,8 +18,9 @@ import os
 import sys
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import psutil
 import pytest

@@ -44,7 +44,7 @@ class Listener:
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 
-    async def __aenter__(self) -> "Listener":
+    async def __aenter__(self) -> Listener:
         async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connected.set()
             writer.close()
@@ -204,9 +204,8 @@ async def test_self_test_passes(executor: SandboxExecutor) -> None:
 
 async def test_container_hides_host_files() -> None:
     ex = ContainerSandboxExecutor(TIGHT)
-    src = "import os\nprint(sorted(os.listdir('/')))\nprint(os.path.exists('/etc/shadow'), os.path.exists(%r))\n" % (
-        os.path.dirname(os.path.abspath(__file__)),
-    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = f"import os\nprint(sorted(os.listdir('/')))\nprint(os.path.exists('/etc/shadow'), os.path.exists({here!r}))\n"
     result = await ex.execute(None, CodeBundle("look.py", src))
     assert result.success, result
     top, hidden = result.stdout.splitlines()
@@ -290,7 +289,8 @@ async def test_only_the_allow_listed_environment_reaches_the_program(
     env = json.loads(result.stdout)
     assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["OPENBLAS_NUM_THREADS"] == "1"
     assert "LEDGER_NET_SECRET_OF_THE_NODE" not in env and "do-not-leak" not in result.stdout
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PWD",
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
+                        "PWD",
                         "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"}, sorted(env)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wasm_modules import HELLO
+
 from ledger_net.core.task import Task
 from ledger_net.errors import SandboxError
 from ledger_net.execution.executor import ChunkExecutor

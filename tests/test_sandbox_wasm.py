@@ -6,7 +6,6 @@ import os
 import time
 
 import pytest
-
 from wasm_modules import HELLO
 
 from ledger_net.errors import SandboxError

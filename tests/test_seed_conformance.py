@@ -10,7 +10,6 @@ a running node with the same keys and value types. The test fails as soon as eit
 from __future__ import annotations
 
 import ast
-import asyncio
 import importlib
 import inspect
 import re
@@ -81,7 +80,7 @@ def seed_params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[tuple[str, A
     args = fn.args.args
     defaults = [MISSING] * (len(args) - len(fn.args.defaults)) + list(fn.args.defaults)
     out = []
-    for arg, default in zip(args, defaults):
+    for arg, default in zip(args, defaults, strict=False):
         if arg.arg in ("self", "cls"):
             continue
         if default is MISSING:
@@ -124,7 +123,7 @@ def test_each_seed_method_exists_with_its_parameters_and_defaults(section: str,
     wanted = seed_params(fn)
     assert [p.name for p in positional[:len(wanted)]] == [name for name, _ in wanted], \
         f"{section}.{fn.name}: parameters {[p.name for p in positional]} vs the seed's {wanted}"
-    for (name, default), param in zip(wanted, positional):
+    for (name, default), param in zip(wanted, positional, strict=False):
         if default is MISSING:
             assert param.default is inspect.Parameter.empty or fn.name.startswith("create_"), \
                 f"{section}.{fn.name}({name}) is required in the seed"

@@ -8,8 +8,8 @@ loop. The ports are the seed's; every network gets a fresh data directory.
 from __future__ import annotations
 
 import asyncio
-import io
 import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,7 @@ async def basic_example():  # type: ignore[no-untyped-def]
                 print(f"🎉 Результат: {result}")
                 break
             elif status['status'] == 'failed':
-                print(f"❌ Задача не выполнена")
+                print("❌ Задача не выполнена")
                 break
             await asyncio.sleep(1)
     finally:
@@ -207,7 +207,7 @@ async def ml_inference_example():  # type: ignore[no-untyped-def]
                 print(f"📈 Вероятности: {result['probabilities']}")
                 break
             elif status['status'] == 'failed':
-                print(f"❌ ML инференс не выполнен")
+                print("❌ ML инференс не выполнен")
                 break
             await asyncio.sleep(2)
     finally:
@@ -292,19 +292,19 @@ async def error_handling_example():  # type: ignore[no-untyped-def]
         await network.start()
         try:
             task_data = {"task_type": "invalid_type", "owner_id": "user-001", "requirements": {}, "config": {}}
-            task_id = await network.submit_task(task_data)
+            await network.submit_task(task_data)
         except TaskError as e:
             print(f"❌ Ошибка задачи: {e}")
         try:
-            status = await network.get_task_status("nonexistent_task_id")
+            await network.get_task_status("nonexistent_task_id")
         except TaskError as e:
             print(f"❌ Задача не найдена: {e}")
         try:
-            success = await network.connect_to_node("nonexistent_node")
+            await network.connect_to_node("nonexistent_node")
         except NetworkError as e:
             print(f"❌ Ошибка сети: {e}")
         try:
-            success = network.credits.transfer_credits("node-002", 1000.0)
+            network.credits.transfer_credits("node-002", 1000.0)
         except CreditError as e:
             print(f"❌ Ошибка кредитов: {e}")
     except Exception as e:

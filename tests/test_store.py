@@ -87,7 +87,8 @@ def test_lookups(store):
     rows = [row(A, 1, ts=100), row(A, 2, ts=200), row(B, 1, ts=150)]
     store.insert_events(rows)
     got = store.get_event(rows[1]["hash"])
-    assert (got.offset, got.author, got.seq, got.raw, got.sig, got.valid) == (2, A, 2, rows[1]["raw"], rows[1]["sig"], True)
+    assert (got.offset, got.author, got.seq, got.raw, got.sig, got.valid) == \
+        (2, A, 2, rows[1]["raw"], rows[1]["sig"], True)
     assert store.get_event("00" * 32) is None
     assert store.get_by_author_seq(B, 1).hash == rows[2]["hash"]
     assert store.get_by_author_seq(B, 2) is None
@@ -126,6 +127,43 @@ def test_void_events_meta_blobs(store):
     assert store.get_blob("ee" * 32) == b"\x00\x01" and store.get_blob("ff" * 32) is None
 
 
+def _write_batches(store: Store, i: int, batches: int, per_batch: int, returned: list[int],
+                   errors: list[BaseException]) -> None:
+    """Writer ``i``: ``batches`` inserts of ``per_batch`` events of its own chain; the offsets
+    each insert returns go to ``returned``."""
+    try:
+        author = _h("writer", i)
+        seq = 0
+        for _ in range(batches):
+            rows = []
+            for _ in range(per_batch):
+                seq += 1
+                rows.append(row(author, seq))
+            returned.extend(store.insert_events(rows))
+    except BaseException as exc:  # pragma: no cover - reported by the test
+        errors.append(exc)
+
+
+def _read_pages(store: Store, total: int, done: threading.Event, seen: list[int],
+                errors: list[BaseException]) -> None:
+    """A reader paging ``offset > cursor`` (7 at a time) until the writers are done and it
+    has reached ``total``; every offset it is given goes to ``seen``."""
+    cursor = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            page = list(store.select_events(after=cursor, limit=7))
+            for r in page:
+                seen.append(r.offset)
+                cursor = r.offset
+            if not page:
+                if done.is_set() and cursor >= total:
+                    return
+                time.sleep(0.001)
+    except BaseException as exc:  # pragma: no cover
+        errors.append(exc)
+
+
 def test_concurrent_writers_keep_offsets_contiguous_and_readers_see_each_once(db_url):
     """Two writers with their own Store (own engine, own connections) on one database,
     and a reader paging `offset > cursor` while they write."""
@@ -139,37 +177,9 @@ def test_concurrent_writers_keep_offsets_contiguous_and_readers_see_each_once(db
     seen: list[int] = []
     done = threading.Event()
 
-    def write(i: int) -> None:
-        try:
-            author = _h("writer", i)
-            seq = 0
-            for _ in range(batches):
-                rows = []
-                for _ in range(per_batch):
-                    seq += 1
-                    rows.append(row(author, seq))
-                returned[i].extend(writers[i].insert_events(rows))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    def read() -> None:
-        cursor = 0
-        deadline = time.monotonic() + 60
-        try:
-            while time.monotonic() < deadline:
-                page = list(reader_store.select_events(after=cursor, limit=7))
-                for r in page:
-                    seen.append(r.offset)
-                    cursor = r.offset
-                if not page:
-                    if done.is_set() and cursor >= total:
-                        return
-                    time.sleep(0.001)
-        except BaseException as exc:  # pragma: no cover
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
-    reader = threading.Thread(target=read)
+    threads = [threading.Thread(target=_write_batches, args=(writers[i], i, batches, per_batch, returned[i], errors))
+               for i in range(2)]
+    reader = threading.Thread(target=_read_pages, args=(reader_store, total, done, seen, errors))
     reader.start()
     for t in threads:
         t.start()

@@ -288,7 +288,8 @@ def test_numpy_matrix_operands_stay_arrays_and_chunks_name_one_blob():
         bad = a.copy()
         bad[3, 4] = np.nan
         Task.create_matrix_ops("owner", bad, b, "multiply", {}, {}).create_chunks()
-    assert "matrix_a must be a matrix" in Task.create_matrix_ops("o", np.arange(4.0), b, "multiply", {}, {}).validate()[0]
+    problems = Task.create_matrix_ops("o", np.arange(4.0), b, "multiply", {}, {}).validate()
+    assert "matrix_a must be a matrix" in problems[0]
 
 
 def test_code_task_takes_a_real_code_bundle_and_packs_its_bytes():

@@ -15,13 +15,14 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
-
 from wasm_modules import HELLO
+
 from ledger_net.core.task import Task
 from ledger_net.main import ComputeNetwork
 from ledger_net.network.client import PeerClient
@@ -132,7 +133,7 @@ async def test_network_connect_to_a_loopback_listener_is_refused(node: ComputeNe
         while not stop.is_set():
             try:
                 accepted.append(listener.accept())
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
 
     thread = threading.Thread(target=accept, daemon=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-
 from test_replication_support import start_cluster, stop_all
 
 pytestmark = pytest.mark.timeout(120)

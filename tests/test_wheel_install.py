@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from test_cli_node import LineReader
 
 ROOT = Path(__file__).resolve().parents[1]

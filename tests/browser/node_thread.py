@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 from ledger_net.main import ComputeNetwork
 
@@ -21,7 +22,7 @@ class NodeThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="node-loop", daemon=True)
         self.network = ComputeNetwork(host="127.0.0.1", port=0, data_dir=str(data_dir), **options)
 
-    def start(self, timeout: float = 60.0) -> "NodeThread":
+    def start(self, timeout: float = 60.0) -> NodeThread:
         self.thread.start()
         self.call(self.network.start(), timeout)
         return self

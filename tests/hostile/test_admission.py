@@ -15,6 +15,7 @@ import os
 import aiohttp
 import orjson
 import pytest
+from test_replication_support import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 from ledger_net.errors import PendingLimitError
 from ledger_net.ledger.chain import Ledger
@@ -22,7 +23,6 @@ from ledger_net.ledger.events import Event
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.protocol import API
 from ledger_net.network.sync import ORPHAN_ATTEMPTS
-from test_replication_support import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,7 +50,7 @@ async def test_an_orphan_flood_does_not_block_a_legit_out_of_order_event_and_exp
         statuses: dict[int, int] = {}
         throttled = 0
         async with aiohttp.ClientSession() as session:
-            for start in range(0, ORPHAN_KEYS, 250):  # bounded: 12 pushes of 250 orphans
+            for _start in range(0, ORPHAN_KEYS, 250):  # bounded: 12 pushes of 250 orphans
                 orphans = [forge(Identity.generate(), net=net, seq=2, prev=os.urandom(32).hex(), type="node.updated",
                                  body={}) for _ in range(250)]
                 status, body, headers = await push(session, target.url, orphans)

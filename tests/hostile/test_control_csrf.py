@@ -10,8 +10,9 @@ and the control routes agree with `/readyz`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -35,12 +36,12 @@ async def node(tmp_path: Path) -> AsyncIterator[ComputeNetwork]:
 
 async def call(url: str, method: str, path: str, *, body: bytes | None = None,
                headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url + path, data=body, headers=headers or {},
-                                   skip_auto_headers=("Content-Type",)) as resp:
-            raw = await resp.read()
-            assert resp.content_type == "application/json", (resp.status, raw[:200])
-            return resp.status, orjson.loads(raw)
+    async with aiohttp.ClientSession() as session, \
+            session.request(method, url + path, data=body, headers=headers or {},
+                            skip_auto_headers=("Content-Type",)) as resp:
+        raw = await resp.read()
+        assert resp.content_type == "application/json", (resp.status, raw[:200])
+        return resp.status, orjson.loads(raw)
 
 
 async def test_forged_control_requests_are_refused_and_move_nothing(node: ComputeNetwork) -> None:

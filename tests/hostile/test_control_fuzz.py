@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import requests
+from browser.node_thread import NodeThread
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from browser.node_thread import NodeThread
 from ledger_net.network.protocol import API, TOKEN_HEADER
 
 pytestmark = pytest.mark.timeout(300)
@@ -37,7 +37,8 @@ task_like = st.fixed_dictionaries({"task_type": st.one_of(st.sampled_from(
               "start": json_value, "end": json_value, "operation": json_value})
 transfer_like = st.fixed_dictionaries({}, optional={"to": json_value, "amount": json_value, "extra": json_value})
 bodies = st.one_of(task_like, transfer_like, json_value.map(lambda v: json.dumps(v).encode()),
-                   st.binary(max_size=64), st.just(b""), st.just(b"[" * 2000), st.just(b'{"a":' * 600 + b"1" + b"}" * 600))
+                   st.binary(max_size=64), st.just(b""), st.just(b"[" * 2000),
+                   st.just(b'{"a":' * 600 + b"1" + b"}" * 600))
 content_types = st.sampled_from([None, "application/json", "application/json; charset=utf-8", "text/plain",
                                  "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
                                  "application/JSON", "", "*/*"])

@@ -17,12 +17,12 @@ import time
 from typing import Any
 
 import pytest
+from test_replication_support import forge, start_cluster, stop_all, wait_until
 
 from ledger_net.ledger.identity import Identity
 from ledger_net.network import client as client_module
 from ledger_net.network.client import GuardedResolver, PeerClient
 from ledger_net.network.discovery import LEDGER, Discovery, check_peer_url
-from test_replication_support import forge, start_cluster, stop_all, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,7 +59,7 @@ async def announce(node: Any, urls: list[str], keys: list[Identity] | None = Non
     keys = keys or [Identity.generate() for _ in urls]
     events = [forge(key, net=net, seq=1, prev=None, type="node.joined",
                     body={"name": f"mallory-{i}", "url": url, "node_type": "public"})
-              for i, (url, key) in enumerate(zip(urls, keys))]
+              for i, (url, key) in enumerate(zip(urls, keys, strict=False))]
     async with PeerClient(node.url) as client:
         report = await client.push(events)
     assert report["stored"] == len(urls), report
@@ -93,7 +93,7 @@ async def test_tarpit_urls_do_not_delay_honest_replication(tmp_path, monkeypatch
         baseline = await transfer_latency(a, b, 1)
         ports = [await t.start() for t in tarpits]
         cport = await counter.start()
-        forbidden = [f"ftp://127.0.0.1:{cport}", f"gopher://127.0.0.1:{cport}", f"file:///etc/passwd",
+        forbidden = [f"ftp://127.0.0.1:{cport}", f"gopher://127.0.0.1:{cport}", "file:///etc/passwd",
                      f"http://user:secret@127.0.0.1:{cport}", "http://169.254.169.254/latest/meta-data",
                      "http://[fe80::1]:8080", "http://[::ffff:169.254.169.254]:80", "http://metadata.google.internal",
                      "http://100.100.100.200/latest", "http://0.0.0.0:80"]

@@ -14,13 +14,13 @@ import time
 import aiohttp
 import orjson
 import pytest
+from test_replication_support import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 from ledger_net.errors import EncodingError
 from ledger_net.ledger.events import MAX_EVENT_BYTES, EventTooLarge
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.client import PeerClient, PeerRefused
 from ledger_net.network.protocol import API
-from test_replication_support import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,11 +29,10 @@ PAD = 50 << 10  # bytes of padding in a big-but-legal event
 
 
 async def fetch(url: str, method: str = "GET", **kwargs) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, **kwargs) as resp:
-            body = await resp.read()
-            assert resp.content_type == "application/json", (resp.status, body[:200])
-            return resp.status, orjson.loads(body)
+    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as resp:
+        body = await resp.read()
+        assert resp.content_type == "application/json", (resp.status, body[:200])
+        return resp.status, orjson.loads(body)
 
 
 async def test_an_event_over_the_limit_is_refused_on_append_and_on_push(tmp_path):

@@ -11,15 +11,16 @@ soft open-files limit is raised at start. Honest replication goes on throughout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import socket
 
 import aiohttp
 import pytest
+from test_replication_support import converged, start_cluster, stop_all, wait_until
 
 from ledger_net.network.limits import MIN_PAGE_BYTES
 from ledger_net.network.protocol import API
-from test_replication_support import converged, start_cluster, stop_all, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -90,9 +91,8 @@ async def test_slow_readers_are_dropped_and_memory_stays_bounded(tmp_path):
             sock.settimeout(10)
             with _drain(sock):
                 pass
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{server.url}{API}/info") as resp:
-                assert resp.status == 200
+        async with aiohttp.ClientSession() as session, session.get(f"{server.url}{API}/info") as resp:
+            assert resp.status == 200
     finally:
         for sock in sockets:
             sock.close()
@@ -138,10 +138,8 @@ async def test_a_connection_flood_beyond_the_cap_does_not_stop_replication(tmp_p
             try:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
-                try:
+                with contextlib.suppress(BlockingIOError):
                     sock.connect(("127.0.0.1", port))
-                except BlockingIOError:
-                    pass
                 flood.append(sock)
             except OSError:
                 pass
@@ -161,9 +159,8 @@ async def test_a_connection_flood_beyond_the_cap_does_not_stop_replication(tmp_p
         max_open = max(max_open, target.server.guard.open)
         assert max_open <= cap + 1, max_open
         assert target.server.guard.evicted > 0
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{target.url}{API}/info") as resp:
-                assert resp.status == 200
+        async with aiohttp.ClientSession() as session, session.get(f"{target.url}{API}/info") as resp:
+            assert resp.status == 200
     finally:
         stop.set()
         for sock in flood:
