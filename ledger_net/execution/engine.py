@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
 
 import orjson
-import time
-from pathlib import Path
-from typing import Any, Callable
 
-from ..compute import (Packer, aggregate, aggregate_by_reference, blob_refs, pack, plan_chunks, unpack,
-                       validate_config)
+from ..compute import Packer, aggregate, aggregate_by_reference, blob_refs, pack, plan_chunks, unpack, validate_config
 from ..compute.plan import payload_work_units
 from ..core.money import to_units
-from ..core.node import unmet_requirements
+from ..core.node import Capabilities, unmet_requirements
 from ..core.task import Task
 from ..errors import CreditError, LedgerError, NodeError, TaskError
 from ..ledger.chain import Applied, Ledger, RuleViolation
@@ -108,7 +108,7 @@ class TaskEngine:
                 self._queue.put_nowait([])
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=5.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            except (TimeoutError, asyncio.CancelledError, Exception):
                 self._task.cancel()
             self._task = None
         for job in [*self._running.values(), *self._background]:
@@ -157,7 +157,7 @@ class TaskEngine:
                     for item in applied:
                         if item.reason is None:
                             self._observe(item.event)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 self._act()
@@ -284,75 +284,102 @@ class TaskEngine:
 
     # ------------------------------------------------------------ observing
     def _observe(self, event: Event, replay: bool = False) -> None:
+        """Take in one committed event: touch its task, then hand it to the observer for its
+        type (``_OBSERVERS``, a dispatch table like ``ledger/rules.py``'s). ``replay`` is set
+        while the engine rebuilds its memory from the log on start."""
         t, b = event.type, event.body
         if t.startswith("task.") and "task_id" in b:
             self._touch(b["task_id"], frees_capacity=t in ("task.chunk_result", "task.completed", "task.failed",
                                                           "task.cancelled"))
-        if t == "task.submitted":
-            if event.author == self.me and b["task_id"] not in self.owned and replay:
-                self._restore_owned(event)
-            if event.hash not in self._quoted:
-                self._to_quote.append(event)
-        elif t == "task.quote":
-            task = self.owned.get(b["task_id"])
-            # A bid is for the submission it names: another owner may use the same task id.
-            if task is not None and task.state == "quoting" and task.submitted in event.deps:
-                if self.pricing.verify_quote(b):  # the price must follow from the inputs it names
-                    task.bids[event.author] = Bid(event.author, b["price"], event.hash, b["inputs"])
-                else:
-                    log.warning("task %s: ignoring %s's quote: its price does not follow from its inputs",
-                                b["task_id"], event.author[:16])
-            if event.author == self.me:
-                self._quoted.update(event.deps)
-        elif t == "task.assigned":
-            task = self.owned.get(b["task_id"]) if event.author == self.me else None
-            if task is not None and replay and b["chunk"] < len(task.chunks):
-                chunk = task.chunks[b["chunk"]]
-                if task.attempt_by_assignment(event.hash) is None:
-                    chunk.attempts.append(Attempt(b["worker"], event.hash, b["price"], 0.0))
-                task.state = "running"
-            if b["worker"] == self.me and event.hash not in self._done_assignments:
-                if not replay:
-                    self._start_chunk(event)
-                else:
-                    self._replayed_runs.append(event)
-        elif t == "task.chunk_result":
-            if event.author == self.me:
-                for dep in event.deps:
-                    self._done_assignments.add(dep)
-            task = self.owned.get(b["task_id"])
-            if task is not None:
-                if b["ok"] and b.get("result") is None and b.get("result_hash") \
-                        and not self.blobs.local_wire(b["result_hash"])[0]:
-                    # Judge a result only once it is here: the worker's node serves it by hash.
-                    self._spawn(self._fetch_then_record(task, event))
-                else:
-                    self._record_result(task, event)
-        elif t == "task.chunk_accepted":
-            task = self.owned.get(b["task_id"]) if event.author == self.me else None
-            if task is not None and b["chunk"] < len(task.chunks):
-                chunk = task.chunks[b["chunk"]]
-                for attempt in chunk.attempts:
-                    if attempt.worker == b["worker"] and attempt.ok and attempt not in chunk.accepted:
-                        chunk.accepted.append(attempt)
-                        break
-                if len(chunk.accepted) >= task.quorum:
-                    chunk.settled = True
-            if b["worker"] == self.me and event.author != self.me and b["payment"]:
-                self._to_receive.append(event.hash)
-        elif t == "task.chunk_rejected":
-            task = self.owned.get(b["task_id"]) if event.author == self.me else None
-            if task is not None and b["chunk"] < len(task.chunks):
-                task.chunks[b["chunk"]].rejected_workers.add(b["worker"])
-        elif t in ("task.completed", "task.failed", "task.cancelled"):
-            task = self.owned.get(b["task_id"]) if event.author == self.me else None
-            if task is not None:
-                task.state = "closed"
-            self._notify(b["task_id"], t.split(".")[1])
-        elif t in ("credit.transfer", "credit.minted") and b.get("to") == self.me and event.author != self.me:
+        observer = self._OBSERVERS.get(t)
+        if observer is not None:
+            observer(self, event, replay)
+
+    def _seen_submitted(self, event: Event, replay: bool) -> None:
+        if event.author == self.me and event.body["task_id"] not in self.owned and replay:
+            self._restore_owned(event)
+        if event.hash not in self._quoted:
+            self._to_quote.append(event)
+
+    def _seen_quote(self, event: Event, replay: bool) -> None:
+        b = event.body
+        task = self.owned.get(b["task_id"])
+        # A bid is for the submission it names: another owner may use the same task id.
+        if task is not None and task.state == "quoting" and task.submitted in event.deps:
+            if self.pricing.verify_quote(b):  # the price must follow from the inputs it names
+                task.bids[event.author] = Bid(event.author, b["price"], event.hash, b["inputs"])
+            else:
+                log.warning("task %s: ignoring %s's quote: its price does not follow from its inputs",
+                            b["task_id"], event.author[:16])
+        if event.author == self.me:
+            self._quoted.update(event.deps)
+
+    def _seen_assigned(self, event: Event, replay: bool) -> None:
+        b = event.body
+        task = self.owned.get(b["task_id"]) if event.author == self.me else None
+        if task is not None and replay and b["chunk"] < len(task.chunks):
+            chunk = task.chunks[b["chunk"]]
+            if task.attempt_by_assignment(event.hash) is None:
+                chunk.attempts.append(Attempt(b["worker"], event.hash, b["price"], 0.0))
+            task.state = "running"
+        if b["worker"] == self.me and event.hash not in self._done_assignments:
+            if not replay:
+                self._start_chunk(event)
+            else:
+                self._replayed_runs.append(event)
+
+    def _seen_result(self, event: Event, replay: bool) -> None:
+        b = event.body
+        if event.author == self.me:
+            for dep in event.deps:
+                self._done_assignments.add(dep)
+        task = self.owned.get(b["task_id"])
+        if task is not None:
+            if b["ok"] and b.get("result") is None and b.get("result_hash") \
+                    and not self.blobs.local_wire(b["result_hash"])[0]:
+                # Judge a result only once it is here: the worker's node serves it by hash.
+                self._spawn(self._fetch_then_record(task, event))
+            else:
+                self._record_result(task, event)
+
+    def _seen_accepted(self, event: Event, replay: bool) -> None:
+        b = event.body
+        task = self.owned.get(b["task_id"]) if event.author == self.me else None
+        if task is not None and b["chunk"] < len(task.chunks):
+            chunk = task.chunks[b["chunk"]]
+            for attempt in chunk.attempts:
+                if attempt.worker == b["worker"] and attempt.ok and attempt not in chunk.accepted:
+                    chunk.accepted.append(attempt)
+                    break
+            if len(chunk.accepted) >= task.quorum:
+                chunk.settled = True
+        if b["worker"] == self.me and event.author != self.me and b["payment"]:
             self._to_receive.append(event.hash)
-        elif t == "credit.voucher_settled" and b.get("to") == self.me and event.author != self.me:
+
+    def _seen_rejected(self, event: Event, replay: bool) -> None:
+        b = event.body
+        task = self.owned.get(b["task_id"]) if event.author == self.me else None
+        if task is not None and b["chunk"] < len(task.chunks):
+            task.chunks[b["chunk"]].rejected_workers.add(b["worker"])
+
+    def _seen_closed(self, event: Event, replay: bool) -> None:
+        b = event.body
+        task = self.owned.get(b["task_id"]) if event.author == self.me else None
+        if task is not None:
+            task.state = "closed"
+        self._notify(b["task_id"], event.type.split(".")[1])
+
+    def _seen_credit(self, event: Event, replay: bool) -> None:
+        """Credits sent to this node by another: collect them (``credit.received``)."""
+        if event.body.get("to") == self.me and event.author != self.me:
             self._to_receive.append(event.hash)
+
+    _OBSERVERS: ClassVar[dict[str, Callable[[TaskEngine, Event, bool], None]]] = {
+        "task.submitted": _seen_submitted, "task.quote": _seen_quote, "task.assigned": _seen_assigned,
+        "task.chunk_result": _seen_result, "task.chunk_accepted": _seen_accepted,
+        "task.chunk_rejected": _seen_rejected, "task.completed": _seen_closed, "task.failed": _seen_closed,
+        "task.cancelled": _seen_closed, "credit.transfer": _seen_credit, "credit.minted": _seen_credit,
+        "credit.voucher_settled": _seen_credit}
 
     def _record_result(self, task: OwnedTask, event: Event, body: dict[str, Any] | None = None) -> None:
         """Note a worker's report on the attempt it answers (``body`` overrides the event's)."""
@@ -509,7 +536,7 @@ class TaskEngine:
 
     def _price(self, body: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
         spec = body.get("spec") or {}
-        work = spec.get("work_units") if type(spec.get("work_units")) is int else 1
+        work: int = spec["work_units"] if type(spec.get("work_units")) is int else 1
         market = self._market
         if market is None:
             market = self._market = self.pricing.snapshot(self.runner, self.me,
@@ -562,7 +589,9 @@ class TaskEngine:
         plan = self.router.assign(indexes, router_bids, eligibility(task.requirements),
                                   replicas=replicas, exclude=excluded,
                                   current_load=load, max_price=task.per_chunk_cap)
-        slots = {b.worker: max(1, int(b.capabilities.get("max_concurrent_tasks", 1) or 1)) for b in router_bids}
+        slots = {b.worker: _slots_of(b.capabilities) for b in router_bids}
+        submitted = task.submitted
+        assert submitted is not None, "a task is routed only after its submission is committed"
         now = time.monotonic()
         assigned = 0
         for index in indexes:
@@ -580,7 +609,7 @@ class TaskEngine:
                 turns = 1 + load.get(worker, 0) // slots.get(worker, 1)
                 attempt = Attempt(worker, "", bid.price, now + task.timeout * turns + REPORT_GRACE)
                 chunk.attempts.append(attempt)
-                self.outbox.add("task.assigned", body, (task.submitted, bid.quote_hash),
+                self.outbox.add("task.assigned", body, (submitted, bid.quote_hash),
                                 on_event=_bind_assignment(chunk, attempt))
                 load[worker] = load.get(worker, 0) + 1
                 assigned += 1
@@ -756,6 +785,26 @@ class TaskEngine:
             return
         self._running[assignment.hash] = asyncio.create_task(self._execute(assignment))
 
+    async def _chunk_inputs(self, b: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, str]]:
+        """The payload of an assignment ``b`` and the blobs it names: small ones in memory, big
+        ones as paths to their checked files (the worker maps them: no copy through a pipe)."""
+        if "payload_hash" in b:
+            header, blobs = decode_frame(bytes(await self.blobs.get(b["payload_hash"])))
+            payload = header["payload"]
+        else:
+            payload, blobs = b["payload"], {}
+        files: dict[str, str] = {}
+        for ref in _payload_blobs(payload):
+            if ref in blobs:
+                continue
+            data = await self.blobs.get(ref)  # from a peer when not here yet
+            path = self.blobs.path(ref)
+            if path is not None:
+                files[ref] = str(path)
+            else:
+                blobs[ref] = data
+        return payload, blobs, files
+
     async def _execute(self, assignment: Event) -> None:
         b = assignment.body
         try:
@@ -767,21 +816,7 @@ class TaskEngine:
                 requirements = spec.get("requirements", {})
             if task_type is None:
                 raise TaskError(f"task {b['task_id']} is not known here")
-            if "payload_hash" in b:
-                header, blobs = decode_frame(bytes(await self.blobs.get(b["payload_hash"])))
-                payload = header["payload"]
-            else:
-                payload, blobs = b["payload"], {}
-            files: dict[str, str] = {}
-            for ref in _payload_blobs(payload):
-                if ref in blobs:
-                    continue
-                data = await self.blobs.get(ref)  # from a peer when not here yet
-                path = self.blobs.path(ref)
-                if path is not None:
-                    files[ref] = str(path)  # the worker maps the checked file: no copy through a pipe
-                else:
-                    blobs[ref] = data
+            payload, blobs, files = await self._chunk_inputs(b)
             async with self._slots:
                 counted = False
                 if self.node is not None and hasattr(self.node, "task_started"):
@@ -821,6 +856,12 @@ class TaskEngine:
 
         self.outbox.add("task.chunk_result", body, (assignment.hash,), on_event=reported)
         self._queue_wake()  # reported with the engine's next step
+
+
+def _slots_of(caps: Capabilities | Mapping[str, Any]) -> int:
+    """How many chunks a worker runs at once, as it signed it into the ledger (at least 1)."""
+    value = caps.max_concurrent_tasks if isinstance(caps, Capabilities) else caps.get("max_concurrent_tasks", 1)
+    return max(1, int(value or 1))
 
 
 def eligibility(requirements: dict[str, Any]) -> dict[str, Any]:
