@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 from ..errors import LedgerError, NodeError
 from ..ledger.chain import Ledger, RuleViolation
@@ -62,12 +62,12 @@ class Reputation:
         self.ledger, self.runner, self.subject = ledger, runner, subject
 
     # ---------------------------------------------------------------- reading
-    def _row(self) -> Dict[str, Any]:
+    def _row(self) -> dict[str, Any]:
         row = self.runner["reputation"].subjects.get(self.subject)
         return row or {"score_ppm": self.params.initial_ppm, "positive": 0, "negative": 0,
                        "quality_sum_ppm": 0, "feedback_count": 0, "forked": False}
 
-    def _feedback(self) -> List[Feedback]:
+    def _feedback(self) -> list[Feedback]:
         return list(self.runner["reputation"].feedback.get(self.subject, []))
 
     def get_score(self) -> float:
@@ -93,7 +93,7 @@ class Reputation:
             raise NodeError("success must be True or False")
         self._rate(success, _ppm(quality, "quality"), PPM, "task outcome")
 
-    def _feedback_units(self, amount: Any) -> List[int]:
+    def _feedback_units(self, amount: Any) -> list[int]:
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) \
                 or amount <= 0 or amount > MAX_UNITS:
             raise NodeError(f"feedback amount must be a number in (0, {MAX_UNITS}]")
@@ -129,7 +129,7 @@ class Reputation:
             return 1.0
         return max(0.0, 1.0 - statistics.pstdev(qualities))
 
-    def get_metrics(self) -> Dict[str, float]:
+    def get_metrics(self) -> dict[str, float]:
         """Every value a float, as the seed's signature says; the level's name is get_level()."""
         row = self._row()
         return {"score": self.get_score(), "success_rate": self.calculate_success_rate(),
@@ -137,15 +137,15 @@ class Reputation:
                 "total_feedback": float(row["feedback_count"]), "positive": float(row["positive"]),
                 "negative": float(row["negative"]), "forked": 1.0 if row["forked"] else 0.0}
 
-    def get_reputation_trend(self, days: int = 30) -> Dict[str, Any]:
+    def get_reputation_trend(self, days: int = 30) -> dict[str, Any]:
         """Score over the last `days` of the raters' clocks (informative)."""
         if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
             raise NodeError("days must be a positive integer")
         items = self._feedback()
         scores = self.runner["reputation"].fold_scores(items) if items else []
         since = (time.time() - days * 86400) * 1000
-        points = [(f.ts / 1000.0, s / PPM) for f, s in zip(items, scores) if f.ts >= since]
-        before = [s for f, s in zip(items, scores) if f.ts < since]
+        points = [(f.ts / 1000.0, s / PPM) for f, s in zip(items, scores, strict=False) if f.ts >= since]
+        before = [s for f, s in zip(items, scores, strict=False) if f.ts < since]
         start = (before[-1] if before else self.params.initial_ppm) / PPM
         end = self.get_score()
         change = end - start
@@ -153,7 +153,7 @@ class Reputation:
         return {"days": days, "start_score": start, "end_score": end, "change": change, "direction": direction,
                 "samples": len(points), "points": points}
 
-    def predict_reputation_score(self, actions: List[Dict[str, Any]]) -> float:
+    def predict_reputation_score(self, actions: list[dict[str, Any]]) -> float:
         """The score after hypothetical `actions`, without recording anything.
 
         An action is {"success": bool, "quality": float} (an `update_score`) or
@@ -176,12 +176,12 @@ class Reputation:
                 score = next_score(score, positive, quality, weight, self.params)
         return score / PPM
 
-    def history(self) -> List[Dict[str, Any]]:
+    def history(self) -> list[dict[str, Any]]:
         items = self._feedback()
         scores = self.runner["reputation"].fold_scores(items) if items else []
         return [{"timestamp": f.ts / 1000.0, "event": f.hash, "rater": f.author, "positive": f.positive,
                  "quality": f.quality_ppm / PPM, "weight": f.weight_ppm / PPM, "score_after": s / PPM}
-                for f, s in zip(items, scores)]
+                for f, s in zip(items, scores, strict=False)]
 
     def __repr__(self) -> str:
         return f"Reputation(subject={self.subject[:16]}…, score={self.get_score():.4f}, level={self.get_level()})"

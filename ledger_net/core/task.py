@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
+from collections.abc import Mapping
 from enum import Enum, IntEnum, StrEnum
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
     return type(a) is type(b) and a == b if isinstance(a, (int, float)) else a == b
 
 
@@ -125,14 +126,14 @@ class Chunk:
     chunk_id: str
     task_id: str
     index: int
-    payload: Dict[str, Any]
-    requirements: Dict[str, Any]
+    payload: dict[str, Any]
+    requirements: dict[str, Any]
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Chunk":
+    def from_dict(cls, data: Mapping[str, Any]) -> Chunk:
         try:
             return cls(str(data["chunk_id"]), str(data["task_id"]), int(data["index"]),
                        dict(data["payload"]), dict(data.get("requirements") or {}))
@@ -145,18 +146,18 @@ class Task:
 
     def __init__(
         self,
-        task_id: Optional[str],
+        task_id: str | None,
         owner_id: str,
         task_type: TaskType | str,
-        requirements: Dict[str, Any],
-        config: Dict[str, Any],
+        requirements: dict[str, Any],
+        config: dict[str, Any],
         priority: TaskPriority | int | str | None = TaskPriority.NORMAL,
     ) -> None:
         self.task_id: str = task_id or f"task-{uuid.uuid4().hex}"
         self.owner_id = owner_id
         self.task_type: TaskType = coerce_task_type(task_type)
-        self.requirements: Dict[str, Any] = _plain(dict(requirements or {}))
-        self.config: Dict[str, Any] = _plain(dict(config or {}), keep_arrays=self.task_type == TaskType.MATRIX_OPS)
+        self.requirements: dict[str, Any] = _plain(dict(requirements or {}))
+        self.config: dict[str, Any] = _plain(dict(config or {}), keep_arrays=self.task_type == TaskType.MATRIX_OPS)
         # The seed's default is NORMAL; a priority in the config wins over that default only.
         if priority is None or (priority is TaskPriority.NORMAL and "priority" in self.config):
             priority = self.config.get("priority", TaskPriority.NORMAL)
@@ -166,53 +167,53 @@ class Task:
         except TaskError:
             self.priority = raw  # kept as given so validate() can name it
         self.status: TaskStatus = TaskStatus.PENDING
-        self._chunks: Optional[List[Chunk]] = None
+        self._chunks: list[Chunk] | None = None
 
     # ---- creation ----------------------------------------------------------------------
 
     @staticmethod
-    def _create(owner_id: str, task_type: TaskType, params: Dict[str, Any],
-                requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+    def _create(owner_id: str, task_type: TaskType, params: dict[str, Any],
+                requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         return Task(None, owner_id, task_type, requirements, {**(config or {}), **params})
 
     @staticmethod
     def create_range_reduce(owner_id: str, start: int, end: int, operation: str,
-                            requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+                            requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         """Reduce the inclusive integer range start..end (sum, product, mean, variance, ...)."""
         return Task._create(owner_id, TaskType.RANGE_REDUCE,
                             {"start": start, "end": end, "operation": operation}, requirements, config)
 
     @staticmethod
-    def create_map(owner_id: str, data: List[Any], operation: str,
-                   requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+    def create_map(owner_id: str, data: list[Any], operation: str,
+                   requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         """Apply ``operation`` to each element of ``data`` (numbers, vectors or matrices)."""
         return Task._create(owner_id, TaskType.MAP, {"data": data, "operation": operation}, requirements, config)
 
     @staticmethod
-    def create_map_reduce(owner_id: str, data: List[Any], map_operation: str, reduce_operation: str,
-                          requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+    def create_map_reduce(owner_id: str, data: list[Any], map_operation: str, reduce_operation: str,
+                          requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         """Map every element, then reduce the mapped values to one answer."""
         return Task._create(owner_id, TaskType.MAP_REDUCE, {
             "data": data, "map_operation": map_operation, "reduce_operation": reduce_operation},
             requirements, config)
 
     @staticmethod
-    def create_matrix_ops(owner_id: str, matrix_a: List[List[float]], matrix_b: Optional[List[List[float]]],
-                          operation: str, requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+    def create_matrix_ops(owner_id: str, matrix_a: list[list[float]], matrix_b: list[list[float]] | None,
+                          operation: str, requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         """A matrix operation; ``matrix_b`` may be None for unary ops (transpose, inverse, ...)."""
         return Task._create(owner_id, TaskType.MATRIX_OPS, {
             "matrix_a": matrix_a, "matrix_b": matrix_b, "operation": operation}, requirements, config)
 
     @staticmethod
     def create_ml_inference(owner_id: str, model_path: str, input_data: Any,
-                            requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+                            requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         """Run a numpy .npz model on ``input_data`` (rows, ``{"inputs": rows}`` or base64 floats)."""
         return Task._create(owner_id, TaskType.ML_INFERENCE,
                             {"model_path": model_path, "input_data": input_data}, requirements, config)
 
     @staticmethod
     def create_ml_train_step(owner_id: str, model_path: str, training_data: Any,
-                             requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+                             requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         """One data-parallel SGD step on ``{"X": rows, "y": targets}`` (or an (X, y) pair)."""
         if isinstance(training_data, (tuple, list)) and len(training_data) == 2:
             training_data = {"X": training_data[0], "y": training_data[1]}
@@ -220,7 +221,7 @@ class Task:
                             {"model_path": model_path, "training_data": training_data}, requirements, config)
 
     @staticmethod
-    def create_code(owner_id: str, bundle: Any, requirements: Dict[str, Any], config: Dict[str, Any]) -> "Task":
+    def create_code(owner_id: str, bundle: Any, requirements: dict[str, Any], config: dict[str, Any]) -> Task:
         """User code (a CodeBundle or its dict) to be run by a sandbox executor."""
         if dataclasses.is_dataclass(bundle) and not isinstance(bundle, type):
             bundle = dataclasses.asdict(bundle)
@@ -230,7 +231,7 @@ class Task:
 
     # ---- serialisation -----------------------------------------------------------------
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The task as a JSON-like dict (what ``ComputeNetwork.submit_task`` takes)."""
         priority = self.priority.value if isinstance(self.priority, TaskPriority) else self.priority
         return {"task_id": self.task_id, "owner_id": self.owner_id, "task_type": self.task_type.value,
@@ -238,7 +239,7 @@ class Task:
                 "requirements": dict(self.requirements), "config": dict(self.config)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Task":
+    def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """Inverse of :meth:`to_dict`; also takes hand-written dicts (parameters in config or top level)."""
         if not isinstance(data, Mapping):
             raise TaskError(f"a task must be a mapping, got {type(data).__name__}")
@@ -274,13 +275,13 @@ class Task:
     # ---- checks and price --------------------------------------------------------------
 
     @property
-    def max_price(self) -> Optional[float]:
+    def max_price(self) -> float | None:
         """The owner's price ceiling, from requirements or config (the seed uses both)."""
         return self.requirements.get("max_price", self.config.get("max_price"))
 
-    def validate(self) -> List[str]:
+    def validate(self) -> list[str]:
         """Every reason this task cannot run, as readable strings (empty when it is valid)."""
-        errors: List[str] = []
+        errors: list[str] = []
         if not isinstance(self.owner_id, str) or not self.owner_id.strip():
             errors.append("owner_id is missing")
         if not isinstance(self.priority, TaskPriority):
@@ -296,7 +297,7 @@ class Task:
         errors.extend(validate_config(self.task_type.value, self.config))
         return errors
 
-    def _requirement_errors(self) -> List[str]:
+    def _requirement_errors(self) -> list[str]:
         def number(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -316,10 +317,10 @@ class Task:
                 errors.append(f"{where}.max_price must be a non-negative number, got {holder['max_price']!r}")
         return errors
 
-    def _planned(self, chunk_size: Optional[int]) -> List[Dict[str, Any]]:
+    def _planned(self, chunk_size: int | None) -> list[dict[str, Any]]:
         return plan_chunks(self.task_type.value, self.config, chunk_size or self.config.get("chunk_size"))
 
-    def work_units(self, chunk_size: Optional[int] = None) -> int:
+    def work_units(self, chunk_size: int | None = None) -> int:
         """Deterministic size of the whole task (roughly arithmetic operations)."""
         return sum(payload_work_units(self.task_type.value, p) for p in self._planned(chunk_size))
 
@@ -343,7 +344,7 @@ class Task:
 
     # ---- chunks ------------------------------------------------------------------------
 
-    def create_chunks(self, chunk_size: Optional[int] = 100) -> List[Chunk]:
+    def create_chunks(self, chunk_size: int | None = 100) -> list[Chunk]:
         """Split the task into chunks of ``chunk_size`` elements, rows or samples: the seed's
         default is 100. A ``chunk_size`` in the task's config wins over that default (not over a
         size passed explicitly other than 100); ``None`` means the config's or the type's own
@@ -359,7 +360,7 @@ class Task:
         self._chunks = chunks
         return chunks
 
-    def get_chunk_requirements(self, chunk_id: str) -> Dict[str, Any]:
+    def get_chunk_requirements(self, chunk_id: str) -> dict[str, Any]:
         """Resources one chunk needs: the task's requirements plus the chunk's work size."""
         chunks = self._chunks if self._chunks is not None else self.create_chunks()
         for chunk in chunks:
@@ -367,13 +368,14 @@ class Task:
                 return dict(chunk.requirements)
         raise TaskError(f"task {self.task_id} has no chunk {chunk_id!r}")
 
-    def aggregate_results(self, chunk_results: Any, blobs: Optional[Mapping[str, bytes]] = None) -> Any:
+    def aggregate_results(self, chunk_results: Any, blobs: Mapping[str, bytes] | None = None) -> Any:
         """The task's answer from its chunk results, given in chunk order (or as index -> result)."""
         return aggregate(self.task_type.value, self.config, chunk_results, blobs)
 
-    def run_locally(self, chunk_size: Optional[int] = None) -> Any:
+    def run_locally(self, chunk_size: int | None = None) -> Any:
         """Run every chunk in this process and aggregate: the reference answer, no network."""
-        return self.aggregate_results([run_chunk(self.task_type.value, c.payload) for c in self.create_chunks(chunk_size)])
+        chunks = self.create_chunks(chunk_size)
+        return self.aggregate_results([run_chunk(self.task_type.value, c.payload) for c in chunks])
 
 
 __all__ = ["Chunk", "Task", "TaskPriority", "TaskStatus", "TaskType", "coerce_priority", "coerce_task_type"]

@@ -22,9 +22,11 @@ rather than letting memory grow. `after` is an offset the log can hold (at most
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import psutil
@@ -137,10 +139,8 @@ class WebSocketHub:
             return
         wanted = [a for a in applied if a.event.type.startswith(("task.", "node."))]
         if wanted:
-            try:
+            with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(self._on_applied, wanted)
-            except RuntimeError:
-                pass
 
     def _on_applied(self, applied: list[Applied]) -> None:
         for item in applied:
@@ -265,10 +265,8 @@ class WebSocketHub:
             await asyncio.gather(client.events_task, return_exceptions=True)
             client.events_task = None
         if not client.ws.closed:
-            try:
+            with contextlib.suppress(Exception):
                 await client.ws.close(code=code, message=reason)
-            except Exception:
-                pass
 
     async def _on_message(self, client: _Client, text: str) -> None:
         try:
