@@ -6,6 +6,14 @@ Every mutation takes one lock; writes of a batch land in one transaction; the
 in-memory state is reloaded from the store if a write fails, so memory and disk
 never disagree.
 
+Opening costs the tail, not the log: every `snapshot_every` events (or
+`snapshot_seconds`) the fold's state is written with the batch, in its transaction
+(ledger/snapshot.py), and `_load` starts from the latest snapshot and judges only the
+events after it. A snapshot of other rules, a damaged one or one made before a fork
+proof now stored is not used (one warning line) and the whole log is judged again.
+Nothing per event stays in memory: which hashes are held is asked of the store
+(ledger/known.py), behind a bounded cache.
+
 Crash safety of appends: an event is signed, then committed, and only after the
 commit is it handed to listeners (and so to peers). A crash before the commit
 loses an event that nobody else ever saw, so re-signing that seq with other
@@ -29,13 +37,17 @@ from . import encoding
 from .checkpoint import CHECKPOINT_CONFLICT, CHECKPOINT_SIGNED, check_conflict
 from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
 from .identity import Identity, verify
+from .known import DEFAULT_CACHE, KnownHashes
 from .pending import PendingBuffer, PendingQuotaError
 from .rules import LedgerState
+from .snapshot import SnapshotError, pack, rules_fingerprint, unpack
 from .store import ForkProof, Store, StoredEvent
 
 log = logging.getLogger(__name__)
 
 FORK_PROOF = "fork.proof"
+SNAPSHOT_EVERY = 10_000  # events between judge snapshots (the most a reopen judges)
+SNAPSHOT_SECONDS = 300.0  # or this long, if fewer events came
 
 
 class RuleViolation(LedgerError):
@@ -75,7 +87,9 @@ class Ledger:
     """An append-only, signed, hash-chained log with its validity fold."""
 
     def __init__(self, store: Store, identity: Identity | None = None, *, pending_limit: int = 10_000,
-                 signer_threads: int = 2) -> None:
+                 signer_threads: int = 2, snapshot_every: int = SNAPSHOT_EVERY,
+                 snapshot_seconds: float = SNAPSHOT_SECONDS, known_cache: int = DEFAULT_CACHE) -> None:
+        """`snapshot_every` <= 0 turns judge snapshots off (every open judges the whole log)."""
         self.store = store
         self.identity = identity
         self.pending = PendingBuffer(max_events=pending_limit)
@@ -85,8 +99,13 @@ class Ledger:
         self._pool = ThreadPoolExecutor(max_workers=max(1, signer_threads), thread_name_prefix="ledger-crypto")
         self._threads = max(1, signer_threads)
         self.state = LedgerState()
-        self.known: set[str] = set()
+        self.known = KnownHashes(store, known_cache)
         self._published_proofs: set[tuple[str, int]] = set()
+        self.snapshot_every = snapshot_every
+        self.snapshot_seconds = snapshot_seconds
+        self._since_snapshot = 0  # events committed after the stored snapshot
+        self._snapshot_clock = time.monotonic()
+        self.judged_on_open = 0  # events the last `_load` judged (the tail after its snapshot)
         changed = self._load()
         # True when the current rules judged stored events differently than when they were
         # stored (a newer version of the rules): ProjectionRunner then refolds every projection,
@@ -125,28 +144,114 @@ class Ledger:
     # ------------------------------------------------------------- loading
     def _load(self) -> list[tuple[str, bool, str | None]]:
         """Fold the stored log under the current rules (on open; after a failed write; when
-        fork proofs change what is void) and store the verdicts that changed."""
-        state = LedgerState()
+        fork proofs change what is void) and store the verdicts that changed: from the
+        latest usable judge snapshot, judging only the events after it."""
+        frozen: dict[str, int] = {}
         for proof in self.store.fork_proofs():
-            state.frozen[proof.author] = min(proof.seq, state.frozen.get(proof.author, proof.seq))
-        known: set[str] = set()
-        published: set[tuple[str, int]] = set()
-        me = self.identity.node_id if self.identity else None
+            frozen[proof.author] = min(proof.seq, frozen.get(proof.author, proof.seq))
+        state, after, refused = self._from_snapshot(frozen)
+        if state is None:
+            state = LedgerState()
+            state.frozen.update(frozen)
         changed = []
-        for row in self.store.select_events():
-            event = Event.from_wire(row.raw, row.sig)
+        last = after
+        for row in self.store.select_events(after=after):
+            # Rows of the local store were checked in full before they were stored.
+            event = Event.from_stored(row.raw, row.sig, row.hash)
             reason = self._evaluate(state, event)
             state.apply(event, reason)
-            known.add(event.hash)
             if (reason is None) != row.valid or reason != row.reason:
                 changed.append((event.hash, reason is None, reason))
-            if event.type == FORK_PROOF and event.author == me:
-                published.add((event.body["author"], event.body["seq"]))
-        known.update(self.store.void_hashes())
+            last = row.offset
         if changed:
             self.store.set_validity(changed)
-        self.state, self.known, self._published_proofs = state, known, published
+        published: set[tuple[str, int]] = set()
+        if self.identity is not None:  # the fork proofs this node put into its own chain
+            for r in self.store.events_of_type(self.identity.node_id, FORK_PROOF):
+                body = Event.from_stored(r.raw, r.sig, r.hash).body
+                published.add((body["author"], body["seq"]))
+        self.known.reset()
+        self.state, self._published_proofs = state, published
+        self.judged_on_open = last - after
+        self._since_snapshot = last - after
+        self._snapshot_clock = time.monotonic()
+        if self.snapshot_every > 0 and (refused or self._since_snapshot >= self.snapshot_every):
+            self._save_snapshot(last)  # so the next open starts here (and the refused one is gone)
         return changed
+
+    def _from_snapshot(self, frozen: dict[str, int]) -> tuple[LedgerState | None, int, bool]:
+        """The latest stored judge snapshot as (state, its offset, False), or (None, 0, refused)
+        when there is none, snapshots are off, or it cannot be trusted (refused, logged: the
+        log is judged again)."""
+        if self.snapshot_every <= 0:
+            return None, 0, False
+        try:
+            snap = self.store.latest_snapshot()
+        except Exception:  # an unreadable row must not keep the node down: judge the log
+            log.warning("judge snapshot unreadable: judging the whole log again", exc_info=True)
+            return None, 0, True
+        if snap is None:
+            return None, 0, False
+        try:
+            if snap.offset > self.store.last_offset():
+                raise SnapshotError(f"it is past the log's last offset {self.store.last_offset()}")
+            state = unpack(snap.data, snap.digest, snap.rules)
+            if state.frozen != frozen:
+                raise SnapshotError("fork proofs stored since change what is void")
+        except SnapshotError as exc:
+            log.warning("judge snapshot at offset %d not used (%s): judging the whole log again", snap.offset, exc)
+            return None, 0, True
+        return state, snap.offset, False
+
+    def _snapshot_due(self, count: int) -> tuple[str, str, bytes] | None:
+        """A snapshot of the current state to write with a batch of `count` events, if one is due."""
+        if self.snapshot_every <= 0 or count == 0:
+            return None
+        if (self._since_snapshot + count < self.snapshot_every
+                and time.monotonic() - self._snapshot_clock < self.snapshot_seconds):
+            return None
+        return self._pack()
+
+    def _pack(self) -> tuple[str, str, bytes] | None:
+        try:
+            data, digest = pack(self.state)
+        except SnapshotError as exc:  # a state the codec does not know: never a partial snapshot
+            log.warning("judge snapshots turned off: %s", exc)
+            self.snapshot_every = 0
+            return None
+        return rules_fingerprint(), digest, data
+
+    def _committed(self, count: int, snapshot: tuple[str, str, bytes] | None) -> None:
+        """Book-keeping after a batch is durable: hashes to the cache, the snapshot clock."""
+        self.known.commit()
+        if snapshot is not None:
+            self._since_snapshot = 0
+            self._snapshot_clock = time.monotonic()
+        else:
+            self._since_snapshot += count
+
+    def _save_snapshot(self, offset: int) -> bool:
+        """Store the current state as the snapshot at `offset` (the log's last) on its own."""
+        snapshot = self._pack()
+        if snapshot is None:
+            return False
+        try:
+            if not self.store.put_snapshot(offset, snapshot):
+                return False
+        except Exception:  # a snapshot is an optimisation: its failure must not fail the caller
+            log.warning("could not store a judge snapshot at offset %d", offset, exc_info=True)
+            return False
+        self._since_snapshot = 0
+        self._snapshot_clock = time.monotonic()
+        return True
+
+    def save_snapshot(self) -> bool:
+        """Store a judge snapshot of the whole log now (e.g. before a planned restart); False
+        if snapshots are off or it could not be stored."""
+        with self._lock:
+            if self.snapshot_every <= 0:
+                return False
+            return self._save_snapshot(self.store.last_offset())
 
     # ------------------------------------------------------------- properties
     @property
@@ -214,11 +319,13 @@ class Ledger:
                     self.known.add(event.hash)
                     created.append(event)
                 crash_point("append.before_commit")
-                offsets = self.store.insert_events([_row(e, None) for e in created])
+                snapshot = self._snapshot_due(len(created))
+                offsets = self.store.insert_events([_row(e, None) for e in created], snapshot=snapshot)
                 crash_point("events.committed")
             except BaseException:
                 self._load()
                 raise
+            self._committed(len(created), snapshot)
         self._notify([Applied(o, e, None) for o, e in zip(offsets, created)])
         return created
 
@@ -243,7 +350,8 @@ class Ledger:
         foreign-network event is refused whole (nothing stored). Events whose causal
         past is missing wait in the pending buffer (partitioned by author and by `source`,
         the peer they came from); equivocations become fork proofs."""
-        fresh = [e for e in events if e.hash not in self.known]
+        unknown = self.known.unknown(e.hash for e in events)
+        fresh = [e for e in events if e.hash in unknown]
         report = IngestReport(duplicates=len(events) - len(fresh))
         if not fresh:
             return report
@@ -260,8 +368,13 @@ class Ledger:
         with self._lock:
             waiting = self.pending.entries()
             try:
+                self.known.prefetch({h for e in fresh for h in (((e.prev,) if e.prev else ()) + e.deps)})
                 batch, proofs, void = self._process(fresh, report, source)
-                offsets = self.store.write([_row(e, r) for e, r in batch], [_void_row(e) for e in void])
+                self.known.forget_absent()
+                # No snapshot with a batch that proved a fork: the proof is stored after it.
+                snapshot = None if proofs else self._snapshot_due(len(batch))
+                offsets = self.store.write([_row(e, r) for e, r in batch], [_void_row(e) for e in void], snapshot)
+                self._committed(len(batch), snapshot)
                 new_forks = [p for p in proofs if self.store.insert_fork_proof(p)]
                 crash_point("events.committed")
             except PendingLimitError:
@@ -281,7 +394,7 @@ class Ledger:
             applied = [Applied(o, e, r) for o, (e, r) in zip(offsets, batch)]
             refolded = False
             if new_forks:
-                self._load()  # what is void changed: every verdict is judged again
+                self._load()  # what is void changed: every verdict is judged again (and snapshot)
                 refolded = True
         self._notify(applied)
         if refolded:
@@ -411,7 +524,6 @@ class Ledger:
                 log.exception("ledger reset listener failed")
         return event
 
-
     def _stored_event(self, author: str, seq: int) -> Event | None:
         row = self.store.get_by_author_seq(author, seq)
         return Event.from_wire(row.raw, row.sig) if row else None
@@ -474,6 +586,7 @@ def parse_fork_proof(body: dict[str, Any], net: str | None = None) -> ForkProof 
     if not (verify(a.author, bytes.fromhex(a.hash), a.sig) and verify(b.author, bytes.fromhex(b.hash), b.sig)):
         return None
     return _proof(a, b)
+
 
 def parse_checkpoint_conflict(body: dict[str, Any], net: str | None = None) -> ForkProof | None:
     """Parse and check a gossiped checkpoint conflict: two validly signed `checkpoint.signed`

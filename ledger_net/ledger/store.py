@@ -14,6 +14,7 @@ import importlib.resources
 import mmap
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -26,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from .merkle_log import MerkleLog
-from .tables import blobs, counters, events, fork_proofs, meta, void_events
+from .tables import blobs, counters, events, fork_proofs, judge_snapshots, meta, void_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,16 @@ class StoredEvent:
     sig: bytes
     valid: bool
     reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeSnapshot:
+    """A stored snapshot of the validity fold after the event at `offset` (see ledger/snapshot.py)."""
+
+    offset: int
+    rules: str
+    digest: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,8 @@ class Store:
             f"INSERT INTO events ({_EVENT_COLUMN_LIST}) SELECT c.value, {', '.join([mark] * 9)} FROM c "
             'RETURNING "offset"')
         self._sql_void = f"INSERT INTO void_events (hash, author, seq, raw, sig) VALUES ({', '.join([mark] * 5)})"
+        self._sql_snapshot = ('INSERT INTO judge_snapshots ("offset", rules, digest, data, created_at) '
+                              f"VALUES ({', '.join([mark] * 5)})")
         self._writer: Any = None  # the write path's DBAPI connection (see _raw_write)
         self.merkle = MerkleLog(mark)  # per-author Merkle nodes, written with the events
         # Where blobs of BIG_BLOB bytes or more live as files (set by the node that owns a
@@ -148,27 +161,36 @@ class Store:
         return self._write_lock
 
     # ----------------------------------------------------------------- writing
-    def write(self, rows: Sequence[dict], void_rows: Sequence[dict] = ()) -> list[int]:
-        """Store a batch of log events and void events in one transaction."""
+    def write(self, rows: Sequence[dict], void_rows: Sequence[dict] = (),
+              snapshot: tuple[str, str, bytes] | None = None) -> list[int]:
+        """Store a batch of log events and void events in one transaction; with `snapshot`
+        ((rules, digest, data) of the judge after the batch), it replaces the stored one,
+        at the batch's last offset, in the same transaction."""
         if not rows and not void_rows:
             return []
         with self._write_lock:
-            return self._raw_write(rows, void_rows)
+            return self._raw_write(rows, void_rows, snapshot if rows else None)
 
-    def insert_events(self, rows: Sequence[dict], conn: Connection | None = None) -> list[int]:
+    def insert_events(self, rows: Sequence[dict], conn: Connection | None = None,
+                      snapshot: tuple[str, str, bytes] | None = None) -> list[int]:
         """Store events (dicts of hash, author, seq, type, ts, raw, sig, valid, reason)
-        in one transaction; returns their offsets, in order."""
+        in one transaction; returns their offsets, in order. `snapshot` as for `write`."""
         if not rows:
             return []
         if conn is not None:
-            return self._insert(conn, rows)
+            offsets = self._insert(conn, rows)
+            if snapshot is not None:
+                conn.exec_driver_sql("DELETE FROM judge_snapshots")
+                conn.exec_driver_sql(self._sql_snapshot, (offsets[-1], *snapshot, _now_ms()))
+            return offsets
         with self._write_lock:
-            return self._raw_write(rows, ())
+            return self._raw_write(rows, (), snapshot)
 
     # The hot write path (every append and ingest): one long-lived DBAPI connection,
     # used only under the write lock, and plain driver statements. Errors come out as
     # the same SQLAlchemy exception classes Core raises.
-    def _raw_write(self, rows: Sequence[dict], void_rows: Sequence[dict]) -> list[int]:
+    def _raw_write(self, rows: Sequence[dict], void_rows: Sequence[dict],
+                   snapshot: tuple[str, str, bytes] | None = None) -> list[int]:
         for attempt in (1, 2):
             if self._writer is None:
                 self._writer = self.engine.raw_connection()
@@ -180,6 +202,9 @@ class Store:
                 if void_rows:
                     cursor.executemany(self._sql_void, [(r["hash"], r["author"], r["seq"], r["raw"], r["sig"])
                                                         for r in void_rows])
+                if snapshot is not None and offsets:
+                    cursor.execute("DELETE FROM judge_snapshots")
+                    cursor.execute(self._sql_snapshot, (offsets[-1], *snapshot, _now_ms()))
                 cursor.close()
                 raw.commit()
                 self.merkle.remember(fronts)
@@ -295,6 +320,48 @@ class Store:
             return
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(void_events.insert(), list(rows))
+
+    # ----------------------------------------------------------------- judge snapshots
+    def put_snapshot(self, offset: int, snapshot: tuple[str, str, bytes]) -> bool:
+        """Replace the stored judge snapshot with one at `offset` (rules, digest, data), in
+        its own transaction: for a state judged from events already committed. Refused
+        (False) unless `offset` is still the log's last offset, so it never claims less or
+        more than the events it covers."""
+        with self._write_lock, self.engine.begin() as conn:
+            last = conn.execute(select(counters.c.value).where(counters.c.name == "offset")).scalar_one()
+            if last != offset:
+                return False
+            conn.execute(judge_snapshots.delete())
+            conn.execute(judge_snapshots.insert().values(offset=offset, rules=snapshot[0], digest=snapshot[1],
+                                                         data=snapshot[2], created_at=_now_ms()))
+            return True
+
+    def latest_snapshot(self) -> JudgeSnapshot | None:
+        """The judge snapshot of highest offset, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(judge_snapshots.c.offset, judge_snapshots.c.rules, judge_snapshots.c.digest,
+                                      judge_snapshots.c.data).order_by(judge_snapshots.c.offset.desc()).limit(1)).first()
+        return JudgeSnapshot(row[0], row[1], row[2], bytes(row[3])) if row else None
+
+    def has_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """Those of `hashes` held as events or void events (indexed lookups, in slices)."""
+        ask = list(hashes)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(ask), 500):
+                part = ask[i:i + 500]
+                marks = ", ".join([self._mark] * len(part))
+                sql = (f"SELECT hash FROM events WHERE hash IN ({marks}) "
+                       f"UNION ALL SELECT hash FROM void_events WHERE hash IN ({marks})")
+                found.update(r[0] for r in conn.exec_driver_sql(sql, tuple(part) * 2).fetchall())
+        return found
+
+    def events_of_type(self, author: str, type_: str) -> list[StoredEvent]:
+        """`author`'s events of one type (e.g. the fork proofs a node published), via the type index."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_EVENT_COLUMNS).where(events.c.type == type_, events.c.author == author)
+                                .order_by(events.c.offset)).all()
+        return [StoredEvent(*r) for r in rows]
 
     def void_hashes(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -524,6 +591,10 @@ class Store:
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(events.c.offset)).where(events.c.ts <= ts_ms)).scalar()
         return value or 0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 _PLAIN_TYPES = (Integer, String, Boolean, LargeBinary)  # BigInteger and Text are subclasses

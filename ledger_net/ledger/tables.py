@@ -110,3 +110,17 @@ merkle_nodes = Table(
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary(32), nullable=False),
 )
+
+# Snapshots of the judge (ledger/snapshot.py): the validity fold's state after the event at
+# `offset`, written in the transaction of the events it covers, so opening loads it and
+# judges only the events after it. `rules` names the rules that folded it (a snapshot of
+# other rules is ignored), `digest` is the sha256 of `data` (a damaged one is ignored).
+judge_snapshots = Table(
+    "judge_snapshots",
+    metadata,
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("rules", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
