@@ -563,12 +563,26 @@ class TaskEngine:
                 return  # give slow peers a little longer
             reason = (f"no node will run it at max_price: {len(task.bids)} bid(s), none at or below "
                       f"{task.per_chunk_cap} base units per chunk") if task.bids else \
-                "no node able to run this task made an offer"
+                "no node able to run this task made an offer" + self._sandbox_hint(task.requirements)
             self._close(task.task_id, "task.failed", {"reason": reason})
             task.state = "closed"
             return
         task.state = "running"
         self._assign(task, [c.index for c in task.chunks], bids, task.replicas)
+
+    def _sandbox_hint(self, requirements: dict[str, Any]) -> str:
+        """Why nobody bid, when the cause is the sandbox asked for: each node publishes the
+        sandbox types it offers (none below its floor) in its capabilities."""
+        wanted = requirements.get("sandbox_type")
+        if not wanted:
+            return ""
+        nodes = self.runner["nodes"].nodes
+        offered = sorted({t for row in nodes.values()
+                          for t in (orjson.loads(row["capabilities"]).get("sandbox_types") or [])})
+        if wanted in offered:
+            return ""
+        return (f": no known node offers sandbox {wanted!r} (offered: {', '.join(offered) or 'none'}; "
+                "a node offers no type weaker than its sandbox floor)")
 
     def _expected_bidders(self) -> set[str]:
         nodes = self.runner["nodes"].nodes
