@@ -241,7 +241,10 @@ def verify_balance(proof: Any, *, net: Any, witnesses: Any, threshold: Any, acco
 
     def leaf() -> None:
         if "note" in state:
-            check_state_leaf(state["note"], ACCOUNT + proof["account"], proof["leaf"], proof["proof"])
+            try:
+                check_state_leaf(state["note"], ACCOUNT + proof["account"], proof["leaf"], proof["proof"])
+            except ProofError as exc:
+                raise ProofError(f"account leaf not in the checkpoint's state root: {exc}") from None
 
     return _verdict([checkpoint, leaf])
 

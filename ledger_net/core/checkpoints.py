@@ -358,7 +358,7 @@ class CheckpointService:
         return {"type": "event", "checkpoint": self.cosigned(checkpoint), "author": leaf,
                 "event": target.to_json(), "proof": [h.hex() for h in path]}
 
-    def consistency(self, author: str, old: str, new: str) -> dict[str, Any]:
+    def consistency(self, author: str, old: str | None, new: str | None) -> dict[str, Any]:
         """The proof that `author`'s chain in checkpoint `old` is a prefix of its chain in `new`."""
         a, b = self.resolve(old), self.resolve(new)
         leaf_a, leaf_b = self.author_leaf(a, author), self.author_leaf(b, author)

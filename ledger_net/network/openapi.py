@@ -279,6 +279,7 @@ def paths() -> Schema:
         f"{API}/nodes/{{node_id}}": {"get": op(
             "nodes", "One node", {**ok(ref("Node"), "the node"), **errors(404)},
             params=[path_param("node_id", {"type": "string", "minLength": 1}, "node id")], operation_id="getNode")},
+        **proof_paths(),
         # --------------------------------------------------- control
         f"{API}/tasks": {
             "post": op("control", "Escrow and publish a task", {**ok(ref("TaskSubmitted"), "submitted", 201),
@@ -367,6 +368,43 @@ def paths() -> Schema:
     }
 
 
+def proof_paths() -> Schema:
+    """Checkpoints, cosignatures and proofs (network/proofs.py; formats in docs/proofs.md)."""
+    ref_param = path_param("ref", {"type": "string", "pattern": "^([0-9a-f]{4,64}|latest)$"},
+                           "a checkpoint's event hash, a prefix of 4+ hex characters, or `latest`")
+    at = {"name": "at", "in": "query", "required": False, "schema": {"type": "string"},
+          "description": "the checkpoint (hash, prefix or `latest`; default: the latest)"}
+    proof = ok(ANY_OBJ, "a proof document for `ledger_net.light.verify_proof`")
+
+    def get(summary: str, responses: dict[str, Any], op_id: str, params: list[Schema]) -> Schema:
+        return {"get": op("proofs", summary, {**responses, **errors(400, 404)}, params=params, operation_id=op_id)}
+
+    return {
+        f"{API}/checkpoints": get("Checkpoints this node holds, newest first", ok(
+            obj({"checkpoints": {"type": "array", "items": ANY_OBJ}}), "checkpoints"), "listCheckpoints", [
+            {"name": "signer", "in": "query", "required": False, "schema": KEY, "description": "only this signer's"},
+            query_int("limit", "at most this many", 1, 1000, 20)]),
+        f"{API}/checkpoints/{{ref}}": get("One checkpoint with its note, signature and cosignatures",
+                                          ok(ANY_OBJ, "the checkpoint"), "getCheckpoint", [ref_param]),
+        f"{API}/checkpoints/{{ref}}/frontier": get("A checkpoint's frontier: [author, size, root] sorted by author",
+                                                   ok(ANY_OBJ, "the frontier"), "getCheckpointFrontier", [ref_param]),
+        f"{API}/checkpoints/{{ref}}/cosignatures": get("The checkpoint.cosigned events naming a checkpoint",
+                                                       ok(ANY_OBJ, "cosignature events in wire form"),
+                                                       "getCheckpointCosignatures", [ref_param]),
+        f"{API}/proofs/balance/{{account}}": get("An account's state leaf in a checkpoint's state root", proof,
+                                                  "proveBalance", [path_param("account", KEY, "account key"), at]),
+        f"{API}/proofs/event/{{hash}}": get("An event's inclusion in its author's chain as a checkpoint names it",
+                                             proof, "proveEvent", [path_param("hash", HASH, "event hash"), at]),
+        f"{API}/proofs/consistency/{{author}}": get(
+            "An author's growth between two checkpoints", proof, "proveConsistency",
+            [path_param("author", KEY, "author key"),
+             {"name": "old", "in": "query", "required": True, "schema": {"type": "string"},
+              "description": "the older checkpoint"},
+             {"name": "new", "in": "query", "required": True, "schema": {"type": "string"},
+              "description": "the newer checkpoint"}]),
+    }
+
+
 def build_spec(server_url: str | None = None) -> Schema:
     """The whole OpenAPI document (server URL: the node's own, when known)."""
     spec: Schema = {
@@ -382,8 +420,8 @@ def build_spec(server_url: str | None = None) -> Schema:
         "components": {"schemas": components(), "securitySchemes": {
             "apiToken": {"type": "apiKey", "in": "header", "name": "X-API-Token"},
             "bearer": {"type": "http", "scheme": "bearer"}}},
-        "tags": [{"name": n} for n in ("replication", "peers", "nodes", "control", "explorer", "operations",
-                                       "websocket")],
+        "tags": [{"name": n} for n in ("replication", "peers", "nodes", "proofs", "control", "explorer",
+                                       "operations", "websocket")],
     }
     if server_url:
         spec["servers"] = [{"url": server_url}]

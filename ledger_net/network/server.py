@@ -22,10 +22,12 @@ from ..ledger.events import Event
 from ..ledger.identity import Identity
 from ..ledger.store import sqlite_url
 from .client import PeerClient
+from ..core.checkpoints import CheckpointService
 from .discovery import MANUAL, Discovery, check_peer_url, normalize_url
 from .protocol import (API, DEFAULT_CLIENT_MAX_SIZE, MAX_EVENTS_PER_REQUEST, ApiError, HostPolicy, NodeAPI,
                        build_app, control, json_response, load_or_create_token)
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
+from .proofs import proof_routes
 from .sync import Synchronizer
 from .websocket import WebSocketHub
 
@@ -63,7 +65,9 @@ class NodeServer:
                  allowed_hosts: Iterable[str] = (), allow_link_local: bool = False,
                  ready: Callable[[], str | None] | None = None,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
-                 write_timeout: float = WRITE_TIMEOUT, **sync_options: Any) -> None:
+                 write_timeout: float = WRITE_TIMEOUT, checkpoint_every: int = 0,
+                 checkpoint_seconds: float = 0.0, witness: bool = True, checkpoint_poll: float = 1.0,
+                 **sync_options: Any) -> None:
         self.ledger = ledger
         self.runner = runner
         self.host = host
@@ -84,6 +88,12 @@ class NodeServer:
         self.allow_link_local = allow_link_local
         self._ready = ready
         self.extra_routes = list(extra_routes)  # e.g. the control API and explorer of ComputeNetwork
+        # Checkpoints (docs/proofs.md): signed every `checkpoint_every` events or `checkpoint_seconds`
+        # (both 0: only on request); others' cosigned when `witness`; polled every `checkpoint_poll` s.
+        self.checkpoints = CheckpointService(ledger, runner, every_events=checkpoint_every,
+                                             every_seconds=checkpoint_seconds, witness=witness) if runner else None
+        self.checkpoint_poll = checkpoint_poll
+        self._checkpoint_task: asyncio.Task[None] | None = None
         node_id = ledger.identity.node_id if ledger.identity else None
         self.discovery = Discovery(self_id=node_id, seeds=seeds, backoff_base=backoff_base, backoff_max=backoff_max,
                                    allow_link_local=allow_link_local)
@@ -123,7 +133,8 @@ class NodeServer:
                                 peers_count=lambda: sum(1 for p in self.discovery.active() if p.last_ok))
         self.app = build_app(self.api, token=self.token, trust_loopback=self.trust_loopback,
                              client_max_size=self.client_max_size,
-                             extra_routes=self._routes() + self.extra_routes,
+                             extra_routes=self._routes() + self.extra_routes
+                             + (proof_routes(self.checkpoints) if self.checkpoints else []),
                              host_policy=HostPolicy(host, self.allowed_hosts, self.public_url))
         self.app.router.add_get("/ws", self.hub.handle)
         self._app_runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout,
@@ -154,6 +165,8 @@ class NodeServer:
         if self.enable_sync:
             await self.sync.start()
         self.hub.start()
+        if self.checkpoints is not None:
+            self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
         log.info("node %s serving at %s", (self.node_id or "?")[:16], self.url)
         return self.url
 
@@ -163,6 +176,10 @@ class NodeServer:
         if not self._running:
             return
         self._running = False
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            await asyncio.gather(self._checkpoint_task, return_exceptions=True)
+            self._checkpoint_task = None
         if self.sync is not None:
             await self.sync.stop()
         if self.hub is not None:
@@ -176,6 +193,17 @@ class NodeServer:
             self.api.close()
         if not hard and self.runner is not None:
             self.runner.flush()
+
+    async def _checkpoint_loop(self) -> None:
+        """Sign a checkpoint when due and judge others' (on the writer thread, like ingests)."""
+        assert self.checkpoints is not None
+        while self._running:
+            try:
+                for line in await self.run_write(self.checkpoints.tick):
+                    log.info("checkpoint: %s", line)
+            except Exception:  # a failed round must not stop the next one
+                log.exception("checkpoint round failed")
+            await asyncio.sleep(self.checkpoint_poll)
 
     def _on_applied_any_thread(self, applied: list[Applied]) -> None:
         if not self._running or self._loop is None:

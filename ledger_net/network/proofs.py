@@ -1,0 +1,113 @@
+"""Read-only, public HTTP routes for checkpoints, their cosignatures and proofs.
+
+Everything here is something a light client verifies itself (`ledger_net.light`), so no
+token is asked: a wrong answer cannot hurt a client that checks. Each route reads through
+the node's `CheckpointService` on a worker thread; a bad parameter is a 400 and an unknown
+checkpoint, event or account a 404, both as the API's JSON error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..core.checkpoints import CheckpointService
+from ..errors import NodeError
+from .protocol import API, ApiError, json_response
+
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+_REF = re.compile(r"[0-9a-f]{4,64}|latest").fullmatch
+
+
+def _key(value: str, what: str) -> str:
+    if _HEX64(value) is None:
+        raise ApiError(400, "bad_parameter", f"{what} is 64 lower-case hex characters")
+    return value
+
+
+def _ref(value: str | None, what: str) -> str | None:
+    if value is None or value == "latest":
+        return None
+    if _REF(value) is None:
+        raise ApiError(400, "bad_parameter", f"{what} is a checkpoint hash, a prefix of 4+ hex characters, or 'latest'")
+    return value
+
+
+async def _run(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except NodeError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+def proof_routes(service: CheckpointService) -> list[web.RouteDef]:
+    """GET routes of checkpoints, cosignatures and proofs over `service`."""
+
+    def handler(fn: Callable[[web.Request], Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def wrapped(request: web.Request) -> web.Response:
+            return json_response(await fn(request))
+        return wrapped
+
+    async def list_checkpoints(request: web.Request) -> Any:
+        signer = request.query.get("signer")
+        if signer is not None:
+            _key(signer, "signer")
+        raw = request.query.get("limit", "20")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise ApiError(400, "bad_parameter", "limit is an integer 1..1000")
+
+        def read() -> Any:
+            return [service.describe(e) for e in service.checkpoints(signer)[:int(raw)]]
+        return {"checkpoints": await _run(read)}
+
+    async def get_checkpoint(request: web.Request) -> Any:
+        ref = _ref(request.match_info["ref"], "ref")
+
+        def read() -> Any:
+            event = service.resolve(ref)
+            return {**service.describe(event), "checkpoint": service.cosigned(event)}
+        return await _run(read)
+
+    async def get_frontier(request: web.Request) -> Any:
+        ref = _ref(request.match_info["ref"], "ref")
+
+        def read() -> Any:
+            event = service.resolve(ref)
+            return {"hash": event.hash, "frontier_root": event.body["frontier_root"],
+                    "frontier": event.body["frontier"]}
+        return await _run(read)
+
+    async def get_cosignatures(request: web.Request) -> Any:
+        ref = _ref(request.match_info["ref"], "ref")
+
+        def read() -> Any:
+            event = service.resolve(ref)
+            return {"hash": event.hash, "cosignatures": [c.to_json() for c in service.cosignature_events(event.hash)]}
+        return await _run(read)
+
+    async def balance_proof(request: web.Request) -> Any:
+        account = _key(request.match_info["account"], "account")
+        return await _run(service.balance_proof, account, _ref(request.query.get("at"), "at"))
+
+    async def event_proof(request: web.Request) -> Any:
+        hash_ = _key(request.match_info["hash"], "hash")
+        return await _run(service.event_proof, hash_, _ref(request.query.get("at"), "at"))
+
+    async def consistency_proof(request: web.Request) -> Any:
+        author = _key(request.match_info["author"], "author")
+        old, new = request.query.get("old"), request.query.get("new")
+        if old is None or new is None:
+            raise ApiError(400, "bad_parameter", "give the two checkpoints as ?old=…&new=…")
+        return await _run(service.consistency, author, _ref(old, "old"), _ref(new, "new"))
+
+    return [web.get(f"{API}/checkpoints", handler(list_checkpoints)),
+            web.get(f"{API}/checkpoints/{{ref}}", handler(get_checkpoint)),
+            web.get(f"{API}/checkpoints/{{ref}}/frontier", handler(get_frontier)),
+            web.get(f"{API}/checkpoints/{{ref}}/cosignatures", handler(get_cosignatures)),
+            web.get(f"{API}/proofs/balance/{{account}}", handler(balance_proof)),
+            web.get(f"{API}/proofs/event/{{hash}}", handler(event_proof)),
+            web.get(f"{API}/proofs/consistency/{{author}}", handler(consistency_proof))]
