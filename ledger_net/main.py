@@ -316,10 +316,10 @@ class ComputeNetwork:
         return self.server.get_nodes_list()
 
     async def get_node_details(self, node_id: str) -> dict[str, Any]:
-        self._require()
+        _, runner, _ = self._require()
         assert self.server is not None
         details = self.server.get_node_details(node_id)
-        details["reputation"] = self.runner["reputation"].score(node_id) / 1_000_000  # type: ignore[index]
+        details["reputation"] = runner["reputation"].score(node_id) / 1_000_000
         return details
 
     async def connect_to_node(self, node_id: str) -> bool:

@@ -31,7 +31,7 @@ from .ledger.events import Event
 from .ledger.store import StoredEvent
 from .projections.base import Context, Projection
 from .projections.reputation import level_of
-from .projections.runner import default_projections
+from .projections.runner import default_projections, state_hash_of
 
 SECTIONS = ("balances", "tasks", "chunks", "reputation", "nodes")
 """Keyed projection tables shown by replay, step and diff (histories are append-only logs)."""
@@ -158,9 +158,7 @@ class Fold:
     def state_hash(self) -> str:
         """The runner's state hash of these projections (the very same function, so a replay
         to the end equals `runner.state_hash()` of a node holding the same events)."""
-        from .projections.runner import ProjectionRunner
-
-        return ProjectionRunner.state_hash(self, self.projections)  # type: ignore[arg-type]
+        return state_hash_of(self.projections)
 
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every keyed row, by section and key (a deep copy: it does not move with the fold)."""

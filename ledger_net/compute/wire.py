@@ -133,7 +133,7 @@ class Packer:
             self._arrays.append((blob.array, name))
         return {"$array": name}
 
-    def _rows_of_known(self, arr: np.ndarray) -> list[Any] | None:
+    def _rows_of_known(self, arr: np.ndarray) -> str | list[Any] | None:
         if arr.ndim < 1 or not arr.flags.c_contiguous:
             return None
         start = arr.__array_interface__["data"][0]
@@ -147,7 +147,7 @@ class Packer:
             first = offset // row_bytes
             if first + arr.shape[0] <= known.shape[0]:
                 if first == 0 and arr.shape[0] == known.shape[0]:
-                    return name  # type: ignore[return-value]
+                    return name
                 return [name, int(first), int(first + arr.shape[0])]
         return None
 

@@ -216,7 +216,10 @@ class Credits:
     # ---------------------------------------------------------------- analytics
     def get_credit_metrics(self) -> dict[str, Any]:
         acct = self.runner["balances"].accounts.get(self.node_id, {})
-        units = lambda key: to_credits(acct.get(key, 0), self.decimals)  # noqa: E731
+
+        def units(key: str) -> float:
+            return to_credits(acct.get(key, 0), self.decimals)
+
         supply = self.ledger.state.supply()
         return {
             "node_id": self.node_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SchemaError
@@ -74,7 +74,7 @@ class BodySchema:
     """Required and optional fields of one event type's body; nothing else is allowed."""
 
     required: Mapping[str, Check]
-    optional: Mapping[str, Check] = ()  # type: ignore[assignment]
+    optional: Mapping[str, Check] = field(default_factory=dict)
 
     def validate(self, event_type: str, body: Any) -> None:
         if not isinstance(body, dict):

@@ -39,6 +39,13 @@ CLOSED_TASK_STATES = frozenset({"completed", "failed", "cancelled"})
 NEUTRAL_REPUTATION_PPM = 500_000
 
 
+def _default_priorities() -> tuple[int, int, int, int]:
+    """The task's priority factors (LOW, NORMAL, HIGH, CRITICAL), so the default price of a task
+    follows ``Task.estimate_cost``."""
+    low, normal, high, critical = (PRIORITY_FACTOR_PPM[p] for p in sorted(PRIORITY_FACTOR_PPM))
+    return low, normal, high, critical
+
+
 @dataclasses.dataclass(frozen=True)
 class PricingParams:
     """The pricing constants; a network may fix them in its genesis ``params.pricing``."""
@@ -48,8 +55,7 @@ class PricingParams:
     scarcity_max_ppm: int = 3_000_000   # market factor ranges over [1/3, 3]
     reputation_spread_ppm: int = 500_000  # reputation 0 → ×0.5, 1 → ×1.5
     load_premium_ppm: int = 500_000     # a fully loaded node charges ×1.5
-    priority_ppm: tuple[int, int, int, int] = tuple(  # type: ignore[assignment]
-        PRIORITY_FACTOR_PPM[p] for p in sorted(PRIORITY_FACTOR_PPM))
+    priority_ppm: tuple[int, int, int, int] = _default_priorities()
 
     def __post_init__(self) -> None:
         for name in ("chunk_fee", "units_per_base", "scarcity_max_ppm", "reputation_spread_ppm",

@@ -122,8 +122,10 @@ class Admission:
                 continue
             blocked.add(author)
             which = "author" if not by_author.fits(size) else "source"
-            wait = by_author.wait_for(self.author_quota, size) if which == "author" else \
-                by_source.wait_for(self.source_quota, size)  # type: ignore[union-attr]
+            if which == "author" or by_source is None:
+                wait = by_author.wait_for(self.author_quota, size)
+            else:
+                wait = by_source.wait_for(self.source_quota, size)
             retry = max(retry, wait)
             throttled[event.hash] = (f"{which} quota for authors with no stake is spent "
                                      f"(author {author[:16]}…, source {source}); retry in {wait:.1f}s")

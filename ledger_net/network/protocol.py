@@ -551,7 +551,10 @@ class NodeAPI:
                 return {"stored": 0, "duplicates": len(items), "pending": 0, "invalid": {}, "refused": {}, "forks": [],
                         "throttled": {}}
             recipients = ledger.state.credit_recipients()
-            established = lambda author: author == self._node_id() or ledger.state.is_established(author, recipients)  # noqa: E731
+
+            def established(author: str) -> bool:
+                return author == self._node_id() or ledger.state.is_established(author, recipients)
+
             admitted, throttled, retry = self.admission.admit(events, source, established)
             if not admitted:
                 first = next(iter(throttled.values()))

@@ -40,6 +40,13 @@ def default_projections() -> list[Projection]:
     return [BalancesProjection(), ReputationProjection(), TasksProjection(), NodesProjection()]
 
 
+def state_hash_of(projections: Sequence[Projection]) -> str:
+    """One hash of these projections' states (the runner's state hash, and a replay's): the
+    sha256 of the canonical bytes of {name: projection state hash}."""
+    parts = {p.name: p.state_hash() for p in projections}
+    return hashlib.sha256(encoding.canonical_bytes(parts)).hexdigest()
+
+
 class ProjectionRunner:
     """Owns the projections of one ledger."""
 
@@ -154,8 +161,7 @@ class ProjectionRunner:
 
     def state_hash(self, projections: Sequence[Projection] | None = None) -> str:
         """One hash of all projections' states; equal on any two stores holding the same events."""
-        parts = {p.name: p.state_hash() for p in (projections or self.projections)}
-        return hashlib.sha256(encoding.canonical_bytes(parts)).hexdigest()
+        return state_hash_of(projections or self.projections)
 
     def replay(self, until: int | str | None = None) -> list[Projection]:
         """Fresh projections folded up to `until` (an offset or an event hash); nothing is written."""
