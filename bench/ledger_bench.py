@@ -39,12 +39,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import nacl.signing  # noqa: E402
+import nacl.signing  # noqa: E402 -- after sys.path gets this checkout
 
-from ledger_net.ledger.chain import Ledger  # noqa: E402
-from ledger_net.ledger.events import GENESIS, Event  # noqa: E402
-from ledger_net.ledger.identity import Identity  # noqa: E402
-from ledger_net.projections.runner import ProjectionRunner  # noqa: E402
+from ledger_net.ledger.chain import Ledger  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.events import GENESIS, Event  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.projections.runner import ProjectionRunner  # noqa: E402 -- after sys.path gets this checkout
 
 # Goals, as ratios against baselines of the same run.
 GOAL_BATCH_VS_SIGN = 0.6

@@ -24,10 +24,10 @@ import nacl.signing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger_net.ledger.events import Event  # noqa: E402
-from ledger_net.ledger.identity import Identity  # noqa: E402
-from ledger_net.network.client import PeerClient  # noqa: E402
-from ledger_net.network.server import NodeServer, open_local  # noqa: E402
+from ledger_net.ledger.events import Event  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.network.client import PeerClient  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.network.server import NodeServer, open_local  # noqa: E402 -- after sys.path gets this checkout
 
 
 def build_source(data_dir: Path, count: int) -> tuple[object, object]:

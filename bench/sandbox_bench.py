@@ -18,8 +18,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ledger_net.sandbox.execution import CodeBundle, ProcessSandboxExecutor, SandboxLimits  # noqa: E402
-from ledger_net.sandbox.warm_pool import WarmWorkerPool  # noqa: E402
+from ledger_net.sandbox.execution import CodeBundle, ProcessSandboxExecutor, SandboxLimits  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.sandbox.warm_pool import WarmWorkerPool  # noqa: E402 -- after sys.path gets this checkout
 
 
 def echo(payload: bytes) -> bytes:

@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger_net.core.task import Task  # noqa: E402
-from ledger_net.main import ComputeNetwork  # noqa: E402
+from ledger_net.core.task import Task  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.main import ComputeNetwork  # noqa: E402 -- after sys.path gets this checkout
 
 ONE_THREAD = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}

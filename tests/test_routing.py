@@ -58,7 +58,7 @@ def test_malformed_bids_and_capabilities_are_dropped_not_fatal() -> None:
 
 def test_ordering_price_reputation_load_then_worker_id() -> None:
     router = Router()
-    ranked = lambda bids: [b.worker for b, _ in router.rank(bids, {})]  # noqa: E731
+    ranked = lambda bids: [b.worker for b, _ in router.rank(bids, {})]  # noqa: E731 -- a one-line probe
     assert ranked([bid("dear", price=200), bid("cheap", price=100)]) == ["cheap", "dear"]
     assert ranked([bid("meh", rep=400_000), bid("good", rep=900_000)]) == ["good", "meh"]
     assert ranked([bid("busy", load=800_000), bid("idle", load=0)]) == ["idle", "busy"]

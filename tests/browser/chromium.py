@@ -21,7 +21,7 @@ def require_chromium() -> None:
     """Skip (locally) or fail (CI) when the browser, its driver or selenium is missing."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).exists() and os.access(p, os.X_OK))]
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401 -- only whether it is installed
     except ImportError:
         missing.append("python package selenium")
     if missing:

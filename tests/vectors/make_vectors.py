@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger_net.ledger import encoding  # noqa: E402
-from ledger_net.ledger.events import Event  # noqa: E402
-from ledger_net.ledger.identity import Identity  # noqa: E402
+from ledger_net.ledger import encoding  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.events import Event  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
 
 OUT = Path(__file__).with_name("events.json")
 
