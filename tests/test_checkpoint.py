@@ -227,7 +227,7 @@ def test_a_root_that_is_not_an_extension_is_caught_with_a_consistency_path(trio)
     """alice's later checkpoint names bob's real chain, her earlier one a made-up root for
     bob at a smaller size: bob's real tree denies it, and the path is the evidence."""
     a, b, c = trio
-    for i in range(6):
+    for _ in range(6):
         b.ledger.append("credit.transfer", {"to": ALICE.node_id, "amount": 1})
     a.take(b)
     c.take(b)
