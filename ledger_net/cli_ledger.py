@@ -22,6 +22,7 @@ import orjson
 
 from .cli_common import (
     CliError,
+    books_url,
     credits,
     data_dir_option,
     db_url_of,
@@ -418,6 +419,7 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, passphrase_file: Pa
         events = check_bundle(bundle, tick)  # before anything is created or stored
     if not events:
         raise CliError(f"{'stdin' if bundle_arg == '-' else bundle_arg}: no events to import")
+    db_url = books_url(data_dir, db_url)
     if db_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
         from .ledger.store import sqlite_url
@@ -768,7 +770,8 @@ def _prove(data_dir: Path, db_url: str | None, make: Any) -> Any:
 
 _OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
                        show_default=True, help="Write the proof here.")
-_AT = click.option("--at", default=None, metavar="CHECKPOINT", help="A checkpoint hash or prefix (default: the latest).")
+_AT = click.option("--at", default=None, metavar="CHECKPOINT",
+                   help="A checkpoint hash or prefix (default: the latest).")
 
 
 @prove.command(name="balance")

@@ -213,7 +213,10 @@ def _checkpoint(checkpoint: Any, net: Any, witnesses: Any, threshold: Any) -> di
 def verify_checkpoint(checkpoint: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
     """Is this cosigned checkpoint of network `net` signed by at least `threshold` of the
     trusted `witnesses` (the signer counts if trusted), with every signature valid?"""
-    return _verdict([lambda: _checkpoint(checkpoint, net, witnesses, threshold) and None])
+    def check() -> None:
+        _checkpoint(checkpoint, net, witnesses, threshold)
+
+    return _verdict([check])
 
 
 def _fields(proof: Any, kind: str, names: set[str]) -> Mapping[str, Any]:

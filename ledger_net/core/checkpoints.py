@@ -74,7 +74,8 @@ class CheckpointService:
         self._last_signed = time.monotonic()
         ledger.subscribe(self._on_applied)
         mine = {c.body["checkpoint"] for c in self.checkpoints_cosigned_by(self._me)} if self._me else set()
-        self._pending.extend(e.hash for e in reversed(self.checkpoints()) if e.author != self._me and e.hash not in mine)
+        self._pending.extend(e.hash for e in reversed(self.checkpoints())
+                             if e.author != self._me and e.hash not in mine)
 
     @property
     def _me(self) -> str | None:
@@ -82,8 +83,8 @@ class CheckpointService:
 
     def _on_applied(self, applied: Sequence[Any]) -> None:
         with self._lock:
-            self._pending.extend(a.event.hash for a in applied
-                                 if a.event.type == CHECKPOINT_SIGNED and a.reason is None and a.event.author != self._me)
+            self._pending.extend(a.event.hash for a in applied if a.event.type == CHECKPOINT_SIGNED
+                                 and a.reason is None and a.event.author != self._me)
 
     # ------------------------------------------------------------------ state
     def applied_frontier(self) -> tuple[Frontier, StateTree]:
@@ -255,7 +256,7 @@ class CheckpointService:
         if author is not None:
             q = q.where(events_table.c.author == author)
         with self.ledger.store.engine.connect() as conn:
-            return conn.execute(q.order_by(events_table.c.offset.desc())).all()
+            return list(conn.execute(q.order_by(events_table.c.offset.desc())).all())
 
     def checkpoints_cosigned_by(self, witness: str) -> list[Event]:
         """Effective cosignatures `witness` made, newest first."""

@@ -159,7 +159,7 @@ def make_body(*, net: str, signer: str, sign: Callable[[bytes], bytes], frontier
               state: StateTree, ts: int) -> dict[str, Any]:
     """The body of a `checkpoint.signed` event: the frontier inline, the note's fields and
     the signer's signature of the note digest (`sign` is the signer's `Identity.sign`)."""
-    entries = [[a, int(s), r] for a, s, r in sorted(frontier)]
+    entries = [[a, int(s), r] for a, s, r in sorted(frontier, key=lambda e: str(e[0]))]
     tree = frontier_tree(entries)
     body: dict[str, Any] = {"frontier": entries, "frontier_root": tree.root.hex(), "authors": len(entries),
                             "events": sum(s for _, s, _ in entries), "state_root": state.tree.root.hex(),
@@ -174,7 +174,7 @@ def check_body(net: str, signer: str, body: Mapping[str, Any]) -> str | None:
     note, and the note signature is the signer's."""
     frontier = body["frontier"]
     authors = [e[0] for e in frontier]
-    if any(a >= b for a, b in zip(authors, authors[1:])):
+    if any(a >= b for a, b in zip(authors, authors[1:], strict=False)):
         return "frontier is not sorted by author, one entry each"
     if len(frontier) != body["authors"]:
         return f"frontier names {len(frontier)} authors, the note says {body['authors']}"

@@ -44,70 +44,77 @@ async def _run(fn: Callable[..., Any], *args: Any) -> Any:
         raise ApiError(404, "not_found", str(exc)) from None
 
 
-def proof_routes(service: CheckpointService) -> list[web.RouteDef]:
-    """GET routes of checkpoints, cosignatures and proofs over `service`."""
+class _Routes:
+    """The handlers, each reading through the service on a worker thread."""
 
-    def handler(fn: Callable[[web.Request], Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def wrapped(request: web.Request) -> web.Response:
-            return json_response(await fn(request))
-        return wrapped
+    def __init__(self, service: CheckpointService) -> None:
+        self.service = service
 
-    async def list_checkpoints(request: web.Request) -> Any:
+    async def list_checkpoints(self, request: web.Request) -> Any:
         signer = request.query.get("signer")
         if signer is not None:
             _key(signer, "signer")
         raw = request.query.get("limit", "20")
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
             raise ApiError(400, "bad_parameter", "limit is an integer 1..1000")
+        return {"checkpoints": await _run(lambda: [self.service.describe(e)
+                                                    for e in self.service.checkpoints(signer)[:int(raw)]])}
 
-        def read() -> Any:
-            return [service.describe(e) for e in service.checkpoints(signer)[:int(raw)]]
-        return {"checkpoints": await _run(read)}
-
-    async def get_checkpoint(request: web.Request) -> Any:
+    async def checkpoint(self, request: web.Request) -> Any:
         ref = _ref(request.match_info["ref"], "ref")
 
         def read() -> Any:
-            event = service.resolve(ref)
-            return {**service.describe(event), "checkpoint": service.cosigned(event)}
+            event = self.service.resolve(ref)
+            return {**self.service.describe(event), "checkpoint": self.service.cosigned(event)}
         return await _run(read)
 
-    async def get_frontier(request: web.Request) -> Any:
+    async def frontier(self, request: web.Request) -> Any:
         ref = _ref(request.match_info["ref"], "ref")
 
         def read() -> Any:
-            event = service.resolve(ref)
+            event = self.service.resolve(ref)
             return {"hash": event.hash, "frontier_root": event.body["frontier_root"],
                     "frontier": event.body["frontier"]}
         return await _run(read)
 
-    async def get_cosignatures(request: web.Request) -> Any:
+    async def cosignatures(self, request: web.Request) -> Any:
         ref = _ref(request.match_info["ref"], "ref")
 
         def read() -> Any:
-            event = service.resolve(ref)
-            return {"hash": event.hash, "cosignatures": [c.to_json() for c in service.cosignature_events(event.hash)]}
+            event = self.service.resolve(ref)
+            return {"hash": event.hash,
+                    "cosignatures": [c.to_json() for c in self.service.cosignature_events(event.hash)]}
         return await _run(read)
 
-    async def balance_proof(request: web.Request) -> Any:
+    async def balance(self, request: web.Request) -> Any:
         account = _key(request.match_info["account"], "account")
-        return await _run(service.balance_proof, account, _ref(request.query.get("at"), "at"))
+        return await _run(self.service.balance_proof, account, _ref(request.query.get("at"), "at"))
 
-    async def event_proof(request: web.Request) -> Any:
+    async def event(self, request: web.Request) -> Any:
         hash_ = _key(request.match_info["hash"], "hash")
-        return await _run(service.event_proof, hash_, _ref(request.query.get("at"), "at"))
+        return await _run(self.service.event_proof, hash_, _ref(request.query.get("at"), "at"))
 
-    async def consistency_proof(request: web.Request) -> Any:
+    async def consistency(self, request: web.Request) -> Any:
         author = _key(request.match_info["author"], "author")
         old, new = request.query.get("old"), request.query.get("new")
         if old is None or new is None:
             raise ApiError(400, "bad_parameter", "give the two checkpoints as ?old=…&new=…")
-        return await _run(service.consistency, author, _ref(old, "old"), _ref(new, "new"))
+        return await _run(self.service.consistency, author, _ref(old, "old"), _ref(new, "new"))
 
-    return [web.get(f"{API}/checkpoints", handler(list_checkpoints)),
-            web.get(f"{API}/checkpoints/{{ref}}", handler(get_checkpoint)),
-            web.get(f"{API}/checkpoints/{{ref}}/frontier", handler(get_frontier)),
-            web.get(f"{API}/checkpoints/{{ref}}/cosignatures", handler(get_cosignatures)),
-            web.get(f"{API}/proofs/balance/{{account}}", handler(balance_proof)),
-            web.get(f"{API}/proofs/event/{{hash}}", handler(event_proof)),
-            web.get(f"{API}/proofs/consistency/{{author}}", handler(consistency_proof))]
+
+def _json(fn: Callable[[web.Request], Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return json_response(await fn(request))
+    return handler
+
+
+def proof_routes(service: CheckpointService) -> list[web.RouteDef]:
+    """GET routes of checkpoints, cosignatures and proofs over `service`."""
+    r = _Routes(service)
+    return [web.get(f"{API}/checkpoints", _json(r.list_checkpoints)),
+            web.get(f"{API}/checkpoints/{{ref}}", _json(r.checkpoint)),
+            web.get(f"{API}/checkpoints/{{ref}}/frontier", _json(r.frontier)),
+            web.get(f"{API}/checkpoints/{{ref}}/cosignatures", _json(r.cosignatures)),
+            web.get(f"{API}/proofs/balance/{{account}}", _json(r.balance)),
+            web.get(f"{API}/proofs/event/{{hash}}", _json(r.event)),
+            web.get(f"{API}/proofs/consistency/{{author}}", _json(r.consistency))]
