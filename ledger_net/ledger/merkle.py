@@ -129,7 +129,7 @@ def hash_ranges(ranges: Sequence[tuple[int, int]], fetch: NodeFetcher) -> list[b
     got = list(fetch(wanted))
     if len(got) != len(wanted) or any(not isinstance(h, bytes) or len(h) != HASH_SIZE for h in got):
         raise LookupError("the node fetcher returned missing or malformed hashes")
-    known = dict(zip(wanted, got))
+    known = dict(zip(wanted, got, strict=False))
     return [fold([known[node] for node in nodes]) for nodes in parts]
 
 

@@ -37,14 +37,15 @@ class MerkleLog:
         self._frontiers: dict[str, tuple[int, Frontier]] = {}  # author -> (size, frontier), committed only
 
     # ----------------------------------------------------------------- writing
-    def plan(self, rows: Sequence[dict], query: Query) -> tuple[list[tuple], dict[str, tuple[int, Frontier]]]:
+    def plan(self, rows: Sequence[dict[str, Any]], query: Query
+             ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, Frontier]]]:
         """Node rows to insert for freshly inserted event rows, and each author's new
         frontier (to `remember` once committed). Raises ChainError, before anything of
         it is written, if an author's events do not extend its stored chain without a gap."""
         by_author: dict[str, list[tuple[int, str]]] = {}
         for r in rows:
             by_author.setdefault(r["author"], []).append((r["seq"], r["hash"]))
-        inserts: list[tuple] = []
+        inserts: list[tuple[Any, ...]] = []
         fronts: dict[str, tuple[int, Frontier]] = {}
         for author, items in by_author.items():
             items.sort()
@@ -84,7 +85,7 @@ class MerkleLog:
         except LookupError:
             raise ChainError(f"seq {size + 1} of author {author[:16]}… does not extend its stored chain "
                              f"(no complete chain of size {size})") from None
-        return [(level, idx, h) for (level, idx), h in zip(ids, hashes)]
+        return [(level, idx, h) for (level, idx), h in zip(ids, hashes, strict=False)]
 
     # ----------------------------------------------------------------- reading
     def fetcher(self, author: str, query: Query) -> NodeFetcher:

@@ -9,20 +9,37 @@ visible in order and a reader paging `offset > cursor` never skips one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
 import mmap
 import os
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import (Boolean, Connection, bindparam, Engine, Enum, create_engine, event, func, Integer, LargeBinary,
-                        select, String, Table, TypeDecorator, update)
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Engine,
+    Enum,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    TypeDecorator,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
@@ -42,6 +59,11 @@ class StoredEvent:
     sig: bytes
     valid: bool
     reason: str | None
+
+
+def _stored(row: Any) -> StoredEvent:
+    """A `StoredEvent` from a row of `_EVENT_COLUMNS` (in its field order)."""
+    return StoredEvent(*row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +148,7 @@ class Store:
 
     # ----------------------------------------------------------------- opening
     @classmethod
-    def open(cls, url: str = "sqlite://", *, upgrade: bool = True) -> "Store":
+    def open(cls, url: str = "sqlite://", *, upgrade: bool = True) -> Store:
         """Open (and migrate) the database at `url`; `sqlite://` is a private in-memory ledger."""
         if url.startswith("sqlite"):
             in_memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -150,10 +172,8 @@ class Store:
         with self._write_lock:
             if self._writer is not None:
                 writer, self._writer = self._writer, None
-                try:
+                with contextlib.suppress(Exception):
                     writer.close()
-                except Exception:
-                    pass
         self.engine.dispose()
 
     def writer(self) -> threading.Lock:
@@ -161,7 +181,7 @@ class Store:
         return self._write_lock
 
     # ----------------------------------------------------------------- writing
-    def write(self, rows: Sequence[dict], void_rows: Sequence[dict] = (),
+    def write(self, rows: Sequence[dict[str, Any]], void_rows: Sequence[dict[str, Any]] = (),
               snapshot: tuple[str, str, bytes] | None = None) -> list[int]:
         """Store a batch of log events and void events in one transaction; with `snapshot`
         ((rules, digest, data) of the judge after the batch), it replaces the stored one,
@@ -171,7 +191,7 @@ class Store:
         with self._write_lock:
             return self._raw_write(rows, void_rows, snapshot if rows else None)
 
-    def insert_events(self, rows: Sequence[dict], conn: Connection | None = None,
+    def insert_events(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None,
                       snapshot: tuple[str, str, bytes] | None = None) -> list[int]:
         """Store events (dicts of hash, author, seq, type, ts, raw, sig, valid, reason)
         in one transaction; returns their offsets, in order. `snapshot` as for `write`."""
@@ -189,7 +209,7 @@ class Store:
     # The hot write path (every append and ingest): one long-lived DBAPI connection,
     # used only under the write lock, and plain driver statements. Errors come out as
     # the same SQLAlchemy exception classes Core raises.
-    def _raw_write(self, rows: Sequence[dict], void_rows: Sequence[dict],
+    def _raw_write(self, rows: Sequence[dict[str, Any]], void_rows: Sequence[dict[str, Any]],
                    snapshot: tuple[str, str, bytes] | None = None) -> list[int]:
         for attempt in (1, 2):
             if self._writer is None:
@@ -228,7 +248,7 @@ class Store:
                 raise
         raise AssertionError("unreachable")
 
-    def _raw_insert(self, cursor: Any, rows: Sequence[dict]) -> list[int]:
+    def _raw_insert(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
         n = len(rows)
         if n == 1 and self.dialect == "postgresql":  # one round trip for bump + insert
             r = rows[0]
@@ -254,12 +274,10 @@ class Store:
     def _discard_writer(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
-            try:
+            with contextlib.suppress(Exception):
                 writer.invalidate()
-            except Exception:
-                pass
 
-    def _insert(self, conn: Connection, rows: Sequence[dict]) -> list[int]:
+    def _insert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
         # Hot path: plain DBAPI statements (executemany of tuples) instead of compiled
         # Core constructs; the SQL is the same one Core would emit.
         n = len(rows)
@@ -275,7 +293,7 @@ class Store:
         self._merkle_insert(rows, _conn_query(conn), conn.exec_driver_sql)
         return list(range(first, last + 1))
 
-    def _merkle_insert(self, rows: Sequence[dict], query: Any, executemany: Any) -> dict:
+    def _merkle_insert(self, rows: Sequence[dict[str, Any]], query: Any, executemany: Any) -> dict[str, Any]:
         """The Merkle nodes the new events complete, in the events' transaction; after the
         events' own insert, so a duplicate (author, seq) is the database's IntegrityError."""
         nodes, fronts = self.merkle.plan(rows, query)
@@ -283,7 +301,7 @@ class Store:
             executemany(self.merkle.sql_insert, nodes)
         return fronts
 
-    def _copy_events(self, conn: Connection, payload: list[tuple]) -> None:
+    def _copy_events(self, conn: Connection, payload: list[tuple[Any, ...]]) -> None:
         """PostgreSQL: stream a batch of event rows with COPY (psycopg 3)."""
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -296,7 +314,7 @@ class Store:
         finally:
             cursor.close()
 
-    def bulk_insert(self, conn: Connection, table: Table, rows: Sequence[dict]) -> None:
+    def bulk_insert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """Insert many dict rows into `table` inside `conn`'s transaction (projection flushes).
 
         Tables whose columns are all plain integers, strings, booleans or bytes go straight
@@ -311,7 +329,7 @@ class Store:
             return
         conn.exec_driver_sql(plain, rows if isinstance(rows, list) else list(rows))
 
-    def insert_void(self, rows: Sequence[dict], conn: Connection | None = None) -> None:
+    def insert_void(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
         """Keep void events of proven forkers (hash, author, seq, raw, sig) for causal delivery."""
         if not rows:
             return
@@ -361,7 +379,7 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(*_EVENT_COLUMNS).where(events.c.type == type_, events.c.author == author)
                                 .order_by(events.c.offset)).all()
-        return [StoredEvent(*r) for r in rows]
+        return [_stored(r) for r in rows]
 
     def void_hashes(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -507,7 +525,7 @@ class Store:
                 yield StoredEvent(o, h, a, s, t, ts, raw, sig, bool(valid), reason)
 
     def select_rows(self, after: int = 0, limit: int | None = None, until: int | None = None,
-                    batch: int = 5000) -> Iterator[list[tuple]]:
+                    batch: int = 5000) -> Iterator[Sequence[Any]]:
         """Like `select_events`, as lists of plain DBAPI tuples in `StoredEvent` field order
         (`valid` as the driver returns it: 0/1 on SQLite). For bulk readers (rebuilds, feeds)."""
         remaining = limit
@@ -519,7 +537,7 @@ class Store:
             params = (cursor, size) if until is None else (cursor, until, size)
             with self.engine.connect() as conn:
                 result = conn.exec_driver_sql(sql, params)
-                rows = result.cursor.fetchall()  # type: ignore[union-attr]
+                rows = result.cursor.fetchall()
                 result.close()
             if rows:
                 yield rows
@@ -532,18 +550,18 @@ class Store:
     def get_event(self, hash_: str) -> StoredEvent | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(*_EVENT_COLUMNS).where(events.c.hash == hash_)).first()
-        return StoredEvent(*row) if row else None
+        return _stored(row) if row else None
 
     def get_by_author_seq(self, author: str, seq: int) -> StoredEvent | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(*_EVENT_COLUMNS).where(events.c.author == author, events.c.seq == seq)).first()
-        return StoredEvent(*row) if row else None
+        return _stored(row) if row else None
 
     def chain_segment(self, author: str, from_seq: int = 1, limit: int = 1000) -> list[StoredEvent]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(*_EVENT_COLUMNS).where(events.c.author == author, events.c.seq >= from_seq)
                                 .order_by(events.c.seq).limit(limit)).all()
-        return [StoredEvent(*r) for r in rows]
+        return [_stored(r) for r in rows]
 
     # ----------------------------------------------------------------- Merkle proofs
     def author_root(self, author: str, size: int) -> bytes:
@@ -632,7 +650,7 @@ def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...]) -> str 
     return sql
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger_net.ledger import merkle
+from ledger_net.ledger import merkle  # noqa: E402 -- after sys.path gets this checkout
 
 OUT = Path(__file__).with_name("merkle.json")
 N = 13
@@ -31,7 +31,10 @@ def main() -> None:
     data = [hashlib.sha256(f"ledger_net merkle vector leaf {i}".encode()).digest() for i in range(N)]
     leaves = [merkle.leaf_hash(d) for d in data]
     nodes = {(level, idx): h for level, idx, h in merkle.extend([], leaves)[1]}
-    fetch = lambda ids: [nodes[i] for i in ids]
+
+    def fetch(ids: list[tuple[int, int]]) -> list[bytes]:
+        return [nodes[i] for i in ids]
+
     roots = {n: merkle.root_of(leaves[:n]) for n in range(N + 1)}
     hx = bytes.hex
 

@@ -2,9 +2,10 @@
 
 Inclusion and consistency proofs must cost O(log n) stored hashes, so the store keeps
 the interior nodes of each author's tree as events arrive: those of level >= 4 (lower
-ones are recomputed from at most 16 leaf hashes, each derived from events.hash). Existing chains are backfilled here, author by author, a
-slice of events at a time; a chain with a gap (which the log never writes) is filled up
-to the gap only, and the store then refuses to extend it.
+ones are recomputed from at most 16 leaf hashes, each derived from events.hash). Existing
+chains are backfilled here, author by author, a slice of events at a time; a chain with a
+gap (which the log never writes) is filled up to the gap only, and the store then refuses
+to extend it.
 
 Revision ID: 0004
 Revises: 0003
