@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -109,8 +110,45 @@ def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
 
 # ------------------------------------------------------------------ ledgers
 
+NODE_CONFIG = "node.json"  # what `init` remembers for later commands: seed nodes, the database URL
+
+
+def node_config(data_dir: Path) -> dict[str, Any]:
+    """What `init` remembered in the data dir (empty if nothing); a damaged file is one CliError."""
+    path = data_dir / NODE_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{path} is not readable JSON ({exc}); fix or remove it") from None
+    if not isinstance(config, dict):
+        raise CliError(f"{path} must hold a JSON object")
+    return config
+
+
+def remember(data_dir: Path, **values: Any) -> None:
+    """Add values to the data dir's node.json (0600: a database URL may carry a password)."""
+    config = {**node_config(data_dir), **{k: v for k, v in values.items() if v is not None}}
+    path = data_dir / NODE_CONFIG
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(config, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def books_url(data_dir: Path, db_url: str | None) -> str | None:
+    """--db-url if given, else the URL `init --db-url` remembered for this data dir, else None."""
+    if db_url:
+        return db_url
+    remembered = node_config(data_dir).get("database_url")
+    return remembered if isinstance(remembered, str) and remembered else None
+
+
 def db_url_of(data_dir: Path, db_url: str | None) -> str:
     """The ledger's database URL; CliError if the data directory holds none."""
+    db_url = books_url(data_dir, db_url)
     if db_url:
         return db_url
     db_file = data_dir / DB_FILE

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import signal
 import sys
@@ -24,6 +23,7 @@ import orjson
 
 from .cli_common import (
     CliError,
+    books_url,
     credits,
     data_dir_option,
     db_url_option,
@@ -31,9 +31,11 @@ from .cli_common import (
     http,
     json_option,
     key_passphrase,
+    node_config,
     open_url,
     passphrase_option,
     progress,
+    remember,
     run,
     short,
     token_of,
@@ -42,7 +44,6 @@ from .cli_common import (
 )
 from .network.protocol import API
 
-NODE_CONFIG = "node.json"  # what `init --seed` remembers for `node`
 MAX_SYNC_PAGES = 100_000
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -72,6 +73,7 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
     from .core.money import to_units
     from .ledger.identity import KDF_LEVELS, KEY_FILE, Identity, is_sealed
     from .ledger.store import sqlite_url
+    from .main import record_network, recorded_network
     from .network.protocol import load_or_create_token
 
     key_exists = (data_dir / KEY_FILE).exists()
@@ -84,11 +86,16 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
     _hold_node_lock(data_dir, db_url)  # a running node's books are not init's to write
     identity = Identity.load_or_create(data_dir, passphrase, opslimit=opslimit, memlimit=memlimit)
     del passphrase
+    db_url = books_url(data_dir, db_url)
     ledger = open_url(db_url or sqlite_url(data_dir / "ledger.db"), identity)
     try:
         if ledger.net is not None:
             raise CliError(f"{data_dir} already belongs to network {ledger.net} (node {identity.node_id}); "
                            "use another --data-dir")
+        known = recorded_network(data_dir)
+        if known is not None:
+            raise CliError(f"{data_dir} holds a key whose books are on network {known[:16]}… but these books are "
+                           "empty: give their --db-url, or use another --data-dir")
         if seed is None:
             if initial_credits < 0:
                 raise CliError("--initial-credits must not be negative")
@@ -99,8 +106,11 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
             synced = 0
         else:
             synced = run(_join(ledger, seed))
-            (data_dir / NODE_CONFIG).write_text(json.dumps({"seed_nodes": [seed]}) + "\n")
             genesis = ledger.state.genesis
+        # The data dir remembers its books' database and its seed, so the hint below works as printed.
+        remember(data_dir, database_url=db_url, seed_nodes=[seed] if seed else None)
+        if ledger.net is not None:
+            record_network(data_dir, ledger.net)
         load_or_create_token(data_dir)
         result = {"node_id": identity.node_id, "net": ledger.net, "network_name": genesis.body.get("name") if genesis
                   else None, "data_dir": str(data_dir), "events": ledger.store.count(), "synced": synced,
@@ -211,11 +221,13 @@ async def _join(ledger: Any, seed: str) -> int:
 @click.option("--sandbox-type", "sandbox_types", multiple=True,
               type=click.Choice(["process_isolation", "container", "wasm"]),
               help="A sandbox type to offer (repeatable; default: every type this machine can build).")
+@click.option("--new-network", is_flag=True,
+              help="Found a new network even though the data dir already holds a key (its books are empty).")
 @passphrase_option
 def node(data_dir: Path, db_url: str | None, host: str, port: int, seeds: tuple[str, ...],
          initial_credits: float | None, network_name: str, node_type: str, log_level: str,
          allowed_hosts: tuple[str, ...], sandbox_floor: str, sandbox_types: tuple[str, ...],
-         passphrase_file: Path | None) -> None:
+         new_network: bool, passphrase_file: Path | None) -> None:
     """Run a node in the foreground until SIGINT or SIGTERM, then stop it cleanly.
 
     A sealed node.key is opened with --passphrase-file, $LEDGER_NET_KEY_PASSPHRASE or a hidden
@@ -225,15 +237,12 @@ def node(data_dir: Path, db_url: str | None, host: str, port: int, seeds: tuple[
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    seed_nodes = list(seeds)
-    config = data_dir / NODE_CONFIG
-    if not seed_nodes and config.is_file():
-        seed_nodes = list(json.loads(config.read_text()).get("seed_nodes", []))
+    seed_nodes = list(seeds) or list(node_config(data_dir).get("seed_nodes", []))
     network = ComputeNetwork(host=host, port=port, node_type=node_type, seed_nodes=seed_nodes, log_level=log_level,
-                             data_dir=data_dir, database_url=db_url, initial_credits=initial_credits,
-                             network_name=network_name, key_passphrase=passphrase,
+                             data_dir=data_dir, database_url=books_url(data_dir, db_url),
+                             initial_credits=initial_credits, network_name=network_name, key_passphrase=passphrase,
                              allowed_hosts=list(allowed_hosts), sandbox_floor=sandbox_floor,
-                             sandbox_types=list(sandbox_types) or None)
+                             sandbox_types=list(sandbox_types) or None, new_network=new_network)
     del passphrase
     run(_serve(network))
 

@@ -55,6 +55,29 @@ def default_data_dir(host: str, port: int) -> Path:
     return root / "nodes" / f"{host}-{port}"
 
 
+NETWORK_FILE = "network"  # the id of the network this data dir's key has books on
+
+
+def record_network(data_dir: Path, net: str) -> None:
+    """Note in the data dir which network its key has books on (see recorded_network)."""
+    path = Path(data_dir) / NETWORK_FILE
+    if not path.is_file() or path.read_text().strip() != net:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(net + "\n")
+        os.replace(tmp, path)
+
+
+def recorded_network(data_dir: Path) -> str | None:
+    """The network this data dir's key had books on, if it ever had any: a node that finds its
+    books empty then knows they are elsewhere rather than founding a second network."""
+    path = Path(data_dir) / NETWORK_FILE
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
 class ComputeNetwork:
     """The seed's entry point: a node that is a member (or the founder) of a network."""
 
@@ -65,7 +88,8 @@ class ComputeNetwork:
                  network_name: str = "ledger-net", sync_interval: float = 1.0, quote_window: float = 0.2,
                  workers: int | None = None, key_passphrase: str | bytes | Passphrase | None = None,
                  allowed_hosts: list[str] | None = None, allow_link_local: bool = False,
-                 sandbox_types: list[str] | None = None, sandbox_floor: str = "process_isolation") -> None:
+                 sandbox_types: list[str] | None = None, sandbox_floor: str = "process_isolation",
+                 new_network: bool = False) -> None:
         settings: dict[str, Any] = {}
         if config_path is not None:
             settings = _load_config(config_path)
@@ -89,6 +113,8 @@ class ComputeNetwork:
         self.allow_link_local = bool(settings.get("allow_link_local", allow_link_local))
         # Which sandboxes this node offers (default: every one it can build) and the weakest it
         # accepts: a task asking for less gets no bid; a code task asking for none runs at the floor.
+        # Found a network even though the data dir already holds a key (see _start_locked).
+        self.new_network = bool(new_network)
         self.sandbox_floor = SandboxType.parse(settings.get("sandbox_floor", sandbox_floor)).value
         wanted_types = settings.get("sandbox_types", sandbox_types)
         self.sandbox_types = [SandboxType.parse(t).value for t in wanted_types] if wanted_types is not None else None
@@ -147,6 +173,17 @@ class ComputeNetwork:
                                                  identity=self._identity)
         self.ledger, self.runner = ledger, runner
         founding = ledger.net is None and not self.seed_nodes
+        known = recorded_network(self.data_dir)
+        if founding and known is not None and not self.new_network:
+            # This key already has books (the data dir recorded their network) and these are empty:
+            # an operator's slip, e.g. the database URL left out. Founding would give the key a
+            # second, unrelated history.
+            where = "its database" if self.database_url else f"{self.data_dir / 'ledger.db'}"
+            await asyncio.to_thread(ledger.close)
+            self.ledger = self.runner = None
+            raise NodeError(f"{self.data_dir} holds the key of node {ledger.node_id[:16]}…, whose books are on "
+                            f"network {known[:16]}…, but {where} has no books: if they live in another database, "
+                            "give its URL (--db-url); to found a new network with this key anyway, pass --new-network")
         if founding:
             ledger.create_network(self.network_name)
             units = to_units(self.initial_credits, ledger.state.decimals, what="initial_credits")
@@ -186,6 +223,8 @@ class ComputeNetwork:
         self.engine.max_concurrent = capabilities.max_concurrent_tasks
         await self.engine.start()
         self._started_at = time.time()
+        if ledger.net is not None:
+            await asyncio.to_thread(record_network, self.data_dir, ledger.net)
         log.info("node %s serving %s", ledger.node_id[:16], self.server.url)
 
     async def stop(self) -> None:
