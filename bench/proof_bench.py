@@ -6,6 +6,7 @@ raw SHA-256 and ed25519-verify rates measured in the same run.
     python bench/proof_bench.py              # 1,000,000 leaves: ~1 minute on 2 cores
     python bench/proof_bench.py --quick      # 100,000 leaves: a smoke run
     python bench/proof_bench.py --json       # one JSON document on stdout (progress on stderr)
+    python bench/proof_bench.py --checkpoints-only   # only the checkpoint figures (seconds)
 
 How the chain is built (to keep the setup fast): the store is created by `Store.open`
 (Alembic schema), then N event rows of one author with synthetic hashes (leaf data i =
@@ -15,7 +16,14 @@ are computed in memory with `merkle.extend` and written the same way; exactly th
 the store's own write path would have written (checked: the store's root equals the
 in-memory root). Every figure after that goes through the ordinary `Store` methods.
 
-Goals (issue 14): an inclusion or consistency proof <= 1 ms; verification <= 0.5 ms.
+Checkpoints (`--accounts`, 10,000 by default): the state root over that many accounts and as
+many reputation rows (plus supply), built from rows in memory exactly as a node builds it
+from its projections (`state_entries` + `StateTree.build`: canonical leaf bytes, leaf and
+node hashes); the size of a balance proof against a checkpoint cosigned by 2 witnesses, as
+compact JSON; and `light.verify_balance` on it (3 signature checks and ~15 hashes).
+
+Goals (issue 14): an inclusion or consistency proof <= 1 ms; verification <= 0.5 ms; the
+state root of 10k accounts <= 100 ms; a balance proof <= 2 KiB.
 """
 
 from __future__ import annotations
@@ -40,13 +48,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nacl.signing  # noqa: E402
 
 from ledger_net import light  # noqa: E402
+from ledger_net.ledger import checkpoint as cp  # noqa: E402
 from ledger_net.ledger import merkle  # noqa: E402
+from ledger_net.ledger.encoding import decode  # noqa: E402
 from ledger_net.ledger.merkle_log import STORED_LEVEL  # noqa: E402
 from ledger_net.ledger.merkle_verify import verify_consistency, verify_inclusion  # noqa: E402
 from ledger_net.ledger.store import Store, sqlite_url  # noqa: E402
 
 GOAL_PROOF_MS = 1.0
 GOAL_VERIFY_MS = 0.5
+GOAL_STATE_ROOT_MS = 100.0
+GOAL_BALANCE_PROOF_BYTES = 2048
 AUTHOR = hashlib.sha256(b"proof-bench author").hexdigest()
 
 
@@ -173,6 +185,97 @@ def run(n: int, calls: int) -> dict[str, Any]:
     return out
 
 
+def run_checkpoints(accounts: int, calls: int) -> dict[str, Any]:
+    """State root cost, balance proof size and light-client verification (see the docstring)."""
+    keys = [hashlib.sha256(f"proof-bench account {i}".encode()).hexdigest() for i in range(accounts)]
+    rows = {k: {"balance": 1_000_000 + i, "escrow": i % 7, "incoming": 0, "vouchers": 0, "minted": 0, "burnt": 0,
+                "earned": i, "spent": 0, "sent": 0, "received": 0} for i, k in enumerate(keys)}
+    reputation = {k: {"score_ppm": 500_000 + i % 1000, "positive": i % 5, "negative": 0, "quality_sum_ppm": 0,
+                      "feedback_count": i % 5, "forked": False} for i, k in enumerate(keys)}
+    supply = {"minted": sum(r["balance"] for r in rows.values()), "balances": sum(r["balance"] for r in rows.values())}
+    state: list[cp.StateTree] = []
+
+    def build_state(_: int) -> None:
+        state.append(cp.StateTree.build(cp.state_entries(rows, reputation, supply)))
+
+    out: dict[str, Any] = {"accounts": accounts, "state_root_ms": per_call_ms(build_state, 10),
+                           "state_root_accounts_only_ms": per_call_ms(
+                               lambda i: cp.StateTree.build(cp.state_entries(rows, {}, supply)), 10)}
+    tree = state[-1]
+    out["state_leaves"] = tree.tree.size
+    signer, *witnesses = (nacl.signing.SigningKey(bytes([0xB0 + i]) * 32) for i in range(3))
+    net = hashlib.sha256(b"proof-bench genesis").hexdigest()
+    frontier = [[k, 3, hashlib.sha256(k.encode()).hexdigest()] for k in sorted(keys[:400])]
+    signer_id = signer.verify_key.encode().hex()
+    out["checkpoint_body_400_authors_ms"] = per_call_ms(
+        lambda i: cp.make_body(net=net, signer=signer_id, sign=lambda m: signer.sign(m).signature,
+                               frontier=frontier, state=tree, ts=i), 20)
+    body = cp.make_body(net=net, signer=signer_id, sign=lambda m: signer.sign(m).signature, frontier=frontier,
+                        state=tree, ts=1)
+    note = cp.note_of(net, signer_id, body)
+    message = cp.cosign_message(cp.note_digest(note))
+    cosigned = {"note": note, "sig": body["sig"],
+                "cosignatures": [{"witness": w.verify_key.encode().hex(), "sig": w.sign(message).signature.hex()}
+                                 for w in witnesses]}
+    trusted = [w.verify_key.encode().hex() for w in witnesses]
+    rng = random.Random(15)
+    picks = [rng.randrange(accounts) for _ in range(calls)]
+    proofs = []
+    for i in picks:
+        index = tree.index(cp.ACCOUNT + keys[i])
+        assert index is not None
+        key, value = decode(tree.tree.leaves[index])
+        proofs.append({"type": "balance", "account": keys[i], "checkpoint": cosigned,
+                       "leaf": {"index": index, "key": key, "value": value},
+                       "proof": [h.hex() for h in tree.tree.proof(index)]})
+    out["balance_proof_ms"] = per_call_ms(lambda i: tree.tree.proof(tree.index(cp.ACCOUNT + keys[picks[i]]) or 0),
+                                          calls)
+    sizes = [len(json.dumps(p, separators=(",", ":"))) for p in proofs]
+    out["balance_proof_bytes"] = {"mean": statistics.fmean(sizes), "max": max(sizes),
+                                  "binary_max": max(sizes) - max(_hex_chars(p) for p in proofs) // 2,
+                                  "hashes": len(proofs[0]["proof"]), "cosignatures": len(witnesses)}
+
+    def verify(i: int) -> None:
+        assert light.verify_balance(proofs[i], net=net, witnesses=trusted, threshold=2).ok
+
+    out["light_verify_balance_ms"] = per_call_ms(verify, calls)
+    return out
+
+
+def _hex_chars(value: Any) -> int:
+    """Characters of hex hashes, keys and signatures in a JSON value (half of them would go
+    if they travelled as raw bytes)."""
+    if isinstance(value, str):
+        return len(value) if len(value) in (64, 128) and all(c in "0123456789abcdef" for c in value) else 0
+    if isinstance(value, dict):
+        return sum(_hex_chars(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_hex_chars(v) for v in value)
+    return 0
+
+
+def report_checkpoints(c: dict[str, Any], sha_us: float | None) -> None:
+    print(f"checkpoints: {c['accounts']:,} accounts + {c['accounts']:,} reputation rows + supply = "
+          f"{c['state_leaves']:,} state leaves")
+    rows = [("state root (entries + tree)", "state_root_ms", GOAL_STATE_ROOT_MS),
+            ("state root, accounts only", "state_root_accounts_only_ms", GOAL_STATE_ROOT_MS),
+            ("checkpoint body, 400 authors", "checkpoint_body_400_authors_ms", None),
+            ("balance proof (in memory)", "balance_proof_ms", None),
+            ("light.verify_balance (k=2)", "light_verify_balance_ms", GOAL_VERIFY_MS)]
+    print(f"{'figure':<30}{'mean ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'per s':>11}{'sha256s':>9}  goal")
+    for label, key, goal in rows:  # judged on the median: 2 shared cores make the mean the neighbours' figure
+        f = c[key]
+        verdict = "" if goal is None else (f"p50 <= {goal} ms " + ("met" if f["p50_ms"] <= goal else "MISSED"))
+        shas = f"{f['mean_ms'] * 1000 / sha_us:>9,.0f}" if sha_us else f"{'':>9}"
+        print(f"{label:<30}{f['mean_ms']:>10.3f}{f['p50_ms']:>10.3f}{f['p99_ms']:>10.3f}"
+              f"{1000 / f['mean_ms']:>11,.0f}{shas}  {verdict}")
+    b = c["balance_proof_bytes"]
+    print(f"balance proof: {b['hashes']} sibling hashes, {b['cosignatures']} cosignatures; compact JSON "
+          f"{b['mean']:,.0f} B on average, at most {b['max']:,} B (goal <= {GOAL_BALANCE_PROOF_BYTES:,} B: "
+          f"{'met' if b['max'] <= GOAL_BALANCE_PROOF_BYTES else 'MISSED'}); with hashes, keys and signatures "
+          f"as raw bytes {b['binary_max']:,} B")
+
+
 def report(r: dict[str, Any]) -> None:
     b = r["baseline"]
     sha_us = 1e6 / b["sha256_per_s"]
@@ -203,16 +306,29 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2_000, help="proofs and verifications timed per figure")
     ap.add_argument("--quick", action="store_true", help="100,000 leaves, 500 calls")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--accounts", type=int, default=10_000, help="accounts in the checkpoint figures")
+    ap.add_argument("--checkpoints-only", action="store_true", help="only the checkpoint figures")
     args = ap.parse_args()
+    if args.accounts < 1:
+        ap.error("--accounts must be at least 1")
+    if args.checkpoints_only:
+        result = {"baseline": baselines(20_000), "checkpoints": run_checkpoints(args.accounts, args.calls)}
+        if args.json:
+            print(json.dumps(result, indent=1))
+        else:
+            report_checkpoints(result["checkpoints"], 1e6 / result["baseline"]["sha256_per_s"])
+        return
     if args.quick:
         args.leaves, args.calls = 100_000, 500
     if args.leaves < 2 or args.calls < 4:
         ap.error("--leaves must be at least 2 and --calls at least 4")
     result = run(args.leaves, args.calls)
+    result["checkpoints"] = run_checkpoints(args.accounts, args.calls)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         report(result)
+        report_checkpoints(result["checkpoints"], 1e6 / result["baseline"]["sha256_per_s"])
 
 
 if __name__ == "__main__":

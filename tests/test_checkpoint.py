@@ -294,3 +294,19 @@ def test_pure_conflict_checks():
     assert "agree" in cp.check_conflict(body, body, "aa" * 32, [])
     assert "does not name" in cp.check_conflict(body, body, "cc" * 32, [])
     assert "path" in cp.check_conflict(body, {"frontier": [["aa" * 32, 9, "33" * 32]]}, "aa" * 32, [])
+
+
+def test_state_tree_leaves_are_the_canonical_bytes_light_clients_rebuild():
+    """StateTree.build calls the encoder directly (fast path): its leaves must be exactly
+    `state_leaf`'s canonical bytes, or no light client could check a node's proof."""
+    rnd = random.Random(3)
+    accounts = {f"{i:064x}": {"balance": rnd.randint(-2**63, 2**63 - 1), "escrow": rnd.randint(0, 10**12),
+                              "incoming": 0, "vouchers": 1, "earned": 5} for i in range(50)}
+    reputation = {f"{i:064x}": {"score_ppm": rnd.randint(0, 10**6), "positive": 1, "negative": 2,
+                                "forked": rnd.random() < 0.5} for i in range(0, 50, 3)}
+    entries = cp.state_entries(accounts, reputation, {"minted": 7})
+    tree = cp.StateTree.build(entries)
+    assert tree.tree.leaves == [cp.state_leaf(k, entries[k]) for k in sorted(entries)]
+    assert all("earned" not in v for v in entries.values())
+    with pytest.raises(ValueError, match="64 bits"):
+        cp.state_entries({"ab" * 32: {"balance": 2**63}}, {}, {})

@@ -62,3 +62,34 @@ def test_every_single_byte_change_of_the_good_proof_fails():
         assert not verdict.ok, f"changing byte {i} ({text[max(0, i - 30):i + 5]!r}) went unnoticed"
         changed += 1
     assert changed > 100
+
+
+def test_the_worked_example_in_docs_is_the_good_vector():
+    """docs/proofs.md walks the good balance proof with real hex: every value it shows is
+    the vector's (the leaf, its hash, each step of the walk, the root, the note, its digest)."""
+    from ledger_net.ledger import checkpoint as cp
+    from ledger_net.ledger.encoding import canonical_bytes
+    from ledger_net.ledger.merkle import leaf_hash, node_hash
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "proofs.md").read_text(encoding="utf-8")
+    example = doc[doc.index("## Worked example: a balance proof"):]
+    good = next(c for c in DATA["cases"] if c["name"] == "good")["proof"]
+    note, leaf = good["checkpoint"]["note"], good["leaf"]
+    data = cp.state_leaf(leaf["key"], leaf["value"])
+    digest = cp.note_digest(note)
+    shown = [data.decode(), leaf_hash(data).hex(), note["state_root"], canonical_bytes(note).decode(),
+             digest.hex(), cp.cosign_message(digest).hex(), f"leaf {leaf['index']}"]
+    r, fn, sn = leaf_hash(data), leaf["index"], note["state_size"] - 1
+    for p in good["proof"]:
+        shown.append(f"`{p[:8]}…` | {fn}, {sn}")
+        if fn & 1 or fn == sn:
+            r = node_hash(bytes.fromhex(p), r)
+            while not fn & 1 and fn:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = node_hash(r, bytes.fromhex(p))
+        shown.append(r.hex()[:8])
+        fn, sn = fn >> 1, sn >> 1
+    missing = [s for s in shown if s not in example]
+    assert not missing, f"docs/proofs.md's worked example lacks or misstates: {missing}"
+    assert f"{len(json.dumps(good, separators=(',', ':'))):,} bytes" in example

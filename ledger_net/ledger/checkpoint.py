@@ -31,10 +31,11 @@ from typing import Any
 
 import nacl.exceptions
 import nacl.signing
+import orjson
 
 from ..errors import ProofError
-from .encoding import canonical_bytes
-from .merkle import EMPTY_ROOT, fold, inclusion_proof, leaf_hash, node_hash, perfect_nodes
+from .encoding import INT_MAX, INT_MIN, canonical_bytes
+from .merkle import EMPTY_ROOT, fold, inclusion_proof, leaf_hash, perfect_nodes
 from .merkle_verify import as_hash, check_inclusion, implied_old_root
 
 CHECKPOINT_SIGNED = "checkpoint.signed"
@@ -69,10 +70,11 @@ class Tree:
 
     def __init__(self, leaves: Sequence[bytes]) -> None:
         self.leaves = list(leaves)
-        level = [leaf_hash(d) for d in self.leaves]
+        sha = hashlib.sha256  # leaf_hash and node_hash inlined: a checkpoint hashes ~2n times
+        level = [sha(b"\x00" + d).digest() for d in self.leaves]
         self.levels = [level]
         while len(level) > 1:
-            level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            level = [sha(b"\x01" + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
             self.levels.append(level)
         self.size = len(self.leaves)
         self.root = self._range_root(0, self.size) if self.size else EMPTY_ROOT
@@ -97,8 +99,12 @@ class StateTree:
 
     @classmethod
     def build(cls, entries: Mapping[str, Mapping[str, Any]]) -> StateTree:
+        """The tree over `state_entries` output. Its values are flat objects of int64s and
+        bools, whose canonical bytes are orjson's with sorted keys: the encoder is called
+        directly, without `canonical_bytes`' walk (which would double the cost)."""
         keys = sorted(entries)
-        return cls(keys, Tree([state_leaf(k, entries[k]) for k in keys]))
+        dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
+        return cls(keys, Tree([dumps([k, entries[k]], option=sort) for k in keys]))
 
     def index(self, key: str) -> int | None:
         """Where `key` is, by binary search over the sorted keys (None if absent)."""
@@ -114,14 +120,24 @@ class StateTree:
 
 def state_entries(accounts: Mapping[str, Mapping[str, int]], reputation: Mapping[str, Mapping[str, Any]],
                   supply: Mapping[str, int]) -> dict[str, dict[str, Any]]:
-    """Key → value of every state leaf, from the projections' rows (extra columns dropped)."""
+    """Key → value of every state leaf, from the projections' rows (extra columns dropped);
+    ValueError for an integer outside signed 64 bits (it has no canonical form)."""
     out: dict[str, dict[str, Any]] = {}
+    low, high = INT_MIN, INT_MAX
     for acct, row in accounts.items():
-        out[ACCOUNT + acct] = {f: int(row.get(f, 0)) for f in ACCOUNT_FIELDS}
+        value = {f: int(row.get(f, 0)) for f in ACCOUNT_FIELDS}
+        if not (low <= min(value.values()) and max(value.values()) <= high):
+            raise ValueError(f"account {acct[:16]}… has an amount outside signed 64 bits")
+        out[ACCOUNT + acct] = value
     for node, row in reputation.items():
-        out[REPUTATION + node] = {f: (bool(row.get(f)) if f == "forked" else int(row.get(f, 0)))
-                                  for f in REPUTATION_FIELDS}
+        rep: dict[str, Any] = {f: int(row.get(f, 0)) for f in REPUTATION_FIELDS if f != "forked"}
+        if not (low <= min(rep.values()) and max(rep.values()) <= high):
+            raise ValueError(f"reputation of {node[:16]}… is outside signed 64 bits")
+        rep["forked"] = bool(row.get("forked"))
+        out[REPUTATION + node] = rep
     out[SUPPLY_KEY] = {f: int(supply.get(f, 0)) for f in SUPPLY_FIELDS}
+    if not all(low <= v <= high for v in out[SUPPLY_KEY].values()):
+        raise ValueError("supply is outside signed 64 bits")
     return out
 
 
