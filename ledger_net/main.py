@@ -106,6 +106,12 @@ class ComputeNetwork:
         self.network_name = settings.get("network_name", network_name)
         self.sync_interval = float(settings.get("sync_interval", sync_interval))
         self.quote_window = float(settings.get("quote_window", quote_window))
+        # Checkpoints (docs/proofs.md): sign one every N events or T seconds; both 0 (the
+        # default): only on request. Config-file keys only: the seed's signature stays as it is.
+        self.checkpoint_every = int(settings.get("checkpoint_every", 0))
+        self.checkpoint_seconds = float(settings.get("checkpoint_seconds", 0.0))
+        if self.checkpoint_every < 0 or self.checkpoint_seconds < 0:
+            raise NodeError("checkpoint_every and checkpoint_seconds must not be negative")
         self.workers = int(settings.get("workers", workers or max(1, min(4, os.cpu_count() or 1))))
         # Host names the control API answers to besides the bound host and localhost (see
         # docs/security.md), and whether peers at link-local addresses may be contacted.
@@ -192,7 +198,9 @@ class ComputeNetwork:
         self.server = NodeServer(ledger, runner, host=self.host, port=self.port, seeds=self.seed_nodes,
                                  data_dir=self.data_dir, sync_interval=self.sync_interval,
                                  extra_routes=_http_routes(self), allowed_hosts=self.allowed_hosts,
-                                 allow_link_local=self.allow_link_local, ready=self._engine_not_ready)
+                                 allow_link_local=self.allow_link_local, ready=self._engine_not_ready,
+                                 checkpoint_every=self.checkpoint_every,
+                                 checkpoint_seconds=self.checkpoint_seconds)
         try:
             await self.server.start()
             lock.record(ledger.store, ledger.node_id, self.server.url)

@@ -4,6 +4,8 @@ API; a node that shows two peers two inconsistent checkpoints is caught and froz
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from test_replication_support import start_cluster, stop_all, wait_until
 
@@ -108,5 +110,23 @@ async def test_split_view_is_caught(tmp_path):
         for n in nodes:
             assert not n.server.checkpoints.cosignature_events(later.hash)
         await wait_until(lambda: n0.id in n0.ledger.state.frozen, timeout=30, what="the liar learns it too")
+    finally:
+        await stop_all(nodes)
+
+
+async def test_a_node_signs_every_n_events_when_configured_and_not_otherwise(tmp_path):
+    nodes = await start_cluster(tmp_path, 2, **FAST_CHECKPOINTS)
+    try:
+        n0, n1 = nodes
+        n0.server.checkpoints.every_events = 5  # as `checkpoint_every = 5` in a node's config
+        for i in range(6):
+            await n0.append("node.updated", {"status": f"s{i}"})
+        await wait_until(lambda: n0.server.checkpoints.latest(n0.id) is not None, what="a checkpoint after 5 events")
+        first = n0.server.checkpoints.latest(n0.id)
+        await wait_until(lambda: len(n0.server.checkpoints.cosignature_events(first.hash)) == 1, timeout=30,
+                         what="n1 cosigns it")
+        assert n1.server.checkpoints.latest(n1.id) is None  # n1 was not asked to sign any
+        await asyncio.sleep(0.5)
+        assert n0.server.checkpoints.latest(n0.id).hash == first.hash  # nothing new: no new checkpoint
     finally:
         await stop_all(nodes)
