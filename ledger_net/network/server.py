@@ -9,25 +9,37 @@ stopped hard (no projection flush) to act out a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..core.checkpoints import CheckpointService
 from ..errors import NetworkError
 from ..ledger.chain import Applied, Ledger
 from ..ledger.events import Event
 from ..ledger.identity import Identity
 from ..ledger.store import sqlite_url
 from .client import PeerClient
-from ..core.checkpoints import CheckpointService
 from .discovery import MANUAL, Discovery, check_peer_url, normalize_url
-from .protocol import (API, DEFAULT_CLIENT_MAX_SIZE, MAX_EVENTS_PER_REQUEST, ApiError, HostPolicy, NodeAPI,
-                       build_app, control, json_response, load_or_create_token)
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
 from .proofs import proof_routes
+from .protocol import (
+    API,
+    DEFAULT_CLIENT_MAX_SIZE,
+    MAX_EVENTS_PER_REQUEST,
+    ApiError,
+    HostPolicy,
+    NodeAPI,
+    build_app,
+    control,
+    json_response,
+    load_or_create_token,
+)
 from .sync import Synchronizer
 from .websocket import WebSocketHub
 
@@ -56,7 +68,8 @@ class NodeServer:
     """HTTP API + `/ws` + discovery + anti-entropy for one ledger."""
 
     def __init__(self, ledger: Ledger, runner: Any | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 public_url: str | None = None, seeds: Iterable[str] = (), data_dir: str | os.PathLike[str] | None = None,
+                 public_url: str | None = None, seeds: Iterable[str] = (),
+                 data_dir: str | os.PathLike[str] | None = None,
                  token: str | None = None, trust_loopback: bool = True, sync_interval: float = 2.0,
                  metrics_interval: float = 5.0, client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
                  max_events_per_request: int = MAX_EVENTS_PER_REQUEST, backoff_base: float = 0.5,
@@ -210,10 +223,8 @@ class NodeServer:
             return
         nodes = [a for a in applied if a.event.type.startswith("node.")]
         if nodes:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us: nobody to tell
                 self._loop.call_soon_threadsafe(self.discovery.on_applied, nodes)
-            except RuntimeError:
-                pass
 
     # ------------------------------------------------------------------ ledger helpers
     async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
@@ -272,6 +283,7 @@ class NodeServer:
         node is unknown, announced no URL, does not answer, or is another network/node."""
         target = node_id_or_url.strip()
         expected_id: str | None = None
+        url: str | None
         if "://" in target or ":" in target:
             url = normalize_url(target)
         else:
@@ -386,10 +398,7 @@ class NodeServer:
             try:
                 await self.connect_to_node(target)
             except NetworkError as exc:
-                if str(exc).startswith("refused peer URL"):
-                    raise ApiError(400, "bad_peer_url", str(exc)) from None
-                raise ApiError(502 if "unreachable" in str(exc) or "answer" in str(exc) else 404,
-                               "peer_unavailable", str(exc)) from None
+                raise _peer_error(exc) from None
             return json_response({"connected": True, "peers": self.list_peers()})
 
         @control
@@ -429,6 +438,15 @@ class NodeServer:
                 web.get(f"{API}/peers", get_peers), web.post(f"{API}/peers", post_peer),
                 web.delete(f"{API}/peers/{{node}}", delete_peer), web.post(f"{API}/sync", post_sync),
                 web.get(f"{API}/nodes", get_nodes), web.get(f"{API}/nodes/{{node_id}}", get_node)]
+
+
+def _peer_error(exc: NetworkError) -> ApiError:
+    """The HTTP answer to a refused connect: 400 for a URL this node will not contact, 502 when
+    the peer does not answer, 404 when there is no such node."""
+    text = str(exc)
+    if text.startswith("refused peer URL"):
+        return ApiError(400, "bad_peer_url", text)
+    return ApiError(502 if "unreachable" in text or "answer" in text else 404, "peer_unavailable", text)
 
 
 def _loads(text: str) -> Any:
