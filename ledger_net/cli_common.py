@@ -65,7 +65,18 @@ def url_option(f: F) -> F:
                      envvar="LEDGER_NET_DATA_DIR", show_default="$LEDGER_NET_DATA_DIR or ~/.ledger_net",
                      help="Where to find the node's api.token.")(f)
     return click.option("--url", default=DEFAULT_URL, envvar="LEDGER_NET_URL", show_default=True,
-                        help="The running node to talk to.")(f)
+                        callback=_check_url, help="The running node to talk to.")(f)
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A node URL names its scheme: 'localhost:5871' alone would fail later with a cryptic error."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        hint = f"; did you mean http://{value}?" if "://" not in value else ""
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL{hint}")
+    return value
 
 
 # ------------------------------------------------------------------ output

@@ -316,7 +316,8 @@ def _model_weights(path: str) -> dict[str, Any]:
 
 def _task_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--max-price", type=float, default=None, help="Budget in credits, escrowed at submission."),
+        click.option("--max-price", type=float, default=None, show_default="1.0 credit (the node's default budget)",
+                     help="Budget in credits for the whole task, escrowed at submission."),
         click.option("--priority", default=None, help="low, normal, high, critical (or 1-4)."),
         click.option("--chunk-size", type=click.IntRange(1), default=None, help="Items per chunk."),
         click.option("--replicas", type=click.IntRange(1, 16), default=None, help="Workers per chunk (redundancy)."),
@@ -599,13 +600,19 @@ def balance(node_id: str | None, url: str, data_dir: Path, token: str | None, as
         click.echo(f"{key:<10}{credits(units.get(key, 0), d)}")
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})  # "-1" is an amount, not an option
 @click.argument("to")
 @click.argument("amount")
 @url_option
 @json_option
 def transfer(to: str, amount: str, url: str, data_dir: Path, token: str | None, as_json: bool) -> None:
     """Send AMOUNT credits to TO (a node id; a name becomes a voucher, see docs/ledger.md)."""
+    try:
+        positive = float(amount) > 0
+    except ValueError:
+        raise CliError(f"amount {amount!r} is not a number") from None
+    if not positive:
+        raise CliError(f"amount must be positive, got {amount}")
     answer = _call(url, token, data_dir, "POST", f"{API}/transfers", body={"to": to, "amount": amount})
     if as_json:
         emit_json(answer)
@@ -623,6 +630,7 @@ def nodes(url: str, data_dir: Path, token: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(answer)
         return
+    click.echo(f"{'NODE':<18}{'NAME':<22}{'STATUS':<9}{'LINK':<8}URL")
     for n in answer["nodes"]:
         link = n.get("connection") or {}
         state = "self" if n.get("is_self") else ("linked" if link.get("last_ok") else "known")

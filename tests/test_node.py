@@ -257,7 +257,7 @@ async def test_restart_does_not_rejoin_but_records_changes() -> None:
 # --------------------------------------------------------------------------- bound nodes
 async def test_bound_node_appends_joined_and_updated_with_integer_capabilities() -> None:
     ledger, runner = private_network("bound")
-    node = Node("worker-a", "127.0.0.1", 7001, capabilities=seed_caps(), node_type="worker")
+    node = Node("worker-a", "127.0.0.1", 7001, capabilities=seed_caps(), node_type="public")
     node.probe = FakeProbe()  # type: ignore[assignment]
     node.bind(ledger, runner)
     await node.start()
@@ -267,7 +267,7 @@ async def test_bound_node_appends_joined_and_updated_with_integer_capabilities()
     joined = [b for t, b in events if t == "node.joined"]
     updated = [b for t, b in events if t == "node.updated"]
     assert len(joined) == 1 and joined[0]["name"] == "worker-a" and joined[0]["url"] == "http://127.0.0.1:7001"
-    assert joined[0]["node_type"] == "worker"
+    assert joined[0]["node_type"] == "public"
     assert updated == [{"capabilities": {**seed_caps().to_ledger(), "ram_mb": 32768, "max_concurrent_tasks": 8}}]
     for body in joined + updated:
         assert all(type(v) is int for k, v in body["capabilities"].items() if k not in ("task_types", "sandbox_types"))

@@ -94,3 +94,47 @@ def test_the_cli_node_refuses_with_one_line(tmp_path: Path) -> None:
                            "--port", "0"], capture_output=True, text=True, timeout=60)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode != 0 and len(errors) == 1 and "--new-network" in errors[0], proc.stderr[-2000:]
+
+
+def test_a_url_without_scheme_says_so() -> None:
+    code, out = invoke("balance", "--url", "localhost:5871")
+    assert code != 0 and "did you mean http://localhost:5871" in out, out
+
+
+def test_a_negative_amount_gets_the_amount_error() -> None:
+    code, out = invoke("transfer", "someone", "-1", "--url", "http://127.0.0.1:9")
+    assert code != 0 and "amount must be positive" in out and "No such option" not in out, out
+
+
+def test_submit_help_shows_the_default_budget() -> None:
+    code, out = invoke("submit", "range_reduce", "--help")
+    assert code == 0 and "1.0 credit" in out, out
+
+
+def test_node_type_is_checked() -> None:
+    from ledger_net.core.node import Node
+
+    with pytest.raises(NodeError, match="node_type must be one of client, public, seed"):
+        Node("n1", "127.0.0.1", 5000, node_type="weird")
+
+
+async def test_a_budget_below_every_quote_says_by_how_much(tmp_path: Path) -> None:
+    import asyncio
+
+    from ledger_net.core.task import Task
+
+    net = ComputeNetwork(port=0, data_dir=tmp_path / "n", initial_credits=100.0, workers=1)
+    await net.start()
+    try:
+        task = Task.create_range_reduce(net.ledger.node_id, 1, 2_000_000_000, "sum", {}, {"max_price": 0.000001})
+        task_id = await net.submit_task(task.to_dict())
+        for _ in range(600):
+            status = await net.get_task_status(task_id)
+            if status["status"] in ("failed", "completed"):
+                break
+            await asyncio.sleep(0.05)
+        assert status["status"] == "failed", status
+        assert re.search(r"budget is short: .* a max_price of at least [0-9.]+ credits", status["error"]), status
+        assert status["refund"] == status["escrow"]
+    finally:
+        await net.stop()

@@ -44,6 +44,7 @@ ALL_TASK_TYPES: tuple[str, ...] = ("range_reduce", "map", "map_reduce", "matrix_
                                    "ml_train_step", "code")
 DEFAULT_SANDBOX_TYPES: tuple[str, ...] = ("process_isolation",)
 SANDBOX_TYPES: tuple[str, ...] = ("process_isolation", "wasm", "container")
+NODE_TYPES = ("client", "public", "seed")  # the seed's kinds of node
 MIB_PER_GB = 1024  # ram_gb / disk_gb are GiB; the ledger keeps MiB
 PPM = 1_000_000
 MAX_LABEL = 128
@@ -318,6 +319,8 @@ class Node:
             capabilities = Capabilities.from_any(capabilities)
         self.capabilities: Capabilities = capabilities or Capabilities.detect()
         self.node_type = _label(node_type, "node_type", 32)
+        if self.node_type not in NODE_TYPES:
+            raise NodeError(f"node_type must be one of {', '.join(NODE_TYPES)}, not {node_type!r}")
         self.probe = LoadProbe()
         self.ledger: Ledger | None = None
         self.runner: ProjectionRunner | None = None

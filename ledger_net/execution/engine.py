@@ -212,6 +212,7 @@ class TaskEngine:
         owned = OwnedTask(task.task_id, task_type, wire_config, requirements, int(task.priority or 2), replicas,
                           quorum, per_chunk, timeout, chunks)
         work_units = max((payload_work_units(task_type, p) for p in payloads), default=1) if not refusal else 1
+        owned.work_units = int(work_units)
         body = {"task_id": task.task_id, "task_type": task_type, "escrow": budget, "max_price": per_chunk,
                 "chunks": len(payloads), "spec": {"config": wire_config, "requirements": wire_requirements,
                                                   "work_units": int(work_units)},
@@ -433,6 +434,8 @@ class TaskEngine:
         task = OwnedTask(b["task_id"], b["task_type"], spec["config"], requirements, b.get("priority", 2),
                          b.get("replicas", 1), b.get("quorum", 1), b["max_price"],
                          b.get("timeout_ms", 30000) / 1000.0, chunks, submitted=event.hash)
+        if type(spec.get("work_units")) is int:
+            task.work_units = spec["work_units"]
         self.owned[b["task_id"]] = task
 
     def _local_blobs(self, wire: Any) -> dict[str, Any]:
@@ -563,12 +566,27 @@ class TaskEngine:
                 return  # give slow peers a little longer
             reason = (f"no node will run it at max_price: {len(task.bids)} bid(s), none at or below "
                       f"{task.per_chunk_cap} base units per chunk") if task.bids else \
-                "no node able to run this task made an offer" + self._sandbox_hint(task.requirements)
+                "no node able to run this task made an offer" + (self._sandbox_hint(task.requirements)
+                                                                 or self._budget_hint(task))
             self._close(task.task_id, "task.failed", {"reason": reason})
             task.state = "closed"
             return
         task.state = "running"
         self._assign(task, [c.index for c in task.chunks], bids, task.replicas)
+
+    def _budget_hint(self, task: OwnedTask) -> str:
+        """Why nobody bid, when the cause is the budget: nodes do not quote above a task's max_price,
+        so the owner prices one chunk itself (the same pure formula every node uses) and says by how much."""
+        market = self.pricing.snapshot(self.runner, self.me, load_ppm=0)
+        quote = self.pricing.quote(work_units=max(0, task.work_units), priority=min(max(task.priority, 1), 4),
+                                   market=market)
+        if quote is None or quote.price <= task.per_chunk_cap:
+            return ""
+        scale = 10 ** self.ledger.state.decimals
+        needed = quote.price * len(task.chunks) * max(1, task.replicas)
+        return (f": its budget is short: it allows {task.per_chunk_cap / scale:g} credits per chunk, and this "
+                f"node's own quote for one is {quote.price / scale:g}; a max_price of at least "
+                f"{needed / scale:g} credits would cover {len(task.chunks)} chunk(s)")
 
     def _sandbox_hint(self, requirements: dict[str, Any]) -> str:
         """Why nobody bid, when the cause is the sandbox asked for: each node publishes the

@@ -79,6 +79,7 @@ class OwnedTask:
     waiting: Any = None  # the routing question that found every usable worker full, while it stays so
     max_attempts: int = 3
     created: float = field(default_factory=time.monotonic)
+    work_units: int = 1  # of the largest chunk: what a worker's quote is for
 
     def unsettled(self) -> list[ChunkWork]:
         return [c for c in self.chunks if not c.settled]
