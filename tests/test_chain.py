@@ -528,7 +528,10 @@ def test_process_killed_after_commit_resumes_without_fork(tmp_path, ledgers):
 def test_reopening_re_judges_stored_verdicts_under_the_current_rules(tmp_path):
     """A verdict stored by an older version of the rules is corrected on open, and the
     projections fold anew, so the node agrees with a fresh peer folding the same log."""
+    from sqlalchemy import update
+
     from ledger_net.ledger.store import Store
+    from ledger_net.ledger.tables import judge_snapshots
     from ledger_net.projections.runner import ProjectionRunner
 
     url = f"sqlite:///{tmp_path}/ledger.db"
@@ -544,6 +547,8 @@ def test_reopening_re_judges_stored_verdicts_under_the_current_rules(tmp_path):
 
     store = Store.open(url)
     store.set_validity([(transfer.hash, False, "judged by an older version of the rules")])
+    with store.engine.begin() as conn:  # that version's judge snapshot names its rules
+        conn.execute(update(judge_snapshots).values(rules="an older version of the rules"))
     store.close()
     assert Store.open(url).get_event(transfer.hash).valid is False
 

@@ -30,6 +30,7 @@ LOG = "ledger_net.ledger.chain"
 
 def _open(url: str, **kwargs) -> Ledger:
     kwargs.setdefault("snapshot_seconds", 1e9)
+    kwargs.setdefault("snapshot_on_close", False)  # (as after a crash: the tail is judged)
     return Ledger(Store.open(url), ISSUER, **kwargs)
 
 
@@ -89,6 +90,18 @@ def test_reopen_judges_only_the_tail_and_equals_a_full_rejudge(db_url):
     finally:
         reopened.close()
         full.close()
+
+
+def test_a_clean_close_leaves_nothing_to_judge(sqlite_db_url):
+    led = _open(sqlite_db_url, snapshot_every=100, snapshot_on_close=True)
+    _economy(led, 10)
+    digest = state_digest(led.state)
+    led.close()
+    again = _open(sqlite_db_url, snapshot_every=100)
+    try:
+        assert again.judged_on_open == 0 and state_digest(again.state) == digest
+    finally:
+        again.close()
 
 
 def test_snapshot_of_other_rules_is_refused_and_replaced(sqlite_db_url, caplog):

@@ -88,8 +88,10 @@ class Ledger:
 
     def __init__(self, store: Store, identity: Identity | None = None, *, pending_limit: int = 10_000,
                  signer_threads: int = 2, snapshot_every: int = SNAPSHOT_EVERY,
-                 snapshot_seconds: float = SNAPSHOT_SECONDS, known_cache: int = DEFAULT_CACHE) -> None:
-        """`snapshot_every` <= 0 turns judge snapshots off (every open judges the whole log)."""
+                 snapshot_seconds: float = SNAPSHOT_SECONDS, known_cache: int = DEFAULT_CACHE,
+                 snapshot_on_close: bool = True) -> None:
+        """`snapshot_every` <= 0 turns judge snapshots off (every open judges the whole log);
+        `snapshot_on_close` stores one on a clean `close`, so the next open judges nothing."""
         self.store = store
         self.identity = identity
         self.pending = PendingBuffer(max_events=pending_limit)
@@ -103,6 +105,7 @@ class Ledger:
         self._published_proofs: set[tuple[str, int]] = set()
         self.snapshot_every = snapshot_every
         self.snapshot_seconds = snapshot_seconds
+        self.snapshot_on_close = snapshot_on_close
         self._since_snapshot = 0  # events committed after the stored snapshot
         self._snapshot_clock = time.monotonic()
         self.judged_on_open = 0  # events the last `_load` judged (the tail after its snapshot)
@@ -119,6 +122,8 @@ class Ledger:
         return cls(Store.open(url), identity, **kwargs)
 
     def close(self) -> None:
+        if self.snapshot_on_close and self._since_snapshot > 0:
+            self.save_snapshot()
         self._pool.shutdown(wait=True)
         self.store.close()
 

@@ -14,7 +14,7 @@ of the whole log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +109,13 @@ def fold_tail(loaded: Loaded, projections: Sequence[Projection], row: StoredEven
     loaded.offset = max(loaded.offset, row.offset)
 
 
-def load_stored(ledger: Ledger, projections: Sequence[Projection], ctx: Context) -> Loaded:
+def load_stored(ledger: Ledger, projections: Sequence[Projection], ctx: Context,
+                on_batch: Callable[[Loaded], None] | None = None, every: int = 0) -> Loaded:
     """Load every projection from its rows as of its checkpoint, then fold the tail.
+
+    With `on_batch`, it is called after every `every` tail events (the runner flushes
+    there, so a long tail, e.g. the first catch-up of a big log, never holds more than
+    `every` events' rows in memory).
 
     Never raises over derived state: a projection with rows but no checkpoint (the
     rebuild marker: an operator deleted its checkpoint), a checkpoint outside the log or
@@ -122,8 +127,10 @@ def load_stored(ledger: Ledger, projections: Sequence[Projection], ctx: Context)
     last = store.last_offset()
     with store.engine.connect() as conn:
         loaded = load_rows(snapshot(conn), projections, last)
-    for row in store.select_events(after=loaded.offset):
+    for folded, row in enumerate(store.select_events(after=loaded.offset), 1):
         fold_tail(loaded, projections, row, Event.from_stored(row.raw, row.sig, row.hash), ctx)
+        if on_batch is not None and every > 0 and folded % every == 0:
+            on_batch(loaded)
     return loaded
 
 

@@ -25,7 +25,7 @@ from ..ledger.chain import Applied, Ledger
 from ..ledger.events import Event
 from .balances import BalancesProjection
 from .base import Context, Projection
-from .consistency import load_stored
+from .consistency import Loaded, load_stored
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
 from .tables import checkpoints
@@ -81,7 +81,7 @@ class ProjectionRunner:
         if getattr(self.ledger, "verdicts_changed", False):
             self.rebuild()  # stored verdicts were re-judged on open: fold every projection anew
             return
-        loaded = load_stored(self.ledger, self.projections, self.context())
+        loaded = load_stored(self.ledger, self.projections, self.context(), self._flush_loaded, self.flush_every)
         self._offset = loaded.offset
         if loaded.problems:
             log.warning("rebuilding projection(s) %s from the log: %s", ", ".join(sorted(loaded.problems)),
@@ -114,17 +114,32 @@ class ProjectionRunner:
 
         Takes the store's writer lock: on SQLite one writer at a time is the rule, and
         waiting here beats a 'database is locked' error in whoever wrote concurrently."""
+        with self._lock:
+            self._flush(self.projections, self._offset)
+            self._unflushed = 0
+
+    def _flush(self, projections: Sequence[Projection], offset: int) -> None:
+        """Write these projections' changed rows and their checkpoints at `offset` (the
+        last event each has folded) in one transaction."""
         with self._lock, self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
-            for p in self.projections:
+            for p in projections:
                 for table, (keys, rows) in p.dirty_rows().items():
                     _delete_keys(conn, table, keys)
                     if rows:
                         self.ledger.store.bulk_insert(conn, table, rows)
                 crash_point("flush.mid_write")
                 conn.execute(delete(checkpoints).where(checkpoints.c.name == p.name))
-                conn.execute(checkpoints.insert().values(name=p.name, offset=self._offset, state_hash=p.state_hash()))
+                conn.execute(checkpoints.insert().values(name=p.name, offset=offset, state_hash=p.state_hash()))
             crash_point("flush.before_commit")
-            self._unflushed = 0
+
+    def _flush_loaded(self, loaded: Loaded) -> None:
+        """Mid-tail on open: flush the projections folded up to `loaded.offset` (not those
+        with a problem, which will be rebuilt, nor those whose checkpoint is still ahead),
+        so the rows of a long tail do not pile up in memory."""
+        ready = [p for p in self.projections
+                 if p.name not in loaded.problems and loaded.checkpoints[p.name] <= loaded.offset]
+        if ready:
+            self._flush(ready, loaded.offset)
 
     def rebuild(self) -> None:
         """Drop every projection's rows and fold the whole log again."""
@@ -146,13 +161,18 @@ class ProjectionRunner:
             self.flush()
 
     def _fold(self, projections: Sequence[Projection], rows: Iterable[Any]) -> None:
+        """Fold rows into `projections`, flushing them (rows and checkpoints at the row
+        folded last) every `flush_every` rows: a rebuild's memory is bounded, and a crash
+        in the middle resumes from the last of these checkpoints."""
         ctx = self.context()
-        for row in rows:
+        for folded, row in enumerate(rows, 1):
             event = Event.from_stored(row.raw, row.sig, row.hash)
             reason = None if row.valid else row.reason
             for p in projections:
                 p.apply(row.offset, event, reason, ctx)
             self._offset = max(self._offset, row.offset)
+            if self.flush_every > 0 and folded % self.flush_every == 0:
+                self._flush(projections, row.offset)
 
     # ---------------------------------------------------------------- reading
     @property
