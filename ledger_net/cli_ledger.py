@@ -606,12 +606,14 @@ def explain_balance(node: str, data_dir: Path, db_url: str | None, until: str | 
 @db_url_option
 @json_option
 def explain_task(task_id: str, data_dir: Path, db_url: str | None, as_json: bool) -> None:
-    """TASK_ID's whole history: submission, quotes, assignments, results, payments, receipts, close."""
+    """TASK_ID's whole history (the id or a unique prefix): submission, quotes, assignments,
+    results, payments, receipts, close."""
     from .replay import explain_task as explain_fn
 
     ledger = open_ledger(data_dir, db_url)
     with progress(ledger.store.count(), "scanning") as tick:
         result = explain_fn(ledger, task_id, tick)
+    task_id = result["task_id"]
     if as_json:
         emit_json(result)
         return

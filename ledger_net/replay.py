@@ -369,9 +369,26 @@ def _history_table() -> Any:
     return credit_history
 
 
+def resolve_task(ledger: Ledger, text: str) -> str:
+    """A task id from its full id or a unique prefix of the ids submitted in this ledger."""
+    ids = {orjson.loads(row.raw)["body"].get("task_id") for row in ledger.store.select_events()
+           if row.type == "task.submitted"}
+    if text in ids:
+        return text
+    found = sorted(i for i in ids if isinstance(i, str) and text and i.startswith(text))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise LedgerError(f"{len(found)} tasks have an id starting with {text[:128]!r}: "
+                          + ", ".join(found[:5]) + (", …" if len(found) > 5 else ""))
+    return text  # unknown: explain_task says so (or finds a task whose submission is missing here)
+
+
 def explain_task(ledger: Ledger, task_id: str, tick: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Every event of a task's life in log order: its own events, the worker's results, the
-    payments' receipts; and the task's row as the projection ends up with it."""
+    payments' receipts; and the task's row as the projection ends up with it. TASK_ID may be
+    a unique prefix of a submitted task's id."""
+    task_id = resolve_task(ledger, task_id)
     decimals = ledger.state.decimals
     fold = Fold(ledger)
     history: list[dict[str, Any]] = []

@@ -368,6 +368,16 @@ def test_explain_task_history(books: dict[str, Any]) -> None:
     assert human.exit_code == 0 and f"task {task_id}: completed" in human.stdout
 
 
+def test_explain_task_by_unique_prefix(books: dict[str, Any]) -> None:
+    task_id = books["tasks"][0]
+    prefix = next(task_id[:n] for n in range(6, len(task_id))
+                  if sum(t.startswith(task_id[:n]) for t in books["tasks"]) == 1)
+    human = invoke("explain", "task", prefix, "--data-dir", books["dir"])
+    assert human.exit_code == 0 and f"task {task_id}: completed" in human.stdout
+    if len(books["tasks"]) > 1:  # "task-" starts every id: ambiguous, and the error says so
+        assert_one_line_error(invoke("explain", "task", "task-", "--data-dir", books["dir"]), "tasks have an id")
+
+
 def test_inspect_event(books: dict[str, Any]) -> None:
     items = lines_of(bundle_of(books))
     transfer = next(i for i in items if i["type"] == "credit.transfer")
