@@ -42,6 +42,7 @@ from .cli_common import (
     url_option,
     warn,
 )
+from .logs import quiet_repeats
 from .network.protocol import API
 
 MAX_SYNC_PAGES = 100_000
@@ -237,6 +238,7 @@ def node(data_dir: Path, db_url: str | None, host: str, port: int, seeds: tuple[
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_repeats()
     seed_nodes = list(seeds) or list(node_config(data_dir).get("seed_nodes", []))
     network = ComputeNetwork(host=host, port=port, node_type=node_type, seed_nodes=seed_nodes, log_level=log_level,
                              data_dir=data_dir, database_url=books_url(data_dir, db_url),

@@ -802,6 +802,9 @@ class TaskEngine:
         if escrow is None:
             return
         self.outbox.add(kind, {"task_id": task_id, "refund": escrow - self.outbox.payments(task_id), **body})
+        outcome = {"task.completed": "completed", "task.failed": "failed", "task.cancelled": "cancelled"}
+        log.info("task %s %s%s", task_id, outcome.get(kind, kind),
+                 f": {str(body['reason'])[:200]}" if body.get("reason") else "")
 
     def _receive(self) -> None:
         if not self._to_receive:

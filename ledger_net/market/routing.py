@@ -209,7 +209,7 @@ class Router:
             if len(chosen) < replicas:
                 result.shortfall[index] = replicas - len(chosen)
         if result.shortfall:
-            log.info("routing: %s", result.explain())
+            log.debug("routing: %s", result.explain())  # per step, per chunk: chatter, not the story
         return result
 
 

@@ -19,6 +19,7 @@ outcome back, and the table decides when to try a dead peer again.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +42,8 @@ METADATA_ADDRESSES = frozenset({ipaddress.ip_address("100.100.100.200"), ipaddre
                                 ipaddress.ip_address("169.254.169.254")})
 METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
                             "instance-data.ec2.internal", "metadata.azure.com", "metadata.tencentyun.com"})
+
+log = logging.getLogger(__name__)
 
 
 def normalize_url(url: str) -> str:
@@ -268,6 +271,8 @@ class Discovery:
 
     def mark_ok(self, peer: Peer, node_id: str | None = None, net: str | None = None) -> None:
         self.identify(peer, node_id, net)
+        if peer.failures or peer.last_ok is None:
+            log.info("peer up: %s (%s)", peer.url, (peer.node_id or "?")[:16])
         peer.failures = 0
         peer.last_error = None
         peer.last_ok = time.time()
@@ -279,11 +284,15 @@ class Discovery:
         """Record a failure; the peer is retried after base * 2**(failures-1) (jittered, capped).
         A ledger-learned peer that reaches `drop_after` failures is dropped: out of rotation,
         unverified again, probed only after `drop_retry` seconds."""
+        if not peer.failures and peer.last_ok is not None:
+            log.info("peer down: %s (%s)", peer.url, error[:200])
         peer.failures += penalty
         peer.last_error = error
         delay = min(self.backoff_max, self.backoff_base * (2 ** min(peer.failures - 1, 30)))
         delay *= 0.75 + random.random() * 0.5
         if peer.source == LEDGER and peer.failures >= self.drop_after:
+            if not peer.dropped:
+                log.info("peer dropped from gossip after %d failures: %s", peer.failures, peer.url)
             peer.dropped = True
             peer.verified = False
             delay = max(delay, self.drop_retry)

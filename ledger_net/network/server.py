@@ -76,11 +76,10 @@ class NodeServer:
                  backoff_max: float = 60.0, expected_net: str | None = None, enable_sync: bool = True,
                  shutdown_timeout: float = 2.0, extra_routes: Iterable[web.RouteDef] = (),
                  allowed_hosts: Iterable[str] = (), allow_link_local: bool = False,
-                 ready: Callable[[], str | None] | None = None,
-                 max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
-                 write_timeout: float = WRITE_TIMEOUT, checkpoint_every: int = 0,
-                 checkpoint_seconds: float = 0.0, witness: bool = True, checkpoint_poll: float = 1.0,
-                 **sync_options: Any) -> None:
+                 ready: Callable[[], str | None] | None = None, max_connections: int = MAX_CONNECTIONS,
+                 idle_timeout: float = IDLE_TIMEOUT, write_timeout: float = WRITE_TIMEOUT,
+                 checkpoint_every: int = 0, checkpoint_seconds: float = 0.0, witness: bool = True,
+                 checkpoint_poll: float = 1.0, **sync_options: Any) -> None:
         self.ledger = ledger
         self.runner = runner
         self.host = host
@@ -100,6 +99,10 @@ class NodeServer:
         HostPolicy(host, self.allowed_hosts, public_url)  # a malformed name fails here, not on a request
         self.allow_link_local = allow_link_local
         self._ready = ready
+        self.max_connections = max_connections  # open connections; see limits.py
+        self.idle_timeout = idle_timeout  # seconds an idle connection stays open
+        self.write_timeout = write_timeout  # seconds a reader may stall a write before it is dropped
+        self.guard: ConnectionGuard | None = None
         self.extra_routes = list(extra_routes)  # e.g. the control API and explorer of ComputeNetwork
         # Checkpoints (docs/proofs.md): signed every `checkpoint_every` events or `checkpoint_seconds`
         # (both 0: only on request); others' cosigned when `witness`; polled every `checkpoint_poll` s.
@@ -112,10 +115,6 @@ class NodeServer:
                                    allow_link_local=allow_link_local)
         self.url: str | None = None
         self.api: NodeAPI | None = None
-        self.max_connections = max_connections  # open connections; see limits.py
-        self.idle_timeout = idle_timeout  # seconds an idle connection stays open
-        self.write_timeout = write_timeout  # seconds a reader may stall a write before it is dropped
-        self.guard: ConnectionGuard | None = None
         self.hub: WebSocketHub | None = None
         self.sync: Synchronizer | None = None
         self.app: web.Application | None = None
@@ -180,7 +179,7 @@ class NodeServer:
         self.hub.start()
         if self.checkpoints is not None:
             self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
-        log.info("node %s serving at %s", (self.node_id or "?")[:16], self.url)
+        log.debug("node %s serving at %s", (self.node_id or "?")[:16], self.url)  # main logs the story line
         return self.url
 
     async def stop(self, *, hard: bool = False) -> None:
