@@ -27,9 +27,10 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError
 from ..faults import crash_point
@@ -118,7 +119,7 @@ class Ledger:
             log.warning("re-judged %d stored event(s) under the current rules", len(changed))
 
     @classmethod
-    def open(cls, url: str = "sqlite://", identity: Identity | None = None, **kwargs: Any) -> "Ledger":
+    def open(cls, url: str = "sqlite://", identity: Identity | None = None, **kwargs: Any) -> Ledger:
         return cls(Store.open(url), identity, **kwargs)
 
     def close(self) -> None:
@@ -314,7 +315,7 @@ class Ledger:
             signatures = self._sign_all(identity, [d for _, _, d in prepared])
             created = []
             try:
-                for (envelope, raw, digest), sig in zip(prepared, signatures):
+                for (envelope, raw, digest), sig in zip(prepared, signatures, strict=False):
                     event = Event._from_envelope(envelope, raw, digest.hex(), sig)
                     self.state.check_link(event)
                     reason = self._evaluate(self.state, event)
@@ -331,7 +332,7 @@ class Ledger:
                 self._load()
                 raise
             self._committed(len(created), snapshot)
-        self._notify([Applied(o, e, None) for o, e in zip(offsets, created)])
+        self._notify([Applied(o, e, None) for o, e in zip(offsets, created, strict=False)])
         return created
 
     def _sign_all(self, identity: Identity, digests: list[bytes]) -> list[bytes]:
@@ -360,16 +361,7 @@ class Ledger:
         report = IngestReport(duplicates=len(events) - len(fresh))
         if not fresh:
             return report
-        net = self.state.net
-        for event in fresh:
-            if event.is_genesis:
-                if net is not None and event.hash != net:
-                    raise ChainError(f"genesis {event.hash[:16]}… is another network's")
-            elif net is not None and event.net != net:
-                raise ChainError(f"event {event.hash[:16]}… belongs to network {event.net[:16]}…")
-        for event, ok in zip(fresh, self.verify_signatures(fresh)):
-            if not ok:
-                raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
+        self._check_batch(fresh)
         with self._lock:
             waiting = self.pending.entries()
             try:
@@ -396,7 +388,7 @@ class Ledger:
                 self._load()
                 self.pending.clear()
                 raise
-            applied = [Applied(o, e, r) for o, (e, r) in zip(offsets, batch)]
+            applied = [Applied(o, e, r) for o, (e, r) in zip(offsets, batch, strict=False)]
             refolded = False
             if new_forks:
                 self._load()  # what is void changed: every verdict is judged again (and snapshot)
@@ -411,6 +403,31 @@ class Ledger:
         for proof in new_forks:
             self._publish_fork(proof)
         return report
+
+    def _check_batch(self, fresh: list[Event]) -> None:
+        """Refuse the whole batch (ChainError, SignatureError) if any event is of another
+        network or carries a bad signature: nothing of it is stored."""
+        net = self.state.net
+        for event in fresh:
+            if event.is_genesis:
+                if net is not None and event.hash != net:
+                    raise ChainError(f"genesis {event.hash[:16]}… is another network's")
+            elif net is not None and event.net != net:
+                raise ChainError(f"event {event.hash[:16]}… belongs to network {event.net[:16]}…")
+        for event, ok in zip(fresh, self.verify_signatures(fresh), strict=False):
+            if not ok:
+                raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
+
+    def _note_equivocation(self, event: Event, by_author_seq: dict[tuple[str, int], Event],
+                           proofs: list[ForkProof], report: IngestReport) -> None:
+        """An event at a seq its author already used: if it differs from the one held, that is a
+        fork. Record the proof once per (author, seq) and freeze the author from that seq."""
+        other = by_author_seq.get((event.author, event.seq)) or self._stored_event(event.author, event.seq)
+        if other is not None and other.hash != event.hash:
+            if (event.author, event.seq) not in {(p.author, p.seq) for p in proofs}:
+                proofs.append(_proof(other, event))
+                report.forks.append((event.author, event.seq))
+            self.state.frozen[event.author] = min(event.seq, self.state.frozen.get(event.author, event.seq))
 
     def _process(self, fresh: list[Event], report: IngestReport, source: str | None = None
                  ) -> tuple[list[tuple[Event, str | None]], list[ForkProof], list[Event]]:
@@ -427,12 +444,7 @@ class Ledger:
             acct = self.state.accounts.get(event.author)
             head_seq = acct.seq if acct else 0
             if event.seq <= head_seq:
-                other = by_author_seq.get((event.author, event.seq)) or self._stored_event(event.author, event.seq)
-                if other is not None and other.hash != event.hash:
-                    if (event.author, event.seq) not in {(p.author, p.seq) for p in proofs}:
-                        proofs.append(_proof(other, event))
-                        report.forks.append((event.author, event.seq))
-                    self.state.frozen[event.author] = min(event.seq, self.state.frozen.get(event.author, event.seq))
+                self._note_equivocation(event, by_author_seq, proofs, report)
             frozen_at = self.state.frozen.get(event.author)
             if frozen_at is not None and event.seq >= frozen_at:
                 # A proven forker's branch beyond the fork: void, kept aside only so that
@@ -450,10 +462,12 @@ class Ledger:
                 needs += (event.net,)  # the genesis it belongs to comes first
             missing = {h for h in needs if h not in self.known}
             if event.seq > head_seq + 1 and event.prev and event.prev in self.known:
-                raise ChainError(f"event {event.hash[:16]}… links to a prev that is not its author's seq {event.seq - 1}")
+                raise ChainError(f"event {event.hash[:16]}… links to a prev that is not its author's "
+                                 f"seq {event.seq - 1}")
             if missing or event.seq != head_seq + 1:
                 if not missing:
-                    raise ChainError(f"event {event.hash[:16]}… (seq {event.seq}) skips its author's seq {head_seq + 1}")
+                    raise ChainError(f"event {event.hash[:16]}… (seq {event.seq}) skips its author's "
+                                     f"seq {head_seq + 1}")
                 try:
                     self.pending.add(event, missing, source=source, stranger=self._stranger(event.author))
                 except PendingQuotaError as exc:  # this author's or source's share is full: drop it
