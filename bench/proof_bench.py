@@ -45,15 +45,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import nacl.signing  # noqa: E402
+import nacl.signing  # noqa: E402 -- after sys.path gets this checkout
 
-from ledger_net import light  # noqa: E402
-from ledger_net.ledger import checkpoint as cp  # noqa: E402
-from ledger_net.ledger import merkle  # noqa: E402
-from ledger_net.ledger.encoding import decode  # noqa: E402
-from ledger_net.ledger.merkle_log import STORED_LEVEL  # noqa: E402
-from ledger_net.ledger.merkle_verify import verify_consistency, verify_inclusion  # noqa: E402
-from ledger_net.ledger.store import Store, sqlite_url  # noqa: E402
+from ledger_net import light  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger import checkpoint as cp  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger import merkle  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.encoding import decode  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.merkle_log import STORED_LEVEL  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.merkle_verify import verify_consistency, verify_inclusion  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.store import Store, sqlite_url  # noqa: E402 -- after sys.path gets this checkout
 
 GOAL_PROOF_MS = 1.0
 GOAL_VERIFY_MS = 0.5

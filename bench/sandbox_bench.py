@@ -15,6 +15,8 @@ import concurrent.futures
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -67,7 +69,7 @@ def bench_bare(runs: int) -> float:
     return runs / (time.perf_counter() - t0)
 
 
-def best(fn, *args, trials: int = 3) -> float:  # type: ignore[no-untyped-def]
+def best(fn: Callable[..., float], *args: Any, trials: int = 3) -> float:
     """The best of a few trials: the machine is shared and noisy."""
     return max(fn(*args) for _ in range(trials))
 

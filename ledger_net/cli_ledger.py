@@ -380,8 +380,7 @@ def export(data_dir: Path, db_url: str | None, after: str | None, until: str | N
         raise CliError(f"--until ({end}) is before --after ({start})")
     rows = ledger.store.select_events(after=start, until=end)
     count = 0
-    # stdout is not ours to close: the finally below closes only a file we opened
-    out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    out = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115 -- stdout is not ours to close
     try:
         with progress(end - start if output != "-" else 0, "exporting") as tick:
             for row in rows:

@@ -304,7 +304,9 @@ class Store:
     def _copy_events(self, conn: Connection, payload: list[tuple[Any, ...]]) -> None:
         """PostgreSQL: stream a batch of event rows with COPY (psycopg 3)."""
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        driver = conn.connection.driver_connection
+        assert driver is not None, "an open pooled connection holds its DBAPI connection"
+        cursor = driver.cursor()
         try:
             with cursor.copy(_COPY_EVENTS) as copy:
                 for row in payload:

@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger_net.ledger import checkpoint as cp  # noqa: E402
-from ledger_net.ledger.encoding import decode  # noqa: E402
-from ledger_net.ledger.identity import Identity  # noqa: E402
+from ledger_net.ledger import checkpoint as cp  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.encoding import decode  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
 
 OUT = Path(__file__).with_name("balance_proofs.json")
 NET = hashlib.sha256(b"ledger_net balance vector genesis").hexdigest()
