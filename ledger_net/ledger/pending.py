@@ -203,6 +203,21 @@ class PendingBuffer:
         self.expire()
         return {h for h, waiters in self._waiters.items() if waiters and h not in self._entries}
 
+    def wanted_for(self, due_strangers: set[str]) -> set[str]:
+        """:meth:`wanted`, but of strangers' events only those whose author is in
+        ``due_strangers``: an orphan flood must not cost a fetch per missing hash per round."""
+        self.expire()
+        out = set()
+        for h, waiters in self._waiters.items():
+            if not waiters or h in self._entries:
+                continue
+            for waiter in waiters:
+                entry = self._entries.get(waiter)
+                if entry is not None and (not entry.stranger or entry.event.author in due_strangers):
+                    out.add(h)
+                    break
+        return out
+
     def wanted_chains(self) -> dict[str, int]:
         """author -> lowest seq of theirs that is pending (its predecessors are wanted)."""
         self.expire()

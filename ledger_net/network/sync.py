@@ -299,8 +299,10 @@ class Synchronizer:
             self.discovery.identify(peer, node_id, net)
             if ours is not None:
                 stats["pulled"] = await self._pull(client, peer, theirs)
-                stats["fetched"] = await self._fetch_wanted(client)
+                # Push before chasing what pending events wait for: a pending buffer full of
+                # strangers' orphans must not hold back the honest events the peer lacks.
                 stats["pushed"] = await self._push(client, theirs)
+                stats["fetched"] = await self._fetch_wanted(client)
             # only a whole clean exchange clears the backoff (answering heads is not enough)
             self.discovery.mark_ok(peer, node_id, net)
         except PeerMisbehaved as exc:
@@ -530,8 +532,10 @@ class Synchronizer:
         """Fetch what pending events wait for: chain prefixes by segment (bounded per author,
         see `_due_orphans`), the rest by hash."""
         ledger = self.ledger
-        chains, hashes = await self.run_write(lambda: (ledger.pending.wanted_chains(), list(ledger.pending.wanted())))
+        chains = await self.run_write(ledger.pending.wanted_chains)
         chains = self._due_orphans(chains)
+        due = set(chains)
+        hashes = await self.run_write(lambda: list(ledger.pending.wanted_for(due)))
         drops, self._pending_drops = self._pending_drops, []
         if drops:
             await self.run_write(lambda: [d() for d in drops])
@@ -543,7 +547,7 @@ class Synchronizer:
             gaps = {a: g for a, g in gaps.items() if a not in frozen}
             if gaps:
                 fetched += await self._pull_chains(client, gaps)
-                hashes = await self.run_write(lambda: list(ledger.pending.wanted()))
+                hashes = await self.run_write(lambda: list(ledger.pending.wanted_for(due)))
         hashes = hashes[: self.wanted_limit]
         if not hashes:
             return fetched
