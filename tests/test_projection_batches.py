@@ -78,3 +78,77 @@ def test_rebuild_flushes_as_it_goes_and_resumes_after_a_crash(db_url, monkeypatc
         assert again.state_hash() == want
     finally:
         led.close()
+
+
+# --------------------------------------------------------------- memory saved with checkpoints
+def _with_open_credits(url: str) -> Ledger:
+    """A log whose balances projection holds open credits and an open voucher at the end."""
+    led = _log(url, transfers=12)
+    led.append("credit.voucher_issued", {"name": "v", "amount": 5})
+    return led
+
+
+def _derive_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from ledger_net.projections.balances import BalancesProjection
+
+    calls: list[int] = []
+    real = BalancesProjection._load_open_credits
+
+    def counted(self, conn, offset):  # type: ignore[no-untyped-def]
+        calls.append(offset)
+        return real(self, conn, offset)
+
+    monkeypatch.setattr(BalancesProjection, "_load_open_credits", counted)
+    return calls
+
+
+def test_reopening_reads_the_memory_instead_of_the_log(db_url, monkeypatch):
+    led = _with_open_credits(db_url)
+    try:
+        runner = ProjectionRunner(led, subscribe=False)
+        want = runner.state_hash()
+        assert runner["balances"].transit and runner["balances"].vouchers
+        calls = _derive_calls(monkeypatch)
+        again = ProjectionRunner(led, subscribe=False)
+        assert calls == []  # open credits and vouchers came from the stored memory
+        assert again.state_hash() == want
+        assert again["balances"].transit == runner["balances"].transit
+        assert again["balances"].vouchers == runner["balances"].vouchers
+    finally:
+        led.close()
+
+
+@pytest.mark.parametrize("spoil", ["digest", "offset", "code", "garbage"])
+def test_unusable_memory_is_re_derived_from_the_log(db_url, monkeypatch, spoil):
+    import hashlib
+
+    import orjson
+    from sqlalchemy import update
+
+    from ledger_net.projections.tables import projection_memory
+
+    led = _with_open_credits(db_url)
+    try:
+        runner = ProjectionRunner(led, subscribe=False)
+        want, transit = runner.state_hash(), dict(runner["balances"].transit)
+        with led.store.engine.begin() as conn:
+            data = bytes(conn.execute(projection_memory.select()).first().data)
+            if spoil == "digest":
+                values = {"digest": "0" * 64}
+            elif spoil == "offset":
+                values = {"offset": 1}
+            else:
+                if spoil == "code":
+                    items = orjson.loads(data)
+                    items[1] = "f" * 64
+                    data = orjson.dumps(items)
+                else:
+                    data = b"[1, 2"
+                values = {"data": data, "digest": hashlib.sha256(data).hexdigest()}
+            conn.execute(update(projection_memory).values(**values))
+        calls = _derive_calls(monkeypatch)
+        again = ProjectionRunner(led, subscribe=False)
+        assert calls  # re-derived
+        assert again.state_hash() == want and again["balances"].transit == transit
+    finally:
+        led.close()

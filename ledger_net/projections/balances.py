@@ -8,18 +8,38 @@ earned and spent on tasks; one history row per change, with the running balance.
 from __future__ import annotations
 
 import hashlib
+import inspect
+import logging
+import sys
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select
 
 from ..ledger.events import Event
 from ..ledger.tables import events
-from .base import Context, Projection
+from .base import Context, Projection, stored_memory
 from .tables import balances, credit_history
 
 _COLUMNS = ("balance", "escrow", "incoming", "vouchers", "minted", "burnt", "earned", "spent", "sent", "received")
 _MOD = 1 << 256
+_MEMORY_FORMAT = 1
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """Names this module's code: memory saved by other code is re-derived, never trusted."""
+    try:
+        source = inspect.getsource(sys.modules[__name__])
+    except (OSError, TypeError):
+        from .. import __version__
+
+        source = __version__
+    return hashlib.sha256(f"{_MEMORY_FORMAT}\n{source}".encode()).hexdigest()
 
 
 def _empty() -> dict[str, int]:
@@ -132,12 +152,40 @@ class BalancesProjection(Projection):
         return out
 
     def load(self, conn: Connection, offset: int) -> None:
+        """Accounts from their rows; open credits, vouchers and the history's hash from the
+        memory stored with the checkpoint (O(accounts + open credits)), or, without usable
+        memory, re-derived from the history rows and the log (O(log))."""
         self.reset()
         for row in conn.execute(select(balances)).mappings():
             self.accounts[row["account"]] = {c: row[c] for c in _COLUMNS}
+        if self._restore(stored_memory(conn, self.name, offset)):
+            return
         for row in conn.execute(select(credit_history)).mappings():
             self._history_sum = (self._history_sum + _row_digest(dict(row))) % _MOD
         self._load_open_credits(conn, offset)
+
+    def memory(self) -> bytes:
+        """Open credits, open vouchers and the history's hash (not in the tables)."""
+        return orjson.dumps([_MEMORY_FORMAT, _code_fingerprint(), format(self._history_sum, "064x"),
+                             [[h, *v] for h, v in self.transit.items()],
+                             [[h, *v] for h, v in self.vouchers.items()]])
+
+    def _restore(self, data: bytes | None) -> bool:
+        """Take the stored memory if it is of this code and readable; False re-derives it."""
+        if data is None:
+            return False
+        try:
+            fmt, code, history_sum, transit, vouchers = orjson.loads(data)
+            if fmt != _MEMORY_FORMAT or code != _code_fingerprint():
+                return False
+            self._history_sum = int(history_sum, 16)
+            self.transit = {h: (sender, to, amount, kind) for h, sender, to, amount, kind in transit}
+            self.vouchers = {h: (author, amount) for h, author, amount in vouchers}
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            log.warning("balances: stored memory unreadable (%s): re-deriving it from the log", exc)
+            self.transit, self.vouchers, self._history_sum = {}, {}, 0
+            return False
+        return True
 
     def _load_open_credits(self, conn: Connection, offset: int) -> None:
         """Open credits and vouchers are not tables of their own: re-derive them from the

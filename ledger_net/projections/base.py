@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, select
 
 from ..ledger import encoding
 from ..ledger.events import Event
+from .tables import projection_memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,13 @@ class Projection(ABC):
         `offset`: the runner then folds the events after it, so anything re-derived from
         the log here must stop at `offset` or the tail would be counted twice."""
 
+    def memory(self) -> bytes | None:
+        """What this projection keeps only in memory (not in its tables) and `load` would
+        otherwise re-derive from the log, as bytes: the runner stores it with every
+        checkpoint (table projection_memory) so that opening costs the rows, not the log.
+        None (the default): nothing of the kind."""
+        return None
+
     def full_rows(self) -> dict[Table, list[dict[str, Any]]]:
         """Every row of every table of a projection folded from scratch and never flushed:
         what its tables must hold at the fold's offset (the audit compares them).
@@ -70,3 +78,14 @@ class Projection(ABC):
             h.update(encoding.canonical_bytes(item))
             h.update(b"\n")
         return h.hexdigest()
+
+
+def stored_memory(conn: Connection, name: str, offset: int) -> bytes | None:
+    """The memory bytes stored with projection `name`'s checkpoint at `offset`, or None if
+    there are none, they belong to another offset, or they do not match their digest."""
+    row = conn.execute(select(projection_memory.c.offset, projection_memory.c.digest, projection_memory.c.data)
+                       .where(projection_memory.c.name == name)).first()
+    if row is None or row[0] != offset:
+        return None
+    data = bytes(row[2])
+    return data if hashlib.sha256(data).hexdigest() == row[1] else None

@@ -28,7 +28,7 @@ from .base import Context, Projection
 from .consistency import Loaded, load_stored
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
-from .tables import checkpoints
+from .tables import checkpoints, projection_memory
 from .tasks import TasksProjection
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,11 @@ class ProjectionRunner:
                 crash_point("flush.mid_write")
                 conn.execute(delete(checkpoints).where(checkpoints.c.name == p.name))
                 conn.execute(checkpoints.insert().values(name=p.name, offset=offset, state_hash=p.state_hash()))
+                memory = p.memory()
+                if memory is not None:  # with its checkpoint, in the same transaction
+                    conn.execute(delete(projection_memory).where(projection_memory.c.name == p.name))
+                    conn.execute(projection_memory.insert().values(
+                        name=p.name, offset=offset, digest=hashlib.sha256(memory).hexdigest(), data=memory))
             crash_point("flush.before_commit")
 
     def _flush_loaded(self, loaded: Loaded) -> None:
@@ -155,6 +160,7 @@ class ProjectionRunner:
                     for table in p.tables:
                         conn.execute(delete(table))
                 conn.execute(delete(checkpoints).where(checkpoints.c.name.in_(names)))
+                conn.execute(delete(projection_memory).where(projection_memory.c.name.in_(names)))
             for p in projections:
                 p.reset()
             self._fold(projections, self.ledger.store.select_events())

@@ -3,7 +3,7 @@ rebuild, and the state hash must come out the same."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, LargeBinary, String, Table, Text
 
 from ..ledger.tables import metadata
 
@@ -13,6 +13,19 @@ checkpoints = Table(
     Column("name", String(64), primary_key=True),
     Column("offset", BigInteger, nullable=False),
     Column("state_hash", String(64), nullable=False),
+)
+
+# What a projection keeps only in memory (e.g. open credits, the history's running hash),
+# written with its checkpoint in the flush's transaction, so opening reads it instead of
+# re-deriving it from the log. `offset` must equal the checkpoint's, `digest` is the sha256
+# of `data`; otherwise the projection re-derives it (see BalancesProjection.load).
+projection_memory = Table(
+    "projection_memory",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 balances = Table(
