@@ -35,10 +35,13 @@ def _code_fingerprint() -> str:
     """Names this module's code: memory saved by other code is re-derived, never trusted."""
     try:
         source = inspect.getsource(sys.modules[__name__])
-    except (OSError, TypeError):
-        from .. import __version__
+    except (OSError, TypeError):  # no source shipped: the installed version names the code
+        from importlib import metadata
 
-        source = __version__
+        try:
+            source = metadata.version("ledger_net")
+        except metadata.PackageNotFoundError:
+            source = "unknown"
     return hashlib.sha256(f"{_MEMORY_FORMAT}\n{source}".encode()).hexdigest()
 
 
