@@ -331,13 +331,12 @@ class ComputeNetwork:
         row = self._task_row(task_id)
         ledger, runner, _ = self._require()
         decimals = ledger.state.decimals
-        chunks = runner["tasks"].chunks_of(task_id)
         return {"task_id": task_id, "status": row["status"], "progress": runner["tasks"].progress(task_id),
                 "task_type": row["task_type"], "owner_id": row["owner"], "chunks_total": row["chunks_total"],
                 "chunks_done": row["chunks_done"], "chunks_failed": row["chunks_failed"],
                 "escrow": to_credits(row["escrow"], decimals), "paid": to_credits(row["paid"], decimals),
                 "refund": to_credits(row["refund"], decimals), "error": row["reason"],
-                "workers": sorted({c["worker"] for c in chunks.values() if c["worker"]}),
+                "workers": runner["tasks"].workers_of(task_id),
                 "submitted_at": row["submitted_ts"] / 1000.0,
                 "finished_at": row["finished_ts"] / 1000.0 if row["finished_ts"] else None}
 

@@ -29,10 +29,10 @@ IDENTITIES = [Identity.from_seed(bytes([40 + i]) * 32) for i in range(4)]
 ISSUER = IDENTITIES[0]
 ISSUERS = [IDENTITIES[0].node_id, IDENTITIES[1].node_id]  # two issuers, two plain nodes
 
-# `reject` is played by `step` but left out of the random mix: a rejection concurrent with the
-# worker's result is still projected order-dependently (known, open: see the tasks projection).
+# `reject` is in the mix: a rejection concurrent with the worker's result converges (the tasks
+# projection derives a chunk from each assignment's verdict and report).
 KINDS = ("mint", "transfer", "receive", "burn", "voucher", "settle", "submit", "submit_same", "quote", "assign",
-         "result", "accept", "close", "feedback", "join", "overdraft")
+         "result", "accept", "reject", "close", "feedback", "join", "overdraft")
 SHARED_TASK_ID = "same"  # `submit_same`: every owner may submit a task under this one id
 
 # (kind, actor, target, amount, pick)

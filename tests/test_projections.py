@@ -422,9 +422,6 @@ def test_fork_converges_whatever_the_arrival_order():
     bob.close()
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, open: a chunk's status and result fields are last-writer-wins "
-                   "between the owner's verdicts and the worker's concurrent result (found by a property with "
-                   "random rejections, which the random mix therefore leaves out)")
 def test_rejection_concurrent_with_the_result_converges():
     """The owner rejects and then accepts bob's chunk without naming his result; the result
     may reach a peer before or after those verdicts."""
@@ -446,3 +443,55 @@ def test_rejection_concurrent_with_the_result_converges():
     finally:
         alice.close()
         bob.close()
+
+
+def test_a_rejection_and_a_concurrent_result_show_one_chunk_everywhere():
+    """Bob's result and the owner's rejection of his (late) chunk, in either order: the chunk is
+    rejected with the owner's reason, and still names the result bob reported."""
+    alice = _genesis_ledger(ALICE)
+    bob = Ledger.open("sqlite://", BOB)
+    try:
+        sub = alice.append("task.submitted", {"task_id": "t", "task_type": "map", "escrow": 0, "max_price": 0,
+                                              "chunks": 1, "spec": {}})
+        asg = alice.append("task.assigned", {"task_id": "t", "chunk": 0, "worker": BOB.node_id, "price": 0},
+                           [sub.hash])
+        bob.ingest(events_of(alice))
+        res = bob.append("task.chunk_result", {"task_id": "t", "chunk": 0, "ok": True, "result_hash": "ab" * 32},
+                         [asg.hash])
+        rej = alice.append("task.chunk_rejected", {"task_id": "t", "chunk": 0, "worker": BOB.node_id,
+                                                   "reason": "timed out"})
+        head = events_of(alice)[:3]
+        seen = []
+        for order in ([rej, res], [res, rej]):
+            led = Ledger.open("sqlite://")
+            try:
+                runner = ProjectionRunner(led)
+                led.ingest(head + order)
+                chunk = runner["tasks"].chunks_of("t", ALICE.node_id)[0]
+                seen.append((chunk["status"], chunk["error"], chunk["result_hash"], runner.state_hash()))
+            finally:
+                led.close()
+        assert seen[0] == seen[1]
+        assert seen[0][:3] == ("rejected", "timed out", "ab" * 32)
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_every_worker_of_every_chunk_is_listed():
+    """With replicas a chunk has several workers; its row names only the latest, the task's
+    workers name them all (get_task_status()["workers"] reads this)."""
+    alice = _genesis_ledger(ALICE)
+    try:
+        runner = ProjectionRunner(alice)
+        sub = alice.append("task.submitted", {"task_id": "t", "task_type": "map", "escrow": 0, "max_price": 0,
+                                              "chunks": 2, "spec": {}, "replicas": 2, "quorum": 2})
+        for chunk, worker in ((0, BOB), (0, CAROL), (1, ALICE)):
+            alice.append("task.assigned", {"task_id": "t", "chunk": chunk, "worker": worker.node_id, "price": 0},
+                         [sub.hash])
+        tasks = runner["tasks"]
+        assert tasks.chunks_of("t")[0]["worker"] == CAROL.node_id
+        assert tasks.workers_of("t") == sorted([ALICE.node_id, BOB.node_id, CAROL.node_id])
+        assert tasks.workers_of("t", BOB.node_id) == [] and tasks.workers_of("nope") == []
+    finally:
+        alice.close()

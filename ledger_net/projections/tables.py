@@ -136,6 +136,8 @@ chunks = Table(
 
 # Effective assignments (event hash -> task, owner, chunk, worker): a chunk result names its
 # assignment in deps, and this is how the projection knows which owner's task it reports on.
+# Each keeps the owner's verdict on it and its worker's latest report, from which the chunk's
+# row is derived (migration 0007): `position` is its place among the chunk's assignments.
 task_assignments = Table(
     "task_assignments",
     metadata,
@@ -144,6 +146,14 @@ task_assignments = Table(
     Column("owner", String(64), nullable=False),
     Column("chunk", Integer, nullable=False),
     Column("worker", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("verdict", String(16), nullable=True),  # accepted | rejected
+    Column("reason", Text, nullable=True),  # of a rejection
+    Column("verdict_hash", String(64), nullable=True),  # the result an acceptance names
+    Column("ok", Boolean, nullable=True),  # the worker's latest report; None: none yet
+    Column("result_hash", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("usage", Text, nullable=True),  # canonical JSON
 )
 
 nodes = Table(

@@ -17,10 +17,13 @@ Readers that know only a task id (`tasks[task_id]`, `chunks[(task_id, chunk)]`) 
 of the set of events, not of their arrival order, so every peer shows the same task.
 `task_of(task_id, owner)` reaches any candidate.
 
-Known, open: within one task, a chunk's status and result fields are last-writer-wins
-between the owner's verdicts (`chunk_accepted`/`chunk_rejected`) and a worker's result
-that the verdict does not name in `deps`; see the strict xfail
-`tests/test_projections.py::test_rejection_concurrent_with_the_result_converges`.
+A chunk's status, result and error are *derived*, never last-writer-wins: each effective
+assignment keeps its worker's latest report (a worker's results follow its own chain order)
+and the owner's verdict on it (the owner's events follow its chain order), and the chunk's
+fields are a function of those two orders only, not of how a peer interleaved them. A
+verdict that does not name the result it judges may reach a peer before or after that
+result, and every peer still shows the same chunk
+(`tests/test_projections.py::test_rejection_concurrent_with_the_result_converges`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ _TASK_COLS = ("owner", "task_type", "status", "priority", "escrow", "max_price",
               "chunks_done", "chunks_failed", "submitted_hash", "spec", "result", "result_hash", "reason",
               "submitted_ts", "finished_ts")
 _CHUNK_COLS = ("status", "worker", "price", "attempts", "result_hash", "payment", "error", "usage")
-_ASSIGNMENT_COLS = ("task_id", "owner", "chunk", "worker")
+_ASSIGNMENT_COLS = ("task_id", "owner", "chunk", "worker", "position", "verdict", "reason", "verdict_hash", "ok",
+                    "result_hash", "error", "usage")
+_REPORT_COLS = ("ok", "result_hash", "error", "usage")
 
 TaskKey = tuple[str, str]  # (task_id, owner)
 ChunkKey = tuple[str, str, int]  # (task_id, owner, chunk)
@@ -62,15 +67,17 @@ class TasksProjection(Projection):
         # Every candidate: task_id -> owner -> row, and its chunks by (task_id, owner, chunk).
         self.candidates: dict[str, dict[str, dict[str, Any]]] = {}
         self.owner_chunks: dict[ChunkKey, dict[str, Any]] = {}
-        # Effective assignments: event hash -> (task_id, owner, chunk, worker).
-        self.assignments: dict[str, tuple[str, str, int, str]] = {}
+        # Effective assignments: event hash -> row (_ASSIGNMENT_COLS): who was asked, in which
+        # position of the chunk's assignments, the owner's verdict and the worker's latest report.
+        self.assignments: dict[str, dict[str, Any]] = {}
+        self._by_chunk: dict[ChunkKey, list[str]] = {}  # assignment hashes of a chunk, in the owner's order
         # The winners' views (the same row objects): what readers by task id see.
         self.tasks: dict[str, dict[str, Any]] = {}
         self.chunks: dict[tuple[str, int], dict[str, Any]] = {}
         self._submissions: dict[str, TaskKey] = {}  # task.submitted hash -> candidate
         self._dirty_tasks: set[TaskKey] = set()
         self._dirty_chunks: set[ChunkKey] = set()
-        self._new_assignments: list[dict[str, Any]] = []
+        self._dirty_assignments: set[str] = set()
 
     # ------------------------------------------------------------ candidates
     def _crown(self, task_id: str) -> None:
@@ -132,50 +139,92 @@ class TasksProjection(Projection):
                     task["status"] = "quoted"
 
     def _reported(self, event: Event) -> None:
+        # A result answers the assignments (to its author, of that chunk) it names in deps; the
+        # worker's later report on one assignment replaces its earlier one (its own chain order).
         b, task_id = event.body, event.body["task_id"]
-        owners = sorted({a[1] for a in map(self.assignments.get, event.deps)
-                         if a is not None and a[0] == task_id and a[2] == b["chunk"] and a[3] == event.author})
-        for owner in owners:
-            chunk = self._chunk(task_id, owner, b["chunk"])
-            # Results of one worker follow its own chain order, so the last one wins alike everywhere.
-            if chunk is not None and chunk["worker"] == event.author and chunk["status"] != "accepted":
-                chunk["status"] = "reported" if b["ok"] else "errored"
-                chunk["result_hash"] = b.get("result_hash")
-                chunk["error"] = b.get("error")
-                chunk["usage"] = _json(b["usage"]) if "usage" in b else None
+        for dep in sorted(set(event.deps)):
+            a = self.assignments.get(dep)
+            if a is None or a["task_id"] != task_id or a["chunk"] != b["chunk"] or a["worker"] != event.author:
+                continue
+            a.update(ok=bool(b["ok"]), result_hash=b.get("result_hash"), error=b.get("error"),
+                     usage=_json(b["usage"]) if "usage" in b else None)
+            self._dirty_assignments.add(dep)
+            self._derive(task_id, a["owner"], b["chunk"])
 
     def _assigned(self, task: dict[str, Any], event: Event) -> None:
         b, task_id = event.body, event.body["task_id"]
-        self.assignments[event.hash] = (task_id, event.author, b["chunk"], b["worker"])
-        self._new_assignments.append({"hash": event.hash, "task_id": task_id, "owner": event.author,
-                                      "chunk": b["chunk"], "worker": b["worker"]})
-        chunk = self._chunk(task_id, event.author, b["chunk"])
+        key = (task_id, event.author, b["chunk"])
+        order = self._by_chunk.setdefault(key, [])
+        self.assignments[event.hash] = {"task_id": task_id, "owner": event.author, "chunk": b["chunk"],
+                                        "worker": b["worker"], "position": len(order), "verdict": None,
+                                        "reason": None, "verdict_hash": None, "ok": None, "result_hash": None,
+                                        "error": None, "usage": None}
+        order.append(event.hash)
+        self._dirty_assignments.add(event.hash)
+        chunk = self._chunk(*key)
         if chunk is not None:
-            # A re-assignment to the worker that already reported must not undo its report:
-            # whether that report arrives before or after it depends on the peer.
-            same = chunk["worker"] == b["worker"] and chunk["status"] in ("reported", "errored", "accepted")
-            if not same:
-                chunk.update(status="assigned", worker=b["worker"], error=None)
-            chunk["price"] = b["price"]
-            chunk["attempts"] += 1
+            chunk.update(worker=b["worker"], price=b["price"], attempts=chunk["attempts"] + 1)
+            self._derive(*key)
         if task["status"] not in TERMINAL:
             task["status"] = "running"
+
+    def _judged(self, event: Event, verdict: str, reason: str | None) -> None:
+        """Note the owner's verdict on its latest assignment of the chunk to the worker named
+        (the rules require one, in the owner's own chain, so it precedes the verdict)."""
+        b = event.body
+        for h in reversed(self._by_chunk.get((b["task_id"], event.author, b["chunk"]), [])):
+            a = self.assignments[h]
+            if a["worker"] == b["worker"]:
+                if a["verdict"] != "accepted":  # a payment, once made, is the assignment's last word
+                    a.update(verdict=verdict, reason=reason,
+                             verdict_hash=b.get("result_hash") if verdict == "accepted" else None)
+                    self._dirty_assignments.add(h)
+                return
+
+    def _derive(self, task_id: str, owner: str, index: int) -> None:
+        """A chunk's status, result and error from its assignments' verdicts and reports:
+        accepted once any assignment is (sticky; the result the owner named, else the report it
+        paid for); otherwise as the latest assignment stands: rejected, or its worker's report
+        (on this assignment, else on an earlier one of the same worker's, still unjudged), or
+        assigned. Which order a peer saw the owner's and the workers' events in plays no part."""
+        chunk = self._chunk(task_id, owner, index)
+        if chunk is None:
+            return
+        rows = [self.assignments[h] for h in self._by_chunk.get((task_id, owner, index), [])]
+        won = [a for a in rows if a["verdict"] == "accepted"]
+        fields: dict[str, Any] = {"status": "open", "result_hash": None, "error": None, "usage": None}
+        if won:
+            a = won[0]
+            fields.update(status="accepted", result_hash=a["verdict_hash"] or a["result_hash"], usage=a["usage"])
+        elif rows:
+            last = rows[-1]
+            if last["verdict"] == "rejected":
+                fields.update(status="rejected", result_hash=last["result_hash"], error=last["reason"],
+                              usage=last["usage"])
+            else:
+                report = next((a for a in reversed(rows) if a["worker"] == last["worker"] and a["ok"] is not None
+                               and (a is last or a["verdict"] is None)), None)
+                if report is None:
+                    fields["status"] = "assigned"
+                else:
+                    fields.update(status="reported" if report["ok"] else "errored",
+                                  **{c: report[c] for c in _REPORT_COLS if c != "ok"})
+        chunk.update(fields)
 
     def _accepted(self, task: dict[str, Any], event: Event) -> None:
         b = event.body
         chunk = self._chunk(b["task_id"], event.author, b["chunk"])
         if chunk is not None and chunk["status"] != "accepted":
-            chunk.update(status="accepted", payment=chunk["payment"] + b["payment"])
-            if b.get("result_hash"):
-                chunk["result_hash"] = b["result_hash"]
+            chunk["payment"] += b["payment"]
             task["chunks_done"] += 1
         task["paid"] += b["payment"]
+        self._judged(event, "accepted", None)
+        self._derive(b["task_id"], event.author, b["chunk"])
 
     def _rejected(self, task: dict[str, Any], event: Event) -> None:
         b = event.body
-        chunk = self._chunk(b["task_id"], event.author, b["chunk"])
-        if chunk is not None:
-            chunk.update(status="rejected", error=b["reason"])
+        self._judged(event, "rejected", b["reason"])
+        self._derive(b["task_id"], event.author, b["chunk"])
         task["chunks_failed"] += 1
 
     def _finished(self, task: dict[str, Any], event: Event) -> None:
@@ -219,17 +268,16 @@ class TasksProjection(Projection):
     def rows(self) -> dict[Any, list[dict[str, Any]]]:
         return {tasks: [dict(task_id=tid, **row) for tid, cands in self.candidates.items() for row in cands.values()],
                 chunks: [dict(task_id=k[0], owner=k[1], chunk=k[2], **v) for k, v in self.owner_chunks.items()],
-                task_assignments: [dict(hash=h, **dict(zip(_ASSIGNMENT_COLS, a, strict=False)))
-                                   for h, a in self.assignments.items()]}
+                task_assignments: [dict(hash=h, **a) for h, a in self.assignments.items()]}
 
     def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         tkeys, ckeys = sorted(self._dirty_tasks), sorted(self._dirty_chunks)
-        new = self._new_assignments
+        akeys = sorted(self._dirty_assignments)
         out: dict[Table, tuple[list[Any], list[dict[str, Any]]]] = {
             tasks: (tkeys, [dict(task_id=k[0], **self.candidates[k[0]][k[1]]) for k in tkeys]),
             chunks: (ckeys, [dict(task_id=k[0], owner=k[1], chunk=k[2], **self.owner_chunks[k]) for k in ckeys]),
-            task_assignments: ([a["hash"] for a in new], new)}
-        self._dirty_tasks, self._dirty_chunks, self._new_assignments = set(), set(), []
+            task_assignments: (akeys, [dict(hash=h, **self.assignments[h]) for h in akeys])}
+        self._dirty_tasks, self._dirty_chunks, self._dirty_assignments = set(), set(), set()
         return out
 
     def load(self, conn: Connection, offset: int) -> None:
@@ -239,8 +287,9 @@ class TasksProjection(Projection):
             self._submissions[row["submitted_hash"]] = (row["task_id"], row["owner"])
         for row in conn.execute(select(chunks)).mappings():
             self.owner_chunks[(row["task_id"], row["owner"], row["chunk"])] = {c: row[c] for c in _CHUNK_COLS}
-        for row in conn.execute(select(task_assignments)).mappings():
-            self.assignments[row["hash"]] = tuple(row[c] for c in _ASSIGNMENT_COLS)
+        for row in conn.execute(select(task_assignments).order_by(task_assignments.c.position)).mappings():
+            self.assignments[row["hash"]] = {c: row[c] for c in _ASSIGNMENT_COLS}
+            self._by_chunk.setdefault((row["task_id"], row["owner"], row["chunk"]), []).append(row["hash"])
         for task_id in self.candidates:
             self._crown(task_id)
 
@@ -252,7 +301,7 @@ class TasksProjection(Projection):
         for key in sorted(self.owner_chunks):
             yield [list(key), [self.owner_chunks[key][c] for c in _CHUNK_COLS]]
         for h in sorted(self.assignments):
-            yield [h, list(self.assignments[h])]
+            yield [h, [self.assignments[h][c] for c in _ASSIGNMENT_COLS]]
 
     # --------------------------------------------------------------- queries
     def task_of(self, task_id: str, owner: str | None = None) -> dict[str, Any] | None:
@@ -277,6 +326,15 @@ class TasksProjection(Projection):
         owner = task["owner"]
         return {i: self.owner_chunks[(task_id, owner, i)] for i in range(task["chunks_total"])
                 if (task_id, owner, i) in self.owner_chunks}
+
+    def workers_of(self, task_id: str, owner: str | None = None) -> list[str]:
+        """Every worker assigned any chunk of one candidate (the winner when `owner` is None),
+        sorted: with replicas a chunk has several, and its row names only the latest."""
+        task = self.task_of(task_id, owner)
+        if task is None:
+            return []
+        return sorted({a["worker"] for i in range(task["chunks_total"])
+                       for a in map(self.assignments.__getitem__, self._by_chunk.get((task_id, task["owner"], i), []))})
 
     def progress(self, task_id: str, owner: str | None = None) -> float:
         task = self.task_of(task_id, owner)
