@@ -52,8 +52,9 @@ async def bench_fresh(runs: int) -> float:
     return runs / (time.perf_counter() - t0)
 
 
-def bench_bare(runs: int) -> float:
-    """The baseline of a fresh start: the same interpreter, rlimited, with no isolation at all."""
+def bench_bare(runs: int, *flags: str) -> float:
+    """The baseline of a fresh start: the same interpreter, rlimited, with no isolation at all
+    (``flags``: "-S" to skip the site module as the sandbox does)."""
     import resource
     import subprocess
 
@@ -63,7 +64,8 @@ def bench_bare(runs: int) -> float:
 
     t0 = time.perf_counter()
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-I", "-B", "-c", "import sys; sys.stdout.write(sys.stdin.read())"],
+        out = subprocess.run([sys.executable, "-I", *flags, "-B", "-c",
+                              "import sys; sys.stdout.write(sys.stdin.read())"],
                              input=b"x" * 64, capture_output=True, preexec_fn=limits, check=True).stdout
         assert out == b"x" * 64
     return runs / (time.perf_counter() - t0)
@@ -93,15 +95,19 @@ def main() -> None:
     seq, conc = asyncio.run(bench_warm(args.jobs, args.workers))
     fresh = best(lambda n: asyncio.run(bench_fresh(n)), args.fresh)
     bare = best(bench_bare, args.fresh)
+    bare_s = best(lambda n: bench_bare(n, "-S"), args.fresh)
     ppe = bench_ppe(args.jobs, args.workers)
     print(f"warm sandboxed pool ({args.workers} workers), sequential awaits : {seq:9.0f} jobs/s")
     print(f"warm sandboxed pool ({args.workers} workers), {args.jobs} concurrent  : {conc:9.0f} jobs/s")
     print(f"fresh sandboxed process per job (process_isolation)   : {fresh:9.1f} jobs/s "
           f"({1000 / fresh:.1f} ms each)")
-    print(f"bare rlimited interpreter per job (no isolation)       : {bare:9.1f} jobs/s "
+    print(f"bare rlimited interpreter per job, python -I (no isolation): {bare:9.1f} jobs/s "
           f"({1000 / bare:.1f} ms each)")
-    print(f"hardened view adds to a fresh start                    : {1000 / fresh - 1000 / bare:9.1f} ms "
-          "(goal: <= 5 ms)")
+    print(f"bare rlimited interpreter per job, python -I -S            : {bare_s:9.1f} jobs/s "
+          f"({1000 / bare_s:.1f} ms each)")
+    print(f"the view's own cost (sandbox vs python -I -S)              : {1000 / fresh - 1000 / bare_s:9.1f} ms")
+    print(f"a fresh sandboxed start vs a bare python -I                : {1000 / fresh - 1000 / bare:+9.1f} ms "
+          "(goal: <= +5 ms)")
     print(f"ProcessPoolExecutor ({args.workers} workers, no sandbox)        : {ppe:9.0f} jobs/s")
 
 
