@@ -170,7 +170,7 @@ def _print_audit(report: dict[str, Any], operator: Peer, say: Callable[[str], No
         f"{to_credits(s['vouchers'], d)} + burnt {to_credits(s['burnt'], d)} -> "
         f"{'conserved' if report['conserved'] else 'NOT CONSERVED'}")
     say(f"forks: {len(report['forks'])}")
-    for acct in report["accounts"]:
+    for acct in sorted(report["accounts"], key=lambda a: (a["name"] or "", a["account"])):  # by name: stable
         say(f"  {acct['name'] or acct['account'][:16]:>10}  balance {to_credits(acct['balance'], d):>10.2f}  "
             f"earned {to_credits(acct['earned'], d):>7.2f}  spent {to_credits(acct['spent'], d):>7.2f}  "
             f"reputation {operator.runner['reputation'].score(acct['account']) / 1e6:.3f}")
