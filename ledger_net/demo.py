@@ -27,6 +27,7 @@ from .ledger.chain import Ledger
 from .ledger.encoding import canonical_bytes
 from .ledger.events import Event
 from .ledger.identity import Identity
+from .ledger.store import StoredEvent
 from .projections.runner import ProjectionRunner
 
 UNIT = 10**6
@@ -52,13 +53,23 @@ def _open_peer(data_dir: Path, name: str) -> Peer:
 
 
 def _sync(peers: list[Peer]) -> None:
-    """In-process anti-entropy: every peer ingests what the others hold."""
+    """In-process anti-entropy by heads, as the network does: a peer sends another only the part
+    of each chain the other lacks (the seqs after the other's head), in its own log order, which
+    is causal. The cost of a round follows what is new, not the size of the log."""
     for target in peers:
+        theirs = target.ledger.store.heads()
         for source in peers:
             if source is target:
                 continue
-            batch = [Event.from_wire(r.raw, r.sig) for r in source.ledger.stored()]
-            target.ledger.ingest(batch)
+            rows: list[StoredEvent] = []
+            for author, (seq, _) in source.ledger.store.heads().items():
+                have = theirs.get(author, (0, ""))[0]
+                if seq > have:
+                    rows.extend(source.ledger.store.chain_segment(author, have + 1, limit=seq - have))
+            if rows:
+                rows.sort(key=lambda r: r.offset)
+                target.ledger.ingest([Event.from_wire(r.raw, r.sig) for r in rows])
+                theirs = target.ledger.store.heads()
 
 
 def _receive_all(peer: Peer) -> None:
@@ -144,7 +155,9 @@ def run_demo(data_dir: str | Path, workers: int = 3, tasks: int = 3, say: Callab
 
     for peer in peers:
         peer.runner.flush()
+    audit_started = time.perf_counter()
     report = audit(operator.ledger, operator.runner)
+    report["audit_seconds"] = round(time.perf_counter() - audit_started, 3)
     hashes = {p.name: p.runner.state_hash() for p in peers}
     rebuilt = operator.runner.state_hash()
     operator.runner.rebuild()
@@ -177,4 +190,4 @@ def _print_audit(report: dict[str, Any], operator: Peer, say: Callable[[str], No
     say(f"state hash {report['state_hash'][:16]}…; all peers agree: {report['peers_agree']}; "
         f"rebuild equals incremental: {report['rebuild_matches']}")
     say(f"violations: {len(report['violations'])}  ->  {'AUDIT OK' if report['ok'] else 'AUDIT FAILED'} "
-        f"({report['seconds']} s)")
+        f"(audit {report['audit_seconds']} s; whole run {report['seconds']} s)")
