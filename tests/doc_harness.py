@@ -45,6 +45,7 @@ from pathlib import Path
 TAG = re.compile(r"^<!--\s*(run|norun):\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)(`{3,})\s*([\w+-]*)")
 PASTEABLE = {"python", "py", "bash", "sh", "shell", "console"}
+COMMANDS = ("ledger-net ", "python ", "pip ", "curl ", "alembic ", "bash ", "export ")
 KINDS = {"shell", "python", "output", "transcript", "file"}
 HEX = re.compile(r"[0-9a-f]{12,}")
 WHEN = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?Z?")  # a date and time of day
@@ -67,9 +68,10 @@ class Block:
         return f"{self.page}:{self.line}"
 
     def pasteable(self) -> bool:
-        """A block a reader would paste: code in a shell or Python, or a `$ command` transcript."""
+        """A block a reader would paste: code in a shell or Python, a `$ command` transcript, or
+        an untyped block whose first line is a command (`ledger-net …`, `python …`, …)."""
         first = self.text.lstrip("\n").split("\n", 1)[0]
-        return self.lang in PASTEABLE or first.startswith("$ ")
+        return self.lang in PASTEABLE or first.startswith("$ ") or (not self.lang and first.startswith(COMMANDS))
 
 
 class DocFormatError(AssertionError):
