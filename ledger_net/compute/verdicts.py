@@ -1,0 +1,72 @@
+"""One reported result, judged by the adaptive policy and the check, as a record an auditor re-derives.
+
+The owner's results policy calls :func:`judge` when a chunk result arrives: the worker's standing
+(from earlier verdicts) and the assignment's secret decide *replicate*, *check* or *trust*
+(:mod:`trust`); a *check* runs at once (:mod:`checks`). The returned record holds only strings,
+integers and booleans, for the verdict event: the revealed secret, the decision (action, rate,
+streak, lies) and the check's outcome. :func:`audit` is the auditor's side: from the assignment's
+commitment, the standing it derives from the same events, the payload and the result, it
+recomputes every part of the record and names whatever differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import TaskError
+from .checks import check_chunk, check_seed, checkable, commitment, verification_spec
+from .trust import DEFAULT_POLICY, REPLICATE, TRUST, Standing, TrustPolicy, decide
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """``action`` (replicate | check | trust); ``passed`` (None unless checked); the record to sign."""
+
+    action: str
+    passed: bool | None
+    record: dict[str, Any]
+
+
+def judge(task_type: str, config: Mapping[str, Any], payload: Mapping[str, Any], result: Any, result_hash: str,
+          secret: bytes, standing: Standing, blobs: Mapping[str, Any] | None = None,
+          policy: TrustPolicy = DEFAULT_POLICY) -> Judgement:
+    """Judge one reported result (payload and result unpacked). ``verification: none`` trusts it;
+    ``quorum`` replicates whenever the policy verifies; ``check`` checks then."""
+    spec = verification_spec(task_type, config)
+    record: dict[str, Any] = {"secret": secret.hex(), "mode": spec["mode"]}
+    if spec["mode"] == "none":
+        record["decision"] = {"action": TRUST, "rate_ppm": 0, "streak": standing.streak, "lies": standing.lies}
+        return Judgement(TRUST, None, record)
+    decision = decide(standing, secret, spec["mode"] == "check" and checkable(task_type, config), policy)
+    record["decision"] = decision.record()
+    if decision.action != "check":
+        return Judgement(decision.action, None, record)
+    outcome = check_chunk(task_type, payload, result, check_seed(secret, result_hash), spec, blobs)
+    record["check"] = outcome.record()
+    return Judgement(decision.action, outcome.passed, record)
+
+
+def audit(record: Mapping[str, Any], commit: str, task_type: str, config: Mapping[str, Any],
+          payload: Mapping[str, Any], result: Any, result_hash: str, standing: Standing,
+          blobs: Mapping[str, Any] | None = None, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
+    """What in a verdict's record does not follow from the events (empty: it all does)."""
+    try:
+        secret = bytes.fromhex(str(record.get("secret", "")))
+    except ValueError:
+        return ["the revealed secret is not hex"]
+    if commitment(secret) != commit:
+        return ["the revealed secret does not match the assignment's commitment"]
+    try:
+        again = judge(task_type, config, payload, result, result_hash, secret, standing, blobs, policy)
+    except TaskError as exc:
+        return [f"the check cannot be re-run: {exc}"]
+    problems = []
+    for key in ("mode", "decision", "check"):
+        if record.get(key) != again.record.get(key):
+            problems.append(f"{key}: recorded {record.get(key)!r}, re-derived {again.record.get(key)!r}")
+    return problems
+
+
+__all__ = ["REPLICATE", "Judgement", "audit", "judge"]
