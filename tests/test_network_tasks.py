@@ -289,7 +289,8 @@ async def test_a_worker_killed_mid_task_does_not_stop_the_task(cluster: Cluster)
     assert status["status"] == "completed", status
     assert (await owner.get_task_result(task_id))["stdout"] == "done\n"
     survivor = next(n for n in cluster.live() if n is not owner)
-    assert status["workers"] == [survivor.ledger.node_id]  # the chunk's current worker
+    # every worker the chunk had, the victim included (issue 12: not only the chunk's current one)
+    assert status["workers"] == sorted([first, survivor.ledger.node_id])
     assigned = events_of(owner, "task.assigned", task_id)
     assert [b["worker"] for _, b in assigned] == [first, survivor.ledger.node_id]
     results = events_of(owner, "task.chunk_result", task_id)
