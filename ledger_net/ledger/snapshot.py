@@ -21,6 +21,7 @@ re-judges the whole log, so:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import inspect
 import zlib
@@ -36,8 +37,10 @@ from .rules import LedgerState
 
 FORMAT = 1
 _I64 = (-(2**63), 2**63 - 1)
-# Dataclasses the state may hold, by name (anything else is refused).
+# Dataclasses the state may hold, by name (anything else is refused), and their fields in
+# order: a snapshot stores a dataclass's values by position and names the fields once.
 _CLASSES: dict[str, type] = {c.__name__: c for c in (rules.Account, rules.Assignment)}
+_FIELDS: dict[str, list[str]] = {name: [f.name for f in dataclasses.fields(c)] for name, c in _CLASSES.items()}
 
 
 class SnapshotError(ValueError):
@@ -95,8 +98,8 @@ def _enc(value: Any) -> Any:
         return ["l", [_enc(v) for v in value]]
     if kind is Event:
         return ["E", value.raw.hex(), value.sig.hex(), value.hash]
-    if dataclasses.is_dataclass(value) and _CLASSES.get(kind.__name__) is kind:
-        return ["D", kind.__name__, [[f.name, _enc(getattr(value, f.name))] for f in dataclasses.fields(value)]]
+    if _CLASSES.get(kind.__name__) is kind:
+        return ["D", kind.__name__, [_enc(getattr(value, name)) for name in _FIELDS[kind.__name__]]]
     raise SnapshotError(f"the judge's state holds a {kind.__name__}, which snapshots do not know")
 
 
@@ -119,32 +122,49 @@ def _dec(value: Any) -> Any:
     if tag == "E":
         return Event.from_stored(bytes.fromhex(payload), bytes.fromhex(value[2]), value[3])
     if tag == "D":
-        cls = _CLASSES[payload]
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {name: _dec(v) for name, v in value[2]}
-        if set(values) != fields:
-            raise SnapshotError(f"snapshot {payload} fields differ from the rules' ({sorted(set(values) ^ fields)})")
-        return cls(**values)
+        values = value[2]
+        if len(values) != len(_FIELDS[payload]):
+            raise SnapshotError(f"snapshot {payload} has {len(values)} fields, the rules' {len(_FIELDS[payload])}")
+        return _CLASSES[payload](*[_dec(v) for v in values])
     raise SnapshotError(f"unknown snapshot tag {tag!r}")
+
+
+class _NoGC:
+    """Cyclic GC off while (de)coding: a snapshot is ~30 containers per account, and the
+    collections those allocations trigger cost 4x the decoding itself (measured: 0.53 s
+    against 0.13 s for orjson.loads of a 10k-account state); nothing here makes cycles."""
+
+    def __enter__(self) -> None:
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was:
+            gc.enable()
 
 
 def encode_state(state: LedgerState) -> bytes:
     """The state as canonical bytes (attribute order fixed, insertion order of dicts kept)."""
     attrs = vars(state)
-    return orjson.dumps([FORMAT, [[name, _enc(attrs[name])] for name in sorted(attrs)]])
+    with _NoGC():
+        return orjson.dumps([FORMAT, _FIELDS, [[name, _enc(attrs[name])] for name in sorted(attrs)]])
 
 
 def decode_state(payload: bytes) -> LedgerState:
-    """Rebuild a state from `encode_state` bytes; refuses attributes a fresh state lacks or has."""
-    try:
-        fmt, items = orjson.loads(payload)
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-        raise SnapshotError(f"snapshot is not readable ({exc})") from None
-    if fmt != FORMAT:
-        raise SnapshotError(f"snapshot format {fmt}, this code reads {FORMAT}")
-    state = LedgerState()
-    expected = set(vars(state))
-    values = {name: _dec(v) for name, v in items}
+    """Rebuild a state from `encode_state` bytes; refuses attributes or dataclass fields
+    other than those of the current rules."""
+    with _NoGC():
+        try:
+            fmt, fields, items = orjson.loads(payload)
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            raise SnapshotError(f"snapshot is not readable ({exc})") from None
+        if fmt != FORMAT:
+            raise SnapshotError(f"snapshot format {fmt}, this code reads {FORMAT}")
+        if fields != _FIELDS:
+            raise SnapshotError(f"snapshot dataclass fields {fields} differ from the rules' {_FIELDS}")
+        state = LedgerState()
+        expected = set(vars(state))
+        values = {name: _dec(v) for name, v in items}
     if set(values) != expected:
         raise SnapshotError(f"snapshot attributes differ from the rules' ({sorted(set(values) ^ expected)})")
     for name, v in values.items():
