@@ -1,8 +1,16 @@
-"""The owner's bookkeeping (execution/owner.py) without a network: quorum verdicts."""
+"""The owner's bookkeeping (execution/owner.py) and chunk verdicts (execution/results.py) without
+a network: quorum verdicts."""
 
 from __future__ import annotations
 
+from ledger_net.execution import results
 from ledger_net.execution.owner import Attempt, ChunkWork, OwnedTask
+
+
+def judge(owned: OwnedTask, chunk: ChunkWork) -> tuple[str, list[Attempt], list[Attempt]]:
+    """The verdict on ``chunk`` as memory stands, with the attempts that won and lost."""
+    outcome, winners, losers = results.verdict(chunk, owned.quorum)
+    return outcome, [r.attempt for r in winners], [r.attempt for r in losers]
 
 
 def task(replicas: int, quorum: int) -> tuple[OwnedTask, ChunkWork]:
@@ -24,9 +32,9 @@ def test_quorum_waits_for_every_replica_before_judging() -> None:
     attempt(chunk, "a", "h1")
     attempt(chunk, "b", "h1")
     late = attempt(chunk, "c", None, ok=None)  # still running
-    assert owned.verdict(chunk) == ("wait", [], [])
+    assert judge(owned, chunk) == ("wait", [], [])
     late.ok, late.result_hash = True, "h2"  # a different (wrong) answer arrives
-    verdict, winners, losers = owned.verdict(chunk)
+    verdict, winners, losers = judge(owned, chunk)
     assert verdict == "accept"
     assert [a.worker for a in winners] == ["a", "b"] and [a.worker for a in losers] == ["c"]
 
@@ -37,7 +45,7 @@ def test_quorum_accepts_once_a_silent_replica_timed_out() -> None:
     attempt(chunk, "b", "h1")
     dead = attempt(chunk, "c", None, ok=None)
     dead.ok, dead.error = False, "timed out"
-    verdict, winners, losers = owned.verdict(chunk)
+    verdict, winners, losers = judge(owned, chunk)
     assert verdict == "accept" and [a.worker for a in losers] == ["c"]
 
 
@@ -46,12 +54,12 @@ def test_quorum_out_of_reach_retries() -> None:
     attempt(chunk, "a", "h1")
     attempt(chunk, "b", "h2")
     attempt(chunk, "c", None, ok=False)
-    verdict, _, losers = owned.verdict(chunk)
+    verdict, _, losers = judge(owned, chunk)
     assert verdict == "retry" and [a.worker for a in losers] == ["c"]
-    assert owned.missing_attempts(chunk) == 1
+    assert results.missing_attempts(chunk, owned.quorum) == 1
 
 
 def test_single_replica_accepts_its_result() -> None:
     owned, chunk = task(1, 1)
     attempt(chunk, "a", "h1")
-    assert owned.verdict(chunk)[0] == "accept"
+    assert judge(owned, chunk)[0] == "accept"

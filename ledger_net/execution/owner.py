@@ -1,6 +1,6 @@
-"""The owner's side of a task: what it submitted, who bid, who runs which chunk,
-which results agree, and what to pay. Pure bookkeeping, driven by events; the
-engine turns its decisions into signed events."""
+"""The owner's memory of a task: what it submitted, who bid, who runs which chunk, which
+results came back and which were paid. Pure bookkeeping, changed only by committed events
+(observed, or an ``Emit``'s ``on_commit``); owner_policy.py and results.py decide from it."""
 
 from __future__ import annotations
 
@@ -90,34 +90,3 @@ class OwnedTask:
                 if attempt.assignment == assignment:
                     return chunk, attempt
         return None
-
-    def verdict(self, chunk: ChunkWork) -> tuple[str, list[Attempt], list[Attempt]]:
-        """('accept', winners, losers) once a quorum agrees and no replica is still out; ('retry', [], losers) when
-        the reported results cannot reach one; ('wait', [], []) otherwise."""
-        reported = chunk.reported()
-        good = [a for a in reported if a.ok]
-        groups: dict[str, list[Attempt]] = {}
-        for a in good:
-            groups.setdefault(a.result_hash or "", []).append(a)
-        need = self.quorum
-        outstanding = len(chunk.open_attempts())
-        for attempts in sorted(groups.values(), key=lambda g: (-len(g), g[0].worker)):
-            # Judge only once every replica has reported or timed out: a result that
-            # would disagree with the quorum must not slip through unjudged (unpaid, yet
-            # without the complaint it earned) because two others were faster.
-            if len(attempts) >= need and not outstanding:
-                losers = [a for a in reported if a not in attempts]
-                return "accept", attempts, losers
-        best = max((len(g) for g in groups.values()), default=0)
-        if best + outstanding < need:
-            return "retry", [], [a for a in reported if not a.ok]
-        return "wait", [], []
-
-    def missing_attempts(self, chunk: ChunkWork) -> int:
-        """How many more workers a chunk needs for a quorum to be still reachable."""
-        good: dict[str, int] = {}
-        for a in chunk.reported():
-            if a.ok:
-                good[a.result_hash or ""] = good.get(a.result_hash or "", 0) + 1
-        best = max(good.values(), default=0)
-        return max(0, self.quorum - best - len(chunk.open_attempts()))

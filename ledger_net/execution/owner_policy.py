@@ -1,0 +1,385 @@
+"""The owner's policy: collect bids, route chunks, judge results (results.py), pay, reassign,
+and close the task. ``(state, event) → decisions`` by a dispatch table on the event's type
+(like ``ledger/rules.py``), and ``look(state, view, now) → decisions`` for the clock's part
+(quote windows, deadlines). No I/O: what it must know of the ledger, the projections and the
+blob store it asks an `OwnerView`; the loop signs what it decides.
+
+Memory of the owner's own decisions changes only in an ``Emit``'s ``on_commit``: an attempt
+exists once its assignment is signed, a chunk is settled once its payment is, a task is
+closed once its closing event is. Within one step the policy counts what it has just decided
+(load per worker, replicas per chunk, payments before a refund) itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from ..core.node import Capabilities
+from ..errors import LedgerError, TaskError
+from ..ledger.events import Event
+from ..market.routing import Bid as RouterBid
+from . import results
+from .decisions import Decision, Decisions, Emit, Fetch, Notify
+from .owner import Attempt, Bid, ChunkWork, OwnedTask
+
+log = logging.getLogger(__name__)
+
+TICK = 0.05
+# The owner waits this long beyond a chunk's timeout before it gives up on the worker: the
+# worker's sandbox enforces the timeout itself and its report (with the precise reason, e.g.
+# "cpu time limit exceeded") still has to travel; giving up at the same instant races it.
+REPORT_GRACE = 2.0
+
+
+class OwnerView(Protocol):
+    """What the owner policy reads beyond its own memory (the ledger's state, projections, blobs)."""
+
+    me: str
+
+    @property
+    def quote_window(self) -> float: ...
+    @property
+    def frozen(self) -> Container[str]: ...
+    def escrow(self, task_id: str) -> int | None: ...
+    def rated(self, task_id: str, worker: str) -> bool: ...
+    def expected_bidders(self) -> set[str]: ...
+    def verify_quote(self, body: dict[str, Any]) -> bool: ...
+    def router_bids(self, bids: list[Bid]) -> list[RouterBid]: ...
+    def route(self, indexes: list[int], bids: list[RouterBid], requirements: dict[str, Any], *, replicas: int,
+              current_load: dict[str, int], max_price: int) -> Mapping[int, list[str]]: ...
+    def no_offer_hint(self, task: OwnedTask) -> str: ...
+    def restore(self, event: Event) -> OwnedTask | None: ...
+    def has_result(self, result_hash: str) -> bool: ...
+    def answer(self, task: OwnedTask, accepted: dict[int, Attempt]) -> dict[str, Any]: ...
+
+
+@dataclass
+class OwnerState:
+    me: str
+    owned: dict[str, OwnedTask] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)  # owned tasks an event touched since the last look
+    blocked: set[str] = field(default_factory=set)  # owned tasks that found every usable worker full
+    capacity_freed: bool = False
+    next_scan: float = 0.0
+    # Per look: open load per worker, and routing questions that found every worker full.
+    tick_load: dict[str, int] | None = None
+    tick_full: set[tuple[Any, ...]] = field(default_factory=set)
+
+    def touch(self, task_id: str, frees_capacity: bool = False) -> None:
+        if task_id in self.owned:
+            self.dirty.add(task_id)
+        if frees_capacity:
+            self.capacity_freed = True
+
+
+# ---------------------------------------------------------------- observing
+Handler = Callable[[OwnerState, OwnerView, Event, bool], list[Decision]]
+FREES_CAPACITY = frozenset({"task.chunk_result", "task.completed", "task.failed", "task.cancelled"})
+
+
+def observe(state: OwnerState, view: OwnerView, event: Event, replay: bool = False) -> list[Decision]:
+    """Take in one committed event: touch its task, then hand it to the handler for its type."""
+    if event.type.startswith("task.") and "task_id" in event.body:
+        state.touch(event.body["task_id"], frees_capacity=event.type in FREES_CAPACITY)
+    handler = HANDLERS.get(event.type)
+    return handler(state, view, event, replay) if handler is not None else []
+
+
+def _mine(state: OwnerState, event: Event) -> OwnedTask | None:
+    return state.owned.get(event.body["task_id"]) if event.author == state.me else None
+
+
+def _submitted(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    if replay and event.author == state.me and event.body["task_id"] not in state.owned:
+        task = view.restore(event)
+        if task is not None:
+            state.owned[task.task_id] = task
+    return []
+
+
+def _quote(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    b = event.body
+    task = state.owned.get(b["task_id"])
+    # A bid is for the submission it names: another owner may use the same task id.
+    if task is not None and task.state == "quoting" and task.submitted in event.deps:
+        if view.verify_quote(b):  # the price must follow from the inputs it names
+            task.bids[event.author] = Bid(event.author, b["price"], event.hash, b["inputs"])
+        else:
+            log.warning("task %s: ignoring %s's quote: its price does not follow from its inputs",
+                        b["task_id"], event.author[:16])
+    return []
+
+
+def _assigned(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    # Live, the assignment's on_commit made the attempt (with its deadline); the replay makes it here.
+    b = event.body
+    task = _mine(state, event)
+    if task is not None and replay and b["chunk"] < len(task.chunks):
+        if task.attempt_by_assignment(event.hash) is None:
+            task.chunks[b["chunk"]].attempts.append(Attempt(b["worker"], event.hash, b["price"], 0.0))
+        task.state = "running"
+    return []
+
+
+def _result(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    b = event.body
+    task = state.owned.get(b["task_id"])
+    if task is None:
+        return []
+    if b["ok"] and b.get("result") is None and b.get("result_hash") and not view.has_result(b["result_hash"]):
+        return [Fetch(task.task_id, event)]  # judge a result only once it is here: its worker serves it
+    record_result(task, event)
+    return []
+
+
+def record_result(task: OwnedTask, event: Event, body: dict[str, Any] | None = None) -> None:
+    """Note a worker's report on the attempt it answers (``body`` overrides the event's)."""
+    b = body if body is not None else event.body
+    for dep in event.deps:
+        found = task.attempt_by_assignment(dep)
+        if found and found[1].worker == event.author and found[1].ok is None:
+            attempt = found[1]
+            attempt.ok, attempt.error = b["ok"], b.get("error")
+            attempt.result_hash, attempt.result, attempt.event = b.get("result_hash"), b.get("result"), event.hash
+
+
+def _accepted(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    b = event.body
+    task = _mine(state, event)
+    if task is not None and b["chunk"] < len(task.chunks):
+        chunk = task.chunks[b["chunk"]]
+        for attempt in chunk.attempts:
+            if attempt.worker == b["worker"] and attempt.ok and attempt not in chunk.accepted:
+                chunk.accepted.append(attempt)
+                break
+        if len(chunk.accepted) >= task.quorum:
+            chunk.settled = True
+    return []
+
+
+def _rejected(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    b = event.body
+    task = _mine(state, event)
+    if task is not None and b["chunk"] < len(task.chunks):
+        task.chunks[b["chunk"]].rejected_workers.add(b["worker"])
+    return []
+
+
+def _closed(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    task = _mine(state, event)
+    if task is not None:
+        task.state = "closed"
+    return [Notify(event.body["task_id"], event.type.split(".")[1])]
+
+
+HANDLERS: dict[str, Handler] = {
+    "task.submitted": _submitted, "task.quote": _quote, "task.assigned": _assigned, "task.chunk_result": _result,
+    "task.chunk_accepted": _accepted, "task.chunk_rejected": _rejected, "task.completed": _closed,
+    "task.failed": _closed, "task.cancelled": _closed}
+
+
+# ---------------------------------------------------------------- acting
+def look(state: OwnerState, view: OwnerView, now: float) -> list[Decision]:
+    """The owner's step: route tasks whose quoting is over, judge and pay running ones, close
+    what is done. Only the tasks an event touched, those waiting for capacity when some freed
+    up, and every task once per TICK (deadlines) are looked at."""
+    state.tick_load = open_load(state, view, now)  # once per look, not per assignment
+    state.tick_full = set()
+    out = Decisions()
+    for task in _tasks_to_look_at(state, now):
+        if task.state == "closed" or view.escrow(task.task_id) is None:
+            del state.owned[task.task_id]  # nothing left to do for it; the ledger keeps its story
+            continue
+        if task.waiting in state.tick_full:
+            state.blocked.add(task.task_id)
+            continue  # nothing out, and the workers it may use are full: nothing can change for it
+        routed = route(state, view, task, now, out) if task.state == "quoting" else False
+        if task.state == "running" and not routed:
+            advance(state, view, task, now, out)
+    state.tick_load = None
+    return out.items
+
+
+def _tasks_to_look_at(state: OwnerState, now: float) -> list[OwnedTask]:
+    chosen: set[str] | None
+    if now >= state.next_scan:
+        state.next_scan = now + TICK
+        chosen = None
+    else:
+        chosen = state.dirty
+        if state.capacity_freed:
+            chosen |= state.blocked
+            state.blocked = set()
+    state.dirty, state.capacity_freed = set(), False
+    if chosen is None:
+        return list(state.owned.values())
+    return [task for task_id, task in state.owned.items() if task_id in chosen]
+
+
+def open_load(state: OwnerState, view: OwnerView, now: float) -> dict[str, int]:
+    """Chunks this node has assigned and not yet seen reported (nor given up on), per worker."""
+    load: dict[str, int] = {}
+    for task in state.owned.values():
+        if task.state != "running":
+            continue
+        for chunk in task.chunks:
+            for r in results.open_replicas(chunk, now, view.frozen):
+                load[r.worker] = load.get(r.worker, 0) + 1
+    return load
+
+
+def close(view: OwnerView, task_id: str, kind: str, body: dict[str, Any], out: Decisions,
+          task: OwnedTask | None = None) -> None:
+    """End a task, refunding what its escrow keeps after the payments already decided; the task
+    (``task``, when this node drives it) is closed in memory once the event is signed."""
+    escrow = view.escrow(task_id)
+    if escrow is None or out.closes(task_id):
+        return
+
+    def commit(_: Event) -> None:
+        if task is not None:
+            task.state = "closed"
+    out.add(Emit(kind, {"task_id": task_id, "refund": escrow - out.payments(task_id), **body}, (), commit))
+    log.info("task %s %s%s", task_id, kind.split(".")[1],
+             f": {str(body['reason'])[:200]}" if body.get("reason") else "")
+
+
+def usable_bids(view: OwnerView, task: OwnedTask) -> list[Bid]:
+    return [b for b in task.bids.values() if b.price <= task.per_chunk_cap and b.worker not in view.frozen]
+
+
+def route(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: Decisions) -> bool:
+    """Once the quote window is over (or every expected bidder has bid), give every chunk its
+    replicas; fail the task when nobody offers. True when it decided anything."""
+    if not task.seen:
+        # The quoting window runs from when the engine first sees the task: a busy
+        # submitter must not starve its own bidders of their chance.
+        task.seen = True
+        task.quote_deadline = max(task.quote_deadline, now + view.quote_window)
+    if now < task.quote_deadline and not view.expected_bidders() <= set(task.bids):
+        return False
+    bids = usable_bids(view, task)
+    if not bids:
+        if now < task.quote_deadline + max(2.0, 4 * view.quote_window):
+            return False  # give slow peers a little longer
+        reason = (f"no node will run it at max_price: {len(task.bids)} bid(s), none at or below "
+                  f"{task.per_chunk_cap} base units per chunk") if task.bids else \
+            "no node able to run this task made an offer" + view.no_offer_hint(task)
+        close(view, task.task_id, "task.failed", {"reason": reason}, out, task)
+        return True
+    task.state = "running"  # the routing decision itself: no event of its own
+    return assign(state, view, task, [c.index for c in task.chunks], bids, task.replicas, now, out) > 0
+
+
+def advance(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: Decisions) -> None:
+    """Judge a running task's chunks, reassign what needs it, and complete it once every chunk
+    is settled (this step's payments included)."""
+    settled = results.settle(task, now, me=state.me, frozen=view.frozen, rated=view.rated)
+    out.extend(settled.emits)
+    if settled.failure is not None:
+        close(view, task.task_id, "task.failed", {"reason": settled.failure}, out, task)
+        return
+    if settled.retry:
+        reassign(state, view, task, settled.retry, now, out)
+        return
+    if not all(c.settled or c.index in settled.accepted for c in task.chunks):
+        return
+    praise = [results.feedback(task.task_id, w, True) for w in sorted(results.paid_workers(task, settled.emits))
+              if w != state.me and w not in view.frozen and not view.rated(task.task_id, w)]
+    out.extend(praise)
+    try:
+        body = view.answer(task, settled.accepted)
+    except (TaskError, LedgerError, KeyError, ValueError, TypeError) as exc:  # missing or malformed results
+        reason = f"results could not be aggregated: {exc}"[:4000]
+        close(view, task.task_id, "task.failed", {"reason": reason}, out, task)
+        return
+    close(view, task.task_id, "task.completed", body, out, task)
+
+
+def reassign(state: OwnerState, view: OwnerView, task: OwnedTask, retry: dict[int, int], now: float,
+             out: Decisions) -> None:
+    bids = usable_bids(view, task)
+    for index, count in retry.items():
+        chunk = task.chunks[index]
+        candidates = [b for b in bids if b.worker not in chunk.tried_workers()]
+        if not candidates and chunk.attempts:
+            last = next((r.error for r in reversed(results.replicas(chunk, now, view.frozen)) if r.error),
+                        "no valid result")
+            close(view, task.task_id, "task.failed",
+                  {"reason": f"chunk {index} failed and no other node can take it: {last}"[:4000]}, out, task)
+            return
+        assign(state, view, task, [index], candidates, count, now, out)
+
+
+def eligibility(requirements: dict[str, Any]) -> dict[str, Any]:
+    """The requirements that decide who may run a chunk. ledger_net's ML runtimes are numpy
+    on the CPU, so `gpu_percent` is a preference (GPU nodes rank first by price and
+    capability), not a hard filter; `max_price` is the owner's budget, not a capability."""
+    return {k: v for k, v in requirements.items() if k in ("cpu_percent", "ram_gb", "disk_gb", "timeout_seconds",
+                                                           "sandbox_type", "task_type")}
+
+
+def slots_of(caps: Capabilities | Mapping[str, Any]) -> int:
+    """How many chunks a worker runs at once, as it signed it into the ledger (at least 1)."""
+    value = caps.max_concurrent_tasks if isinstance(caps, Capabilities) else caps.get("max_concurrent_tasks", 1)
+    return max(1, int(value or 1))
+
+
+def assign(state: OwnerState, view: OwnerView, task: OwnedTask, indexes: list[int], bids: list[Bid],
+           replicas: int, now: float, out: Decisions) -> int:
+    """Route ``replicas`` workers to each chunk of ``indexes``; how many assignments it decided."""
+    load = state.tick_load if state.tick_load is not None else open_load(state, view, now)
+    question: tuple[Any, ...] = (frozenset(b.worker for b in bids), frozenset(), task.per_chunk_cap,
+                orjson.dumps(eligibility(task.requirements), option=orjson.OPT_SORT_KEYS))
+    if question in state.tick_full:
+        _mark_waiting(task, question)
+        state.blocked.add(task.task_id)
+        return 0  # the same workers were already full this look; loads only grow within it
+    router_bids = view.router_bids(bids)
+    plan = view.route(indexes, router_bids, eligibility(task.requirements), replicas=replicas,
+                      current_load=load, max_price=task.per_chunk_cap)
+    slots = {b.worker: slots_of(b.capabilities) for b in router_bids}
+    submitted = task.submitted
+    assert submitted is not None, "a task is routed only after its submission is committed"
+    assigned = 0
+    for index in indexes:
+        chunk = task.chunks[index]
+        for n, worker in enumerate(plan.get(index, [])):
+            bid = task.bids[worker]
+            body: dict[str, Any] = {"task_id": task.task_id, "chunk": index, "worker": worker, "price": bid.price,
+                                    "attempt": len(chunk.attempts) + n}
+            if chunk.payload_hash:
+                body["payload_hash"] = chunk.payload_hash
+            else:
+                body["payload"] = chunk.payload
+            # A chunk queued behind others at its worker may wait their turns before its own timeout.
+            turns = 1 + load.get(worker, 0) // slots.get(worker, 1)
+            attempt = Attempt(worker, "", bid.price, now + task.timeout * turns + REPORT_GRACE)
+            out.add(Emit("task.assigned", body, (submitted, bid.quote_hash), _bind(chunk, attempt)))
+            load[worker] = load.get(worker, 0) + 1
+            assigned += 1
+    if not assigned:
+        state.tick_full.add(question)
+        _mark_waiting(task, question)
+        state.blocked.add(task.task_id)
+        return 0
+    task.waiting = None
+    return assigned
+
+
+def _bind(chunk: ChunkWork, attempt: Attempt) -> Callable[[Event], None]:
+    def commit(event: Event) -> None:
+        attempt.assignment = event.hash
+        chunk.attempts.append(attempt)  # the attempt exists once its assignment is signed
+    return commit
+
+
+def _mark_waiting(task: OwnedTask, question: tuple[Any, ...]) -> None:
+    """A task with nothing out that found its workers full waits, unlooked at, while they stay full."""
+    if not any(chunk.open_attempts() for chunk in task.chunks):
+        task.waiting = question

@@ -1,0 +1,166 @@
+"""Chunk verdicts: which replicas of a chunk win, which lose, and what the owner signs for it.
+
+Pure: a chunk's attempts, the time and who is frozen in, decisions out (``task.chunk_accepted``
+with the payment, ``task.chunk_rejected`` with a complaint, a retry count, or the task's
+failure). A replica that is late or whose worker is a proven forker is judged failed *for this
+verdict* without touching memory: memory learns it when the rejection commits, and until then
+every step re-derives the same judgement from the same deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+
+from ..ledger.events import Event
+from .decisions import Emit
+from .owner import Attempt, ChunkWork, OwnedTask
+
+PPM = 1_000_000
+NEVER = float("inf")
+
+
+@dataclass(frozen=True)
+class Replica:
+    """An attempt as judged now: its report, or its expiry (late, or its worker frozen)."""
+
+    attempt: Attempt
+    ok: bool | None
+    error: str | None
+
+    @property
+    def worker(self) -> str:
+        return self.attempt.worker
+
+
+def replicas(chunk: ChunkWork, now: float = -NEVER, frozen: Container[str] = ()) -> list[Replica]:
+    """Every attempt of ``chunk`` as judged at ``now``."""
+    out = []
+    for a in chunk.attempts:
+        ok, error = a.ok, a.error
+        if ok is None and a.worker not in chunk.rejected_workers:
+            if a.worker in frozen:
+                ok, error = False, "worker is a proven forker"
+            elif now > a.deadline:
+                ok, error = False, "timed out"
+        out.append(Replica(a, ok, error))
+    return out
+
+
+def open_replicas(chunk: ChunkWork, now: float = -NEVER, frozen: Container[str] = ()) -> list[Replica]:
+    """Attempts still out: not reported, not expired, their worker not rejected."""
+    return [r for r in replicas(chunk, now, frozen) if r.ok is None and r.worker not in chunk.rejected_workers]
+
+
+def verdict(chunk: ChunkWork, quorum: int, now: float = -NEVER,
+            frozen: Container[str] = ()) -> tuple[str, list[Replica], list[Replica]]:
+    """('accept', winners, losers) once a quorum agrees and no replica is still out; ('retry', [], losers)
+    when the reported results cannot reach one; ('wait', [], []) otherwise."""
+    judged = replicas(chunk, now, frozen)
+    reported = [r for r in judged if r.ok is not None]
+    groups: dict[str, list[Replica]] = {}
+    for r in reported:
+        if r.ok:
+            groups.setdefault(r.attempt.result_hash or "", []).append(r)
+    outstanding = len([r for r in judged if r.ok is None and r.worker not in chunk.rejected_workers])
+    for group in sorted(groups.values(), key=lambda g: (-len(g), g[0].worker)):
+        # Judge only once every replica has reported or timed out: a result that
+        # would disagree with the quorum must not slip through unjudged (unpaid, yet
+        # without the complaint it earned) because two others were faster.
+        if len(group) >= quorum and not outstanding:
+            return "accept", group, [r for r in reported if r not in group]
+    best = max((len(g) for g in groups.values()), default=0)
+    if best + outstanding < quorum:
+        return "retry", [], [r for r in reported if not r.ok]
+    return "wait", [], []
+
+
+def missing_attempts(chunk: ChunkWork, quorum: int, now: float = -NEVER, frozen: Container[str] = ()) -> int:
+    """How many more workers a chunk needs for a quorum to be still reachable."""
+    good: dict[str, int] = {}
+    for r in replicas(chunk, now, frozen):
+        if r.ok:
+            good[r.attempt.result_hash or ""] = good.get(r.attempt.result_hash or "", 0) + 1
+    best = max(good.values(), default=0)
+    return max(0, quorum - best - len(open_replicas(chunk, now, frozen)))
+
+
+def feedback(task_id: str, worker: str, positive: bool) -> Emit:
+    return Emit("reputation.feedback", {"subject": worker, "task_id": task_id, "positive": positive,
+                                        "quality_ppm": PPM if positive else 0, "weight_ppm": PPM})
+
+
+@dataclass
+class Settlement:
+    """What one look at a running task decided: events, chunks to reassign (index → how many
+    workers), the failure that ends it, and each chunk's accepted attempt (settled before or now)."""
+
+    emits: list[Emit] = field(default_factory=list)
+    retry: dict[int, int] = field(default_factory=dict)
+    failure: str | None = None
+    accepted: dict[int, Attempt] = field(default_factory=dict)
+
+
+def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
+           rated: Callable[[str, str], bool]) -> Settlement:
+    """Judge every unsettled chunk of ``task``: complaints and rejections for losers, payment for
+    winners, retries while a quorum is reachable, failure once a chunk used up its attempts."""
+    out = Settlement()
+    complained: set[str] = set()
+    for chunk in task.unsettled():
+        outcome, winners, losers = verdict(chunk, task.quorum, now, frozen)
+        for loser in losers:
+            if loser.worker in chunk.rejected_workers:
+                continue
+            out.emits.append(Emit("task.chunk_rejected", {
+                "task_id": task.task_id, "chunk": chunk.index, "worker": loser.worker,
+                "reason": (loser.error or "result lost the quorum")[:4000]}, (),
+                _rejected(chunk, loser)))
+            if loser.worker != me and loser.worker not in complained and not rated(task.task_id, loser.worker):
+                complained.add(loser.worker)  # once per task and subject
+                out.emits.append(feedback(task.task_id, loser.worker, False))
+        if outcome == "accept":
+            payable = [w.attempt for w in winners if w.worker not in frozen]
+            for winner in payable:
+                out.emits.append(Emit("task.chunk_accepted", {
+                    "task_id": task.task_id, "chunk": chunk.index, "worker": winner.worker,
+                    "payment": winner.price, "result_hash": winner.result_hash},
+                    tuple(x for x in (winner.event,) if x), _accepted(chunk, winner)))
+            if payable:
+                out.accepted[chunk.index] = payable[0]
+            else:
+                chunk.settled = True  # nobody to pay (every winner frozen): nothing to sign, nothing refused
+        elif outcome == "retry" or missing_attempts(chunk, task.quorum, now, frozen):
+            failed = [r for r in replicas(chunk, now, frozen) if r.ok is False]
+            if len(failed) >= task.max_attempts * task.replicas:
+                last = next((r.error for r in reversed(failed) if r.error), "no valid result")
+                out.failure = f"chunk {chunk.index} failed after {len(chunk.attempts)} attempts: {last}"[:4000]
+                return out
+            out.retry[chunk.index] = max(1, missing_attempts(chunk, task.quorum, now, frozen))
+    for chunk in task.chunks:
+        if chunk.settled and chunk.accepted:
+            out.accepted.setdefault(chunk.index, chunk.accepted[0])
+    return out
+
+
+def _rejected(chunk: ChunkWork, loser: Replica) -> Callable[[Event], None]:
+    def commit(_: Event) -> None:
+        if loser.attempt.ok is None:  # an expiry becomes the attempt's outcome only now
+            loser.attempt.ok, loser.attempt.error = False, loser.error
+        chunk.rejected_workers.add(loser.worker)
+    return commit
+
+
+def _accepted(chunk: ChunkWork, winner: Attempt) -> Callable[[Event], None]:
+    def commit(_: Event) -> None:
+        if winner not in chunk.accepted:
+            chunk.accepted.append(winner)
+        chunk.settled = True
+    return commit
+
+
+def paid_workers(task: OwnedTask, emits: list[Emit]) -> set[str]:
+    """Workers of the task paid something (praise is for paid work: the rules refuse it after a
+    zero payment): those accepted before, and those ``emits`` accept now."""
+    paid = {a.worker for c in task.chunks for a in c.accepted if a.price > 0}
+    return paid | {e.body["worker"] for e in emits if e.type == "task.chunk_accepted" and e.body["payment"] > 0}

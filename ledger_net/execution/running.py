@@ -1,0 +1,84 @@
+"""The worker's I/O: fetch an assignment's inputs, run it in the sandbox, write its result.
+
+The worker policy decides what to run and what to report; this module only does it. Every
+failure becomes a report the owner hears about (``ok: false`` with the reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..errors import NodeError, TaskError
+from ..ledger.events import Event
+from .answers import payload_blobs, result_body, unpack_spec
+from .blobs import BlobStore
+from .executor import ChunkExecutor, ChunkOutcome
+from .framing import decode_frame
+from .worker_policy import report_body
+
+log = logging.getLogger(__name__)
+
+
+class ChunkRunner:
+    """Runs assignments to this node, at most ``slots`` at once."""
+
+    def __init__(self, executor: ChunkExecutor, blobs: BlobStore, node: Any, slots: int) -> None:
+        self.executor, self.blobs, self.node = executor, blobs, node
+        self.slots = asyncio.Semaphore(max(1, slots))
+
+    async def inputs(self, b: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, str]]:
+        """The payload of an assignment ``b`` and the blobs it names: small ones in memory, big
+        ones as paths to their checked files (the worker maps them: no copy through a pipe)."""
+        if "payload_hash" in b:
+            header, blobs = decode_frame(bytes(await self.blobs.get(b["payload_hash"])))
+            payload = header["payload"]
+        else:
+            payload, blobs = b["payload"], {}
+        files: dict[str, str] = {}
+        for ref in payload_blobs(payload):
+            if ref in blobs:
+                continue
+            data = await self.blobs.get(ref)  # from a peer when not here yet
+            path = self.blobs.path(ref)
+            if path is not None:
+                files[ref] = str(path)
+            else:
+                blobs[ref] = data
+        return payload, blobs, files
+
+    async def run(self, assignment: Event, submitted: dict[str, Any] | None) -> dict[str, Any]:
+        """Run one assignment (``submitted``: its task's row, if known here); the report's body."""
+        b = assignment.body
+        try:
+            if submitted is None:
+                raise TaskError(f"task {b['task_id']} is not known here")
+            requirements = unpack_spec(submitted["spec"]).get("requirements", {})
+            payload, blobs, files = await self.inputs(b)
+            async with self.slots:
+                counted = False
+                if self.node is not None and hasattr(self.node, "task_started"):
+                    try:
+                        self.node.task_started()
+                        counted = True
+                    except NodeError:
+                        pass  # the node's own counter is full; the semaphore already bounds us
+                try:
+                    outcome = await self.executor.run(submitted["task_type"], payload, blobs, requirements, files)
+                finally:
+                    if counted:
+                        self.node.task_finished()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever happens, the owner hears about it
+            log.exception("chunk %s of %s could not run", b.get("chunk"), b.get("task_id"))
+            outcome = ChunkOutcome(False, error=f"{type(exc).__name__}: {exc}"[:4000])
+        if not outcome.ok:
+            return report_body(assignment, False, outcome.usage, None, outcome.error)
+        try:
+            # Checked here, not trusted: the sandboxed worker names its blobs, the node hashes them.
+            answer = result_body(self.blobs, outcome.result, outcome.blobs, trusted=False)
+        except TaskError as exc:
+            return report_body(assignment, False, outcome.usage, None, f"the worker's result is malformed: {exc}")
+        return report_body(assignment, True, outcome.usage, answer, None)

@@ -1,0 +1,130 @@
+"""The owner policy's window on a node: the ledger's state, its projections, blobs and router.
+
+Why apart: the owner policy is pure and asks an `OwnerView` (owner_policy.py) what it must
+know of the world; this is the one the engine gives it. Tests give it a small fake instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from typing import Any, Protocol
+
+import orjson
+
+from ..ledger.chain import Ledger
+from ..ledger.events import Event
+from ..market.routing import Bid as RouterBid
+from ..projections.runner import ProjectionRunner
+from . import submission
+from .answers import answer_body
+from .blobs import BlobStore
+from .outbox import Outbox
+from .owner import Attempt, Bid, OwnedTask
+
+PPM = 1_000_000
+
+
+class Parts(Protocol):
+    """What the view reads: the engine's parts (TaskEngine has them all)."""
+
+    me: str
+    quote_window: float
+    ledger: Ledger
+    runner: ProjectionRunner
+    blobs: BlobStore
+    outbox: Outbox
+    pricing: Any
+    router: Any
+
+
+class LedgerView:
+    """The owner policy's window on this node: the ledger's state, projections, blobs, router."""
+
+    def __init__(self, engine: Parts) -> None:
+        self.engine = engine
+        self.me = engine.me
+
+    @property
+    def quote_window(self) -> float:
+        return self.engine.quote_window
+
+    @property
+    def frozen(self) -> Container[str]:
+        return self.engine.ledger.state.frozen
+
+    def escrow(self, task_id: str) -> int | None:
+        """What the task's escrow keeps after the payments already queued (None: not open)."""
+        escrow = self.engine.ledger.state.account(self.me).escrow.get(task_id)
+        return None if escrow is None else escrow - self.engine.outbox.payments(task_id)
+
+    def rated(self, task_id: str, worker: str) -> bool:
+        return (task_id, worker) in self.engine.ledger.state.account(self.me).rated
+
+    def expected_bidders(self) -> set[str]:
+        nodes, frozen = self.engine.runner["nodes"].nodes, self.engine.ledger.state.frozen
+        return {n for n, row in nodes.items() if row["status"] == "online" and n not in frozen} | {self.me}
+
+    def verify_quote(self, body: dict[str, Any]) -> bool:
+        return bool(self.engine.pricing.verify_quote(body))
+
+    def router_bids(self, bids: list[Bid]) -> list[RouterBid]:
+        """Bids weighed by this node's own view: reputation and capabilities from its projections."""
+        nodes, reputation = self.engine.runner["nodes"].nodes, self.engine.runner["reputation"]
+        out = []
+        for bid in bids:
+            row = nodes.get(bid.worker)
+            if row is None or row["forked_at"] is not None:
+                continue
+            load = bid.inputs.get("load_ppm", 0)
+            out.append(RouterBid(worker=bid.worker, price=bid.price, reputation_ppm=int(reputation.score(bid.worker)),
+                                 load_ppm=load if type(load) is int and 0 <= load <= PPM else PPM,
+                                 capabilities=orjson.loads(row["capabilities"]), quote_hash=bid.quote_hash))
+        return out
+
+    def route(self, indexes: list[int], bids: list[RouterBid], requirements: dict[str, Any], *, replicas: int,
+              current_load: dict[str, int], max_price: int) -> Mapping[int, list[str]]:
+        plan: Mapping[int, list[str]] = self.engine.router.assign(
+            indexes, bids, requirements, replicas=replicas, exclude=set(), current_load=current_load,
+            max_price=max_price)
+        return plan
+
+    def no_offer_hint(self, task: OwnedTask) -> str:
+        return self._sandbox_hint(task.requirements) or self._budget_hint(task)
+
+    def _budget_hint(self, task: OwnedTask) -> str:
+        """Why nobody bid, when the cause is the budget: nodes do not quote above a task's max_price,
+        so the owner prices one chunk itself (the same pure formula every node uses) and says by how much."""
+        pricing = self.engine.pricing
+        market = pricing.snapshot(self.engine.runner, self.me, load_ppm=0)
+        quote = pricing.quote(work_units=max(0, task.work_units), priority=min(max(task.priority, 1), 4),
+                              market=market)
+        if quote is None or quote.price <= task.per_chunk_cap:
+            return ""
+        scale = 10 ** self.engine.ledger.state.decimals
+        needed = quote.price * len(task.chunks) * max(1, task.replicas)
+        return (f": its budget is short: it allows {task.per_chunk_cap / scale:g} credits per chunk, and this "
+                f"node's own quote for one is {quote.price / scale:g}; a max_price of at least "
+                f"{needed / scale:g} credits would cover {len(task.chunks)} chunk(s)")
+
+    def _sandbox_hint(self, requirements: dict[str, Any]) -> str:
+        """Why nobody bid, when the cause is the sandbox asked for: each node publishes the
+        sandbox types it offers (none below its floor) in its capabilities."""
+        wanted = requirements.get("sandbox_type")
+        if not wanted:
+            return ""
+        nodes = self.engine.runner["nodes"].nodes
+        offered = sorted({t for row in nodes.values()
+                          for t in (orjson.loads(row["capabilities"]).get("sandbox_types") or [])})
+        if wanted in offered:
+            return ""
+        return (f": no known node offers sandbox {wanted!r} (offered: {', '.join(offered) or 'none'}; "
+                "a node offers no type weaker than its sandbox floor)")
+
+    def restore(self, event: Event) -> OwnedTask | None:
+        return submission.restore(event, self.engine.blobs)
+
+    def has_result(self, result_hash: str) -> bool:
+        return bool(self.engine.blobs.local_wire(result_hash)[0])
+
+    def answer(self, task: OwnedTask, accepted: dict[int, Attempt]) -> dict[str, Any]:
+        return answer_body(self.engine.blobs, task, accepted)
