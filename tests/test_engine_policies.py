@@ -64,6 +64,9 @@ class View:
     local: set[str] = field(default_factory=set)
     good_quotes: bool = True
 
+    def is_open(self, task_id: str) -> bool:
+        return task_id in self.escrows
+
     def escrow(self, task_id: str) -> int | None:
         return self.escrows.get(task_id)
 

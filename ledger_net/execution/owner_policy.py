@@ -45,6 +45,7 @@ class OwnerView(Protocol):
     def quote_window(self) -> float: ...
     @property
     def frozen(self) -> Container[str]: ...
+    def is_open(self, task_id: str) -> bool: ...
     def escrow(self, task_id: str) -> int | None: ...
     def rated(self, task_id: str, worker: str) -> bool: ...
     def expected_bidders(self) -> set[str]: ...
@@ -192,7 +193,7 @@ def look(state: OwnerState, view: OwnerView, now: float) -> list[Decision]:
     state.tick_full = set()
     out = Decisions()
     for task in _tasks_to_look_at(state, now):
-        if task.state == "closed" or view.escrow(task.task_id) is None:
+        if task.state == "closed" or not view.is_open(task.task_id):
             del state.owned[task.task_id]  # nothing left to do for it; the ledger keeps its story
             continue
         if task.waiting in state.tick_full:
@@ -224,12 +225,15 @@ def _tasks_to_look_at(state: OwnerState, now: float) -> list[OwnedTask]:
 def open_load(state: OwnerState, view: OwnerView, now: float) -> dict[str, int]:
     """Chunks this node has assigned and not yet seen reported (nor given up on), per worker."""
     load: dict[str, int] = {}
+    frozen = view.frozen
     for task in state.owned.values():
         if task.state != "running":
             continue
         for chunk in task.chunks:
-            for r in results.open_replicas(chunk, now, view.frozen):
-                load[r.worker] = load.get(r.worker, 0) + 1
+            for a in chunk.attempts:  # results.open_replicas, without building replicas: this runs every look
+                if a.ok is None and now <= a.deadline and a.worker not in chunk.rejected_workers \
+                        and a.worker not in frozen:
+                    load[a.worker] = load.get(a.worker, 0) + 1
     return load
 
 

@@ -52,6 +52,9 @@ class LedgerView:
     def frozen(self) -> Container[str]:
         return self.engine.ledger.state.frozen
 
+    def is_open(self, task_id: str) -> bool:
+        return task_id in self.engine.ledger.state.account(self.me).escrow
+
     def escrow(self, task_id: str) -> int | None:
         """What the task's escrow keeps after the payments already queued (None: not open)."""
         escrow = self.engine.ledger.state.account(self.me).escrow.get(task_id)
