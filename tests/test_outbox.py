@@ -53,3 +53,22 @@ def test_payments_queued_for_a_task_are_what_a_refund_must_leave() -> None:
                                        "result_hash": None})
     assert outbox.payments("t") == 12 and outbox.payments("u") == 100 and outbox.payments("v") == 0
     ledger.close()
+
+
+def test_the_engine_changes_memory_only_for_decisions_the_ledger_signed() -> None:
+    """TaskEngine._commit queues each Emit in the outbox; its on_commit runs once the event is
+    signed, with that event, and never for a refused one."""
+    from ledger_net.execution.decisions import Emit
+    from ledger_net.execution.engine import TaskEngine
+    from ledger_net.projections import ProjectionRunner
+
+    ledger = founded()
+    engine = TaskEngine(ledger, ProjectionRunner(ledger), None, None, pricing=None, router=None)  # type: ignore[arg-type]
+    other = Identity.from_seed(bytes([8]) * 32).node_id
+    memory: list[int] = []
+    engine._commit([Emit("credit.transfer", {"to": other, "amount": amount}, (),
+                         lambda event: memory.append(event.body["amount"])) for amount in (10, 10_000, 20)])
+    assert memory == []  # queued, not signed
+    events = engine.outbox.flush()
+    assert events[1] is None and memory == [10, 20]
+    ledger.close()
