@@ -372,3 +372,52 @@ def test_upgrade_refolds_the_tasks_projection_from_the_log(db_url):
             assert conn.execute(text("SELECT COUNT(*) FROM task_assignments")).scalar_one() == 1
     finally:
         again.close()
+
+
+def test_upgrade_to_0007_refolds_the_tasks_projection_with_each_assignments_report(db_url):
+    """A database taken back to 0006 (assignments without verdicts or reports) and reopened: 0007
+    empties the task tables and drops their checkpoint, and the runner refolds them from the log
+    to the same state, each assignment with its worker's report and the owner's verdict."""
+    from ledger_net.ledger.chain import Ledger
+    from ledger_net.ledger.events import Event
+    from ledger_net.ledger.identity import Identity
+    from ledger_net.projections import ProjectionRunner
+
+    owner, worker = (Identity.from_seed(bytes([90 + i]) * 32) for i in range(2))
+    led = Ledger.open(db_url, owner)
+    runner = ProjectionRunner(led)
+    led.create_network("mig7", issuers=[owner.node_id])
+    sub = led.append("task.submitted", {"task_id": "t", "task_type": "map", "escrow": 0, "max_price": 0,
+                                        "chunks": 1, "spec": {}})
+    asg = led.append("task.assigned", {"task_id": "t", "chunk": 0, "worker": worker.node_id, "price": 0},
+                     [sub.hash])
+    other = Ledger.open("sqlite://", worker)
+    other.ingest([Event.from_wire(r.raw, r.sig) for r in led.stored()])
+    led.ingest([other.append("task.chunk_result", {"task_id": "t", "chunk": 0, "ok": True,
+                                                   "result_hash": "ab" * 32}, [asg.hash])])
+    led.append("task.chunk_rejected", {"task_id": "t", "chunk": 0, "worker": worker.node_id, "reason": "late"})
+    runner.flush()
+    before = runner.state_hash()
+    led.close()
+    other.close()
+    _migrate(db_url, "downgrade", "0006")
+    old = Store.open(db_url, upgrade=False)
+    try:
+        assert "verdict" not in {c["name"] for c in inspect(old.engine).get_columns("task_assignments")}
+        with old.engine.begin() as conn:  # what a 0006 node left: its assignment rows and their checkpoint
+            conn.execute(text("INSERT INTO task_assignments (hash, task_id, owner, chunk, worker) "
+                              "VALUES (:h, 't', :o, 0, :w)"), {"h": asg.hash, "o": owner.node_id, "w": worker.node_id})
+            conn.execute(text('INSERT INTO projection_checkpoints (name, "offset", state_hash) '
+                              "VALUES ('tasks', 4, :h)"), {"h": "00" * 32})
+    finally:
+        old.close()
+    again = Ledger.open(db_url)
+    try:
+        runner = ProjectionRunner(again)
+        assert runner.state_hash() == before
+        assert runner["tasks"].chunks_of("t")[0]["status"] == "rejected"
+        with again.store.engine.connect() as conn:
+            row = conn.execute(text("SELECT verdict, reason, ok, result_hash FROM task_assignments")).one()
+        assert tuple(row) == ("rejected", "late", True, "ab" * 32)
+    finally:
+        again.close()
