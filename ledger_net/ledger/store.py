@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.resources
+import logging
 import mmap
 import os
 import threading
@@ -110,6 +111,15 @@ def migrations_dir() -> Path:
         raise RuntimeError(f"ledger_net's migrations are not on the file system ({location}); "
                            "install the package unzipped")
     return location
+
+
+def _no_alembic_preamble(record: logging.LogRecord) -> bool:
+    """Alembic says which dialect it uses and how it treats DDL on every start: noise in a
+    node's story. Its "Running upgrade" lines (the schema changed) stay."""
+    return not str(record.msg).startswith(("Context impl", "Will assume"))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_no_alembic_preamble)
 
 
 def _alembic_config() -> Config:
