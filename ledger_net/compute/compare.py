@@ -37,7 +37,7 @@ picks the same result.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,25 +298,31 @@ def _key(r: Report) -> tuple[str, str]:
     return r.result_hash, r.worker
 
 
-def group_reports(spec: Mapping[str, Any], reports: Sequence[Report],
-                  payload: Mapping[str, Any] | None = None) -> list[tuple[Report, tuple[Report, ...]]]:
-    """Every ok report as a centre with the reports that agree with it, best first: most members,
-    then the smallest centre hash (then worker). Independent of the order of ``reports``."""
+def centred_groups(reports: Sequence[Report],
+                   agrees: Callable[[Report, Report], bool]) -> list[tuple[Report, tuple[Report, ...]]]:
+    """Every ok report as a centre with the reports that ``agrees`` with it, best first: most members,
+    then the smallest centre hash (then worker). Independent of the order of ``reports``;
+    ``agrees`` is asked once per pair, with the pair in a fixed order."""
     good = sorted((r for r in reports if r.ok), key=_key)
     close: dict[tuple[int, int], bool] = {}
 
-    def agrees(i: int, j: int) -> bool:
+    def pair(i: int, j: int) -> bool:
         if i == j:
             return True
         key = (min(i, j), max(i, j))
         if key not in close:
-            close[key] = agree(spec, good[key[0]].value, good[key[1]].value, payload,
-                               (good[key[0]].result_hash, good[key[1]].result_hash))
+            close[key] = agrees(good[key[0]], good[key[1]])
         return close[key]
 
-    groups = [(centre, tuple(good[j] for j in range(len(good)) if agrees(i, j))) for i, centre in enumerate(good)]
+    groups = [(centre, tuple(good[j] for j in range(len(good)) if pair(i, j))) for i, centre in enumerate(good)]
     groups.sort(key=lambda g: (-len(g[1]), _key(g[0])))
     return groups
+
+
+def group_reports(spec: Mapping[str, Any], reports: Sequence[Report],
+                  payload: Mapping[str, Any] | None = None) -> list[tuple[Report, tuple[Report, ...]]]:
+    """:func:`centred_groups` with agreement under ``spec`` (values compared unless the hashes decide)."""
+    return centred_groups(reports, lambda x, y: agree(spec, x.value, y.value, payload, (x.result_hash, y.result_hash)))
 
 
 def decide(spec: Mapping[str, Any], reports: Sequence[Report], quorum: int, outstanding: int = 0,
@@ -340,5 +346,6 @@ def decide(spec: Mapping[str, Any], reports: Sequence[Report], quorum: int, outs
     return Verdict("wait", None, (), ())
 
 
-__all__ = ["KINDS", "ML_BITS", "TRAIN_BITS", "Report", "Verdict", "agree", "check_spec", "comparison_spec",
+__all__ = ["KINDS", "ML_BITS", "TRAIN_BITS", "Report", "Verdict", "agree", "centred_groups", "check_spec",
+           "comparison_spec",
            "decide", "group_reports", "inference_close", "product_bound", "values_close"]

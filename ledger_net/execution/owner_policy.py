@@ -57,6 +57,7 @@ class OwnerView(Protocol):
     def restore(self, event: Event) -> OwnedTask | None: ...
     def has_result(self, result_hash: str) -> bool: ...
     def answer(self, task: OwnedTask, accepted: dict[int, Attempt]) -> dict[str, Any]: ...
+    def agree(self, task: OwnedTask, chunk: ChunkWork, a: Attempt, b: Attempt) -> bool: ...
 
 
 @dataclass
@@ -283,7 +284,7 @@ def route(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: 
 def advance(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: Decisions) -> None:
     """Judge a running task's chunks, reassign what needs it, and complete it once every chunk
     is settled (this step's payments included)."""
-    settled = results.settle(task, now, me=state.me, frozen=view.frozen, rated=view.rated)
+    settled = results.settle(task, now, me=state.me, frozen=view.frozen, rated=view.rated, agree=view.agree)
     out.extend(settled.emits)
     if settled.failure is not None:
         close(view, task.task_id, "task.failed", {"reason": settled.failure}, out, task)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
+from ..compute.compare import Report, centred_groups
 from ..ledger.events import Event
 from .decisions import Emit
 from .owner import Attempt, ChunkWork, OwnedTask
@@ -52,37 +53,56 @@ def open_replicas(chunk: ChunkWork, now: float = -NEVER, frozen: Container[str] 
     return [r for r in replicas(chunk, now, frozen) if r.ok is None and r.worker not in chunk.rejected_workers]
 
 
-def verdict(chunk: ChunkWork, quorum: int, now: float = -NEVER,
-            frozen: Container[str] = ()) -> tuple[str, list[Replica], list[Replica]]:
+Agree = Callable[[Attempt, Attempt], bool]
+
+
+def _same_hash(a: Attempt, b: Attempt) -> bool:
+    return a.result_hash == b.result_hash
+
+
+def _groups(reported: list[Replica], agree: Agree | None) -> list[tuple[Replica, ...]]:
+    """The ok reports grouped around centres (compute.compare.centred_groups): results that agree
+    with one centre, by hash or, for float results, within the task type's bound; best first."""
+    same = agree or _same_hash
+    reports = [Report(r.worker, r.attempt.result_hash or "", r) for r in reported if r.ok]
+    groups = centred_groups(reports, lambda x, y: x.result_hash == y.result_hash
+                            or same(x.value.attempt, y.value.attempt))
+    return [tuple(m.value for m in members) for _, members in groups]
+
+
+def verdict(chunk: ChunkWork, quorum: int, now: float = -NEVER, frozen: Container[str] = (),
+            agree: Agree | None = None) -> tuple[str, list[Replica], list[Replica]]:
     """('accept', winners, losers) once a quorum agrees and no replica is still out; ('retry', [], losers)
-    when the reported results cannot reach one; ('wait', [], []) otherwise."""
+    when the reported results cannot reach one; ('wait', [], []) otherwise. Results agree by hash, or by
+    ``agree`` (the task's comparison per result kind: float results within their bound)."""
     judged = replicas(chunk, now, frozen)
     reported = [r for r in judged if r.ok is not None]
-    groups: dict[str, list[Replica]] = {}
-    for r in reported:
-        if r.ok:
-            groups.setdefault(r.attempt.result_hash or "", []).append(r)
+    groups = _groups(reported, agree)
     outstanding = len([r for r in judged if r.ok is None and r.worker not in chunk.rejected_workers])
-    for group in sorted(groups.values(), key=lambda g: (-len(g), g[0].worker)):
-        # Judge only once every replica has reported or timed out: a result that
-        # would disagree with the quorum must not slip through unjudged (unpaid, yet
-        # without the complaint it earned) because two others were faster.
-        if len(group) >= quorum and not outstanding:
-            return "accept", group, [r for r in reported if r not in group]
-    best = max((len(g) for g in groups.values()), default=0)
+    best = len(groups[0]) if groups else 0
+    # Judge only once every replica has reported or timed out: a result that
+    # would disagree with the quorum must not slip through unjudged (unpaid, yet
+    # without the complaint it earned) because two others were faster.
+    if best >= quorum and not outstanding:
+        group = list(groups[0])
+        return "accept", group, [r for r in reported if r not in group]
     if best + outstanding < quorum:
         return "retry", [], [r for r in reported if not r.ok]
     return "wait", [], []
 
 
-def missing_attempts(chunk: ChunkWork, quorum: int, now: float = -NEVER, frozen: Container[str] = ()) -> int:
+def missing_attempts(chunk: ChunkWork, quorum: int, now: float = -NEVER, frozen: Container[str] = (),
+                     agree: Agree | None = None) -> int:
     """How many more workers a chunk needs for a quorum to be still reachable."""
-    good: dict[str, int] = {}
-    for r in replicas(chunk, now, frozen):
-        if r.ok:
-            good[r.attempt.result_hash or ""] = good.get(r.attempt.result_hash or "", 0) + 1
-    best = max(good.values(), default=0)
+    groups = _groups(replicas(chunk, now, frozen), agree)
+    best = len(groups[0]) if groups else 0
     return max(0, quorum - best - len(open_replicas(chunk, now, frozen)))
+
+
+def accepted_result(attempts: list[Attempt]) -> Attempt:
+    """Whose bytes a chunk keeps among its paid replicas: the smallest result hash, so every peer
+    re-deriving the verdict picks the same one whatever order it saw the payments in."""
+    return min(attempts, key=lambda a: (a.result_hash or "", a.worker))
 
 
 def feedback(task_id: str, worker: str, positive: bool) -> Emit:
@@ -102,13 +122,16 @@ class Settlement:
 
 
 def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
-           rated: Callable[[str, str], bool]) -> Settlement:
+           rated: Callable[[str, str], bool],
+           agree: Callable[[OwnedTask, ChunkWork, Attempt, Attempt], bool] | None = None) -> Settlement:
     """Judge every unsettled chunk of ``task``: complaints and rejections for losers, payment for
-    winners, retries while a quorum is reachable, failure once a chunk used up its attempts."""
+    winners, retries while a quorum is reachable, failure once a chunk used up its attempts.
+    ``agree`` compares two results of one chunk per the task's result kind (None: by hash)."""
     out = Settlement()
     complained: set[str] = set()
     for chunk in task.unsettled():
-        outcome, winners, losers = verdict(chunk, task.quorum, now, frozen)
+        same = _bound(agree, task, chunk)
+        outcome, winners, losers = verdict(chunk, task.quorum, now, frozen, same)
         for loser in losers:
             if loser.worker in chunk.rejected_workers:
                 continue
@@ -127,20 +150,27 @@ def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
                     "payment": winner.price, "result_hash": winner.result_hash},
                     tuple(x for x in (winner.event,) if x), _accepted(chunk, winner)))
             if payable:
-                out.accepted[chunk.index] = payable[0]
+                out.accepted[chunk.index] = accepted_result(payable)
             else:
                 chunk.settled = True  # nobody to pay (every winner frozen): nothing to sign, nothing refused
-        elif outcome == "retry" or missing_attempts(chunk, task.quorum, now, frozen):
+        elif outcome == "retry" or missing_attempts(chunk, task.quorum, now, frozen, same):
             failed = [r for r in replicas(chunk, now, frozen) if r.ok is False]
             if len(failed) >= task.max_attempts * task.replicas:
                 last = next((r.error for r in reversed(failed) if r.error), "no valid result")
                 out.failure = f"chunk {chunk.index} failed after {len(chunk.attempts)} attempts: {last}"[:4000]
                 return out
-            out.retry[chunk.index] = max(1, missing_attempts(chunk, task.quorum, now, frozen))
+            out.retry[chunk.index] = max(1, missing_attempts(chunk, task.quorum, now, frozen, same))
     for chunk in task.chunks:
         if chunk.settled and chunk.accepted:
-            out.accepted.setdefault(chunk.index, chunk.accepted[0])
+            out.accepted.setdefault(chunk.index, accepted_result(chunk.accepted))
     return out
+
+
+def _bound(agree: Callable[[OwnedTask, ChunkWork, Attempt, Attempt], bool] | None, task: OwnedTask,
+           chunk: ChunkWork) -> Agree | None:
+    if agree is None:
+        return None
+    return lambda a, b: agree(task, chunk, a, b)
 
 
 def _rejected(chunk: ChunkWork, loser: Replica) -> Callable[[Event], None]:

@@ -11,15 +11,17 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..compute import compare, unpack
+from ..errors import LedgerNetError, TaskError
 from ..ledger.chain import Ledger
 from ..ledger.events import Event
 from ..market.routing import Bid as RouterBid
 from ..projections.runner import ProjectionRunner
 from . import submission
-from .answers import answer_body
+from .answers import answer_body, local_blobs
 from .blobs import BlobStore
 from .outbox import Outbox
-from .owner import Attempt, Bid, OwnedTask
+from .owner import Attempt, Bid, ChunkWork, OwnedTask
 
 PPM = 1_000_000
 
@@ -43,6 +45,7 @@ class LedgerView:
     def __init__(self, engine: Parts) -> None:
         self.engine = engine
         self.me = engine.me
+        self._specs: dict[str, dict[str, Any]] = {}
 
     @property
     def quote_window(self) -> float:
@@ -64,7 +67,7 @@ class LedgerView:
         return (task_id, worker) in self.engine.ledger.state.account(self.me).rated
 
     def expected_bidders(self) -> set[str]:
-        nodes, frozen = self.engine.runner["nodes"].nodes, self.engine.ledger.state.frozen
+        nodes, frozen = self.engine.runner.nodes.nodes, self.engine.ledger.state.frozen
         return {n for n, row in nodes.items() if row["status"] == "online" and n not in frozen} | {self.me}
 
     def verify_quote(self, body: dict[str, Any]) -> bool:
@@ -72,7 +75,7 @@ class LedgerView:
 
     def router_bids(self, bids: list[Bid]) -> list[RouterBid]:
         """Bids weighed by this node's own view: reputation and capabilities from its projections."""
-        nodes, reputation = self.engine.runner["nodes"].nodes, self.engine.runner["reputation"]
+        nodes, reputation = self.engine.runner.nodes.nodes, self.engine.runner.reputation
         out = []
         for bid in bids:
             row = nodes.get(bid.worker)
@@ -115,7 +118,7 @@ class LedgerView:
         wanted = requirements.get("sandbox_type")
         if not wanted:
             return ""
-        nodes = self.engine.runner["nodes"].nodes
+        nodes = self.engine.runner.nodes.nodes
         offered = sorted({t for row in nodes.values()
                           for t in (orjson.loads(row["capabilities"]).get("sandbox_types") or [])})
         if wanted in offered:
@@ -131,3 +134,42 @@ class LedgerView:
 
     def answer(self, task: OwnedTask, accepted: dict[int, Attempt]) -> dict[str, Any]:
         return answer_body(self.engine.blobs, task, accepted)
+
+    def agree(self, task: OwnedTask, chunk: ChunkWork, a: Attempt, b: Attempt) -> bool:
+        """Whether two reported results of ``chunk`` agree per the task's result kind
+        (compute.compare): equal hashes, or float results within the computation's bound."""
+        if a.result_hash == b.result_hash:
+            return True
+        spec = self._comparison(task)
+        if spec["kind"] == "exact":
+            return False
+        blobs = self.engine.blobs
+        try:
+            payload = unpack(chunk.payload, local_blobs(blobs, chunk.payload), verify=False)
+            va, vb = self._value(a), self._value(b)
+            return compare.agree(spec, va, vb, payload)
+        except (LedgerNetError, KeyError, TypeError, ValueError):
+            return False  # a result that cannot be read or compared agrees with nothing
+
+    def _value(self, attempt: Attempt) -> Any:
+        if attempt.result is not None:
+            wire, found = attempt.result, local_blobs(self.engine.blobs, attempt.result)
+        else:
+            ok, wire, found = self.engine.blobs.local_wire(attempt.result_hash or "")
+            if not ok:
+                raise TaskError("the result is not stored here")
+        return unpack(wire, found, verify=False)
+
+    def _comparison(self, task: OwnedTask) -> dict[str, Any]:
+        """The task's comparison spec, from its config (cached: a task's config never changes)."""
+        spec = self._specs.get(task.task_id)
+        if spec is None:
+            try:
+                config = unpack(task.config, local_blobs(self.engine.blobs, task.config), verify=False)
+                spec = compare.comparison_spec(task.task_type, config)
+            except (LedgerNetError, KeyError, TypeError, ValueError):
+                spec = {"kind": "exact"}
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            self._specs[task.task_id] = spec
+        return spec

@@ -193,8 +193,8 @@ class TasksProjection(Projection):
         rows = [self.assignments[h] for h in self._by_chunk.get((task_id, owner, index), [])]
         won = [a for a in rows if a["verdict"] == "accepted"]
         fields: dict[str, Any] = {"status": "open", "result_hash": None, "error": None, "usage": None}
-        if won:
-            a = won[0]
+        if won:  # float replicas agree within a bound with other bytes: keep the smallest hash, as the owner does
+            a = min(won, key=lambda r: (r["verdict_hash"] or r["result_hash"] or "", r["worker"]))
             fields.update(status="accepted", result_hash=a["verdict_hash"] or a["result_hash"], usage=a["usage"])
         elif rows:
             last = rows[-1]
