@@ -142,7 +142,7 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
             tick(1)
 
     verified = verify_events(ledger.store.select_events(), forks, each)
-    balances = projections["balances"]
+    balances = projections.balances
     state = verified.state
     mismatched = []
     for author, acct in state.accounts.items():
@@ -151,7 +151,7 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
             mismatched.append(author)
     supply = state.supply()
     decimals = state.decimals
-    nodes = projections["nodes"].nodes
+    nodes = projections.nodes.nodes
     accounts = []
     for author in sorted(balances.accounts):
         row = balances.accounts[author]

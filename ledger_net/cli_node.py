@@ -44,9 +44,9 @@ from .cli_common import (
 )
 from .logs import quiet_repeats
 from .network.protocol import API
+from .projections.status import TERMINAL, TaskStatus
 
 MAX_SYNC_PAGES = 100_000
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 # ------------------------------------------------------------------ init
@@ -366,17 +366,17 @@ def _submit(task_type: str, params: dict[str, Any], opts: dict[str, Any], requir
         return
     status = _wait(url, token_of(token, data_dir), task_id, opts["wait_timeout"], quiet=opts["as_json"])
     result = None
-    if status["status"] == "completed":
+    if status["status"] == TaskStatus.COMPLETED:
         result = _call(url, token, data_dir, "GET", f"{API}/tasks/{task_id}/result")["result"]
     if opts["as_json"]:
         emit_json({"task_id": task_id, "status": status, "result": result})
-    elif status["status"] == "completed":
+    elif status["status"] == TaskStatus.COMPLETED:
         click.echo(f"task {task_id} completed; paid {status['paid']} credits to {len(status['workers'])} worker(s)",
                    err=True)
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
         warn(f"error: task {task_id} {status['status']}" + (f": {status['error']}" if status.get("error") else ""))
-    sys.exit(0 if status["status"] == "completed" else 1)
+    sys.exit(0 if status["status"] == TaskStatus.COMPLETED else 1)
 
 
 def _wait(url: str, token: str | None, task_id: str, timeout: float, quiet: bool = False) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def _print_audit(report: dict[str, Any], operator: Peer, say: Callable[[str], No
     for acct in sorted(report["accounts"], key=lambda a: (a["name"] or "", a["account"])):  # by name: stable
         say(f"  {acct['name'] or acct['account'][:16]:>10}  balance {to_credits(acct['balance'], d):>10.2f}  "
             f"earned {to_credits(acct['earned'], d):>7.2f}  spent {to_credits(acct['spent'], d):>7.2f}  "
-            f"reputation {operator.runner['reputation'].score(acct['account']) / 1e6:.3f}")
+            f"reputation {operator.runner.reputation.score(acct['account']) / 1e6:.3f}")
     say(f"state hash {report['state_hash'][:16]}…; all peers agree: {report['peers_agree']}; "
         f"rebuild equals incremental: {report['rebuild_matches']}")
     say(f"violations: {len(report['violations'])}  ->  {'AUDIT OK' if report['ok'] else 'AUDIT FAILED'} "

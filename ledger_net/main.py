@@ -40,6 +40,7 @@ from .network.metrics import metrics_routes
 from .network.openapi import openapi_routes
 from .network.server import NodeServer, open_local
 from .projections.runner import ProjectionRunner
+from .projections.status import TERMINAL, TaskStatus
 from .sandbox import view
 from .sandbox.limits import SandboxType, offered_types
 from .sandbox.process import ProcessSandboxExecutor
@@ -291,7 +292,7 @@ class ComputeNetwork:
     # ------------------------------------------------------------ status
     async def get_network_status(self) -> dict[str, Any]:
         ledger, runner, _ = self._require()
-        nodes = runner["nodes"].nodes
+        nodes = runner.nodes.nodes
         return {"running": True, "node_id": ledger.node_id, "url": self.server.url if self.server else None,
                 "network_id": ledger.net, "total_nodes": len(nodes),
                 "online_nodes": sum(1 for n in nodes.values() if n["status"] == "online"),
@@ -304,7 +305,7 @@ class ComputeNetwork:
         assert self.node is not None
         info = await self.node.get_status()
         info["balance"] = self.credits.get_balance() if self.credits else 0.0
-        info["reputation"] = runner["reputation"].score(ledger.node_id) / 1_000_000
+        info["reputation"] = runner.reputation.score(ledger.node_id) / 1_000_000
         info["url"] = self.server.url if self.server else None
         return info
 
@@ -322,7 +323,7 @@ class ComputeNetwork:
         _, runner, _ = self._require()
         if not isinstance(task_id, str):
             raise TaskError("task_id must be a string")
-        row = runner["tasks"].tasks.get(task_id)
+        row = runner.tasks.tasks.get(task_id)
         if row is None:
             raise TaskError(f"task {task_id!r} not found")
         return row
@@ -331,12 +332,12 @@ class ComputeNetwork:
         row = self._task_row(task_id)
         ledger, runner, _ = self._require()
         decimals = ledger.state.decimals
-        return {"task_id": task_id, "status": row["status"], "progress": runner["tasks"].progress(task_id),
+        return {"task_id": task_id, "status": row["status"], "progress": runner.tasks.progress(task_id),
                 "task_type": row["task_type"], "owner_id": row["owner"], "chunks_total": row["chunks_total"],
                 "chunks_done": row["chunks_done"], "chunks_failed": row["chunks_failed"],
                 "escrow": to_credits(row["escrow"], decimals), "paid": to_credits(row["paid"], decimals),
                 "refund": to_credits(row["refund"], decimals), "error": row["reason"],
-                "workers": runner["tasks"].workers_of(task_id),
+                "workers": runner.tasks.workers_of(task_id),
                 "submitted_at": row["submitted_ts"] / 1000.0,
                 "finished_at": row["finished_ts"] / 1000.0 if row["finished_ts"] else None}
 
@@ -347,7 +348,7 @@ class ComputeNetwork:
 
     async def get_task_result(self, task_id: str) -> Any:
         row = self._task_row(task_id)
-        if row["status"] != "completed":
+        if row["status"] != TaskStatus.COMPLETED:
             raise TaskError(f"task {task_id} has no result: it is {row['status']}"
                             + (f" ({row['reason']})" if row["reason"] else ""))
         if row["result"] is not None:
@@ -365,7 +366,7 @@ class ComputeNetwork:
         _, runner, _ = self._require()
         assert self.server is not None
         details = self.server.get_node_details(node_id)
-        details["reputation"] = runner["reputation"].score(node_id) / 1_000_000
+        details["reputation"] = runner.reputation.score(node_id) / 1_000_000
         return details
 
     async def connect_to_node(self, node_id: str) -> bool:
@@ -383,20 +384,19 @@ class ComputeNetwork:
     # ------------------------------------------------------------ metrics
     async def get_network_metrics(self) -> dict[str, Any]:
         ledger, runner, _ = self._require()
-        tasks = runner["tasks"].tasks
-        nodes = runner["nodes"].nodes
+        tasks = runner.tasks.tasks
+        nodes = runner.nodes.nodes
         return {"total_nodes": len(nodes), "online_nodes": sum(1 for n in nodes.values() if n["status"] == "online"),
-                "active_tasks": sum(1 for t in tasks.values() if t["status"] not in ("completed", "failed",
-                                                                                       "cancelled")),
+                "active_tasks": sum(1 for t in tasks.values() if t["status"] not in TERMINAL),
                 "total_tasks": len(tasks), "cpu_usage": psutil.cpu_percent(interval=None),
                 "ram_usage": psutil.virtual_memory().percent, "events": ledger.store.last_offset(),
                 "peers": len(self.server.list_peers()) if self.server else 0, "forks": len(ledger.state.frozen)}
 
     async def get_task_metrics(self) -> dict[str, Any]:
         ledger, runner, _ = self._require()
-        tasks = list(runner["tasks"].tasks.values())
-        finished = [t for t in tasks if t["status"] in ("completed", "failed", "cancelled")]
-        completed = [t for t in finished if t["status"] == "completed"]
+        tasks = list(runner.tasks.tasks.values())
+        finished = [t for t in tasks if t["status"] in TERMINAL]
+        completed = [t for t in finished if t["status"] == TaskStatus.COMPLETED]
         durations = [(t["finished_ts"] - t["submitted_ts"]) / 1000.0 for t in completed if t["finished_ts"]]
         decimals = ledger.state.decimals
         by_status: dict[str, int] = {}

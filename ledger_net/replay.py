@@ -31,7 +31,7 @@ from .ledger.events import Event
 from .ledger.store import StoredEvent
 from .projections.base import Context, Projection
 from .projections.reputation import level_of
-from .projections.runner import default_projections, state_hash_of
+from .projections.runner import ProjectionSet, default_projections, state_hash_of
 
 SECTIONS = ("balances", "tasks", "chunks", "reputation", "nodes")
 """Keyed projection tables shown by replay, step and diff (histories are append-only logs)."""
@@ -116,20 +116,16 @@ def context_of(ledger: Ledger) -> Context:
 
 # ----------------------------------------------------------------- folding
 
-class Fold:
+class Fold(ProjectionSet):
     """Fresh projections folded over the stored log up to an offset; runner-like
-    (`fold["balances"]`, `state_hash()`), so `audit.audit` can read it."""
+    (`fold.balances`, `state_hash()`), so `audit.audit` can read it."""
 
     def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None) -> None:
         self.ledger = ledger
-        self.projections = list(projections) if projections is not None else default_projections()
-        self.by_name = {p.name: p for p in self.projections}
+        self._own(projections if projections is not None else default_projections())
         self.ctx = context_of(ledger)
         self.offset = 0
         self.decimals = ledger.state.decimals
-
-    def __getitem__(self, name: str) -> Any:
-        return self.by_name[name]
 
     def apply(self, row: StoredEvent, event: Event | None = None) -> Event:
         """Fold one stored row (with its stored verdict); `event` if the caller already parsed it."""
@@ -187,14 +183,14 @@ def replay(ledger: Ledger, until: int | str | None = None, tick: Callable[[int],
 
 def state_view(fold: Fold) -> dict[str, Any]:
     """What an operator reads at a point: balances, tasks, reputation (base units for money)."""
-    tasks = fold["tasks"]
-    reputation = fold["reputation"]
-    nodes = fold["nodes"].nodes
+    tasks = fold.tasks
+    reputation = fold.reputation
+    nodes = fold.nodes.nodes
     return {
         "offset": fold.offset,
         "decimals": fold.decimals,
         "state_hash": fold.state_hash(),
-        "balances": {k: dict(v) for k, v in sorted(fold["balances"].accounts.items())},
+        "balances": {k: dict(v) for k, v in sorted(fold.balances.accounts.items())},
         "tasks": {tid: {"status": row["status"], "task_type": row["task_type"], "owner": row["owner"],
                         "progress": tasks.progress(tid), "chunks_total": row["chunks_total"],
                         "chunks_done": row["chunks_done"], "escrow": row["escrow"], "paid": row["paid"],
@@ -313,13 +309,13 @@ def steps(ledger: Ledger, after: int = 0, limit: int | None = None) -> Iterator[
 
 def resolve_account(ledger: Ledger, fold: Fold, text: str) -> str:
     """An account key from a key, a unique key prefix, or a node name."""
-    accounts = set(fold["balances"].accounts) | set(fold["nodes"].nodes) | set(ledger.state.accounts)
+    accounts = set(fold.balances.accounts) | set(fold.nodes.nodes) | set(ledger.state.accounts)
     if text in accounts:
         return text
     by_prefix = sorted(a for a in accounts if a.startswith(text.lower())) if len(text) >= 4 else []
     if len(by_prefix) == 1:
         return by_prefix[0]
-    by_name = sorted(k for k, row in fold["nodes"].nodes.items() if row["name"] == text)
+    by_name = sorted(k for k, row in fold.nodes.nodes.items() if row["name"] == text)
     if len(by_name) == 1:
         return by_name[0]
     matches = by_prefix or by_name
@@ -338,7 +334,7 @@ def explain_balance(ledger: Ledger, account: str, until: int | str | None = None
     point = resolve_point(ledger, until)
     fold = Fold(ledger).advance(point, tick)
     key = resolve_account(ledger, fold, account)
-    history = [r for r in fold["balances"].dirty_rows()[_history_table()][1] if r["account"] == key]
+    history = [r for r in fold.balances.dirty_rows()[_history_table()][1] if r["account"] == key]
     history.sort(key=lambda r: (r["offset"], r["part"]))
     running, rows, problems = 0, [], []
     for r in history:
@@ -349,15 +345,15 @@ def explain_balance(ledger: Ledger, account: str, until: int | str | None = None
         rows.append({"offset": r["offset"], "hash": r["event_hash"], "kind": r["kind"], "delta": r["delta"],
                      "amount": r["amount"], "running": running, "counterparty": r["counterparty"],
                      "task_id": r["task_id"], "reason": r["reason"], "ts": r["ts"]})
-    balance = fold["balances"].balance(key)
+    balance = fold.balances.balance(key)
     if running != balance:
         problems.append(f"the rows sum to {running} but the balances projection says {balance}")
     at_end = point == ledger.store.last_offset()
     rules_balance = ledger.state.spendable(key) if at_end else None
     if rules_balance is not None and rules_balance != balance:
         problems.append(f"the validity rules say the balance is {rules_balance}, the projection {balance}")
-    acct = fold["balances"].accounts.get(key, {})
-    return {"account": key, "name": fold["nodes"].nodes.get(key, {}).get("name"), "offset": point,
+    acct = fold.balances.accounts.get(key, {})
+    return {"account": key, "name": fold.nodes.nodes.get(key, {}).get("name"), "offset": point,
             "decimals": fold.decimals, "rows": rows, "sum": running, "balance": balance,
             "rules_balance": rules_balance, "escrow": acct.get("escrow", 0), "incoming": acct.get("incoming", 0),
             "ok": not problems, "problems": problems}
@@ -403,8 +399,8 @@ def explain_task(ledger: Ledger, task_id: str, tick: Callable[[int], None] | Non
             history.append(describe_row(row, event, decimals))
     if not history:
         raise LedgerError(f"no task {task_id[:128]!r} in this ledger")
-    task = fold["tasks"].tasks.get(task_id)
-    chunks = {str(i): {k: v for k, v in c.items()} for (tid, i), c in sorted(fold["tasks"].chunks.items())
+    task = fold.tasks.tasks.get(task_id)
+    chunks = {str(i): {k: v for k, v in c.items()} for (tid, i), c in sorted(fold.tasks.chunks.items())
               if tid == task_id}
     return {"task_id": task_id, "decimals": decimals,
             "task": {k: v for k, v in task.items() if k not in HIDDEN_FIELDS} if task else None,

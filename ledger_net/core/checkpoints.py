@@ -49,6 +49,7 @@ from ..ledger.events import Event
 from ..ledger.tables import events as events_table
 from ..projections.balances import BalancesProjection
 from ..projections.reputation import ReputationProjection
+from ..projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ Frontier = list[list[Any]]  # sorted [author, size, root hex]
 class CheckpointService:
     """Checkpoints of one node's ledger and projections (see the module docstring)."""
 
-    def __init__(self, ledger: Ledger, runner: Any, *, every_events: int = 0, every_seconds: float = 0.0,
+    def __init__(self, ledger: Ledger, runner: ProjectionRunner, *, every_events: int = 0, every_seconds: float = 0.0,
                  witness: bool = True) -> None:
         if every_events < 0 or every_seconds < 0:
             raise NodeError("checkpoint intervals must not be negative")
@@ -89,13 +90,13 @@ class CheckpointService:
     # ------------------------------------------------------------------ state
     def applied_frontier(self) -> tuple[Frontier, StateTree]:
         """The frontier the projections have folded and the state tree at it."""
-        with self.runner._lock:  # the projections' own lock: nothing folds while we read
+        with self.runner.reading():  # nothing folds while we read
             offset = self.runner.offset
             with self.ledger.store.engine.connect() as conn:
                 sizes = conn.execute(select(events_table.c.author, func.max(events_table.c.seq))
                                      .where(events_table.c.offset <= offset)
                                      .group_by(events_table.c.author)).all()
-            state = self._tree_of(self.runner["balances"], self.runner["reputation"])
+            state = self._tree_of(self.runner.balances, self.runner.reputation)
         frontier = [[a, int(s), self.ledger.store.author_root(a, int(s)).hex()] for a, s in sorted(sizes)]
         self._remember(state)
         return frontier, state

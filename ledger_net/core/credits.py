@@ -215,7 +215,7 @@ class Credits:
 
     # ---------------------------------------------------------------- analytics
     def get_credit_metrics(self) -> dict[str, Any]:
-        acct = self.runner["balances"].accounts.get(self.node_id, {})
+        acct = self.runner.balances.accounts.get(self.node_id, {})
 
         def units(key: str) -> float:
             return to_credits(acct.get(key, 0), self.decimals)

@@ -389,7 +389,7 @@ class Node:
 
     def _recorded(self) -> dict[str, Any] | None:
         assert self.runner is not None and self.ledger is not None
-        return self.runner["nodes"].nodes.get(self.ledger.node_id)
+        return self.runner.nodes.nodes.get(self.ledger.node_id)
 
     def _announce(self) -> None:
         """``node.joined`` unless the ledger already shows this node online; then only what changed."""
@@ -541,7 +541,7 @@ class Node:
         me = self.ledger_id
         if peer_id in (me, self.node_id, self.url):
             raise NetworkError(f"{peer_id!r} is this node itself")
-        nodes = self.runner["nodes"].nodes if self.runner is not None else {}
+        nodes = self.runner.nodes.nodes if self.runner is not None else {}
         if peer_id in nodes and peer_id != me:
             return peer_id
         named = sorted(k for k, row in nodes.items() if k != me and (row["name"] == peer_id or row["url"] == peer_id))

@@ -58,17 +58,17 @@ class Reputation:
         elif runner is None or subject is None:
             raise NodeError("a node-bound Reputation needs its runner and subject")
         else:
-            self.params = runner["reputation"].params or ReputationParams.from_genesis(runner.context().params)
+            self.params = runner.reputation.params or ReputationParams.from_genesis(runner.context().params)
         self.ledger, self.runner, self.subject = ledger, runner, subject
 
     # ---------------------------------------------------------------- reading
     def _row(self) -> dict[str, Any]:
-        row = self.runner["reputation"].subjects.get(self.subject)
+        row = self.runner.reputation.subjects.get(self.subject)
         return row or {"score_ppm": self.params.initial_ppm, "positive": 0, "negative": 0,
                        "quality_sum_ppm": 0, "feedback_count": 0, "forked": False}
 
     def _feedback(self) -> list[Feedback]:
-        return list(self.runner["reputation"].feedback.get(self.subject, []))
+        return list(self.runner.reputation.feedback.get(self.subject, []))
 
     def get_score(self) -> float:
         return self._row()["score_ppm"] / PPM
@@ -142,7 +142,7 @@ class Reputation:
         if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
             raise NodeError("days must be a positive integer")
         items = self._feedback()
-        scores = self.runner["reputation"].fold_scores(items) if items else []
+        scores = self.runner.reputation.fold_scores(items) if items else []
         since = (time.time() - days * 86400) * 1000
         points = [(f.ts / 1000.0, s / PPM) for f, s in zip(items, scores, strict=False) if f.ts >= since]
         before = [s for f, s in zip(items, scores, strict=False) if f.ts < since]
@@ -178,7 +178,7 @@ class Reputation:
 
     def history(self) -> list[dict[str, Any]]:
         items = self._feedback()
-        scores = self.runner["reputation"].fold_scores(items) if items else []
+        scores = self.runner.reputation.fold_scores(items) if items else []
         return [{"timestamp": f.ts / 1000.0, "event": f.hash, "rater": f.author, "positive": f.positive,
                  "quality": f.quality_ppm / PPM, "weight": f.weight_ppm / PPM, "score_after": s / PPM}
                 for f, s in zip(items, scores, strict=False)]

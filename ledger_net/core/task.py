@@ -20,6 +20,7 @@ import numpy as np
 
 from ..compute import aggregate, payload_work_units, plan_chunks, run_chunk, validate_config
 from ..errors import TaskError
+from ..projections.status import TaskStatus
 
 
 class TaskType(StrEnum):
@@ -37,21 +38,6 @@ class TaskPriority(IntEnum):
     NORMAL = 2
     HIGH = 3
     CRITICAL = 4
-
-
-class TaskStatus(StrEnum):
-    PENDING = "pending"
-    QUOTED = "quoted"
-    BIDDING = "quoted"  # alias: a task collecting quotes/bids
-    ASSIGNED = "assigned"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 # Pricing of estimate_cost, in micro-credits (1 credit = COST_SCALE), all integers.

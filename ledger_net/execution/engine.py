@@ -181,7 +181,7 @@ class TaskEngine:
 
     def cancel(self, task_id: str) -> bool:
         """Cancel a task of this node's, refunding its escrow; False when it is already closed."""
-        tasks = self.runner["tasks"]
+        tasks = self.runner.tasks
         row = tasks.task_of(task_id, self.me) or tasks.tasks.get(task_id)
         if row is None:
             raise TaskError(f"task {task_id} not found")
@@ -297,7 +297,7 @@ class TaskEngine:
 
     async def _execute(self, assignment: Event) -> None:
         """Run an assignment and queue its report; it stays running until the report is signed."""
-        submitted = self.runner["tasks"].task_of(assignment.body["task_id"], assignment.author)
+        submitted = self.runner.tasks.task_of(assignment.body["task_id"], assignment.author)
         body = await self._chunks.run(assignment, submitted)
         emit = worker_policy.report(self.worker, assignment, body)
 

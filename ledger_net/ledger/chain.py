@@ -259,6 +259,11 @@ class Ledger:
                 return False
             return self._save_snapshot(self.store.last_offset())
 
+    def locked(self) -> threading.RLock:
+        """The ledger's (re-entrant) write lock, to hold across several ingests: a caller that
+        must apply pages in feed order takes it before the signature checks of the next page."""
+        return self._lock
+
     # ------------------------------------------------------------- properties
     @property
     def net(self) -> str | None:

@@ -31,11 +31,10 @@ import orjson
 
 from ..core.task import PRIORITY_FACTOR_PPM, TaskPriority, coerce_priority
 from ..errors import TaskError
+from ..projections.status import OPEN_CHUNK, TERMINAL, ChunkStatus
 
 PPM = 1_000_000
 FORMULA_VERSION = 1
-OPEN_CHUNK_STATES = frozenset({"open", "assigned", "errored", "rejected"})  # still wanting a result
-CLOSED_TASK_STATES = frozenset({"completed", "failed", "cancelled"})
 NEUTRAL_REPUTATION_PPM = 500_000
 
 
@@ -163,24 +162,24 @@ class PricingEngine:
             raise TaskError(f"load_ppm must be an integer 0..1_000_000, got {load_ppm!r}")
         if runner is None:
             return MarketSnapshot(0, 0, 0, 0, NEUTRAL_REPUTATION_PPM, load_ppm)
-        nodes = runner["nodes"].nodes
-        tasks = runner["tasks"]
+        nodes = runner.nodes.nodes
+        tasks = runner.tasks
         slots = {key: _capacity_of(row["capabilities"]) for key, row in nodes.items()
                  if row["status"] == "online" and row["forked_at"] is None}
         busy: dict[str, int] = {}
         demand = 0
         for task_id, task in tasks.tasks.items():
-            if task["status"] in CLOSED_TASK_STATES:
+            if task["status"] in TERMINAL:
                 continue
             for i in range(task["chunks_total"]):
                 chunk = tasks.chunks.get((task_id, i))
-                if chunk is None or chunk["status"] not in OPEN_CHUNK_STATES:
+                if chunk is None or chunk["status"] not in OPEN_CHUNK:
                     continue
                 demand += 1
-                if chunk["status"] == "assigned" and chunk["worker"] in slots:
+                if chunk["status"] == ChunkStatus.ASSIGNED and chunk["worker"] in slots:
                     busy[chunk["worker"]] = busy.get(chunk["worker"], 0) + 1
         supply = sum(max(0, cap - busy.get(key, 0)) for key, cap in slots.items())
-        reputation = runner["reputation"].score(node_id) if node_id else NEUTRAL_REPUTATION_PPM
+        reputation = runner.reputation.score(node_id) if node_id else NEUTRAL_REPUTATION_PPM
         return MarketSnapshot(supply=supply, demand=demand, capacity=sum(slots.values()), online_nodes=len(slots),
                               reputation_ppm=int(reputation), load_ppm=load_ppm)
 

@@ -33,6 +33,7 @@ import orjson
 
 from ..core.node import Capabilities, unmet_requirements, validate_requirements
 from ..errors import NodeError, TaskError
+from ..projections.status import TERMINAL, ChunkStatus
 from .pricing import PricingEngine
 
 log = logging.getLogger(__name__)
@@ -232,14 +233,14 @@ class Router:
 
 def assigned_counts(runner: Any) -> dict[str, int]:
     """Chunks of unfinished tasks assigned to each worker and not yet reported (from projections)."""
-    tasks = runner["tasks"]
+    tasks = runner.tasks
     counts: dict[str, int] = {}
     for task_id, task in tasks.tasks.items():
-        if task["status"] in ("completed", "failed", "cancelled"):
+        if task["status"] in TERMINAL:
             continue
         for i in range(task["chunks_total"]):
             chunk = tasks.chunks.get((task_id, i))
-            if chunk is not None and chunk["status"] == "assigned" and chunk["worker"]:
+            if chunk is not None and chunk["status"] == ChunkStatus.ASSIGNED and chunk["worker"]:
                 counts[chunk["worker"]] = counts.get(chunk["worker"], 0) + 1
     return counts
 
@@ -252,8 +253,8 @@ def _bid_from_record(record: Any, runner: Any) -> Bid:
         load = inputs.get("load_ppm", 0) if isinstance(inputs, Mapping) else 0
     load = load if type(load) is int and 0 <= load <= PPM else PPM
     if runner is not None:
-        reputation = int(runner["reputation"].score(worker))
-        row = runner["nodes"].nodes.get(worker)
+        reputation = int(runner.reputation.score(worker))
+        row = runner.nodes.nodes.get(worker)
         caps: Any = orjson.loads(row["capabilities"]) if row is not None and row["forked_at"] is None else None
         if caps is None:
             caps = {"max_concurrent_tasks": 0}  # unknown or forked: no slots
@@ -283,8 +284,8 @@ def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True)
     claims); the load is the one the quote names. Quotes whose price does not follow from their
     inputs are skipped when ``verify`` is set.
     """
-    nodes = runner["nodes"].nodes
-    reputation = runner["reputation"]
+    nodes = runner.nodes.nodes
+    reputation = runner.reputation
     out: list[Bid] = []
     for event in quotes:
         body = event.body

@@ -9,7 +9,7 @@ appended: the checks run first, and the ledger itself refuses an event that brea
 a rule (nothing is stored). Every route answers 503 `not_ready` exactly when
 `/readyz` does (`ComputeNetwork.not_ready`).
 
-Reads come from the projections (`runner["tasks"|"balances"|…]`), writes go
+Reads come from the projections (`runner.tasks`, `runner.balances`, …), writes go
 through the seed API (`submit_task`, `Credits.transfer_credits`), so the HTTP
 side adds no rules of its own.
 """
@@ -26,10 +26,11 @@ from aiohttp import web
 from ..core.money import to_credits
 from ..errors import CreditError, LedgerNetError, NodeError, TaskError
 from ..ledger.identity import is_public_key
+from ..projections.runner import ProjectionRunner
+from ..projections.status import ROW_STATUSES, TaskStatus
 from .ports import ControlPort
 from .protocol import API, ApiError, control, int_param, json_response
 
-TASK_STATUSES = ("pending", "quoted", "running", "completed", "failed", "cancelled")
 MAX_LIST = 1000
 MAX_HISTORY = 10_000
 
@@ -59,7 +60,7 @@ class ControlAPI:
         self.network = network
 
     # ------------------------------------------------------------ helpers
-    def _books(self) -> tuple[Any, Any]:
+    def _books(self) -> tuple[Any, ProjectionRunner]:
         reason = self.network.not_ready()
         ledger, runner = self.network.ledger, self.network.runner
         if reason is not None or ledger is None or runner is None:
@@ -92,7 +93,7 @@ class ControlAPI:
 
     def _task_row(self, task_id: str) -> dict[str, Any]:
         _, runner = self._books()
-        row = runner["tasks"].tasks.get(task_id)
+        row = runner.tasks.tasks.get(task_id)
         if row is None:
             raise ApiError(404, "unknown_task", f"no task {task_id[:128]!r} on this node's ledger")
         return row
@@ -128,14 +129,14 @@ class ControlAPI:
     async def get_result(self, request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]
         row = self._task_row(task_id)
-        if row["status"] != "completed":
+        if row["status"] != TaskStatus.COMPLETED:
             reason = f" ({row['reason']})" if row["reason"] else ""
             raise ApiError(409, "not_completed", f"task {task_id} has no result: it is {row['status']}{reason}")
         try:
             result = await self.network.get_task_result(task_id)
         except TaskError as exc:
             raise ApiError(409, "no_result", str(exc)) from None
-        return json_response({"task_id": task_id, "status": "completed", "result": jsonable(result)})
+        return json_response({"task_id": task_id, "status": TaskStatus.COMPLETED.value, "result": jsonable(result)})
 
     async def post_cancel(self, request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]
@@ -156,8 +157,8 @@ class ControlAPI:
         """Tasks of the ledger, newest first; `status`, `owner` (`me` for this node) filter."""
         ledger, runner = self._books()
         status = request.query.get("status")
-        if status is not None and status not in TASK_STATUSES:
-            raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(TASK_STATUSES)}, got "
+        if status is not None and status not in ROW_STATUSES:
+            raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(ROW_STATUSES)}, got "
                                                  f"{status[:40]!r}")
         owner = request.query.get("owner")
         if owner == "me":
@@ -165,7 +166,7 @@ class ControlAPI:
         if owner is not None and not is_public_key(owner):
             raise ApiError(400, "bad_parameter", "owner must be a node id (hex public key) or 'me'")
         limit = int_param(request, "limit", 100, 1, MAX_LIST)
-        tasks_proj = runner["tasks"]
+        tasks_proj = runner.tasks
         rows = [(tid, row) for tid, row in list(tasks_proj.tasks.items())
                 if (status is None or row["status"] == status) and (owner is None or row["owner"] == owner)]
         rows.sort(key=lambda item: (item[1]["submitted_ts"], item[0]), reverse=True)
@@ -180,14 +181,14 @@ class ControlAPI:
     # ------------------------------------------------------------ money
     def _account(self, node_id: str) -> dict[str, Any]:
         ledger, runner = self._books()
-        row = runner["balances"].accounts.get(node_id)
+        row = runner.balances.accounts.get(node_id)
         if row is None:
             raise ApiError(404, "unknown_account", f"no account {node_id[:64]!r} in the ledger")
         decimals = ledger.state.decimals
-        node = runner["nodes"].nodes.get(node_id) or {}
+        node = runner.nodes.nodes.get(node_id) or {}
         return {"node_id": node_id, "name": node.get("name"), "decimals": decimals,
                 **{k: to_credits(v, decimals) for k, v in row.items()},
-                "units": dict(row), "reputation": runner["reputation"].score(node_id) / 1_000_000,
+                "units": dict(row), "reputation": runner.reputation.score(node_id) / 1_000_000,
                 "forked_at": ledger.state.frozen.get(node_id)}
 
     async def get_balance(self, request: web.Request) -> web.Response:
@@ -196,7 +197,7 @@ class ControlAPI:
         credits = self.network.credits
         assert credits is not None
         metrics = await self._write(credits.get_credit_metrics)  # it flushes the history projection
-        row = runner["balances"].accounts.get(ledger.node_id, {})
+        row = runner.balances.accounts.get(ledger.node_id, {})
         metrics["units"] = dict(row) if row else {}
         metrics["decimals"] = ledger.state.decimals
         return json_response(metrics)

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -31,11 +31,13 @@ from ..ledger.chain import Applied, Ledger
 from .client import PeerClient
 from .ports import MetricsPort
 
+if TYPE_CHECKING:
+    from ..projections.runner import ProjectionRunner
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PEER_HEADS_TTL = 5.0  # seconds a peer's heads are reused between scrapes
 PEER_HEADS_TIMEOUT = 1.0  # a scrape never waits long for a slow peer
 MAX_PEERS_PROBED = 32  # peers whose heads one scrape may ask for
-TASK_STATUSES = ("pending", "quoted", "running", "completed", "failed", "cancelled")
 
 Labels = dict[str, str]
 
@@ -221,12 +223,9 @@ class NodeMetrics:
         out.counter("ledger_net_sync_errors", "failed exchanges with peers", totals.get("errors", 0))
         out.counter("ledger_net_sync_rounds", "anti-entropy rounds run", sync.rounds if sync is not None else 0)
 
-    def _tasks(self, out: Exposition, runner: Any) -> None:
-        with _lock_of(runner):
-            statuses = [t["status"] for t in list(runner["tasks"].tasks.values())]
-        counts = dict.fromkeys(TASK_STATUSES, 0)
-        for status in statuses:
-            counts[status] = counts.get(status, 0) + 1
+    def _tasks(self, out: Exposition, runner: ProjectionRunner) -> None:
+        with runner.tasks.reading() as tasks:
+            counts = tasks.count_by_status()
         out.gauge("ledger_net_tasks", "tasks known to the ledger, by status", [({"status": s}, n)
                                                                                for s, n in counts.items()])
         executor = self.network.executor
@@ -236,9 +235,9 @@ class NodeMetrics:
         out.counter("ledger_net_sandbox_failures", "chunks that failed in this node's sandbox, by reason",
                     [({"reason": r}, n) for r, n in sorted(failures.items())])
 
-    def _supply(self, out: Exposition, ledger: Ledger, runner: Any) -> None:
-        with _lock_of(runner):
-            totals = runner["balances"].totals()
+    def _supply(self, out: Exposition, ledger: Ledger, runner: ProjectionRunner) -> None:
+        with runner.balances.reading() as balances:
+            totals = balances.totals()
         scale = 10 ** ledger.state.decimals
         parts = {"balance": totals["balance"], "escrow": totals["escrow"], "in_transit": totals["incoming"],
                  "vouchers": totals["vouchers"], "burnt": totals["burnt"]}
@@ -247,12 +246,6 @@ class NodeMetrics:
                                                                              for k, v in parts.items()])
         out.gauge("ledger_net_credits_conserved", "1 if minted = balances + escrow + in transit + vouchers + burnt",
                   1 if totals["minted"] == sum(parts.values()) else 0)
-
-
-def _lock_of(runner: Any) -> Any:
-    """The projection runner folds on the writer thread under its lock; read under it too."""
-    lock = getattr(runner, "_lock", None)
-    return lock if lock is not None else threading.Lock()
 
 
 def metrics_routes(network: MetricsPort) -> list[web.RouteDef]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..projections.status import ROW_STATUSES
 from .ports import BooksPort
 from .protocol import API, MAX_EVENTS_PER_REQUEST, MAX_PAGE, json_response
 
@@ -288,7 +289,7 @@ def paths() -> Schema:
             "get": op("control", "Tasks of the ledger, newest first",
                       {**ok(ref("TaskList"), "tasks"), **errors(400, 503)},
                       params=[{"name": "status", "in": "query", "required": False, "schema": {
-                          "enum": ["pending", "quoted", "running", "completed", "failed", "cancelled"]}},
+                          "enum": list(ROW_STATUSES)}},
                           {"name": "owner", "in": "query", "required": False, "schema": S,
                            "description": "a node id, or `me`"},
                           query_int("limit", "at most this many", 1, 1000, 100)],

@@ -168,7 +168,7 @@ class NodeServer:
         self.url = normalize_url(self.public_url or f"http://{host}:{self.port}")
         self.discovery.self_url = self.url
         if self.runner is not None:
-            self.discovery.learn_from_nodes(dict(self.runner["nodes"].nodes))
+            self.discovery.learn_from_nodes(dict(self.runner.nodes.nodes))
         self.ledger.subscribe(self._on_applied_any_thread)
         self.sync = Synchronizer(self.ledger, self.discovery, run_write=self.api.run_write, run_read=self.api.run_read,
                                  our_heads=self.api.heads, interval=self.sync_interval, expected_net=self.expected_net,
@@ -245,7 +245,7 @@ class NodeServer:
             raise NetworkError("this node has no network yet: sync with a seed first")
         if self.url is None:
             raise NetworkError("start the node before announcing it")
-        row = self.runner["nodes"].nodes.get(self.node_id) if self.runner is not None else None
+        row = self.runner.nodes.nodes.get(self.node_id) if self.runner is not None else None
         if row is not None and row.get("status") == "online" and row.get("url") == self.url:
             return None
         if row is not None and row.get("status") == "online":
@@ -290,7 +290,7 @@ class NodeServer:
             peers = self.discovery.by_node(target)
             url = peers[0].url if peers else None
             if url is None:
-                row = self.runner["nodes"].nodes.get(target) if self.runner is not None else None
+                row = self.runner.nodes.nodes.get(target) if self.runner is not None else None
                 if row is None:
                     raise NetworkError(f"unknown node {target[:64]!r}: it never joined this network")
                 if not row.get("url"):
@@ -343,7 +343,7 @@ class NodeServer:
         """Every node the ledger knows (from `node.*` events), with our link to it."""
         if self.runner is None:
             return [dict(p, node_id=p["node_id"]) for p in self.discovery.describe()]
-        nodes = self.runner["nodes"]
+        nodes = self.runner.nodes
         out = []
         for node_id in sorted(dict(nodes.nodes)):
             details = nodes.describe(node_id)
@@ -353,7 +353,7 @@ class NodeServer:
         return out
 
     def get_node_details(self, node_id: str) -> dict[str, Any]:
-        nodes = self.runner["nodes"] if self.runner is not None else None
+        nodes = self.runner.nodes if self.runner is not None else None
         if nodes is None or node_id not in nodes.nodes:
             raise NetworkError(f"unknown node {node_id[:64]!r}")
         details = nodes.describe(node_id)

@@ -345,11 +345,7 @@ class Synchronizer:
             # Take the ledger's (re-entrant) lock before ingesting and tell the puller, so the
             # next page starts only now: its signature checks run while this page is applied,
             # and it can take the lock only after this page, so pages apply in feed order.
-            lock = getattr(ledger, "_lock", None)
-            if lock is None:
-                loop.call_soon_threadsafe(_set, locked)
-                return work()
-            with lock:
+            with ledger.locked():
                 loop.call_soon_threadsafe(_set, locked)
                 return work()
 

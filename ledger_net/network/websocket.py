@@ -33,6 +33,8 @@ import psutil
 from aiohttp import WSMsgType, web
 
 from ..ledger.chain import Applied, Ledger
+from ..projections.runner import ProjectionRunner
+from ..projections.status import TERMINAL, TaskStatus
 from .protocol import MAX_PAGE, CommitWatcher, stored_to_wire
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ NETWORK_UPDATE = "network_update"
 NODE_UPDATE = "node_update"
 EVENTS = "events"
 TOPICS = frozenset({TASK_UPDATES, NETWORK_UPDATE, NODE_UPDATE, EVENTS})
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MAX_MESSAGE = 64 << 10
 MAX_OFFSET = (1 << 63) - 1  # offsets are signed 64-bit in the store
 TOO_SLOW = 1013
@@ -87,8 +88,9 @@ def seed_capabilities(capabilities: dict[str, Any]) -> dict[str, Any]:
 class WebSocketHub:
     """Fans committed ledger events and periodic metrics out to `/ws` subscribers."""
 
-    def __init__(self, ledger: Ledger, runner: Any | None = None, *, loop: asyncio.AbstractEventLoop | None = None,
-                 watcher: CommitWatcher | None = None, metrics_interval: float = 5.0, queue_size: int = 1000,
+    def __init__(self, ledger: Ledger, runner: ProjectionRunner | None = None, *,
+                 loop: asyncio.AbstractEventLoop | None = None, watcher: CommitWatcher | None = None,
+                 metrics_interval: float = 5.0, queue_size: int = 1000,
                  read: Callable[..., Any] | None = None, peers_count: Callable[[], int] | None = None) -> None:
         self.ledger = ledger
         self.runner = runner
@@ -167,13 +169,13 @@ class WebSocketHub:
         # The status is the event's own (the projection may already be further on when a
         # replicated batch is announced); progress comes from the tasks projection.
         status, progress = _status_of(event.type), None
-        if self.runner is not None and status != "completed":
-            task = self.runner["tasks"].tasks.get(task_id)
+        if self.runner is not None and status != TaskStatus.COMPLETED:
+            task = self.runner.tasks.tasks.get(task_id)
             if task is not None:
                 total = task["chunks_total"]
                 progress = task["chunks_done"] / total if total else 0.0
         if progress is None:
-            progress = 1.0 if status == "completed" else 0.0
+            progress = 1.0 if status == TaskStatus.COMPLETED else 0.0
         return {"type": "task_update", "task_id": task_id, "status": status, "progress": progress,
                 "event": event.type, "event_hash": event.hash, "timestamp": event.ts / 1000}
 
@@ -185,7 +187,7 @@ class WebSocketHub:
         status = {"node.joined": "online", "node.left": "offline"}.get(event.type, body.get("status", "online"))
         capabilities = body.get("capabilities")
         if capabilities is None and self.runner is not None:
-            row = self.runner["nodes"].nodes.get(event.author)
+            row = self.runner.nodes.nodes.get(event.author)
             if row is not None:
                 capabilities = orjson.loads(row["capabilities"])
         message = {"type": "node_update", "node_id": event.author, "status": status,
@@ -199,9 +201,9 @@ class WebSocketHub:
     def network_metrics(self) -> dict[str, Any]:
         total_nodes = active_tasks = 0
         if self.runner is not None:
-            nodes = list(self.runner["nodes"].nodes.values())
+            nodes = list(self.runner.nodes.nodes.values())
             total_nodes = sum(1 for n in nodes if n["status"] != "offline" and n["status"] != "unknown")
-            tasks = list(self.runner["tasks"].tasks.values())
+            tasks = list(self.runner.tasks.tasks.values())
             active_tasks = sum(1 for t in tasks if t["status"] not in TERMINAL)
         metrics = {"total_nodes": total_nodes, "active_tasks": active_tasks,
                    "cpu_usage": psutil.cpu_percent(None), "ram_usage": psutil.virtual_memory().percent}
@@ -351,7 +353,10 @@ class WebSocketHub:
 
 
 def _status_of(event_type: str) -> str:
-    return {"task.submitted": "pending", "task.quote": "quoted", "task.assigned": "running",
-            "task.chunk_result": "running", "task.chunk_accepted": "running", "task.chunk_rejected": "running",
-            "task.completed": "completed", "task.failed": "failed", "task.cancelled": "cancelled"}.get(
-        event_type, "running")
+    """The status a task has right after an event of `event_type` about it."""
+    return _STATUS_AFTER.get(event_type, TaskStatus.RUNNING).value
+
+
+_STATUS_AFTER = {"task.submitted": TaskStatus.PENDING, "task.quote": TaskStatus.QUOTED,
+                 "task.completed": TaskStatus.COMPLETED, "task.failed": TaskStatus.FAILED,
+                 "task.cancelled": TaskStatus.CANCELLED}  # any other task event: running

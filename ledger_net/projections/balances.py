@@ -228,6 +228,11 @@ class BalancesProjection(Projection):
         acct = self.accounts.get(account)
         return acct["balance"] if acct else 0
 
+    def unflushed_history(self, account: str) -> list[dict[str, Any]]:
+        """Copies of `account`'s history rows folded since the last flush (not in the table yet):
+        a reader of the table adds them to see the history as of now."""
+        return [dict(r) for r in self._new_history if r["account"] == account]
+
     def totals(self) -> dict[str, int]:
         total = _empty()
         for acct in self.accounts.values():

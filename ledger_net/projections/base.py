@@ -8,10 +8,12 @@ rows with their checkpoint in one transaction when the runner flushes.
 from __future__ import annotations
 
 import hashlib
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Connection, Table, select
 
@@ -32,6 +34,20 @@ class Context:
 class Projection(ABC):
     name: str = ""
     tables: tuple[Table, ...] = ()
+    _lock: threading.RLock | None = None  # the runner's, once it owns this projection
+
+    def share_lock(self, lock: threading.RLock) -> None:
+        """Fold and read under `lock` (the runner's: it folds every projection under one)."""
+        self._lock = lock
+
+    @contextmanager
+    def reading(self) -> Iterator[Self]:
+        """Hold the lock this projection folds under while reading it: the runner folds on the
+        writer thread, and a reader that copies rows outside the lock may see half an event."""
+        if self._lock is None:
+            self._lock = threading.RLock()
+        with self._lock:
+            yield self
 
     @abstractmethod
     def reset(self) -> None:

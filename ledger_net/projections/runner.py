@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import Connection, delete, tuple_
 
@@ -34,6 +35,7 @@ from .tasks import TasksProjection
 log = logging.getLogger(__name__)
 
 DELETE_CHUNK = 500
+P = TypeVar("P", bound=Projection)
 
 
 def default_projections() -> list[Projection]:
@@ -47,24 +49,74 @@ def state_hash_of(projections: Sequence[Projection]) -> str:
     return hashlib.sha256(encoding.canonical_bytes(parts)).hexdigest()
 
 
-class ProjectionRunner:
+class ProjectionSet:
+    """The typed face of a set of projections (the runner's, a replay's fold): one accessor
+    per projection, returning its class, and `reading()`, which holds the lock they fold
+    under. Readers outside `projections/` use these, never a name or the lock itself."""
+
+    projections: list[Projection]
+    _lock: threading.RLock
+
+    def _own(self, projections: Sequence[Projection]) -> None:
+        """Take `projections` as this set's, folded and read under one lock of its own."""
+        self.projections = list(projections)
+        self.by_name = {p.name: p for p in self.projections}
+        self._by_type: dict[type[Projection], Projection] = {type(p): p for p in self.projections}
+        self._lock = threading.RLock()
+        for p in self.projections:
+            p.share_lock(self._lock)
+
+    def __getitem__(self, name: str) -> Projection:
+        """A projection by name, for code generic over projections; readers use the typed accessors."""
+        return self.by_name[name]
+
+    def of(self, kind: type[P]) -> P:
+        """This set's projection of class `kind` (KeyError if it has none)."""
+        found = self._by_type.get(kind)
+        if found is None:
+            found = next((p for p in self.projections if isinstance(p, kind)), None)
+            if found is None:
+                raise KeyError(kind.name or kind.__name__)
+        assert isinstance(found, kind)
+        return found
+
+    @property
+    def balances(self) -> BalancesProjection:
+        return self.of(BalancesProjection)
+
+    @property
+    def reputation(self) -> ReputationProjection:
+        return self.of(ReputationProjection)
+
+    @property
+    def tasks(self) -> TasksProjection:
+        return self.of(TasksProjection)
+
+    @property
+    def nodes(self) -> NodesProjection:
+        return self.of(NodesProjection)
+
+    @contextmanager
+    def reading(self) -> Iterator[Self]:
+        """Hold the lock every projection here folds under: reads inside see whole events only
+        (the runner folds on the writer thread)."""
+        with self._lock:
+            yield self
+
+
+class ProjectionRunner(ProjectionSet):
     """Owns the projections of one ledger."""
 
     def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None, *,
                  flush_every: int = 2000, subscribe: bool = True) -> None:
         self.ledger = ledger
-        self.projections = list(projections or default_projections())
-        self.by_name = {p.name: p for p in self.projections}
+        self._own(projections or default_projections())
         self.flush_every = flush_every
-        self._lock = threading.RLock()
         self._offset = 0
         self._unflushed = 0
         self._open()
         if subscribe:
             ledger.subscribe(self._on_applied, self.rebuild)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.by_name[name]
 
     # ------------------------------------------------------------------ setup
     def context(self) -> Context:

@@ -37,9 +37,9 @@ from sqlalchemy import Connection, Table, select
 from ..ledger import encoding
 from ..ledger.events import Event
 from .base import Context, Projection
+from .status import ROW_STATUSES, TERMINAL, ChunkStatus, TaskStatus
 from .tables import chunks, task_assignments, tasks
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _TASK_COLS = ("owner", "task_type", "status", "priority", "escrow", "max_price", "paid", "refund", "chunks_total",
               "chunks_done", "chunks_failed", "submitted_hash", "spec", "result", "result_hash", "reason",
               "submitted_ts", "finished_ts")
@@ -135,8 +135,8 @@ class TasksProjection(Projection):
             key = self._submissions.get(dep)
             if key is not None and key[0] == task_id:
                 task = self._task(*key)
-                if task is not None and task["status"] == "pending":
-                    task["status"] = "quoted"
+                if task is not None and task["status"] == TaskStatus.PENDING:
+                    task["status"] = TaskStatus.QUOTED.value
 
     def _reported(self, event: Event) -> None:
         # A result answers the assignments (to its author, of that chunk) it names in deps; the
@@ -166,7 +166,7 @@ class TasksProjection(Projection):
             chunk.update(worker=b["worker"], price=b["price"], attempts=chunk["attempts"] + 1)
             self._derive(*key)
         if task["status"] not in TERMINAL:
-            task["status"] = "running"
+            task["status"] = TaskStatus.RUNNING.value
 
     def _judged(self, event: Event, verdict: str, reason: str | None) -> None:
         """Note the owner's verdict on its latest assignment of the chunk to the worker named
@@ -192,29 +192,30 @@ class TasksProjection(Projection):
             return
         rows = [self.assignments[h] for h in self._by_chunk.get((task_id, owner, index), [])]
         won = [a for a in rows if a["verdict"] == "accepted"]
-        fields: dict[str, Any] = {"status": "open", "result_hash": None, "error": None, "usage": None}
+        fields: dict[str, Any] = {"status": ChunkStatus.OPEN.value, "result_hash": None, "error": None, "usage": None}
         if won:  # float replicas agree within a bound with other bytes: keep the smallest hash, as the owner does
             a = min(won, key=lambda r: (r["verdict_hash"] or r["result_hash"] or "", r["worker"]))
-            fields.update(status="accepted", result_hash=a["verdict_hash"] or a["result_hash"], usage=a["usage"])
+            fields.update(status=ChunkStatus.ACCEPTED.value, result_hash=a["verdict_hash"] or a["result_hash"],
+                          usage=a["usage"])
         elif rows:
             last = rows[-1]
             if last["verdict"] == "rejected":
-                fields.update(status="rejected", result_hash=last["result_hash"], error=last["reason"],
-                              usage=last["usage"])
+                fields.update(status=ChunkStatus.REJECTED.value, result_hash=last["result_hash"],
+                              error=last["reason"], usage=last["usage"])
             else:
                 report = next((a for a in reversed(rows) if a["worker"] == last["worker"] and a["ok"] is not None
                                and (a is last or a["verdict"] is None)), None)
                 if report is None:
-                    fields["status"] = "assigned"
+                    fields["status"] = ChunkStatus.ASSIGNED.value
                 else:
-                    fields.update(status="reported" if report["ok"] else "errored",
+                    fields.update(status=ChunkStatus.REPORTED.value if report["ok"] else ChunkStatus.ERRORED.value,
                                   **{c: report[c] for c in _REPORT_COLS if c != "ok"})
         chunk.update(fields)
 
     def _accepted(self, task: dict[str, Any], event: Event) -> None:
         b = event.body
         chunk = self._chunk(b["task_id"], event.author, b["chunk"])
-        if chunk is not None and chunk["status"] != "accepted":
+        if chunk is not None and chunk["status"] != ChunkStatus.ACCEPTED:
             chunk["payment"] += b["payment"]
             task["chunks_done"] += 1
         task["paid"] += b["payment"]
@@ -250,7 +251,7 @@ class TasksProjection(Projection):
         if owner in cands:  # the rules refuse a second submission of an id by one owner
             return
         cands[owner] = {
-            "owner": owner, "task_type": b["task_type"], "status": "pending",
+            "owner": owner, "task_type": b["task_type"], "status": TaskStatus.PENDING.value,
             "priority": b.get("priority", 1), "escrow": b["escrow"], "max_price": b["max_price"], "paid": 0,
             "refund": 0, "chunks_total": b["chunks"], "chunks_done": 0, "chunks_failed": 0,
             "submitted_hash": event.hash, "spec": _json(b["spec"]), "result": None, "result_hash": None,
@@ -259,8 +260,8 @@ class TasksProjection(Projection):
         self._dirty_tasks.add((task_id, owner))
         for i in range(b["chunks"]):
             self.owner_chunks[(task_id, owner, i)] = {
-                "status": "open", "worker": None, "price": None, "attempts": 0, "result_hash": None, "payment": 0,
-                "error": None, "usage": None}
+                "status": ChunkStatus.OPEN.value, "worker": None, "price": None, "attempts": 0, "result_hash": None,
+                "payment": 0, "error": None, "usage": None}
             self._dirty_chunks.add((task_id, owner, i))
         self._crown(task_id)
 
@@ -336,11 +337,19 @@ class TasksProjection(Projection):
         return sorted({a["worker"] for i in range(task["chunks_total"])
                        for a in map(self.assignments.__getitem__, self._by_chunk.get((task_id, task["owner"], i), []))})
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many tasks (by id: the winning candidates) have each status, every row status
+        listed (0 when none has it), in lifecycle order."""
+        counts = dict.fromkeys(ROW_STATUSES, 0)
+        for row in self.tasks.values():
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        return counts
+
     def progress(self, task_id: str, owner: str | None = None) -> float:
         task = self.task_of(task_id, owner)
         if task is None:
             raise KeyError(task_id)
-        if task["status"] == "completed":
+        if task["status"] == TaskStatus.COMPLETED:
             return 1.0
         return task["chunks_done"] / task["chunks_total"] if task["chunks_total"] else 0.0
 

@@ -10,7 +10,6 @@ public, like the feed: everything they show is in the signed log anyway.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from ..ledger.tables import events
 from ..network.ports import ExplorerPort
 from ..network.protocol import API, ApiError, int_param, json_response
 from ..projections.reputation import level_of
+from ..projections.runner import ProjectionRunner
+from ..projections.status import TaskStatus
 from ..projections.tables import credit_history
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,12 +35,6 @@ MAX_HISTORY = 2000  # history rows per page
 MAX_EVENTS = 500  # events per page of an account's chain or a task's history
 MAX_TASK_SCAN = 20_000  # stored events a task-history query may look at
 MAX_TASK_ID = 128
-
-
-def _lock_of(runner: Any) -> Any:
-    """Projections fold on the writer thread under the runner's lock: snapshot under it."""
-    lock = getattr(runner, "_lock", None)
-    return lock if lock is not None else threading.Lock()
 
 
 def _event_item(offset: int, hash_: str, raw: bytes, sig: bytes, valid: Any, reason: str | None) -> dict[str, Any]:
@@ -58,7 +53,7 @@ class Explorer:
         self.started = time.time()
 
     # ----------------------------------------------------------------- helpers
-    def _parts(self) -> tuple[Any, Any, Any]:
+    def _parts(self) -> tuple[Any, ProjectionRunner, Any]:
         net = self.network
         if net.ledger is None or net.runner is None or net.server is None or net.server.api is None:
             raise ApiError(503, "not_ready", "the node is starting or stopping")
@@ -90,13 +85,13 @@ class Explorer:
         count, last = await self._read(lambda: (store.count(), store.last_offset()))
         decimals = ledger.state.decimals
         scale = 10 ** decimals
-        with _lock_of(runner):
-            node_rows = {k: runner["nodes"].describe(k) for k in list(runner["nodes"].nodes)}
-            accounts = {k: dict(v) for k, v in runner["balances"].accounts.items()}
-            totals = runner["balances"].totals()
-            task_rows = sorted(((k, dict(v)) for k, v in runner["tasks"].tasks.items()),
+        with runner.reading():  # projections fold on the writer thread: snapshot whole events
+            node_rows = {k: runner.nodes.describe(k) for k in list(runner.nodes.nodes)}
+            accounts = {k: dict(v) for k, v in runner.balances.accounts.items()}
+            totals = runner.balances.totals()
+            task_rows = sorted(((k, dict(v)) for k, v in runner.tasks.tasks.items()),
                                key=lambda kv: (-kv[1]["submitted_ts"], kv[0]))
-            scores = {k: runner["reputation"].score(k) for k in node_rows}
+            scores = {k: runner.reputation.score(k) for k in node_rows}
             projection_offset = runner.offset
         me = ledger.node_id
         live_load = self.network.node.get_current_load() if self.network.node is not None else None
@@ -132,7 +127,7 @@ class Explorer:
     @staticmethod
     def _task_view(task_id: str, row: dict[str, Any], scale: int) -> dict[str, Any]:
         total = row["chunks_total"]
-        progress = 1.0 if row["status"] == "completed" else (row["chunks_done"] / total if total else 0.0)
+        progress = 1.0 if row["status"] == TaskStatus.COMPLETED else (row["chunks_done"] / total if total else 0.0)
         return {"task_id": task_id, "owner": row["owner"], "task_type": row["task_type"], "status": row["status"],
                 "progress": progress, "chunks_total": total, "chunks_done": row["chunks_done"],
                 "chunks_failed": row["chunks_failed"], "escrow": row["escrow"] / scale, "paid": row["paid"] / scale,
@@ -147,13 +142,13 @@ class Explorer:
                                                "public key)")
         return account
 
-    def _account_view(self, ledger: Any, runner: Any, account: str) -> dict[str, Any]:
+    def _account_view(self, ledger: Any, runner: ProjectionRunner, account: str) -> dict[str, Any]:
         """Balances, reputation and node row of an account (any key is an account: zeros
         until the ledger moves credits to it). Caller holds the runner's lock."""
         scale = 10 ** ledger.state.decimals
-        acct = dict(runner["balances"].accounts.get(account) or {})
-        score = runner["reputation"].score(account)
-        node = runner["nodes"].describe(account) if account in runner["nodes"].nodes else None
+        acct = dict(runner.balances.accounts.get(account) or {})
+        score = runner.reputation.score(account)
+        node = runner.nodes.describe(account) if account in runner.nodes.nodes else None
         amounts = {k: acct.get(k, 0) / scale for k in ("balance", "escrow", "incoming", "vouchers", "minted",
                                                         "burnt", "earned", "spent", "sent", "received")}
         return {**amounts, "reputation": score / 1_000_000, "level": level_of(score), "node": node,
@@ -168,9 +163,9 @@ class Explorer:
         ledger, runner, _ = self._parts()
         # Rows not yet flushed live in the projection; snapshot them first, then read the
         # table: a flush in between only moves rows we then see twice (deduplicated).
-        with _lock_of(runner):
+        with runner.reading():
             state = self._account_view(ledger, runner, account)
-            fresh = [dict(r) for r in getattr(runner["balances"], "_new_history", []) if r["account"] == account]
+            fresh = runner.balances.unflushed_history(account)
 
         def read() -> list[dict[str, Any]]:
             stmt = select(credit_history).where(credit_history.c.account == account)
@@ -225,10 +220,10 @@ class Explorer:
         limit = int_param(request, "limit", MAX_EVENTS, 1, MAX_EVENTS)
         ledger, runner, _ = self._parts()
         scale = 10 ** ledger.state.decimals
-        with _lock_of(runner):
-            row = runner["tasks"].tasks.get(task_id)
+        with runner.tasks.reading() as tasks:
+            row = tasks.tasks.get(task_id)
             row = dict(row) if row is not None else None
-            chunks = sorted(((k[1], dict(v)) for k, v in runner["tasks"].chunks.items() if k[0] == task_id))
+            chunks = sorted((i, dict(c)) for i, c in tasks.chunks_of(task_id).items())
         if row is None:
             raise ApiError(404, "unknown_task", f"no task {task_id[:80]!r} on this node")
         # Canonical JSON writes the id exactly so: match the bytes in SQL (on PostgreSQL
