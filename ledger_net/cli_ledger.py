@@ -40,6 +40,7 @@ from .cli_common import (
 )
 from .errors import LedgerError
 from .ledger.store import StoredEvent
+from .ledger.wire import is_wire, to_wire
 
 IMPORT_BATCH = 1000
 
@@ -49,7 +50,7 @@ IMPORT_BATCH = 1000
 def bundle_line(row: StoredEvent) -> bytes:
     """One NDJSON line of the audit bundle (the signed bytes verbatim, plus this node's verdict)."""
     return orjson.dumps({"offset": row.offset, "hash": row.hash, "author": row.author, "seq": row.seq,
-                         "type": row.type, "ts": row.ts, "raw": row.raw.decode("utf-8"), "sig": row.sig.hex(),
+                         "type": row.type, "ts": row.ts, **to_wire(row.raw, row.sig),
                          "valid": bool(row.valid), "reason": row.reason}) + b"\n"
 
 
@@ -95,8 +96,7 @@ def read_bundle(path: str) -> Iterator[tuple[int, StoredEvent | str]]:
             except orjson.JSONDecodeError as exc:
                 yield number, f"line {number} is not JSON: {exc}"
                 continue
-            if not isinstance(item, dict) or not isinstance(item.get("raw"), str) or not isinstance(
-                    item.get("sig"), str):
+            if not is_wire(item):
                 yield number, f'line {number} is not a bundle line (needs "raw" and "sig" strings)'
                 continue
             raw = item["raw"].encode("utf-8")

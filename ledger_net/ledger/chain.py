@@ -43,6 +43,7 @@ from .pending import PendingBuffer, PendingQuotaError
 from .rules import LedgerState
 from .snapshot import SnapshotError, pack, rules_fingerprint, unpack
 from .store import ForkProof, Store, StoredEvent
+from .wire import to_wire
 
 log = logging.getLogger(__name__)
 
@@ -560,8 +561,7 @@ class Ledger:
         if self.identity is None or key in self._published_proofs or proof.author == self.node_id:
             return
         body = {"author": proof.author, "seq": proof.seq,
-                "a": {"raw": proof.raw_a.decode(), "sig": proof.sig_a.hex()},
-                "b": {"raw": proof.raw_b.decode(), "sig": proof.sig_b.hex()}}
+                "a": to_wire(proof.raw_a, proof.sig_a), "b": to_wire(proof.raw_b, proof.sig_b)}
         try:
             self.append(FORK_PROOF, body)
             self._published_proofs.add(key)

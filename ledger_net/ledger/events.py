@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import ChainError, EncodingError, SchemaError, SignatureError
-from . import encoding
+from . import encoding, wire
 from .identity import Identity, is_public_key, verify
 from .schemas import validate_body
 
@@ -117,8 +117,8 @@ class Event:
     @classmethod
     def from_json(cls, item: Any) -> Event:
         """Parse the wire object `{"raw": <canonical JSON text>, "sig": <hex>}`."""
-        if not isinstance(item, dict) or not isinstance(item.get("raw"), str) or not isinstance(item.get("sig"), str):
-            raise EncodingError('an event travels as {"raw": "<canonical json>", "sig": "<hex>"}')
+        if not wire.is_wire(item):
+            raise EncodingError(f"an event travels as {wire.SHAPE}")
         try:
             sig = bytes.fromhex(item["sig"])
         except ValueError:
@@ -140,7 +140,8 @@ class Event:
 
     # ---------------------------------------------------------------- exposing
     def to_json(self) -> dict[str, str]:
-        return {"raw": self.raw.decode("utf-8"), "sig": self.sig.hex()}
+        """The event's wire form."""
+        return wire.to_wire(self.raw, self.sig)
 
     def describe(self) -> dict[str, Any]:
         """A readable view for feeds, logs and the CLI."""

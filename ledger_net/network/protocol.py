@@ -37,6 +37,8 @@ from ..ledger.events import GENESIS, Event, EventTooLarge
 from ..ledger.identity import is_public_key
 from ..ledger.pending import PendingQuotaError
 from ..ledger.store import StoredEvent
+from ..ledger.wire import SHAPE as WIRE_SHAPE
+from ..ledger.wire import is_wire, stored_to_wire, to_wire
 from .admission import Admission
 from .limits import MAX_PAGE_BYTES, WRITE_TIMEOUT, SendBudget, drop_connection, send_body, write_or_drop
 
@@ -332,12 +334,6 @@ def is_hash(value: Any) -> bool:
 
 # --------------------------------------------------------------- wire helpers
 
-def stored_to_wire(row: StoredEvent) -> dict[str, Any]:
-    """A feed item: offset, wire form and this node's verdict."""
-    return {"offset": row.offset, "raw": row.raw.decode("utf-8"), "sig": row.sig.hex(),
-            "valid": bool(row.valid), "reason": row.reason}
-
-
 def parse_wire_events(items: Sequence[Any], net: str | None, *, skip: Callable[[str], bool] | None = None
                       ) -> list[Event]:
     """Parse wire items into events, refusing the whole list with an `ApiError` naming the
@@ -346,9 +342,8 @@ def parse_wire_events(items: Sequence[Any], net: str | None, *, skip: Callable[[
     geneses: set[str] = set()
     for index, item in enumerate(items):
         where = f"event #{index}"
-        if not isinstance(item, dict) or not isinstance(item.get("raw"), str) or not isinstance(item.get("sig"), str):
-            raise ApiError(400, "malformed_event", f'{where}: an event travels as {{"raw": "<canonical json>", '
-                                                   '"sig": "<hex>"}')
+        if not is_wire(item):
+            raise ApiError(400, "malformed_event", f"{where}: an event travels as {WIRE_SHAPE}")
         raw = item["raw"].encode("utf-8")
         digest = hashlib.sha256(raw).hexdigest()
         claimed = item.get("hash")
@@ -595,12 +590,12 @@ class NodeAPI:
         store = self.ledger.store
         row = await self.run_read(store.get_event, hash_)
         if row is not None:
-            return json_response({"event": {"raw": row.raw.decode("utf-8"), "sig": row.sig.hex()},
+            return json_response({"event": to_wire(row.raw, row.sig),
                                   "offset": row.offset, "valid": bool(row.valid), "reason": row.reason,
                                   "void": False})
         void = await self.run_read(store.get_void, hash_)
         if void is not None:
-            return json_response({"event": {"raw": void[0].decode("utf-8"), "sig": void[1].hex()},
+            return json_response({"event": to_wire(*void),
                                   "offset": None, "valid": False, "reason": "void: forker branch", "void": True})
         raise ApiError(404, "unknown_event", f"no event {hash_} on this node")
 
@@ -614,7 +609,7 @@ class NodeAPI:
         try:
             rows, more = await self.run_read(self._segment, author, from_seq, limit, max_bytes)
             body = dumps({"author": author, "from_seq": from_seq,
-                          "events": [{"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()} for r in rows],
+                          "events": [to_wire(r.raw, r.sig) for r in rows],
                           "next_seq": rows[-1].seq + 1 if rows else from_seq, "more": more})
             del rows
         finally:

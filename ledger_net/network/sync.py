@@ -44,6 +44,7 @@ import aiohttp
 from ..errors import LedgerError, NetworkError
 from ..ledger.chain import Applied, Ledger
 from ..ledger.identity import is_public_key
+from ..ledger.wire import to_wire
 from .client import PeerClient, PeerRefused, guarded_session
 from .discovery import Discovery, Peer
 from .limits import MAX_PAGE_BYTES
@@ -606,7 +607,7 @@ class Synchronizer:
                 for r in rows:
                     if batch and batch_bytes + len(r.raw) > self.push_bytes and not await send():
                         return pushed
-                    batch.append({"raw": r.raw.decode("utf-8"), "sig": r.sig.hex()})
+                    batch.append(to_wire(r.raw, r.sig))
                     batch_bytes += len(r.raw)
                 start = rows[-1].seq + 1
                 budget -= len(rows)

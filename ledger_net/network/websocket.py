@@ -33,9 +33,10 @@ import psutil
 from aiohttp import WSMsgType, web
 
 from ..ledger.chain import Applied, Ledger
+from ..ledger.wire import stored_to_wire
 from ..projections.runner import ProjectionRunner
 from ..projections.status import TERMINAL, TaskStatus
-from .protocol import MAX_PAGE, CommitWatcher, stored_to_wire
+from .protocol import MAX_PAGE, CommitWatcher
 
 log = logging.getLogger(__name__)
 
