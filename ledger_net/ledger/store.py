@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -574,6 +575,40 @@ class Store:
             rows = conn.execute(select(*_EVENT_COLUMNS).where(events.c.author == author, events.c.seq >= from_seq)
                                 .order_by(events.c.seq).limit(limit)).all()
         return [_stored(r) for r in rows]
+
+    def events_by_author(self, author: str, *, before: int = 0, limit: int = 50) -> list[StoredEvent]:
+        """`author`'s stored events newest first (those with offset < `before` when given): a page
+        of an account's own chain, in this node's storage order, with its verdicts."""
+        stmt = select(*_EVENT_COLUMNS).where(events.c.author == author)
+        if before:
+            stmt = stmt.where(events.c.offset < before)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(events.c.offset.desc()).limit(limit)).all()
+        return [_stored(r) for r in rows]
+
+    def events_about_task(self, task_id: str, *, start: int = 0, limit: int = 500,
+                          scan: int = 20_000) -> list[StoredEvent]:
+        """Stored events from offset `start` on whose body names `task_id`, oldest first: at most
+        `limit` of them, among the first `scan` events whose bytes hold the id (a bound on the work).
+
+        Canonical JSON writes the id exactly so, which SQL matches byte-wise (SQLite's instr() on
+        BLOBs, PostgreSQL's bytea LIKE, where `_`/`%` only widen the match); the body check keeps
+        the events that name the task itself, not a field that merely contains the text."""
+        needle = b"\"task_id\":" + orjson.dumps(task_id)
+        if self.dialect == "sqlite":
+            match = func.instr(events.c.raw, needle) > 0
+        else:
+            match = events.c.raw.like(b"%" + needle + b"%")
+        stmt = select(*_EVENT_COLUMNS).where(events.c.offset >= start, match).order_by(events.c.offset).limit(scan)
+        out: list[StoredEvent] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                body = orjson.loads(row.raw).get("body")
+                if isinstance(body, dict) and body.get("task_id") == task_id:
+                    out.append(_stored(row))
+                    if len(out) >= limit:
+                        break
+        return out
 
     # ----------------------------------------------------------------- Merkle proofs
     def author_root(self, author: str, size: int) -> bytes:

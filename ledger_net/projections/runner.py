@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Connection, delete, tuple_
+from sqlalchemy import Connection, delete, select, tuple_
 
 from ..faults import crash_point
 from ..ledger import encoding
@@ -29,7 +29,7 @@ from .base import Context, Projection
 from .consistency import Loaded, load_stored
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
-from .tables import checkpoints, projection_memory
+from .tables import checkpoints, credit_history, projection_memory
 from .tasks import TasksProjection
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,23 @@ class ProjectionRunner(ProjectionSet):
     @property
     def offset(self) -> int:
         return self._offset
+
+    def account_history(self, account: str, *, before: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        """`account`'s newest `limit` credit history rows (offset < `before` when given), oldest
+        first: the stored rows and those folded since the last flush. The unflushed rows are taken
+        first, then the table read: a flush in between only moves rows seen twice (deduplicated)."""
+        with self.reading():
+            fresh = self.balances.unflushed_history(account)
+        stmt = select(credit_history).where(credit_history.c.account == account)
+        if before:
+            stmt = stmt.where(credit_history.c.offset < before)
+        stmt = stmt.order_by(credit_history.c.offset.desc(), credit_history.c.part.desc()).limit(limit)
+        with self.ledger.store.engine.connect() as conn:
+            rows = {(r["offset"], r["part"]): dict(r) for r in conn.execute(stmt).mappings()}
+        for r in fresh:
+            if not before or r["offset"] < before:
+                rows[(r["offset"], r["part"])] = r
+        return sorted(rows.values(), key=lambda r: (r["offset"], r["part"]))[-limit:]
 
     def state_hash(self, projections: Sequence[Projection] | None = None) -> str:
         """One hash of all projections' states; equal on any two stores holding the same events."""

@@ -16,16 +16,15 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from sqlalchemy import func, select
 
 from ..ledger.identity import is_public_key
-from ..ledger.tables import events
+from ..ledger.store import StoredEvent
+from ..ledger.wire import stored_to_wire
 from ..network.ports import ExplorerPort
 from ..network.protocol import API, ApiError, int_param, json_response
 from ..projections.reputation import level_of
 from ..projections.runner import ProjectionRunner
 from ..projections.status import TaskStatus
-from ..projections.tables import credit_history
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(js|css|html|svg)$")
@@ -37,12 +36,11 @@ MAX_TASK_SCAN = 20_000  # stored events a task-history query may look at
 MAX_TASK_ID = 128
 
 
-def _event_item(offset: int, hash_: str, raw: bytes, sig: bytes, valid: Any, reason: str | None) -> dict[str, Any]:
+def _event_item(e: StoredEvent) -> dict[str, Any]:
     """A feed item (wire form + verdict) with its hash, and the envelope fields parsed once."""
-    data = orjson.loads(raw)
-    return {"offset": offset, "hash": hash_, "raw": raw.decode("utf-8"), "sig": sig.hex(), "valid": bool(valid),
-            "reason": reason, "type": data.get("type"), "author": data.get("author"), "seq": data.get("seq"),
-            "ts": data.get("ts")}
+    data = orjson.loads(e.raw)
+    return {"offset": e.offset, "hash": e.hash, **stored_to_wire(e), "type": data.get("type"),
+            "author": data.get("author"), "seq": data.get("seq"), "ts": data.get("ts")}
 
 
 class Explorer:
@@ -161,25 +159,9 @@ class Explorer:
         before = int_param(request, "before", 0, 0)
         limit = int_param(request, "limit", 500, 1, MAX_HISTORY)
         ledger, runner, _ = self._parts()
-        # Rows not yet flushed live in the projection; snapshot them first, then read the
-        # table: a flush in between only moves rows we then see twice (deduplicated).
         with runner.reading():
             state = self._account_view(ledger, runner, account)
-            fresh = runner.balances.unflushed_history(account)
-
-        def read() -> list[dict[str, Any]]:
-            stmt = select(credit_history).where(credit_history.c.account == account)
-            if before:
-                stmt = stmt.where(credit_history.c.offset < before)
-            stmt = stmt.order_by(credit_history.c.offset.desc(), credit_history.c.part.desc()).limit(limit)
-            with ledger.store.engine.connect() as conn:
-                return [dict(r) for r in conn.execute(stmt).mappings()]
-
-        rows = {(r["offset"], r["part"]): r for r in await self._read(read)}
-        for r in fresh:
-            if not before or r["offset"] < before:
-                rows[(r["offset"], r["part"])] = r
-        ordered = sorted(rows.values(), key=lambda r: (r["offset"], r["part"]))[-limit:]
+        ordered = await self._read(lambda: runner.account_history(account, before=before, limit=limit))
         scale = 10 ** ledger.state.decimals
         items = [{"offset": r["offset"], "part": r["part"], "event_hash": r["event_hash"], "kind": r["kind"],
                   "delta": r["delta"] / scale, "amount": r["amount"] / scale, "counterparty": r["counterparty"],
@@ -196,17 +178,8 @@ class Explorer:
         before = int_param(request, "before", 0, 0)
         limit = int_param(request, "limit", 50, 1, MAX_EVENTS)
         ledger, _, _ = self._parts()
-
-        def read() -> list[dict[str, Any]]:
-            cols = (events.c.offset, events.c.hash, events.c.raw, events.c.sig, events.c.valid, events.c.reason)
-            stmt = select(*cols).where(events.c.author == account)
-            if before:
-                stmt = stmt.where(events.c.offset < before)
-            stmt = stmt.order_by(events.c.offset.desc()).limit(limit)
-            with ledger.store.engine.connect() as conn:
-                return [_event_item(*row) for row in conn.execute(stmt)]
-
-        items = await self._read(read)
+        stored = await self._read(lambda: ledger.store.events_by_author(account, before=before, limit=limit))
+        items = [_event_item(e) for e in stored]
         return json_response({"account": account, "events": items,
                               "next_before": items[-1]["offset"] if len(items) == limit else None})
 
@@ -226,30 +199,10 @@ class Explorer:
             chunks = sorted((i, dict(c)) for i, c in tasks.chunks_of(task_id).items())
         if row is None:
             raise ApiError(404, "unknown_task", f"no task {task_id[:80]!r} on this node")
-        # Canonical JSON writes the id exactly so: match the bytes in SQL (on PostgreSQL
-        # LIKE's `_`/`%` only widen the match), then keep the events whose body names the task.
-        needle = b"\"task_id\":" + orjson.dumps(task_id)
         start = await self._read(ledger.store.offset_of, row["submitted_hash"])
-
-        def read() -> list[dict[str, Any]]:
-            cols = (events.c.offset, events.c.hash, events.c.raw, events.c.sig, events.c.valid, events.c.reason)
-            if ledger.store.dialect == "sqlite":  # instr() searches BLOBs byte-wise
-                match = func.instr(events.c.raw, needle) > 0
-            else:  # PostgreSQL: bytea LIKE bytea
-                match = events.c.raw.like(b"%" + needle + b"%")
-            stmt = (select(*cols).where(events.c.offset >= (start or 0), match)
-                    .order_by(events.c.offset).limit(MAX_TASK_SCAN))
-            out: list[dict[str, Any]] = []
-            with ledger.store.engine.connect() as conn:
-                for offset, hash_, raw, sig, valid, reason in conn.execute(stmt):
-                    body = orjson.loads(raw).get("body")
-                    if isinstance(body, dict) and body.get("task_id") == task_id:
-                        out.append(_event_item(offset, hash_, raw, sig, valid, reason))
-                        if len(out) >= limit:
-                            break
-            return out
-
-        items = await self._read(read)
+        stored = await self._read(lambda: ledger.store.events_about_task(task_id, start=start or 0, limit=limit,
+                                                                          scan=MAX_TASK_SCAN))
+        items = [_event_item(e) for e in stored]
         for item in items:
             item["body"] = orjson.loads(item["raw"])["body"]
         chunk_views = [{"chunk": i, "status": c["status"], "worker": c["worker"],
