@@ -23,7 +23,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_DATA_DIR = Path(os.environ.get("LEDGER_NET_DATA_DIR", Path.home() / ".ledger_net"))
 DEFAULT_URL = "http://127.0.0.1:5557"
-DB_FILE = "ledger.db"
 
 
 class CliError(click.ClickException):
@@ -121,12 +120,11 @@ def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
 
 # ------------------------------------------------------------------ ledgers
 
-NODE_CONFIG = "node.json"  # what `init` remembers for later commands: seed nodes, the database URL
-
-
 def node_config(data_dir: Path) -> dict[str, Any]:
     """What `init` remembered in the data dir (empty if nothing); a damaged file is one CliError."""
-    path = data_dir / NODE_CONFIG
+    from .ledger.datadir import DataDir
+
+    path = DataDir(data_dir).config
     if not path.is_file():
         return {}
     try:
@@ -141,7 +139,9 @@ def node_config(data_dir: Path) -> dict[str, Any]:
 def remember(data_dir: Path, **values: Any) -> None:
     """Add values to the data dir's node.json (0600: a database URL may carry a password)."""
     config = {**node_config(data_dir), **{k: v for k, v in values.items() if v is not None}}
-    path = data_dir / NODE_CONFIG
+    from .ledger.datadir import DataDir
+
+    path = DataDir(data_dir).config
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -162,12 +162,12 @@ def db_url_of(data_dir: Path, db_url: str | None) -> str:
     db_url = books_url(data_dir, db_url)
     if db_url:
         return db_url
-    db_file = data_dir / DB_FILE
-    if not db_file.exists():
-        raise CliError(f"no ledger at {db_file}: give --data-dir (or $LEDGER_NET_DATA_DIR) or --db-url")
-    from .ledger.store import sqlite_url
+    from .ledger.datadir import DataDir
 
-    return sqlite_url(db_file)
+    books = DataDir(data_dir)
+    if not books.database.exists():
+        raise CliError(f"no ledger at {books.database}: give --data-dir (or $LEDGER_NET_DATA_DIR) or --db-url")
+    return books.database_url()
 
 
 def open_url(url: str, identity: Any = None) -> Any:

@@ -421,9 +421,9 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, passphrase_file: Pa
     db_url = books_url(data_dir, db_url)
     if db_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        from .ledger.store import sqlite_url
+        from .ledger.datadir import DataDir
 
-        url = sqlite_url(data_dir / "ledger.db")
+        url = DataDir(data_dir).database_url()
     else:
         url = db_url
     identity = None

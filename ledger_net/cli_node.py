@@ -72,8 +72,8 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
 
     With --encrypt-key (or any passphrase given) the new node.key is sealed with the passphrase."""
     from .core.money import to_units
+    from .ledger.datadir import DataDir
     from .ledger.identity import KDF_LEVELS, KEY_FILE, Identity, is_sealed
-    from .ledger.store import sqlite_url
     from .main import record_network, recorded_network
     from .network.protocol import load_or_create_token
 
@@ -88,7 +88,7 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
     identity = Identity.load_or_create(data_dir, passphrase, opslimit=opslimit, memlimit=memlimit)
     del passphrase
     db_url = books_url(data_dir, db_url)
-    ledger = open_url(db_url or sqlite_url(data_dir / "ledger.db"), identity)
+    ledger = open_url(db_url or DataDir(data_dir).database_url(), identity)
     try:
         if ledger.net is not None:
             raise CliError(f"{data_dir} already belongs to network {ledger.net} (node {identity.node_id}); "

@@ -24,6 +24,7 @@ from .audit import audit
 from .compute import aggregate, pack, plan_chunks, run_chunk
 from .core.money import to_credits
 from .ledger.chain import Ledger
+from .ledger.datadir import DataDir
 from .ledger.encoding import canonical_bytes
 from .ledger.events import Event
 from .ledger.identity import Identity
@@ -48,7 +49,7 @@ class Peer:
 def _open_peer(data_dir: Path, name: str) -> Peer:
     home = data_dir / name
     identity = Identity.load_or_create(home)
-    ledger = Ledger.open(f"sqlite:///{home / 'ledger.db'}", identity)
+    ledger = Ledger.open(DataDir(home).database_url(), identity)
     return Peer(name, identity, ledger, ProjectionRunner(ledger))
 
 

@@ -32,6 +32,7 @@ from .execution.blobs import BlobStore
 from .execution.engine import TaskEngine
 from .execution.executor import ChunkExecutor
 from .ledger.chain import Ledger
+from .ledger.datadir import DataDir
 from .ledger.identity import Identity, Passphrase
 from .ledger.lock import NodeLock
 from .market import PricingEngine, Router
@@ -56,12 +57,11 @@ def default_data_dir(host: str, port: int) -> Path:
     return root / "nodes" / f"{host}-{port}"
 
 
-NETWORK_FILE = "network"  # the id of the network this data dir's key has books on
 
 
 def record_network(data_dir: Path, net: str) -> None:
     """Note in the data dir which network its key has books on (see recorded_network)."""
-    path = Path(data_dir) / NETWORK_FILE
+    path = DataDir.of(data_dir).network
     if not path.is_file() or path.read_text().strip() != net:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(net + "\n")
@@ -71,7 +71,7 @@ def record_network(data_dir: Path, net: str) -> None:
 def recorded_network(data_dir: Path) -> str | None:
     """The network this data dir's key had books on, if it ever had any: a node that finds its
     books empty then knows they are elsewhere rather than founding a second network."""
-    path = Path(data_dir) / NETWORK_FILE
+    path = DataDir.of(data_dir).network
     try:
         text = path.read_text().strip()
     except OSError:
@@ -185,7 +185,7 @@ class ComputeNetwork:
             # This key already has books (the data dir recorded their network) and these are empty:
             # an operator's slip, e.g. the database URL left out. Founding would give the key a
             # second, unrelated history.
-            where = "its database" if self.database_url else f"{self.data_dir / 'ledger.db'}"
+            where = "its database" if self.database_url else f"{DataDir(self.data_dir).database}"
             await asyncio.to_thread(ledger.close)
             self.ledger = self.runner = None
             raise NodeError(f"{self.data_dir} holds the key of node {ledger.node_id[:16]}…, whose books are on "
@@ -210,7 +210,7 @@ class ComputeNetwork:
         except BaseException:
             await self._close_books(hard=False)
             raise
-        ledger.store.blob_dir = self.data_dir / "blobs"
+        ledger.store.blob_dir = DataDir(self.data_dir).blobs
         self.blobs = BlobStore(ledger.store, fetcher=self._fetch_blob)
         # One task slot per sandboxed worker: a node offers what it can run at once.
         detected = Capabilities.detect()
@@ -222,7 +222,7 @@ class ComputeNetwork:
         self.node.bind(ledger, runner, peers=_PeerDirectory(self.server))
         await self.node.start()
         self.credits = Credits(initial_balance=0.0, ledger=ledger, runner=runner)
-        self.executor = ChunkExecutor(workers=self.workers, work_dir=self.data_dir / "work",
+        self.executor = ChunkExecutor(workers=self.workers, work_dir=DataDir(self.data_dir).work,
                                       sandbox_floor=self.sandbox_floor)
         await self.executor.start()
         self.engine = TaskEngine(ledger, runner, self.executor, self.blobs, pricing=self.pricing, router=self.router,

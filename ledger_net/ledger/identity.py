@@ -31,8 +31,9 @@ import nacl.signing
 import nacl.utils
 
 from ..errors import NodeError
+from .datadir import KEY_FILE as KEY_FILE  # re-exported: callers name the key file through identity
+from .datadir import DataDir
 
-KEY_FILE = "node.key"
 PASSPHRASE_ENV = "LEDGER_NET_KEY_PASSPHRASE"
 
 SEALED_FORMAT = "ledger_net sealed key"
@@ -124,7 +125,7 @@ class Identity:
         With a passphrase a new key is written sealed (argon2id at `opslimit`/`memlimit`,
         then SecretBox) and a sealed key is opened; a plain key given a passphrase is
         refused, so an operator never believes a key is sealed when it is not."""
-        path = Path(data_dir) / KEY_FILE
+        path = DataDir.of(data_dir).key
         if path.exists():
             return cls.load(data_dir, passphrase)
         identity = cls.generate()
@@ -135,7 +136,7 @@ class Identity:
     def load(cls, data_dir: str | os.PathLike[str], passphrase: PassphraseLike | None = None) -> Identity:
         """Open an existing key able to sign; NodeError if it is missing, damaged, sealed
         and no passphrase was given, or the passphrase is wrong."""
-        path = Path(data_dir) / KEY_FILE
+        path = DataDir.of(data_dir).key
         text = _read_key_text(path)
         if not _looks_sealed(text):
             if passphrase is not None:
@@ -151,7 +152,7 @@ class Identity:
     def public_of(cls, data_dir: str | os.PathLike[str]) -> Identity:
         """The node's identity for reading: a plain key in full, a sealed one as its public
         key only (read-only commands need the node id, never the passphrase)."""
-        path = Path(data_dir) / KEY_FILE
+        path = DataDir.of(data_dir).key
         text = _read_key_text(path)
         if not _looks_sealed(text):
             return cls._from_plain(path, text)
@@ -189,7 +190,7 @@ class Identity:
         rename), plain or sealed under `passphrase`. An existing key is kept unless `replace`."""
         if self._signing_key is None:
             raise NodeError("a key opened without its passphrase cannot be saved")
-        path = Path(data_dir) / KEY_FILE
+        path = DataDir.of(data_dir).key
         if path.exists() and not replace:
             raise NodeError(f"{path} already exists")
         if passphrase is None:
@@ -226,14 +227,14 @@ class Identity:
 
 def is_sealed(data_dir: str | os.PathLike[str]) -> bool:
     """True iff `data_dir/node.key` exists and is sealed (needs a passphrase to sign)."""
-    path = Path(data_dir) / KEY_FILE
+    path = DataDir.of(data_dir).key
     return path.is_file() and _looks_sealed(_read_key_text(path))
 
 
 def seal_key_file(data_dir: str | os.PathLike[str], passphrase: PassphraseLike, *,
                   opslimit: int = DEFAULT_OPSLIMIT, memlimit: int = DEFAULT_MEMLIMIT) -> Identity:
     """Seal an existing plain `node.key` in place (same key, same node id), atomically."""
-    path = Path(data_dir) / KEY_FILE
+    path = DataDir.of(data_dir).key
     text = _read_key_text(path)
     if _looks_sealed(text):
         raise NodeError(f"{path} is already sealed")

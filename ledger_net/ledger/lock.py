@@ -34,10 +34,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ..errors import NodeError, NodeLockedError
+from .datadir import LOCK_FILE, DataDir
 from .store import Store
 from .tables import node_holders
-
-LOCK_FILE = "node.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +135,7 @@ class NodeLock:
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.data_dir = Path(data_dir)
         self.holder = Holder.me()
-        self._dir_lock = _FileLock(self.data_dir / LOCK_FILE)
+        self._dir_lock = _FileLock(DataDir(self.data_dir).lock)
         self._db_file_lock: _FileLock | None = None
         self._pg_engine: Any = None
         self._pg_conn: Connection | None = None

@@ -24,7 +24,6 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -32,6 +31,7 @@ from aiohttp import web
 
 from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SchemaError, SignatureError
 from ..ledger.chain import Applied, Ledger
+from ..ledger.datadir import DataDir
 from ..ledger.encoding import INT_MAX
 from ..ledger.events import GENESIS, Event, EventTooLarge
 from ..ledger.identity import is_public_key
@@ -51,7 +51,6 @@ DEFAULT_CLIENT_MAX_SIZE = 16 << 20  # bytes of one request body
 MAX_PAGE = 5000  # events per feed/chain page
 DEFAULT_PAGE = 500
 STREAM_HEARTBEAT = 15.0  # seconds between keep-alive newlines of an idle follow
-TOKEN_FILE = "api.token"
 TOKEN_HEADER = "X-API-Token"
 
 T = TypeVar("T")
@@ -113,7 +112,7 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
 
 def load_or_create_token(data_dir: str | os.PathLike[str]) -> str:
     """The node's API token, kept (mode 0600) in `data_dir/api.token`; created once."""
-    path = Path(data_dir) / TOKEN_FILE
+    path = DataDir.of(data_dir).token
     if path.exists():
         token = path.read_text().strip()
         if token:
@@ -133,7 +132,7 @@ def read_token(data_dir: str | os.PathLike[str] | None) -> str | None:
     client (CLI, Python API, bench) sends, since state-changing routes always need it."""
     if data_dir is None:
         return None
-    path = Path(data_dir) / TOKEN_FILE
+    path = DataDir.of(data_dir).token
     try:
         return path.read_text().strip() or None
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):

@@ -14,16 +14,16 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
 from ..core.checkpoints import CheckpointService
 from ..errors import NetworkError
 from ..ledger.chain import Applied, Ledger
+from ..ledger.datadir import DataDir
 from ..ledger.events import Event
 from ..ledger.identity import Identity
-from ..ledger.store import sqlite_url
 from .client import PeerClient
 from .discovery import MANUAL, Discovery, check_peer_url, normalize_url
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
@@ -43,14 +43,16 @@ from .protocol import (
 from .sync import Synchronizer
 from .websocket import WebSocketHub
 
+if TYPE_CHECKING:
+    from ..projections.runner import ProjectionRunner
+
 log = logging.getLogger(__name__)
 
-DB_FILE = "ledger.db"
 T = TypeVar("T")
 
 
 def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, *, identity: Identity | None = None,
-               **runner_options: Any) -> tuple[Ledger, Any]:
+               **runner_options: Any) -> tuple[Ledger, ProjectionRunner]:
     """Open (or create) a node's books in `data_dir`: its key (or `identity`, e.g. one unsealed
     with its passphrase), its SQLite ledger (or `db_url`), and the projection runner over them
     (`runner_options` go to `ProjectionRunner`)."""
@@ -60,7 +62,7 @@ def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, *, i
     path.mkdir(parents=True, exist_ok=True)
     if identity is None:
         identity = Identity.load_or_create(path)
-    ledger = Ledger.open(db_url or sqlite_url(path / DB_FILE), identity)
+    ledger = Ledger.open(db_url or DataDir(path).database_url(), identity)
     return ledger, ProjectionRunner(ledger, **runner_options)
 
 
