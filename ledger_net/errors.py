@@ -11,6 +11,15 @@ class NetworkError(LedgerNetError):
     """A peer, the HTTP layer or replication failed or refused."""
 
 
+class PeerUnavailable(NetworkError):
+    """A peer did not answer usefully: unreachable, too slow, or an answer too big or malformed
+    (the HTTP API answers 502 for it)."""
+
+
+class RefusedPeerURL(NetworkError):
+    """A peer URL this node will not contact (its scheme, host or address is refused)."""
+
+
 class TaskError(LedgerNetError):
     """A task is malformed, unknown, or cannot be run."""
 
@@ -66,6 +75,8 @@ class PendingLimitError(LedgerError):
 __all__ = [
     "LedgerNetError",
     "NetworkError",
+    "PeerUnavailable",
+    "RefusedPeerURL",
     "TaskError",
     "NodeError",
     "NodeLockedError",

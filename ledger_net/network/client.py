@@ -2,8 +2,10 @@
 
 Every failure becomes a `NetworkError` naming the peer and the cause (unreachable,
 timed out, refused with the peer's error code), so the synchronizer can back off
-without knowing aiohttp. Responses are decoded with orjson and their size is
-bounded (`max_response`), so a hostile peer cannot make us buffer without limit.
+without knowing aiohttp: `PeerRefused` when the peer answered with an HTTP error,
+`PeerUnavailable` when it did not answer usefully (the HTTP API maps it to 502).
+Responses are decoded with orjson and their size is bounded (`max_response`), so a
+hostile peer cannot make us buffer without limit.
 Redirects are never followed (a peer cannot bounce us to an address we would not
 contact), and `GuardedResolver` keeps host names from resolving to link-local or
 metadata addresses.
@@ -23,7 +25,7 @@ import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from ..errors import NetworkError
+from ..errors import NetworkError, PeerUnavailable
 from .discovery import address_refused
 from .protocol import API, TOKEN_HEADER, read_token
 
@@ -123,9 +125,9 @@ class PeerClient:
             async with self.session.request(method, url, params=params, data=data, headers=headers,
                                             timeout=self.timeout, allow_redirects=False) as resp:
                 if resp.content_length is not None and resp.content_length > self.max_response:
-                    raise NetworkError(f"{url}: answer of {resp.content_length} bytes exceeds {self.max_response}")
+                    raise PeerUnavailable(f"{url}: answer of {resp.content_length} bytes exceeds {self.max_response}")
                 if 300 <= resp.status < 400:
-                    raise NetworkError(f"{url}: answered a redirect ({resp.status}); peers' redirects are not "
+                    raise PeerUnavailable(f"{url}: answered a redirect ({resp.status}); peers' redirects are not "
                                        "followed")
                 raw = await _read_bounded(resp, self.max_response, url)
                 if resp.status == 404 and allow_404:
@@ -134,13 +136,13 @@ class PeerClient:
                     code, message = _error_of(raw, resp.reason or "")
                     raise PeerRefused(self.url, resp.status, code, message)
         except (aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+            raise PeerUnavailable(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
         except TimeoutError:
-            raise NetworkError(f"{self.url} did not answer {method} {path} within {self.timeout.total}s") from None
+            raise PeerUnavailable(f"{self.url} did not answer {method} {path} within {self.timeout.total}s") from None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise NetworkError(f"{url}: answer is not JSON") from None
+            raise PeerUnavailable(f"{url}: answer is not JSON") from None
 
     # ------------------------------------------------------------------ API
     async def info(self) -> dict[str, Any]:
@@ -181,9 +183,9 @@ class PeerClient:
                     raise PeerRefused(self.url, resp.status, code, message)
                 return await _read_bounded(resp, limit, url)
         except (aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+            raise PeerUnavailable(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
         except TimeoutError:
-            raise NetworkError(f"{self.url} did not send blob {hash_[:16]}… within {self.timeout.total}s") from None
+            raise PeerUnavailable(f"{self.url} did not send blob {hash_[:16]}… within {self.timeout.total}s") from None
 
     async def push(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """POST wire events; returns the peer's ingest report."""
@@ -209,14 +211,14 @@ class PeerClient:
                     buffer += chunk
                     *lines, buffer = buffer.split(b"\n")
                     if len(buffer) > MAX_LINE:
-                        raise NetworkError(f"{self.url}: feed line exceeds {MAX_LINE} bytes")
+                        raise PeerUnavailable(f"{self.url}: feed line exceeds {MAX_LINE} bytes")
                     for line in lines:
                         if line.strip():
                             yield orjson.loads(line)
         except (aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+            raise PeerUnavailable(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
         except TimeoutError:
-            raise NetworkError(f"{self.url}: feed follow timed out") from None
+            raise PeerUnavailable(f"{self.url}: feed follow timed out") from None
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
@@ -225,7 +227,7 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int, url: str) -> b
     async for chunk in resp.content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > limit:
-            raise NetworkError(f"{url}: answer exceeds {limit} bytes")
+            raise PeerUnavailable(f"{url}: answer exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -240,11 +242,11 @@ def _error_of(raw: bytes, reason: str) -> tuple[str, str]:
 
 def _expect_dict(value: Any, url: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise NetworkError(f"{url}: malformed {what} answer")
+        raise PeerUnavailable(f"{url}: malformed {what} answer")
     return value
 
 
 def _expect_list(value: Any, url: str, what: str) -> list[Any]:
     if not isinstance(value, list):
-        raise NetworkError(f"{url}: malformed {what} answer")
+        raise PeerUnavailable(f"{url}: malformed {what} answer")
     return value

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import NetworkError
+from ..errors import NetworkError, RefusedPeerURL
 from ..ledger.chain import Applied
 
 SEED = "seed"
@@ -173,7 +173,7 @@ class Discovery:
                 if len(self.refused) < 1024:
                     self.refused[str(url)[:300]] = str(exc)
                 return None
-            raise NetworkError(f"refused peer URL: {exc}") from None
+            raise RefusedPeerURL(f"refused peer URL: {exc}") from None
         if url == self.self_url or (node_id is not None and node_id == self.self_id):
             return None
         peer = self.peers.get(url)

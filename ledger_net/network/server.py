@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from ..core.checkpoints import CheckpointService
-from ..errors import NetworkError
+from ..errors import NetworkError, PeerUnavailable, RefusedPeerURL
 from ..ledger.chain import Applied, Ledger
 from ..ledger.datadir import DataDir
 from ..ledger.events import Event
@@ -303,7 +303,7 @@ class NodeServer:
         try:
             url = check_peer_url(url, allow_link_local=self.allow_link_local)
         except ValueError as exc:
-            raise NetworkError(f"refused peer URL: {exc}") from None
+            raise RefusedPeerURL(f"refused peer URL: {exc}") from None
         async with PeerClient(url, timeout=timeout) as client:
             info = await client.info()  # NetworkError if unreachable
         if expected_id is not None and info.get("node_id") != expected_id:
@@ -445,9 +445,9 @@ def _peer_error(exc: NetworkError) -> ApiError:
     """The HTTP answer to a refused connect: 400 for a URL this node will not contact, 502 when
     the peer does not answer, 404 when there is no such node."""
     text = str(exc)
-    if text.startswith("refused peer URL"):
+    if isinstance(exc, RefusedPeerURL):
         return ApiError(400, "bad_peer_url", text)
-    return ApiError(502 if "unreachable" in text or "answer" in text else 404, "peer_unavailable", text)
+    return ApiError(502 if isinstance(exc, PeerUnavailable) else 404, "peer_unavailable", text)
 
 
 def _loads(text: str) -> Any:
