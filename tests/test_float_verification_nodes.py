@@ -3,6 +3,8 @@ workers run OpenBLAS with different kernels (OPENBLAS_CORETYPE Prescott, Sandybr
 so one float product differs in its last bits from node to node. A replicated float task
 completes because replicas are compared within the product's error bound, not by hash; a worker
 that perturbs its result beyond the bound loses the quorum, is not paid and gets the complaint.
+Unreplicated, each result is judged alone: the adaptive policy checks a new worker's results
+with Freivalds' test, a liar's fail and are reassigned, and an auditor re-derives every verdict.
 
 The nodes share this test's process; each node's warm workers are separate processes started
 with the node's own core type (the sandbox passes OPENBLAS_CORETYPE through, see sandbox/view.py)."""
@@ -13,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from test_network_tasks import Cluster, events_of, finished
 
-from ledger_net.compute import pack, unpack
+from ledger_net.compute import pack, plan_chunks, unpack
 from ledger_net.compute.compare import product_bound
+from ledger_net.compute.trust import Standing
+from ledger_net.compute.verdicts import audit
 from ledger_net.core.task import Task
 from ledger_net.execution import executor as executor_module
 from ledger_net.execution.executor import ChunkOutcome
@@ -123,3 +128,81 @@ async def test_a_worker_perturbing_beyond_the_bound_loses_and_is_caught(hetero: 
     assert {b["worker"] for _, b in rejected} == {liar.ledger.node_id}
     complaints = [b for _, b in events_of(owner, "reputation.feedback", task_id) if not b["positive"]]
     assert [b["subject"] for b in complaints] == [liar.ledger.node_id]
+
+
+def _standings(owner_events: list[tuple[str, dict[str, Any]]]) -> list[tuple[dict[str, Any], Any]]:
+    """Each verdict of the owner with the worker's standing before it, derived from the verdicts
+    before it in the owner's log order (what an auditor derives)."""
+    out = []
+    seen: dict[str, Standing] = {}
+    for _, body in owner_events:
+        record = body.get("verification")
+        worker = body["worker"]
+        before = seen.get(worker, Standing())
+        out.append((body, before))
+        if record and record["decision"]["action"] == "check":
+            seen[worker] = before.after(record["check"]["passed"])
+    return out
+
+
+def verdicts_in_order(node: Any, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for row in node.ledger.store.select_events():
+        if row.valid and row.type in ("task.chunk_accepted", "task.chunk_rejected"):
+            body = orjson.loads(row.raw)["body"]
+            if body.get("task_id") == task_id and row.author == node.ledger.node_id:
+                out.append((row.type, body))
+    return out
+
+
+async def test_single_replicas_are_checked_by_freivalds_and_a_liar_is_caught(hetero: Cluster) -> None:
+    founder, owner, liar = hetero.nodes
+    honest_run = liar.executor.run
+
+    async def lying_run(task_type: str, payload: Any, blobs: Any, requirements: Any = None,
+                        files: Any = None) -> ChunkOutcome:
+        outcome = await honest_run(task_type, payload, blobs, requirements, files)
+        value = unpack(outcome.result, outcome.blobs)
+        rows = np.array(value["rows"], dtype=np.float64)
+        rows[-1, -1] *= 1 + 1e-6
+        wire, result_blobs = pack({"rows": rows})
+        return ChunkOutcome(True, result=wire, blobs=result_blobs, usage=outcome.usage)
+
+    liar.executor.run = lying_run  # type: ignore[method-assign]
+    await hetero.converged()
+    a, b = operands()
+    task = Task.create_matrix_ops(owner.ledger.node_id, a, b, "multiply", {}, {"chunk_size": 16, "max_price": 5.0})
+    task_id = await owner.submit_task(task.to_dict())
+    status = await finished(owner, task_id, timeout=120)
+    assert status["status"] == "completed", status
+    check_answer(await owner.get_task_result(task_id), a, b)
+
+    assigned = {(body["chunk"], body["worker"], body.get("attempt", 0)): body
+                for _, body in events_of(owner, "task.assigned", task_id)}
+    assert all("check_commit" in body for body in assigned.values())
+    verdicts = verdicts_in_order(owner, task_id)
+    accepted = [body for kind, body in verdicts if kind == "task.chunk_accepted"]
+    rejected = [body for kind, body in verdicts if kind == "task.chunk_rejected"]
+    assert len(accepted) == 6 and liar.ledger.node_id not in {body["worker"] for body in accepted}
+    assert any(body["worker"] == liar.ledger.node_id for body in assigned.values())  # the router spreads load
+    assert rejected and {body["worker"] for body in rejected} == {liar.ledger.node_id}
+    assert all(body["verification"]["check"]["method"] == "freivalds" and not body["verification"]["check"]["passed"]
+               for body in rejected)
+    complaints = [b for _, b in events_of(owner, "reputation.feedback", task_id) if not b["positive"]]
+    assert [b["subject"] for b in complaints] == [liar.ledger.node_id]
+    # New workers are on probation: every accepted result was checked, and passed.
+    assert all(body["verification"]["decision"]["action"] == "check" and body["verification"]["check"]["passed"]
+               for body in accepted)
+    # An auditor re-derives every verdict: the secret against the assignment's commitment, the
+    # standing from the owner's earlier verdicts, the decision and the check from payload and result.
+    config = {"operation": "multiply", "matrix_a": a, "matrix_b": b, "chunk_size": 16, "max_price": 5.0}
+    payloads = plan_chunks("matrix_ops", config, 16)
+    reports = {(body["chunk"], author): body for author, body in events_of(owner, "task.chunk_result", task_id)}
+    for body, before in _standings(verdicts):
+        worker, chunk = body["worker"], body["chunk"]
+        commit = next(v["check_commit"] for (c, w, _), v in sorted(assigned.items()) if c == chunk and w == worker)
+        report = reports[(chunk, worker)]
+        result = unpack(report["result"], None) if report.get("result") is not None else \
+            await owner.blobs.fetch_value(report["result_hash"])
+        assert audit(body["verification"], commit, "matrix_ops", config, payloads[chunk], result,
+                     report["result_hash"], before) == []

@@ -37,6 +37,7 @@ class Attempt:
     error: str | None = None
     result: Any = None  # wire form, once known
     event: str | None = None  # hash of the task.chunk_result event
+    check_label: str | None = None  # names the owner's secret committed to in the assignment (check mode)
 
 
 @dataclass
@@ -80,6 +81,12 @@ class OwnedTask:
     max_attempts: int = 3
     created: float = field(default_factory=time.monotonic)
     work_units: int = 1  # of the largest chunk: what a worker's quote is for
+    # compute.checks.verification_spec of the config; "check" and "none" apply to single replicas only
+    verification: dict[str, Any] = field(default_factory=lambda: {"mode": "quorum"})
+
+    def single_verified(self) -> bool:
+        """Is each chunk judged alone, by the adaptive policy and the owner's check (issue 12)?"""
+        return self.replicas == 1 and self.verification.get("mode") in ("check", "none")
 
     def unsettled(self) -> list[ChunkWork]:
         return [c for c in self.chunks if not c.settled]

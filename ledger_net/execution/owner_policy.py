@@ -19,6 +19,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..compute.checks import commitment
+from ..compute.trust import Standing
+from ..compute.verdicts import Judgement
 from ..core.node import Capabilities
 from ..errors import LedgerError, TaskError
 from ..ledger.events import Event
@@ -58,6 +61,8 @@ class OwnerView(Protocol):
     def has_result(self, result_hash: str) -> bool: ...
     def answer(self, task: OwnedTask, accepted: dict[int, Attempt]) -> dict[str, Any]: ...
     def agree(self, task: OwnedTask, chunk: ChunkWork, a: Attempt, b: Attempt) -> bool: ...
+    def check_secret(self, label: str) -> bytes: ...
+    def judge(self, task: OwnedTask, chunk: ChunkWork, attempt: Attempt, standing: Standing) -> Judgement: ...
 
 
 @dataclass
@@ -71,6 +76,9 @@ class OwnerState:
     # Per look: open load per worker, and routing questions that found every worker full.
     tick_load: dict[str, int] | None = None
     tick_full: set[tuple[Any, ...]] = field(default_factory=set)
+    # Each worker's standing from this owner's verdicts that verified it (compute.trust): derived from
+    # events, live and on replay alike, so the adaptive policy's decisions can be audited.
+    standings: dict[str, Standing] = field(default_factory=dict)
 
     def touch(self, task_id: str, frees_capacity: bool = False) -> None:
         if task_id in self.owned:
@@ -123,7 +131,10 @@ def _assigned(state: OwnerState, view: OwnerView, event: Event, replay: bool) ->
     task = _mine(state, event)
     if task is not None and replay and b["chunk"] < len(task.chunks):
         if task.attempt_by_assignment(event.hash) is None:
-            task.chunks[b["chunk"]].attempts.append(Attempt(b["worker"], event.hash, b["price"], 0.0))
+            label = check_label(task.task_id, b["chunk"], b.get("attempt", 0), b["worker"]) \
+                if "check_commit" in b else None
+            task.chunks[b["chunk"]].attempts.append(Attempt(b["worker"], event.hash, b["price"], 0.0,
+                                                            check_label=label))
         task.state = "running"
     return []
 
@@ -150,7 +161,19 @@ def record_result(task: OwnedTask, event: Event, body: dict[str, Any] | None = N
             attempt.result_hash, attempt.result, attempt.event = b.get("result_hash"), b.get("result"), event.hash
 
 
+def _verified(state: OwnerState, event: Event) -> None:
+    """A verdict of this owner that checked its worker moves the worker's standing."""
+    record = event.body.get("verification")
+    if event.author != state.me or not isinstance(record, dict):
+        return
+    check = record.get("check")
+    if isinstance(check, dict) and (record.get("decision") or {}).get("action") == "check":
+        worker = event.body["worker"]
+        state.standings[worker] = state.standings.get(worker, Standing()).after(check.get("passed") is True)
+
+
 def _accepted(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    _verified(state, event)
     b = event.body
     task = _mine(state, event)
     if task is not None and b["chunk"] < len(task.chunks):
@@ -165,6 +188,7 @@ def _accepted(state: OwnerState, view: OwnerView, event: Event, replay: bool) ->
 
 
 def _rejected(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
+    _verified(state, event)
     b = event.body
     task = _mine(state, event)
     if task is not None and b["chunk"] < len(task.chunks):
@@ -284,7 +308,8 @@ def route(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: 
 def advance(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: Decisions) -> None:
     """Judge a running task's chunks, reassign what needs it, and complete it once every chunk
     is settled (this step's payments included)."""
-    settled = results.settle(task, now, me=state.me, frozen=view.frozen, rated=view.rated, agree=view.agree)
+    settled = results.settle(task, now, me=state.me, frozen=view.frozen, rated=view.rated, agree=view.agree,
+                             judge=view.judge if task.single_verified() else None, standings=state.standings)
     out.extend(settled.emits)
     if settled.failure is not None:
         close(view, task.task_id, "task.failed", {"reason": settled.failure}, out, task)
@@ -362,9 +387,13 @@ def assign(state: OwnerState, view: OwnerView, task: OwnedTask, indexes: list[in
                 body["payload_hash"] = chunk.payload_hash
             else:
                 body["payload"] = chunk.payload
+            label = None
+            if task.single_verified():  # the secret behind the check and the trust coin, committed now
+                label = check_label(task.task_id, index, body["attempt"], worker)
+                body["check_commit"] = commitment(view.check_secret(label))
             # A chunk queued behind others at its worker may wait their turns before its own timeout.
             turns = 1 + load.get(worker, 0) // slots.get(worker, 1)
-            attempt = Attempt(worker, "", bid.price, now + task.timeout * turns + REPORT_GRACE)
+            attempt = Attempt(worker, "", bid.price, now + task.timeout * turns + REPORT_GRACE, check_label=label)
             out.add(Emit("task.assigned", body, (submitted, bid.quote_hash), _bind(chunk, attempt)))
             load[worker] = load.get(worker, 0) + 1
             assigned += 1
@@ -375,6 +404,11 @@ def assign(state: OwnerState, view: OwnerView, task: OwnedTask, indexes: list[in
         return 0
     task.waiting = None
     return assigned
+
+
+def check_label(task_id: str, chunk: int, attempt: int, worker: str) -> str:
+    """What names the owner's secret of one assignment (the secret is derived from the owner's key)."""
+    return f"{task_id}/{chunk}/{attempt}/{worker}"
 
 
 def _bind(chunk: ChunkWork, attempt: Attempt) -> Callable[[Event], None]:

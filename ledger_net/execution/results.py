@@ -9,10 +9,12 @@ every step re-derives the same judgement from the same deadline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 
 from ..compute.compare import Report, centred_groups
+from ..compute.trust import Standing
+from ..compute.verdicts import Judgement
 from ..ledger.events import Event
 from .decisions import Emit
 from .owner import Attempt, ChunkWork, OwnedTask
@@ -54,17 +56,20 @@ def open_replicas(chunk: ChunkWork, now: float = -NEVER, frozen: Container[str] 
 
 
 Agree = Callable[[Attempt, Attempt], bool]
+Judge = Callable[[OwnedTask, ChunkWork, Attempt, Standing], Judgement]
 
 
 def _same_hash(a: Attempt, b: Attempt) -> bool:
     return a.result_hash == b.result_hash
 
 
-def _groups(reported: list[Replica], agree: Agree | None) -> list[tuple[Replica, ...]]:
+def _groups(reported: list[Replica], agree: Agree | None, rejected: Container[str] = ()) -> list[tuple[Replica, ...]]:
     """The ok reports grouped around centres (compute.compare.centred_groups): results that agree
-    with one centre, by hash or, for float results, within the task type's bound; best first."""
+    with one centre, by hash or, for float results, within the task type's bound; best first.
+    A report whose worker this chunk already rejected (it lost, or failed the owner's check) never
+    counts again."""
     same = agree or _same_hash
-    reports = [Report(r.worker, r.attempt.result_hash or "", r) for r in reported if r.ok]
+    reports = [Report(r.worker, r.attempt.result_hash or "", r) for r in reported if r.ok and r.worker not in rejected]
     groups = centred_groups(reports, lambda x, y: x.result_hash == y.result_hash
                             or same(x.value.attempt, y.value.attempt))
     return [tuple(m.value for m in members) for _, members in groups]
@@ -77,7 +82,7 @@ def verdict(chunk: ChunkWork, quorum: int, now: float = -NEVER, frozen: Containe
     ``agree`` (the task's comparison per result kind: float results within their bound)."""
     judged = replicas(chunk, now, frozen)
     reported = [r for r in judged if r.ok is not None]
-    groups = _groups(reported, agree)
+    groups = _groups(reported, agree, chunk.rejected_workers)
     outstanding = len([r for r in judged if r.ok is None and r.worker not in chunk.rejected_workers])
     best = len(groups[0]) if groups else 0
     # Judge only once every replica has reported or timed out: a result that
@@ -94,7 +99,7 @@ def verdict(chunk: ChunkWork, quorum: int, now: float = -NEVER, frozen: Containe
 def missing_attempts(chunk: ChunkWork, quorum: int, now: float = -NEVER, frozen: Container[str] = (),
                      agree: Agree | None = None) -> int:
     """How many more workers a chunk needs for a quorum to be still reachable."""
-    groups = _groups(replicas(chunk, now, frozen), agree)
+    groups = _groups(replicas(chunk, now, frozen), agree, chunk.rejected_workers)
     best = len(groups[0]) if groups else 0
     return max(0, quorum - best - len(open_replicas(chunk, now, frozen)))
 
@@ -123,15 +128,24 @@ class Settlement:
 
 def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
            rated: Callable[[str, str], bool],
-           agree: Callable[[OwnedTask, ChunkWork, Attempt, Attempt], bool] | None = None) -> Settlement:
+           agree: Callable[[OwnedTask, ChunkWork, Attempt, Attempt], bool] | None = None,
+           judge: Judge | None = None, standings: Mapping[str, Standing] | None = None) -> Settlement:
     """Judge every unsettled chunk of ``task``: complaints and rejections for losers, payment for
     winners, retries while a quorum is reachable, failure once a chunk used up its attempts.
-    ``agree`` compares two results of one chunk per the task's result kind (None: by hash)."""
+    ``agree`` compares two results of one chunk per the task's result kind (None: by hash). A task
+    verified one replica at a time (``task.single_verified()``) has each result judged by ``judge``
+    (the adaptive policy on the worker's standing, then the owner's check when it says so)."""
     out = Settlement()
     complained: set[str] = set()
+    pending: dict[str, Standing] = {}  # standings moved by this look's verdicts, not yet committed
     for chunk in task.unsettled():
         same = _bound(agree, task, chunk)
         outcome, winners, losers = verdict(chunk, task.quorum, now, frozen, same)
+        if outcome == "accept" and judge is not None and task.single_verified() and len(winners) == 1 \
+                and winners[0].worker not in frozen:
+            _judge_single(task, chunk, winners[0], judge, (standings or {}), pending, out,
+                          complained if winners[0].worker != me else {me}, rated)
+            continue
         for loser in losers:
             if loser.worker in chunk.rejected_workers:
                 continue
@@ -164,6 +178,34 @@ def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
         if chunk.settled and chunk.accepted:
             out.accepted.setdefault(chunk.index, accepted_result(chunk.accepted))
     return out
+
+
+def _judge_single(task: OwnedTask, chunk: ChunkWork, replica: Replica, judge: Judge, standings: Mapping[str, Standing],
+                  pending: dict[str, Standing], out: Settlement, complained: set[str],
+                  rated: Callable[[str, str], bool]) -> None:
+    """One replica's result judged alone: accepted with the record of why it was trusted or how it
+    was checked, or rejected (a complaint, no pay, the chunk reassigned) when the check fails."""
+    winner = replica.attempt
+    standing = pending.get(winner.worker) or standings.get(winner.worker, Standing())
+    judged = judge(task, chunk, winner, standing)
+    if judged.action == "check":
+        pending[winner.worker] = standing.after(judged.passed is True)
+    if judged.passed is False:
+        method = (judged.record.get("check") or {}).get("method", "check")
+        out.emits.append(Emit("task.chunk_rejected", {
+            "task_id": task.task_id, "chunk": chunk.index, "worker": winner.worker,
+            "reason": f"the result failed the owner's {method} check", "verification": judged.record},
+            (), _rejected(chunk, replica)))
+        if winner.worker not in complained and not rated(task.task_id, winner.worker):
+            complained.add(winner.worker)  # once per task and subject; never the owner itself
+            out.emits.append(feedback(task.task_id, winner.worker, False))
+        out.retry[chunk.index] = 1
+        return
+    out.emits.append(Emit("task.chunk_accepted", {
+        "task_id": task.task_id, "chunk": chunk.index, "worker": winner.worker, "payment": winner.price,
+        "result_hash": winner.result_hash, "verification": judged.record},
+        tuple(x for x in (winner.event,) if x), _accepted(chunk, winner)))
+    out.accepted[chunk.index] = winner
 
 
 def _bound(agree: Callable[[OwnedTask, ChunkWork, Attempt, Attempt], bool] | None, task: OwnedTask,

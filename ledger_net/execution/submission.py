@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..compute import Packer, pack, plan_chunks, unpack, validate_config
+from ..compute.checks import verification_spec
 from ..compute.plan import payload_work_units
 from ..core.money import to_units
 from ..core.task import Task
@@ -82,6 +83,7 @@ def prepare(task: Task, funds: Funds, blobs: BlobStore) -> Submission:
     quorum = int(config.get("quorum", replicas // 2 + 1))
     if not 1 <= quorum <= replicas:
         raise TaskError("quorum must be between 1 and replicas")
+    verification = verification_spec(task_type, config)
     budget_value = config.get("max_price", requirements.get("max_price", DEFAULT_BUDGET))
     try:
         budget = to_units(budget_value, funds.decimals, what="max_price")
@@ -105,6 +107,7 @@ def prepare(task: Task, funds: Funds, blobs: BlobStore) -> Submission:
     timeout = float(requirements.get("timeout_seconds") or 30.0)
     owned = OwnedTask(task.task_id, task_type, wire_config, requirements, int(task.priority or 2), replicas,
                       quorum, per_chunk, timeout, chunks)
+    owned.verification = verification
     work_units = max((payload_work_units(task_type, p) for p in payloads), default=1) if not refusal else 1
     owned.work_units = int(work_units)
     body = {"task_id": task.task_id, "task_type": task_type, "escrow": budget, "max_price": per_chunk,
@@ -177,4 +180,8 @@ def restore(event: Event, blobs: BlobStore) -> OwnedTask | None:
                      b.get("timeout_ms", 30000) / 1000.0, chunks, submitted=event.hash)
     if type(spec.get("work_units")) is int:
         task.work_units = spec["work_units"]
+    try:
+        task.verification = verification_spec(b["task_type"], config)
+    except TaskError:
+        task.verification = {"mode": "quorum"}
     return task

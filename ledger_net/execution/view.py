@@ -6,24 +6,33 @@ know of the world; this is the one the engine gives it. Tests give it a small fa
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Container, Mapping
 from typing import Any, Protocol
 
 import orjson
 
-from ..compute import compare, unpack
+from ..compute import compare, unpack, verdicts
+from ..compute.trust import CHECK, Standing
+from ..compute.verdicts import Judgement
 from ..errors import LedgerNetError, TaskError
 from ..ledger.chain import Ledger
 from ..ledger.events import Event
 from ..market.routing import Bid as RouterBid
 from ..projections.runner import ProjectionRunner
 from . import submission
-from .answers import answer_body, local_blobs
+from .answers import answer_body, local_blobs, payload_blobs
 from .blobs import BlobStore
 from .outbox import Outbox
 from .owner import Attempt, Bid, ChunkWork, OwnedTask
 
 PPM = 1_000_000
+_SECRET_TAG = b"ledger_net/check-secret/v1\x00"
+
+
+def check_label_of(task: OwnedTask, chunk: ChunkWork, attempt: Attempt) -> str:
+    """An assignment's label when it was not kept (an older attempt): its place in the chunk."""
+    return f"{task.task_id}/{chunk.index}/{chunk.attempts.index(attempt)}/{attempt.worker}"
 
 
 class Parts(Protocol):
@@ -46,6 +55,7 @@ class LedgerView:
         self.engine = engine
         self.me = engine.me
         self._specs: dict[str, dict[str, Any]] = {}
+        self._judged: dict[tuple[str, Standing], Judgement] = {}
 
     @property
     def quote_window(self) -> float:
@@ -150,6 +160,40 @@ class LedgerView:
             return compare.agree(spec, va, vb, payload)
         except (LedgerNetError, KeyError, TypeError, ValueError):
             return False  # a result that cannot be read or compared agrees with nothing
+
+    def check_secret(self, label: str) -> bytes:
+        """The owner's secret for one assignment: a hash of its own (deterministic) signature of the
+        label, so it is re-derived after a restart and unknowable to anyone without the key."""
+        identity = self.engine.ledger.identity
+        if identity is None:
+            raise TaskError("this node cannot sign: no secret for checks")
+        return hashlib.sha256(identity.sign(_SECRET_TAG + label.encode())).digest()
+
+    def judge(self, task: OwnedTask, chunk: ChunkWork, attempt: Attempt, standing: Standing) -> Judgement:
+        """compute.verdicts.judge on this chunk's payload and the attempt's result (cached per
+        assignment and standing: a look may judge again before the verdict commits)."""
+        key = (attempt.assignment, standing)
+        cached = self._judged.get(key)
+        if cached is not None:
+            return cached
+        secret = self.check_secret(attempt.check_label or check_label_of(task, chunk, attempt))
+        blobs = self.engine.blobs
+        try:
+            config = unpack(task.config, local_blobs(blobs, task.config), verify=False)
+            needed = {h: data for h in payload_blobs(chunk.payload) if (data := blobs.local(h)) is not None}
+            payload = unpack(chunk.payload, needed, verify=False)
+            judged = verdicts.judge(task.task_type, config, payload, self._value(attempt), attempt.result_hash or "",
+                                    secret, standing, needed)
+        except (LedgerNetError, KeyError, TypeError, ValueError, IndexError) as exc:
+            judged = Judgement(CHECK, False, {"secret": secret.hex(), "mode": str(task.verification.get("mode")),
+                                              "decision": {"action": CHECK, "rate_ppm": 1_000_000,
+                                                           "streak": standing.streak, "lies": standing.lies},
+                                              "check": {"method": "read", "passed": False,
+                                                        "reason": f"the result cannot be checked: {exc}"[:200]}})
+        if len(self._judged) > 10_000:
+            self._judged.clear()
+        self._judged[key] = judged
+        return judged
 
     def _value(self, attempt: Attempt) -> Any:
         if attempt.result is not None:

@@ -69,6 +69,27 @@ PPM = integer(lo=0, hi=1_000_000)
 TASK_ID = text(max_len=MAX_NAME, min_len=1)
 
 
+def _fields(required: Mapping[str, Check], optional_fields: Mapping[str, Check] | None = None) -> Check:
+    """A nested object with these fields and no others."""
+    extra = optional_fields or {}
+
+    def check(v: Any) -> bool:
+        return (isinstance(v, dict) and all(k in v and c(v[k]) for k, c in required.items())
+                and all(k in required or (k in extra and extra[k](x)) for k, x in v.items()))
+
+    return check
+
+
+# How an owner verified one result (compute/verdicts.py): the secret it committed to in the
+# assignment, the verification mode, the adaptive policy's decision and the check's outcome.
+_VERIFICATION = _fields(
+    {"secret": event_hash, "mode": text(16), "decision": _fields(
+        {"action": text(16), "rate_ppm": PPM, "streak": NON_NEGATIVE, "lies": NON_NEGATIVE})},
+    {"check": _fields({"method": text(32), "passed": boolean},
+                      {"rounds": NON_NEGATIVE, "samples": list_of(NON_NEGATIVE, 1024),
+                       "failed": list_of(NON_NEGATIVE, 16), "modulus": text(32), "reason": text(200)})})
+
+
 @dataclass(frozen=True)
 class BodySchema:
     """Required and optional fields of one event type's body; nothing else is allowed."""
@@ -146,7 +167,7 @@ SCHEMAS: dict[str, BodySchema] = {
     "task.assigned": BodySchema(
         required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "worker": key, "price": NON_NEGATIVE},
         optional={"attempt": NON_NEGATIVE, "deadline_ms": POSITIVE, "payload": lambda v: True,
-                  "payload_hash": event_hash, "replica": NON_NEGATIVE},
+                  "payload_hash": event_hash, "replica": NON_NEGATIVE, "check_commit": event_hash},
     ),
     "task.chunk_result": BodySchema(
         required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "ok": boolean, "result_hash": optional(event_hash)},
@@ -154,10 +175,11 @@ SCHEMAS: dict[str, BodySchema] = {
     ),
     "task.chunk_accepted": BodySchema(
         required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "worker": key, "payment": NON_NEGATIVE},
-        optional={"result_hash": optional(event_hash)},
+        optional={"result_hash": optional(event_hash), "verification": _VERIFICATION},
     ),
     "task.chunk_rejected": BodySchema(
         required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "worker": key, "reason": text()},
+        optional={"verification": _VERIFICATION},
     ),
     "task.completed": BodySchema(
         required={"task_id": TASK_ID, "refund": NON_NEGATIVE},
