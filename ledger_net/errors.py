@@ -36,6 +36,10 @@ class CreditError(LedgerNetError):
     """A credit operation would break the ledger's money rules."""
 
 
+class InsufficientCredits(CreditError):
+    """The account's spendable balance does not cover the amount (the HTTP API answers 402)."""
+
+
 class SandboxError(LedgerNetError):
     """A sandbox cannot be set up or refused to run the code."""
 
@@ -81,6 +85,7 @@ __all__ = [
     "NodeError",
     "NodeLockedError",
     "CreditError",
+    "InsufficientCredits",
     "SandboxError",
     "LedgerError",
     "EncodingError",

@@ -19,16 +19,25 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ..errors import CreditError, LedgerError
+from ..errors import CreditError, InsufficientCredits, LedgerError
 from ..ledger.chain import Ledger, RuleViolation
 from ..ledger.events import Event
 from ..ledger.identity import is_public_key
+from ..ledger.rules import INSUFFICIENT_BALANCE
 from ..projections.runner import ProjectionRunner
 from ..projections.tables import credit_history
 from .money import to_credits, to_units
 from .private_ledger import private_network
 
 MAX_NAME = 128
+
+
+def refused(exc: RuleViolation) -> CreditError:
+    """The CreditError for a money event the ledger refused: `InsufficientCredits` when the
+    balance does not cover it (the rules say so in their reason), so callers catch it by type."""
+    text = str(exc)
+    return InsufficientCredits(text) if text.startswith(INSUFFICIENT_BALANCE) else CreditError(text)
+
 
 
 @dataclass
@@ -98,7 +107,7 @@ class Credits:
         try:
             return self.ledger.append(type_, body, deps)
         except RuleViolation as exc:
-            raise CreditError(str(exc)) from None
+            raise refused(exc) from None
         except LedgerError as exc:
             raise CreditError(f"the ledger refused the operation: {exc}") from None
 
@@ -121,7 +130,7 @@ class Credits:
         """Burn credits from this account (they leave the supply, recorded as burnt)."""
         units = self._units(amount)
         if units > self.balance_units():
-            raise CreditError(f"insufficient credits: balance {self.get_balance()}, asked to remove {amount}")
+            raise InsufficientCredits(f"insufficient credits: balance {self.get_balance()}, asked to remove {amount}")
         self._append("credit.burned", {"amount": units, "reason": _reason(reason)})
         return True
 
@@ -138,7 +147,7 @@ class Credits:
         if to_node == self.node_id:
             raise CreditError("cannot transfer credits to oneself")
         if units > self.balance_units():
-            raise CreditError(f"insufficient credits: balance {self.get_balance()}, transfer {amount}")
+            raise InsufficientCredits(f"insufficient credits: balance {self.get_balance()}, transfer {amount}")
         if is_public_key(to_node):
             self._append("credit.transfer", {"to": to_node, "amount": units})
         else:

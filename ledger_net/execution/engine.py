@@ -34,9 +34,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..compute import unpack
+from ..core import credits
 from ..core.node import unmet_requirements
 from ..core.task import Task
-from ..errors import CreditError, LedgerError, NodeError, TaskError
+from ..errors import LedgerError, NodeError, TaskError
 from ..ledger.chain import Applied, Ledger, RuleViolation
 from ..ledger.events import Event
 from ..projections.runner import ProjectionRunner
@@ -168,7 +169,7 @@ class TaskEngine:
         try:
             event = self.ledger.append("task.submitted", planned.body)
         except RuleViolation as exc:
-            raise CreditError(str(exc)) from None
+            raise credits.refused(exc) from None
         except LedgerError as exc:
             raise TaskError(f"the ledger refused the task: {exc}") from None
         planned.on_commit(event, self.owned, self.quote_window)

@@ -23,7 +23,7 @@ from ..compute.checks import verification_spec
 from ..compute.plan import payload_work_units
 from ..core.money import to_units
 from ..core.task import Task
-from ..errors import CreditError, LedgerError, TaskError
+from ..errors import CreditError, InsufficientCredits, LedgerError, TaskError
 from ..ledger.events import Event
 from .answers import INLINE_LIMIT, local_blobs
 from .blobs import BlobStore
@@ -95,7 +95,7 @@ def prepare(task: Task, funds: Funds, blobs: BlobStore) -> Submission:
     if task.task_id in funds.task_ids:
         raise TaskError(f"task {task.task_id} was already submitted")
     if budget > funds.spendable:
-        raise CreditError(f"insufficient credits to escrow the task's max_price {budget_value}: balance is "
+        raise InsufficientCredits(f"insufficient credits to escrow the task's max_price {budget_value}: balance is "
                           f"{funds.spendable / 10 ** funds.decimals}")
     # One packer per task: chunks name row runs of the config's arrays, not copies; big
     # arrays are hashed while written to the blob store, side by side.

@@ -182,9 +182,12 @@ def _credit(state: LedgerState, event: Event, to: str, amount: int) -> None:
         state.in_transit[event.hash] = (to, amount)
 
 
+INSUFFICIENT_BALANCE = "insufficient balance"  # how a refusal for want of credits begins (see core.credits)
+
+
 def _covers(acct: Account, amount: int) -> str | None:
     if acct.balance < amount:
-        return f"insufficient balance: has {acct.balance}, needs {amount}"
+        return f"{INSUFFICIENT_BALANCE}: has {acct.balance}, needs {amount}"
     return None
 
 

@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from ..core.money import to_credits
-from ..errors import CreditError, LedgerNetError, NodeError, TaskError
+from ..errors import CreditError, InsufficientCredits, LedgerNetError, NodeError, TaskError
 from ..ledger.identity import is_public_key
 from ..projections.runner import ProjectionRunner
 from ..projections.status import ROW_STATUSES, TaskStatus
@@ -106,9 +106,9 @@ class ControlAPI:
         try:
             task_id = await self.network.submit_task(body)
         except CreditError as exc:
-            text = str(exc)
-            code, status = ("insufficient_credits", 402) if "insufficient" in text else ("credit_refused", 400)
-            raise ApiError(status, code, text) from None
+            code, status = ("insufficient_credits", 402) if isinstance(exc, InsufficientCredits) else (
+                "credit_refused", 400)
+            raise ApiError(status, code, str(exc)) from None
         except (TaskError, ValueError, TypeError) as exc:  # a malformed task dict is the client's mistake
             raise ApiError(400, "invalid_task", str(exc)[:500]) from None
         except NodeError as exc:
@@ -231,8 +231,8 @@ class ControlAPI:
         try:
             event_hash, balance = await self._write(work)
         except CreditError as exc:
-            text = str(exc)
-            raise ApiError(400, "insufficient_credits" if "insufficient" in text else "credit_refused", text) from None
+            code = "insufficient_credits" if isinstance(exc, InsufficientCredits) else "credit_refused"
+            raise ApiError(400, code, str(exc)) from None
         return json_response({"ok": True, "to": to, "amount": amount, "event": event_hash,
                               "kind": "transfer" if is_public_key(to) else "voucher", "balance": balance}, 201)
 
