@@ -57,7 +57,7 @@ def tiny(start: int, end: int) -> int:
 async def wait_all(net: ComputeNetwork, ids: list[str], timeout: float) -> dict[str, int]:
     """Poll the tasks projection until every task is finished; counts by final status."""
     deadline = time.monotonic() + timeout
-    tasks = net.runner["tasks"].tasks
+    tasks = net.runner.tasks.tasks
     open_ids = set(ids)
     while open_ids:
         open_ids = {i for i in open_ids if tasks[i]["status"] not in ("completed", "failed", "cancelled")}
@@ -93,7 +93,7 @@ async def ledger_tiny(n: int, workers: int) -> dict[str, Any]:
             assert counts == {"completed": n}, counts
             for i in (0, n - 1):
                 assert await net.get_task_result(ids[i]) == tiny(1, TINY_END + i)
-            paid = sum(net.runner["tasks"].tasks[i]["paid"] for i in ids)
+            paid = sum(net.runner.tasks.tasks[i]["paid"] for i in ids)
             events = net.ledger.store.last_offset() - events_before
         finally:
             await net.stop()
@@ -163,7 +163,7 @@ async def ledger_matrix(net: ComputeNetwork, n: int, chunks: int, profile: bool 
     t_result = time.perf_counter()
     if profiler:
         profiler.disable()
-    assert counts == {"completed": 1}, (counts, net.runner["tasks"].tasks[task_id]["reason"])
+    assert counts == {"completed": 1}, (counts, net.runner.tasks.tasks[task_id]["reason"])
     assert np.allclose(np.asarray(result), expected)
     event_bytes, blob_refs, by_node = 0, 0, {}
     for row in net.ledger.store.select_events(after=offset):
@@ -216,7 +216,7 @@ async def serve_node(args: argparse.Namespace) -> None:
             await asyncio.to_thread(sys.stdin.readline)  # serve until the parent closes our stdin
             return
         deadline = time.monotonic() + 60
-        while len(net.runner["nodes"].nodes) < args.peers:
+        while len(net.runner.nodes.nodes) < args.peers:
             if time.monotonic() > deadline:
                 raise TimeoutError("peers did not join")
             await asyncio.sleep(0.05)

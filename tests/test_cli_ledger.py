@@ -44,7 +44,7 @@ def books(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
         task_ids = a.call(work)
         ledger = a.network.ledger  # type: ignore[union-attr]
-        tasks = a.network.runner["tasks"].tasks  # type: ignore[union-attr]
+        tasks = a.network.runner.tasks.tasks  # type: ignore[union-attr]
         wait_for(lambda: all(tasks.get(t, {}).get("status") == "completed" for t in task_ids), what="tasks")
         wait_for(lambda: ledger.state.spendable(b_id) >= 5_000_000, what="B's receipt synced to A")
     finally:

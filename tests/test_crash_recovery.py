@@ -72,8 +72,8 @@ def test_receipt_after_the_checkpoint_of_its_transfer_reopens(db_url, caplog):
         with caplog.at_level(logging.WARNING):
             runner = ProjectionRunner(again)
         assert runner.state_hash() == before
-        assert runner["balances"].balance(X2.node_id) == 50
-        assert runner["balances"].accounts[X2.node_id]["incoming"] == 0
+        assert runner.balances.balance(X2.node_id) == 50
+        assert runner.balances.accounts[X2.node_id]["incoming"] == 0
         assert REBUILD_LINE not in caplog.text  # folded from its checkpoint, not rebuilt
         assert runner.state_hash() == runner.state_hash(runner.replay())
         report = audit(again, live=False)
@@ -145,7 +145,7 @@ def test_corrupted_rows_are_rebuilt_on_open_with_one_line(db_url, caplog):
         lines = [r for r in caplog.records if REBUILD_LINE in r.getMessage()]
         assert len(lines) == 1 and "balances" in lines[0].getMessage()
         assert runner.state_hash() == before
-        assert runner["balances"].balance(X2.node_id) == 50
+        assert runner.balances.balance(X2.node_id) == 50
         assert audit(ledger, live=False)["ok"]
     finally:
         ledger.close()

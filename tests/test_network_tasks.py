@@ -63,7 +63,7 @@ class Cluster:
                                   sync_interval=0.2, quote_window=0.3, workers=1)
             await node.start()
             self.nodes.append(node)
-        await until(lambda: all(len(n.runner["nodes"].nodes) == count for n in self.nodes), 30,
+        await until(lambda: all(len(n.runner.nodes.nodes) == count for n in self.nodes), 30,
                     "every node to see every node joined")
         # The founder funds the others; payments become spendable once received.
         for node in self.nodes[1:]:
@@ -135,11 +135,11 @@ def events_of(node: ComputeNetwork, kind: str, task_id: str) -> list[tuple[str, 
 
 
 def reputations(node: ComputeNetwork, ids: list[str]) -> dict[str, int]:
-    return {i: node.runner["reputation"].score(i) for i in ids}
+    return {i: node.runner.reputation.score(i) for i in ids}
 
 
 def balances(node: ComputeNetwork) -> Any:
-    return orjson.dumps(node.runner["balances"].accounts, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(node.runner.balances.accounts, option=orjson.OPT_SORT_KEYS)
 
 
 # ------------------------------------------------------------------- tests
@@ -303,7 +303,7 @@ async def test_a_worker_killed_mid_task_does_not_stop_the_task(cluster: Cluster)
     await until(lambda: not survivor.ledger.state.open_credits_to(survivor.ledger.node_id), 30,
                 "the survivor to receive its pay")
     await cluster.converged()
-    rep = [n.runner["reputation"].score(first) for n in cluster.live()]
+    rep = [n.runner.reputation.score(first) for n in cluster.live()]
     assert rep[0] == rep[1] < 500_000  # the dead worker lost reputation, identically everywhere
 
 
@@ -340,6 +340,6 @@ async def test_numpy_matrices_travel_as_blobs_and_big_results_come_back_from_oth
     found, wire, _ = owner.blobs.local_wire(completed["result_hash"])
     assert found and "$concat" in wire  # the answer names the chunks' blobs, not a new copy
     # Another node reads the same answer once the completion reaches it, fetching blobs it lacks.
-    await until(lambda: founder.runner["tasks"].tasks.get(task_id, {}).get("status") == "completed", 30,
+    await until(lambda: founder.runner.tasks.tasks.get(task_id, {}).get("status") == "completed", 30,
                 "the completion to reach the founder")
     assert np.array_equal(await founder.get_task_result(task_id), result)

@@ -94,7 +94,7 @@ async def test_seed_node_example(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_standalone_start_records_node_joined_in_private_ledger() -> None:
     node = await started()
     assert node.runner is not None
-    row = node.runner["nodes"].describe(node.ledger_id)
+    row = node.runner.nodes.describe(node.ledger_id)
     assert row["name"] == "node-001" and row["url"] == "http://127.0.0.1:5557"
     assert row["node_type"] == "public" and row["status"] == "online"
     assert row["capabilities"] == {"cpu_milli": 8000, "ram_mb": 16384, "disk_mb": 512000, "gpu_milli": 2000,
@@ -251,7 +251,7 @@ async def test_restart_does_not_rejoin_but_records_changes() -> None:
     node.port = 6000
     await node.start()
     assert types().count("node.joined") == 1 and types().count("node.updated") == 1
-    assert node.runner["nodes"].nodes[node.ledger_id]["url"] == "http://127.0.0.1:6000"  # type: ignore[index]
+    assert node.runner.nodes.nodes[node.ledger_id]["url"] == "http://127.0.0.1:6000"  # type: ignore[index]
 
 
 # --------------------------------------------------------------------------- bound nodes
@@ -271,7 +271,7 @@ async def test_bound_node_appends_joined_and_updated_with_integer_capabilities()
     assert updated == [{"capabilities": {**seed_caps().to_ledger(), "ram_mb": 32768, "max_concurrent_tasks": 8}}]
     for body in joined + updated:
         assert all(type(v) is int for k, v in body["capabilities"].items() if k not in ("task_types", "sandbox_types"))
-    row = runner["nodes"].describe(ledger.node_id)
+    row = runner.nodes.describe(ledger.node_id)
     assert row["capabilities"]["ram_mb"] == 32768 and row["status"] == "online"
     # unchanged capabilities: nothing appended; bad ones: NodeError, nothing appended
     count = len(list(ledger.stored()))
@@ -284,7 +284,7 @@ async def test_bound_node_appends_joined_and_updated_with_integer_capabilities()
     await node.stop()
     assert len(list(ledger.stored())) == count  # offline silently
     await node.leave()
-    assert runner["nodes"].describe(ledger.node_id)["status"] == "offline"
+    assert runner.nodes.describe(ledger.node_id)["status"] == "offline"
     await node.start()  # after leaving, a start joins again
     assert [row.type for row in ledger.stored()].count("node.joined") == 2
 
@@ -296,7 +296,7 @@ async def test_update_before_start_is_recorded_by_the_join() -> None:
     node.update_capabilities({"cpu_score": 4.0})
     assert not [r for r in ledger.stored() if r.type.startswith("node.")]
     await node.start()
-    assert runner["nodes"].describe(ledger.node_id)["capabilities"]["cpu_milli"] == 4000
+    assert runner.nodes.describe(ledger.node_id)["capabilities"]["cpu_milli"] == 4000
 
 
 async def test_bind_rules() -> None:
@@ -348,7 +348,7 @@ async def test_bound_peer_named_in_the_ledger_resolves_to_its_key() -> None:
     node.bind(ledger, runner, peers=peers)
     await node.start()
     # another key's node.joined, as replication would deliver it, folded into our nodes projection
-    nodes = runner["nodes"]
+    nodes = runner.nodes
     nodes.nodes["c" * 64] = {**nodes.nodes[ledger.node_id], "name": "node-002", "url": "http://127.0.0.1:7202"}
     assert await node.connect_to_peer("node-002")
     assert peers.calls == [("connect", "c" * 64)]

@@ -107,13 +107,13 @@ def test_reopening_reads_the_memory_instead_of_the_log(db_url, monkeypatch):
     try:
         runner = ProjectionRunner(led, subscribe=False)
         want = runner.state_hash()
-        assert runner["balances"].transit and runner["balances"].vouchers
+        assert runner.balances.transit and runner.balances.vouchers
         calls = _derive_calls(monkeypatch)
         again = ProjectionRunner(led, subscribe=False)
         assert calls == []  # open credits and vouchers came from the stored memory
         assert again.state_hash() == want
-        assert again["balances"].transit == runner["balances"].transit
-        assert again["balances"].vouchers == runner["balances"].vouchers
+        assert again.balances.transit == runner.balances.transit
+        assert again.balances.vouchers == runner.balances.vouchers
     finally:
         led.close()
 
@@ -130,7 +130,7 @@ def test_unusable_memory_is_re_derived_from_the_log(db_url, monkeypatch, spoil):
     led = _with_open_credits(db_url)
     try:
         runner = ProjectionRunner(led, subscribe=False)
-        want, transit = runner.state_hash(), dict(runner["balances"].transit)
+        want, transit = runner.state_hash(), dict(runner.balances.transit)
         with led.store.engine.begin() as conn:
             data = bytes(conn.execute(projection_memory.select()).first().data)
             if spoil == "digest":
@@ -149,6 +149,6 @@ def test_unusable_memory_is_re_derived_from_the_log(db_url, monkeypatch, spoil):
         calls = _derive_calls(monkeypatch)
         again = ProjectionRunner(led, subscribe=False)
         assert calls  # re-derived
-        assert again.state_hash() == want and again["balances"].transit == transit
+        assert again.state_hash() == want and again.balances.transit == transit
     finally:
         led.close()

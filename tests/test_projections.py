@@ -85,13 +85,13 @@ def world(db_url):
 
 
 def _conserved(runner: ProjectionRunner) -> None:
-    tot = runner["balances"].totals()
+    tot = runner.balances.totals()
     assert tot["minted"] == tot["balance"] + tot["escrow"] + tot["incoming"] + tot["vouchers"] + tot["burnt"]
 
 
 def test_projection_values(world):
     build(world)
-    bal, tasks, rep, nodes = (world.runner[n] for n in ("balances", "tasks", "reputation", "nodes"))
+    bal, tasks, rep, nodes = world.runner.balances, world.runner.tasks, world.runner.reputation, world.runner.nodes
     assert bal.balance(ALICE.node_id) == 1000 - 100 - 300 + 150 - 50 - 10
     assert bal.balance(BOB.node_id) == 100  # the 150 payment is incoming until bob receives it
     assert bal.accounts[BOB.node_id]["incoming"] == 150
@@ -132,11 +132,11 @@ def test_reopen_equals_before_and_keeps_folding(db_url):
         bob.ingest(bob_events + events_of(again))
         rcv = bob.append("credit.received", {"source": refs["payment"].hash}, [refs["payment"].hash])
         again.ingest([rcv])
-        assert runner["balances"].balance(BOB.node_id) == 250
-        assert runner["balances"].accounts[BOB.node_id]["incoming"] == 0
+        assert runner.balances.balance(BOB.node_id) == 250
+        assert runner.balances.accounts[BOB.node_id]["incoming"] == 0
         _conserved(runner)
         settled = again.append("credit.voucher_settled", {"voucher": refs["voucher"].hash, "to": None})
-        assert settled.seq > 1 and runner["balances"].accounts[ALICE.node_id]["vouchers"] == 0
+        assert settled.seq > 1 and runner.balances.accounts[ALICE.node_id]["vouchers"] == 0
         incremental = runner.state_hash()
         runner.rebuild()
         assert runner.state_hash() == incremental
@@ -162,7 +162,7 @@ def test_reopen_without_flush_catches_up_from_checkpoint(db_url):
     try:
         runner = ProjectionRunner(again)
         assert runner.state_hash() == before
-        assert runner["balances"].balance(ALICE.node_id) == 5
+        assert runner.balances.balance(ALICE.node_id) == 5
     finally:
         again.close()
 
@@ -296,7 +296,7 @@ def test_shared_task_id_keeps_each_owners_task_apart_in_any_order():
         runner = ProjectionRunner(led)
         report = led.ingest(_causal_shuffle(events, rnd))
         assert report.invalid == {} and led.state.conserved()
-        tasks = runner["tasks"]
+        tasks = runner.tasks
         mine, his = tasks.task_of("same", ALICE.node_id), tasks.task_of("same", BOB.node_id)
         assert (mine["task_type"], mine["status"], mine["paid"], mine["chunks_done"]) == ("map", "completed", 40, 1)
         assert (his["task_type"], his["status"], his["paid"], his["chunks_failed"]) == (
@@ -323,7 +323,7 @@ def test_result_and_quote_count_only_for_the_task_they_name():
     led = Ledger.open("sqlite://")
     try:
         runner = ProjectionRunner(led)
-        tasks = runner["tasks"]
+        tasks = runner.tasks
         bob.ingest(events_of(alice))
         spec = {"task_id": "same", "task_type": "map", "escrow": 0, "max_price": 0, "chunks": 1, "spec": {}}
         sa, sb = alice.append("task.submitted", spec), bob.append("task.submitted", spec)
@@ -362,7 +362,7 @@ def test_shared_task_id_survives_flush_and_reopen(db_url):
     again = Ledger.open(db_url)
     try:
         runner = ProjectionRunner(again)
-        tasks = runner["tasks"]
+        tasks = runner.tasks
         assert set(tasks.owners_of("same")) == {ALICE.node_id, BOB.node_id}
         again.ingest(events[cut:])
         assert tasks.chunks_of("same", ALICE.node_id)[0]["status"] == "accepted"
@@ -394,7 +394,7 @@ def test_zero_payment_praise_leaves_reputation_alone():
         runner = ProjectionRunner(led)
         report = led.ingest(events_of(carol) + [praise])
         assert "paid the subject" in report.invalid[praise.hash]
-        rep = runner["reputation"]
+        rep = runner.reputation
         assert rep.score(BOB.node_id) == 500_000 and BOB.node_id not in rep.subjects
     finally:
         led.close()
@@ -467,7 +467,7 @@ def test_a_rejection_and_a_concurrent_result_show_one_chunk_everywhere():
             try:
                 runner = ProjectionRunner(led)
                 led.ingest(head + order)
-                chunk = runner["tasks"].chunks_of("t", ALICE.node_id)[0]
+                chunk = runner.tasks.chunks_of("t", ALICE.node_id)[0]
                 seen.append((chunk["status"], chunk["error"], chunk["result_hash"], runner.state_hash()))
             finally:
                 led.close()
@@ -489,7 +489,7 @@ def test_every_worker_of_every_chunk_is_listed():
         for chunk, worker in ((0, BOB), (0, CAROL), (1, ALICE)):
             alice.append("task.assigned", {"task_id": "t", "chunk": chunk, "worker": worker.node_id, "price": 0},
                          [sub.hash])
-        tasks = runner["tasks"]
+        tasks = runner.tasks
         assert tasks.chunks_of("t")[0]["worker"] == CAROL.node_id
         assert tasks.workers_of("t") == sorted([ALICE.node_id, BOB.node_id, CAROL.node_id])
         assert tasks.workers_of("t", BOB.node_id) == [] and tasks.workers_of("nope") == []

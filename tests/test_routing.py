@@ -139,7 +139,7 @@ def test_bids_from_quote_events_use_our_own_view() -> None:
     assert len(bids) == 1
     b = bids[0]
     assert (b.worker, b.price, b.load_ppm, b.quote_hash) == (ledger.node_id, quote.price, 300_000, good.hash)
-    assert b.reputation_ppm == runner["reputation"].score(ledger.node_id)
+    assert b.reputation_ppm == runner.reputation.score(ledger.node_id)
     assert Router().assign([0, 1, 2], bids, {}) == {0: [ledger.node_id], 1: [ledger.node_id], 2: []}
     fake = MarketSnapshot(0, 0, 0, 0, 0, 0)
     assert fake.supply == 0
@@ -173,7 +173,7 @@ def test_route_weighs_plain_bid_records_by_our_projections() -> None:
     plan = Router().route(records, [0, 1, 2], {"ram_gb": 0.5}, replicas=1, exclude={}, runner=runner)
     # one of my 3 slots is taken by t0's assigned chunk; the unknown worker has no capabilities: no slots
     assert plan == {0: [me], 1: [me], 2: []} and plan.shortfall == {2: 1}
-    assert plan.bids[me].reputation_ppm == runner["reputation"].score(me) and plan.bids[me].load_ppm == 10
+    assert plan.bids[me].reputation_ppm == runner.reputation.score(me) and plan.bids[me].load_ppm == 10
     assert "f" * 64 in plan.rejected
     assert Router().route(records, [0, 1, 2], {}, runner=runner, current_load={})[2] == [me]
 

@@ -358,7 +358,7 @@ def test_upgrade_refolds_the_tasks_projection_from_the_log(db_url):
     led.ingest([other.append("task.submitted", dict(spec, chunks=3))])
     runner.flush()
     before = runner.state_hash()
-    assert set(runner["tasks"].owners_of("same")) == {o.node_id for o in owners}
+    assert set(runner.tasks.owners_of("same")) == {o.node_id for o in owners}
     led.close()
     other.close()
     _migrate(db_url, "downgrade", "0001")
@@ -366,7 +366,7 @@ def test_upgrade_refolds_the_tasks_projection_from_the_log(db_url):
     try:
         runner = ProjectionRunner(again)
         assert runner.state_hash() == before
-        assert runner["tasks"].chunks_of("same", owners[0].node_id)[1]["status"] == "assigned"
+        assert runner.tasks.chunks_of("same", owners[0].node_id)[1]["status"] == "assigned"
         with again.store.engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM tasks")).scalar_one() == 2
             assert conn.execute(text("SELECT COUNT(*) FROM task_assignments")).scalar_one() == 1
@@ -415,7 +415,7 @@ def test_upgrade_to_0007_refolds_the_tasks_projection_with_each_assignments_repo
     try:
         runner = ProjectionRunner(again)
         assert runner.state_hash() == before
-        assert runner["tasks"].chunks_of("t")[0]["status"] == "rejected"
+        assert runner.tasks.chunks_of("t")[0]["status"] == "rejected"
         with again.store.engine.connect() as conn:
             row = conn.execute(text("SELECT verdict, reason, ok, result_hash FROM task_assignments")).one()
         assert tuple(row) == ("rejected", "late", True, "ab" * 32)
