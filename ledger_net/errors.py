@@ -56,12 +56,20 @@ class SchemaError(LedgerError):
     """An event body does not match its type's schema."""
 
 
+class UnknownEventType(SchemaError):
+    """An event's type is none the schemas know."""
+
+
 class SignatureError(LedgerError):
     """A hash or signature does not verify."""
 
 
 class ChainError(LedgerError):
     """An event does not link into its author's chain (wrong seq/prev, wrong network)."""
+
+
+class WrongNetwork(ChainError):
+    """An event belongs to another network than this ledger's (or this ledger has none yet)."""
 
 
 class ForkError(ChainError):
@@ -90,8 +98,10 @@ __all__ = [
     "LedgerError",
     "EncodingError",
     "SchemaError",
+    "UnknownEventType",
     "SignatureError",
     "ChainError",
+    "WrongNetwork",
     "ForkError",
     "PendingLimitError",
     "ProofError",

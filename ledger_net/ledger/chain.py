@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError
+from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError, WrongNetwork
 from ..faults import crash_point
 from . import encoding
 from .checkpoint import CHECKPOINT_CONFLICT, CHECKPOINT_SIGNED, check_conflict
@@ -417,9 +417,9 @@ class Ledger:
         for event in fresh:
             if event.is_genesis:
                 if net is not None and event.hash != net:
-                    raise ChainError(f"genesis {event.hash[:16]}… is another network's")
+                    raise WrongNetwork(f"genesis {event.hash[:16]}… is another network's")
             elif net is not None and event.net != net:
-                raise ChainError(f"event {event.hash[:16]}… belongs to network {event.net[:16]}…")
+                raise WrongNetwork(f"event {event.hash[:16]}… belongs to network {event.net[:16]}…")
         for event, ok in zip(fresh, self.verify_signatures(fresh), strict=False):
             if not ok:
                 raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ChainError
+from ..errors import ChainError, WrongNetwork
 from .checkpoint import check_body, cosign_message, note_digest, note_of, signature_ok
 from .events import GENESIS, Event
 
@@ -83,9 +83,9 @@ class LedgerState:
                 raise ChainError("this ledger already has a genesis")
             return
         if self.net is None:
-            raise ChainError("no genesis yet: cannot accept network events")
+            raise WrongNetwork("no genesis yet: cannot accept network events")
         if event.net != self.net:
-            raise ChainError(f"event belongs to network {event.net[:16]}…, not {self.net[:16]}…")
+            raise WrongNetwork(f"event belongs to network {event.net[:16]}…, not {self.net[:16]}…")
         acct = self.accounts.get(event.author)
         head_seq = acct.seq if acct else 0
         head = acct.head if acct else None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SchemaError
+from ..errors import SchemaError, UnknownEventType
 from .identity import is_public_key
 
 Check = Callable[[Any], bool]
@@ -215,5 +215,5 @@ EVENT_TYPES = frozenset(SCHEMAS)
 def validate_body(event_type: str, body: Any) -> None:
     schema = SCHEMAS.get(event_type)
     if schema is None:
-        raise SchemaError(f"unknown event type {event_type!r}")
+        raise UnknownEventType(f"unknown event type {event_type!r}")
     schema.validate(event_type, body)

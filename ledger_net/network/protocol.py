@@ -29,7 +29,16 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SchemaError, SignatureError
+from ..errors import (
+    ChainError,
+    EncodingError,
+    LedgerError,
+    PendingLimitError,
+    SchemaError,
+    SignatureError,
+    UnknownEventType,
+    WrongNetwork,
+)
 from ..ledger.chain import Applied, Ledger
 from ..ledger.datadir import DataDir
 from ..ledger.encoding import INT_MAX
@@ -359,7 +368,7 @@ def parse_wire_events(items: Sequence[Any], net: str | None, *, skip: Callable[[
         except EventTooLarge as exc:
             raise ApiError(413, "event_too_large", f"{where}: {exc}") from None
         except SchemaError as exc:
-            code = "unknown_type" if str(exc).startswith("unknown event type") else "schema_error"
+            code = "unknown_type" if isinstance(exc, UnknownEventType) else "schema_error"
             raise ApiError(400, code, f"{where}: {exc}") from None
         except ChainError as exc:
             raise ApiError(400, "chain_error", f"{where}: {exc}") from None
@@ -406,9 +415,7 @@ def ledger_error(exc: LedgerError) -> ApiError:
     if isinstance(exc, EncodingError):
         return ApiError(400, "malformed_event", str(exc))
     if isinstance(exc, ChainError):
-        text = str(exc)
-        code = "wrong_network" if "network" in text else "chain_error"
-        return ApiError(400, code, text)
+        return ApiError(400, "wrong_network" if isinstance(exc, WrongNetwork) else "chain_error", str(exc))
     return ApiError(400, "ledger_error", str(exc))
 
 
