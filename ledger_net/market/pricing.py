@@ -31,6 +31,7 @@ import orjson
 
 from ..core.task import PRIORITY_FACTOR_PPM, TaskPriority, coerce_priority
 from ..errors import TaskError
+from ..projections.runner import ProjectionSet
 from ..projections.status import OPEN_CHUNK, TERMINAL, ChunkStatus
 
 PPM = 1_000_000
@@ -136,7 +137,7 @@ def _capacity_of(capabilities_json: str) -> int:
 class PricingEngine:
     """Quotes chunk prices from the projections; re-derives anyone's quote from its inputs."""
 
-    def __init__(self, runner: Any = None, node_id: str | None = None, *,
+    def __init__(self, runner: ProjectionSet | None = None, node_id: str | None = None, *,
                  params: PricingParams | None = None) -> None:
         self.runner = runner
         self.node_id = node_id
@@ -149,7 +150,8 @@ class PricingEngine:
         self._unit = 10 ** (decimals if isinstance(decimals, int) else 6)  # base units per credit
 
     # ------------------------------------------------------------------ market
-    def snapshot(self, runner: Any = None, node_id: str | None = None, load_ppm: int = 0) -> MarketSnapshot:
+    def snapshot(self, runner: ProjectionSet | None = None, node_id: str | None = None,
+                 load_ppm: int = 0) -> MarketSnapshot:
         """Supply, demand and the quoter's standing from the nodes, tasks and reputation projections.
 
         Supply = Σ over online, unforked nodes of max(0, max_concurrent_tasks − chunks assigned to it
@@ -203,8 +205,9 @@ class PricingEngine:
             return None
         return Quote(price, inputs)
 
-    def quote_task(self, runner: Any, node_id: str | None, *, work_units: int, priority: Any = TaskPriority.NORMAL,
-                   max_price: int | None = None, load_ppm: int = 0) -> Quote | None:
+    def quote_task(self, runner: ProjectionSet | None, node_id: str | None, *, work_units: int,
+                   priority: Any = TaskPriority.NORMAL, max_price: int | None = None,
+                   load_ppm: int = 0) -> Quote | None:
         """Snapshot and quote in one call, for a consumer reacting to a ``task.submitted``.
 
         A ledger priority outside TaskPriority (the schema allows 0..10) is clamped to LOW..CRITICAL,

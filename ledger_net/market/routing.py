@@ -33,6 +33,7 @@ import orjson
 
 from ..core.node import Capabilities, unmet_requirements, validate_requirements
 from ..errors import NodeError, TaskError
+from ..projections.runner import ProjectionSet
 from ..projections.status import TERMINAL, ChunkStatus
 from .pricing import PricingEngine
 
@@ -215,8 +216,9 @@ class Router:
 
 
     def route(self, bids: Iterable[Any], chunks: Iterable[int], requirements: Mapping[str, Any] | None = None,
-              *, replicas: int = 1, exclude: Iterable[str] | Mapping[int, Iterable[str]] = (), runner: Any = None,
-              current_load: Mapping[str, int] | None = None, max_price: int | None = None) -> Assignment:
+              *, replicas: int = 1, exclude: Iterable[str] | Mapping[int, Iterable[str]] = (),
+              runner: ProjectionSet | None = None, current_load: Mapping[str, int] | None = None,
+              max_price: int | None = None) -> Assignment:
         """:meth:`assign` for a consumer holding plain bid records (``worker``, ``price``,
         ``quote_hash``, ``inputs``) and the projection runner.
 
@@ -231,7 +233,7 @@ class Router:
         return self.assign(chunks, converted, requirements, replicas, exclude, current_load, max_price=max_price)
 
 
-def assigned_counts(runner: Any) -> dict[str, int]:
+def assigned_counts(runner: ProjectionSet) -> dict[str, int]:
     """Chunks of unfinished tasks assigned to each worker and not yet reported (from projections)."""
     tasks = runner.tasks
     counts: dict[str, int] = {}
@@ -245,7 +247,7 @@ def assigned_counts(runner: Any) -> dict[str, int]:
     return counts
 
 
-def _bid_from_record(record: Any, runner: Any) -> Bid:
+def _bid_from_record(record: Any, runner: ProjectionSet | None) -> Bid:
     worker, price = record.worker, record.price
     inputs = getattr(record, "inputs", None) or {}
     load = getattr(record, "load_ppm", None)
@@ -277,7 +279,7 @@ def _count(value: Any) -> int:
     return value
 
 
-def bids_from_quotes(runner: Any, quotes: Sequence[Any], *, verify: bool = True) -> list[Bid]:
+def bids_from_quotes(runner: ProjectionSet, quotes: Sequence[Any], *, verify: bool = True) -> list[Bid]:
     """Bids from ``task.quote`` events, weighed by *this* node's view of the ledger.
 
     Reputation and capabilities come from our own projections (never from what the quoter

@@ -69,7 +69,8 @@ def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, *, i
 class NodeServer:
     """HTTP API + `/ws` + discovery + anti-entropy for one ledger."""
 
-    def __init__(self, ledger: Ledger, runner: Any | None = None, *, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, ledger: Ledger, runner: ProjectionRunner | None = None, *, host: str = "127.0.0.1",
+                 port: int = 0,
                  public_url: str | None = None, seeds: Iterable[str] = (),
                  data_dir: str | os.PathLike[str] | None = None,
                  token: str | None = None, trust_loopback: bool = True, sync_interval: float = 2.0,
@@ -247,7 +248,7 @@ class NodeServer:
             raise NetworkError("this node has no network yet: sync with a seed first")
         if self.url is None:
             raise NetworkError("start the node before announcing it")
-        row = self.runner.nodes.nodes.get(self.node_id) if self.runner is not None else None
+        row = self.runner.nodes.nodes.get(self.node_id) if self.runner is not None and self.node_id else None
         if row is not None and row.get("status") == "online" and row.get("url") == self.url:
             return None
         if row is not None and row.get("status") == "online":

@@ -54,6 +54,7 @@ class ProjectionSet:
     per projection, returning its class, and `reading()`, which holds the lock they fold
     under. Readers outside `projections/` use these, never a name or the lock itself."""
 
+    ledger: Ledger
     projections: list[Projection]
     _lock: threading.RLock
 
