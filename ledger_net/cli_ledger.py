@@ -10,16 +10,16 @@ through `Ledger.ingest`, which verifies every event before storing it.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 import orjson
 
+from .bundle import bundle_line
 from .cli_common import (
     CliError,
     books_url,
@@ -38,149 +38,31 @@ from .cli_common import (
     short,
     warn,
 )
-from .errors import LedgerError
 from .ledger.store import StoredEvent
-from .ledger.wire import is_wire, to_wire
 
 IMPORT_BATCH = 1000
 
 
 # ------------------------------------------------------------------ bundles
 
-def bundle_line(row: StoredEvent) -> bytes:
-    """One NDJSON line of the audit bundle (the signed bytes verbatim, plus this node's verdict)."""
-    return orjson.dumps({"offset": row.offset, "hash": row.hash, "author": row.author, "seq": row.seq,
-                         "type": row.type, "ts": row.ts, **to_wire(row.raw, row.sig),
-                         "valid": bool(row.valid), "reason": row.reason}) + b"\n"
+def read_bundles(paths: tuple[str, ...], label: str = "reading") -> Any:
+    """Index the bundle files (`bundle.Bundle.read`: any line order, duplicates merged,
+    signatures checked on all cores) with a progress bar over their bytes; one CliError if a
+    file cannot be read."""
+    from .bundle import Bundle, BundleError, input_size
 
-
-def _open_input(path: str) -> IO[bytes]:
-    if path == "-":
-        return sys.stdin.buffer
-    return open(path, "rb")
-
-
-def spooled(path: str) -> str:
-    """A bundle path that can be read more than once: stdin ('-') is copied to a temporary
-    file first (removed when the command ends)."""
-    if path != "-":
-        return path
-    import atexit
-    import shutil
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(prefix="ledger-net-bundle-", suffix=".ndjson", delete=False) as handle:
-        shutil.copyfileobj(sys.stdin.buffer, handle)
-    atexit.register(_remove_if_there, handle.name)
-    return handle.name
-
-
-def _remove_if_there(path: str) -> None:
-    """Remove a spooled bundle at exit (it may be gone already)."""
-    import os
-
-    if os.path.exists(path):
-        os.unlink(path)
-
-
-def read_bundle(path: str) -> Iterator[tuple[int, StoredEvent | str]]:
-    """(line number, row) for each line of a bundle, or (line number, why it is unreadable).
-    Fields a line lacks are taken from its raw bytes where they can be read."""
-    handle = _open_input(path)
+    for path in paths:
+        if path != "-" and not Path(path).is_file():
+            raise CliError(f"no bundle file {path}")
     try:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                yield number, f"line {number} is not JSON: {exc}"
-                continue
-            if not is_wire(item):
-                yield number, f'line {number} is not a bundle line (needs "raw" and "sig" strings)'
-                continue
-            raw = item["raw"].encode("utf-8")
-            try:
-                sig = bytes.fromhex(item["sig"])
-            except ValueError:
-                sig = b""  # verification names it: a signature is 64 bytes
-            try:
-                envelope = orjson.loads(raw)
-                envelope = envelope if isinstance(envelope, dict) else {}
-            except orjson.JSONDecodeError:
-                envelope = {}
-
-            def field(name: str, default: Any, item: dict[str, Any] = item, envelope: dict[str, Any] = envelope) -> Any:
-                value = item.get(name, envelope.get(name, default))
-                return value if isinstance(value, type(default)) else default
-
-            yield number, StoredEvent(field("offset", number), field("hash", hashlib.sha256(raw).hexdigest()),
-                                      field("author", "?"), field("seq", 0), field("type", "?"), field("ts", 0),
-                                      raw, sig, bool(item.get("valid", True)), item.get("reason"))
-    finally:
-        if handle is not sys.stdin.buffer:
-            handle.close()
+        with progress(input_size(paths), label) as tick:
+            return Bundle.read(paths, tick)
+    except BundleError as exc:
+        raise CliError(str(exc)) from None
 
 
-def bundle_forks(path: str) -> dict[str, int]:
-    """Fork proofs carried by the bundle's `fork.proof` events: author -> first forked seq."""
-    from .ledger.chain import FORK_PROOF, parse_fork_proof
-
-    forks: dict[str, int] = {}
-    for _, row in read_bundle(path):
-        if isinstance(row, StoredEvent) and row.type == FORK_PROOF:
-            try:
-                body = orjson.loads(row.raw).get("body", {})
-                proof = parse_fork_proof(body)
-            except (orjson.JSONDecodeError, AttributeError, LedgerError):
-                continue
-            if proof is not None:
-                forks[proof.author] = min(proof.seq, forks.get(proof.author, proof.seq))
-    return forks
-
-
-def _count_lines(path: str) -> int:
-    if path == "-":
-        return 0
-    with open(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
-
-
-def check_bundle(path: str, tick: Any = None) -> list[Any]:
-    """Every line of a bundle as a verified event (bytes, claimed hash, signature), or a
-    CliError naming the first bad line; nothing is stored by this."""
-    from .ledger.events import Event
-
-    events = []
-    for number, row in read_bundle(path):
-        if isinstance(row, str):
-            raise CliError(f"{path}: {row}")
-        try:
-            event = Event.from_wire(row.raw, row.sig)
-        except LedgerError as exc:
-            raise CliError(f"{path} line {number}: event {short(row.hash, 16)} is unreadable: {exc}") from None
-        if event.hash != row.hash:
-            raise CliError(f"{path} line {number}: its bytes hash to {event.hash}, not the claimed {row.hash}")
-        if not event.verify_signature():
-            raise CliError(f"{path} line {number}: bad signature on event {row.hash} by {short(event.author, 16)} "
-                           f"seq {event.seq}")
-        events.append(event)
-        if tick is not None:
-            tick(1)
-    return events
-
-
-def ingest_events(ledger: Any, events: list[Any]) -> dict[str, Any]:
-    """Ingest checked events in batches (the ledger verifies each again and judges it)."""
-    stored = duplicates = 0
-    refused: dict[str, str] = {}
-    for start in range(0, len(events), IMPORT_BATCH):
-        report = ledger.ingest(events[start:start + IMPORT_BATCH])
-        stored += len(report.stored)
-        duplicates += report.duplicates
-        refused.update(report.refused)
-    return {"lines": len(events), "stored": stored, "duplicates": duplicates, "refused": refused,
-            "pending": len(ledger.pending)}
+def _sources(paths: tuple[str, ...]) -> str:
+    return " + ".join("stdin" if p == "-" else p for p in paths)
 
 
 def waiting_events(ledger: Any) -> list[dict[str, Any]]:
@@ -193,60 +75,69 @@ def waiting_events(ledger: Any) -> list[dict[str, Any]]:
     return out
 
 
-def load_bundle(path: str, ledger: Any, tick: Any = None) -> dict[str, Any]:
-    """Check a whole bundle, then ingest it: a bad line refuses the import with nothing stored."""
-    return ingest_events(ledger, check_bundle(path, tick))
+def load_bundle(bundle: Any, ledger: Any) -> dict[str, Any]:
+    """Ingest an indexed bundle in causal order: a bad line refuses it with nothing stored."""
+    from .bundle import BundleError
+
+    try:
+        with progress(len(bundle), "loading") as tick:
+            return dict(bundle.load(ledger, tick, IMPORT_BATCH))
+    except BundleError as exc:
+        raise CliError(str(exc)) from None
+
+
+_BUNDLES = click.argument("bundles", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+_BUNDLE_OPTION = click.option(
+    "--bundle", "bundle_options", multiple=True, metavar="FILE.ndjson",
+    help="An exported NDJSON bundle ('-' for stdin); repeat it, or name the files as arguments, to "
+         "merge several (any line order, duplicates allowed).")
 
 
 # ------------------------------------------------------------------ verify
 
 @click.command()
+@_BUNDLES
 @data_dir_option
 @db_url_option
-@click.option("--bundle", "bundle", default=None, metavar="FILE.ndjson",
-              help="Verify an exported NDJSON bundle ('-' for stdin) instead of a database.")
+@_BUNDLE_OPTION
 @json_option
-def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool) -> None:
+def verify(bundles: tuple[str, ...], data_dir: Path, db_url: str | None, bundle_options: tuple[str, ...],
+           as_json: bool) -> None:
     """Check every event from scratch: bytes, hash, signature, schema, chain link, causal rule.
 
+    BUNDLES... (or --bundle FILE, repeatable; '-' is stdin) are NDJSON bundles, verified as
+    one: their union, duplicates merged, put in a causal order before anything is judged, so
+    the lines may come in any order. Without them, the data directory's or --db-url's books.
     Names each bad event by author, seq and hash; exit status 1 on any. A database's
-    stored projections must also load as a restarting node loads them. A bundle must
-    hold the whole ledger from its genesis (a range lacks the events it links to)."""
+    stored projections must also load as a restarting node loads them. Bundles must
+    hold the whole ledger from its genesis: an event whose causal past they lack is named."""
     from .audit import Problem, verify_events
 
+    paths = tuple(bundle_options) + tuple(bundles)
     line_problems: list[Problem] = []
     projection_problems: list[Problem] = []
-    if bundle is not None:
-        source = "stdin" if bundle == "-" else bundle
-        bundle = spooled(bundle)
-        forks = bundle_forks(bundle)
-        length = _count_lines(bundle)
-
-        def rows() -> Iterator[StoredEvent]:
-            for number, row in read_bundle(bundle):
-                if isinstance(row, str):
-                    line_problems.append(Problem("?", 0, f"line {number}", row))
-                    continue
-                yield row
+    if paths:
+        source = _sources(paths)
+        merged = read_bundles(paths)
+        forks = merged.forks
+        with progress(len(merged), "verifying") as tick:
+            report = merged.verify(tick)
+        # Bundle.verify puts the bad lines first; those it cannot name by author are printed as lines
+        line_problems = [p for p in report.problems[:len(merged.problems)] if p.author == "?"]
+        if len(merged) == 0 and merged.problems:  # not one readable line: not a bundle at all
+            raise CliError(f"{source}: not an NDJSON audit bundle ({merged.problems[0].problem})")
     else:
         ledger = open_ledger(data_dir, db_url)
         store = ledger.store
         forks = {p.author: p.seq for p in store.fork_proofs()}
-        length = store.count()
         source = db_url or str(data_dir)
+        with progress(store.count(), "verifying") as tick:
+            def counted() -> Iterator[StoredEvent]:
+                for row in store.select_events():
+                    tick(1)
+                    yield row
 
-        def rows() -> Iterator[StoredEvent]:
-            yield from store.select_events()
-
-    with progress(length, "verifying") as tick:
-        def counted() -> Iterator[StoredEvent]:
-            for row in rows():
-                tick(1)
-                yield row
-
-        report = verify_events(counted(), forks)
-    report.problems[:0] = line_problems
-    if bundle is None:
+            report = verify_events(counted(), forks)
         # The stored projections as a restarting node loads them: rows, checkpoint, then the tail.
         from .projections.consistency import load_stored
         from .projections.runner import default_projections
@@ -257,8 +148,6 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
                                                f"fit the log: {why} (a node rebuilds it from the log on start)"))
         report.problems += projection_problems
     if report.events == 0:
-        if line_problems:  # not one readable line: not a bundle at all, so nothing was verified
-            raise CliError(f"{source}: not an NDJSON audit bundle ({line_problems[0].problem})")
         raise CliError(f"{source}: no events to verify")
     result = report.as_dict()
     result["source"] = source
@@ -279,40 +168,57 @@ def verify(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool
 
 # ------------------------------------------------------------------ audit
 
-@click.command()
-@data_dir_option
-@db_url_option
-@click.option("--bundle", default=None, metavar="FILE.ndjson", help="Audit an exported bundle (loaded in memory).")
-@json_option
-def audit(data_dir: Path, db_url: str | None, bundle: str | None, as_json: bool) -> None:
-    """The accountant's report: supply, conservation, balances, escrow, forks, invalid and
-    pending events, each node's earnings and spending; exit status 1 on any violation."""
-    from .audit import audit as run_audit
-    from .ledger.chain import Ledger
-
-    if bundle is not None:
-        source = "stdin" if bundle == "-" else bundle
-        bundle = spooled(bundle)
-        ledger = Ledger.open("sqlite://")
-        with progress(_count_lines(bundle), "loading") as tick:
-            load_bundle(bundle, ledger, tick)
-    else:
-        source = db_url or str(data_dir)
-        ledger = open_ledger(data_dir, db_url)
+def _audit_report(ledger: Any, source: str, bundle: bool, run_audit: Any) -> dict[str, Any]:
     if ledger.store.count() == 0 and not len(ledger.pending):
         raise CliError(f"{source}: no events to audit")
     with progress(ledger.store.count(), "auditing") as tick:
         # A bundle's pending buffer is real (its events whose causal past it lacks); a
         # database opened offline has none by construction (see audit.PENDING_OFFLINE).
-        report = run_audit(ledger, live=bundle is not None, tick=tick)
+        report: dict[str, Any] = run_audit(ledger, live=bundle, tick=tick)
     report["source"] = source
-    if bundle is not None:
+    if bundle:
         report["pending"] = "the bundle's events that wait for events it does not hold"
         report["waiting"] = waiting_events(ledger)
         if report["waiting"]:
             report["violations"].append({"problem": f"{len(report['waiting'])} event(s) of the bundle wait for "
                                                     "events it does not hold, so they were not audited"})
             report["ok"] = False
+    return report
+
+
+@click.command()
+@_BUNDLES
+@data_dir_option
+@db_url_option
+@_BUNDLE_OPTION
+@json_option
+def audit(bundles: tuple[str, ...], data_dir: Path, db_url: str | None, bundle_options: tuple[str, ...],
+          as_json: bool) -> None:
+    """The accountant's report: supply, conservation, balances, escrow, forks, invalid and
+    pending events, each node's earnings and spending; exit status 1 on any violation.
+
+    BUNDLES... (or --bundle FILE, repeatable; '-' is stdin) are audited as one: merged, put in
+    a causal order and loaded into a temporary database, which is removed afterwards."""
+    import tempfile
+
+    from .audit import audit as run_audit
+    from .ledger.chain import Ledger
+
+    paths = tuple(bundle_options) + tuple(bundles)
+    with tempfile.TemporaryDirectory(prefix="ledger-net-audit-") as scratch:
+        if paths:
+            source = _sources(paths)
+            merged = read_bundles(paths)
+            ledger = Ledger.open(f"sqlite:///{Path(scratch) / 'bundle.db'}")
+        else:
+            source = db_url or str(data_dir)
+            ledger = open_ledger(data_dir, db_url)
+        try:
+            if paths:
+                load_bundle(merged, ledger)
+            report = _audit_report(ledger, source, bool(paths), run_audit)
+        finally:
+            ledger.close()
     if as_json:
         emit_json(report)
         sys.exit(0 if report["ok"] else 1)
@@ -396,28 +302,29 @@ def export(data_dir: Path, db_url: str | None, after: str | None, until: str | N
 
 
 @click.command(name="import")
-@click.argument("bundle", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @data_dir_option
 @db_url_option
 @passphrase_option
 @json_option
-def import_(bundle: str, data_dir: Path, db_url: str | None, passphrase_file: Path | None, as_json: bool) -> None:
-    """Load an NDJSON bundle into a data directory or database, verifying every event.
+def import_(bundles: tuple[str, ...], data_dir: Path, db_url: str | None, passphrase_file: Path | None,
+            as_json: bool) -> None:
+    """Load NDJSON bundles into a data directory or database, verifying every event.
 
-    Every line is checked (bytes, hash, signature) before anything is stored, then the
-    events go through `Ledger.ingest` like events from a peer; the projections follow.
+    BUNDLES... ('-' is stdin) are merged: any line order, duplicates allowed. Every line is
+    checked (bytes, hash, signature) before anything is stored, then the events go, in a
+    causal order, through `Ledger.ingest` like events from a peer; the projections follow.
     The node's key signs only a fork proof the bundle reveals: a sealed key is used if its
     passphrase is given (--passphrase-file or the environment), else none is published."""
     from .ledger.identity import KEY_FILE, Identity, is_sealed
     from .projections.runner import ProjectionRunner
 
-    if bundle != "-" and not Path(bundle).is_file():
-        raise CliError(f"no bundle file {bundle}")
-    bundle_arg, bundle = bundle, spooled(bundle)
-    with progress(_count_lines(bundle), "checking") as tick:
-        events = check_bundle(bundle, tick)  # before anything is created or stored
-    if not events:
-        raise CliError(f"{'stdin' if bundle_arg == '-' else bundle_arg}: no events to import")
+    merged = read_bundles(bundles, "checking")  # before anything is created or stored
+    problem = merged.first_problem()
+    if problem is not None:
+        raise CliError(str(problem))
+    if not len(merged):
+        raise CliError(f"{_sources(bundles)}: no events to import")
     db_url = books_url(data_dir, db_url)
     if db_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -435,7 +342,7 @@ def import_(bundle: str, data_dir: Path, db_url: str | None, passphrase_file: Pa
     ledger = open_url(url, identity)
     try:
         runner = ProjectionRunner(ledger)
-        result = ingest_events(ledger, events)
+        result = load_bundle(merged, ledger)
         runner.flush()
         result.update(events=ledger.store.count(), net=ledger.net, state_hash=runner.state_hash(),
                       target=db_url or str(data_dir))
