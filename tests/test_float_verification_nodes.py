@@ -92,7 +92,7 @@ async def test_replicas_on_different_blas_kernels_agree_within_the_bound(hetero:
         smallest[body["chunk"]] = min(smallest.get(body["chunk"], body["result_hash"]), body["result_hash"])
     await hetero.converged()
     for node in hetero.nodes:
-        chunks = node.runner["tasks"].chunks_of(task_id)
+        chunks = node.runner.tasks.chunks_of(task_id)
         assert {i: c["result_hash"] for i, c in chunks.items()} == smallest
 
 
