@@ -86,6 +86,13 @@ def push_invalid_transfer(node: NodeThread) -> str:
     return mallory.node_id
 
 
+def has_cosigners_table(driver: Any) -> bool:
+    """The proof panel lists the checkpoint's cosigners (none yet on a one-node network)."""
+    from selenium.webdriver.common.by import By
+
+    return bool(driver.find_elements(By.CSS_SELECTOR, "#proof-cosigners"))
+
+
 def test_explorer_live_in_headless_chromium(node: NodeThread, driver: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -124,6 +131,12 @@ def test_explorer_live_in_headless_chromium(node: NodeThread, driver: Any, tmp_p
     assert driver.execute_script("return window.__noReload") == "still here"
     driver.save_screenshot(str(shots / "explorer-overview.png"))
 
+    # a checkpoint of the books so far: account and event pages then show their proofs
+    async def checkpoint() -> Any:
+        return node.network.server.checkpoints.make()
+
+    node.call(checkpoint())
+
     # account page: balance chart with a point per balance change
     click(driver, f'#nodes tr[data-node-id="{me}"] a[href="#/account/{me}"]', "the node's account link")
     points = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#account-chart svg circle"),
@@ -132,7 +145,21 @@ def test_explorer_live_in_headless_chromium(node: NodeThread, driver: Any, tmp_p
     assert text_of(driver, "#account-balance") == "100"
     assert driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")
     assert driver.find_elements(By.CSS_SELECTOR, "#account-events tbody tr .verdict")
+    # its balance proof: in the checkpoint this node signed, against the checkpoint's state root
+    state_root = node.network.server.checkpoints.latest().body["state_root"]
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#proof-state-root"), "the balance proof")
+    assert state_root.startswith(text_of(driver, "#proof-state-root").rstrip("…"))
+    assert "Proof of this balance" in text_of(driver, "#proof")
     driver.save_screenshot(str(shots / "explorer-account.png"))
+
+    # an event page: its body and its inclusion proof
+    genesis_link = driver.find_elements(By.CSS_SELECTOR, '#account-events a[href^="#/event/"]')[-1]
+    genesis_link.click()
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#event-type"), "the event page")
+    wait_for(driver, lambda d: "Proof of this event" in text_of(d, "#proof"), "the event's proof")
+    assert has_cosigners_table(driver)
+    driver.back()
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#account-events"), "the account page again")
 
     # task page: its whole history, from submission to completion
     click(driver, f'#history a[href="#/task/{task_id}"]', "the task link in the credit history")

@@ -57,6 +57,40 @@ function accountLink(id) {
 const taskLink = (id) => (id ? h("a", { href: `#/task/${encodeURIComponent(id)}`, class: "mono", title: id }, short(id)) : "—");
 const badge = (text, cls = text) => h("span", { class: `badge ${cls}` }, text);
 
+function eventLink(hash, text) {
+  return hash ? h("a", { href: `#/event/${hash}`, class: "mono" }, text || short(hash)) : text || "—";
+}
+
+// A proof as a light client takes it: the checkpoint's note, its signer and every witness that
+// cosigned it, the leaf and its sibling hashes. `ledger-net verify-proof` checks the same JSON.
+async function fetchProof(path) {
+  try {
+    return { proof: await getJSON(path) };
+  } catch (err) {
+    return { error: String(err.message || err) };
+  }
+}
+
+function proofPanel(kind, id, found) {
+  const title = h("h2", {}, kind === "balance" ? "Proof of this balance" : "Proof of this event");
+  if (!found.proof) {
+    return h("section", { class: "panel", id: "proof" }, title,
+      h("p", { class: "muted", id: "proof-missing" }, `no checkpoint proves it yet (${found.error})`));
+  }
+  const p = found.proof;
+  const note = p.checkpoint.note;
+  const cosigs = p.checkpoint.cosignatures || [];
+  return h("section", { class: "panel", id: "proof" }, title,
+    h("p", {}, "In the checkpoint signed by ", accountLink(note.signer), ` over ${note.events} events of ${note.authors} authors;`,
+      " state root ", h("span", { class: "mono", id: "proof-state-root" }, short(note.state_root)),
+      `; ${p.proof.length} sibling hashes, ${JSON.stringify(p).length} bytes as JSON.`),
+    table("proof-cosigners", [["witness"], ["cosignature"]],
+      cosigs.map((c) => h("tr", {}, h("td", {}, accountLink(c.witness)), h("td", { class: "mono muted" }, short(c.sig)))),
+      "no witness has cosigned this checkpoint yet"),
+    h("p", { class: "muted" }, "Check it with nothing but the genesis: ",
+      h("span", { class: "mono" }, `ledger-net prove ${kind} ${short(id)} -o proof.json; ledger-net verify-proof proof.json --genesis NET --witness KEY --threshold K`)));
+}
+
 function progressBar(progress, status) {
   const pct = Math.round(Math.max(0, Math.min(1, progress || 0)) * 100);
   return h("span", { class: "progress" },
@@ -92,7 +126,7 @@ function eventRow(item, fresh = false) {
   const task = e.body && typeof e.body.task_id === "string" ? e.body.task_id : null;
   return h("tr", { class: fresh ? "fresh" : null, "data-offset": e.offset },
     h("td", { class: "num mono" }, e.offset),
-    h("td", { class: "mono" }, e.type),
+    h("td", { class: "mono" }, eventLink(e.hash, e.type)),
     h("td", {}, accountLink(e.author)),
     h("td", { class: "num" }, e.seq),
     h("td", {}, taskLink(task)),
@@ -191,9 +225,10 @@ function upsertTask(t, tbody) {
 }
 
 async function accountView(view, id) {
-  const [hist, evs] = await Promise.all([
+  const [hist, evs, proof] = await Promise.all([
     getJSON(`${API}/accounts/${id}/history?limit=1000`),
     getJSON(`${API}/accounts/${id}/events?limit=50`),
+    fetchProof(`${API}/proofs/balance/${id}`),
   ]);
   state.decimals = hist.decimals;
   const st = hist.state;
@@ -222,9 +257,25 @@ async function accountView(view, id) {
       h("section", { class: "panel" }, h("h2", {}, "Events signed by this account"),
         table("account-events", [["offset", "num"], ["type"], ["seq", "num"], ["task"], ["verification"]],
           evs.events.map((e) => h("tr", { "data-offset": e.offset },
-            h("td", { class: "num mono" }, e.offset), h("td", { class: "mono" }, e.type), h("td", { class: "num" }, e.seq),
+            h("td", { class: "num mono" }, e.offset), h("td", { class: "mono" }, eventLink(e.hash, e.type)),
+            h("td", { class: "num" }, e.seq),
             h("td", {}, taskLink(parsed(e).body?.task_id)), h("td", {}, verdict(e)))),
-          "this account signed no event"))));
+          "this account signed no event"))),
+    proofPanel("balance", id, proof));
+}
+
+async function eventView(view, hash) {
+  const [item, proof] = await Promise.all([getJSON(`${API}/events/${hash}`), fetchProof(`${API}/proofs/event/${hash}`)]);
+  const e = parsed({ ...item.event, offset: item.offset, valid: item.valid, reason: item.reason });
+  view.replaceChildren(
+    h("a", { class: "back", href: "#/" }, "← network"),
+    h("h1", {}, "Event ", h("span", { class: "mono" }, hash)),
+    h("div", { class: "cards" },
+      card("Type", h("span", { class: "mono", id: "event-type" }, e.type), h("span", {}, verdict(e))),
+      card("Author", accountLink(e.author), `seq ${e.seq}`),
+      card("Time", when(e.ts), "the author's clock: informative only")),
+    h("section", { class: "panel" }, h("h2", {}, "Body"), h("pre", { class: "mono" }, JSON.stringify(e.body, null, 2))),
+    proofPanel("event", hash, proof));
 }
 
 async function taskView(view, id) {
@@ -248,7 +299,8 @@ async function taskView(view, id) {
     h("section", { class: "panel" }, h("h2", {}, "History"),
       table("task-events", [["offset", "num"], ["type"], ["author"], ["details"], ["verification"], ["time"]],
         data.events.map((e) => h("tr", { "data-offset": e.offset },
-          h("td", { class: "num mono" }, e.offset), h("td", { class: "mono" }, e.type), h("td", {}, accountLink(e.author)),
+          h("td", { class: "num mono" }, e.offset), h("td", { class: "mono" }, eventLink(e.hash, e.type)),
+          h("td", {}, accountLink(e.author)),
           h("td", { class: "mono muted" }, details(e.body)), h("td", {}, verdict(e)), h("td", { class: "muted" }, when(e.ts)))),
         "no event names this task")));
 }
@@ -263,7 +315,7 @@ function details(body) {
 // ------------------------------------------------------------------ routing
 function route() {
   const hash = location.hash || "#/";
-  const m = hash.match(/^#\/(account|task)\/(.+)$/);
+  const m = hash.match(/^#\/(account|task|event)\/(.+)$/);
   return m ? { kind: m[1], id: decodeURIComponent(m[2]) } : { kind: "overview", id: null };
 }
 
@@ -273,6 +325,7 @@ async function render() {
   try {
     if (state.view.kind === "account") await accountView(view, state.view.id);
     else if (state.view.kind === "task") await taskView(view, state.view.id);
+    else if (state.view.kind === "event") await eventView(view, state.view.id);
     else await overview(view);
     document.body.dataset.view = state.view.kind;
   } catch (err) {
