@@ -2,7 +2,7 @@
 
 The first catch-up of a big log and a rebuild used to fold every event and then flush
 once, holding every history row of the log in memory. They now flush every
-`flush_every` events, each flush a consistent checkpoint, so a crash in the middle
+`fold_batch` events, each flush a consistent checkpoint, so a crash in the middle
 resumes from the last one, and the result is the same as one fold.
 """
 
@@ -51,7 +51,7 @@ def test_first_catch_up_flushes_as_it_goes(db_url, monkeypatch):
     led = _log(db_url)  # 62 events, no projections yet
     try:
         rec = Recorder(monkeypatch)
-        runner = ProjectionRunner(led, subscribe=False, flush_every=10)
+        runner = ProjectionRunner(led, subscribe=False, fold_batch=10)
         expected = runner.replay()  # fresh projections, one fold, nothing written
         offsets = [o for o, _ in rec.calls]
         assert offsets[:6] == [10, 20, 30, 40, 50, 60] and offsets[-1] == 62
@@ -65,7 +65,7 @@ def test_first_catch_up_flushes_as_it_goes(db_url, monkeypatch):
 def test_rebuild_flushes_as_it_goes_and_resumes_after_a_crash(db_url, monkeypatch):
     led = _log(db_url)
     try:
-        runner = ProjectionRunner(led, subscribe=False, flush_every=10)
+        runner = ProjectionRunner(led, subscribe=False, fold_batch=10)
         want = runner.state_hash()
         rec = Recorder(monkeypatch, fail_after=3)  # the rebuild dies after three flushes
         with pytest.raises(RuntimeError, match="power cut"):
@@ -74,7 +74,7 @@ def test_rebuild_flushes_as_it_goes_and_resumes_after_a_crash(db_url, monkeypatc
         monkeypatch.undo()
         loaded = load_stored(led, runner.projections, runner.context())
         assert not loaded.problems and set(loaded.checkpoints.values()) == {30}
-        again = ProjectionRunner(led, subscribe=False, flush_every=10)  # resumes from offset 30
+        again = ProjectionRunner(led, subscribe=False, fold_batch=10)  # resumes from offset 30
         assert again.state_hash() == want
     finally:
         led.close()

@@ -35,6 +35,11 @@ from .tasks import TasksProjection
 log = logging.getLogger(__name__)
 
 DELETE_CHUNK = 500
+# Events folded between flushes when folding a long stretch of the log (a rebuild, the first
+# catch-up): bounds the rows held in memory (~1.5 history rows of ~0.5 KB per money event,
+# so ~20 MiB) while keeping flushes few (each rewrites every account it touched: at 2,000
+# events a rebuild of 100k events over 10k accounts ran at half the speed of one flush).
+FOLD_BATCH = 25_000
 P = TypeVar("P", bound=Projection)
 
 
@@ -109,10 +114,11 @@ class ProjectionRunner(ProjectionSet):
     """Owns the projections of one ledger."""
 
     def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None, *,
-                 flush_every: int = 2000, subscribe: bool = True) -> None:
+                 flush_every: int = 2000, subscribe: bool = True, fold_batch: int = FOLD_BATCH) -> None:
         self.ledger = ledger
         self._own(projections or default_projections())
         self.flush_every = flush_every
+        self.fold_batch = fold_batch
         self._offset = 0
         self._unflushed = 0
         self._open()
@@ -134,7 +140,7 @@ class ProjectionRunner(ProjectionSet):
         if getattr(self.ledger, "verdicts_changed", False):
             self.rebuild()  # stored verdicts were re-judged on open: fold every projection anew
             return
-        loaded = load_stored(self.ledger, self.projections, self.context(), self._flush_loaded, self.flush_every)
+        loaded = load_stored(self.ledger, self.projections, self.context(), self._flush_loaded, self.fold_batch)
         self._offset = loaded.offset
         if loaded.problems:
             log.warning("rebuilding projection(s) %s from the log: %s", ", ".join(sorted(loaded.problems)),
@@ -221,7 +227,7 @@ class ProjectionRunner(ProjectionSet):
 
     def _fold(self, projections: Sequence[Projection], rows: Iterable[Any]) -> None:
         """Fold rows into `projections`, flushing them (rows and checkpoints at the row
-        folded last) every `flush_every` rows: a rebuild's memory is bounded, and a crash
+        folded last) every `fold_batch` rows: a rebuild's memory is bounded, and a crash
         in the middle resumes from the last of these checkpoints."""
         ctx = self.context()
         for folded, row in enumerate(rows, 1):
@@ -230,7 +236,7 @@ class ProjectionRunner(ProjectionSet):
             for p in projections:
                 p.apply(row.offset, event, reason, ctx)
             self._offset = max(self._offset, row.offset)
-            if self.flush_every > 0 and folded % self.flush_every == 0:
+            if self.fold_batch > 0 and folded % self.fold_batch == 0:
                 self._flush(projections, row.offset)
 
     # ---------------------------------------------------------------- reading
