@@ -359,7 +359,10 @@ def test_explain_task_history(books: dict[str, Any]) -> None:
     task_id = books["tasks"][0]
     report = json_of(invoke("explain", "task", task_id, "--data-dir", books["dir"], "--json"))
     types = [e["type"] for e in report["events"]]
-    assert types[0] == "task.submitted" and types[-1] in ("task.completed", "credit.received")
+    # A node that had not yet seen the completion may still quote on the submission, so a late
+    # task.quote can follow; the task's own story ends with its completion or the refund's receipt.
+    story = [t for t in types if t != "task.quote"]
+    assert types[0] == "task.submitted" and story[-1] in ("task.completed", "credit.received")
     assert "task.completed" in types and types.count("task.chunk_accepted") == 4 == report["task"]["chunks_total"]
     assert report["task"]["status"] == "completed" and set(report["chunks"]) == {"0", "1", "2", "3"}
     offsets = [e["offset"] for e in report["events"]]
