@@ -125,7 +125,10 @@ class Ledger:
 
     def close(self) -> None:
         if self.snapshot_on_close and self._since_snapshot > 0:
-            self.save_snapshot()
+            try:  # an optimisation for the next open: never a reason for close to fail
+                self.save_snapshot()
+            except Exception:
+                log.warning("could not store a judge snapshot on close", exc_info=True)
         self._pool.shutdown(wait=True)
         self.store.close()
 
