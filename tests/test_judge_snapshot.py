@@ -297,3 +297,24 @@ def test_known_hashes_are_bounded_and_asked_of_the_store(db_url):
         assert led.known.unknown([first, "cd" * 32]) == {"cd" * 32}
     finally:
         led.close()
+
+
+def test_a_wire_page_is_looked_up_in_one_query(sqlite_db_url, monkeypatch):
+    led = _open(sqlite_db_url, known_cache=100)
+    try:
+        _economy(led, 20)
+        stored = list(led.store.select_events())
+        items = [{"raw": r.raw.decode(), "sig": r.sig.hex()} for r in stored] + [{"raw": "{}", "sig": ""}, "junk"]
+        led.known.reset()
+        asked: list[int] = []
+        real = led.store.has_hashes
+        monkeypatch.setattr(led.store, "has_hashes", lambda hs: asked.append(len(set(hs))) or real(hs))
+        led.known.prefetch_wire(items)
+        # held ones answer from the cache, absent ones without a query
+        assert all(r.hash in led.known for r in stored)
+        import hashlib
+
+        assert hashlib.sha256(b"{}").hexdigest() not in led.known
+        assert asked == [23]  # the page: 22 events and one absent item, one query
+    finally:
+        led.close()

@@ -10,9 +10,11 @@ questions with one query, so an ingest does not pay a round trip per dependency.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .store import Store
 
@@ -79,7 +81,23 @@ class KnownHashes:
         held = self.store.has_hashes(ask)
         self._remember(held)
         with self._lock:
+            if len(self._absent) > self.cache_size:  # prefetched but never ingested: start over
+                self._absent.clear()
             self._absent.update(h for h in ask - held if h not in self._uncommitted)
+
+    def prefetch_wire(self, items: Sequence[Any]) -> None:
+        """`prefetch` the hashes of wire items (`{"raw": <text>, ...}`) about to be parsed with
+        `skip=known.__contains__`: one query for a page instead of one per new event.
+        Malformed items are left for the parser to refuse."""
+        hashes = []
+        for item in items:
+            raw = item.get("raw") if isinstance(item, dict) else None
+            if isinstance(raw, str):
+                try:
+                    hashes.append(hashlib.sha256(raw.encode("utf-8")).hexdigest())
+                except UnicodeEncodeError:
+                    continue
+        self.prefetch(hashes)
 
     def unknown(self, hashes: Iterable[str]) -> set[str]:
         """Those of `hashes` this ledger does not hold (one query for the lot)."""

@@ -547,6 +547,7 @@ class NodeAPI:
         ledger = self.ledger
 
         def work() -> dict[str, Any]:
+            ledger.known.prefetch_wire(items)  # one query for the page, not one per event
             events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
             if not events:
                 return {"stored": 0, "duplicates": len(items), "pending": 0, "invalid": {}, "refused": {}, "forks": [],

@@ -334,6 +334,7 @@ class Synchronizer:
         loop = asyncio.get_running_loop()
 
         def work() -> int:
+            ledger.known.prefetch_wire(items)  # one query for the page, not one per event
             events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
             if not events:
                 return 0
