@@ -12,7 +12,6 @@ docs/security.md links each guarantee here.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import psutil
 import pytest
 import pytest_asyncio
+from task_support import run_task
 
 from ledger_net.core.task import Task
 from ledger_net.main import ComputeNetwork
@@ -135,20 +135,10 @@ async def still_serving(net: ComputeNetwork) -> None:
     async with PeerClient(net.server.url, timeout=5) as client:
         assert (await client.info())["node_id"] == net.ledger.node_id
     task = Task.create_range_reduce(net.ledger.node_id, 1, 1000, "sum", {}, {"max_price": 0.5})
-    status = await run_task(net, task)
+    status = await run_task(net, task, timeout=90.0)
     assert status["status"] == "completed", status
     assert await net.get_task_result(status["task_id"]) == 500_500
 
-
-async def run_task(net: ComputeNetwork, task: Task, timeout: float = 90.0) -> dict[str, Any]:
-    task_id = await net.submit_task(task.to_dict())
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await net.get_task_status(task_id)
-        if status["status"] in ("completed", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"task {task_id} still {status['status']} after {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 LIMITS = SandboxLimits(cpu_time_seconds=30, wall_time_seconds=60, max_output_bytes=4 * MiB,
@@ -171,7 +161,7 @@ async def test_a_default_code_task_finds_nothing_of_the_host(node: ComputeNetwor
     outside = tmp_path / "escaped.txt"
     bundle = CodeBundle("escape.py", PROBE_SOURCE, args=[json.dumps(probe_args(node, outside))])
     task = Task.create_code(node.ledger.node_id, bundle, {"timeout_seconds": 60}, {"max_price": 1.0})
-    status = await run_task(node, task)
+    status = await run_task(node, task, timeout=90.0)
     assert status["status"] == "completed", status
     result = await node.get_task_result(status["task_id"])
     report = assert_nothing_escaped(result["stdout"] + result["stderr"], node, outside,

@@ -7,15 +7,13 @@ build the isolation it promises refuses to start with one clear line.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from task_support import run_task
 from wasm_modules import HELLO
 
 from ledger_net.core.task import Task
@@ -63,16 +61,6 @@ def test_a_bad_floor_is_refused_at_construction(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="unknown sandbox type"):
         ComputeNetwork(port=0, data_dir=tmp_path / "n", sandbox_floor="nothing")
 
-
-async def run_task(net: ComputeNetwork, task: Task, timeout: float = 60.0) -> dict[str, Any]:
-    task_id = await net.submit_task(task.to_dict())
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await net.get_task_status(task_id)
-        if status["status"] in ("completed", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"task {task_id} still {status['status']} after {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_wasm_floor_node_bids_only_on_wasm_and_says_why(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from task_support import run_task
 from wasm_modules import HELLO
 
 from ledger_net.core.task import Task
@@ -43,16 +44,6 @@ async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Comput
     finally:
         await net.stop()
 
-
-async def run_task(net: ComputeNetwork, task: Task, timeout: float = 60.0) -> dict[str, Any]:
-    task_id = await net.submit_task(task.to_dict())
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await net.get_task_status(task_id)
-        if status["status"] in ("completed", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"task {task_id} still {status['status']} after {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 def code_task(net: ComputeNetwork, name: str, source: str, **requirements: Any) -> Task:
