@@ -38,6 +38,7 @@ from .cli_common import (
     short,
     warn,
 )
+from .ledger.encoding import is_hash
 from .ledger.store import StoredEvent
 
 IMPORT_BATCH = 1000
@@ -690,7 +691,7 @@ _AT = click.option("--at", default=None, metavar="CHECKPOINT",
 @_OUTPUT
 def prove_balance(account: str, data_dir: Path, db_url: str | None, at: str | None, output: str) -> None:
     """ACCOUNT's balance, escrow, incoming and vouchers in a checkpoint's state root."""
-    if len(account) != 64 or any(c not in "0123456789abcdef" for c in account):
+    if not is_hash(account):
         raise CliError("ACCOUNT is a node id: 64 lower-case hex characters")
     _write_proof(_prove(data_dir, db_url, lambda s: s.balance_proof(account, at)), output)
 
@@ -703,7 +704,7 @@ def prove_balance(account: str, data_dir: Path, db_url: str | None, at: str | No
 @_OUTPUT
 def prove_event(hash_: str, data_dir: Path, db_url: str | None, at: str | None, output: str) -> None:
     """The event HASH in its author's chain, as a checkpoint names that chain."""
-    if len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+    if not is_hash(hash_):
         raise CliError("HASH is an event hash: 64 lower-case hex characters")
     _write_proof(_prove(data_dir, db_url, lambda s: s.event_proof(hash_, at)), output)
 

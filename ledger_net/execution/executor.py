@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerNetError, SandboxError
+from ..ledger.encoding import is_hash
 from ..sandbox import view
 from ..sandbox.bundle import CodeBundle
 from ..sandbox.execution import SandboxExecutorFactory
@@ -132,7 +133,7 @@ class ChunkExecutor:
 
     def _link_input(self, hash_: str, path: str) -> str:
         """Show one checked blob file to the workers; returns its path inside their view."""
-        if len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+        if not is_hash(hash_):
             raise SandboxError(f"operand file name {hash_[:80]!r} is not a blob hash")
         target = self.inputs / hash_
         if self._input_refs.get(hash_, 0) == 0:
@@ -156,7 +157,7 @@ class ChunkExecutor:
 
     def _take(self, private_dir: str, name: Any) -> FileBlob:
         """Move a result file out of a worker's dir (only a plain file named by a hash)."""
-        if not isinstance(name, str) or len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
+        if not is_hash(name):
             raise SandboxError(f"the worker named a result file {str(name)[:80]!r}, which is not a blob hash")
         source = Path(private_dir) / name
         if source.is_symlink() or not source.is_file():

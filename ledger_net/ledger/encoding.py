@@ -10,6 +10,7 @@ value can never both verify.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -77,3 +78,11 @@ def digest(raw: bytes) -> bytes:
 def content_hash(raw: bytes) -> str:
     """Hex SHA-256 of canonical bytes, as events name each other."""
     return hashlib.sha256(raw).hexdigest()
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+
+
+def is_hash(value: Any) -> bool:
+    """A SHA-256 digest as the ledger writes it: 64 lower-case hex characters (events, blobs)."""
+    return isinstance(value, str) and _HEX64(value) is not None

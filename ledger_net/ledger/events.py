@@ -13,7 +13,6 @@ of that 32-byte digest. Events are immutable; they are built either by signing
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,13 +36,6 @@ FORK_PROOF_TYPE = "fork.proof"
 _QUOTING_TYPES = frozenset({FORK_PROOF_TYPE, "checkpoint.conflict"})
 GENESIS = "network.genesis"
 _ENVELOPE_KEYS = frozenset({"v", "net", "author", "seq", "prev", "deps", "type", "body", "ts"})
-
-
-_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
-
-
-def _is_hash(value: Any) -> bool:
-    return isinstance(value, str) and _HEX64(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +179,10 @@ def validate_envelope(env: Any) -> None:
     prev = env["prev"]
     if seq == 1 and prev is not None:
         raise ChainError("the first event of a chain has no prev")
-    if seq > 1 and not _is_hash(prev):
+    if seq > 1 and not encoding.is_hash(prev):
         raise ChainError("an event after seq 1 names its prev by hash")
     deps = env["deps"]
-    if not isinstance(deps, list) or len(deps) > MAX_DEPS or not all(_is_hash(d) for d in deps):
+    if not isinstance(deps, list) or len(deps) > MAX_DEPS or not all(encoding.is_hash(d) for d in deps):
         raise SchemaError(f"deps must be a list of at most {MAX_DEPS} hashes")
     if deps != sorted(set(deps)):
         raise SchemaError("deps must be sorted and unique")
@@ -201,6 +193,6 @@ def validate_envelope(env: Any) -> None:
     if env["type"] == GENESIS:
         if env["net"] != "" or seq != 1 or deps:
             raise ChainError("a genesis is seq 1 with an empty net and no deps")
-    elif not _is_hash(env["net"]):
+    elif not encoding.is_hash(env["net"]):
         raise ChainError("net must be the genesis hash")
     validate_body(env["type"], env["body"])

@@ -13,19 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SchemaError, UnknownEventType
+from .encoding import is_hash
 from .identity import is_public_key
 
 Check = Callable[[Any], bool]
 
 MAX_TEXT = 4096
 MAX_NAME = 128
-
-
-_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
-
-
-def _is_hash(value: Any) -> bool:
-    return isinstance(value, str) and _HEX64(value) is not None
 
 
 def text(max_len: int = MAX_TEXT, min_len: int = 0) -> Check:
@@ -48,7 +42,7 @@ def key(v: Any) -> bool:
 
 
 def event_hash(v: Any) -> bool:
-    return _is_hash(v)
+    return is_hash(v)
 
 
 def mapping(v: Any) -> bool:

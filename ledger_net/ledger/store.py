@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from .encoding import is_hash
 from .merkle_log import MerkleLog
 from .tables import blobs, counters, events, fork_proofs, judge_snapshots, meta, void_events
 
@@ -489,7 +490,7 @@ class Store:
 
     def _blob_file(self, hash_: str) -> Path:
         assert self.blob_dir is not None
-        if len(hash_) != 64 or not all(c in "0123456789abcdef" for c in hash_):
+        if not is_hash(hash_):
             raise ValueError(f"{hash_[:80]!r} is not a blob hash")
         return self.blob_dir / hash_[:2] / hash_
 

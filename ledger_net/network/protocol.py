@@ -41,7 +41,7 @@ from ..errors import (
 )
 from ..ledger.chain import Applied, Ledger
 from ..ledger.datadir import DataDir
-from ..ledger.encoding import INT_MAX
+from ..ledger.encoding import INT_MAX, is_hash
 from ..ledger.events import GENESIS, Event, EventTooLarge
 from ..ledger.identity import is_public_key
 from ..ledger.pending import PendingQuotaError
@@ -336,8 +336,6 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int | 
     return value
 
 
-def is_hash(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 # --------------------------------------------------------------- wire helpers
