@@ -74,7 +74,6 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
     from .core.money import to_units
     from .ledger.datadir import DataDir
     from .ledger.identity import KDF_LEVELS, KEY_FILE, Identity, is_sealed
-    from .main import record_network, recorded_network
     from .network.protocol import load_or_create_token
 
     key_exists = (data_dir / KEY_FILE).exists()
@@ -93,7 +92,7 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
         if ledger.net is not None:
             raise CliError(f"{data_dir} already belongs to network {ledger.net} (node {identity.node_id}); "
                            "use another --data-dir")
-        known = recorded_network(data_dir)
+        known = DataDir.of(data_dir).recorded_network()
         if known is not None:
             raise CliError(f"{data_dir} holds a key whose books are on network {known[:16]}… but these books are "
                            "empty: give their --db-url, or use another --data-dir")
@@ -111,7 +110,7 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
         # The data dir remembers its books' database and its seed, so the hint below works as printed.
         remember(data_dir, database_url=db_url, seed_nodes=[seed] if seed else None)
         if ledger.net is not None:
-            record_network(data_dir, ledger.net)
+            DataDir.of(data_dir).record_network(ledger.net)
         load_or_create_token(data_dir)
         result = {"node_id": identity.node_id, "net": ledger.net, "network_name": genesis.body.get("name") if genesis
                   else None, "data_dir": str(data_dir), "events": ledger.store.count(), "synced": synced,

@@ -59,26 +59,6 @@ def default_data_dir(host: str, port: int) -> Path:
 
 
 
-def record_network(data_dir: Path, net: str) -> None:
-    """Note in the data dir which network its key has books on (see recorded_network)."""
-    path = DataDir.of(data_dir).network
-    if not path.is_file() or path.read_text().strip() != net:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(net + "\n")
-        os.replace(tmp, path)
-
-
-def recorded_network(data_dir: Path) -> str | None:
-    """The network this data dir's key had books on, if it ever had any: a node that finds its
-    books empty then knows they are elsewhere rather than founding a second network."""
-    path = DataDir.of(data_dir).network
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return text or None
-
-
 class ComputeNetwork:
     """The seed's entry point: a node that is a member (or the founder) of a network."""
 
@@ -180,7 +160,7 @@ class ComputeNetwork:
                                                  identity=self._identity)
         self.ledger, self.runner = ledger, runner
         founding = ledger.net is None and not self.seed_nodes
-        known = recorded_network(self.data_dir)
+        known = DataDir.of(self.data_dir).recorded_network()
         if founding and known is not None and not self.new_network:
             # This key already has books (the data dir recorded their network) and these are empty:
             # an operator's slip, e.g. the database URL left out. Founding would give the key a
@@ -233,7 +213,7 @@ class ComputeNetwork:
         await self.engine.start()
         self._started_at = time.time()
         if ledger.net is not None:
-            await asyncio.to_thread(record_network, self.data_dir, ledger.net)
+            await asyncio.to_thread(DataDir.of(self.data_dir).record_network, ledger.net)
         log.info("node %s serving %s", ledger.node_id[:16], self.server.url)
 
     async def stop(self) -> None:

@@ -25,7 +25,8 @@ WORK_DIR = "work"  # scratch space of the sandboxed chunk runs
 
 @dataclass(frozen=True)
 class DataDir:
-    """The paths of one node directory's files (nothing is created or read here)."""
+    """The paths of one node directory's files (read and written by their owners elsewhere),
+    and the one-line network marker, which has no other owner."""
 
     root: Path
 
@@ -65,6 +66,23 @@ class DataDir:
     @property
     def work(self) -> Path:
         return self.root / WORK_DIR
+
+    def record_network(self, net: str) -> None:
+        """Note which network this key has books on (see recorded_network)."""
+        path = self.network
+        if not path.is_file() or path.read_text().strip() != net:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(net + "\n")
+            os.replace(tmp, path)
+
+    def recorded_network(self) -> str | None:
+        """The network this key had books on, if it ever had any: a node that finds its books
+        empty then knows they are elsewhere rather than founding a second network."""
+        try:
+            text = self.network.read_text().strip()
+        except OSError:
+            return None
+        return text or None
 
     def database_url(self) -> str:
         """The SQLAlchemy URL of the SQLite books in this directory."""
