@@ -117,9 +117,11 @@ class ChunkExecutor:
         if self._pool is None:
             await self.start()
         assert self._pool is not None
-        inside = {hash_: self._link_input(hash_, path) for hash_, path in files.items()}
-        frame = encode_frame({"task_type": task_type, "payload": payload, "files": inside}, blobs)
+        inside: dict[str, str] = {}
         try:
+            for hash_, path in files.items():  # each link undone in `finally`, even if a later one fails
+                inside[hash_] = self._link_input(hash_, path)
+            frame = encode_frame({"task_type": task_type, "payload": payload, "files": inside}, blobs)
             reply, private_dir = await self._pool.run_in_dir("chunk", frame, timeout=timeout)
             header, result_blobs = decode_frame(reply)
             for hash_, name in (header.get("files") or {}).items():  # before any await: see run_in_dir
