@@ -4,29 +4,19 @@ forged request was refused; never a timing (that is the benchmark's business).""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from bench_support import load_bench
 
 pytestmark = pytest.mark.timeout(60)
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "hostile_bench.py"
 
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("hostile_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("hostile_bench", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def test_one_csrf_phase_produces_its_figures_and_refuses_every_forgery(tmp_path: Path) -> None:
-    bench = load_bench()
+    bench = load_bench("hostile_bench")
     sizes = bench.Sizes(transfers=2, spacing=0.05, csrf_requests=60, timeout=20.0)
     result = await bench.run_phase("csrf", sizes, tmp_path)
     assert result.error is None, result.error

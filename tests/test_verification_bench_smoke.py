@@ -4,29 +4,18 @@ real Freivalds check passes the honest product and catches the lie. Never a timi
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import pytest
+from bench_support import load_bench
 
 pytestmark = pytest.mark.timeout(120)
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "verification_bench.py"
 
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("verification_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("verification_bench", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_simulation_and_the_real_check_produce_their_figures():
-    bench = load_bench()
+    bench = load_bench("verification_bench")
     workers = bench.make_workers(30, 0.1, 0.1, 16, random.Random(1))
     assert sum(w.kind == "liar" for w in workers) == 3 and sum(w.kind == "sometimes" for w in workers) == 3
     chunks = [bench.Chunk(i, 3, 16, 3) for i in range(300)]

@@ -6,32 +6,21 @@ benchmark's business: bench/hostile_bench.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from bench_support import load_bench
 
 pytestmark = pytest.mark.timeout(180)
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "hostile_bench.py"
 
-
-def load_bench() -> Any:
-    spec = importlib.util.spec_from_file_location("hostile_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("hostile_bench", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("attack", ["orphans", "big_events", "tarpits", "conn_flood"])
 async def test_honest_transfers_arrive_while_an_attacker_process_hits_a_real_node(tmp_path: Path,
                                                                                    attack: str) -> None:
-    bench = load_bench()
+    bench = load_bench("hostile_bench")
     sizes = bench.Sizes(transfers=3, spacing=0.2, big_pushes=40, orphans=600, orphan_rounds=2, tarpits=8,
                         connections=1100, tarpit_window=4.0, timeout=30.0)
     result = await bench.run_phase(attack, sizes, tmp_path)
