@@ -32,6 +32,8 @@ import orjson
 import psutil
 from aiohttp import WSMsgType, web
 
+from ..core.node import Capabilities
+from ..errors import NodeError
 from ..ledger.chain import Applied, Ledger
 from ..ledger.wire import stored_to_wire
 from ..projections.runner import ProjectionRunner
@@ -73,17 +75,15 @@ def error_message(code: str, message: str, error: str = "Invalid message", **det
 
 
 def seed_capabilities(capabilities: dict[str, Any]) -> dict[str, Any]:
-    """The seed's capability keys (cpu_score, ram_gb as floats) beside the ledger's exact integers."""
-    out = dict(capabilities)
-    if "cpu_milli" in out and "cpu_score" not in out:
-        out["cpu_score"] = out["cpu_milli"] / 1000
-    if "ram_mb" in out and "ram_gb" not in out:
-        out["ram_gb"] = round(out["ram_mb"] / 1024, 3)
-    if "disk_mb" in out and "disk_gb" not in out:
-        out["disk_gb"] = round(out["disk_mb"] / 1024, 3)
-    if "gpu_milli" in out and "gpu_score" not in out:
-        out["gpu_score"] = out["gpu_milli"] / 1000
-    return out
+    """The seed's capability keys (cpu_score, ram_gb, … as floats, read by Capabilities itself)
+    beside the ledger's exact integers; a peer's malformed capabilities pass through as they are."""
+    if not {"cpu_milli", "ram_mb", "disk_mb", "gpu_milli"} & set(capabilities):
+        return dict(capabilities)  # already in the seed's form
+    try:
+        seed = Capabilities.from_ledger(capabilities).to_dict()
+    except NodeError:
+        return dict(capabilities)
+    return {**capabilities, **{k: seed[k] for k in ("cpu_score", "ram_gb", "disk_gb", "gpu_score")}}
 
 
 class WebSocketHub:
