@@ -46,9 +46,6 @@ from .logs import quiet_repeats
 from .network.protocol import API
 from .projections.status import TERMINAL, TaskStatus
 
-MAX_SYNC_PAGES = 100_000
-
-
 # ------------------------------------------------------------------ init
 
 @click.command()
@@ -71,9 +68,11 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
     or join one through a running seed node (its genesis and log are synced from it).
 
     With --encrypt-key (or any passphrase given) the new node.key is sealed with the passphrase."""
-    from .core.money import to_units
+    from .core.founding import found_network
     from .ledger.datadir import DataDir
+    from .ledger.events import Event
     from .ledger.identity import KDF_LEVELS, KEY_FILE, Identity, is_sealed
+    from .network.joining import join
     from .network.protocol import load_or_create_token
 
     key_exists = (data_dir / KEY_FILE).exists()
@@ -97,15 +96,10 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
             raise CliError(f"{data_dir} holds a key whose books are on network {known[:16]}… but these books are "
                            "empty: give their --db-url, or use another --data-dir")
         if seed is None:
-            if initial_credits < 0:
-                raise CliError("--initial-credits must not be negative")
-            genesis = ledger.create_network(name)
-            units = to_units(initial_credits, ledger.state.decimals, what="--initial-credits")
-            if units:
-                ledger.append("credit.minted", {"to": identity.node_id, "amount": units, "reason": "founder's credits"})
+            genesis: Event | None = found_network(ledger, name, initial_credits, what="--initial-credits")
             synced = 0
         else:
-            synced = run(_join(ledger, seed))
+            synced = run(join(ledger, [seed], timeout=0, catch_up=True))
             genesis = ledger.state.genesis
         # The data dir remembers its books' database and its seed, so the hint below works as printed.
         remember(data_dir, database_url=db_url, seed_nodes=[seed] if seed else None)
@@ -165,36 +159,6 @@ def _hold_node_lock(data_dir: Path, db_url: str | None) -> None:
     click.get_current_context().call_on_close(lock.release)
     lock.acquire()
     lock.claim(db_url)
-
-
-async def _join(ledger: Any, seed: str) -> int:
-    """Fetch the seed's genesis, then its log page by page, verifying everything on ingest."""
-    from .ledger.events import Event
-    from .network.client import PeerClient
-
-    async with PeerClient(seed) as client:
-        info = await client.info()
-        net = info.get("net")
-        if not net:
-            raise CliError(f"{seed} has no network yet")
-        wire = await client.event(net)
-        if wire is None:
-            raise CliError(f"{seed} does not serve its genesis {net}")
-        ledger.ingest([Event.from_json(wire)])
-        after, stored = 0, 0
-        last = int(info.get("last_offset") or 0)
-        with progress(last, "syncing") as tick:
-            for _ in range(MAX_SYNC_PAGES):
-                page = await client.feed(after=after, limit=1000)
-                events = page["events"]
-                if not events:
-                    break
-                stored += len(ledger.ingest([Event.from_json(e) for e in events]).stored)
-                after = page["next"]
-                tick(len(events))
-                if after >= last:
-                    break
-        return stored
 
 
 # ------------------------------------------------------------------ node

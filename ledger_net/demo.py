@@ -22,6 +22,7 @@ from typing import Any
 
 from .audit import audit
 from .compute import aggregate, pack, plan_chunks, run_chunk
+from .core.founding import found_network
 from .core.money import to_credits
 from .ledger.chain import Ledger
 from .ledger.datadir import DataDir
@@ -90,9 +91,8 @@ def run_demo(data_dir: str | Path, workers: int = 3, tasks: int = 3, say: Callab
     crew = [_open_peer(data_dir, f"worker-{i + 1}") for i in range(workers)]
     peers = [operator, *crew]
     if operator.ledger.net is None:
-        operator.ledger.create_network("ledger-net demo")
+        found_network(operator.ledger, "ledger-net demo", 10_000, reason="treasury")
         operator.ledger.append("node.joined", {"name": "operator", "node_type": "seed"})
-        operator.ledger.append("credit.minted", {"to": operator.id, "amount": 10_000 * UNIT, "reason": "treasury"})
         say(f"new network {(operator.ledger.net or '')[:16]}… created by operator {operator.id[:16]}…")
     else:
         say(f"reopened network {operator.ledger.net[:16]}… ({operator.ledger.store.count()} events)")

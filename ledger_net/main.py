@@ -24,7 +24,8 @@ from aiohttp import web
 
 from .compute import unpack
 from .core.credits import Credits
-from .core.money import to_credits, to_units
+from .core.founding import found_network
+from .core.money import to_credits
 from .core.node import Capabilities, Node
 from .core.task import Task
 from .errors import LedgerNetError, NetworkError, NodeError, TaskError
@@ -172,10 +173,11 @@ class ComputeNetwork:
                             f"network {known[:16]}…, but {where} has no books: if they live in another database, "
                             "give its URL (--db-url); to found a new network with this key anyway, pass --new-network")
         if founding:
-            ledger.create_network(self.network_name)
-            units = to_units(self.initial_credits, ledger.state.decimals, what="initial_credits")
-            if units > 0:
-                ledger.append("credit.minted", {"to": ledger.node_id, "amount": units, "reason": "founder's credits"})
+            try:
+                found_network(ledger, self.network_name, self.initial_credits)
+            except BaseException:
+                await self._close_books(hard=False)
+                raise
         self.server = NodeServer(ledger, runner, host=self.host, port=self.port, seeds=self.seed_nodes,
                                  data_dir=self.data_dir, sync_interval=self.sync_interval,
                                  extra_routes=_http_routes(self), allowed_hosts=self.allowed_hosts,

@@ -12,6 +12,7 @@ from typing import Any
 from ..ledger.chain import Ledger
 from ..ledger.identity import Identity
 from ..projections.runner import ProjectionRunner
+from .founding import found_network
 
 
 def private_network(name: str, params: dict[str, Any] | None = None,
@@ -20,5 +21,5 @@ def private_network(name: str, params: dict[str, Any] | None = None,
     identity = identity or Identity.generate()
     ledger = Ledger.open("sqlite://", identity, signer_threads=1)
     runner = ProjectionRunner(ledger)
-    ledger.create_network(f"{name}-{identity.node_id[:8]}", params=params)
+    found_network(ledger, f"{name}-{identity.node_id[:8]}", params=params)
     return ledger, runner

@@ -26,6 +26,7 @@ from ..ledger.events import Event
 from ..ledger.identity import Identity
 from .client import PeerClient
 from .discovery import MANUAL, Discovery, check_peer_url, normalize_url
+from .joining import join
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
 from .proofs import proof_routes
 from .protocol import (
@@ -264,16 +265,11 @@ class NodeServer:
         return await self.sync.sync_once()
 
     async def wait_for_network(self, timeout: float = 10.0) -> str:
-        """Sync until this node has its network's genesis (a fresh node joining)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.ledger.net is None:
-            if loop.time() > deadline:
-                errors = [p.last_error for p in self.discovery.peers.values() if p.last_error]
-                raise NetworkError(f"no network after {timeout}s; peers: {errors or 'none reachable'}")
-            await self.sync_once()
-            if self.ledger.net is None:
-                await asyncio.sleep(0.05)
+        """Sync until this node has its network's genesis (a fresh node joining: `joining.join`)."""
+        if self.sync is None:
+            raise NetworkError("node is not started")
+        await join(self.ledger, sync=self.sync, timeout=timeout)
+        assert self.ledger.net is not None  # join returns only once the genesis is in
         return self.ledger.net
 
     # ------------------------------------------------------------------ peers
