@@ -1,8 +1,8 @@
 """Auditing: verify a log from scratch and report on its books.
 
 `verify_events` trusts nothing that was stored: it re-checks every event's
-canonical bytes, hash, signature, schema and chain link, re-folds the validity
-rules and compares each verdict with the stored one. `audit` adds the accountant's
+canonical bytes, hash and schema, judges it with the chain's own `judge` (signature,
+chain link, rules and evidence), and compares each verdict with the stored one. `audit` adds the accountant's
 view: supply, conservation, balances, escrow, forks, invalid and pending events,
 and whether the projections agree with the rules. Offline, `audit` folds the
 projections (`replay.Fold`) in the same pass over the log as the verification.
@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LedgerError
-from .ledger.chain import FORK_PROOF, Ledger, parse_fork_proof
+from .errors import LedgerError, SignatureError
+from .ledger.chain import Ledger
 from .ledger.events import Event
+from .ledger.judge import judge
 from .ledger.rules import LedgerState
 from .ledger.store import StoredEvent
 from .projections.consistency import StoredCheck
@@ -92,17 +93,14 @@ def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = No
             each(row, event)
         if event.hash != row.hash or event.author != row.author or event.seq != row.seq:
             report.problems.append(Problem(row.author, row.seq, row.hash, "stored columns disagree with the bytes"))
-        if not signatures_checked and not event.verify_signature():
+        try:  # the chain's own judge: valid here exactly when a node accepts it so
+            reason = judge(state, event, signature_checked=signatures_checked)
+        except SignatureError:
             report.problems.append(Problem(event.author, event.seq, event.hash, "bad signature"))
             continue
-        try:
-            state.check_link(event)
         except LedgerError as exc:
             report.problems.append(Problem(event.author, event.seq, event.hash, f"broken chain: {exc}"))
             continue
-        reason = state.evaluate(event)
-        if reason is None and event.type == FORK_PROOF and parse_fork_proof(event.body, state.net) is None:
-            reason = "fork proof does not show two signed events of one author and seq"
         state.apply(event, reason)
         if reason is None:
             report.effective += 1

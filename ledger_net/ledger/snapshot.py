@@ -7,7 +7,7 @@ events after it. A snapshot must never make a node judge differently from one th
 re-judges the whole log, so:
 
 * it names the rules that folded it (`rules_fingerprint`: a hash of the source of the
-  rules, the chain's extra checks and this codec). Any change to them, even a
+  rules, the judge, the chain and this codec). Any change to them, even a
   reformat, makes old snapshots unusable and the log is judged again, once;
 * it carries a digest of its bytes: a damaged snapshot is refused, never half-read;
 * the codec is generic over the state's attributes (dicts keep their insertion order,
@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from . import rules
+from . import judge, rules
 from .events import Event
 from .rules import LedgerState
 
@@ -63,13 +63,15 @@ def _package_version() -> str:
 
 @lru_cache(maxsize=1)
 def rules_fingerprint() -> str:
-    """A hash naming the judge: the source of the rules, the chain (it adds the fork-proof
-    check) and this codec. Conservative on purpose: any edit, even a reformat, makes a
-    node judge its log again once rather than trust a snapshot of other rules."""
+    """A hash naming the judge: the source of the rules, the judge (ledger/judge.py: links
+    and evidence), the chain (what reaches the judge, in which order) and this codec.
+    Conservative on purpose: any edit, even a reformat, makes a node judge its log again
+    once rather than trust a snapshot of other rules."""
     h = hashlib.sha256(f"ledger_net judge snapshot format {FORMAT}\n".encode())
     # The chain's source is read as text beside this file, not imported: chain imports this
     # module, and an import back would be a circle (see the import-linter contracts).
     for name, source in (("ledger_net.ledger.rules", lambda: inspect.getsource(rules)),
+                         ("ledger_net.ledger.judge", lambda: inspect.getsource(judge)),
                          ("ledger_net.ledger.chain", _chain_source)):
         try:
             h.update(source().encode())
