@@ -19,7 +19,7 @@ order before anything is judged:
 
 Memory: the bodies are read back one at a time; what grows with the input is the headers and
 links, about 220 bytes an event once sorted and 330 at the peak of the sort for events with two
-links (tests/test_bundles.py measures it; each further dep adds about 50), plus a fixed
+links (tests/audit/test_bundles.py measures it; each further dep adds about 50), plus a fixed
 read-ahead of 2 x threads x CHUNK_LINES lines and the rules' own state (accounts, open escrows)
 that any verification keeps. Standard input is spooled to a temporary file, so it can be re-read.
 """
@@ -43,8 +43,8 @@ import orjson
 
 from .audit import Problem, VerifyReport, verify_events
 from .errors import LedgerError
-from .ledger.chain import FORK_PROOF, parse_fork_proof
 from .ledger.events import Event
+from .ledger.judge import FORK_PROOF, parse_fork_proof
 from .ledger.store import StoredEvent
 from .ledger.wire import is_wire, to_wire
 

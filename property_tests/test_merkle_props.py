@@ -24,7 +24,7 @@ from ledger_net.ledger.store import Store
 AUTHOR = hashlib.sha256(b"merkle-props").hexdigest()
 
 
-# The RFC's definitions, naively (as in tests/test_merkle.py; kept here so this tree stands alone).
+# The RFC's definitions, naively (as in tests/ledger/test_merkle.py; kept here so this tree stands alone).
 def _h(b: bytes) -> bytes:
     return hashlib.sha256(b).digest()
 

@@ -19,7 +19,7 @@ bytes with them. What they define:
   tree denies) — checked from the two signed bodies and a consistency path alone.
 
 Imports only hashing, nacl, canonical encoding and the pure Merkle code, so the light
-client can use it (tests/test_light.py checks).
+client can use it (tests/ledger/test_light.py checks).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Built in Python rather than kept as a YAML file so the shared pieces (the error
 body, the wire event, the page parameters) are written once and every operation
-lists exactly the statuses its handler can answer. `tests/test_openapi.py` checks
+lists exactly the statuses its handler can answer. `tests/network/test_openapi.py` checks
 that every route of the live aiohttp router is described here, and a
 property-based run (schemathesis) checks that what the node answers — status codes,
 content types, bodies — is what this says.

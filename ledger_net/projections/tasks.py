@@ -23,7 +23,7 @@ and the owner's verdict on it (the owner's events follow its chain order), and t
 fields are a function of those two orders only, not of how a peer interleaved them. A
 verdict that does not name the result it judges may reach a peer before or after that
 result, and every peer still shows the same chunk
-(`tests/test_projections.py::test_rejection_concurrent_with_the_result_converges`).
+(`tests/projections/test_projections.py::test_rejection_concurrent_with_the_result_converges`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import os
 import aiohttp
 import orjson
 import pytest
-from test_replication_support import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 from ledger_net.errors import PendingLimitError
 from ledger_net.ledger.chain import Ledger
@@ -23,6 +22,7 @@ from ledger_net.ledger.events import Event
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.protocol import API
 from ledger_net.network.sync import ORPHAN_ATTEMPTS
+from tests.support.replication import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import requests
-from browser.node_thread import NodeThread
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger_net.network.protocol import API, TOKEN_HEADER
+from tests.support.node_thread import NodeThread
 
 pytestmark = pytest.mark.timeout(300)
 

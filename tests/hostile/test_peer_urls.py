@@ -17,12 +17,12 @@ import time
 from typing import Any
 
 import pytest
-from test_replication_support import forge, start_cluster, stop_all, wait_until
 
 from ledger_net.ledger.identity import Identity
 from ledger_net.network import client as client_module
 from ledger_net.network.client import GuardedResolver, PeerClient
 from ledger_net.network.discovery import LEDGER, Discovery, check_peer_url
+from tests.support.replication import forge, start_cluster, stop_all, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 
 import pytest
-from bench_support import load_bench
+
+from tests.support.bench import load_bench
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -14,13 +14,13 @@ import time
 import aiohttp
 import orjson
 import pytest
-from test_replication_support import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 from ledger_net.errors import EncodingError
 from ledger_net.ledger.events import MAX_EVENT_BYTES, EventTooLarge
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.client import PeerClient, PeerRefused
 from ledger_net.network.protocol import API
+from tests.support.replication import converged, forge, start_cluster, stop_all, wait_until, wire_hash
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,10 +17,10 @@ import socket
 
 import aiohttp
 import pytest
-from test_replication_support import converged, start_cluster, stop_all, wait_until
 
 from ledger_net.network.limits import MIN_PAGE_BYTES
 from ledger_net.network.protocol import API
+from tests.support.replication import converged, start_cluster, stop_all, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

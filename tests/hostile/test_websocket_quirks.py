@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from test_replication_support import start_cluster, stop_all
+
+from tests.support.replication import start_cluster, stop_all
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,0 +1,2 @@
+"""Helpers the tests share: no tests here, only what several test modules import
+(a CLI runner, a replication cluster, a task runner, the docs harness, child processes)."""
