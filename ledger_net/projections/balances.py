@@ -146,6 +146,10 @@ class BalancesProjection(Projection):
     def full_rows(self) -> dict[Any, list[dict[str, Any]]]:
         return {**self.rows(), credit_history: list(self._new_history)}
 
+    def take_history(self) -> dict[Any, list[dict[str, Any]]]:
+        rows, self._new_history = self._new_history, []
+        return {credit_history: rows}
+
     def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
         out = {balances: (keys, [dict(account=k, **self.accounts[k]) for k in keys]),

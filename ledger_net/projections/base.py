@@ -78,6 +78,13 @@ class Projection(ABC):
         None (the default): nothing of the kind."""
         return None
 
+    def take_history(self) -> dict[Table, list[dict[str, Any]]]:
+        """Hand over the rows of append-only history tables (those with an `offset` column)
+        folded since the last flush or take, and forget them: a fold that checks or replays
+        without writing drains them as it goes, so its memory grows per account, not per
+        event. The default: no history tables."""
+        return {}
+
     def full_rows(self) -> dict[Table, list[dict[str, Any]]]:
         """Every row of every table of a projection folded from scratch and never flushed:
         what its tables must hold at the fold's offset (the audit compares them).

@@ -27,6 +27,9 @@ from .base import Context, Projection
 from .tables import checkpoints
 
 MAX_ROWS_SHOWN = 5  # differing rows named per table; the count says how many more
+# Events folded between two hand-overs of history rows by a fold that writes nothing (verify's
+# load_stored, the audit's StoredCheck): its memory is per account, never per event.
+HISTORY_BATCH = 25_000
 
 
 @dataclass
@@ -127,11 +130,27 @@ def load_stored(ledger: Ledger, projections: Sequence[Projection], ctx: Context,
     last = store.last_offset()
     with store.engine.connect() as conn:
         loaded = load_rows(snapshot(conn), projections, last)
+    if on_batch is None:  # a check only (verify): the tail's history rows are written nowhere
+        every = every or HISTORY_BATCH
     for folded, row in enumerate(store.select_events(after=loaded.offset), 1):
         fold_tail(loaded, projections, row, Event.from_stored(row.raw, row.sig, row.hash), ctx)
-        if on_batch is not None and every > 0 and folded % every == 0:
-            on_batch(loaded)
+        if every > 0 and folded % every == 0:
+            if on_batch is not None:
+                on_batch(loaded)
+            else:
+                drop_history(projections)
     return loaded
+
+
+def drop_history(projections: Sequence[Projection]) -> None:
+    """Forget the history rows these projections folded and will never write (a check's fold)."""
+    for p in projections:
+        p.take_history()
+
+
+def history_tables(projection: Projection) -> list[Table]:
+    """The projection's append-only history tables: those keyed by the event's `offset`."""
+    return [t for t in projection.tables if "offset" in t.c]
 
 
 def _key(table: Table, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -169,21 +188,33 @@ class StoredCheck:
        the stored rows and the checkpoint's state hash are compared with them, naming the
        table, each differing row's key and its differing columns.
     3. At the end of the log the stored state plus its tail must hash like the fresh one.
-    The checkpoints and every table are read in one snapshot when the check starts."""
+
+    The checkpoints and the keyed tables (per account, node or task) are read in one
+    snapshot when the check starts. History tables (a row per event) are never held whole:
+    every `HISTORY_BATCH` events the fresh fold hands over its new history rows
+    (`take_history`), and they are compared with the stored rows of the same offset range
+    up to the projection's checkpoint (history rows are append-only, so the rows at or
+    before a checkpoint do not change while the check runs). Memory stays per account."""
 
     def __init__(self, ledger: Ledger, factories: Sequence[type[Projection]], ctx: Context,
                  fresh: Sequence[Projection] | None = None) -> None:
         self.ctx = ctx
+        self.engine = ledger.store.engine
         self.stored = [factory() for factory in factories]
         self.own_fold = fresh is None
         self.fresh = list(fresh) if fresh is not None else [factory() for factory in factories]
         self.offset = 0
         self.found: list[dict[str, Any]] = []
+        self._since = 0  # events folded since the last hand-over of history rows
+        # History table name -> offset its stored rows were compared up to, and what differed.
+        self._compared: dict[str, int] = {}
+        self._history_diffs: dict[str, list[dict[str, Any]]] = {}
+        self._history_counts: dict[str, int] = {}
         with ledger.store.engine.connect() as raw_conn:
             conn = snapshot(raw_conn)
             self.saved = {r.name: (r.offset, r.state_hash) for r in conn.execute(select(checkpoints))}
             self.tables = {t.name: [dict(r) for r in conn.execute(select(t)).mappings()]
-                           for p in self.fresh for t in p.tables}
+                           for p in self.fresh for t in p.tables if t not in history_tables(p)}
             self.loaded = load_rows(conn, self.stored, ledger.store.last_offset())
         self.due = sorted({offset for offset, _ in self.saved.values()})
 
@@ -196,8 +227,39 @@ class StoredCheck:
                 p.apply(row.offset, event, reason, self.ctx)
         fold_tail(self.loaded, self.stored, row, event, self.ctx)
         self.offset = row.offset
+        self._since += 1
+        if self._since >= HISTORY_BATCH:
+            self._compare_history()
+            drop_history(self.stored)  # their tail's history is never written either
+
+    def _compare_history(self, upto: int | None = None) -> None:
+        """Take the fresh fold's new history rows and compare those at or before each
+        projection's checkpoint with the stored rows of the same offsets; `upto` (a checkpoint
+        the fold has reached) stands for the fold's offset when it is further."""
+        self._since = 0
+        reached = self.offset if upto is None else max(self.offset, upto)
+        for p in self.fresh:
+            taken = p.take_history()
+            if p.name not in self.saved:
+                continue
+            point = self.saved[p.name][0]
+            for table in history_tables(p):
+                low, high = self._compared.get(table.name, 0), min(reached, point)
+                if high <= low:
+                    continue
+                fresh = [r for r in taken.get(table, []) if low < r["offset"] <= high]
+                with self.engine.connect() as conn:
+                    stored = [dict(r) for r in conn.execute(
+                        select(table).where(table.c.offset > low, table.c.offset <= high)).mappings()]
+                diffs = _table_differences(table, stored, fresh)
+                self._compared[table.name] = high
+                if diffs:
+                    shown = self._history_diffs.setdefault(table.name, [])
+                    shown += diffs[:MAX_ROWS_SHOWN - len(shown)]
+                    self._history_counts[table.name] = self._history_counts.get(table.name, 0) + len(diffs)
 
     def _compare_at(self, point: int) -> None:
+        self._compare_history(point)
         for p in self.fresh:
             if p.name not in self.saved or self.saved[p.name][0] != point:
                 continue
@@ -205,13 +267,31 @@ class StoredCheck:
                 self.found.append({"problem": f"the checkpoint of projection {p.name} at offset {point} has a "
                                               "state hash that a fresh fold of the log does not give",
                                    "projection": p.name})
-            rows = p.full_rows()
+            rows = p.rows()
             for table in p.tables:
-                diffs = _table_differences(table, self.tables[table.name], rows.get(table, []))
+                if table.name in self.tables:
+                    diffs = _table_differences(table, self.tables[table.name], rows.get(table, []))
+                    count = len(diffs)
+                else:  # a history table, compared batch by batch up to this checkpoint
+                    diffs, count = self._history_beyond(table, point)
+                    diffs = self._history_diffs.get(table.name, []) + diffs
+                    count += self._history_counts.get(table.name, 0)
                 if diffs:
-                    self.found.append({"problem": f"projection {p.name}: {len(diffs)} row(s) of table {table.name} "
+                    self.found.append({"problem": f"projection {p.name}: {count} row(s) of table {table.name} "
                                                   f"differ from a fresh fold of the log at offset {point}",
                                        "projection": p.name, "table": table.name, "rows": diffs[:MAX_ROWS_SHOWN]})
+
+    def _history_beyond(self, table: Table, point: int) -> tuple[list[dict[str, Any]], int]:
+        """Stored history rows after the checkpoint at `point`, which a fold at it does not
+        hold: the first few as differences, and how many there are."""
+        after = table.c.offset > point
+        with self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(table).where(after)).scalar_one()
+            if not count:
+                return [], 0
+            pk = list(table.primary_key.columns)
+            first = conn.execute(select(*pk).where(after).order_by(*pk).limit(MAX_ROWS_SHOWN)).all()
+        return [{"key": list(key), "stored": "present", "fold": None} for key in first], count
 
     def violations(self) -> list[dict[str, Any]]:
         """Everything found; call once, after the last row."""

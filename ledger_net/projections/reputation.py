@@ -162,6 +162,10 @@ class ReputationProjection(Projection):
     def full_rows(self) -> dict[Any, list[dict[str, Any]]]:
         return {**self.rows(), reputation_history: list(self._new_history)}
 
+    def take_history(self) -> dict[Any, list[dict[str, Any]]]:
+        rows, self._new_history = self._new_history, []
+        return {reputation_history: rows}
+
     def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
         out = {reputation: (keys, [dict(subject=k, **self.subjects[k]) for k in keys]),
