@@ -29,7 +29,7 @@ from .core.money import to_credits
 from .core.node import Capabilities, Node
 from .core.task import Task
 from .errors import LedgerNetError, NetworkError, NodeError, TaskError
-from .execution.blobs import BlobStore
+from .execution.blobs import BlobSink, BlobStore
 from .execution.engine import TaskEngine
 from .execution.executor import ChunkExecutor
 from .ledger.chain import Ledger
@@ -266,10 +266,10 @@ class ComputeNetwork:
             raise NodeError("the network node is not started: await network.start() first")
         return self.ledger, self.runner, self.engine
 
-    async def _fetch_blob(self, hash_: str) -> bytes | None:
+    async def _fetch_blob(self, hash_: str, sink: BlobSink) -> bool:
         if self.server is None:
-            return None
-        return await self.server.fetch_blob(hash_)
+            return False
+        return await self.server.fetch_blob(hash_, sink)
 
     # ------------------------------------------------------------ status
     async def get_network_status(self) -> dict[str, Any]:

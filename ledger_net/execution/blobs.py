@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mmap
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..compute import blob_hash, blob_refs, unpack
 from ..errors import TaskError
-from ..ledger.store import Store
+from ..ledger.store import BIG_BLOB, Store
 from .framing import decode_frame, encode_frame
 
-Fetcher = Callable[[str], Awaitable["bytes | None"]]
+# Fills a sink with blob ``hash`` from some peer; True once the sink holds bytes matching it.
+Fetcher = Callable[[str, "BlobSink"], Awaitable[bool]]
 
 
 class FileBlob:
@@ -45,12 +48,72 @@ class FileBlob:
         self.path.unlink(missing_ok=True)
 
 
+class BlobSink:
+    """Where a blob fetched from a peer lands: each piece is hashed as it arrives and, once the
+    blob is big, written straight to a temporary file beside the store's blobs, so a 32 MiB
+    operand is never held whole in memory nor read a second time to be checked. ``keep``
+    stores it (a rename) only if it matches its name."""
+
+    def __init__(self, store: Store, hash_: str) -> None:
+        self.store, self.hash = store, hash_
+        self._h = hashlib.sha256()
+        self._buf = bytearray()
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+        self.size = 0
+
+    def write(self, piece: bytes) -> None:
+        self._h.update(piece)
+        self.size += len(piece)
+        if self._file is None and self.store.blob_dir is not None and self.size >= BIG_BLOB:
+            self.store.blob_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".fetch.", dir=self.store.blob_dir)
+            os.fchmod(fd, 0o644)  # as the store's own blob files: sandboxed workers read it by a link
+            self._file, self._path = os.fdopen(fd, "wb"), Path(name)
+            self._file.write(self._buf)
+            self._buf = bytearray()
+        if self._file is not None:
+            self._file.write(piece)
+        else:
+            self._buf += piece
+
+    def matches(self) -> bool:
+        return self._h.hexdigest() == self.hash
+
+    def reset(self) -> None:
+        """Forget what a peer sent (it failed or lied) before asking the next one."""
+        self.discard()
+        self._h, self._buf, self.size = hashlib.sha256(), bytearray(), 0
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
+
+    def keep(self) -> None:
+        """Store the checked blob: a big one by renaming its file into place."""
+        if not self.matches():
+            self.discard()
+            raise TaskError(f"blob does not match its hash {self.hash[:16]}…")
+        if self._file is not None and self._path is not None:
+            self._file.close()
+            self._file = None
+            self.store.put_blob(self.hash, FileBlob(self._path))  # moves the file
+            self._path = None
+        else:
+            self.store.put_blob(self.hash, bytes(self._buf))
+
+
 class BlobStore:
     """Blobs named by SHA-256, kept by the node's store and fetched from peers on demand."""
 
     def __init__(self, store: Store, fetcher: Fetcher | None = None) -> None:
         self.store = store
         self.fetcher = fetcher
+        self._fetching: dict[str, asyncio.Future[bool]] = {}  # one fetch per blob, however many ask
 
     def put(self, data: Any) -> str:
         """Keep bytes made here; returns their hash."""
@@ -81,15 +144,32 @@ class BlobStore:
         return self.store.blob_path(hash_)
 
     async def get(self, hash_: str) -> Any:
+        """The blob, from a peer when it is not here yet. Chunks of one task asking at once for
+        the same operand share one fetch (streamed to its file while hashed)."""
         data = self.local(hash_)
         if data is not None:
             return data
         if self.fetcher is not None:
-            data = await self.fetcher(hash_)
-            if data is not None and hashlib.sha256(data).hexdigest() == hash_:
-                await asyncio.to_thread(self.store.put_blob, hash_, data)
-                return data
+            pending = self._fetching.get(hash_)
+            if pending is None:
+                pending = self._fetching[hash_] = asyncio.ensure_future(self._fetch(hash_))
+                pending.add_done_callback(lambda _: self._fetching.pop(hash_, None))
+            if await asyncio.shield(pending):
+                data = self.local(hash_)
+                if data is not None:
+                    return data
         raise TaskError(f"blob {hash_[:16]}… is not available here or at any peer")
+
+    async def _fetch(self, hash_: str) -> bool:
+        assert self.fetcher is not None
+        sink = BlobSink(self.store, hash_)
+        try:
+            if not await self.fetcher(hash_, sink):
+                return False
+            await asyncio.to_thread(sink.keep)
+            return True
+        finally:
+            sink.discard()
 
     # ---- values: a frame {"result": wire} naming its blobs ---------------------------------
     def put_value(self, wire: Any, blobs: Mapping[str, Any], *, trusted: bool = False) -> tuple[str, bytes]:

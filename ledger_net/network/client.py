@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -169,19 +169,26 @@ class PeerClient:
         _expect_list(answer.get("events"), self.url, "feed")
         return answer
 
-    async def blob(self, hash_: str, limit: int = 1 << 30) -> bytes | None:
-        """A blob's bytes, or None if the peer lacks it; the caller checks the hash."""
+    async def blob_into(self, hash_: str, write: Callable[[bytes], Any], limit: int = 1 << 30) -> bool:
+        """Stream a blob's bytes into ``write`` as they arrive (False if the peer lacks it); the
+        caller hashes them as they come and checks the hash at the end."""
         url = f"{self.url}{API}/blobs/{hash_}"
         try:
             async with self.session.get(url, headers=self._headers(), timeout=self.timeout,
                                         allow_redirects=False) as resp:
                 if resp.status == 404:
-                    return None
+                    return False
                 if resp.status >= 400:
                     raw = await _read_bounded(resp, self.max_response, url)
                     code, message = _error_of(raw, resp.reason or "")
                     raise PeerRefused(self.url, resp.status, code, message)
-                return await _read_bounded(resp, limit, url)
+                size = 0
+                async for piece in resp.content.iter_chunked(1 << 20):
+                    size += len(piece)
+                    if size > limit:
+                        raise PeerUnavailable(f"{url}: answer exceeds {limit} bytes")
+                    write(piece)
+                return True
         except (aiohttp.ClientError, OSError) as exc:
             raise PeerUnavailable(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
         except TimeoutError:

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -65,6 +65,16 @@ def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, *, i
         identity = Identity.load_or_create(path)
     ledger = Ledger.open(db_url or DataDir(path).database_url(), identity)
     return ledger, ProjectionRunner(ledger, **runner_options)
+
+
+class BlobSinkPort(Protocol):
+    """Where `NodeServer.fetch_blob` streams a blob (``execution.blobs.BlobSink``)."""
+
+    def write(self, piece: bytes) -> None: ...
+
+    def matches(self) -> bool: ...
+
+    def reset(self) -> None: ...
 
 
 class NodeServer:
@@ -317,19 +327,21 @@ class NodeServer:
             self.sync.poke()
         return True
 
-    async def fetch_blob(self, hash_: str, timeout: float = 60.0) -> bytes | None:
-        """Ask peers for a blob by hash (the caller checks the bytes against it)."""
-        import hashlib
-
+    async def fetch_blob(self, hash_: str, sink: BlobSinkPort, timeout: float = 60.0) -> bool:
+        """Ask peers in turn for a blob by hash, streaming it into ``sink`` (which hashes as it
+        writes); True once one peer's bytes match the hash."""
         for peer in self.discovery.active():
+            sink.reset()
             try:
                 async with PeerClient(peer.url, timeout=timeout) as client:
-                    data = await client.blob(hash_)
+                    if not await client.blob_into(hash_, sink.write):
+                        continue
             except NetworkError:
                 continue
-            if data is not None and hashlib.sha256(data).hexdigest() == hash_:
-                return data
-        return None
+            if sink.matches():
+                return True
+        sink.reset()
+        return False
 
     async def disconnect_from_node(self, node_id_or_url: str) -> bool:
         """Stop syncing with a node until `connect_to_node`; NetworkError if unknown."""
