@@ -657,7 +657,9 @@ def prove() -> None:
 
 
 def _write_proof(proof: Any, output: str) -> None:
-    text = orjson.dumps(proof, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    from .ledger.proof_codec import compact
+
+    text = orjson.dumps(compact(proof), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
     if output == "-":
         click.echo(text, nl=False)
     else:
@@ -690,7 +692,8 @@ _AT = click.option("--at", default=None, metavar="CHECKPOINT",
 @_AT
 @_OUTPUT
 def prove_balance(account: str, data_dir: Path, db_url: str | None, at: str | None, output: str) -> None:
-    """ACCOUNT's balance, escrow, incoming and vouchers in a checkpoint's state root."""
+    """ACCOUNT's balance, escrow, incoming and vouchers in a checkpoint's state root (or, for an
+    account without an entry there, the proof that it has none: it held nothing)."""
     if not is_hash(account):
         raise CliError("ACCOUNT is a node id: 64 lower-case hex characters")
     _write_proof(_prove(data_dir, db_url, lambda s: s.balance_proof(account, at)), output)
@@ -720,6 +723,7 @@ def verify_proof(file: str, genesis: str, witnesses: tuple[str, ...], threshold:
     """Check a proof from `prove` (or the HTTP API) with no database: prints OK, or exits 1
     with one line naming what failed."""
     from . import light
+    from .ledger.proof_codec import expand
 
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
@@ -734,8 +738,11 @@ def verify_proof(file: str, genesis: str, witnesses: tuple[str, ...], threshold:
     if not verdict.ok:
         click.echo(f"FAILED: {verdict}")
         sys.exit(1)
+    proof = expand(proof)  # it verified, so it decodes
     note = (proof.get("checkpoint") or proof.get("new") or {}).get("note", {})
-    click.echo(f"OK: the {proof.get('type')} proof holds (checkpoint of {str(note.get('signer'))[:16]}…, "
+    what = (f"account {proof['account'][:16]}… has no entry (balance 0)" if proof.get("type") == "absence"
+            else f"the {proof.get('type')} proof holds")
+    click.echo(f"OK: {what} (checkpoint of {str(note.get('signer'))[:16]}…, "
                f"signed by {threshold} or more of the {len(set(witnesses))} trusted key(s))")
 
 COMMANDS = [verify, audit, export, import_, replay, explain, inspect, diff, checkpoint, prove, verify_proof]

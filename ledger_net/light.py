@@ -23,7 +23,12 @@ docs/proofs.md), given the genesis hash `net`, the trusted witness keys and a th
   prefix of its chain in a later one;
 * `verify_checkpoint_update`: a new cosigned checkpoint against the client's last known
   one (same network, nothing shrank, the named authors only grew);
+* `verify_absence`: an account has no state leaf in a cosigned checkpoint's state root
+  (its two neighbours in key order are adjacent leaves), so it held nothing there;
 * `verify_proof`: any of the proof documents above, by its `type`.
+
+Proof documents come in version 2 (`"v": 2`, base64url, what nodes send) or version 1
+(hex, no `v`); `ledger.proof_codec.expand` turns the first into the second before any check.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import nacl.signing
 from .errors import ProofError
 from .ledger.checkpoint import (
     ACCOUNT,
+    check_absence,
     check_frontier_leaf,
     check_note,
     check_state_leaf,
@@ -53,8 +59,9 @@ from .ledger.merkle_verify import (
     check_inclusion,
     event_leaf_hash,
 )
+from .ledger.proof_codec import expand
 
-__all__ = ["Verdict", "verify_author_consistency", "verify_balance", "verify_checkpoint",
+__all__ = ["Verdict", "verify_absence", "verify_author_consistency", "verify_balance", "verify_checkpoint",
            "verify_checkpoint_consistency", "verify_checkpoint_update", "verify_event", "verify_event_inclusion",
            "verify_proof"]
 
@@ -229,11 +236,22 @@ def _fields(proof: Any, kind: str, names: set[str]) -> Mapping[str, Any]:
     return proof
 
 
+def _expanded(proof: Any) -> tuple[Any, Verdict | None]:
+    """(version 1 form of `proof`, None), or (None, the failed verdict) when it cannot be decoded."""
+    try:
+        return expand(proof), None
+    except ProofError as exc:
+        return None, Verdict(False, [str(exc)])
+
+
 def verify_balance(proof: Any, *, net: Any, witnesses: Any, threshold: Any, account: str | None = None) -> Verdict:
     """Is the proof's account entry (balance, escrow, incoming, vouchers) the one in the state
     root of a checkpoint cosigned by `threshold` trusted witnesses? `account`, when given,
     must be the proof's."""
     state: dict[str, Any] = {}
+    proof, failed = _expanded(proof)
+    if failed is not None:
+        return failed
 
     def checkpoint() -> None:
         p = _fields(proof, "balance", {"account", "checkpoint", "leaf", "proof"})
@@ -252,11 +270,37 @@ def verify_balance(proof: Any, *, net: Any, witnesses: Any, threshold: Any, acco
     return _verdict([checkpoint, leaf])
 
 
+def verify_absence(proof: Any, *, net: Any, witnesses: Any, threshold: Any, account: str | None = None) -> Verdict:
+    """Has the proof's account no entry in the state root of a checkpoint cosigned by
+    `threshold` trusted witnesses (so its balance, escrow, incoming and vouchers were all 0
+    there)? `account`, when given, must be the proof's."""
+    state: dict[str, Any] = {}
+    proof, failed = _expanded(proof)
+    if failed is not None:
+        return failed
+
+    def checkpoint() -> None:
+        p = _fields(proof, "absence", {"account", "checkpoint", "left", "right"})
+        if account is not None and p["account"] != account:
+            raise ProofError(f"the proof is for account {str(p['account'])[:16]}…, not {account[:16]}…")
+        as_hash(p["account"], "account")
+        state["note"] = _checkpoint(p["checkpoint"], net, witnesses, threshold)
+
+    def neighbours() -> None:
+        if "note" in state:
+            check_absence(state["note"], ACCOUNT + proof["account"], proof["left"], proof["right"])
+
+    return _verdict([checkpoint, neighbours])
+
+
 def verify_event(proof: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
     """Is the proof's event in its author's chain, at the size and root a cosigned
     checkpoint names for that author?"""
     p: Any = None
     state: dict[str, Any] = {}
+    proof, failed = _expanded(proof)
+    if failed is not None:
+        return failed
 
     def checkpoint() -> None:
         nonlocal p
@@ -287,6 +331,10 @@ _GROWTH = {"author", "old", "new", "old_leaf", "new_leaf", "proof"}
 
 def verify_checkpoint_consistency(proof: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
     """Is the author's chain in the old cosigned checkpoint a prefix of its chain in the new one?"""
+    proof, failed = _expanded(proof)
+    if failed is not None:
+        return failed
+
     def check() -> None:
         p = _fields(proof, "author_consistency", _GROWTH)
         old = _checkpoint(p["old"], net, witnesses, threshold)
@@ -326,7 +374,7 @@ def verify_checkpoint_update(last: Any, new: Any, *, net: Any, witnesses: Any, t
         problems = []
         for i, item in enumerate(growth):
             try:
-                p = _fields(item, "author_consistency", _GROWTH)
+                p = _fields(expand(item), "author_consistency", _GROWTH)
                 if check_note(p["old"].get("note"), state["old"]["net"]) != state["old"] or \
                         check_note(p["new"].get("note"), state["new"]["net"]) != state["new"]:
                     raise ProofError("it is about other checkpoints")
@@ -339,11 +387,13 @@ def verify_checkpoint_update(last: Any, new: Any, *, net: Any, witnesses: Any, t
 
 
 _VERIFIERS: dict[str, Callable[..., Verdict]] = {
-    "balance": verify_balance, "event": verify_event, "author_consistency": verify_checkpoint_consistency}
+    "balance": verify_balance, "absence": verify_absence, "event": verify_event,
+    "author_consistency": verify_checkpoint_consistency}
 
 
 def verify_proof(proof: Any, *, net: Any, witnesses: Any, threshold: Any) -> Verdict:
-    """Verify any proof document (balance, event, author_consistency) by its `type`."""
+    """Verify any proof document (balance, absence, event, author_consistency, in version 1
+    or 2) by its `type`."""
     kind = proof.get("type") if isinstance(proof, Mapping) else None
     verifier = _VERIFIERS.get(kind) if isinstance(kind, str) else None
     if verifier is None:

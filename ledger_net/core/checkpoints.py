@@ -42,10 +42,10 @@ from ..ledger.checkpoint import (
     make_body,
     note_digest,
     note_of,
-    state_entries,
 )
 from ..ledger.encoding import decode
 from ..ledger.events import Event
+from ..ledger.state_tree import StateBuilder
 from ..ledger.tables import events as events_table
 from ..projections.balances import BalancesProjection
 from ..projections.reputation import ReputationProjection
@@ -73,7 +73,12 @@ class CheckpointService:
         self._pending: list[str] = []  # checkpoints of others not yet judged
         self._judged: dict[str, str] = {}  # checkpoint hash -> what this witness concluded
         self._last_signed = time.monotonic()
-        ledger.subscribe(self._on_applied)
+        self._builder = StateBuilder()  # the applied frontier's state, kept between checkpoints
+        self._build_lock = threading.Lock()
+        # checkpoint hash -> witness -> its effective cosignature; read from the log once, on first
+        # use, then kept by the listener (and forgotten when verdicts change)
+        self._cosigs: dict[str, dict[str, Event]] | None = None
+        ledger.subscribe(self._on_applied, self._on_reset)
         mine = {c.body["checkpoint"] for c in self.checkpoints_cosigned_by(self._me)} if self._me else set()
         self._pending.extend(e.hash for e in reversed(self.checkpoints())
                              if e.author != self._me and e.hash not in mine)
@@ -86,6 +91,24 @@ class CheckpointService:
         with self._lock:
             self._pending.extend(a.event.hash for a in applied if a.event.type == CHECKPOINT_SIGNED
                                  and a.reason is None and a.event.author != self._me)
+            if self._cosigs is not None:
+                for a in applied:
+                    if a.event.type == CHECKPOINT_COSIGNED and a.reason is None:
+                        self._cosigs.setdefault(a.event.body["checkpoint"], {})[a.event.author] = a.event
+
+    def _on_reset(self) -> None:
+        with self._lock:
+            self._cosigs = None  # verdicts changed: read the effective cosignatures again when asked
+
+    def _cosign_index(self) -> dict[str, dict[str, Event]]:
+        with self._lock:
+            if self._cosigs is None:
+                index: dict[str, dict[str, Event]] = {}
+                for r in reversed(self._rows(CHECKPOINT_COSIGNED)):  # oldest first: a later one wins
+                    event = Event.from_stored(r.raw, r.sig, r.hash)
+                    index.setdefault(event.body["checkpoint"], {})[event.author] = event
+                self._cosigs = index
+            return self._cosigs
 
     # ------------------------------------------------------------------ state
     def applied_frontier(self) -> tuple[Frontier, StateTree]:
@@ -101,15 +124,14 @@ class CheckpointService:
         self._remember(state)
         return frontier, state
 
-    def _tree_of(self, balances: BalancesProjection, reputation: ReputationProjection) -> StateTree:
-        accounts = balances.accounts
-        supply = {"minted": sum(r["minted"] for r in accounts.values()),
-                  "balances": sum(r["balance"] for r in accounts.values()),
-                  "escrow": sum(r["escrow"] for r in accounts.values()),
-                  "in_transit": sum(r["incoming"] for r in accounts.values()),
-                  "vouchers": sum(r["vouchers"] for r in accounts.values()),
-                  "burnt": sum(r["burnt"] for r in accounts.values())}
-        return StateTree.build(state_entries(accounts, reputation.subjects, supply))
+    def _tree_of(self, balances: BalancesProjection, reputation: ReputationProjection,
+                 builder: StateBuilder | None = None) -> StateTree:
+        """The state tree over these projections: through the live builder (which rehashes only
+        the rows changed since its last build) when none is given."""
+        if builder is not None:
+            return builder.build(balances.accounts, reputation.subjects)
+        with self._build_lock:
+            return self._builder.build(balances.accounts, reputation.subjects)
 
     def _remember(self, state: StateTree) -> None:
         with self._lock:
@@ -133,7 +155,7 @@ class CheckpointService:
                 reason = None if row.valid else row.reason
                 balances.apply(row.offset, event, reason, ctx)
                 reputation.apply(row.offset, event, reason, ctx)
-        tree = self._tree_of(balances, reputation)
+        tree = self._tree_of(balances, reputation, StateBuilder())  # not the live builder: it would rehash twice
         self._remember(tree)
         return tree
 
@@ -248,7 +270,7 @@ class CheckpointService:
 
     def _cosigned(self, checkpoint_hash: str) -> bool:
         me = self._me
-        return me is not None and any(c.body["checkpoint"] == checkpoint_hash for c in self.checkpoints_cosigned_by(me))
+        return me is not None and me in self._cosign_index().get(checkpoint_hash, {})
 
     # ------------------------------------------------------------------ reading
     def _rows(self, event_type: str, author: str | None = None) -> list[Any]:
@@ -291,13 +313,10 @@ class CheckpointService:
         return matches[0]
 
     def cosignature_events(self, checkpoint_hash: str) -> list[Event]:
-        """Effective cosignatures of a checkpoint."""
-        out = []
-        for r in self._rows(CHECKPOINT_COSIGNED):
-            event = Event.from_stored(r.raw, r.sig, r.hash)
-            if event.body["checkpoint"] == checkpoint_hash:
-                out.append(event)
-        return out
+        """Effective cosignatures of a checkpoint, one per witness (a dict lookup: the log is
+        read once, on the first call)."""
+        with self._lock:
+            return list(self._cosign_index().get(checkpoint_hash, {}).values())
 
     def cosigned(self, event: Event) -> dict[str, Any]:
         """A checkpoint as a light client takes it: note, signer's signature, cosignatures."""
@@ -315,18 +334,28 @@ class CheckpointService:
 
     # ------------------------------------------------------------------ proofs
     def balance_proof(self, account: str, at: str | None = None) -> dict[str, Any]:
-        """The proof of `account`'s state leaf in a checkpoint's state root (light.verify_balance)."""
+        """The proof of `account`'s state leaf in a checkpoint's state root (light.verify_balance),
+        or, for an account without one, of its absence (light.verify_absence: it held nothing)."""
         event = self.resolve(at)
         state = self._state_for(event.body)
         if state.tree.root.hex() != event.body["state_root"]:
             raise NodeError("this node computes another state root at that checkpoint; ask another node")
         index = state.index(ACCOUNT + account)
         if index is None:
-            raise NodeError(f"account {account[:16]}… has no entry at checkpoint {event.hash[:16]}…")
-        key, value = decode(state.tree.leaves[index])
+            left, right = state.neighbours(ACCOUNT + account)
+            return {"type": "absence", "account": account, "checkpoint": self.cosigned(event),
+                    "left": self._state_leaf(state, left), "right": self._state_leaf(state, right)}
+        leaf = self._state_leaf(state, index)
+        assert leaf is not None
         return {"type": "balance", "account": account, "checkpoint": self.cosigned(event),
-                "leaf": {"index": index, "key": key, "value": value},
-                "proof": [h.hex() for h in state.tree.proof(index)]}
+                "leaf": {k: leaf[k] for k in ("index", "key", "value")}, "proof": leaf["proof"]}
+
+    @staticmethod
+    def _state_leaf(state: StateTree, index: int | None) -> dict[str, Any] | None:
+        if index is None:
+            return None
+        key, value = decode(state.tree.leaves[index])
+        return {"index": index, "key": key, "value": value, "proof": [h.hex() for h in state.tree.proof(index)]}
 
     def author_leaf(self, event: Event, author: str) -> dict[str, Any]:
         """`author`'s frontier leaf in a checkpoint, with its inclusion proof."""

@@ -68,16 +68,24 @@ class Tree:
     """An RFC 9162 tree over leaf data held in memory, with every perfect node kept, so
     that its root and any inclusion proof cost no rehashing after the build (O(n))."""
 
-    def __init__(self, leaves: Sequence[bytes]) -> None:
+    def __init__(self, leaves: Sequence[bytes], levels: list[list[bytes]] | None = None) -> None:
         self.leaves = list(leaves)
-        sha = hashlib.sha256  # leaf_hash and node_hash inlined: a checkpoint hashes ~2n times
-        level = [sha(b"\x00" + d).digest() for d in self.leaves]
-        self.levels = [level]
-        while len(level) > 1:
-            level = [sha(b"\x01" + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
-            self.levels.append(level)
+        if levels is None:
+            sha = hashlib.sha256  # leaf_hash and node_hash inlined: a checkpoint hashes ~2n times
+            level = [sha(b"\x00" + d).digest() for d in self.leaves]
+            levels = [level]
+            while len(level) > 1:
+                level = [sha(b"\x01" + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
+                levels.append(level)
+        self.levels = levels
         self.size = len(self.leaves)
         self.root = self._range_root(0, self.size) if self.size else EMPTY_ROOT
+
+    @classmethod
+    def from_levels(cls, leaves: list[bytes], levels: list[list[bytes]]) -> Tree:
+        """A tree whose leaf hashes and perfect nodes were computed already (`state_tree`):
+        `levels[0]` the leaf hashes, each next level the node hashes of pairs of the one below."""
+        return cls(leaves, levels)
 
     def _fetch(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         return [self.levels[level][idx] for level, idx in ids]
@@ -106,8 +114,8 @@ class StateTree:
         dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
         return cls(keys, Tree([dumps([k, entries[k]], option=sort) for k in keys]))
 
-    def index(self, key: str) -> int | None:
-        """Where `key` is, by binary search over the sorted keys (None if absent)."""
+    def _place(self, key: str) -> int:
+        """The first index whose key is not below `key` (binary search over the sorted keys)."""
         lo, hi = 0, len(self.keys)
         while lo < hi:
             mid = (lo + hi) // 2
@@ -115,7 +123,19 @@ class StateTree:
                 lo = mid + 1
             else:
                 hi = mid
-        return lo if lo < len(self.keys) and self.keys[lo] == key else None
+        return lo
+
+    def index(self, key: str) -> int | None:
+        """Where `key` is (None if absent)."""
+        at = self._place(key)
+        return at if at < len(self.keys) and self.keys[at] == key else None
+
+    def neighbours(self, key: str) -> tuple[int | None, int | None]:
+        """Indexes of the leaves just below and just above an absent `key` (None past an end)."""
+        at = self._place(key)
+        if at < len(self.keys) and self.keys[at] == key:
+            raise ValueError(f"{key[:20]}… is in the state")
+        return (at - 1 if at > 0 else None), (at if at < len(self.keys) else None)
 
 
 def state_entries(accounts: Mapping[str, Mapping[str, int]], reputation: Mapping[str, Mapping[str, Any]],
@@ -283,6 +303,38 @@ def check_state_leaf(note: Mapping[str, Any], key: str, leaf: Any, proof: Any) -
         raise ProofError(f"leaf value has no canonical form: {exc}") from None
     check_inclusion(leaf["index"], note["state_size"], leaf_hash(data), proof, note["state_root"])
     return dict(leaf["value"])
+
+
+def check_absence(note: Mapping[str, Any], key: str, left: Any, right: Any) -> None:
+    """Return when `left` and `right` ({index, key, value, proof}, or None past an end of the
+    tree) are adjacent leaves of the note's state root whose keys enclose `key`: the state
+    leaves are sorted by key, one each, so `key` has no leaf. ProofError naming the failure."""
+    size = note["state_size"]
+    if left is None and right is None:
+        raise ProofError("an absence proof needs at least one neighbouring leaf")
+    found = []
+    for side, leaf in (("left", left), ("right", right)):
+        if leaf is None:
+            continue
+        if not isinstance(leaf, Mapping) or set(leaf) != {"index", "key", "value", "proof"}:
+            raise ProofError(f"{side} neighbour is not {{index, key, value, proof}}")
+        if not isinstance(leaf["key"], str):
+            raise ProofError(f"{side} neighbour's key is not a string")
+        try:
+            check_state_leaf(note, leaf["key"], {k: leaf[k] for k in ("index", "key", "value")}, leaf["proof"])
+        except ProofError as exc:
+            raise ProofError(f"{side} neighbour not in the checkpoint's state root: {exc}") from None
+        found.append(leaf)
+    if left is not None and not left["key"] < key:
+        raise ProofError("the left neighbour's key does not sort below the account's")
+    if right is not None and not key < right["key"]:
+        raise ProofError("the right neighbour's key does not sort above the account's")
+    if left is not None and right is not None and right["index"] != left["index"] + 1:
+        raise ProofError(f"neighbours at leaves {left['index']} and {right['index']} are not adjacent")
+    if left is None and right["index"] != 0:
+        raise ProofError("no left neighbour, but the right one is not the first leaf")
+    if right is None and left["index"] != size - 1:
+        raise ProofError("no right neighbour, but the left one is not the last leaf")
 
 
 def check_frontier_leaf(note: Mapping[str, Any], author: str, leaf: Any) -> tuple[int, str]:

@@ -1,9 +1,10 @@
 """Read-only, public HTTP routes for checkpoints, their cosignatures and proofs.
 
 Everything here is something a light client verifies itself (`ledger_net.light`), so no
-token is asked: a wrong answer cannot hurt a client that checks. Each route reads through
-the node's `CheckpointService` on a worker thread; a bad parameter is a 400 and an unknown
-checkpoint, event or account a 404, both as the API's JSON error.
+token is asked: a wrong answer cannot hurt a client that checks. Proofs go out in version 2
+(`ledger.proof_codec`: base64url). Each route reads through the node's `CheckpointService` on
+a worker thread; a bad parameter is a 400 and an unknown checkpoint or event a 404, both as
+the API's JSON error; an account without an entry gets the proof of its absence.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from ..core.checkpoints import CheckpointService
 from ..errors import NodeError
+from ..ledger.proof_codec import compact
 from .protocol import API, ApiError, json_response
 
 _HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
@@ -88,18 +90,18 @@ class _Routes:
 
     async def balance(self, request: web.Request) -> Any:
         account = _key(request.match_info["account"], "account")
-        return await _run(self.service.balance_proof, account, _ref(request.query.get("at"), "at"))
+        return compact(await _run(self.service.balance_proof, account, _ref(request.query.get("at"), "at")))
 
     async def event(self, request: web.Request) -> Any:
         hash_ = _key(request.match_info["hash"], "hash")
-        return await _run(self.service.event_proof, hash_, _ref(request.query.get("at"), "at"))
+        return compact(await _run(self.service.event_proof, hash_, _ref(request.query.get("at"), "at")))
 
     async def consistency(self, request: web.Request) -> Any:
         author = _key(request.match_info["author"], "author")
         old, new = request.query.get("old"), request.query.get("new")
         if old is None or new is None:
             raise ApiError(400, "bad_parameter", "give the two checkpoints as ?old=…&new=…")
-        return await _run(self.service.consistency, author, _ref(old, "old"), _ref(new, "new"))
+        return compact(await _run(self.service.consistency, author, _ref(old, "old"), _ref(new, "new")))
 
 
 def _json(fn: Callable[[web.Request], Awaitable[Any]]) -> Callable[[web.Request], Awaitable[web.Response]]:

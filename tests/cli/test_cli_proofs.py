@@ -40,7 +40,7 @@ def test_prove_balance_then_verify_proof_is_ok(demo, tmp_path):
                   demo["checkpoint"]["hash"][:12], "-o", out)
     assert done.exit_code == 0, done.output
     proof = orjson.loads(out.read_bytes())
-    assert proof["leaf"]["key"] == "a/" + demo["worker"] and proof["leaf"]["value"]["balance"] > 0
+    assert proof["v"] == 2 and set(proof["leaf"]) == {"index", "value"} and proof["leaf"]["value"]["balance"] > 0
     ok = _verify(out, demo)
     assert ok.exit_code == 0 and ok.stdout.startswith("OK: the balance proof holds"), ok.output
 
@@ -55,10 +55,10 @@ def test_one_byte_changed_fails_with_one_line_naming_it(demo, tmp_path, where, f
     assert invoke("prove", "balance", demo["worker"], "--data-dir", demo["operator"], "-o", good).exit_code == 0
     text = good.read_text(encoding="utf-8")
     i = text.index(where) + len(where)
-    digit = text[i]
-    assert digit in "0123456789abcdef"
+    digit = text[i]  # a digit of the balance, or the first base64url character of a hash or signature
+    other = ("1" if digit != "1" else "2") if digit.isdigit() else ("A" if digit != "A" else "B")
     bad = tmp_path / "bad.json"
-    bad.write_text(text[:i] + ("1" if digit != "1" else "2") + text[i + 1:], encoding="utf-8")
+    bad.write_text(text[:i] + other + text[i + 1:], encoding="utf-8")
     failed = _verify(bad, demo)
     assert failed.exit_code == 1, failed.output
     lines = failed.stdout.strip().splitlines()
@@ -77,7 +77,26 @@ def test_verify_proof_refuses_untrusted_keys_and_junk(demo, tmp_path):
     assert _verify(junk, demo).exit_code == 1 and "not JSON" in _verify(junk, demo).stdout
     assert_one_line_error(_verify(tmp_path / "missing.json", demo), "cannot read")
     assert_one_line_error(invoke("prove", "balance", "xyz", "--data-dir", demo["operator"]), "ACCOUNT")
-    assert_one_line_error(invoke("prove", "balance", "ab" * 32, "--data-dir", demo["operator"]), "no entry")
+
+
+def test_an_unknown_account_gets_a_proof_of_its_absence(demo, tmp_path):
+    """An account with no entry at the checkpoint: its neighbours in key order, adjacent
+    leaves of the state root, prove it held nothing; a changed neighbour fails."""
+    out = tmp_path / "absent.json"
+    done = invoke("prove", "balance", "ab" * 32, "--data-dir", demo["operator"], "-o", out)
+    assert done.exit_code == 0, done.output
+    proof = orjson.loads(out.read_bytes())
+    assert proof["type"] == "absence" and proof["v"] == 2
+    ok = _verify(out, demo)
+    assert ok.stdout.startswith("OK: account abababababababab… has no entry (balance 0)"), ok.output
+    assert ok.exit_code == 0
+    side = "left" if proof["left"] is not None else "right"
+    proof[side]["index"] += 1
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(orjson.dumps(proof))
+    failed = _verify(bad, demo)
+    assert failed.exit_code == 1 and f"{side} neighbour not in the checkpoint's state root" in failed.stdout, \
+        failed.output
 
 
 def test_prove_event_round_trip(demo, tmp_path):

@@ -17,8 +17,9 @@ DATA = json.loads(VECTORS.read_text(encoding="utf-8"))
 
 @pytest.mark.parametrize("case", DATA["cases"], ids=[c["name"] for c in DATA["cases"]])
 def test_balance_vector(case):
-    verdict = light.verify_balance(case["proof"], net=case["net"], witnesses=case["witnesses"],
-                                   threshold=case["threshold"], account=case.get("account"))
+    verify = light.verify_absence if case["name"].startswith("absent") else light.verify_balance
+    verdict = verify(case["proof"], net=case["net"], witnesses=case["witnesses"], threshold=case["threshold"],
+                     account=case.get("account"))
     assert verdict.ok is case["ok"], verdict
     if not case["ok"]:
         assert case["expect"] in str(verdict), str(verdict)
@@ -40,26 +41,37 @@ def test_vectors_are_what_the_generator_makes():
     assert make_balance_vectors.build() == DATA
 
 
-def test_every_single_byte_change_of_the_good_proof_fails():
-    """Any one hex digit of any hash or signature, or any number, changed: refused."""
-    good = next(c for c in DATA["cases"] if c["name"] == "good")
+def test_the_vectors_are_format_2():
+    """A format change is a version bump of the file and of the documents in it."""
+    assert DATA["format"] == 2
+    assert [c["name"] for c in DATA["cases"] if "v" not in c["proof"]] == ["good, in version 1 (hex)"]
+
+
+@pytest.mark.parametrize("name", ["good", "absent: between two accounts"])
+def test_every_single_character_change_of_a_good_proof_fails(name):
+    """Any one character of any base64url hash, key or signature, of any number or of any
+    field name, changed to another of its alphabet: refused."""
+    good = next(c for c in DATA["cases"] if c["name"] == name)
+    verify = light.verify_absence if name.startswith("absent") else light.verify_balance
     text = json.dumps(good["proof"], sort_keys=True)
     trust = {k: good[k] for k in ("net", "witnesses", "threshold")}
-    hexdigits = "0123456789abcdef"
+    if "account" in good:  # an absence proof holds for any account between its neighbours: ask for this one
+        trust["account"] = good["account"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     changed = 0
     for i in range(0, len(text), 7):
         ch = text[i]
-        if ch not in hexdigits:
+        if ch not in alphabet:
             continue
-        swapped = text[:i] + hexdigits[(hexdigits.index(ch) + 1) % 16] + text[i + 1:]
+        swapped = text[:i] + alphabet[(alphabet.index(ch) + 1) % 64] + text[i + 1:]
         try:
             proof = json.loads(swapped)
         except ValueError:
             continue
         if proof == good["proof"]:
             continue
-        verdict = light.verify_balance(proof, **trust)
-        assert not verdict.ok, f"changing byte {i} ({text[max(0, i - 30):i + 5]!r}) went unnoticed"
+        verdict = verify(proof, **trust)
+        assert not verdict.ok, f"changing character {i} ({text[max(0, i - 30):i + 5]!r}) went unnoticed"
         changed += 1
     assert changed > 100
 
@@ -70,10 +82,12 @@ def test_the_worked_example_in_docs_is_the_good_vector():
     from ledger_net.ledger import checkpoint as cp
     from ledger_net.ledger.encoding import canonical_bytes
     from ledger_net.ledger.merkle import leaf_hash, node_hash
+    from ledger_net.ledger.proof_codec import expand
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "proofs.md").read_text(encoding="utf-8")
     example = doc[doc.index("## Worked example: a balance proof"):]
-    good = next(c for c in DATA["cases"] if c["name"] == "good")["proof"]
+    wire = next(c for c in DATA["cases"] if c["name"] == "good")["proof"]
+    good = expand(wire)
     note, leaf = good["checkpoint"]["note"], good["leaf"]
     data = cp.state_leaf(leaf["key"], leaf["value"])
     digest = cp.note_digest(note)
@@ -90,6 +104,7 @@ def test_the_worked_example_in_docs_is_the_good_vector():
             r = node_hash(r, bytes.fromhex(p))
         shown.append(r.hex()[:8])
         fn, sn = fn >> 1, sn >> 1
+    shown += [wire["proof"][:16], wire["checkpoint"]["note"]["state_root"]]  # and the wire form's base64url
     missing = [s for s in shown if s not in example]
     assert not missing, f"docs/proofs.md's worked example lacks or misstates: {missing}"
-    assert f"{len(json.dumps(good, separators=(',', ':'))):,} bytes" in example
+    assert f"{len(json.dumps(wire, separators=(',', ':'))):,} bytes" in example

@@ -64,9 +64,13 @@ async def test_each_node_cosigns_the_others_and_a_light_client_verifies_through_
                                     old=made[0].hash, new=made[2].hash)
         assert status == 200
         assert light.verify_checkpoint_consistency(growth, net=net, witnesses=witnesses, threshold=2).ok
+        # an account with no entry: the proof of its absence, through any node
+        status, absent = await _get(nodes[1].url, f"/api/v1/proofs/balance/{'ab' * 32}", at=made[0].hash)
+        assert status == 200 and absent["type"] == "absence", absent
+        assert light.verify_absence(absent, net=net, witnesses=witnesses, threshold=3, account="ab" * 32).ok
         # bad requests are 4xx JSON, never a trace
         for path, params, want in ((f"/api/v1/proofs/balance/{'zz' * 32}", {}, 400),
-                                   (f"/api/v1/proofs/balance/{'ab' * 32}", {}, 404),
+                                   (f"/api/v1/proofs/event/{'ab' * 32}", {}, 404),
                                    ("/api/v1/checkpoints/nothex", {}, 400),
                                    (f"/api/v1/checkpoints/{'ab' * 32}", {}, 404),
                                    (f"/api/v1/proofs/consistency/{nodes[0].id}", {"old": made[0].hash}, 400),

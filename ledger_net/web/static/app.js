@@ -71,6 +71,13 @@ async function fetchProof(path) {
   }
 }
 
+// Proofs travel in version 2: hashes, keys and signatures as unpadded base64url, each path one
+// base64url string (docs/proofs.md). Shown as hex, like everywhere else on these pages.
+function b64hex(s) {
+  const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+  return Array.from(bin, (c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join("");
+}
+
 function proofPanel(kind, id, found) {
   const title = h("h2", {}, kind === "balance" ? "Proof of this balance" : "Proof of this event");
   if (!found.proof) {
@@ -80,12 +87,14 @@ function proofPanel(kind, id, found) {
   const p = found.proof;
   const note = p.checkpoint.note;
   const cosigs = p.checkpoint.cosignatures || [];
+  const shape = p.type === "absence" ? "no entry: the account held nothing there (its two neighbours in key order are adjacent leaves)"
+    : `${b64hex(p.proof).length / 64} sibling hashes`;
   return h("section", { class: "panel", id: "proof" }, title,
-    h("p", {}, "In the checkpoint signed by ", accountLink(note.signer), ` over ${note.events} events of ${note.authors} authors;`,
-      " state root ", h("span", { class: "mono", id: "proof-state-root" }, short(note.state_root)),
-      `; ${p.proof.length} sibling hashes, ${JSON.stringify(p).length} bytes as JSON.`),
+    h("p", {}, "In the checkpoint signed by ", accountLink(b64hex(note.signer)), ` over ${note.events} events of ${note.authors} authors;`,
+      " state root ", h("span", { class: "mono", id: "proof-state-root" }, short(b64hex(note.state_root))),
+      `; ${shape}, ${JSON.stringify(p).length} bytes as JSON.`),
     table("proof-cosigners", [["witness"], ["cosignature"]],
-      cosigs.map((c) => h("tr", {}, h("td", {}, accountLink(c.witness)), h("td", { class: "mono muted" }, short(c.sig)))),
+      cosigs.map(([w, sig]) => h("tr", {}, h("td", {}, accountLink(b64hex(w))), h("td", { class: "mono muted" }, short(b64hex(sig))))),
       "no witness has cosigned this checkpoint yet"),
     h("p", { class: "muted" }, "Check it with nothing but the genesis: ",
       h("span", { class: "mono" }, `ledger-net prove ${kind} ${short(id)} -o proof.json; ledger-net verify-proof proof.json --genesis NET --witness KEY --threshold K`)));

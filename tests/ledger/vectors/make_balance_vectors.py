@@ -11,7 +11,13 @@ from fixed seeds, a fixed time, ed25519 signatures (deterministic by constructio
 The world: a network whose genesis hash is SHA-256("ledger_net balance vector genesis"),
 a signer and three witnesses (W1, W2 trusted; W3 not), ten accounts with balances; the
 proof is of account 3 against checkpoint A, with a second checkpoint B (more events) to
-present the same leaf against.
+present the same leaf against, and absence proofs of accounts that have no entry.
+
+Format version 2 (`"format": 2` here; `ledger.proof_codec`): every proof is stored as it
+travels, base64url; each tampered case is tampered in its version 1 (hex) form and then
+encoded, so it stays decodable and fails for the reason it names. Cases that tamper with
+the encoding itself (non-canonical base64url, an unknown version) are made on the wire
+form, and one case keeps the version 1 form of the good proof, which verifiers still take.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ sys.path.insert(0, str(ROOT))
 from ledger_net.ledger import checkpoint as cp  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger.encoding import decode  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.proof_codec import compact  # noqa: E402 -- after sys.path gets this checkout
 
 OUT = Path(__file__).with_name("balance_proofs.json")
 NET = hashlib.sha256(b"ledger_net balance vector genesis").hexdigest()
 SIGNER, W1, W2, W3 = (Identity.from_seed(bytes([0xC0 + i]) * 32) for i in range(4))
 ACCOUNTS = [Identity.from_seed(bytes([0xA0 + i]) * 32).node_id for i in range(10)]
+FORMAT = 2
 
 
 def checkpoint(events: int, balance_bump: int) -> tuple[dict[str, Any], cp.StateTree]:
@@ -65,6 +73,17 @@ def balance_proof(cpoint: dict[str, Any], state: cp.StateTree, account: str) -> 
             "proof": [h.hex() for h in state.tree.proof(index)]}
 
 
+def absence_proof(cpoint: dict[str, Any], state: cp.StateTree, account: str) -> dict[str, Any]:
+    left, right = state.neighbours(cp.ACCOUNT + account)
+
+    def leaf(index: int | None) -> dict[str, Any] | None:
+        if index is None:
+            return None
+        key, value = decode(state.tree.leaves[index])
+        return {"index": index, "key": key, "value": value, "proof": [h.hex() for h in state.tree.proof(index)]}
+    return {"type": "absence", "account": account, "checkpoint": cpoint, "left": leaf(left), "right": leaf(right)}
+
+
 def flip(hex_hash: str) -> str:
     return f"{int(hex_hash[0], 16) ^ 1:x}" + hex_hash[1:]
 
@@ -76,8 +95,8 @@ def build() -> dict[str, Any]:
     good = balance_proof(a, state_a, account)
     trust = {"net": NET, "witnesses": [W1.node_id, W2.node_id], "threshold": 2}
 
-    def case(name: str, proof: dict[str, Any], expect: str | None, **over: Any) -> dict[str, Any]:
-        return {"name": name, "proof": proof, **trust, **over, "ok": expect is None,
+    def case(name: str, proof: dict[str, Any], expect: str | None, wire: bool = True, **over: Any) -> dict[str, Any]:
+        return {"name": name, "proof": compact(proof) if wire else proof, **trust, **over, "ok": expect is None,
                 **({"expect": expect} if expect else {})}
 
     def tampered(change: Any) -> dict[str, Any]:
@@ -124,11 +143,62 @@ def build() -> dict[str, Any]:
              "checkpoint signature does not verify"),
         case("another network", good, "another network", net=hashlib.sha256(b"other").hexdigest()),
         case("wrong account asked", good, "the proof is for account", account=ACCOUNTS[4]),
+        case("good, in version 1 (hex)", good, None, wire=False),
+        case("non-canonical base64url (unused low bits set)", _wire(good, noncanonical), "not the canonical base64url",
+             wire=False),
+        case("unknown format version", _wire(good, lambda p: p.__setitem__("v", 3)), "proof version 3", wire=False),
+        *absence_cases(a, state_a, trust),
     ]
-    return {"comment": "balance proofs (docs/proofs.md); made by tests/vectors/make_balance_vectors.py",
-            "net": NET, "signer": SIGNER.node_id, "witnesses": {"W1": W1.node_id, "W2": W2.node_id,
+    return {"comment": "balance and absence proofs (docs/proofs.md); made by tests/vectors/make_balance_vectors.py",
+            "format": FORMAT, "net": NET, "signer": SIGNER.node_id, "witnesses": {"W1": W1.node_id, "W2": W2.node_id,
                                                                  "W3": W3.node_id},
             "cases": cases}
+
+
+def _wire(proof: dict[str, Any], change: Any) -> dict[str, Any]:
+    wire = compact(proof)
+    change(wire)
+    return wire
+
+
+def noncanonical(p: dict[str, Any]) -> None:
+    """The path's last base64url character with an unused low bit set: the same bytes decode."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = p["proof"][-1]
+    p["proof"] = p["proof"][:-1] + alphabet[alphabet.index(last) ^ 1]
+
+
+def absence_cases(a: dict[str, Any], state: cp.StateTree, trust: dict[str, Any]) -> list[dict[str, Any]]:
+    """Accounts without an entry: one between two accounts, one below every key; tampered."""
+    below = "00" * 32
+    between = next(f"{int(x, 16) + 1:064x}" for x in sorted(ACCOUNTS) if f"{int(x, 16) + 1:064x}" not in ACCOUNTS)
+    inner, first = absence_proof(a, state, between), absence_proof(a, state, below)
+
+    def case(name: str, proof: dict[str, Any], expect: str | None, **over: Any) -> dict[str, Any]:
+        return {"name": name, "proof": compact(proof), **trust, **over, "ok": expect is None,
+                **({"expect": expect} if expect else {})}
+
+    def tampered(proof: dict[str, Any], change: Any) -> dict[str, Any]:
+        proof = copy.deepcopy(proof)
+        change(proof)
+        return proof
+
+    present = copy.deepcopy(inner)
+    present["account"] = present["left"]["key"][2:]
+    skipped = absence_proof(a, state, between)
+    skipped["right"] = absence_proof(a, state, f"{int(skipped['right']['key'][2:], 16) + 1:064x}")["right"]
+    return [
+        case("absent: between two accounts", inner, None, account=between),
+        case("absent: below every key", first, None),
+        case("absent: the account is the left neighbour itself", present,
+             "the left neighbour's key does not sort below the account's"),
+        case("absent: neighbours not adjacent", skipped, "are not adjacent"),
+        case("absent: no left neighbour, not at the start", tampered(inner, lambda p: p.__setitem__("left", None)),
+             "no left neighbour, but the right one is not the first leaf"),
+        case("absent: neighbour's value changed",
+             tampered(inner, lambda p: p["left"]["value"].__setitem__("balance", 0)),
+             "left neighbour not in the checkpoint's state root"),
+    ]
 
 
 def main() -> None:

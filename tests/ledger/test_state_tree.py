@@ -1,0 +1,86 @@
+"""The incremental state tree (ledger/state_tree.py): its leaves are the canonical ones, and
+every build, incremental or not, equals a fresh reference build over the same rows."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from ledger_net.ledger import checkpoint as cp
+from ledger_net.ledger.state_tree import StateBuilder, leaf_bytes, supply_of
+
+
+def _key(i: int) -> str:
+    return hashlib.sha256(f"state tree account {i}".encode()).hexdigest()
+
+
+def _account(rng: random.Random) -> dict[str, int]:
+    return {"balance": rng.randrange(-5, 10**12), "escrow": rng.randrange(100), "incoming": rng.randrange(3),
+            "vouchers": 0, "minted": rng.randrange(10**6), "burnt": 0, "earned": 7}
+
+
+def _reference(accounts, reputation) -> cp.StateTree:
+    return cp.StateTree.build(cp.state_entries(accounts, reputation, supply_of(accounts)))
+
+
+def test_leaf_bytes_are_the_canonical_leaves():
+    odd = ['a/"quoted"\\', "a/é\u2028", "r/\x01", "a/" + _key(1), "r/" + _key(2)]
+    for key in odd:
+        if key.startswith("a/"):
+            value = {"balance": -(2**63), "escrow": 2**63 - 1, "incoming": 0, "vouchers": 3}
+            assert leaf_bytes(key, tuple(value[f] for f in cp.ACCOUNT_FIELDS)) == cp.state_leaf(key, value)
+        else:
+            for forked in (True, False):
+                rep = {"score_ppm": 999_999, "positive": 4, "negative": 2, "forked": forked}
+                assert leaf_bytes(key, tuple(rep[f] for f in cp.REPUTATION_FIELDS)) == cp.state_leaf(key, rep)
+    supply = dict(zip(cp.SUPPLY_FIELDS, range(6), strict=True))
+    assert leaf_bytes(cp.SUPPLY_KEY, tuple(supply.values())) == cp.state_leaf(cp.SUPPLY_KEY, supply)
+    with pytest.raises(ValueError, match="outside signed 64 bits"):
+        leaf_bytes("a/x", (2**63, 0, 0, 0))
+
+
+def test_every_build_equals_a_fresh_reference_build():
+    rng = random.Random(7)
+    accounts = {_key(i): _account(rng) for i in range(200)}
+    reputation = {k: {"score_ppm": rng.randrange(10**6), "positive": 1, "negative": 0, "forked": False}
+                  for k in list(accounts)[:60]}
+    builder = StateBuilder()
+    first = builder.build(accounts, reputation)
+    first_root, first_proof = first.tree.root, first.tree.proof(17)
+    for step in range(60):
+        kind = step % 6
+        if kind == 0:  # a few balances move: only those leaves are rehashed
+            moved = rng.sample(list(accounts), 3)
+            for k in moved:
+                accounts[k]["balance"] += 1
+        elif kind == 1:
+            accounts[_key(1000 + step)] = _account(rng)  # a new account: keys shift
+        elif kind == 2:
+            del accounts[rng.choice(list(accounts))]
+        elif kind == 3:
+            node = rng.choice(list(reputation))
+            reputation[node] = {**reputation[node], "forked": not reputation[node]["forked"]}
+        elif kind == 4:  # the same rows in another dict order
+            reputation = dict(reversed(list(reputation.items())))
+        else:  # a row without some fields reads them as 0
+            accounts[rng.choice(list(accounts))].pop("incoming", None)
+        built = builder.build(accounts, reputation)
+        want = _reference(accounts, reputation)
+        assert built.tree.root == want.tree.root, step
+        assert built.keys == want.keys and built.tree.leaves == want.tree.leaves
+        assert all(built.tree.proof(i) == want.tree.proof(i) for i in range(0, built.tree.size, 13))
+        if kind == 0:
+            assert builder.rehashed == 4  # three accounts and the supply
+    # what an earlier build returned is a snapshot: later builds do not change it
+    assert first.tree.root == first_root and first.tree.proof(17) == first_proof
+
+
+def test_an_unchanged_build_rehashes_nothing():
+    rng = random.Random(3)
+    accounts = {_key(i): _account(rng) for i in range(50)}
+    builder = StateBuilder()
+    a = builder.build(accounts, {})
+    b = builder.build(accounts, {})
+    assert builder.rehashed == 0 and a.tree.root == b.tree.root == _reference(accounts, {}).tree.root
