@@ -6,16 +6,19 @@ node's store and projections. Three jobs:
 * **Signing.** A checkpoint is taken at the node's *applied* frontier: the events its
   projections have folded (offset <= the runner's offset), whose per-author sizes come from
   the store, and whose state is read from the projections in memory under their lock. No
-  replay: the frontier is what the node holds. `tick` signs one every `every_events` events
-  or `every_seconds` seconds (both off by default).
+  replay: the frontier is what the node holds. The state tree is kept by a `StateBuilder`
+  between checkpoints, so each one rehashes only the rows changed since the last. `tick`
+  signs one every `every_events` events or `every_seconds` seconds (both off by default).
 * **Witnessing.** A checkpoint of another signer is cosigned only once verified: this node
   holds every author at the checkpoint's size with the same author root, recomputes the
   same state root (from memory when its frontier is the checkpoint's, else by folding the
   balances and reputation projections over exactly those events), and the checkpoint
   extends the signer's previous one. A provable inconsistency becomes a
   `checkpoint.conflict` (the fork-proof path: stored, gossiped, signer frozen).
-* **Proofs.** Balance, event and author-consistency proofs against a checkpoint, with its
-  cosignatures, in the JSON forms `ledger_net.light` verifies.
+* **Proofs.** Balance (or absence), event and author-consistency proofs against a checkpoint,
+  with its cosignatures, in the JSON forms `ledger_net.light` verifies (format 1; the HTTP
+  routes and the CLI send them in format 2, `ledger.proof_codec`). A checkpoint's cosignatures
+  come from an index kept by the ledger's listener, read from the log once.
 """
 
 from __future__ import annotations
