@@ -133,6 +133,7 @@ def refresh_snapshot(path: Path) -> None:
     measure one full re-judge instead of the open it means to."""
     from sqlalchemy import delete, insert
 
+    from ledger_net.ledger.judge import verdict
     from ledger_net.ledger.rules import LedgerState
     from ledger_net.ledger.snapshot import pack, rules_fingerprint
     from ledger_net.ledger.store import Store
@@ -144,12 +145,10 @@ def refresh_snapshot(path: Path) -> None:
         if snap is None or snap.rules == rules_fingerprint():
             return
         print(f"  {path.name}: judge snapshot of other rules, refolding to offset {snap.offset:,}", file=sys.stderr)
-        judge = Ledger(Store.open("sqlite://"), snapshot_every=0, snapshot_on_close=False)
         state = LedgerState()
         for row in store.select_events(until=snap.offset):
             event = Event.from_stored(row.raw, row.sig, row.hash)
-            state.apply(event, judge._evaluate(state, event))
-        judge.close()
+            state.apply(event, verdict(state, event))
         data, digest = pack(state)
         with store.engine.begin() as conn:
             conn.execute(delete(judge_snapshots))

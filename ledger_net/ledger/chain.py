@@ -32,12 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ChainError, EncodingError, LedgerError, PendingLimitError, SignatureError, WrongNetwork
+from ..errors import ChainError, LedgerError, PendingLimitError, SignatureError, WrongNetwork
 from ..faults import crash_point
 from . import encoding
-from .checkpoint import CHECKPOINT_CONFLICT, CHECKPOINT_SIGNED, check_conflict
+from .checkpoint import CHECKPOINT_CONFLICT
 from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
-from .identity import Identity, verify
+from .identity import Identity
+from .judge import FORK_PROOF, PROOF_TYPES, fork_proof, judge, parse_checkpoint_conflict, verdict
 from .known import DEFAULT_CACHE, KnownHashes
 from .pending import PendingBuffer, PendingQuotaError
 from .rules import LedgerState
@@ -47,7 +48,6 @@ from .wire import to_wire
 
 log = logging.getLogger(__name__)
 
-FORK_PROOF = "fork.proof"
 SNAPSHOT_EVERY = 10_000  # events between judge snapshots (the most a reopen judges)
 SNAPSHOT_SECONDS = 300.0  # or this long, if fewer events came
 
@@ -166,9 +166,9 @@ class Ledger:
         changed = []
         last = after
         for row in self.store.select_events(after=after):
-            # Rows of the local store were checked in full before they were stored.
+            # Rows of the local store were judged in full (signature, link) before they were stored.
             event = Event.from_stored(row.raw, row.sig, row.hash)
-            reason = self._evaluate(state, event)
+            reason = verdict(state, event)
             state.apply(event, reason)
             if (reason is None) != row.valid or reason != row.reason:
                 changed.append((event.hash, reason is None, reason))
@@ -326,8 +326,7 @@ class Ledger:
             try:
                 for (envelope, raw, digest), sig in zip(prepared, signatures, strict=False):
                     event = Event._from_envelope(envelope, raw, digest.hex(), sig)
-                    self.state.check_link(event)
-                    reason = self._evaluate(self.state, event)
+                    reason = judge(self.state, event, signature_checked=True)  # signed just now
                     if reason is not None:
                         raise RuleViolation(reason)
                     self.state.apply(event, None)
@@ -434,7 +433,7 @@ class Ledger:
         other = by_author_seq.get((event.author, event.seq)) or self._stored_event(event.author, event.seq)
         if other is not None and other.hash != event.hash:
             if (event.author, event.seq) not in {(p.author, p.seq) for p in proofs}:
-                proofs.append(_proof(other, event))
+                proofs.append(fork_proof(other, event))
                 report.forks.append((event.author, event.seq))
             self.state.frozen[event.author] = min(event.seq, self.state.frozen.get(event.author, event.seq))
 
@@ -484,11 +483,10 @@ class Ledger:
                     continue
                 parked.add(event.hash)
                 continue
-            self.state.check_link(event)
-            reason = self._evaluate(self.state, event)
+            reason = judge(self.state, event, signature_checked=True)  # by _check_batch, on all cores
             self.state.apply(event, reason)
-            if event.type in _PROOF_TYPES and reason is None:
-                proof = _PROOF_TYPES[event.type](event.body, None)
+            if event.type in PROOF_TYPES and reason is None:
+                proof = PROOF_TYPES[event.type](event.body, None)
                 if proof and (proof.author, proof.seq) not in {(p.author, p.seq) for p in proofs}:
                     proofs.append(proof)
                     report.forks.append((proof.author, proof.seq))
@@ -519,15 +517,6 @@ class Ledger:
         if self.identity is not None and author == self.identity.node_id:
             return False
         return not self.state.is_established(author)  # (rare: only for events about to wait)
-
-    def _evaluate(self, state: LedgerState, event: Event) -> str | None:
-        reason = state.evaluate(event)
-        if reason is None and event.type == FORK_PROOF and parse_fork_proof(event.body, state.net) is None:
-            return "fork proof does not show two signed events of one author and seq"
-        if reason is None and event.type == CHECKPOINT_CONFLICT and \
-                parse_checkpoint_conflict(event.body, state.net) is None:
-            return "checkpoint conflict does not show two inconsistent checkpoints of one signer"
-        return reason
 
     def report_conflict(self, earlier: Event, later: Event, author: str, proof: Sequence[str]) -> Event | None:
         """Publish, as a `checkpoint.conflict` of this node's chain, that `later` (a checkpoint
@@ -591,51 +580,3 @@ def _row(event: Event, reason: str | None) -> dict[str, Any]:
 
 def _void_row(event: Event) -> dict[str, Any]:
     return {"hash": event.hash, "author": event.author, "seq": event.seq, "raw": event.raw, "sig": event.sig}
-
-
-def _proof(a: Event, b: Event) -> ForkProof:
-    first, second = sorted((a, b), key=lambda e: e.hash)
-    return ForkProof(first.author, first.seq, first.hash, first.raw, first.sig, second.hash, second.raw, second.sig)
-
-
-def parse_fork_proof(body: dict[str, Any], net: str | None = None) -> ForkProof | None:
-    """Parse and check a gossiped proof: two validly signed, different events of one (author, seq)."""
-    try:
-        a, b = Event.from_json(body["a"]), Event.from_json(body["b"])
-    except (LedgerError, EncodingError, KeyError, TypeError):
-        return None
-    if a.author != b.author or a.seq != b.seq or a.hash == b.hash:
-        return None
-    if a.author != body["author"] or a.seq != body["seq"]:
-        return None
-    if net is not None and (a.net != net or b.net != net):
-        return None
-    if not (verify(a.author, bytes.fromhex(a.hash), a.sig) and verify(b.author, bytes.fromhex(b.hash), b.sig)):
-        return None
-    return _proof(a, b)
-
-
-def parse_checkpoint_conflict(body: dict[str, Any], net: str | None = None) -> ForkProof | None:
-    """Parse and check a gossiped checkpoint conflict: two validly signed `checkpoint.signed`
-    events of one signer, `b` later in its chain, whose frontiers provably do not extend one
-    another at `author` (see `checkpoint.check_conflict`). Returned as the fork proof that
-    freezes the signer from `b`'s seq."""
-    try:
-        a, b = Event.from_json(body["a"]), Event.from_json(body["b"])
-        if not (a.type == b.type == CHECKPOINT_SIGNED and a.author == b.author == body["signer"]):
-            return None
-        if not a.seq < b.seq == body["seq"]:
-            return None
-        if net is not None and (a.net != net or b.net != net):
-            return None
-        if not (verify(a.author, bytes.fromhex(a.hash), a.sig) and verify(b.author, bytes.fromhex(b.hash), b.sig)):
-            return None
-        if check_conflict(a.body, b.body, body["author"], body["proof"]) is not None:
-            return None
-    except (LedgerError, EncodingError, KeyError, TypeError, ValueError, IndexError):
-        return None
-    return ForkProof(a.author, b.seq, a.hash, a.raw, a.sig, b.hash, b.raw, b.sig)
-
-
-_PROOF_TYPES: dict[str, Callable[[dict[str, Any], str | None], ForkProof | None]] = {
-    FORK_PROOF: parse_fork_proof, CHECKPOINT_CONFLICT: parse_checkpoint_conflict}
