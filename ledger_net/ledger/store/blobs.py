@@ -1,0 +1,126 @@
+"""Blobs by content hash: small ones as database rows, big ones (`BIG_BLOB` and up) as files.
+
+A database row per multi-megabyte operand would cost a copy into SQLite's pages and another
+out, and could not be memory-mapped by workers; so a node that owns a data directory sets
+`blob_dir`, and big blobs live there as `<dir>/<hash[:2]>/<hash>`, written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ..encoding import is_hash
+from ..tables import blobs
+from .base import StoreBase
+
+BIG_BLOB = 1 << 20
+_STREAM_SLICE = 1 << 20  # hash and write a big blob a slice at a time, while the slice is in cache
+
+
+class BlobStorage(StoreBase):
+    """The store's blob methods (mixed into `Store`)."""
+
+    def put_blob(self, hash_: str, data: Any) -> None:
+        """Keep a blob the caller has checked against its hash. ``data`` is bytes-like, or an
+        object with ``parts()`` (buffers written back to back, e.g. an array blob)."""
+        size = len(data)
+        if self.blob_dir is not None and size >= BIG_BLOB:
+            path = self._blob_file(hash_)
+            if path.exists():
+                if getattr(data, "path", None) is not None:
+                    Path(data.path).unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            source = getattr(data, "path", None)
+            if source is not None:  # a checked file on this file system: move it, do not copy
+                try:
+                    os.replace(source, path)
+                    return
+                except OSError:
+                    pass
+            tmp = self._tmp_blob_file()
+            self._write_parts(tmp, data)
+            os.replace(tmp, path)  # readers see the whole blob or none
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            if conn.execute(select(blobs.c.hash).where(blobs.c.hash == hash_)).first() is None:
+                raw = bytes(data) if not isinstance(data, bytes) else data
+                conn.execute(blobs.insert().values(hash=hash_, size=size, data=raw))
+
+    def put_new_blob(self, data: Any) -> str:
+        """Keep a blob made here and return its hash, hashing while writing: one pass over
+        the bytes instead of a hash pass and a write pass (for big operands, half the time)."""
+        if self.blob_dir is None or len(data) < BIG_BLOB:
+            h = hashlib.sha256()
+            for part in (data.parts() if hasattr(data, "parts") else [data]):
+                h.update(part)
+            hash_ = h.hexdigest()
+            self.put_blob(hash_, data)
+            return hash_
+        tmp = self._tmp_blob_file()
+        hash_ = self._write_parts(tmp, data, hashlib.sha256()).hexdigest()
+        path = self._blob_file(hash_)
+        if path.exists():
+            tmp.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+        return hash_
+
+    def _tmp_blob_file(self) -> Path:
+        assert self.blob_dir is not None
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        return self.blob_dir / f".new.{os.getpid()}.{threading.get_ident()}.tmp"
+
+    @staticmethod
+    def _write_parts(path: Path, data: Any, h: Any = None) -> Any:
+        """Write a blob's buffers to ``path`` a slice at a time, feeding ``h`` (a hash) as it goes."""
+        with open(path, "wb") as f:
+            for part in (data.parts() if hasattr(data, "parts") else [data]):
+                view = memoryview(part).cast("B")
+                for start in range(0, len(view), _STREAM_SLICE):
+                    piece = view[start:start + _STREAM_SLICE]
+                    if h is not None:
+                        h.update(piece)
+                    f.write(piece)
+        return h
+
+    def _blob_file(self, hash_: str) -> Path:
+        assert self.blob_dir is not None
+        if not is_hash(hash_):
+            raise ValueError(f"{hash_[:80]!r} is not a blob hash")
+        return self.blob_dir / hash_[:2] / hash_
+
+    def blob_path(self, hash_: str) -> Path | None:
+        """The file holding a big blob, or None when the blob is kept in the database (or absent)."""
+        if self.blob_dir is None:
+            return None
+        try:
+            path = self._blob_file(hash_)
+        except ValueError:
+            return None
+        return path if path.is_file() else None
+
+    def blob_view(self, hash_: str) -> Any:
+        """A blob as a read-only buffer: a memory map of its file when big (no copy), else bytes."""
+        path = self.blob_path(hash_)
+        if path is not None:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size == 0:
+                    return b""
+                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        return self.get_blob(hash_)
+
+    def get_blob(self, hash_: str) -> bytes | None:
+        path = self.blob_path(hash_)
+        if path is not None:
+            return path.read_bytes()
+        with self.engine.connect() as conn:
+            return conn.execute(select(blobs.c.data).where(blobs.c.hash == hash_)).scalar()

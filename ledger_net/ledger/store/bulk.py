@@ -1,0 +1,48 @@
+"""Bulk row inserts for projection flushes, straight to the driver when the columns allow it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Boolean, Connection, Enum, Integer, LargeBinary, String, Table, TypeDecorator
+
+_PLAIN_TYPES = (Integer, String, Boolean, LargeBinary)  # BigInteger and Text are subclasses
+_plain_sql_cache: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+
+
+class BulkInserts:
+    """`bulk_insert` (mixed into `Store`); it uses only the caller's connection."""
+
+    def bulk_insert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert many dict rows into `table` inside `conn`'s transaction (projection flushes).
+
+        Tables whose columns are all plain integers, strings, booleans or bytes go straight
+        to the driver's executemany (no per-row SQLAlchemy processing); any other table, or
+        rows of differing keys, take the ordinary Core path."""
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        plain = _plain_insert_sql(conn.dialect, table, keys)
+        if plain is None or any(len(r) != len(keys) for r in rows):
+            conn.execute(table.insert(), list(rows))
+            return
+        conn.exec_driver_sql(plain, rows if isinstance(rows, list) else list(rows))
+
+
+def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...]) -> str | None:
+    """Driver-level INSERT with named parameters for `keys`, or None if a column needs
+    SQLAlchemy's type processing (or a key is not a column)."""
+    cache_key = (dialect.name, table.name, keys)
+    if cache_key in _plain_sql_cache:
+        return _plain_sql_cache[cache_key]
+    sql = None
+    columns = table.columns
+    if all(k in columns and isinstance(columns[k].type, _PLAIN_TYPES)
+           and not isinstance(columns[k].type, (TypeDecorator, Enum)) for k in keys):
+        quote = dialect.identifier_preparer.quote
+        style = ":{}" if dialect.name == "sqlite" else "%({})s"
+        sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+               f"({', '.join(quote(k) for k in keys)}) VALUES ({', '.join(style.format(k) for k in keys)})")
+    _plain_sql_cache[cache_key] = sql
+    return sql
