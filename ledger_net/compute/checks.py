@@ -334,8 +334,10 @@ def checkable(task_type: str, config: Mapping[str, Any]) -> bool:
 
 def verification_spec(task_type: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """The task's ``verification`` config, with its defaults: ``check`` where a check exists,
-    else ``quorum``; ``none`` only when asked. A string is the mode alone; a dict may also set
-    ``rounds`` (Freivalds) and ``samples`` (map elements, inference rows)."""
+    else ``quorum``; ``none`` only when asked. ``quorum`` asked for by name is marked ``adaptive``:
+    a task of one replica then gets a second one when the trust policy says so (left out, one
+    replica stays one: a ``code`` task's output need not be reproducible). A string is the mode
+    alone; a dict may also set ``rounds`` (Freivalds) and ``samples`` (map elements, inference rows)."""
     raw = config.get("verification")
     spec: dict[str, Any] = {"mode": raw} if isinstance(raw, str) else dict(raw or {})
     mode = spec.get("mode") or ("check" if checkable(task_type, config) else "quorum")
@@ -344,6 +346,8 @@ def verification_spec(task_type: str, config: Mapping[str, Any]) -> dict[str, An
     if mode == "check" and not checkable(task_type, config):
         raise TaskError(f"{task_type} has no check cheaper than replication: use verification 'quorum' or 'none'")
     out: dict[str, Any] = {"mode": mode}
+    if mode == "quorum" and spec.get("mode"):
+        out["adaptive"] = True  # asked for by name: with replicas 1, replicate as the trust policy says
     if mode == "check":
         for key, default, top in (("rounds", DEFAULT_ROUNDS, MAX_ROUNDS), ("samples", DEFAULT_SAMPLES, MAX_SAMPLES)):
             value = spec.get(key, default)

@@ -31,15 +31,20 @@ class Judgement:
 
 def judge(task_type: str, config: Mapping[str, Any], payload: Mapping[str, Any], result: Any, result_hash: str,
           secret: bytes, standing: Standing, blobs: Mapping[str, Any] | None = None,
-          policy: TrustPolicy = DEFAULT_POLICY) -> Judgement:
+          policy: TrustPolicy = DEFAULT_POLICY, own: bool = False) -> Judgement:
     """Judge one reported result (payload and result unpacked). ``verification: none`` trusts it;
-    ``quorum`` replicates whenever the policy verifies; ``check`` checks then."""
+    ``quorum`` replicates whenever the policy verifies; ``check`` checks then. ``own``: the owner
+    ran the chunk itself, and a second run of its own result would tell it nothing it trusts more
+    (it is trusted at rate 0 instead of replicated; a check still runs, being cheap)."""
     spec = verification_spec(task_type, config)
     record: dict[str, Any] = {"secret": secret.hex(), "mode": spec["mode"]}
     if spec["mode"] == "none":
         record["decision"] = {"action": TRUST, "rate_ppm": 0, "streak": standing.streak, "lies": standing.lies}
         return Judgement(TRUST, None, record)
     decision = decide(standing, secret, spec["mode"] == "check" and checkable(task_type, config), policy)
+    if decision.action == REPLICATE and own:
+        record["decision"] = {"action": TRUST, "rate_ppm": 0, "streak": standing.streak, "lies": standing.lies}
+        return Judgement(TRUST, None, record)
     record["decision"] = decision.record()
     if decision.action != "check":
         return Judgement(decision.action, None, record)
@@ -50,8 +55,11 @@ def judge(task_type: str, config: Mapping[str, Any], payload: Mapping[str, Any],
 
 def audit(record: Mapping[str, Any], commit: str, task_type: str, config: Mapping[str, Any],
           payload: Mapping[str, Any], result: Any, result_hash: str, standing: Standing,
-          blobs: Mapping[str, Any] | None = None, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
-    """What in a verdict's record does not follow from the events (empty: it all does)."""
+          blobs: Mapping[str, Any] | None = None, policy: TrustPolicy = DEFAULT_POLICY,
+          own: bool = False) -> list[str]:
+    """What in a verdict's record does not follow from the events (empty: it all does). For a
+    replicated chunk, ``result`` is the first result's and ``standing`` its worker's before the
+    replica was assigned; ``own``: the verdict's author was that worker."""
     try:
         secret = bytes.fromhex(str(record.get("secret", "")))
     except ValueError:
@@ -59,7 +67,7 @@ def audit(record: Mapping[str, Any], commit: str, task_type: str, config: Mappin
     if commitment(secret) != commit:
         return ["the revealed secret does not match the assignment's commitment"]
     try:
-        again = judge(task_type, config, payload, result, result_hash, secret, standing, blobs, policy)
+        again = judge(task_type, config, payload, result, result_hash, secret, standing, blobs, policy, own)
     except TaskError as exc:
         return [f"the check cannot be re-run: {exc}"]
     problems = []

@@ -11,6 +11,8 @@ from typing import Any
 
 from .framing import encode_frame
 
+REPLICATED_QUORUM = 2  # a chunk the adaptive policy replicates is accepted once two results agree
+
 
 def result_hash(wire: Any) -> str:
     """The hash a worker reports for a result: of its frame, whose wire form names every
@@ -49,6 +51,9 @@ class ChunkWork:
     accepted: list[Attempt] = field(default_factory=list)
     rejected_workers: set[str] = field(default_factory=set)
     settled: bool = False  # accepted (paid) or given up
+    # The adaptive policy's record of the decision that replicated this chunk (compute.verdicts):
+    # carried by the replica's assignment, and by every verdict of the chunk; its quorum is then 2.
+    replication: dict[str, Any] | None = None
 
     def open_attempts(self) -> list[Attempt]:
         return [a for a in self.attempts if a.ok is None and a.worker not in self.rejected_workers]
@@ -85,8 +90,14 @@ class OwnedTask:
     verification: dict[str, Any] = field(default_factory=lambda: {"mode": "quorum"})
 
     def single_verified(self) -> bool:
-        """Is each chunk judged alone, by the adaptive policy and the owner's check (issue 12)?"""
-        return self.replicas == 1 and self.verification.get("mode") in ("check", "none")
+        """Is each chunk judged alone first, by the adaptive policy: checked, trusted, or (an
+        ``adaptive`` quorum) given a second replica when the policy says so (issue 12)?"""
+        return self.replicas == 1 and (self.verification.get("mode") in ("check", "none")
+                                       or bool(self.verification.get("adaptive")))
+
+    def quorum_of(self, chunk: ChunkWork) -> int:
+        """The replicas that must agree on ``chunk``: the task's, or 2 once the policy replicated it."""
+        return REPLICATED_QUORUM if chunk.replication is not None else self.quorum
 
     def unsettled(self) -> list[ChunkWork]:
         return [c for c in self.chunks if not c.settled]

@@ -8,6 +8,10 @@ Memory of the owner's own decisions changes only in an ``Emit``'s ``on_commit``:
 exists once its assignment is signed, a chunk is settled once its payment is, a task is
 closed once its closing event is. Within one step the policy counts what it has just decided
 (load per worker, replicas per chunk, payments before a refund) itself.
+
+Over 400 lines on purpose: the observing table and the acting steps (route, advance, reassign,
+assign) share one ``OwnerState`` and are read together; the verdicts live in results.py and the
+trust arithmetic in compute/trust.py already.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..compute.checks import commitment
-from ..compute.trust import Standing
+from ..compute.trust import CHECK, REPLICATE, Standing, caught, least_sure
 from ..compute.verdicts import Judgement
 from ..core.node import Capabilities
 from ..errors import LedgerError, TaskError
@@ -135,6 +139,8 @@ def _assigned(state: OwnerState, view: OwnerView, event: Event, replay: bool) ->
                 if "check_commit" in b else None
             task.chunks[b["chunk"]].attempts.append(Attempt(b["worker"], event.hash, b["price"], 0.0,
                                                             check_label=label))
+        if isinstance(b.get("verification"), dict):  # a replica the adaptive policy decided on
+            task.chunks[b["chunk"]].replication = b["verification"]
         task.state = "running"
     return []
 
@@ -162,14 +168,21 @@ def record_result(task: OwnedTask, event: Event, body: dict[str, Any] | None = N
 
 
 def _verified(state: OwnerState, event: Event) -> None:
-    """A verdict of this owner that checked its worker moves the worker's standing."""
+    """A verdict of this owner that verified its worker moves the worker's standing: a check's
+    outcome, or a replicated chunk's (accepted: the result agreed with another; rejected with the
+    record: its result lost to the agreeing ones)."""
     record = event.body.get("verification")
     if event.author != state.me or not isinstance(record, dict):
         return
-    check = record.get("check")
-    if isinstance(check, dict) and (record.get("decision") or {}).get("action") == "check":
-        worker = event.body["worker"]
-        state.standings[worker] = state.standings.get(worker, Standing()).after(check.get("passed") is True)
+    check, action = record.get("check"), (record.get("decision") or {}).get("action")
+    if isinstance(check, dict) and action == CHECK:
+        passed = check.get("passed") is True
+    elif action == REPLICATE:
+        passed = event.type == "task.chunk_accepted"
+    else:
+        return
+    worker = event.body["worker"]
+    state.standings[worker] = state.standings.get(worker, Standing()).after(passed)
 
 
 def _accepted(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> list[Decision]:
@@ -182,7 +195,7 @@ def _accepted(state: OwnerState, view: OwnerView, event: Event, replay: bool) ->
             if attempt.worker == b["worker"] and attempt.ok and attempt not in chunk.accepted:
                 chunk.accepted.append(attempt)
                 break
-        if len(chunk.accepted) >= task.quorum:
+        if len(chunk.accepted) >= task.quorum_of(chunk):
             chunk.settled = True
     return []
 
@@ -302,7 +315,8 @@ def route(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: 
         close(view, task.task_id, "task.failed", {"reason": reason}, out, task)
         return True
     task.state = "running"  # the routing decision itself: no event of its own
-    return assign(state, view, task, [c.index for c in task.chunks], bids, task.replicas, now, out) > 0
+    return assign(state, view, task, [c.index for c in task.chunks], prefer_trusted(bids, state.standings),
+                  task.replicas, now, out) > 0
 
 
 def advance(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out: Decisions) -> None:
@@ -315,7 +329,7 @@ def advance(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out
         close(view, task.task_id, "task.failed", {"reason": settled.failure}, out, task)
         return
     if settled.retry:
-        reassign(state, view, task, settled.retry, now, out)
+        reassign(state, view, task, settled.retry, now, out, settled.replicate)
         return
     if not all(c.settled or c.index in settled.accepted for c in task.chunks):
         return
@@ -332,18 +346,35 @@ def advance(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out
 
 
 def reassign(state: OwnerState, view: OwnerView, task: OwnedTask, retry: dict[int, int], now: float,
-             out: Decisions) -> None:
+             out: Decisions, replicate: Mapping[int, dict[str, Any]] | None = None) -> None:
+    """Give each chunk of ``retry`` that many more workers; a chunk of ``replicate`` gets its replica
+    with the record of the decision (chunk -> record), which its assignment carries."""
     bids = usable_bids(view, task)
     for index, count in retry.items():
         chunk = task.chunks[index]
-        candidates = [b for b in bids if b.worker not in chunk.tried_workers()]
+        candidates = prefer_trusted([b for b in bids if b.worker not in chunk.tried_workers()], state.standings)
         if not candidates and chunk.attempts:
             last = next((r.error for r in reversed(results.replicas(chunk, now, view.frozen)) if r.error),
                         "no valid result")
             close(view, task.task_id, "task.failed",
                   {"reason": f"chunk {index} failed and no other node can take it: {last}"[:4000]}, out, task)
             return
-        assign(state, view, task, [index], candidates, count, now, out)
+        record = replicate.get(index) if replicate else None
+        if record is not None:
+            candidates = least_verified(candidates, state.standings)
+        assign(state, view, task, [index], candidates, count, now, out, {index: record} if record else None)
+
+
+def prefer_trusted(bids: list[Bid], standings: Mapping[str, Standing]) -> list[Bid]:
+    """The bids without the workers this owner caught lying (``trust.caught``), unless nobody else bids."""
+    kept = [b for b in bids if not caught(standings.get(b.worker))]
+    return kept or bids
+
+
+def least_verified(bids: list[Bid], standings: Mapping[str, Standing]) -> list[Bid]:
+    """The bids whose workers a replica should go to (``trust.least_verified``)."""
+    chosen = least_sure([b.worker for b in bids], standings)
+    return [b for b in bids if b.worker in chosen]
 
 
 def eligibility(requirements: dict[str, Any]) -> dict[str, Any]:
@@ -361,8 +392,9 @@ def slots_of(caps: Capabilities | Mapping[str, Any]) -> int:
 
 
 def assign(state: OwnerState, view: OwnerView, task: OwnedTask, indexes: list[int], bids: list[Bid],
-           replicas: int, now: float, out: Decisions) -> int:
-    """Route ``replicas`` workers to each chunk of ``indexes``; how many assignments it decided."""
+           replicas: int, now: float, out: Decisions, replication: Mapping[int, dict[str, Any]] | None = None) -> int:
+    """Route ``replicas`` workers to each chunk of ``indexes``; how many assignments it decided.
+    ``replication``: chunks given a replica by the adaptive policy, with the decision's record."""
     load = state.tick_load if state.tick_load is not None else open_load(state, view, now)
     question: tuple[Any, ...] = (frozenset(b.worker for b in bids), frozenset(), task.per_chunk_cap,
                 orjson.dumps(eligibility(task.requirements), option=orjson.OPT_SORT_KEYS))
@@ -388,13 +420,16 @@ def assign(state: OwnerState, view: OwnerView, task: OwnedTask, indexes: list[in
             else:
                 body["payload"] = chunk.payload
             label = None
-            if task.single_verified():  # the secret behind the check and the trust coin, committed now
+            record = replication.get(index) if replication else None
+            if record is not None:
+                body["replica"], body["verification"] = 1, record
+            elif task.single_verified() and chunk.replication is None:  # the check's and the coin's secret
                 label = check_label(task.task_id, index, body["attempt"], worker)
                 body["check_commit"] = commitment(view.check_secret(label))
             # A chunk queued behind others at its worker may wait their turns before its own timeout.
             turns = 1 + load.get(worker, 0) // slots.get(worker, 1)
             attempt = Attempt(worker, "", bid.price, now + task.timeout * turns + REPORT_GRACE, check_label=label)
-            out.add(Emit("task.assigned", body, (submitted, bid.quote_hash), _bind(chunk, attempt)))
+            out.add(Emit("task.assigned", body, (submitted, bid.quote_hash), _bind(chunk, attempt, record)))
             load[worker] = load.get(worker, 0) + 1
             assigned += 1
     if not assigned:
@@ -411,10 +446,12 @@ def check_label(task_id: str, chunk: int, attempt: int, worker: str) -> str:
     return f"{task_id}/{chunk}/{attempt}/{worker}"
 
 
-def _bind(chunk: ChunkWork, attempt: Attempt) -> Callable[[Event], None]:
+def _bind(chunk: ChunkWork, attempt: Attempt, replication: dict[str, Any] | None = None) -> Callable[[Event], None]:
     def commit(event: Event) -> None:
         attempt.assignment = event.hash
         chunk.attempts.append(attempt)  # the attempt exists once its assignment is signed
+        if replication is not None:
+            chunk.replication = replication
     return commit
 
 

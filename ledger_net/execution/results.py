@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..compute.compare import Report, centred_groups
-from ..compute.trust import Standing
+from ..compute.trust import REPLICATE, Standing
 from ..compute.verdicts import Judgement
 from ..ledger.events import Event
 from .decisions import Emit
@@ -122,6 +123,7 @@ class Settlement:
 
     emits: list[Emit] = field(default_factory=list)
     retry: dict[int, int] = field(default_factory=dict)
+    replicate: dict[int, dict[str, Any]] = field(default_factory=dict)  # chunk -> the decision's record
     failure: str | None = None
     accepted: dict[int, Attempt] = field(default_factory=dict)
 
@@ -140,18 +142,22 @@ def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
     pending: dict[str, Standing] = {}  # standings moved by this look's verdicts, not yet committed
     for chunk in task.unsettled():
         same = _bound(agree, task, chunk)
-        outcome, winners, losers = verdict(chunk, task.quorum, now, frozen, same)
-        if outcome == "accept" and judge is not None and task.single_verified() and len(winners) == 1 \
-                and winners[0].worker not in frozen:
+        quorum = task.quorum_of(chunk)
+        outcome, winners, losers = verdict(chunk, quorum, now, frozen, same)
+        if outcome == "accept" and judge is not None and task.single_verified() and chunk.replication is None \
+                and len(winners) == 1 and winners[0].worker not in frozen:
             _judge_single(task, chunk, winners[0], judge, (standings or {}), pending, out,
                           complained if winners[0].worker != me else {me}, rated)
             continue
+        record = {"verification": chunk.replication} if chunk.replication is not None else {}
         for loser in losers:
             if loser.worker in chunk.rejected_workers:
                 continue
+            # A replicated chunk's loser that reported a result was caught lying (the record moves its
+            # standing); one that failed or timed out was not.
             out.emits.append(Emit("task.chunk_rejected", {
                 "task_id": task.task_id, "chunk": chunk.index, "worker": loser.worker,
-                "reason": (loser.error or "result lost the quorum")[:4000]}, (),
+                "reason": (loser.error or "result lost the quorum")[:4000], **(record if loser.ok else {})}, (),
                 _rejected(chunk, loser)))
             if loser.worker != me and loser.worker not in complained and not rated(task.task_id, loser.worker):
                 complained.add(loser.worker)  # once per task and subject
@@ -161,19 +167,19 @@ def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
             for winner in payable:
                 out.emits.append(Emit("task.chunk_accepted", {
                     "task_id": task.task_id, "chunk": chunk.index, "worker": winner.worker,
-                    "payment": winner.price, "result_hash": winner.result_hash},
+                    "payment": winner.price, "result_hash": winner.result_hash, **record},
                     tuple(x for x in (winner.event,) if x), _accepted(chunk, winner)))
             if payable:
                 out.accepted[chunk.index] = accepted_result(payable)
             else:
                 chunk.settled = True  # nobody to pay (every winner frozen): nothing to sign, nothing refused
-        elif outcome == "retry" or missing_attempts(chunk, task.quorum, now, frozen, same):
+        elif outcome == "retry" or missing_attempts(chunk, quorum, now, frozen, same):
             failed = [r for r in replicas(chunk, now, frozen) if r.ok is False]
             if len(failed) >= task.max_attempts * task.replicas:
                 last = next((r.error for r in reversed(failed) if r.error), "no valid result")
                 out.failure = f"chunk {chunk.index} failed after {len(chunk.attempts)} attempts: {last}"[:4000]
                 return out
-            out.retry[chunk.index] = max(1, missing_attempts(chunk, task.quorum, now, frozen, same))
+            out.retry[chunk.index] = max(1, missing_attempts(chunk, quorum, now, frozen, same))
     for chunk in task.chunks:
         if chunk.settled and chunk.accepted:
             out.accepted.setdefault(chunk.index, accepted_result(chunk.accepted))
@@ -188,6 +194,10 @@ def _judge_single(task: OwnedTask, chunk: ChunkWork, replica: Replica, judge: Ju
     winner = replica.attempt
     standing = pending.get(winner.worker) or standings.get(winner.worker, Standing())
     judged = judge(task, chunk, winner, standing)
+    if judged.action == REPLICATE:  # a second worker runs it; the two must agree (quorum_of)
+        out.replicate[chunk.index] = judged.record
+        out.retry[chunk.index] = 1
+        return
     if judged.action == "check":
         pending[winner.worker] = standing.after(judged.passed is True)
     if judged.passed is False:

@@ -183,7 +183,7 @@ class LedgerView:
             needed = {h: data for h in payload_blobs(chunk.payload) if (data := blobs.local(h)) is not None}
             payload = unpack(chunk.payload, needed, verify=False)
             judged = verdicts.judge(task.task_type, config, payload, self._value(attempt), attempt.result_hash or "",
-                                    secret, standing, needed)
+                                    secret, standing, needed, own=attempt.worker == self.me)
         except (LedgerNetError, KeyError, TypeError, ValueError, IndexError) as exc:
             judged = Judgement(CHECK, False, {"secret": secret.hex(), "mode": str(task.verification.get("mode")),
                                               "decision": {"action": CHECK, "rate_ppm": 1_000_000,

@@ -42,6 +42,8 @@ class Account:
     assigned: set[tuple[str, str]] = field(default_factory=set)  # (task_id, worker) this author assigned
     assigned_chunks: set[tuple[str, int, str]] = field(default_factory=set)  # (task_id, chunk, worker) assigned
     rated: set[tuple[str, str]] = field(default_factory=set)  # (task_id, subject) feedback given
+    # (task_id, chunk, commitment) of this author's assignments that committed to a check secret
+    check_commits: set[tuple[str, int, str]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -282,13 +284,30 @@ def _check_assign(state: LedgerState, acct: Account, ev: Event) -> str | None:
     reason = _open_task(acct, ev)
     if reason is None and ev.body["price"] > acct.max_price[ev.body["task_id"]]:
         return "assigned price exceeds the task's max_price"
-    return reason
+    return reason or _revealed(acct, ev)
+
+
+def _revealed(acct: Account, ev: Event) -> str | None:
+    """A verification record (a verdict's, or a replica's assignment's) reveals the secret the owner
+    committed to when it assigned the chunk: it must be the one, or the owner chose its check's
+    randomness (or its trust coin) after seeing the result. Every peer refuses it alike."""
+    record = ev.body.get("verification")
+    if record is None:
+        return None
+    from ..compute.checks import commitment  # here, not at the top: most events never need numpy's import
+
+    b = ev.body
+    if (b["task_id"], b["chunk"], commitment(bytes.fromhex(record["secret"]))) not in acct.check_commits:
+        return f"the revealed secret matches no commitment of chunk {b['chunk']} of task {b['task_id']}"
+    return None
 
 
 def _apply_assign(state: LedgerState, acct: Account, ev: Event) -> None:
     b = ev.body
     acct.assigned.add((b["task_id"], b["worker"]))
     acct.assigned_chunks.add((b["task_id"], b["chunk"], b["worker"]))
+    if "check_commit" in b:
+        acct.check_commits.add((b["task_id"], b["chunk"], b["check_commit"]))
     state.assignments[ev.hash] = Assignment(ev.author, b["task_id"], b["chunk"], b["worker"])
 
 
@@ -311,7 +330,7 @@ def _assigned_worker(acct: Account, ev: Event) -> str | None:
 
 
 def _check_reject(state: LedgerState, acct: Account, ev: Event) -> str | None:
-    return _open_task(acct, ev) or _assigned_worker(acct, ev)
+    return _open_task(acct, ev) or _assigned_worker(acct, ev) or _revealed(acct, ev)
 
 
 def _check_accept(state: LedgerState, acct: Account, ev: Event) -> str | None:
@@ -323,7 +342,7 @@ def _check_accept(state: LedgerState, acct: Account, ev: Event) -> str | None:
         return "payment exceeds the task's max_price"
     if b["payment"] > acct.escrow[b["task_id"]]:
         return "payment exceeds the task's remaining escrow"
-    return None
+    return _revealed(acct, ev)
 
 
 def _apply_accept(state: LedgerState, acct: Account, ev: Event) -> None:

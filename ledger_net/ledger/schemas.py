@@ -161,7 +161,8 @@ SCHEMAS: dict[str, BodySchema] = {
     "task.assigned": BodySchema(
         required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "worker": key, "price": NON_NEGATIVE},
         optional={"attempt": NON_NEGATIVE, "deadline_ms": POSITIVE, "payload": lambda v: True,
-                  "payload_hash": event_hash, "replica": NON_NEGATIVE, "check_commit": event_hash},
+                  "payload_hash": event_hash, "replica": NON_NEGATIVE, "check_commit": event_hash,
+                  "verification": _VERIFICATION},  # a replica's: the decision that replicated the chunk
     ),
     "task.chunk_result": BodySchema(
         required={"task_id": TASK_ID, "chunk": NON_NEGATIVE, "ok": boolean, "result_hash": optional(event_hash)},
