@@ -19,6 +19,11 @@ commit is it handed to listeners (and so to peers). A crash before the commit
 loses an event that nobody else ever saw, so re-signing that seq with other
 content is not a fork. (SQLite runs WAL with synchronous=NORMAL: committed data
 survives a process crash; survive power loss with `synchronous=FULL`.)
+
+Concurrent appends and ingests share commits (ledger/commit.py): each is judged and
+queued under the lock, then committed with whatever else is queued, and its caller
+returns only when its events are durable. A failed write fails its group and what was
+queued after it, and the state is reloaded from the store before anything else is judged.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ..errors import ChainError, LedgerError, PendingLimitError, SignatureError,
 from ..faults import crash_point
 from . import encoding
 from .checkpoint import CHECKPOINT_CONFLICT
+from .commit import GroupCommit, Write
 from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
 from .identity import Identity
 from .judge import FORK_PROOF, PROOF_TYPES, fork_proof, judge, parse_checkpoint_conflict, verdict
@@ -108,7 +114,9 @@ class Ledger:
         self.snapshot_every = snapshot_every
         self.snapshot_seconds = snapshot_seconds
         self.snapshot_on_close = snapshot_on_close
-        self._since_snapshot = 0  # events committed after the stored snapshot
+        self._since_snapshot = 0  # events queued or committed after the stored snapshot
+        self._group = GroupCommit(lambda r, v, s: self.store.write(r, v, s), self._on_commit)
+        self._epoch = 0  # the group commit's epoch the in-memory state was loaded in
         self._snapshot_clock = time.monotonic()
         self.judged_on_open = 0  # events the last `_load` judged (the tail after its snapshot)
         changed = self._load()
@@ -124,6 +132,8 @@ class Ledger:
         return cls(Store.open(url), identity, **kwargs)
 
     def close(self) -> None:
+        with self._lock:
+            self._group.drain()
         if self.snapshot_on_close and self._since_snapshot > 0:
             try:  # an optimisation for the next open: never a reason for close to fail
                 self.save_snapshot()
@@ -156,6 +166,8 @@ class Ledger:
         """Fold the stored log under the current rules (on open; after a failed write; when
         fork proofs change what is void) and store the verdicts that changed: from the
         latest usable judge snapshot, judging only the events after it."""
+        self._group.drain()  # what is queued is committed (or failed) first
+        epoch = self._group.epoch
         frozen: dict[str, int] = {}
         for proof in self.store.fork_proofs():
             frozen[proof.author] = min(proof.seq, frozen.get(proof.author, proof.seq))
@@ -182,6 +194,7 @@ class Ledger:
                 published.add((body["author"], body["seq"]))
         self.known.reset()
         self.state, self._published_proofs = state, published
+        self._epoch = epoch
         self.judged_on_open = last - after
         self._since_snapshot = last - after
         self._snapshot_clock = time.monotonic()
@@ -231,14 +244,27 @@ class Ledger:
             return None
         return rules_fingerprint(), digest, data
 
-    def _committed(self, count: int, snapshot: tuple[str, str, bytes] | None) -> None:
-        """Book-keeping after a batch is durable: hashes to the cache, the snapshot clock."""
-        self.known.commit()
+    def _queue(self, batch: list[tuple[Event, str | None]], void: Sequence[Event] = (),
+               snapshot_allowed: bool = True) -> Write:
+        """Queue a judged batch for the group commit (with the lock held, right after judging
+        it: a snapshot packed now is the state after exactly this batch)."""
+        snapshot = self._snapshot_due(len(batch)) if snapshot_allowed else None
+        write = Write([_row(e, r) for e, r in batch], [_void_row(e) for e in void], snapshot, batch)
+        self._group.submit(write, self._epoch)
         if snapshot is not None:
             self._since_snapshot = 0
             self._snapshot_clock = time.monotonic()
         else:
-            self._since_snapshot += count
+            self._since_snapshot += len(batch)
+        return write
+
+    def _on_commit(self, group: list[Write]) -> None:
+        """A group is durable (called by its leader, in commit order): hashes to the cache,
+        events to the listeners."""
+        self.known.commit()
+        applied = [Applied(o, e, r) for w in group for o, (e, r) in zip(w.offsets, w.payload, strict=True)]
+        if applied:
+            self._notify(applied)
 
     def _save_snapshot(self, offset: int) -> bool:
         """Store the current state as the snapshot at `offset` (the log's last) on its own."""
@@ -261,6 +287,7 @@ class Ledger:
         with self._lock:
             if self.snapshot_every <= 0:
                 return False
+            self._group.drain()
             return self._save_snapshot(self.store.last_offset())
 
     def locked(self) -> threading.RLock:
@@ -297,11 +324,14 @@ class Ledger:
         return self.append_batch([(type, body, tuple(deps))])[0]
 
     def append_batch(self, items: Sequence[tuple[str, dict[str, Any], Iterable[str]]]) -> list[Event]:
-        """Sign and commit several local events in one transaction, all or none."""
+        """Sign and commit several local events in one transaction, all or none; returns once
+        they are durable (sharing the commit with concurrent callers, see ledger/commit.py)."""
         identity = self.identity
         if identity is None:
             raise LedgerError("this ledger has no local identity to sign with")
         with self._lock:
+            if self._epoch != self._group.epoch:
+                self._load()  # a write failed since the state was loaded
             prepared = []  # (envelope, raw, digest)
             acct = self.state.accounts.get(identity.node_id)
             seq, prev = (acct.seq, acct.head) if acct else (0, None)
@@ -333,14 +363,18 @@ class Ledger:
                     self.known.add(event.hash)
                     created.append(event)
                 crash_point("append.before_commit")
-                snapshot = self._snapshot_due(len(created))
-                offsets = self.store.insert_events([_row(e, None) for e in created], snapshot=snapshot)
-                crash_point("events.committed")
+                write = self._queue([(e, None) for e in created])
             except BaseException:
-                self._load()
+                if created:  # the state holds part of the batch: judge the stored log again
+                    self._load()
                 raise
-            self._committed(len(created), snapshot)
-        self._notify([Applied(o, e, None) for o, e in zip(offsets, created, strict=False)])
+        try:
+            self._group.wait(write)  # the listeners have it when this returns
+        except BaseException:
+            with self._lock:
+                if self._epoch != self._group.epoch:
+                    self._load()
+            raise
         return created
 
     def _sign_all(self, identity: Identity, digests: list[bytes]) -> list[bytes]:
@@ -371,17 +405,17 @@ class Ledger:
             return report
         self._check_batch(fresh)
         with self._lock:
+            if self._epoch != self._group.epoch:
+                self._load()  # a write failed since the state was loaded
             waiting = self.pending.entries()
             try:
                 self.known.prefetch({h for e in fresh for h in (((e.prev,) if e.prev else ()) + e.deps)})
                 batch, proofs, void = self._process(fresh, report, source)
                 self.known.forget_absent()
-                # No snapshot with a batch that proved a fork: the proof is stored after it.
-                snapshot = None if proofs else self._snapshot_due(len(batch))
-                offsets = self.store.write([_row(e, r) for e, r in batch], [_void_row(e) for e in void], snapshot)
-                self._committed(len(batch), snapshot)
+                if batch or void:  # committed with any queued appends; the listeners get it there
+                    # No snapshot with a batch that proved a fork: the proof is stored after it.
+                    self._group.wait(self._queue(batch, void, snapshot_allowed=not proofs))
                 new_forks = [p for p in proofs if self.store.insert_fork_proof(p)]
-                crash_point("events.committed")
             except PendingLimitError:
                 # The refused batch leaves nothing behind, and what waited before still waits.
                 before = {e.hash for e, _, _ in waiting}
@@ -396,12 +430,10 @@ class Ledger:
                 self._load()
                 self.pending.clear()
                 raise
-            applied = [Applied(o, e, r) for o, (e, r) in zip(offsets, batch, strict=False)]
             refolded = False
             if new_forks:
                 self._load()  # what is void changed: every verdict is judged again (and snapshot)
                 refolded = True
-        self._notify(applied)
         if refolded:
             for listener in list(self._reset_listeners):
                 try:
