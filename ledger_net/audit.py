@@ -17,8 +17,12 @@ the store never holds them, so a database opened offline has none by constructio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from .errors import LedgerError, SignatureError
@@ -37,6 +41,50 @@ PENDING_OFFLINE = ("none on disk: a node keeps events that wait for their causal
 RowHook = Callable[[StoredEvent, "Event | None"], None]
 
 CONSERVATION_EVERY = 1024  # events between two conservation checks of verify_events
+CHECK_CHUNK = 256  # rows parsed and signature-checked per task of the pool
+Checked = tuple[StoredEvent, "Event | LedgerError", bool]  # (row, its event or why unreadable, signature good)
+
+
+def workers() -> int:
+    """Threads for signature checks: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover -- not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_chunk(rows: list[StoredEvent], signatures: bool) -> list[Checked]:
+    out: list[Checked] = []
+    for row in rows:
+        try:
+            event = Event.from_wire(row.raw, row.sig)
+        except LedgerError as exc:
+            out.append((row, exc, False))
+            continue
+        out.append((row, event, not signatures or event.verify_signature()))
+    return out
+
+
+def checked_rows(rows: Iterable[StoredEvent], signatures: bool = True, threads: int | None = None
+                 ) -> Iterator[Checked]:
+    """Each row, in order, with its bytes parsed and (`signatures`) its signature checked,
+    by a pool of `threads` (default: the cores) working ahead of the caller in chunks: the
+    signature check releases the GIL, so the checks run on every core while the caller
+    judges. The read-ahead is bounded (2 chunks a thread), so memory does not grow with the log."""
+    threads = threads or workers()
+    it = iter(rows)
+    if threads <= 1:
+        while chunk := list(islice(it, CHECK_CHUNK)):
+            yield from _check_chunk(chunk, signatures)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify-check") as pool:
+        inflight: deque[Future[list[Checked]]] = deque()
+        while chunk := list(islice(it, CHECK_CHUNK)):
+            inflight.append(pool.submit(_check_chunk, chunk, signatures))
+            if len(inflight) >= 2 * threads:
+                yield from inflight.popleft().result()
+        while inflight:
+            yield from inflight.popleft().result()
 
 
 @dataclass
@@ -75,17 +123,18 @@ def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = No
     `each(row, event)` is called for every row as it is read (`event` None when its bytes
     cannot be parsed), so a caller can fold other views in the same pass over the log.
     `signatures_checked`: the caller verified every row's signature already in this run
-    (`bundle.Bundle` does, on all cores, and passes on only the good ones)."""
+    (`bundle.Bundle` does, on all cores, and passes on only the good ones); otherwise the
+    rows are parsed and their signatures checked on all cores (`checked_rows`) ahead of
+    the judge, which then runs on this thread in log order."""
     report = VerifyReport()
     state = report.state
     state.frozen.update(forks or {})
     since_check, last = 0, None
-    for row in rows:
+    checked = checked_rows(rows, signatures=not signatures_checked, threads=1 if signatures_checked else None)
+    for row, event, signed in checked:
         report.events += 1
-        try:
-            event = Event.from_wire(row.raw, row.sig)
-        except LedgerError as exc:
-            report.problems.append(Problem(row.author, row.seq, row.hash, f"unreadable: {exc}"))
+        if not isinstance(event, Event):
+            report.problems.append(Problem(row.author, row.seq, row.hash, f"unreadable: {event}"))
             if each is not None:
                 each(row, None)
             continue
@@ -93,8 +142,11 @@ def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = No
             each(row, event)
         if event.hash != row.hash or event.author != row.author or event.seq != row.seq:
             report.problems.append(Problem(row.author, row.seq, row.hash, "stored columns disagree with the bytes"))
+        if not signed:  # checked on the pool (checked_rows), as the judge would first
+            report.problems.append(Problem(event.author, event.seq, event.hash, "bad signature"))
+            continue
         try:  # the chain's own judge: valid here exactly when a node accepts it so
-            reason = judge(state, event, signature_checked=signatures_checked)
+            reason = judge(state, event, signature_checked=True)
         except SignatureError:
             report.problems.append(Problem(event.author, event.seq, event.hash, "bad signature"))
             continue

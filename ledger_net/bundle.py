@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import orjson
 
-from .audit import Problem, VerifyReport, verify_events
+from .audit import Problem, VerifyReport, verify_events, workers
 from .errors import LedgerError
 from .ledger.events import Event
 from .ledger.judge import FORK_PROOF, parse_fork_proof
@@ -63,14 +63,6 @@ def bundle_line(row: StoredEvent) -> bytes:
     return orjson.dumps({"offset": row.offset, "hash": row.hash, "author": row.author, "seq": row.seq,
                          "type": row.type, "ts": row.ts, **to_wire(row.raw, row.sig),
                          "valid": bool(row.valid), "reason": row.reason}) + b"\n"
-
-
-def workers() -> int:
-    """Threads for signature checks: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover -- not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def parse_line(line: bytes, number: int) -> StoredEvent | str:
