@@ -490,7 +490,7 @@ def test_failed_commit_is_not_a_fork(tmp_path, ledgers, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(led.store, "insert_events", boom)
+    monkeypatch.setattr(led.store, "write", boom)
     with pytest.raises(OSError):
         led.append("credit.transfer", {"to": BOB.node_id, "amount": 5})
     monkeypatch.undo()
