@@ -77,9 +77,13 @@ class ChunkRunner:
         if not outcome.ok:
             return report_body(assignment, False, outcome.usage, None, outcome.error)
         try:
-            # Checked here, not trusted: the sandboxed worker names its blobs, the node hashes them,
-            # in a thread so the loop meanwhile starts the slot's next chunk (hashlib drops the GIL).
-            answer = await asyncio.to_thread(result_body, self.blobs, outcome.result, outcome.blobs, trusted=False)
+            # Checked here, not trusted: the sandboxed worker names its blobs, the node hashes them;
+            # big ones in a thread so the loop meanwhile starts the slot's next chunk (hashlib drops
+            # the GIL). A tiny result has no blobs, and a thread hop would cost it more than it saves.
+            if outcome.blobs:
+                answer = await asyncio.to_thread(result_body, self.blobs, outcome.result, outcome.blobs, trusted=False)
+            else:
+                answer = result_body(self.blobs, outcome.result, outcome.blobs, trusted=False)
         except TaskError as exc:
             return report_body(assignment, False, outcome.usage, None, f"the worker's result is malformed: {exc}")
         return report_body(assignment, True, outcome.usage, answer, None)
