@@ -19,10 +19,16 @@ node's store and projections. Three jobs:
   with its cosignatures, in the JSON forms `ledger_net.light` verifies (format 1; the HTTP
   routes and the CLI send them in format 2, `ledger.proof_codec`). A checkpoint's cosignatures
   come from an index kept by the ledger's listener, read from the log once.
+
+A frontier of more than `checkpoint.FRONTIER_INLINE` authors is detached: the signer keeps it
+as a blob, and a witness waits for it (`wanted_frontiers`; the node server fetches it from
+peers and hands it to `put_frontier`), checks it against the note, then judges as above.
+Over 400 lines: the three jobs share the frontier, state and cosignature caches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -39,12 +45,15 @@ from ..ledger.checkpoint import (
     CHECKPOINT_COSIGNED,
     CHECKPOINT_SIGNED,
     StateTree,
+    check_frontier,
     cosign_message,
+    detached_frontier,
     find_conflict,
     frontier_tree,
     make_body,
     note_digest,
     note_of,
+    sorted_frontier,
 )
 from ..ledger.encoding import decode
 from ..ledger.events import Event
@@ -81,6 +90,8 @@ class CheckpointService:
         # checkpoint hash -> witness -> its effective cosignature; read from the log once, on first
         # use, then kept by the listener (and forgotten when verdicts change)
         self._cosigs: dict[str, dict[str, Event]] | None = None
+        self._frontiers: dict[str, Frontier] = {}  # checkpoint hash -> its detached frontier (a few)
+        self._wanted: set[str] = set()  # detached frontier blobs that waiting checkpoints need
         ledger.subscribe(self._on_applied, self._on_reset)
         mine = {c.body["checkpoint"] for c in self.checkpoints_cosigned_by(self._me)} if self._me else set()
         self._pending.extend(e.hash for e in reversed(self.checkpoints())
@@ -162,10 +173,51 @@ class CheckpointService:
         self._remember(tree)
         return tree
 
-    def _state_for(self, body: dict[str, Any]) -> StateTree:
+    def _state_for(self, body: dict[str, Any], frontier: Frontier) -> StateTree:
         with self._lock:
             cached = self._states.get(body["state_root"])
-        return cached if cached is not None else self.state_at(body["frontier"])
+        return cached if cached is not None else self.state_at(frontier)
+
+    # ------------------------------------------------------------------ frontiers
+    def frontier_of(self, event: Event) -> Frontier | None:
+        """A checkpoint's frontier entries: inline, or its detached blob from the store once
+        held and checked against the note (None while this node does not hold it)."""
+        body = event.body
+        if "frontier_blob" not in body:
+            return list(body["frontier"])
+        with self._lock:
+            cached = self._frontiers.get(event.hash)
+        if cached is not None:
+            return cached
+        data = self.ledger.store.get_blob(body["frontier_blob"])
+        if data is None:
+            return None
+        try:
+            entries = decode(bytes(data))
+        except LedgerError:
+            entries = None
+        if check_frontier(body, entries) is not None:
+            return None  # a blob with the right hash is the signer's: consider() refuses it
+        with self._lock:
+            self._frontiers[event.hash] = entries
+            while len(self._frontiers) > 8:
+                self._frontiers.pop(next(iter(self._frontiers)))
+        return list(entries)
+
+    def wanted_frontiers(self) -> list[str]:
+        """Blob hashes of detached frontiers that checkpoints waiting here need (fetch them
+        from peers, then `put_frontier`)."""
+        with self._lock:
+            return sorted(self._wanted)
+
+    def put_frontier(self, blob_hash: str, data: bytes) -> bool:
+        """Keep a fetched detached frontier if its bytes hash to `blob_hash`."""
+        if hashlib.sha256(data).hexdigest() != blob_hash:
+            return False
+        self.ledger.store.put_blob(blob_hash, data)
+        with self._lock:
+            self._wanted.discard(blob_hash)
+        return True
 
     # ------------------------------------------------------------------ signing
     def make(self) -> Event:
@@ -176,6 +228,9 @@ class CheckpointService:
         frontier, state = self.applied_frontier()
         body = make_body(net=self.ledger.net, signer=identity.node_id, sign=identity.sign, frontier=frontier,
                          state=state, ts=int(time.time() * 1000))
+        if "frontier_blob" in body:  # kept before the event exists: witnesses fetch it from here
+            blob_hash, data = detached_frontier(sorted_frontier(frontier))
+            self.ledger.store.put_blob(blob_hash, data)
         event = self.ledger.append(CHECKPOINT_SIGNED, body)
         self._last_signed = time.monotonic()
         return event
@@ -226,9 +281,21 @@ class CheckpointService:
         if self.ledger.state.frozen.get(event.author, event.seq + 1) <= event.seq:
             return self._judge(checkpoint_hash, "refused: the signer is frozen")
         body = event.body
+        frontier = self.frontier_of(event)
+        if frontier is None:
+            blob = body["frontier_blob"]
+            if self.ledger.store.get_blob(blob) is not None:
+                return self._judge(checkpoint_hash, "refused: its detached frontier does not match its note")
+            with self._lock:
+                self._wanted.add(blob)
+            return f"waiting: fetching its detached frontier {blob[:16]}…"
         previous = self._previous(event)
-        if previous is not None:
-            conflict = find_conflict(previous.body, body, self._root_at, self._full_path)
+        earlier = self.frontier_of(previous) if previous is not None else None
+        if previous is not None and earlier is not None:
+            conflict = find_conflict({**previous.body, "frontier": earlier}, {**body, "frontier": frontier},
+                                     self._root_at, self._full_path)
+            if conflict is not None and ("frontier_blob" in body or "frontier_blob" in previous.body):
+                return self._judge(checkpoint_hash, "refused: it does not extend the signer's previous checkpoint")
             if conflict is not None:
                 author, path = conflict
                 try:
@@ -236,13 +303,13 @@ class CheckpointService:
                 except LedgerError as exc:
                     log.warning("could not publish a checkpoint conflict: %s", exc)
                 return self._judge(checkpoint_hash, "conflict")
-        for author, size, root in body["frontier"]:
+        for author, size, root in frontier:
             held, _ = self.ledger.head(author)
             if held < size:
                 return f"waiting: holds {held} of {author[:16]}…'s {size} events"
             if self.ledger.store.author_root(author, size).hex() != root:
                 return self._judge(checkpoint_hash, f"refused: {author[:16]}…'s root at {size} differs here")
-        if self._state_for(body).tree.root.hex() != body["state_root"]:
+        if self._state_for(body, frontier).tree.root.hex() != body["state_root"]:
             return self._judge(checkpoint_hash, "refused: this node computes another state root")
         digest = note_digest(note_of(event.net, event.author, body))
         assert self.ledger.identity is not None
@@ -340,7 +407,7 @@ class CheckpointService:
         """The proof of `account`'s state leaf in a checkpoint's state root (light.verify_balance),
         or, for an account without one, of its absence (light.verify_absence: it held nothing)."""
         event = self.resolve(at)
-        state = self._state_for(event.body)
+        state = self._state_for(event.body, self.held_frontier(event))
         if state.tree.root.hex() != event.body["state_root"]:
             raise NodeError("this node computes another state root at that checkpoint; ask another node")
         index = state.index(ACCOUNT + account)
@@ -360,9 +427,16 @@ class CheckpointService:
         key, value = decode(state.tree.leaves[index])
         return {"index": index, "key": key, "value": value, "proof": [h.hex() for h in state.tree.proof(index)]}
 
+    def held_frontier(self, event: Event) -> Frontier:
+        """A checkpoint's frontier entries; NodeError while a detached one is not held here."""
+        frontier = self.frontier_of(event)
+        if frontier is None:
+            raise NodeError(f"this node does not hold checkpoint {event.hash[:16]}…'s detached frontier yet")
+        return frontier
+
     def author_leaf(self, event: Event, author: str) -> dict[str, Any]:
         """`author`'s frontier leaf in a checkpoint, with its inclusion proof."""
-        frontier = event.body["frontier"]
+        frontier = self.held_frontier(event)
         for index, (a, size, root) in enumerate(frontier):
             if a == author:
                 tree = frontier_tree(frontier)
@@ -376,7 +450,7 @@ class CheckpointService:
             raise NodeError(f"no event {event_hash[:64]!r} here")
         if at is None:
             candidates = [c for c in self.checkpoints()
-                          if any(a == target.author and s >= target.seq for a, s, _ in c.body["frontier"])]
+                          if any(a == target.author and s >= target.seq for a, s, _ in self.frontier_of(c) or ())]
             if not candidates:
                 raise NodeError("no checkpoint here covers that event yet")
             checkpoint = candidates[0]

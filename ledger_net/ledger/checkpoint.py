@@ -6,7 +6,10 @@ bytes with them. What they define:
 
 * **Frontier.** The set of (author, size, author root) a node holds, one leaf per author
   sorted by key: leaf data `canonical([author, size, root hex])`. Sizes travel with roots
-  because an RFC 9162 proof does not bind the tree size on its own.
+  because an RFC 9162 proof does not bind the tree size on its own. Up to `FRONTIER_INLINE`
+  authors it is inline in the event; a larger one is *detached*: the event names a blob
+  (the entries' canonical JSON, `frontier_blob`) that witnesses fetch and check against the
+  note's frontier root, count and sum before cosigning.
 * **State leaves.** Sorted key/value leaves `canonical([key, value])`: `a/<account>` →
   balance, escrow, incoming and vouchers; `r/<node>` → reputation; `s/supply` → the totals.
   Every value is a small object of integers (and one bool): nothing signed holds a float.
@@ -16,7 +19,8 @@ bytes with them. What they define:
   `SHA-256("ledger_net/cosign/v1\\0" ‖ note digest)`.
 * **Conflicts.** Two checkpoints of one signer where the later one does not extend the
   earlier (an author dropped or shrunk, two roots at one size, or a root the later one's
-  tree denies) — checked from the two signed bodies and a consistency path alone.
+  tree denies) — checked from the two signed bodies and a consistency path alone (so only
+  between checkpoints with inline frontiers: a detached one is refused, not proven).
 
 Imports only hashing, nacl, canonical encoding and the pure Merkle code, so the light
 client can use it (tests/ledger/test_light.py checks).
@@ -25,6 +29,7 @@ client can use it (tests/ledger/test_light.py checks).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +43,8 @@ from .encoding import INT_MAX, INT_MIN, canonical_bytes
 from .merkle import EMPTY_ROOT, fold, inclusion_proof, leaf_hash, perfect_nodes
 from .merkle_verify import as_hash, check_inclusion, implied_old_root
 
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+
 CHECKPOINT_SIGNED = "checkpoint.signed"
 CHECKPOINT_COSIGNED = "checkpoint.cosigned"
 CHECKPOINT_CONFLICT = "checkpoint.conflict"
@@ -47,6 +54,7 @@ COSIGN_CONTEXT = b"ledger_net/cosign/v1\x00"
 ACCOUNT = "a/"
 REPUTATION = "r/"
 SUPPLY_KEY = "s/supply"
+FRONTIER_INLINE = 256  # authors named inline in a checkpoint event; more are a detached blob (64 KiB limit)
 NOTE_FIELDS = ("frontier_root", "authors", "events", "state_root", "state_size", "ts")
 ACCOUNT_FIELDS = ("balance", "escrow", "incoming", "vouchers")
 REPUTATION_FIELDS = ("score_ppm", "positive", "negative", "forked")
@@ -193,22 +201,40 @@ def signature_ok(key_hex: str, message: bytes, sig_hex: Any) -> bool:
 
 def make_body(*, net: str, signer: str, sign: Callable[[bytes], bytes], frontier: Sequence[Sequence[Any]],
               state: StateTree, ts: int) -> dict[str, Any]:
-    """The body of a `checkpoint.signed` event: the frontier inline, the note's fields and
-    the signer's signature of the note digest (`sign` is the signer's `Identity.sign`)."""
-    entries = [[a, int(s), r] for a, s, r in sorted(frontier, key=lambda e: str(e[0]))]
+    """The body of a `checkpoint.signed` event: the frontier (inline up to `FRONTIER_INLINE`
+    authors, else detached: `frontier_blob` names it, see `detached_frontier`), the note's
+    fields and the signer's signature of the note digest (`sign` is its `Identity.sign`)."""
+    entries = sorted_frontier(frontier)
     tree = frontier_tree(entries)
     body: dict[str, Any] = {"frontier": entries, "frontier_root": tree.root.hex(), "authors": len(entries),
                             "events": sum(s for _, s, _ in entries), "state_root": state.tree.root.hex(),
                             "state_size": state.tree.size, "ts": int(ts)}
+    if len(entries) > FRONTIER_INLINE:
+        body["frontier"], body["frontier_blob"] = [], detached_frontier(entries)[0]
     body["sig"] = sign(note_digest(note_of(net, signer, body))).hex()
     return body
 
 
-def check_body(net: str, signer: str, body: Mapping[str, Any]) -> str | None:
-    """Why a `checkpoint.signed` body (already shape-checked) is not a checkpoint, or None:
-    the frontier is sorted with one entry per author, its count, sum and root match the
-    note, and the note signature is the signer's."""
-    frontier = body["frontier"]
+def sorted_frontier(frontier: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """`[author, size, root hex]` entries sorted by author."""
+    return [[a, int(s), r] for a, s, r in sorted(frontier, key=lambda e: str(e[0]))]
+
+
+def detached_frontier(entries: Sequence[Sequence[Any]]) -> tuple[str, bytes]:
+    """(blob hash, bytes) of a detached frontier: the canonical JSON of its sorted entries,
+    kept and served as a content-addressed blob."""
+    data = canonical_bytes([list(e) for e in entries])
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def check_frontier(body: Mapping[str, Any], frontier: Any) -> str | None:
+    """Why `frontier` (inline, or a detached one's decoded blob) is not the frontier the
+    body's note names, or None: sorted `[author, size, root]` entries, one per author, whose
+    count, sum of sizes and Merkle root are the note's."""
+    if not isinstance(frontier, list) or not all(
+            isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and type(e[1]) is int and e[1] >= 1
+            and isinstance(e[2], str) and _HEX64(e[2]) is not None for e in frontier):
+        return "frontier is not a list of [author, size >= 1, root hex] entries"
     authors = [e[0] for e in frontier]
     if any(a >= b for a, b in zip(authors, authors[1:], strict=False)):
         return "frontier is not sorted by author, one entry each"
@@ -218,6 +244,22 @@ def check_body(net: str, signer: str, body: Mapping[str, Any]) -> str | None:
         return "frontier sizes do not add up to the note's event count"
     if frontier_tree(frontier).root.hex() != body["frontier_root"]:
         return "frontier does not hash to the note's frontier root"
+    return None
+
+
+def check_body(net: str, signer: str, body: Mapping[str, Any]) -> str | None:
+    """Why a `checkpoint.signed` body (already shape-checked) is not a checkpoint, or None:
+    an inline frontier passes `check_frontier` (a detached one is checked by each witness
+    once it holds the blob), and the note signature is the signer's."""
+    if "frontier_blob" in body:
+        if body["frontier"]:
+            return "a checkpoint with a detached frontier carries no inline entries"
+        if body["authors"] <= FRONTIER_INLINE:
+            return f"a frontier of {FRONTIER_INLINE} authors or fewer is inline"
+    else:
+        reason = check_frontier(body, body["frontier"])
+        if reason is not None:
+            return reason
     if not signature_ok(signer, note_digest(note_of(net, signer, body)), body["sig"]):
         return "note signature does not verify under the signer's key"
     return None
@@ -233,7 +275,8 @@ def find_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any],
                   path: Callable[[str, int, int], list[bytes] | None] | None = None
                   ) -> tuple[str, list[str]] | None:
     """(author, consistency path) showing `later` does not extend `earlier`, or None when no
-    inconsistency can be shown. `root_at(author, size)` and `path(author, old, new)` read the
+    inconsistency can be shown (a detached frontier filled in by the caller: `frontier` holds
+    its entries). `root_at(author, size)` and `path(author, old, new)` read the
     caller's own chains (a full path: the old root first when the old size is a power of two);
     without them only a dropped or shrunk author, or two roots at one size, are found."""
     new = _sizes(later)
@@ -252,7 +295,10 @@ def find_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any],
 
 def check_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any], author: str, proof: Any) -> str | None:
     """None when `later`'s frontier provably does not extend `earlier`'s at `author`,
-    else why not. Pure: the two signed bodies and the path are all the evidence."""
+    else why not. Pure: the two signed bodies and the path are all the evidence, so a
+    checkpoint whose frontier is detached (not in its body) proves nothing here."""
+    if "frontier_blob" in earlier or "frontier_blob" in later:
+        return "a detached frontier is not in the checkpoint's body"
     size_a, root_a = _sizes(earlier).get(author, (0, ""))
     if size_a == 0:
         return "the earlier checkpoint does not name the author"

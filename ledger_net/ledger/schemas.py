@@ -196,6 +196,7 @@ SCHEMAS: dict[str, BodySchema] = {
         required={"frontier": list_of(_frontier_entry, 100_000), "frontier_root": event_hash,
                   "authors": NON_NEGATIVE, "events": NON_NEGATIVE, "state_root": event_hash,
                   "state_size": POSITIVE, "ts": NON_NEGATIVE, "sig": _signature},
+        optional={"frontier_blob": event_hash},  # a detached frontier (more than FRONTIER_INLINE authors)
     ),
     "checkpoint.cosigned": BodySchema(required={"checkpoint": event_hash, "note": event_hash, "sig": _signature}),
     "checkpoint.conflict": BodySchema(

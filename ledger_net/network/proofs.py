@@ -76,7 +76,7 @@ class _Routes:
         def read() -> Any:
             event = self.service.resolve(ref)
             return {"hash": event.hash, "frontier_root": event.body["frontier_root"],
-                    "frontier": event.body["frontier"]}
+                    "frontier": self.service.held_frontier(event)}
         return await _run(read)
 
     async def cosignatures(self, request: web.Request) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -75,6 +76,32 @@ class BlobSinkPort(Protocol):
     def matches(self) -> bool: ...
 
     def reset(self) -> None: ...
+
+
+class _BytesSink:
+    """A small blob fetched into memory (a checkpoint's detached frontier), hashed as it comes."""
+
+    def __init__(self, blob_hash: str, limit: int = 64 << 20) -> None:
+        self.blob_hash, self.limit = blob_hash, limit
+        self.reset()
+
+    def write(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size > self.limit:
+            raise NetworkError(f"blob {self.blob_hash[:16]}… is over {self.limit} bytes")
+        self._parts.append(bytes(piece))
+        self._sha.update(piece)
+
+    def matches(self) -> bool:
+        return self._sha.hexdigest() == self.blob_hash
+
+    def reset(self) -> None:
+        self._parts: list[bytes] = []
+        self._sha = hashlib.sha256()
+        self._size = 0
+
+    def data(self) -> bytes:
+        return b"".join(self._parts)
 
 
 class NodeServer:
@@ -182,7 +209,7 @@ class NodeServer:
         self.url = normalize_url(self.public_url or f"http://{host}:{self.port}")
         self.discovery.self_url = self.url
         if self.runner is not None:
-            self.discovery.learn_from_nodes(dict(self.runner.nodes.nodes))
+            self.discovery.learn_from_nodes(self.runner.nodes.nodes)
         self.ledger.subscribe(self._on_applied_any_thread)
         self.sync = Synchronizer(self.ledger, self.discovery, run_write=self.api.run_write, run_read=self.api.run_read,
                                  our_heads=self.api.heads, interval=self.sync_interval, expected_net=self.expected_net,
@@ -227,6 +254,10 @@ class NodeServer:
             try:
                 for line in await self.run_write(self.checkpoints.tick):
                     log.info("checkpoint: %s", line)
+                for blob in self.checkpoints.wanted_frontiers():  # detached frontiers waiting checkpoints name
+                    sink = _BytesSink(blob)
+                    if await self.fetch_blob(blob, sink, timeout=30.0):
+                        await self.run_write(self.checkpoints.put_frontier, blob, sink.data())
             except Exception:  # a failed round must not stop the next one
                 log.exception("checkpoint round failed")
             await asyncio.sleep(self.checkpoint_poll)
@@ -302,9 +333,10 @@ class NodeServer:
                 row = self.runner.nodes.nodes.get(target) if self.runner is not None else None
                 if row is None:
                     raise NetworkError(f"unknown node {target[:64]!r}: it never joined this network")
-                if not row.get("url"):
+                announced = row["url"]
+                if not announced:
                     raise NetworkError(f"node {target[:16]}… announced no URL to connect to")
-                url = normalize_url(row["url"])
+                url = normalize_url(announced)
         if url == self.url:
             raise NetworkError("a node does not connect to itself")
         try:
@@ -357,19 +389,16 @@ class NodeServer:
         nodes = self.runner.nodes
         out = []
         for node_id in sorted(dict(nodes.nodes)):
-            details = nodes.describe(node_id)
-            details["connection"] = self._connection(node_id)
-            details["is_self"] = node_id == self.node_id
-            out.append(details)
+            out.append({**nodes.describe(node_id), "connection": self._connection(node_id),
+                        "is_self": node_id == self.node_id})
         return out
 
     def get_node_details(self, node_id: str) -> dict[str, Any]:
         nodes = self.runner.nodes if self.runner is not None else None
         if nodes is None or node_id not in nodes.nodes:
             raise NetworkError(f"unknown node {node_id[:64]!r}")
-        details = nodes.describe(node_id)
-        details["connection"] = self._connection(node_id)
-        details["is_self"] = node_id == self.node_id
+        details: dict[str, Any] = {**nodes.describe(node_id), "connection": self._connection(node_id),
+                                   "is_self": node_id == self.node_id}
         if node_id in self.ledger.state.frozen:
             details["forked_at"] = self.ledger.state.frozen[node_id]
         return details

@@ -11,7 +11,8 @@ import aiohttp
 from ledger_net import light
 from ledger_net.ledger import checkpoint as cp
 from ledger_net.ledger.events import Event
-from tests.support.replication import start_cluster, stop_all, wait_until
+from tests.support.replication import start_cluster, stop_all
+from tests.support.waiting import wait_until
 
 FAST_CHECKPOINTS = {"checkpoint_poll": 0.1}
 
@@ -132,5 +133,35 @@ async def test_a_node_signs_every_n_events_when_configured_and_not_otherwise(tmp
         assert n1.server.checkpoints.latest(n1.id) is None  # n1 was not asked to sign any
         await asyncio.sleep(0.5)
         assert n0.server.checkpoints.latest(n0.id).hash == first.hash  # nothing new: no new checkpoint
+    finally:
+        await stop_all(nodes)
+
+
+async def test_a_thousand_author_frontier_travels_as_a_blob_and_is_cosigned(tmp_path):
+    """1,000 authors: the checkpoint event names its frontier as a blob; the witness fetches it
+    from its peer, checks it and cosigns; a light client verifies an event through it."""
+    from ledger_net.ledger.identity import Identity
+
+    nodes = await start_cluster(tmp_path, 2, **FAST_CHECKPOINTS)
+    try:
+        n0, n1 = nodes
+        authors = [Identity.from_seed(i.to_bytes(4, "big") * 8) for i in range(1, 1001)]
+        joined = [Event.create(who, net=n0.ledger.net, seq=1, prev=None, type="node.joined", body={"name": f"x{i}"},
+                               ts=1) for i, who in enumerate(authors)]
+        await n0.server.run_write(n0.ledger.ingest, joined)
+        await wait_until(lambda: n1.ledger.store.count() == n0.ledger.store.count(), timeout=60,
+                         what="the 1,000 authors replicated")
+        made = await n0.server.run_write(n0.server.checkpoints.make)
+        assert made.body["authors"] > 1000 and made.body["frontier"] == []
+        await wait_until(lambda: n1.server.checkpoints.cosignature_events(made.hash), timeout=30,
+                         what="n1 fetched the frontier blob and cosigned")
+        await wait_until(lambda: n0.server.checkpoints.cosignature_events(made.hash), timeout=30,
+                         what="the cosignature back on n0")
+        status, frontier = await _get(n1.url, f"/api/v1/checkpoints/{made.hash}/frontier")
+        assert status == 200 and len(frontier["frontier"]) == made.body["authors"]
+        status, proof = await _get(n0.url, f"/api/v1/proofs/event/{joined[123].hash}", at=made.hash)
+        assert status == 200, proof
+        verdict = light.verify_event(proof, net=n0.ledger.net, witnesses=[n0.id, n1.id], threshold=2)
+        assert verdict.ok, verdict
     finally:
         await stop_all(nodes)
