@@ -33,6 +33,7 @@ from .migrations import migrations_dir
 from .queries import EventQueries
 from .records import ForkProof, JudgeSnapshot, StoredEvent
 from .snapshots import SnapshotStorage
+from .wal import BACKSTOP_PAGES, WalCheckpointer
 from .writes import EventWrites
 
 __all__ = ["BIG_BLOB", "ForkProof", "JudgeSnapshot", "Store", "StoredEvent", "migrations_dir", "sqlite_url"]
@@ -69,6 +70,9 @@ class Store(EventWrites, EventReads, EventQueries, SnapshotStorage, BlobStorage,
         else:
             engine = create_engine(url, pool_pre_ping=True)
         store = cls(engine)
+        path = engine.url.database
+        if engine.dialect.name == "sqlite" and path and path != ":memory:":
+            store.wal = WalCheckpointer(path)  # checkpoints off the commit path
         if upgrade:
             store.upgrade()
         return store
@@ -77,6 +81,8 @@ class Store(EventWrites, EventReads, EventQueries, SnapshotStorage, BlobStorage,
         migrations.upgrade(self.engine)
 
     def close(self) -> None:
+        if self.wal is not None:
+            self.wal.close()
         self._close_writer()
         self.engine.dispose()
 
@@ -99,4 +105,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")  # see wal.py
     cursor.close()

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from ..tables import events, fork_proofs, void_events
 from .base import StoreBase, conn_query, cursor_query, now_ms
 from .records import EVENT_COLUMN_LIST, ForkProof
+from .wal import WalCheckpointer
 
 _COPY_EVENTS = f"COPY events ({EVENT_COLUMN_LIST}) FROM STDIN"
 
@@ -38,6 +39,7 @@ class EventWrites(StoreBase):
         self._sql_snapshot = ('INSERT INTO judge_snapshots ("offset", rules, digest, data, created_at) '
                               f"VALUES ({', '.join([mark] * 5)})")
         self._writer: Any = None  # the write path's DBAPI connection (see _raw_write)
+        self.wal: WalCheckpointer | None = None  # SQLite files: checkpoints off the commit path
 
     def _close_writer(self) -> None:
         with self._write_lock:
@@ -93,6 +95,8 @@ class EventWrites(StoreBase):
                 cursor.close()
                 raw.commit()
                 self.merkle.remember(fronts)
+                if self.wal is not None:
+                    self.wal.poke()
                 return offsets
             except BaseException as exc:
                 dbapi_error = self.engine.dialect.loaded_dbapi.Error
