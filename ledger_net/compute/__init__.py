@@ -7,7 +7,7 @@ consumer calls these and puts the (wire-packed) payloads and results into events
 from .blobs import ArrayBlob, blob_hash, decode_array, encode_array
 from .plan import MAX_CHUNKS, TASK_TYPES, payload_work_units, plan_chunks, validate_config
 from .runner import aggregate, aggregate_by_reference, run_chunk
-from .wire import Packer, blob_refs, pack, unpack
+from .wire import Packer, blob_refs, pack, rename_refs, unpack
 
 __all__ = [
     "MAX_CHUNKS",
@@ -23,6 +23,7 @@ __all__ = [
     "pack",
     "payload_work_units",
     "plan_chunks",
+    "rename_refs",
     "run_chunk",
     "unpack",
     "validate_config",

@@ -245,6 +245,25 @@ def unpack(value: Any, blobs: Mapping[str, Any] | None = None, verify: bool = Tr
     return {k: unpack(v, blobs, verify) for k, v in value.items()}
 
 
+def rename_refs(value: Any, names: Mapping[str, str]) -> Any:
+    """``value`` with each blob reference found in ``names`` replaced by its new name: how a node
+    names the result files its sandboxed worker left unnamed, once it has hashed them itself."""
+    if isinstance(value, list):
+        return [rename_refs(v, names) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1 and isinstance(value.get("$blob"), str):
+        return {"$blob": names.get(value["$blob"], value["$blob"])}
+    if len(value) == 1 and "$array" in value:
+        inner = value["$array"]
+        if isinstance(inner, str):
+            return {"$array": names.get(inner, inner)}
+        if isinstance(inner, list) and inner and isinstance(inner[0], str):
+            return {"$array": [names.get(inner[0], inner[0]), *inner[1:]]}
+        return value
+    return {k: rename_refs(v, names) for k, v in value.items()}
+
+
 def blob_refs(value: Any) -> list[str]:
     """Every blob hash a wire value refers to, in first-seen order (for ``task.submitted.blobs``)."""
     seen: dict[str, None] = {}

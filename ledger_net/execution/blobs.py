@@ -31,6 +31,7 @@ class FileBlob:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._size = self.path.stat().st_size
+        self.checked: str | None = None  # the hash this node computed of the file, once it has
 
     def __len__(self) -> int:
         return self._size
@@ -120,8 +121,9 @@ class BlobStore:
         return self.store.put_new_blob(data)
 
     def put_named(self, hash_: str, data: Any) -> None:
-        """Keep bytes that claim a name, after checking the claim."""
-        if blob_hash(data) != hash_:
+        """Keep bytes that claim a name, after checking the claim (a file this node hashed
+        itself, ``FileBlob.checked``, is not hashed again)."""
+        if not (isinstance(data, FileBlob) and data.checked == hash_) and blob_hash(data) != hash_:
             if isinstance(data, FileBlob):
                 data.discard()
             raise TaskError(f"blob does not match its hash {hash_[:16]}…")

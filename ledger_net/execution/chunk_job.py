@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import mmap
 import os
+import re
 from typing import Any
 
 from ..compute import run_chunk
@@ -13,7 +14,8 @@ from ..compute.wire import PARALLEL_HASH_BYTES, Packer
 from .framing import decode_frame, encode_frame
 
 FILE_RESULT_BYTES = PARALLEL_HASH_BYTES  # results this big leave as files, not through the pipe
-_SLICE = 1 << 20  # hash and write a slice while it is in cache
+_SLICE = 1 << 20  # write a result a slice at a time
+_UNNAMED = re.compile(r"result-[0-9]{1,4}")
 # Fault the whole operand in with one call instead of one page fault per 4 KiB on first touch.
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
@@ -30,39 +32,50 @@ def run_chunk_job(data: bytes) -> bytes:
     """Run one chunk: frame {task_type, payload, files} + blobs -> frame {result} + result blobs.
 
     ``files`` maps blob hashes to files the node checked against those hashes when it
-    stored them, so they are not hashed again here.
+    stored them, so they are not hashed again here. A big result array is written to a file
+    left unnamed (``result-N``): the node hashes it as it takes it and names it itself, so the
+    result is hashed once, by the party that must not trust the worker anyway.
     """
     header, blobs = decode_frame(data)
     for hash_, path in (header.get("files") or {}).items():
         blobs[hash_] = _map(path)
     value = run_chunk(header["task_type"], header["payload"], blobs, verify=False)
-    written: set[str] = set()
-    wire, result_blobs = Packer(store=lambda blob: _write_here(blob, written)).pack(value)
+    written: list[str] = []
+    numbers = itertools.count()  # next() is atomic: the Packer may store from its hashing threads
+    wire, result_blobs = Packer(store=lambda blob: _write_unnamed(blob, f"result-{next(numbers)}", written)).pack(value)
     inline, files = {}, {}
-    for hash_, blob in result_blobs.items():
-        if hash_ in written:
-            files[hash_] = hash_
-        elif len(blob) >= FILE_RESULT_BYTES:
-            files[hash_] = _write_here(blob, written)
+    for name, blob in result_blobs.items():
+        if name in written:
+            files[name] = name
+        elif len(blob) >= FILE_RESULT_BYTES:  # a big list ({"$blob": hash}): named by its hash
+            files[name] = _write_named(name, blob)
         else:
-            inline[hash_] = blob
+            inline[name] = blob
     return encode_frame({"result": wire, "files": files}, inline)
 
 
-def _write_here(blob: ArrayBlob, written: set[str]) -> str:
-    """Write a big result blob into this worker's private dir (its cwd), hashing each slice
-    as it is written (one pass over the result, not a hash pass and a write pass); returns
-    its hash. The node moves the file out and checks it against that hash itself."""
-    h = hashlib.sha256()
-    tmp = f".result.{len(written)}.tmp"
-    with open(tmp, "wb") as f:
+def is_unnamed(name: Any) -> bool:
+    """Whether ``name`` is a result file a worker left for its node to name."""
+    return isinstance(name, str) and _UNNAMED.fullmatch(name) is not None
+
+
+def _write_unnamed(blob: ArrayBlob, name: str, written: list[str]) -> str:
+    """Write a big result array into this worker's private dir (its cwd) as ``name``, a slice
+    at a time straight from the array's memory."""
+    written.append(name)
+    with open(name, "wb") as f:
         for part in blob.parts():
             view = memoryview(part).cast("B")
             for start in range(0, len(view), _SLICE):
-                piece = view[start:start + _SLICE]
-                h.update(piece)
-                f.write(piece)
-    hash_ = h.hexdigest()
+                f.write(view[start:start + _SLICE])
+    return name
+
+
+def _write_named(hash_: str, blob: Any) -> str:
+    """Write a big result blob the Packer already named by its hash; the node checks the name."""
+    tmp = f".{hash_}.tmp"
+    with open(tmp, "wb") as f:
+        for part in (blob.parts() if hasattr(blob, "parts") else [blob]):
+            f.write(part)
     os.replace(tmp, hash_)
-    written.add(hash_)
     return hash_

@@ -4,6 +4,7 @@ as readable reasons, never as exceptions that stop the node."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..compute import blob_hash, blob_refs, rename_refs
 from ..errors import LedgerNetError, SandboxError
 from ..ledger.encoding import is_hash
 from ..sandbox import view
@@ -24,6 +26,7 @@ from ..sandbox.execution import SandboxExecutorFactory
 from ..sandbox.limits import SandboxLimits, SandboxType, effective_type
 from ..sandbox.warm_pool import WarmWorkerPool
 from .blobs import FileBlob
+from .chunk_job import is_unnamed
 from .framing import decode_frame, encode_frame
 
 log = logging.getLogger(__name__)
@@ -124,14 +127,28 @@ class ChunkExecutor:
             frame = encode_frame({"task_type": task_type, "payload": payload, "files": inside}, blobs)
             reply, private_dir = await self._pool.run_in_dir("chunk", frame, timeout=timeout)
             header, result_blobs = decode_frame(reply)
-            for hash_, name in (header.get("files") or {}).items():  # before any await: see run_in_dir
-                result_blobs[hash_] = self._take(private_dir, name)
+            files = header.get("files") or {}
+            if not isinstance(files, dict):
+                raise SandboxError("the worker's result names its files wrongly")
+            for ref, name in files.items():  # before any await: see run_in_dir
+                if ref != name and is_unnamed(name):
+                    raise SandboxError(f"the worker named a result file {str(name)[:80]!r} for {str(ref)[:80]!r}")
+                result_blobs[ref] = self._take(private_dir, name)
         except SandboxError as exc:
             return ChunkOutcome(False, error=str(exc))
         finally:
             for hash_ in inside:
                 self._unlink_input(hash_)
-        return ChunkOutcome(True, result=header["result"], blobs=result_blobs)
+        result = header["result"]
+        unnamed = [ref for ref in result_blobs if is_unnamed(ref)]
+        if unnamed:  # the node names what the worker left unnamed: one hash of each, off the loop
+            names = dict(zip(unnamed, await asyncio.to_thread(_name_files, [result_blobs[r] for r in unnamed]),
+                             strict=True))
+            result = rename_refs(result, names)
+            result_blobs = {names.get(ref, ref): blob for ref, blob in result_blobs.items()}
+        if any(is_unnamed(ref) for ref in blob_refs(result)):
+            return ChunkOutcome(False, error="the worker's result names a result file it did not leave")
+        return ChunkOutcome(True, result=result, blobs=result_blobs)
 
     def _link_input(self, hash_: str, path: str) -> str:
         """Show one checked blob file to the workers; returns its path inside their view."""
@@ -158,8 +175,9 @@ class ChunkExecutor:
             (self.inputs / hash_).unlink()
 
     def _take(self, private_dir: str, name: Any) -> FileBlob:
-        """Move a result file out of a worker's dir (only a plain file named by a hash)."""
-        if not is_hash(name):
+        """Move a result file out of a worker's dir (only a plain file named by a hash, or left
+        unnamed for the node to name: ``chunk_job.is_unnamed``)."""
+        if not (is_hash(name) or is_unnamed(name)):
             raise SandboxError(f"the worker named a result file {str(name)[:80]!r}, which is not a blob hash")
         source = Path(private_dir) / name
         if source.is_symlink() or not source.is_file():
@@ -198,6 +216,16 @@ class ChunkExecutor:
             return ChunkOutcome(False, error=f"{reason}: {result.stderr[-500:]}".strip(), usage=usage)
         return ChunkOutcome(True, result={"stdout": result.stdout, "stderr": result.stderr,
                                           "exit_code": result.exit_code}, usage=usage)
+
+
+def _name_files(blobs: list[FileBlob]) -> list[str]:
+    """Hash result files the worker left unnamed; each is marked as named by this node, so the
+    blob store keeps it without hashing it again."""
+    names = []
+    for blob in blobs:
+        blob.checked = blob_hash(blob)
+        names.append(blob.checked)
+    return names
 
 
 def blas_threads_env(workers: int) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Blobs fetched from peers stream to their file while hashed (BlobSink), chunks asking at once
-for the same blob share one fetch, and a worker's result file is named by the hash of what it
-wrote (one pass)."""
+for the same blob share one fetch, and a worker's big result is hashed once, by its node, which
+names the file the worker left unnamed."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ledger_net.compute import ArrayBlob, blob_hash
+from ledger_net.compute import Packer, blob_hash, blob_refs, plan_chunks, rename_refs, unpack
 from ledger_net.errors import TaskError
 from ledger_net.execution import chunk_job
-from ledger_net.execution.blobs import BlobSink, BlobStore
+from ledger_net.execution.blobs import BlobSink, BlobStore, FileBlob
+from ledger_net.execution.executor import ChunkExecutor
+from ledger_net.ledger.encoding import is_hash
 from ledger_net.ledger.store import BIG_BLOB, Store
 
 
@@ -109,12 +111,30 @@ async def test_a_blob_no_peer_sends_correctly_is_refused_and_leaves_nothing(tmp_
     assert store.blob_path("cd" * 32) is None and _leftovers(store) == []
 
 
-def test_a_worker_names_its_result_file_by_the_hash_of_what_it_wrote(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # a worker writes into its private dir, its cwd
-    blob = ArrayBlob(np.random.default_rng(3).random((300, 600)))  # 1.4 MiB, written in slices
-    written: set[str] = set()
-    name = chunk_job._write_here(blob, written)
-    assert name == blob_hash(bytes(blob)) and written == {name}
-    assert (tmp_path / name).read_bytes() == bytes(blob)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+async def test_a_big_result_is_left_unnamed_by_the_worker_and_named_by_its_node(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.random((256, 512)), rng.random((512, 512))  # the chunk's result is 1 MiB: a file
+    payload = plan_chunks("matrix_ops", {"operation": "multiply", "matrix_a": a, "matrix_b": b}, 256)[0]
+    wire, blobs = Packer().pack(payload)
+    executor = ChunkExecutor(workers=1, work_dir=tmp_path / "work")
+    try:
+        outcome = await executor.run("matrix_ops", wire, blobs)
+    finally:
+        await executor.close()
+    assert outcome.ok, outcome.error
+    (name,) = outcome.blobs
+    blob = outcome.blobs[name]
+    assert isinstance(blob, FileBlob) and is_hash(name) and blob.checked == name == blob_hash(blob)
+    assert blob_refs(outcome.result) == [name]
+    value = unpack(outcome.result, {name: bytes(blob)})
+    np.testing.assert_allclose(value["rows"], a @ b)
+
+
+def test_unnamed_result_files_are_renamed_wherever_the_result_names_them() -> None:
+    wire = {"rows": {"$array": "result-0"}, "more": [{"$blob": "result-1"}, {"$array": ["result-0", 0, 2]}],
+            "kept": {"$array": "ab" * 32}}
+    renamed = rename_refs(wire, {"result-0": "cd" * 32, "result-1": "ef" * 32})
+    assert blob_refs(renamed) == ["cd" * 32, "ef" * 32, "ab" * 32]
+    assert renamed["more"][1] == {"$array": ["cd" * 32, 0, 2]}
+    assert chunk_job.is_unnamed("result-0") and not chunk_job.is_unnamed("../result-0")
+    assert not chunk_job.is_unnamed("ab" * 32)
