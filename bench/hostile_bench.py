@@ -53,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ledger_net.ledger import encoding  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger.events import FORMAT_VERSION, MAX_EVENT_BYTES  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
-from ledger_net.network.protocol import API, TOKEN_HEADER, read_token  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.network.auth import TOKEN_HEADER, read_token  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.network.protocol import API  # noqa: E402 -- after sys.path gets this checkout
 
 ATTACKS = ("big_events", "orphans", "tarpits", "csrf", "slow_readers", "conn_flood")
 GOAL = 2.0

@@ -217,7 +217,8 @@ def measure(db: Path, repeat: int, cli: bool) -> dict[str, Any]:
     """Every figure for one ledger (run in a fresh process on a scratch copy)."""
     from sqlalchemy import select
 
-    from ledger_net.network.protocol import dumps, stored_to_wire
+    from ledger_net.ledger.wire import stored_to_wire
+    from ledger_net.network.responses import dumps
     from ledger_net.projections.runner import ProjectionRunner
     from ledger_net.projections.tables import balances
 

@@ -238,7 +238,7 @@ def key_passphrase(data_dir: Path, passphrase_file: Path | None, *, creating: bo
 def token_of(token: str | None, data_dir: Path | None) -> str | None:
     """The token to send: `--token`, else the one in DATA_DIR/api.token (state-changing
     control routes need it even on loopback)."""
-    from .network.protocol import read_token
+    from .network.auth import read_token
 
     return token or read_token(data_dir)
 

@@ -72,8 +72,8 @@ def init(data_dir: Path, db_url: str | None, name: str, initial_credits: float, 
     from .ledger.datadir import DataDir
     from .ledger.events import Event
     from .ledger.identity import KDF_LEVELS, KEY_FILE, Identity, is_sealed
+    from .network.auth import load_or_create_token
     from .network.joining import join
-    from .network.protocol import load_or_create_token
 
     key_exists = (data_dir / KEY_FILE).exists()
     if encrypt_key and key_exists and not is_sealed(data_dir):

@@ -26,8 +26,9 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..errors import NetworkError, PeerUnavailable
+from .auth import TOKEN_HEADER, read_token
 from .discovery import address_refused
-from .protocol import API, TOKEN_HEADER, read_token
+from .protocol import API
 
 DEFAULT_TIMEOUT = 15.0
 MAX_RESPONSE = 64 << 20  # bytes of one JSON answer

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from ..projections.status import ROW_STATUSES
 from .ports import BooksPort
-from .protocol import API, MAX_EVENTS_PER_REQUEST, MAX_PAGE, json_response
+from .protocol import API, MAX_EVENTS_PER_REQUEST, MAX_PAGE
+from .responses import json_response
 
 OPENAPI_PATH = f"{API}/openapi.json"
 JSON = "application/json"

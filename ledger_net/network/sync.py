@@ -47,8 +47,10 @@ from ..ledger.identity import is_public_key
 from ..ledger.wire import to_wire
 from .client import PeerClient, PeerRefused, guarded_session
 from .discovery import Discovery, Peer
+from .incoming import ledger_error, parse_wire_events
 from .limits import MAX_PAGE_BYTES
-from .protocol import MAX_EVENTS_PER_REQUEST, MAX_PAGE, ApiError, ledger_error, parse_wire_events
+from .protocol import MAX_EVENTS_PER_REQUEST, MAX_PAGE
+from .responses import ApiError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -38,7 +38,8 @@ from ..ledger.chain import Applied, Ledger
 from ..ledger.wire import stored_to_wire
 from ..projections.runner import ProjectionRunner
 from ..projections.status import TERMINAL, TaskStatus
-from .protocol import MAX_PAGE, CommitWatcher
+from .protocol import MAX_PAGE
+from .watcher import CommitWatcher
 
 log = logging.getLogger(__name__)
 
