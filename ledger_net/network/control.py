@@ -28,8 +28,8 @@ from ..errors import CreditError, InsufficientCredits, LedgerNetError, NodeError
 from ..ledger.identity import is_public_key
 from ..projections.runner import ProjectionRunner
 from ..projections.status import ROW_STATUSES, TaskStatus
-from .ports import ControlPort
 from .auth import control
+from .ports import ControlPort
 from .protocol import API
 from .responses import ApiError, int_param, json_response
 
