@@ -215,8 +215,9 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
     state = verified.state
     mismatched = []
     for author, acct in state.accounts.items():
-        projected = balances.accounts.get(author, {})
-        if projected.get("balance", 0) != acct.balance or projected.get("escrow", 0) != sum(acct.escrow.values()):
+        projected = balances.accounts.get(author)
+        if (projected["balance"] if projected else 0) != acct.balance or \
+                (projected["escrow"] if projected else 0) != sum(acct.escrow.values()):
             mismatched.append(author)
     supply = state.supply()
     decimals = state.decimals
@@ -224,7 +225,8 @@ def audit(ledger: Ledger, runner: ProjectionRunner | Fold | None = None, *, live
     accounts = []
     for author in sorted(balances.accounts):
         row = balances.accounts[author]
-        accounts.append({"account": author, "name": nodes.get(author, {}).get("name"),
+        node = nodes.get(author)
+        accounts.append({"account": author, "name": node["name"] if node else None,
                          **{k: row[k] for k in ("balance", "escrow", "incoming", "earned", "spent", "sent",
                                                 "received", "minted", "burnt")}})
     violations = [p.as_dict() for p in verified.problems]

@@ -41,6 +41,7 @@ from .network.control import control_routes
 from .network.metrics import metrics_routes
 from .network.openapi import openapi_routes
 from .network.server import NodeServer, open_local
+from .projections.rows import TaskRow
 from .projections.runner import ProjectionRunner
 from .projections.status import TERMINAL, TaskStatus
 from .sandbox import view
@@ -301,7 +302,7 @@ class ComputeNetwork:
         task.owner_id = ledger.node_id  # the signer owns the task, whatever the dict says
         return engine.submit(task)
 
-    def _task_row(self, task_id: str) -> dict[str, Any]:
+    def _task_row(self, task_id: str) -> TaskRow:
         _, runner, _ = self._require()
         if not isinstance(task_id, str):
             raise TaskError("task_id must be a string")
@@ -335,6 +336,8 @@ class ComputeNetwork:
                             + (f" ({row['reason']})" if row["reason"] else ""))
         if row["result"] is not None:
             return unpack(json.loads(row["result"]))
+        if row["result_hash"] is None:
+            raise TaskError(f"task {task_id} completed without a result")
         assert self.blobs is not None
         return await self.blobs.fetch_value(row["result_hash"])
 

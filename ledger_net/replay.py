@@ -352,11 +352,12 @@ def explain_balance(ledger: Ledger, account: str, until: int | str | None = None
     rules_balance = ledger.state.spendable(key) if at_end else None
     if rules_balance is not None and rules_balance != balance:
         problems.append(f"the validity rules say the balance is {rules_balance}, the projection {balance}")
-    acct = fold.balances.accounts.get(key, {})
-    return {"account": key, "name": fold.nodes.nodes.get(key, {}).get("name"), "offset": point,
+    acct = fold.balances.accounts.get(key)
+    node = fold.nodes.nodes.get(key)
+    return {"account": key, "name": node["name"] if node else None, "offset": point,
             "decimals": fold.decimals, "rows": rows, "sum": running, "balance": balance,
-            "rules_balance": rules_balance, "escrow": acct.get("escrow", 0), "incoming": acct.get("incoming", 0),
-            "ok": not problems, "problems": problems}
+            "rules_balance": rules_balance, "escrow": acct["escrow"] if acct else 0,
+            "incoming": acct["incoming"] if acct else 0, "ok": not problems, "problems": problems}
 
 
 def _history_table() -> Any:

@@ -24,6 +24,7 @@ from ..ledger.chain import Ledger, RuleViolation
 from ..ledger.events import Event
 from ..ledger.identity import is_public_key
 from ..ledger.rules import INSUFFICIENT_BALANCE
+from ..projections.rows import AccountColumn
 from ..projections.runner import ProjectionRunner
 from ..projections.tables import credit_history
 from .money import to_credits, to_units
@@ -224,10 +225,10 @@ class Credits:
 
     # ---------------------------------------------------------------- analytics
     def get_credit_metrics(self) -> dict[str, Any]:
-        acct = self.runner.balances.accounts.get(self.node_id, {})
+        acct = self.runner.balances.row_of(self.node_id)
 
-        def units(key: str) -> float:
-            return to_credits(acct.get(key, 0), self.decimals)
+        def units(key: AccountColumn) -> float:
+            return to_credits(acct[key], self.decimals)
 
         supply = self.ledger.state.supply()
         return {

@@ -37,6 +37,7 @@ import psutil
 
 from ..errors import LedgerError, NetworkError, NodeError
 from ..ledger.chain import Ledger
+from ..projections.rows import NodeRow
 from ..projections.runner import ProjectionRunner
 from .private_ledger import private_network
 
@@ -387,7 +388,7 @@ class Node:
         self._append("node.left", {"reason": str(reason)[:4096]})
         await self.stop()
 
-    def _recorded(self) -> dict[str, Any] | None:
+    def _recorded(self) -> NodeRow | None:
         assert self.runner is not None and self.ledger is not None
         return self.runner.nodes.nodes.get(self.ledger.node_id)
 

@@ -20,6 +20,7 @@ from ..ledger.chain import Ledger, RuleViolation
 from ..ledger.events import Event
 from ..ledger.identity import Identity
 from ..projections.reputation import PPM, Feedback, ReputationParams, level_of, next_score
+from ..projections.rows import SubjectRow
 from ..projections.runner import ProjectionRunner
 from .private_ledger import private_network
 
@@ -62,10 +63,10 @@ class Reputation:
         self.ledger, self.runner, self.subject = ledger, runner, subject
 
     # ---------------------------------------------------------------- reading
-    def _row(self) -> dict[str, Any]:
+    def _row(self) -> SubjectRow:
         row = self.runner.reputation.subjects.get(self.subject)
-        return row or {"score_ppm": self.params.initial_ppm, "positive": 0, "negative": 0,
-                       "quality_sum_ppm": 0, "feedback_count": 0, "forked": False}
+        return row or SubjectRow(score_ppm=self.params.initial_ppm, positive=0, negative=0, quality_sum_ppm=0,
+                                 feedback_count=0, forked=False)
 
     def _feedback(self) -> list[Feedback]:
         return list(self.runner.reputation.feedback.get(self.subject, []))

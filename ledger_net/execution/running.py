@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import NodeError, TaskError
 from ..ledger.events import Event
+from ..projections.rows import TaskRow
 from .answers import payload_blobs, result_body, unpack_spec
 from .blobs import BlobStore
 from .executor import ChunkExecutor, ChunkOutcome
@@ -48,7 +49,7 @@ class ChunkRunner:
                 blobs[ref] = data
         return payload, blobs, files
 
-    async def run(self, assignment: Event, submitted: dict[str, Any] | None) -> dict[str, Any]:
+    async def run(self, assignment: Event, submitted: TaskRow | None) -> dict[str, Any]:
         """Run one assignment (``submitted``: its task's row, if known here); the report's body."""
         b = assignment.body
         try:

@@ -26,6 +26,7 @@ from aiohttp import web
 from ..core.money import to_credits
 from ..errors import CreditError, InsufficientCredits, LedgerNetError, NodeError, TaskError
 from ..ledger.identity import is_public_key
+from ..projections.rows import ACCOUNT_COLUMNS, TaskRow
 from ..projections.runner import ProjectionRunner
 from ..projections.status import ROW_STATUSES, TaskStatus
 from .auth import control
@@ -93,7 +94,7 @@ class ControlAPI:
         ledger, _ = self._books()
         return to_credits(units, ledger.state.decimals)
 
-    def _task_row(self, task_id: str) -> dict[str, Any]:
+    def _task_row(self, task_id: str) -> TaskRow:
         _, runner = self._books()
         row = runner.tasks.tasks.get(task_id)
         if row is None:
@@ -187,9 +188,9 @@ class ControlAPI:
         if row is None:
             raise ApiError(404, "unknown_account", f"no account {node_id[:64]!r} in the ledger")
         decimals = ledger.state.decimals
-        node = runner.nodes.nodes.get(node_id) or {}
-        return {"node_id": node_id, "name": node.get("name"), "decimals": decimals,
-                **{k: to_credits(v, decimals) for k, v in row.items()},
+        node = runner.nodes.nodes.get(node_id)
+        return {"node_id": node_id, "name": node["name"] if node else None, "decimals": decimals,
+                **{k: to_credits(row[k], decimals) for k in ACCOUNT_COLUMNS},
                 "units": dict(row), "reputation": runner.reputation.score(node_id) / 1_000_000,
                 "forked_at": ledger.state.frozen.get(node_id)}
 
@@ -199,7 +200,7 @@ class ControlAPI:
         credits = self.network.credits
         assert credits is not None
         metrics = await self._write(credits.get_credit_metrics)  # it flushes the history projection
-        row = runner.balances.accounts.get(ledger.node_id, {})
+        row = runner.balances.accounts.get(ledger.node_id)
         metrics["units"] = dict(row) if row else {}
         metrics["decimals"] = ledger.state.decimals
         return json_response(metrics)

@@ -22,13 +22,14 @@ import ipaddress
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import NetworkError, RefusedPeerURL
 from ..ledger.chain import Applied
+from ..projections.rows import NodeRow
 
 SEED = "seed"
 LEDGER = "ledger"
@@ -206,12 +207,12 @@ class Discovery:
                 return True
         return False
 
-    def learn_from_nodes(self, nodes: dict[str, dict[str, Any]]) -> int:
+    def learn_from_nodes(self, nodes: Mapping[str, NodeRow]) -> int:
         """Add URLs from the nodes projection (node_id -> row with `url`, `status`)."""
         added = 0
         for node_id, row in list(nodes.items()):
-            url = row.get("url")
-            if url and row.get("status") != "offline" and self.by_url(url) is None \
+            url = row["url"]
+            if url and row["status"] != "offline" and self.by_url(url) is None \
                     and self.add(url, LEDGER, node_id) is not None:
                 added += 1
         return added

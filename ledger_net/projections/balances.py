@@ -11,19 +11,20 @@ import hashlib
 import inspect
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from ..ledger.events import Event
 from ..ledger.tables import events
 from .base import Context, Projection, stored_memory
+from .rows import ACCOUNT_COLUMNS, AccountRow, HistoryRow, stored
 from .tables import balances, credit_history
 
-_COLUMNS = ("balance", "escrow", "incoming", "vouchers", "minted", "burnt", "earned", "spent", "sent", "received")
+_COLUMNS = ACCOUNT_COLUMNS
 _MOD = 1 << 256
 _MEMORY_FORMAT = 1
 
@@ -45,8 +46,9 @@ def _code_fingerprint() -> str:
     return hashlib.sha256(f"{_MEMORY_FORMAT}\n{source}".encode()).hexdigest()
 
 
-def _empty() -> dict[str, int]:
-    return dict.fromkeys(_COLUMNS, 0)
+def _empty() -> AccountRow:
+    return AccountRow(balance=0, escrow=0, incoming=0, vouchers=0, minted=0, burnt=0, earned=0, spent=0, sent=0,
+                      received=0)
 
 
 class BalancesProjection(Projection):
@@ -57,16 +59,16 @@ class BalancesProjection(Projection):
         self.reset()
 
     def reset(self) -> None:
-        self.accounts: dict[str, dict[str, int]] = {}
+        self.accounts: dict[str, AccountRow] = {}
         # source -> (sender, to, amount, kind); `to` is None only for a body that names no recipient
         self.transit: dict[str, tuple[str, str | None, int, str]] = {}
         self.vouchers: dict[str, tuple[str, int]] = {}
         self._dirty: set[str] = set()
-        self._new_history: list[dict[str, Any]] = []
+        self._new_history: list[HistoryRow] = []
         self._history_sum = 0  # order-independent multiset hash of history rows
 
     # ------------------------------------------------------------------ fold
-    def account(self, key: str) -> dict[str, int]:
+    def account(self, key: str) -> AccountRow:
         acct = self.accounts.get(key)
         if acct is None:
             acct = self.accounts[key] = _empty()
@@ -77,9 +79,9 @@ class BalancesProjection(Projection):
              counterparty: str | None = None, task_id: str | None = None, reason: str | None = None) -> None:
         acct = self.account(account)
         acct["balance"] += delta
-        row = {"offset": offset, "part": part, "account": account, "event_hash": event.hash, "kind": kind,
-               "delta": delta, "amount": amount, "counterparty": counterparty, "task_id": task_id,
-               "reason": reason, "ts": event.ts, "balance_after": acct["balance"]}
+        row = HistoryRow(offset=offset, part=part, account=account, event_hash=event.hash, kind=kind, delta=delta,
+                         amount=amount, counterparty=counterparty, task_id=task_id, reason=reason, ts=event.ts,
+                         balance_after=acct["balance"])
         self._new_history.append(row)
         self._history_sum = (self._history_sum + _row_digest(row)) % _MOD
 
@@ -140,20 +142,21 @@ class BalancesProjection(Projection):
             self._log(offset, 0, event, author, "escrow_refund", b["refund"], b["refund"], task_id=b["task_id"])
 
     # ------------------------------------------------------------------ rows
-    def rows(self) -> dict[Any, list[dict[str, Any]]]:
+    def rows(self) -> dict[Table, list[dict[str, Any]]]:
         return {balances: [dict(account=k, **v) for k, v in self.accounts.items()]}
 
-    def full_rows(self) -> dict[Any, list[dict[str, Any]]]:
-        return {**self.rows(), credit_history: list(self._new_history)}
+    def full_rows(self) -> dict[Table, list[dict[str, Any]]]:
+        return {**self.rows(), credit_history: stored(list(self._new_history))}
 
-    def take_history(self) -> dict[Any, list[dict[str, Any]]]:
+    def take_history(self) -> dict[Table, list[dict[str, Any]]]:
         rows, self._new_history = self._new_history, []
-        return {credit_history: rows}
+        return {credit_history: stored(rows)}
 
-    def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
+    def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
-        out = {balances: (keys, [dict(account=k, **self.accounts[k]) for k in keys]),
-               credit_history: ([], self._new_history)}
+        out: dict[Table, tuple[list[Any], list[dict[str, Any]]]] = {
+            balances: (keys, [dict(account=k, **self.accounts[k]) for k in keys]),
+            credit_history: ([], stored(self._new_history))}
         self._dirty = set()
         self._new_history = []
         return out
@@ -164,7 +167,7 @@ class BalancesProjection(Projection):
         memory, re-derived from the history rows and the log (O(log))."""
         self.reset()
         for row in conn.execute(select(balances)).mappings():
-            self.accounts[row["account"]] = {c: row[c] for c in _COLUMNS}
+            self.accounts[row["account"]] = cast(AccountRow, {c: row[c] for c in _COLUMNS})
         if self._restore(stored_memory(conn, self.name, offset)):
             return
         for row in conn.execute(select(credit_history)).mappings():
@@ -232,12 +235,16 @@ class BalancesProjection(Projection):
         acct = self.accounts.get(account)
         return acct["balance"] if acct else 0
 
-    def unflushed_history(self, account: str) -> list[dict[str, Any]]:
+    def row_of(self, account: str) -> AccountRow:
+        """`account`'s row, or one of zeros (not kept) for an account with no money events."""
+        return self.accounts.get(account) or _empty()
+
+    def unflushed_history(self, account: str) -> list[HistoryRow]:
         """Copies of `account`'s history rows folded since the last flush (not in the table yet):
         a reader of the table adds them to see the history as of now."""
-        return [dict(r) for r in self._new_history if r["account"] == account]
+        return [r.copy() for r in self._new_history if r["account"] == account]
 
-    def totals(self) -> dict[str, int]:
+    def totals(self) -> AccountRow:
         total = _empty()
         for acct in self.accounts.values():
             for c in _COLUMNS:
@@ -245,7 +252,7 @@ class BalancesProjection(Projection):
         return total
 
 
-def _row_digest(row: dict[str, Any]) -> int:
+def _row_digest(row: Mapping[str, Any]) -> int:
     """Hash of a history row without its local offset, for an order-free multiset sum.
     Rows that do not move the balance (incoming notices) land between the account's own
     events in an arrival-dependent place, so their running balance is left out."""

@@ -7,17 +7,19 @@ how peers find each other.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, cast
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from ..ledger import encoding
 from ..ledger.events import Event
 from .base import Context, Projection
+from .rows import NodeInfo, NodeRow
 from .tables import nodes
 
-_COLS = ("name", "url", "node_type", "status", "capabilities", "load", "events", "forked_at", "last_ts")
+_COLS: tuple[Literal["name", "url", "node_type", "status", "capabilities", "load", "events", "forked_at", "last_ts"],
+              ...] = ("name", "url", "node_type", "status", "capabilities", "load", "events", "forked_at", "last_ts")
 
 
 def _json(value: Any) -> str:
@@ -32,15 +34,14 @@ class NodesProjection(Projection):
         self.reset()
 
     def reset(self) -> None:
-        self.nodes: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, NodeRow] = {}
         self._dirty: set[str] = set()
 
-    def node(self, key: str) -> dict[str, Any]:
+    def node(self, key: str) -> NodeRow:
         row = self.nodes.get(key)
         if row is None:
-            row = self.nodes[key] = {"name": key[:16], "url": None, "node_type": "client", "status": "unknown",
-                                     "capabilities": "{}", "load": "{}", "events": 0, "forked_at": None,
-                                     "last_ts": 0}
+            row = self.nodes[key] = NodeRow(name=key[:16], url=None, node_type="client", status="unknown",
+                                            capabilities="{}", load="{}", events=0, forked_at=None, last_ts=0)
         self._dirty.add(key)
         return row
 
@@ -59,8 +60,8 @@ class NodesProjection(Projection):
             return
         b = event.body
         if event.type == "node.joined":
-            row.update(name=b["name"], url=b.get("url"), node_type=b.get("node_type", "client"), status="online",
-                       capabilities=_json(b.get("capabilities", {})))
+            row.update({"name": b["name"], "url": b.get("url"), "node_type": b.get("node_type", "client"),
+                        "status": "online", "capabilities": _json(b.get("capabilities", {}))})
         elif event.type == "node.updated":
             for field in ("name", "url", "status"):
                 if field in b:
@@ -75,10 +76,10 @@ class NodesProjection(Projection):
             target = self.node(b["author"])
             target["forked_at"] = min(b["seq"], target["forked_at"] or b["seq"])
 
-    def rows(self) -> dict[Any, list[dict[str, Any]]]:
+    def rows(self) -> dict[Table, list[dict[str, Any]]]:
         return {nodes: [dict(node_id=k, **v) for k, v in self.nodes.items()]}
 
-    def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
+    def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
         self._dirty = set()
         return {nodes: (keys, [dict(node_id=k, **self.nodes[k]) for k in keys])}
@@ -86,7 +87,7 @@ class NodesProjection(Projection):
     def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(nodes)).mappings():
-            self.nodes[row["node_id"]] = {c: row[c] for c in _COLS}
+            self.nodes[row["node_id"]] = cast(NodeRow, {c: row[c] for c in _COLS})
 
     def digest_items(self) -> Iterable[Any]:
         for key in sorted(self.nodes):
@@ -94,7 +95,10 @@ class NodesProjection(Projection):
             # last_ts and event counts are the same on every peer holding the same events
             yield [key, [row[c] for c in _COLS]]
 
-    def describe(self, key: str) -> dict[str, Any]:
+    def describe(self, key: str) -> NodeInfo:
+        """Node `key`'s row with its id and its JSON columns decoded (KeyError if unknown)."""
         row = self.nodes[key]
-        return {"node_id": key, **{c: row[c] for c in _COLS if c not in ("capabilities", "load")},
-                "capabilities": orjson.loads(row["capabilities"]), "load": orjson.loads(row["load"])}
+        return NodeInfo(node_id=key, name=row["name"], url=row["url"], node_type=row["node_type"],
+                        status=row["status"], events=row["events"], forked_at=row["forked_at"],
+                        last_ts=row["last_ts"], capabilities=orjson.loads(row["capabilities"]),
+                        load=orjson.loads(row["load"]))

@@ -23,12 +23,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from ..ledger.events import Event
 from .base import Context, Projection
+from .rows import FeedbackRow, SubjectRow, stored
 from .tables import reputation, reputation_history
 
 PPM = 1_000_000
@@ -89,7 +90,8 @@ class Feedback(NamedTuple):
     weight_ppm: int
 
 
-_COLUMNS = ("score_ppm", "positive", "negative", "quality_sum_ppm", "feedback_count", "forked")
+_COLUMNS: tuple[Literal["score_ppm", "positive", "negative", "quality_sum_ppm", "feedback_count", "forked"], ...] = (
+    "score_ppm", "positive", "negative", "quality_sum_ppm", "feedback_count", "forked")
 
 
 class ReputationProjection(Projection):
@@ -100,18 +102,18 @@ class ReputationProjection(Projection):
         self.reset()
 
     def reset(self) -> None:
-        self.subjects: dict[str, dict[str, Any]] = {}
+        self.subjects: dict[str, SubjectRow] = {}
         self.feedback: dict[str, list[Feedback]] = {}  # per subject, in canonical order
         self.params: ReputationParams | None = None
         self._dirty: set[str] = set()
-        self._new_history: list[dict[str, Any]] = []
+        self._new_history: list[FeedbackRow] = []
 
-    def subject(self, key: str) -> dict[str, Any]:
+    def subject(self, key: str) -> SubjectRow:
         row = self.subjects.get(key)
         if row is None:
             initial = (self.params or ReputationParams()).initial_ppm
-            row = self.subjects[key] = {"score_ppm": initial, "positive": 0, "negative": 0,
-                                        "quality_sum_ppm": 0, "feedback_count": 0, "forked": False}
+            row = self.subjects[key] = SubjectRow(score_ppm=initial, positive=0, negative=0, quality_sum_ppm=0,
+                                                  feedback_count=0, forked=False)
         self._dirty.add(key)
         return row
 
@@ -142,10 +144,10 @@ class ReputationProjection(Projection):
         row["positive" if b["positive"] else "negative"] += 1
         row["quality_sum_ppm"] += b["quality_ppm"]
         row["feedback_count"] += 1
-        self._new_history.append({"offset": offset, "subject": b["subject"], "author": event.author,
-                                  "seq": event.seq, "event_hash": event.hash, "positive": b["positive"],
-                                  "quality_ppm": b["quality_ppm"], "weight_ppm": b["weight_ppm"],
-                                  "score_after_ppm": row["score_ppm"], "ts": event.ts})
+        self._new_history.append(FeedbackRow(
+            offset=offset, subject=b["subject"], author=event.author, seq=event.seq, event_hash=event.hash,
+            positive=b["positive"], quality_ppm=b["quality_ppm"], weight_ppm=b["weight_ppm"],
+            score_after_ppm=row["score_ppm"], ts=event.ts))
 
     def fold_scores(self, items: list[Feedback]) -> list[int]:
         """Score after each feedback of `items` (in canonical order), from the initial score."""
@@ -156,27 +158,28 @@ class ReputationProjection(Projection):
             out.append(score)
         return out
 
-    def rows(self) -> dict[Any, list[dict[str, Any]]]:
+    def rows(self) -> dict[Table, list[dict[str, Any]]]:
         return {reputation: [dict(subject=k, **v) for k, v in self.subjects.items()]}
 
-    def full_rows(self) -> dict[Any, list[dict[str, Any]]]:
-        return {**self.rows(), reputation_history: list(self._new_history)}
+    def full_rows(self) -> dict[Table, list[dict[str, Any]]]:
+        return {**self.rows(), reputation_history: stored(list(self._new_history))}
 
-    def take_history(self) -> dict[Any, list[dict[str, Any]]]:
+    def take_history(self) -> dict[Table, list[dict[str, Any]]]:
         rows, self._new_history = self._new_history, []
-        return {reputation_history: rows}
+        return {reputation_history: stored(rows)}
 
-    def dirty_rows(self) -> dict[Any, tuple[list[Any], list[dict[str, Any]]]]:
+    def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
-        out = {reputation: (keys, [dict(subject=k, **self.subjects[k]) for k in keys]),
-               reputation_history: ([], self._new_history)}
+        out: dict[Table, tuple[list[Any], list[dict[str, Any]]]] = {
+            reputation: (keys, [dict(subject=k, **self.subjects[k]) for k in keys]),
+            reputation_history: ([], stored(self._new_history))}
         self._dirty, self._new_history = set(), []
         return out
 
     def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(reputation)).mappings():
-            self.subjects[row["subject"]] = {c: row[c] for c in _COLUMNS}
+            self.subjects[row["subject"]] = cast(SubjectRow, {c: row[c] for c in _COLUMNS})
         for row in conn.execute(select(reputation_history)).mappings():
             self.feedback.setdefault(row["subject"], []).append(Feedback(
                 row["ts"], row["author"], row["seq"], row["event_hash"], row["positive"], row["quality_ppm"],

@@ -16,9 +16,9 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
-from sqlalchemy import Connection, delete, select, tuple_
+from sqlalchemy import Connection, Index, delete, select, tuple_
 
 from ..faults import crash_point
 from ..ledger import encoding
@@ -26,9 +26,10 @@ from ..ledger.chain import Applied, Ledger
 from ..ledger.events import Event
 from .balances import BalancesProjection
 from .base import Context, Projection
-from .consistency import Loaded, load_stored
+from .consistency import Loaded, history_tables, load_stored
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
+from .rows import HistoryRow
 from .tables import checkpoints, credit_history, projection_memory
 from .tasks import TasksProjection
 
@@ -122,6 +123,7 @@ class ProjectionRunner(ProjectionSet):
         self._offset = 0
         self._unflushed = 0
         self._open()
+        self._ensure_indexes()
         if subscribe:
             ledger.subscribe(self._on_applied, self.rebuild)
 
@@ -214,7 +216,14 @@ class ProjectionRunner(ProjectionSet):
         flush every projection (the others are already caught up to the same offset)."""
         with self._lock:
             names = [p.name for p in projections]
+            # The history tables' secondary indexes are dropped for the rebuild and built again
+            # in one pass at its end (at 1M events keeping one up row by row cost more than all
+            # the other writes); if the rebuild dies in between, `_ensure_indexes` on the next
+            # open builds them.
+            slow = _history_indexes(projections)
             with self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
+                for index in slow:
+                    index.drop(conn, checkfirst=True)
                 for p in projections:
                     for table in p.tables:
                         conn.execute(delete(table))
@@ -222,29 +231,48 @@ class ProjectionRunner(ProjectionSet):
                 conn.execute(delete(projection_memory).where(projection_memory.c.name.in_(names)))
             for p in projections:
                 p.reset()
-            self._fold(projections, self.ledger.store.select_events())
+            self._fold(projections, self.ledger.store.select_rows())
             self.flush()
+            self._ensure_indexes(slow)
 
-    def _fold(self, projections: Sequence[Projection], rows: Iterable[Any]) -> None:
-        """Fold rows into `projections`, flushing them (rows and checkpoints at the row
-        folded last) every `fold_batch` rows: a rebuild's memory is bounded, and a crash
+    def _ensure_indexes(self, indexes: Sequence[Index] | None = None) -> None:
+        """Build any of these indexes (default: the history tables') that is missing: a
+        rebuild drops them while it folds."""
+        with self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
+            for index in indexes if indexes is not None else _history_indexes(self.projections):
+                index.create(conn, checkfirst=True)
+
+    def _fold(self, projections: Sequence[Projection], batches: Iterable[Sequence[Any]]) -> None:
+        """Fold batches of stored rows (`Store.select_rows`: plain tuples, verdicts as stored,
+        nothing re-validated) into `projections`, flushing them (rows and checkpoints at the
+        row folded last) every `fold_batch` rows: a rebuild's memory is bounded, and a crash
         in the middle resumes from the last of these checkpoints."""
         ctx = self.context()
-        for folded, row in enumerate(rows, 1):
-            event = Event.from_stored(row.raw, row.sig, row.hash)
-            reason = None if row.valid else row.reason
-            for p in projections:
-                p.apply(row.offset, event, reason, ctx)
-            self._offset = max(self._offset, row.offset)
-            if self.fold_batch > 0 and folded % self.fold_batch == 0:
-                self._flush(projections, row.offset)
+        appliers = [p.apply for p in projections]
+        from_stored = Event.from_stored
+        every = self.fold_batch if self.fold_batch > 0 else -1
+        due = every
+        for batch in batches:
+            for offset, hash_, _, _, _, _, raw, sig, valid, reason in batch:
+                event = from_stored(raw, sig, hash_)
+                if valid:
+                    reason = None
+                for apply in appliers:
+                    apply(offset, event, reason, ctx)
+                due -= 1
+                if not due:
+                    self._offset = max(self._offset, offset)
+                    self._flush(projections, offset)
+                    due = every
+            if batch:
+                self._offset = max(self._offset, batch[-1][0])
 
     # ---------------------------------------------------------------- reading
     @property
     def offset(self) -> int:
         return self._offset
 
-    def account_history(self, account: str, *, before: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    def account_history(self, account: str, *, before: int = 0, limit: int = 500) -> list[HistoryRow]:
         """`account`'s newest `limit` credit history rows (offset < `before` when given), oldest
         first: the stored rows and those folded since the last flush. The unflushed rows are taken
         first, then the table read: a flush in between only moves rows seen twice (deduplicated)."""
@@ -255,7 +283,7 @@ class ProjectionRunner(ProjectionSet):
             stmt = stmt.where(credit_history.c.offset < before)
         stmt = stmt.order_by(credit_history.c.offset.desc(), credit_history.c.part.desc()).limit(limit)
         with self.ledger.store.engine.connect() as conn:
-            rows = {(r["offset"], r["part"]): dict(r) for r in conn.execute(stmt).mappings()}
+            rows = {(r["offset"], r["part"]): cast(HistoryRow, dict(r)) for r in conn.execute(stmt).mappings()}
         for r in fresh:
             if not before or r["offset"] < before:
                 rows[(r["offset"], r["part"])] = r
@@ -287,6 +315,11 @@ class ProjectionRunner(ProjectionSet):
                 raise LedgerError(f"no event {until[:16]}… in this ledger")
             return offset
         return int(until)
+
+
+def _history_indexes(projections: Sequence[Projection]) -> list[Index]:
+    """The secondary indexes of these projections' history tables (a row per event)."""
+    return [index for p in projections for table in history_tables(p) for index in sorted(table.indexes, key=str)]
 
 
 def _delete_keys(conn: Connection, table: Any, keys: list[Any]) -> None:

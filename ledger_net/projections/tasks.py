@@ -28,8 +28,8 @@ result, and every peer still shows the same chunk
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, cast
 
 import orjson
 from sqlalchemy import Connection, Table, select
@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Table, select
 from ..ledger import encoding
 from ..ledger.events import Event
 from .base import Context, Projection
+from .rows import AssignmentRow, ChunkRow, TaskRow
 from .status import ROW_STATUSES, TERMINAL, ChunkStatus, TaskStatus
 from .tables import chunks, task_assignments, tasks
 
@@ -46,7 +47,6 @@ _TASK_COLS = ("owner", "task_type", "status", "priority", "escrow", "max_price",
 _CHUNK_COLS = ("status", "worker", "price", "attempts", "result_hash", "payment", "error", "usage")
 _ASSIGNMENT_COLS = ("task_id", "owner", "chunk", "worker", "position", "verdict", "reason", "verdict_hash", "ok",
                     "result_hash", "error", "usage")
-_REPORT_COLS = ("ok", "result_hash", "error", "usage")
 
 TaskKey = tuple[str, str]  # (task_id, owner)
 ChunkKey = tuple[str, str, int]  # (task_id, owner, chunk)
@@ -54,6 +54,10 @@ ChunkKey = tuple[str, str, int]  # (task_id, owner, chunk)
 
 def _json(value: Any) -> str:
     return encoding.canonical_bytes(value).decode("utf-8")
+
+
+def _values(row: Mapping[str, Any], columns: tuple[str, ...]) -> list[Any]:
+    return [row[c] for c in columns]
 
 
 class TasksProjection(Projection):
@@ -65,15 +69,15 @@ class TasksProjection(Projection):
 
     def reset(self) -> None:
         # Every candidate: task_id -> owner -> row, and its chunks by (task_id, owner, chunk).
-        self.candidates: dict[str, dict[str, dict[str, Any]]] = {}
-        self.owner_chunks: dict[ChunkKey, dict[str, Any]] = {}
+        self.candidates: dict[str, dict[str, TaskRow]] = {}
+        self.owner_chunks: dict[ChunkKey, ChunkRow] = {}
         # Effective assignments: event hash -> row (_ASSIGNMENT_COLS): who was asked, in which
         # position of the chunk's assignments, the owner's verdict and the worker's latest report.
-        self.assignments: dict[str, dict[str, Any]] = {}
+        self.assignments: dict[str, AssignmentRow] = {}
         self._by_chunk: dict[ChunkKey, list[str]] = {}  # assignment hashes of a chunk, in the owner's order
         # The winners' views (the same row objects): what readers by task id see.
-        self.tasks: dict[str, dict[str, Any]] = {}
-        self.chunks: dict[tuple[str, int], dict[str, Any]] = {}
+        self.tasks: dict[str, TaskRow] = {}
+        self.chunks: dict[tuple[str, int], ChunkRow] = {}
         self._submissions: dict[str, TaskKey] = {}  # task.submitted hash -> candidate
         self._dirty_tasks: set[TaskKey] = set()
         self._dirty_chunks: set[ChunkKey] = set()
@@ -97,13 +101,13 @@ class TasksProjection(Projection):
             if chunk is not None:
                 self.chunks[(task_id, i)] = chunk
 
-    def _task(self, task_id: str, owner: str) -> dict[str, Any] | None:
+    def _task(self, task_id: str, owner: str) -> TaskRow | None:
         task = self.candidates.get(task_id, {}).get(owner)
         if task is not None:
             self._dirty_tasks.add((task_id, owner))
         return task
 
-    def _chunk(self, task_id: str, owner: str, index: int) -> dict[str, Any] | None:
+    def _chunk(self, task_id: str, owner: str, index: int) -> ChunkRow | None:
         chunk = self.owner_chunks.get((task_id, owner, index))
         if chunk is not None:
             self._dirty_chunks.add((task_id, owner, index))
@@ -146,24 +150,23 @@ class TasksProjection(Projection):
             a = self.assignments.get(dep)
             if a is None or a["task_id"] != task_id or a["chunk"] != b["chunk"] or a["worker"] != event.author:
                 continue
-            a.update(ok=bool(b["ok"]), result_hash=b.get("result_hash"), error=b.get("error"),
-                     usage=_json(b["usage"]) if "usage" in b else None)
+            a.update({"ok": bool(b["ok"]), "result_hash": b.get("result_hash"), "error": b.get("error"),
+                      "usage": _json(b["usage"]) if "usage" in b else None})
             self._dirty_assignments.add(dep)
             self._derive(task_id, a["owner"], b["chunk"])
 
-    def _assigned(self, task: dict[str, Any], event: Event) -> None:
+    def _assigned(self, task: TaskRow, event: Event) -> None:
         b, task_id = event.body, event.body["task_id"]
         key = (task_id, event.author, b["chunk"])
         order = self._by_chunk.setdefault(key, [])
-        self.assignments[event.hash] = {"task_id": task_id, "owner": event.author, "chunk": b["chunk"],
-                                        "worker": b["worker"], "position": len(order), "verdict": None,
-                                        "reason": None, "verdict_hash": None, "ok": None, "result_hash": None,
-                                        "error": None, "usage": None}
+        self.assignments[event.hash] = AssignmentRow(
+            task_id=task_id, owner=event.author, chunk=b["chunk"], worker=b["worker"], position=len(order),
+            verdict=None, reason=None, verdict_hash=None, ok=None, result_hash=None, error=None, usage=None)
         order.append(event.hash)
         self._dirty_assignments.add(event.hash)
         chunk = self._chunk(*key)
         if chunk is not None:
-            chunk.update(worker=b["worker"], price=b["price"], attempts=chunk["attempts"] + 1)
+            chunk.update({"worker": b["worker"], "price": b["price"], "attempts": chunk["attempts"] + 1})
             self._derive(*key)
         if task["status"] not in TERMINAL:
             task["status"] = TaskStatus.RUNNING.value
@@ -176,8 +179,8 @@ class TasksProjection(Projection):
             a = self.assignments[h]
             if a["worker"] == b["worker"]:
                 if a["verdict"] != "accepted":  # a payment, once made, is the assignment's last word
-                    a.update(verdict=verdict, reason=reason,
-                             verdict_hash=b.get("result_hash") if verdict == "accepted" else None)
+                    a.update({"verdict": verdict, "reason": reason,
+                              "verdict_hash": b.get("result_hash") if verdict == "accepted" else None})
                     self._dirty_assignments.add(h)
                 return
 
@@ -192,27 +195,26 @@ class TasksProjection(Projection):
             return
         rows = [self.assignments[h] for h in self._by_chunk.get((task_id, owner, index), [])]
         won = [a for a in rows if a["verdict"] == "accepted"]
-        fields: dict[str, Any] = {"status": ChunkStatus.OPEN.value, "result_hash": None, "error": None, "usage": None}
+        status, result_hash, error, usage = ChunkStatus.OPEN.value, None, None, None
         if won:  # float replicas agree within a bound with other bytes: keep the smallest hash, as the owner does
             a = min(won, key=lambda r: (r["verdict_hash"] or r["result_hash"] or "", r["worker"]))
-            fields.update(status=ChunkStatus.ACCEPTED.value, result_hash=a["verdict_hash"] or a["result_hash"],
-                          usage=a["usage"])
+            status, result_hash, usage = ChunkStatus.ACCEPTED.value, a["verdict_hash"] or a["result_hash"], a["usage"]
         elif rows:
             last = rows[-1]
             if last["verdict"] == "rejected":
-                fields.update(status=ChunkStatus.REJECTED.value, result_hash=last["result_hash"],
-                              error=last["reason"], usage=last["usage"])
+                status, result_hash, error, usage = (ChunkStatus.REJECTED.value, last["result_hash"], last["reason"],
+                                                     last["usage"])
             else:
                 report = next((a for a in reversed(rows) if a["worker"] == last["worker"] and a["ok"] is not None
                                and (a is last or a["verdict"] is None)), None)
                 if report is None:
-                    fields["status"] = ChunkStatus.ASSIGNED.value
+                    status = ChunkStatus.ASSIGNED.value
                 else:
-                    fields.update(status=ChunkStatus.REPORTED.value if report["ok"] else ChunkStatus.ERRORED.value,
-                                  **{c: report[c] for c in _REPORT_COLS if c != "ok"})
-        chunk.update(fields)
+                    status = ChunkStatus.REPORTED.value if report["ok"] else ChunkStatus.ERRORED.value
+                    result_hash, error, usage = report["result_hash"], report["error"], report["usage"]
+        chunk.update({"status": status, "result_hash": result_hash, "error": error, "usage": usage})
 
-    def _accepted(self, task: dict[str, Any], event: Event) -> None:
+    def _accepted(self, task: TaskRow, event: Event) -> None:
         b = event.body
         chunk = self._chunk(b["task_id"], event.author, b["chunk"])
         if chunk is not None and chunk["status"] != ChunkStatus.ACCEPTED:
@@ -222,13 +224,13 @@ class TasksProjection(Projection):
         self._judged(event, "accepted", None)
         self._derive(b["task_id"], event.author, b["chunk"])
 
-    def _rejected(self, task: dict[str, Any], event: Event) -> None:
+    def _rejected(self, task: TaskRow, event: Event) -> None:
         b = event.body
         self._judged(event, "rejected", b["reason"])
         self._derive(b["task_id"], event.author, b["chunk"])
         task["chunks_failed"] += 1
 
-    def _finished(self, task: dict[str, Any], event: Event) -> None:
+    def _finished(self, task: TaskRow, event: Event) -> None:
         b, t = event.body, event.type
         task["status"] = t.split(".")[1]
         task["refund"] = b["refund"]
@@ -240,7 +242,7 @@ class TasksProjection(Projection):
             task["reason"] = b["reason"]
 
     # The owner's events about its own task, by type (other task.* types only mark the task dirty).
-    _BY_OWNER: ClassVar[dict[str, Callable[[TasksProjection, dict[str, Any], Event], None]]] = {
+    _BY_OWNER: ClassVar[dict[str, Callable[[TasksProjection, TaskRow, Event], None]]] = {
         "task.assigned": _assigned, "task.chunk_accepted": _accepted, "task.chunk_rejected": _rejected,
         "task.completed": _finished, "task.failed": _finished, "task.cancelled": _finished}
 
@@ -250,23 +252,22 @@ class TasksProjection(Projection):
         cands = self.candidates.setdefault(task_id, {})
         if owner in cands:  # the rules refuse a second submission of an id by one owner
             return
-        cands[owner] = {
-            "owner": owner, "task_type": b["task_type"], "status": TaskStatus.PENDING.value,
-            "priority": b.get("priority", 1), "escrow": b["escrow"], "max_price": b["max_price"], "paid": 0,
-            "refund": 0, "chunks_total": b["chunks"], "chunks_done": 0, "chunks_failed": 0,
-            "submitted_hash": event.hash, "spec": _json(b["spec"]), "result": None, "result_hash": None,
-            "reason": None, "submitted_ts": event.ts, "finished_ts": None}
+        cands[owner] = TaskRow(
+            owner=owner, task_type=b["task_type"], status=TaskStatus.PENDING.value, priority=b.get("priority", 1),
+            escrow=b["escrow"], max_price=b["max_price"], paid=0, refund=0, chunks_total=b["chunks"], chunks_done=0,
+            chunks_failed=0, submitted_hash=event.hash, spec=_json(b["spec"]), result=None, result_hash=None,
+            reason=None, submitted_ts=event.ts, finished_ts=None)
         self._submissions[event.hash] = (task_id, owner)
         self._dirty_tasks.add((task_id, owner))
         for i in range(b["chunks"]):
-            self.owner_chunks[(task_id, owner, i)] = {
-                "status": ChunkStatus.OPEN.value, "worker": None, "price": None, "attempts": 0, "result_hash": None,
-                "payment": 0, "error": None, "usage": None}
+            self.owner_chunks[(task_id, owner, i)] = ChunkRow(
+                status=ChunkStatus.OPEN.value, worker=None, price=None, attempts=0, result_hash=None, payment=0,
+                error=None, usage=None)
             self._dirty_chunks.add((task_id, owner, i))
         self._crown(task_id)
 
     # ---------------------------------------------------------------- storing
-    def rows(self) -> dict[Any, list[dict[str, Any]]]:
+    def rows(self) -> dict[Table, list[dict[str, Any]]]:
         return {tasks: [dict(task_id=tid, **row) for tid, cands in self.candidates.items() for row in cands.values()],
                 chunks: [dict(task_id=k[0], owner=k[1], chunk=k[2], **v) for k, v in self.owner_chunks.items()],
                 task_assignments: [dict(hash=h, **a) for h, a in self.assignments.items()]}
@@ -284,12 +285,14 @@ class TasksProjection(Projection):
     def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(tasks)).mappings():
-            self.candidates.setdefault(row["task_id"], {})[row["owner"]] = {c: row[c] for c in _TASK_COLS}
+            task = cast(TaskRow, {c: row[c] for c in _TASK_COLS})
+            self.candidates.setdefault(row["task_id"], {})[row["owner"]] = task
             self._submissions[row["submitted_hash"]] = (row["task_id"], row["owner"])
         for row in conn.execute(select(chunks)).mappings():
-            self.owner_chunks[(row["task_id"], row["owner"], row["chunk"])] = {c: row[c] for c in _CHUNK_COLS}
+            chunk = cast(ChunkRow, {c: row[c] for c in _CHUNK_COLS})
+            self.owner_chunks[(row["task_id"], row["owner"], row["chunk"])] = chunk
         for row in conn.execute(select(task_assignments).order_by(task_assignments.c.position)).mappings():
-            self.assignments[row["hash"]] = {c: row[c] for c in _ASSIGNMENT_COLS}
+            self.assignments[row["hash"]] = cast(AssignmentRow, {c: row[c] for c in _ASSIGNMENT_COLS})
             self._by_chunk.setdefault((row["task_id"], row["owner"], row["chunk"]), []).append(row["hash"])
         for task_id in self.candidates:
             self._crown(task_id)
@@ -298,14 +301,14 @@ class TasksProjection(Projection):
         for task_id in sorted(self.candidates):
             cands = self.candidates[task_id]
             for owner in sorted(cands):
-                yield [[task_id, owner], [cands[owner][c] for c in _TASK_COLS]]
+                yield [[task_id, owner], _values(cands[owner], _TASK_COLS)]
         for key in sorted(self.owner_chunks):
-            yield [list(key), [self.owner_chunks[key][c] for c in _CHUNK_COLS]]
+            yield [list(key), _values(self.owner_chunks[key], _CHUNK_COLS)]
         for h in sorted(self.assignments):
-            yield [h, [self.assignments[h][c] for c in _ASSIGNMENT_COLS]]
+            yield [h, _values(self.assignments[h], _ASSIGNMENT_COLS)]
 
     # --------------------------------------------------------------- queries
-    def task_of(self, task_id: str, owner: str | None = None) -> dict[str, Any] | None:
+    def task_of(self, task_id: str, owner: str | None = None) -> TaskRow | None:
         """The row of `owner`'s task `task_id` (the winning candidate when `owner` is None).
 
         An owner (or a worker answering an assignment) should name the owner: the id alone
@@ -319,7 +322,7 @@ class TasksProjection(Projection):
         cands = self.candidates.get(task_id, {})
         return sorted(cands, key=lambda o: cands[o]["submitted_hash"])
 
-    def chunks_of(self, task_id: str, owner: str | None = None) -> dict[int, dict[str, Any]]:
+    def chunks_of(self, task_id: str, owner: str | None = None) -> dict[int, ChunkRow]:
         """Chunk index -> chunk row of one candidate (the winner when `owner` is None)."""
         task = self.task_of(task_id, owner)
         if task is None:

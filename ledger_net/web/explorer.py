@@ -24,6 +24,7 @@ from ..network.ports import ExplorerPort
 from ..network.protocol import API
 from ..network.responses import ApiError, int_param, json_response
 from ..projections.reputation import level_of
+from ..projections.rows import ACCOUNT_COLUMNS, TaskRow
 from ..projections.runner import ProjectionRunner
 from ..projections.status import TaskStatus
 
@@ -86,9 +87,9 @@ class Explorer:
         scale = 10 ** decimals
         with runner.reading():  # projections fold on the writer thread: snapshot whole events
             node_rows = {k: runner.nodes.describe(k) for k in list(runner.nodes.nodes)}
-            accounts = {k: dict(v) for k, v in runner.balances.accounts.items()}
+            accounts = {k: v.copy() for k, v in runner.balances.accounts.items()}
             totals = runner.balances.totals()
-            task_rows = sorted(((k, dict(v)) for k, v in runner.tasks.tasks.items()),
+            task_rows = sorted(((k, v.copy()) for k, v in runner.tasks.tasks.items()),
                                key=lambda kv: (-kv[1]["submitted_ts"], kv[0]))
             scores = {k: runner.reputation.score(k) for k in node_rows}
             projection_offset = runner.offset
@@ -96,15 +97,15 @@ class Explorer:
         live_load = self.network.node.get_current_load() if self.network.node is not None else None
         nodes = []
         for node_id, row in sorted(node_rows.items(), key=lambda kv: (kv[0] != me, kv[1]["name"], kv[0])):
-            acct = accounts.get(node_id, {})
+            acct = accounts.get(node_id)
             load = live_load if node_id == me and live_load is not None else row["load"]
             peer = server.discovery.by_node(node_id)
             nodes.append({"node_id": node_id, "name": row["name"], "url": row["url"], "status": row["status"],
                           "node_type": row["node_type"], "is_self": node_id == me,
                           "reputation": scores[node_id] / 1_000_000, "level": level_of(scores[node_id]),
                           "load": load, "capabilities": row["capabilities"], "forked_at": row["forked_at"],
-                          "events": row["events"], "balance": acct.get("balance", 0) / scale,
-                          "escrow": acct.get("escrow", 0) / scale,
+                          "events": row["events"], "balance": (acct["balance"] if acct else 0) / scale,
+                          "escrow": (acct["escrow"] if acct else 0) / scale,
                           "connection": peer[0].status if peer else ("self" if node_id == me else None)})
         tasks = [self._task_view(task_id, row, scale) for task_id, row in task_rows[:MAX_TASKS_LISTED]]
         genesis = ledger.state.genesis
@@ -124,7 +125,7 @@ class Explorer:
             "nodes": nodes, "tasks": tasks, "tasks_total": len(task_rows)})
 
     @staticmethod
-    def _task_view(task_id: str, row: dict[str, Any], scale: int) -> dict[str, Any]:
+    def _task_view(task_id: str, row: TaskRow, scale: int) -> dict[str, Any]:
         total = row["chunks_total"]
         progress = 1.0 if row["status"] == TaskStatus.COMPLETED else (row["chunks_done"] / total if total else 0.0)
         return {"task_id": task_id, "owner": row["owner"], "task_type": row["task_type"], "status": row["status"],
@@ -145,11 +146,10 @@ class Explorer:
         """Balances, reputation and node row of an account (any key is an account: zeros
         until the ledger moves credits to it). Caller holds the runner's lock."""
         scale = 10 ** ledger.state.decimals
-        acct = dict(runner.balances.accounts.get(account) or {})
+        acct = runner.balances.row_of(account)
         score = runner.reputation.score(account)
         node = runner.nodes.describe(account) if account in runner.nodes.nodes else None
-        amounts = {k: acct.get(k, 0) / scale for k in ("balance", "escrow", "incoming", "vouchers", "minted",
-                                                        "burnt", "earned", "spent", "sent", "received")}
+        amounts: dict[str, float] = {k: acct[k] / scale for k in ACCOUNT_COLUMNS}
         return {**amounts, "reputation": score / 1_000_000, "level": level_of(score), "node": node,
                 "is_self": account == ledger.node_id, "forked_at": ledger.state.frozen.get(account)}
 
@@ -196,8 +196,8 @@ class Explorer:
         scale = 10 ** ledger.state.decimals
         with runner.tasks.reading() as tasks:
             row = tasks.tasks.get(task_id)
-            row = dict(row) if row is not None else None
-            chunks = sorted((i, dict(c)) for i, c in tasks.chunks_of(task_id).items())
+            row = row.copy() if row is not None else None
+            chunks = sorted((i, c.copy()) for i, c in tasks.chunks_of(task_id).items())
         if row is None:
             raise ApiError(404, "unknown_task", f"no task {task_id[:80]!r} on this node")
         start = await self._read(ledger.store.offset_of, row["submitted_hash"])
