@@ -67,6 +67,23 @@ _SUPPLY_COLUMNS = ("minted", "balance", "escrow", "incoming", "vouchers", "burnt
 _SUPPLY_ROW = itemgetter(*_SUPPLY_COLUMNS)
 
 
+def leaves_of(keys: list[str], values: list[Value]) -> list[bytes]:
+    """`leaf_bytes` of many entries at once: one range check over all of them, then each
+    formatted by its template (`%d` formats an int as `int()` would, as `state_entries` reads)."""
+    if values and (min(map(min, values)) < INT_MIN or max(map(max, values)) > INT_MAX):
+        for key, value in zip(keys, values, strict=True):
+            _ints(key, value[:3] if key.startswith(REPUTATION) else value)  # raises, naming the entry
+    dumps, out = orjson.dumps, []
+    for key, value in zip(keys, values, strict=True):
+        if key.startswith(ACCOUNT):
+            out.append(_ACCOUNT_LEAF % (dumps(key), *value))
+        elif key.startswith(REPUTATION):
+            out.append(_REPUTATION_LEAF % (dumps(key), b"true" if value[3] else b"false", value[2], value[1], value[0]))
+        else:
+            out.append(leaf_bytes(key, value))
+    return out
+
+
 def supply_of(accounts: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
     """The supply leaf's totals over the balances projection's rows (a missing field is 0)."""
     try:
@@ -170,19 +187,22 @@ class StateBuilder:
         old_index, old_values, old_leaves, old_hashes = self._index, self._values, self._leaves, self._levels[0]
         keys = sorted(entries)
         values = [entries[k] for k in keys]
-        leaves: list[bytes] = []
-        hashes: list[bytes] = []
-        rehashed = 0
-        for key, value in zip(keys, values, strict=True):
-            at = old_index.get(key)
-            if at is not None and old_values[at] == value:
-                leaves.append(old_leaves[at])
-                hashes.append(old_hashes[at])
-            else:
-                data = leaf_bytes(key, value)
-                leaves.append(data)
-                hashes.append(sha(b"\x00" + data).digest())
-                rehashed += 1
+        if not old_index:  # the first build: every leaf is new
+            leaves = leaves_of(keys, values)
+            hashes = [sha(b"\x00" + d).digest() for d in leaves]
+            rehashed = len(keys)
+        else:
+            leaves, hashes, rehashed = [], [], 0
+            for key, value in zip(keys, values, strict=True):
+                at = old_index.get(key)
+                if at is not None and old_values[at] == value:
+                    leaves.append(old_leaves[at])
+                    hashes.append(old_hashes[at])
+                else:
+                    data = leaf_bytes(key, value)
+                    leaves.append(data)
+                    hashes.append(sha(b"\x00" + data).digest())
+                    rehashed += 1
         self._keys, self._values, self._leaves = keys, values, leaves
         self._index = {k: i for i, k in enumerate(keys)}
         self._levels = _levels(hashes)
