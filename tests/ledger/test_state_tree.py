@@ -84,3 +84,15 @@ def test_an_unchanged_build_rehashes_nothing():
     a = builder.build(accounts, {})
     b = builder.build(accounts, {})
     assert builder.rehashed == 0 and a.tree.root == b.tree.root == _reference(accounts, {}).tree.root
+
+
+def test_an_amount_outside_64_bits_is_refused_on_every_path():
+    rng = random.Random(5)
+    accounts = {_key(i): _account(rng) for i in range(5)}
+    huge = {**_account(rng), "escrow": 2**63}
+    with pytest.raises(ValueError, match="outside signed 64 bits"):
+        StateBuilder().build({**accounts, _key(9): huge}, {})  # the first build
+    builder = StateBuilder()
+    builder.build(accounts, {})
+    with pytest.raises(ValueError, match="outside signed 64 bits"):
+        builder.build({**accounts, _key(1): huge}, {})  # an update of a held row
