@@ -19,7 +19,9 @@ import pytest
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.store import sqlite_url
 from ledger_net.projections.runner import ProjectionRunner
-from tests.support.cli import NodeThread, assert_one_line_error, invoke, json_of, wait_for
+from tests.support.cli import assert_one_line_error, invoke, json_of
+from tests.support.nodes import NodeThread
+from tests.support.waiting import wait_until_blocking
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,8 +47,8 @@ def books(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         task_ids = a.call(work)
         ledger = a.network.ledger  # type: ignore[union-attr]
         tasks = a.network.runner.tasks.tasks  # type: ignore[union-attr]
-        wait_for(lambda: all(tasks.get(t, {}).get("status") == "completed" for t in task_ids), what="tasks")
-        wait_for(lambda: ledger.state.spendable(b_id) >= 5_000_000, what="B's receipt synced to A")
+        wait_until_blocking(lambda: all(tasks.get(t, {}).get("status") == "completed" for t in task_ids), what="tasks")
+        wait_until_blocking(lambda: ledger.state.spendable(b_id) >= 5_000_000, what="B's receipt synced to A")
     finally:
         if b is not None:
             b.stop()

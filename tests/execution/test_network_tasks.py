@@ -12,9 +12,6 @@ where a condition can be polled.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +22,9 @@ from ledger_net.core.task import Task
 from ledger_net.execution.executor import ChunkOutcome
 from ledger_net.main import ComputeNetwork
 from ledger_net.sandbox.bundle import CodeBundle
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
-
-POLL = 0.05
-
-
-async def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `condition` (sync or async) until it is truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(POLL)
-
 
 class Cluster:
     """Three nodes: `founder` (issuer), `b` and `c` (joined through the founder)."""
@@ -63,13 +44,13 @@ class Cluster:
                                   sync_interval=0.2, quote_window=0.3, workers=1)
             await node.start()
             self.nodes.append(node)
-        await until(lambda: all(len(n.runner.nodes.nodes) == count for n in self.nodes), 30,
-                    "every node to see every node joined")
+        await wait_until(lambda: all(len(n.runner.nodes.nodes) == count for n in self.nodes), 30,
+                         "every node to see every node joined")
         # The founder funds the others; payments become spendable once received.
         for node in self.nodes[1:]:
             assert self.founder.credits.transfer_credits(node.ledger.node_id, 100.0)
-        await until(lambda: all(n.credits.get_balance() >= 100.0 for n in self.nodes[1:]), 30,
-                    "the funded nodes to receive their credits")
+        await wait_until(lambda: all(n.credits.get_balance() >= 100.0 for n in self.nodes[1:]), 30,
+                         "the funded nodes to receive their credits")
 
     @property
     def founder(self) -> ComputeNetwork:
@@ -92,7 +73,7 @@ class Cluster:
             hashes = {n.runner.state_hash() for n in self.live()}
             return hashes.pop() if len(hashes) == 1 else None
 
-        return await until(same, timeout, "every live node to reach the same state hash")
+        return await wait_until(same, timeout, "every live node to reach the same state hash")
 
     async def stop(self) -> None:
         for i, node in reversed(list(enumerate(self.nodes))):
@@ -120,7 +101,7 @@ async def finished(node: ComputeNetwork, task_id: str, timeout: float = 60.0) ->
         status = await node.get_task_status(task_id)
         return status if status["status"] in ("completed", "failed", "cancelled") else None
 
-    return await until(done, timeout, f"task {task_id} to finish")
+    return await wait_until(done, timeout, f"task {task_id} to finish")
 
 
 def events_of(node: ComputeNetwork, kind: str, task_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -177,7 +158,7 @@ async def test_task_submitted_on_one_node_runs_on_the_others_and_every_book_agre
     def received() -> bool:
         return all(not n.ledger.state.open_credits_to(n.ledger.node_id) for n in cluster.nodes)
 
-    await until(received, 30, "every payment to be received by its worker")
+    await wait_until(received, 30, "every payment to be received by its worker")
     state = await cluster.converged()
     assert all(n.runner.state_hash() == state for n in cluster.nodes)
     assert len({balances(n) for n in cluster.nodes}) == 1
@@ -280,9 +261,9 @@ async def test_a_worker_killed_mid_task_does_not_stop_the_task(cluster: Cluster)
         status = await owner.get_task_status(task_id)
         return status["workers"][0] if status["workers"] else None
 
-    first = await until(assigned, 30, "the chunk to be assigned")
+    first = await wait_until(assigned, 30, "the chunk to be assigned")
     victim = next(n for n in cluster.nodes if n.ledger.node_id == first)
-    await until(lambda: victim.engine._running, 10, "the victim to start the chunk")
+    await wait_until(lambda: victim.engine._running, 10, "the victim to start the chunk")
     await cluster.crash(victim)
 
     status = await finished(owner, task_id, timeout=60)
@@ -300,8 +281,8 @@ async def test_a_worker_killed_mid_task_does_not_stop_the_task(cluster: Cluster)
     rejected = events_of(owner, "task.chunk_rejected", task_id)
     assert [(b["worker"], b["reason"]) for _, b in rejected] == [(first, "timed out")]
     # The two survivors still agree on everything.
-    await until(lambda: not survivor.ledger.state.open_credits_to(survivor.ledger.node_id), 30,
-                "the survivor to receive its pay")
+    await wait_until(lambda: not survivor.ledger.state.open_credits_to(survivor.ledger.node_id), 30,
+                     "the survivor to receive its pay")
     await cluster.converged()
     rep = [n.runner.reputation.score(first) for n in cluster.live()]
     assert rep[0] == rep[1] < 500_000  # the dead worker lost reputation, identically everywhere
@@ -340,6 +321,6 @@ async def test_numpy_matrices_travel_as_blobs_and_big_results_come_back_from_oth
     found, wire, _ = owner.blobs.local_wire(completed["result_hash"])
     assert found and "$concat" in wire  # the answer names the chunks' blobs, not a new copy
     # Another node reads the same answer once the completion reaches it, fetching blobs it lacks.
-    await until(lambda: founder.runner.tasks.tasks.get(task_id, {}).get("status") == "completed", 30,
-                "the completion to reach the founder")
+    await wait_until(lambda: founder.runner.tasks.tasks.get(task_id, {}).get("status") == "completed", 30,
+                     "the completion to reach the founder")
     assert np.array_equal(await founder.get_task_result(task_id), result)

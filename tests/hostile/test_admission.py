@@ -22,7 +22,8 @@ from ledger_net.ledger.events import Event
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.protocol import API
 from ledger_net.network.sync import ORPHAN_ATTEMPTS
-from tests.support.replication import converged, forge, start_cluster, stop_all, wait_until, wire_hash
+from tests.support.replication import converged, forge, start_cluster, stop_all, wire_hash
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,8 +10,6 @@ and the control routes agree with `/readyz`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,17 +19,15 @@ import pytest
 from ledger_net.ledger.identity import Identity
 from ledger_net.main import ComputeNetwork
 from ledger_net.network.protocol import API, TOKEN_HEADER, HostPolicy, read_token
+from tests.support.nodes import AsyncNodeFactory
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[ComputeNetwork]:
-    network = ComputeNetwork(host="127.0.0.1", port=0, data_dir=tmp_path / "victim", log_level="WARNING",
-                             quote_window=30.0, allowed_hosts=["node.example.org"])
-    await network.start()
-    yield network
-    await network.stop()
+async def async_node(async_node_factory: AsyncNodeFactory) -> ComputeNetwork:
+    """The victim: quotes awaited 30 s (a task stays pending) and one allowed public host name."""
+    return await async_node_factory("victim", quote_window=30.0, allowed_hosts=["node.example.org"])
 
 
 async def call(url: str, method: str, path: str, *, body: bytes | None = None,
@@ -44,18 +40,18 @@ async def call(url: str, method: str, path: str, *, body: bytes | None = None,
         return resp.status, orjson.loads(raw)
 
 
-async def test_forged_control_requests_are_refused_and_move_nothing(node: ComputeNetwork) -> None:
-    assert node.server is not None and node.ledger is not None and node.server.url is not None
-    url, port, ledger = node.server.url, node.server.port, node.ledger
-    token = read_token(node.data_dir)
-    assert token and token == node.server.token
+async def test_forged_control_requests_are_refused_and_move_nothing(async_node: ComputeNetwork) -> None:
+    assert async_node.server is not None and async_node.ledger is not None and async_node.server.url is not None
+    url, port, ledger = async_node.server.url, async_node.server.port, async_node.ledger
+    token = read_token(async_node.data_dir)
+    assert token and token == async_node.server.token
     victim = Identity.generate().node_id
     transfer = orjson.dumps({"to": victim, "amount": 1})
     task = orjson.dumps({"task_type": "range_reduce", "config": {"start": 1, "end": 10, "operation": "sum",
                                                                   "max_price": 0.1}})
     json_type = {"Content-Type": "application/json"}
     good = {**json_type, TOKEN_HEADER: token}
-    before_offset, before_balance = ledger.store.last_offset(), node.credits.get_balance()
+    before_offset, before_balance = ledger.store.last_offset(), async_node.credits.get_balance()
 
     attacks: list[tuple[str, str, bytes | None, dict[str, str], int, str]] = [
         # what the issue reproduced: no token, foreign Origin and Host, text/plain
@@ -94,7 +90,7 @@ async def test_forged_control_requests_are_refused_and_move_nothing(node: Comput
         assert (got, answer["error"]["code"]) == (status, code), (method, path, headers, answer)
         assert answer["error"]["message"]
     assert ledger.store.last_offset() == before_offset  # nothing was appended
-    assert node.credits.get_balance() == before_balance
+    assert async_node.credits.get_balance() == before_balance
 
     # the honest ways in still work: the CLI/Python API way, and a page served by the node itself
     status, answer = await call(url, "POST", f"{API}/transfers", body=transfer, headers=good)
@@ -106,15 +102,15 @@ async def test_forged_control_requests_are_refused_and_move_nothing(node: Comput
                                 headers={**good, "Host": f"node.example.org:{port}",
                                          "Content-Type": "application/json; charset=utf-8"})
     assert status == 201, answer  # a configured name (e.g. a reverse proxy's)
-    assert node.credits.get_balance() == before_balance - 3
+    assert async_node.credits.get_balance() == before_balance - 3
     # read-only control GETs stay token-free on loopback, and public routes ignore Host
     assert (await call(url, "GET", f"{API}/balance"))[0] == 200
     assert (await call(url, "GET", f"{API}/info", headers={"Host": "evil.example"}))[0] == 200
 
 
-async def test_healthz_readyz_and_the_control_routes_agree(node: ComputeNetwork) -> None:
-    assert node.server is not None
-    url, token = node.server.url, node.server.token
+async def test_healthz_readyz_and_the_control_routes_agree(async_node: ComputeNetwork) -> None:
+    assert async_node.server is not None
+    url, token = async_node.server.url, async_node.server.token
     assert url is not None and token
     status, answer = await call(url, "GET", "/healthz")
     assert status == 200 and answer["status"] == "alive"
@@ -122,7 +118,7 @@ async def test_healthz_readyz_and_the_control_routes_agree(node: ComputeNetwork)
     assert status == 200 and answer["ready"] is True
     assert (await call(url, "GET", f"{API}/balance"))[0] == 200
     # the node is stopping: engine gone, server still answering. Both say not ready.
-    node._started_at = None
+    async_node._started_at = None
     try:
         status, answer = await call(url, "GET", "/readyz")
         assert status == 503 and answer["error"]["code"] == "not_ready"
@@ -134,20 +130,20 @@ async def test_healthz_readyz_and_the_control_routes_agree(node: ComputeNetwork)
             assert (got, answer["error"]["code"]) == (503, "not_ready"), (path, answer)
         assert (await call(url, "GET", "/healthz"))[0] == 200  # alive all the same
     finally:
-        node._started_at = 1.0
+        async_node._started_at = 1.0
     assert (await call(url, "GET", "/readyz"))[0] == 200
 
 
-async def test_a_task_config_that_is_not_an_object_is_a_400(node: ComputeNetwork) -> None:
-    assert node.server is not None and node.ledger is not None
-    before = node.ledger.store.last_offset()
+async def test_a_task_config_that_is_not_an_object_is_a_400(async_node: ComputeNetwork) -> None:
+    assert async_node.server is not None and async_node.ledger is not None
+    before = async_node.ledger.store.last_offset()
     for config in ('"x"', "[1, 2]", "7", "true"):
         body = f'{{"task_type": "range_reduce", "config": {config}}}'.encode()
-        status, answer = await call(node.server.url or "", "POST", f"{API}/tasks", body=body,
-                                    headers={TOKEN_HEADER: node.server.token or "",
+        status, answer = await call(async_node.server.url or "", "POST", f"{API}/tasks", body=body,
+                                    headers={TOKEN_HEADER: async_node.server.token or "",
                                              "Content-Type": "application/json"})
         assert (status, answer["error"]["code"]) == (400, "invalid_task"), answer
-    assert node.ledger.store.last_offset() == before
+    assert async_node.ledger.store.last_offset() == before
 
 
 def test_host_policy() -> None:

@@ -12,6 +12,7 @@ sandboxed work runs during the test).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger_net.network.protocol import API, TOKEN_HEADER
-from tests.support.node_thread import NodeThread
+from tests.support.nodes import NodeThread
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -53,14 +54,15 @@ origins = st.sampled_from([None, "null", "http://evil.example", "file://", "http
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory):
-    n = NodeThread(tmp_path_factory.mktemp("fuzz-node"), log_level="WARNING", quote_window=30.0).start()
-    yield n
-    n.stop()
+def node_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    """One node for the module; quotes are awaited 30 s, so a submitted task stays pending."""
+    node = NodeThread(tmp_path_factory.mktemp("fuzz-node"), log_level="WARNING", quote_window=30.0).start()
+    yield node
+    node.stop()
 
 
-def test_fuzzed_control_requests_never_get_a_5xx(node: NodeThread) -> None:
-    token = node.network.server.token if node.network.server else None
+def test_fuzzed_control_requests_never_get_a_5xx(node_thread: NodeThread) -> None:
+    token = node_thread.network.server.token if node_thread.network.server else None
     assert token
     session = requests.Session()
     seen: dict[int, int] = {}
@@ -83,7 +85,7 @@ def test_fuzzed_control_requests_never_get_a_5xx(node: NodeThread) -> None:
             headers["Host"] = host
         if origin is not None:
             headers["Origin"] = origin
-        answer = session.request(method, node.url + path, params=query, data=data if method != "GET" else None,
+        answer = session.request(method, node_thread.url + path, params=query, data=data if method != "GET" else None,
                                  headers=headers, timeout=30)
         seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
         assert answer.status_code < 500, (method, path, data[:200], headers, answer.text[:500])
@@ -93,4 +95,4 @@ def test_fuzzed_control_requests_never_get_a_5xx(node: NodeThread) -> None:
 
     call()
     assert any(s < 300 for s in seen) and any(s >= 400 for s in seen), seen  # both sides were reached
-    assert requests.get(node.url + "/readyz", timeout=10).status_code == 200
+    assert requests.get(node_thread.url + "/readyz", timeout=10).status_code == 200

@@ -22,7 +22,8 @@ from ledger_net.ledger.identity import Identity
 from ledger_net.network import client as client_module
 from ledger_net.network.client import GuardedResolver, PeerClient
 from ledger_net.network.discovery import LEDGER, Discovery, check_peer_url
-from tests.support.replication import forge, start_cluster, stop_all, wait_until
+from tests.support.replication import forge, start_cluster, stop_all
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,7 +20,8 @@ from ledger_net.ledger.events import MAX_EVENT_BYTES, EventTooLarge
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.client import PeerClient, PeerRefused
 from ledger_net.network.protocol import API
-from tests.support.replication import converged, forge, start_cluster, stop_all, wait_until, wire_hash
+from tests.support.replication import converged, forge, start_cluster, stop_all, wire_hash
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,7 +20,8 @@ import pytest
 
 from ledger_net.network.limits import MIN_PAGE_BYTES
 from ledger_net.network.protocol import API
-from tests.support.replication import converged, start_cluster, stop_all, wait_until
+from tests.support.replication import converged, start_cluster, stop_all
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

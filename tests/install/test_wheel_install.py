@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli_node import LineReader
+from tests.support.processes import LineReader
 
 ROOT = Path(__file__).resolve().parents[2]
 # Not copied into the build: VCS data, caches and run outputs (the wheel is built from

@@ -13,13 +13,11 @@ import json
 import logging
 import os
 import pickle
-import queue
 import select
 import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -44,7 +42,9 @@ from ledger_net.ledger.identity import (
     seal_key_file,
     verify,
 )
-from tests.support.cli import NodeThread, assert_one_line_error, invoke, json_of
+from tests.support.cli import assert_one_line_error, invoke, json_of
+from tests.support.nodes import NodeThread
+from tests.support.processes import LineReader
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -429,30 +429,10 @@ class NodeProcess:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "ledger_net.cli", "node", *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._queue.put(line)
-        self._queue.put(None)
+        self._reader = LineReader(self.proc.stderr)
 
     def until(self, marker: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            if marker in line:
-                return line
-        raise AssertionError(f"no {marker!r} from the node: {''.join(self.lines)}")
+        return self._reader.until(marker, timeout)
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -462,15 +442,7 @@ class NodeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        self._reader.join(10)
-        while True:
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.lines.append(line)
-        return "".join(self.lines)
+        return self._reader.rest(10)
 
 
 def _get(url: str) -> str:

@@ -19,8 +19,9 @@ from ledger_net.errors import NodeError, NodeLockedError
 from ledger_net.ledger.lock import LOCK_FILE, NodeLock
 from ledger_net.ledger.store import Store, sqlite_url
 from ledger_net.main import ComputeNetwork
-from tests.cli.test_cli_node import LineReader
-from tests.support.cli import NodeThread, assert_one_line_error, invoke, json_of
+from tests.support.cli import assert_one_line_error, invoke, json_of
+from tests.support.nodes import NodeThread
+from tests.support.processes import LineReader
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 

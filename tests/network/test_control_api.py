@@ -5,7 +5,6 @@ naming its cause, and changes nothing in the ledger."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +14,18 @@ import pytest
 
 from ledger_net.ledger.identity import Identity
 from ledger_net.main import ComputeNetwork
-from ledger_net.network import protocol
+from ledger_net.network import auth
 from ledger_net.network.client import PeerClient, PeerRefused
 from ledger_net.network.protocol import API, TOKEN_HEADER
+from tests.support.nodes import AsyncNodeFactory, url_of
 
 pytestmark = pytest.mark.timeout(120)
 
 
-async def _start(tmp_path: Path, name: str, **options: Any) -> ComputeNetwork:
-    network = ComputeNetwork(host="127.0.0.1", port=0, data_dir=tmp_path / name, log_level="WARNING", **options)
-    await network.start()
-    return network
-
-
 @pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[ComputeNetwork]:
-    network = await _start(tmp_path, "fast", quote_window=0.05)
-    yield network
-    await network.stop()
-
-
-@pytest.fixture
-async def slow_node(tmp_path: Path) -> AsyncIterator[ComputeNetwork]:
+async def slow_async_node(async_node_factory: AsyncNodeFactory) -> ComputeNetwork:
     """Quotes are awaited 30 s: a task no node can run stays pending while a test looks at it."""
-    network = await _start(tmp_path, "slow", quote_window=30.0)
-    yield network
-    await network.stop()
-
-
-def url_of(network: ComputeNetwork) -> str:
-    assert network.server is not None and network.server.url is not None
-    return network.server.url
+    return await async_node_factory("slow", quote_window=30.0)
 
 
 async def refused(client: PeerClient, method: str, path: str, body: Any = None, **kw: Any) -> PeerRefused:
@@ -68,8 +48,8 @@ async def wait_status(client: PeerClient, task_id: str, want: tuple[str, ...] = 
 RANGE = {"task_type": "range_reduce", "config": {"start": 1, "end": 1000, "operation": "sum", "max_price": 0.1}}
 
 
-async def test_task_lifecycle(node: ComputeNetwork) -> None:
-    async with PeerClient.local(url_of(node), node.data_dir) as client:
+async def test_task_lifecycle(async_node: ComputeNetwork) -> None:
+    async with PeerClient.local(url_of(async_node), async_node.data_dir) as client:
         created = await client.request("POST", f"{API}/tasks", body=RANGE)
         task_id = created["task_id"]
         assert created["status"] == "pending" and created["escrow"] == 0.1
@@ -80,7 +60,7 @@ async def test_task_lifecycle(node: ComputeNetwork) -> None:
         assert [t["task_id"] for t in listed["tasks"]] == [task_id] and listed["total"] == 1
         assert (await client.request("GET", f"{API}/tasks", params={"status": "failed"}))["tasks"] == []
         mine = await client.request("GET", f"{API}/tasks", params={"owner": "me", "limit": 1})
-        assert mine["tasks"][0]["owner_id"] == node.ledger.node_id  # type: ignore[union-attr]
+        assert mine["tasks"][0]["owner_id"] == async_node.ledger.node_id  # type: ignore[union-attr]
         again = await client.request("POST", f"{API}/tasks/{task_id}/cancel")
         assert again == {"task_id": task_id, "cancelled": False, "status": "completed", "refund": status["refund"]}
         matrix = {"task_type": "matrix_ops", "config": {"matrix_a": [[1.0, 2.0], [3.0, 4.0]],
@@ -91,8 +71,8 @@ async def test_task_lifecycle(node: ComputeNetwork) -> None:
         assert (await client.request("GET", f"{API}/tasks/{m_id}/result"))["result"] == [[1.0, 2.0], [3.0, 4.0]]
 
 
-async def test_cancel_and_result_of_unfinished_task(slow_node: ComputeNetwork) -> None:
-    async with PeerClient.local(url_of(slow_node), slow_node.data_dir) as client:
+async def test_cancel_and_result_of_unfinished_task(slow_async_node: ComputeNetwork) -> None:
+    async with PeerClient.local(url_of(slow_async_node), slow_async_node.data_dir) as client:
         unrunnable = {**RANGE, "requirements": {"ram_gb": 10**6}}  # no node bids on it
         task_id = (await client.request("POST", f"{API}/tasks", body=unrunnable))["task_id"]
         err = await refused(client, "GET", f"{API}/tasks/{task_id}/result")
@@ -107,11 +87,11 @@ async def test_cancel_and_result_of_unfinished_task(slow_node: ComputeNetwork) -
         await asyncio.sleep(0.2)  # let the engine see the cancel before the fixture stops it
 
 
-async def test_bad_task_requests_change_nothing(node: ComputeNetwork) -> None:
-    ledger = node.ledger
+async def test_bad_task_requests_change_nothing(async_node: ComputeNetwork) -> None:
+    ledger = async_node.ledger
     assert ledger is not None
     before = ledger.store.last_offset()
-    async with PeerClient.local(url_of(node), node.data_dir) as client:
+    async with PeerClient.local(url_of(async_node), async_node.data_dir) as client:
         err = await refused(client, "POST", f"{API}/tasks", {"task_type": "teleport"})
         assert (err.status, err.code) == (400, "invalid_task") and "teleport" in err.message
         err = await refused(client, "POST", f"{API}/tasks", {"task_type": "map", "config": {"operation": "square"}})
@@ -132,19 +112,20 @@ async def test_bad_task_requests_change_nothing(node: ComputeNetwork) -> None:
         assert (err.status, err.code) == (400, "bad_parameter")
         err = await refused(client, "GET", f"{API}/tasks", params={"limit": "0"})
         assert err.code == "bad_parameter"
-    async with aiohttp.ClientSession() as session, session.post(f"{url_of(node)}{API}/tasks", data=b"{not json",
-                            headers={TOKEN_HEADER: node.server.token, "Content-Type": "application/json"}) as resp:
+    async with aiohttp.ClientSession() as session, session.post(f"{url_of(async_node)}{API}/tasks", data=b"{not json",
+                            headers={TOKEN_HEADER: async_node.server.token,
+                                     "Content-Type": "application/json"}) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == "malformed_json"
     assert ledger.store.last_offset() == before
 
 
-async def test_money_routes(node: ComputeNetwork) -> None:
-    ledger = node.ledger
+async def test_money_routes(async_node: ComputeNetwork) -> None:
+    ledger = async_node.ledger
     assert ledger is not None
     me = ledger.node_id
     other = Identity.generate().node_id
-    async with PeerClient.local(url_of(node), node.data_dir) as client:
+    async with PeerClient.local(url_of(async_node), async_node.data_dir) as client:
         balance = await client.request("GET", f"{API}/balance")
         assert balance["node_id"] == me and balance["balance"] == 100.0
         assert balance["units"]["balance"] == 100 * 10**6 and balance["decimals"] == 6
@@ -183,18 +164,19 @@ async def test_money_routes(node: ComputeNetwork) -> None:
         assert err.code == "bad_parameter"
 
 
-async def test_token_required_off_loopback(node: ComputeNetwork, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_token_required_off_loopback(async_node: ComputeNetwork, monkeypatch: pytest.MonkeyPatch) -> None:
     """A request that does not come from loopback needs the node's API token."""
-    monkeypatch.setattr(protocol, "is_loopback", lambda request: False)
-    assert node.server is not None and node.server.token
-    token_file = Path(node.data_dir) / "api.token"
-    assert token_file.read_text().strip() == node.server.token
+    monkeypatch.setattr(auth, "is_loopback", lambda request: False)
+    assert async_node.server is not None and async_node.server.token
+    token_file = Path(async_node.data_dir) / "api.token"
+    assert token_file.read_text().strip() == async_node.server.token
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url_of(node)}{API}/balance") as resp:
+        async with session.get(f"{url_of(async_node)}{API}/balance") as resp:
             assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
-        async with session.get(f"{url_of(node)}{API}/balance", headers={TOKEN_HEADER: "wrong"}) as resp:
+        async with session.get(f"{url_of(async_node)}{API}/balance", headers={TOKEN_HEADER: "wrong"}) as resp:
             assert resp.status == 403
-        async with session.post(f"{url_of(node)}{API}/transfers", data=orjson.dumps({"to": "x", "amount": 1})) as resp:
+        async with session.post(f"{url_of(async_node)}{API}/transfers",
+                                data=orjson.dumps({"to": "x", "amount": 1})) as resp:
             assert resp.status == 401
-    async with PeerClient(url_of(node), token=node.server.token) as client:
+    async with PeerClient(url_of(async_node), token=async_node.server.token) as client:
         assert (await client.request("GET", f"{API}/balance"))["balance"] == 100.0

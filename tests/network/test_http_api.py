@@ -13,13 +13,15 @@ from ledger_net.errors import NetworkError
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.client import PeerClient, PeerRefused
 from ledger_net.network.protocol import API, load_or_create_token
-from tests.support.replication import Node, forge, memory_ledger, wait_until, wire_hash
+from tests.support.replication import Node, forge, memory_ledger, wire_hash
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def node(tmp_path):
+async def server_node(tmp_path):
+    """A node server with its books (no ComputeNetwork around it) and 20 events of its own."""
     n = Node(tmp_path, "solo", client_max_size=64 << 10, max_events_per_request=50)
     n.ledger.create_network("http-test")
     await n.start()
@@ -43,24 +45,24 @@ async def error_of(method: str, url: str, body: bytes | None = None, headers: di
     return status, data["error"]["code"], data["error"]["message"]
 
 
-async def test_read_side(node):
-    async with PeerClient(node.url) as client:
+async def test_read_side(server_node):
+    async with PeerClient(server_node.url) as client:
         info = await client.info()
-        assert info["node_id"] == node.id and info["net"] == node.ledger.net
-        assert info["events"] == 21 and info["last_offset"] == 21 and info["url"] == node.url
+        assert info["node_id"] == server_node.id and info["net"] == server_node.ledger.net
+        assert info["events"] == 21 and info["last_offset"] == 21 and info["url"] == server_node.url
         heads = await client.heads()
-        assert heads["heads"][node.id] == [21, node.ledger.head()[1]]
-        assert heads["net"] == node.ledger.net
-        genesis = await client.event(node.ledger.net)
-        assert wire_hash(genesis) == node.ledger.net
+        assert heads["heads"][server_node.id] == [21, server_node.ledger.head()[1]]
+        assert heads["net"] == server_node.ledger.net
+        genesis = await client.event(server_node.ledger.net)
+        assert wire_hash(genesis) == server_node.ledger.net
         assert await client.event("0" * 64) is None
-        chain = await client.chain(node.id, from_seq=5, limit=3)
+        chain = await client.chain(server_node.id, from_seq=5, limit=3)
         seqs = [orjson.loads(e["raw"])["seq"] for e in chain]
         assert seqs == [5, 6, 7]
 
 
-async def test_feed_pages_resume_without_gaps(node):
-    async with PeerClient(node.url) as client:
+async def test_feed_pages_resume_without_gaps(server_node):
+    async with PeerClient(server_node.url) as client:
         seen, after = [], 0
         for _ in range(100):  # bounded
             page = await client.feed(after, 6)
@@ -72,8 +74,8 @@ async def test_feed_pages_resume_without_gaps(node):
         assert all(item["valid"] for item in (await client.feed(0, 50))["events"])
 
 
-async def test_feed_stream_follows_and_resumes(node):
-    async with PeerClient(node.url) as client:
+async def test_feed_stream_follows_and_resumes(server_node):
+    async with PeerClient(server_node.url) as client:
         first = []
         async for item in client.stream(after=0, limit=10, timeout=10):
             first.append(item["offset"])
@@ -82,7 +84,7 @@ async def test_feed_stream_follows_and_resumes(node):
         # reconnect from the cursor while new events are committed concurrently
         async def produce() -> None:
             for i in range(15):
-                await node.append("credit.minted", {"to": node.id, "amount": 1, "reason": f"live{i}"})
+                await server_node.append("credit.minted", {"to": server_node.id, "amount": 1, "reason": f"live{i}"})
                 await asyncio.sleep(0.01)
 
         producer = asyncio.create_task(produce())
@@ -93,23 +95,23 @@ async def test_feed_stream_follows_and_resumes(node):
         assert first + rest == list(range(1, 37))  # nothing skipped, nothing repeated
 
 
-async def test_push_verified_like_ingest(node, tmp_path):
+async def test_push_verified_like_ingest(server_node, tmp_path):
     other = Node(tmp_path, "other")
-    other.ledger.ingest([node.ledger.event(node.ledger.net)])
+    other.ledger.ingest([server_node.ledger.event(server_node.ledger.net)])
     ev = other.ledger.append("node.joined", {"name": "other"})
-    async with PeerClient(node.url) as client:
+    async with PeerClient(server_node.url) as client:
         report = await client.push([ev.to_json()])
         assert report["stored"] == 1
         again = await client.push([ev.to_json()])
         assert again["stored"] == 0 and again["duplicates"] == 1
-    assert node.ledger.event(ev.hash) is not None
+    assert server_node.ledger.event(ev.hash) is not None
     other.close()
 
 
-async def test_bad_input_is_refused_and_nothing_stored(node):
-    url = f"{node.url}{API}/events"
-    net = node.ledger.net
-    before = node.ledger.store.count()
+async def test_bad_input_is_refused_and_nothing_stored(server_node):
+    url = f"{server_node.url}{API}/events"
+    net = server_node.ledger.net
+    before = server_node.ledger.store.count()
     mallory = Identity.generate()
     honest = forge(mallory, net=net, seq=1, prev=None, type="node.joined", body={"name": "m"})
 
@@ -126,7 +128,7 @@ async def test_bad_input_is_refused_and_nothing_stored(node):
     cases.append((orjson.dumps({"events": [tampered]}), 400, "bad_signature"))
     forged = dict(forge(mallory, net=net, seq=1, prev=None, type="node.joined", body={"name": "x"}))
     forged_raw = orjson.loads(forged["raw"])
-    forged_raw["author"] = node.id  # claims to be the node itself, signed by mallory
+    forged_raw["author"] = server_node.id  # claims to be the node itself, signed by mallory
     forged["raw"] = orjson.dumps(forged_raw, option=orjson.OPT_SORT_KEYS).decode()
     cases.append((orjson.dumps({"events": [forged]}), 400, "bad_signature"))
     cases.append((orjson.dumps({"events": [dict(honest, hash="ab" * 32)]}), 400, "bad_hash"))
@@ -151,33 +153,33 @@ async def test_bad_input_is_refused_and_nothing_stored(node):
         got_status, got_code, message = await error_of("POST", url, body, {"Content-Type": "application/json"})
         assert (got_status, got_code) == (status, code), (code, message)
         assert message
-    assert node.ledger.store.count() == before
-    assert len(node.ledger.pending) == 0
+    assert server_node.ledger.store.count() == before
+    assert len(server_node.ledger.pending) == 0
 
     # read-side errors
-    assert (await error_of("GET", f"{node.url}{API}/events/xyz"))[:2] == (400, "bad_hash")
-    assert (await error_of("GET", f"{node.url}{API}/events/{'0' * 64}"))[:2] == (404, "unknown_event")
-    assert (await error_of("GET", f"{node.url}{API}/chains/bob"))[:2] == (400, "bad_author")
-    assert (await error_of("GET", f"{node.url}{API}/feed?after=-1"))[:2] == (400, "bad_parameter")
-    assert (await error_of("GET", f"{node.url}{API}/feed?limit=abc"))[:2] == (400, "bad_parameter")
-    assert (await error_of("GET", f"{node.url}{API}/nowhere"))[:2] == (404, "not_found")
-    assert (await error_of("DELETE", f"{node.url}{API}/feed"))[:2] == (405, "method_not_allowed")
+    assert (await error_of("GET", f"{server_node.url}{API}/events/xyz"))[:2] == (400, "bad_hash")
+    assert (await error_of("GET", f"{server_node.url}{API}/events/{'0' * 64}"))[:2] == (404, "unknown_event")
+    assert (await error_of("GET", f"{server_node.url}{API}/chains/bob"))[:2] == (400, "bad_author")
+    assert (await error_of("GET", f"{server_node.url}{API}/feed?after=-1"))[:2] == (400, "bad_parameter")
+    assert (await error_of("GET", f"{server_node.url}{API}/feed?limit=abc"))[:2] == (400, "bad_parameter")
+    assert (await error_of("GET", f"{server_node.url}{API}/nowhere"))[:2] == (404, "not_found")
+    assert (await error_of("DELETE", f"{server_node.url}{API}/feed"))[:2] == (405, "method_not_allowed")
 
     # still serving, and an honest push after all that is accepted
-    async with PeerClient(node.url) as client:
+    async with PeerClient(server_node.url) as client:
         assert (await client.push([honest]))["stored"] == 1
-    assert node.ledger.store.count() == before + 1
+    assert server_node.ledger.store.count() == before + 1
     alien.close()
 
 
-async def test_pending_events_wait_and_are_bounded(node):
+async def test_pending_events_wait_and_are_bounded(server_node):
     """An event whose prev never arrives waits in the bounded pending buffer, not in the log."""
     mallory = Identity.generate()
-    orphan = forge(mallory, net=node.ledger.net, seq=2, prev="ab" * 32, type="node.updated", body={})
-    async with PeerClient(node.url) as client:
+    orphan = forge(mallory, net=server_node.ledger.net, seq=2, prev="ab" * 32, type="node.updated", body={})
+    async with PeerClient(server_node.url) as client:
         report = await client.push([orphan])
     assert report["pending"] == 1 and report["stored"] == 0
-    assert node.ledger.event(wire_hash(orphan)) is None
+    assert server_node.ledger.event(wire_hash(orphan)) is None
 
 
 async def test_control_needs_token_when_loopback_is_not_trusted(tmp_path):
@@ -203,33 +205,33 @@ async def test_control_needs_token_when_loopback_is_not_trusted(tmp_path):
         n.close()
 
 
-async def test_state_changing_control_needs_the_token_on_loopback_too(node, tmp_path):
-    other = Node(tmp_path, "peer2", seeds=[node.url])
+async def test_state_changing_control_needs_the_token_on_loopback_too(server_node, tmp_path):
+    other = Node(tmp_path, "peer2", seeds=[server_node.url])
     await other.start()
     try:
         body, json_type = orjson.dumps({"url": other.url}), {"Content-Type": "application/json"}
-        assert (await error_of("POST", f"{node.url}{API}/peers", body, json_type))[:2] == (401, "unauthorized")
-        status, raw = await raw_request("POST", f"{node.url}{API}/peers", body,
-                                        {**json_type, "X-API-Token": node.server.token})
+        assert (await error_of("POST", f"{server_node.url}{API}/peers", body, json_type))[:2] == (401, "unauthorized")
+        status, raw = await raw_request("POST", f"{server_node.url}{API}/peers", body,
+                                        {**json_type, "X-API-Token": server_node.server.token})
         assert status == 200, raw
         assert orjson.loads(raw)["connected"] is True
-        await wait_until(lambda: other.ledger.store.count() == node.ledger.store.count(), 10,
+        await wait_until(lambda: other.ledger.store.count() == server_node.ledger.store.count(), 10,
                          what="the connected peer to replicate")
         with pytest.raises(NetworkError, match="unknown node"):
-            await node.server.connect_to_node("f" * 64)
+            await server_node.server.connect_to_node("f" * 64)
         with pytest.raises(NetworkError, match="unreachable"):
-            await node.server.connect_to_node("http://127.0.0.1:9")
-        assert await node.server.disconnect_from_node(other.id)
-        assert node.server.discovery.by_node(other.id)[0].status == "disconnected"
+            await server_node.server.connect_to_node("http://127.0.0.1:9")
+        assert await server_node.server.disconnect_from_node(other.id)
+        assert server_node.server.discovery.by_node(other.id)[0].status == "disconnected"
         with pytest.raises(NetworkError, match="unknown node"):
-            await node.server.disconnect_from_node("e" * 64)
+            await server_node.server.disconnect_from_node("e" * 64)
     finally:
         await other.stop()
         other.close()
 
 
-async def test_client_errors_are_network_errors(node):
-    async with PeerClient(node.url) as client:
+async def test_client_errors_are_network_errors(server_node):
+    async with PeerClient(server_node.url) as client:
         with pytest.raises(PeerRefused) as info:
             await client.push([{"raw": "{}", "sig": "00"}])
         assert info.value.status == 400 and info.value.code == "bad_signature"

@@ -4,10 +4,8 @@ ingested foreign event, a second node syncing (lag per peer)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -18,6 +16,7 @@ from ledger_net.main import ComputeNetwork
 from ledger_net.network.client import PeerClient
 from ledger_net.network.metrics import Exposition, heads_difference
 from tests.support.replication import forge
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,13 +52,6 @@ async def scrape(url: str) -> Samples:
         assert answer.status == 200
         assert answer.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         return parse(await answer.text())
-
-
-async def wait_until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 def test_exposition_escapes_and_renders_special_values() -> None:
@@ -99,7 +91,7 @@ async def test_metrics_move_with_activity(tmp_path: Path) -> None:
         async def done() -> bool:
             return (await a.get_task_status(task_id))["status"] == "completed"
 
-        await wait_until(done)
+        await wait_until(done, 30.0, what="the task to complete", interval=0.1)
         after = await scrape(url)
         assert value(after, "ledger_net_tasks", status="completed") == 1
         for kind in ("task.submitted", "task.assigned", "task.completed"):
@@ -131,7 +123,7 @@ async def test_metrics_move_with_activity(tmp_path: Path) -> None:
             return bool(lags) and all(v == 0 for v in lags.values()) and \
                 value(seen, "ledger_net_events_ingested_total", type="task.completed") == 1
 
-        await wait_until(synced)
+        await wait_until(synced, 30.0, what="B to scrape as synced", interval=0.1)
         seen = await scrape(b_url)
         peer = dict(next(k for k in seen if k[0] == "ledger_net_sync_lag_events")[1])
         assert peer["peer"] == url

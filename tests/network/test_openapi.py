@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
 from ledger_net.network.openapi import OPENAPI_PATH, build_spec
-from tests.support.node_thread import NodeThread
+from tests.support.nodes import NodeThread
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,30 +30,31 @@ NOT_FUZZED = {("GET", "/api/v1/feed/stream"), ("GET", "/ws"), ("POST", "/api/v1/
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory):
-    n = NodeThread(tmp_path_factory.mktemp("openapi-node")).start()
-    yield n
-    n.stop()
+def node_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
+    """One node for the module (the fuzzing tests share it)."""
+    node = NodeThread(tmp_path_factory.mktemp("openapi-node")).start()
+    yield node
+    node.stop()
 
 
-def served_routes(node: NodeThread) -> set[tuple[str, str]]:
-    assert node.network.server is not None and node.network.server.app is not None
+def served_routes(node_thread: NodeThread) -> set[tuple[str, str]]:
+    assert node_thread.network.server is not None and node_thread.network.server.app is not None
     out = set()
-    for route in node.network.server.app.router.routes():
+    for route in node_thread.network.server.app.router.routes():
         if route.method == "HEAD":
             continue
         out.add((route.method, route.resource.canonical))
     return out
 
 
-def test_spec_is_valid_openapi_31(node: NodeThread) -> None:
+def test_spec_is_valid_openapi_31(node_thread: NodeThread) -> None:
     from openapi_spec_validator import validate
 
-    answer = requests.get(node.url + OPENAPI_PATH, timeout=10)
+    answer = requests.get(node_thread.url + OPENAPI_PATH, timeout=10)
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("application/json")
     spec = answer.json()
     assert spec["openapi"].startswith("3.1")
-    assert spec["servers"] == [{"url": node.url}]
+    assert spec["servers"] == [{"url": node_thread.url}]
     validate(spec)
     for path, item in spec["paths"].items():
         for method, operation in item.items():
@@ -63,23 +65,23 @@ def test_spec_is_valid_openapi_31(node: NodeThread) -> None:
                         "$ref": "#/components/schemas/Error"}, f"{method} {path} {status}"
 
 
-def test_every_served_route_is_described(node: NodeThread) -> None:
+def test_every_served_route_is_described(node_thread: NodeThread) -> None:
     spec = build_spec()
     described = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
-    served = served_routes(node)
+    served = served_routes(node_thread)
     assert served - described == set(), f"routes the node serves without a description: {served - described}"
     assert described - served == set(), f"described routes the node does not serve: {described - served}"
 
 
-def test_property_based_api_run_finds_no_5xx_and_no_undocumented_answer(node: NodeThread) -> None:
+def test_property_based_api_run_finds_no_5xx_and_no_undocumented_answer(node_thread: NodeThread) -> None:
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis import checks
 
     started = time.monotonic()
-    spec = requests.get(node.url + OPENAPI_PATH, timeout=10).json()
+    spec = requests.get(node_thread.url + OPENAPI_PATH, timeout=10).json()
     schema = schemathesis.openapi.from_dict(spec)
-    schema.config.update(base_url=node.url)
+    schema.config.update(base_url=node_thread.url)
     run_checks = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
                   checks.response_schema_conformance]
     failures: list[str] = []
@@ -110,4 +112,4 @@ def test_property_based_api_run_finds_no_5xx_and_no_undocumented_answer(node: No
     assert operations >= 25 and all(n >= 1 for n in calls.values()) and len(calls) == operations
     assert elapsed < 60, f"the API run took {elapsed:.1f}s"
     # the node is still healthy after the run
-    assert requests.get(node.url + "/api/v1/info", timeout=10).status_code == 200
+    assert requests.get(node_thread.url + "/api/v1/info", timeout=10).status_code == 200

@@ -10,7 +10,8 @@ import random
 import pytest
 
 from ledger_net.network.client import PeerClient
-from tests.support.replication import Node, converged, memory_ledger, start_cluster, stop_all, wait_until
+from tests.support.replication import Node, converged, memory_ledger, start_cluster, stop_all
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

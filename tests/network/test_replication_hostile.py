@@ -20,9 +20,9 @@ from tests.support.replication import (
     memory_ledger,
     start_cluster,
     stop_all,
-    wait_until,
     wire_hash,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

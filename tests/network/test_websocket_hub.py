@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from tests.support.replication import start_cluster, stop_all
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -79,7 +80,7 @@ async def test_ws_task_node_network_updates_and_errors(tmp_path):
         # a task's life, authored on node b: updates reach a's subscribers through replication
         worker = a.id
         await a.append("credit.minted", {"to": b.id, "amount": 10_000, "reason": "budget"})
-        await asyncio.wait_for(_until(lambda: b.ledger.state.open_credits_to(b.id)), 10)
+        await wait_until(lambda: b.ledger.state.open_credits_to(b.id), 10, what="the credit to open at B")
         await b.receive_all()
         submitted = await b.append("task.submitted", {"task_id": "task_001", "task_type": "range_reduce",
                                                       "escrow": 1000, "max_price": 500, "chunks": 2, "spec": {}})
@@ -150,8 +151,3 @@ async def test_ws_events_from_an_offset_and_hub_publish(tmp_path):
     finally:
         await session.close()
         await stop_all(nodes)
-
-
-async def _until(predicate: Callable[[], Any]) -> None:
-    while not predicate():
-        await asyncio.sleep(0.02)

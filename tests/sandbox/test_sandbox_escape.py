@@ -32,6 +32,7 @@ from ledger_net.sandbox import view
 from ledger_net.sandbox.bundle import CodeBundle
 from ledger_net.sandbox.execution import SandboxExecutorFactory, SandboxLimits
 from ledger_net.sandbox.warm_pool import WarmWorkerPool
+from tests.support.nodes import started_network
 from tests.support.tasks import run_task
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
@@ -46,16 +47,15 @@ ENV_CANARY_TEXT = "env-" + os.urandom(8).hex()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ComputeNetwork]:
+async def async_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ComputeNetwork]:
+    """One funded node with one worker for the module, with canaries in its data dir and environment."""
     data_dir = tmp_path_factory.mktemp("escape") / "node"
     os.environ[ENV_CANARY] = ENV_CANARY_TEXT  # a secret of the node's environment
-    net = ComputeNetwork(port=0, data_dir=data_dir, initial_credits=1000.0, workers=1)
-    await net.start()
-    (data_dir / CANARY_NAME).write_text(CANARY_TEXT)
     try:
-        yield net
+        async with started_network(data_dir, initial_credits=1000.0, workers=1) as net:
+            (data_dir / CANARY_NAME).write_text(CANARY_TEXT)
+            yield net
     finally:
-        await net.stop()
         os.environ.pop(ENV_CANARY, None)
 
 
@@ -146,38 +146,38 @@ LIMITS = SandboxLimits(cpu_time_seconds=30, wall_time_seconds=60, max_output_byt
 
 
 @pytest.mark.parametrize("kind", ["process_isolation", "container"])
-async def test_probe_finds_nothing_in_a_sandbox(node: ComputeNetwork, kind: str, tmp_path: Path) -> None:
+async def test_probe_finds_nothing_in_a_sandbox(async_node: ComputeNetwork, kind: str, tmp_path: Path) -> None:
     outside = tmp_path / "escaped.txt"
     executor = SandboxExecutorFactory.create(kind, LIMITS)
-    bundle = CodeBundle("escape.py", PROBE_SOURCE, args=[json.dumps(probe_args(node, outside))])
+    bundle = CodeBundle("escape.py", PROBE_SOURCE, args=[json.dumps(probe_args(async_node, outside))])
     result = await executor.execute(None, bundle)
     assert result.success, (result.reason, result.stderr[-2000:])
-    assert_nothing_escaped(result.stdout + result.stderr, node, outside, LIMITS.max_disk_bytes)
+    assert_nothing_escaped(result.stdout + result.stderr, async_node, outside, LIMITS.max_disk_bytes)
     no_sandbox_left()
-    await still_serving(node)
+    await still_serving(async_node)
 
 
-async def test_a_default_code_task_finds_nothing_of_the_host(node: ComputeNetwork, tmp_path: Path) -> None:
+async def test_a_default_code_task_finds_nothing_of_the_host(async_node: ComputeNetwork, tmp_path: Path) -> None:
     outside = tmp_path / "escaped.txt"
-    bundle = CodeBundle("escape.py", PROBE_SOURCE, args=[json.dumps(probe_args(node, outside))])
-    task = Task.create_code(node.ledger.node_id, bundle, {"timeout_seconds": 60}, {"max_price": 1.0})
-    status = await run_task(node, task, timeout=90.0)
+    bundle = CodeBundle("escape.py", PROBE_SOURCE, args=[json.dumps(probe_args(async_node, outside))])
+    task = Task.create_code(async_node.ledger.node_id, bundle, {"timeout_seconds": 60}, {"max_price": 1.0})
+    status = await run_task(async_node, task, timeout=90.0)
     assert status["status"] == "completed", status
-    result = await node.get_task_result(status["task_id"])
-    report = assert_nothing_escaped(result["stdout"] + result["stderr"], node, outside,
+    result = await async_node.get_task_result(status["task_id"])
+    report = assert_nothing_escaped(result["stdout"] + result["stderr"], async_node, outside,
                                     SandboxLimits().max_disk_bytes)
     assert report["disk_written"] < DISK_CAP  # stopped by the sandbox, not by the probe's own cap
     no_sandbox_left()
-    await still_serving(node)
+    await still_serving(async_node)
 
 
-async def test_a_warm_worker_finds_nothing_of_the_host(node: ComputeNetwork, tmp_path: Path) -> None:
+async def test_a_warm_worker_finds_nothing_of_the_host(async_node: ComputeNetwork, tmp_path: Path) -> None:
     outside = tmp_path / "escaped.txt"
     limits = SandboxLimits(cpu_time_seconds=30, wall_time_seconds=60, max_output_bytes=4 * MiB,
                            max_file_bytes=4 * MiB)
     probe = {"probe": "tests.support.sandbox_escape_probe:escape_probe_job"}
     async with WarmWorkerPool(probe, size=1, limits=limits) as pool:
-        answer = await pool.run("probe", json.dumps(probe_args(node, outside)).encode())
-    assert_nothing_escaped(answer.decode(), node, outside, limits.max_file_bytes)
+        answer = await pool.run("probe", json.dumps(probe_args(async_node, outside)).encode())
+    assert_nothing_escaped(answer.decode(), async_node, outside, limits.max_file_bytes)
     no_sandbox_left()
-    await still_serving(node)
+    await still_serving(async_node)

@@ -26,6 +26,7 @@ from ledger_net.core.task import Task
 from ledger_net.main import ComputeNetwork
 from ledger_net.network.client import PeerClient
 from ledger_net.sandbox.bundle import CodeBundle
+from tests.support.nodes import started_network
 from tests.support.tasks import run_task
 from tests.support.wasm_modules import HELLO
 
@@ -35,14 +36,11 @@ TIMEOUT = 4  # seconds a hostile chunk may run
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ComputeNetwork]:
-    net = ComputeNetwork(port=0, data_dir=tmp_path_factory.mktemp("containment") / "node", initial_credits=1000.0,
-                         workers=1)
-    await net.start()
-    try:
+async def async_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ComputeNetwork]:
+    """One funded node with one worker for the module: every hostile task runs on it."""
+    async with started_network(tmp_path_factory.mktemp("containment") / "node", initial_credits=1000.0,
+                               workers=1) as net:
         yield net
-    finally:
-        await net.stop()
 
 
 
@@ -76,42 +74,42 @@ async def expect_failure(net: ComputeNetwork, task: Task, *reasons: str) -> dict
     return status
 
 
-async def test_infinite_loop_fails_on_its_time_limit(node: ComputeNetwork) -> None:
-    await expect_failure(node, code_task(node, "spin.py", "while True:\n    pass\n"),
+async def test_infinite_loop_fails_on_its_time_limit(async_node: ComputeNetwork) -> None:
+    await expect_failure(async_node, code_task(async_node, "spin.py", "while True:\n    pass\n"),
                          "cpu time limit exceeded", "wall time limit exceeded")
 
 
-async def test_memory_bomb_fails_on_its_memory_limit(node: ComputeNetwork) -> None:
-    await expect_failure(node, code_task(node, "bomb.py", "blocks = []\nwhile True:\n"
+async def test_memory_bomb_fails_on_its_memory_limit(async_node: ComputeNetwork) -> None:
+    await expect_failure(async_node, code_task(async_node, "bomb.py", "blocks = []\nwhile True:\n"
                                                           "    blocks.append(bytearray(64 * 1024 * 1024))\n"),
                          "memory limit exceeded")
 
 
-async def test_fork_bomb_is_refused(node: ComputeNetwork) -> None:
+async def test_fork_bomb_is_refused(async_node: ComputeNetwork) -> None:
     source = ("import os, time\n"
               "for i in range(64):\n"
               "    if os.fork() == 0:\n"
               "        time.sleep(30)\n"
               "        os._exit(0)\n"
               "print('forked')\n")
-    await expect_failure(node, code_task(node, "forks.py", source), "process creation refused")
+    await expect_failure(async_node, code_task(async_node, "forks.py", source), "process creation refused")
 
 
-async def test_huge_output_fails_on_its_output_limit(node: ComputeNetwork) -> None:
+async def test_huge_output_fails_on_its_output_limit(async_node: ComputeNetwork) -> None:
     source = "import sys\nblock = 'x' * 65536\nwhile True:\n    sys.stdout.write(block)\n"
-    await expect_failure(node, code_task(node, "flood.py", source), "output limit exceeded")
+    await expect_failure(async_node, code_task(async_node, "flood.py", source), "output limit exceeded")
 
 
-async def test_write_outside_the_temp_dir_is_refused(node: ComputeNetwork, tmp_path: Path) -> None:
+async def test_write_outside_the_temp_dir_is_refused(async_node: ComputeNetwork, tmp_path: Path) -> None:
     target = tmp_path / "escaped.txt"
     source = f"open({str(target)!r}, 'w').write('out')\nprint('wrote')\n"
     # The host's tmp dir is not in the sandbox's view at all, so the open fails.
-    await expect_failure(node, code_task(node, "escape.py", source), "write outside the sandbox dir refused",
-                         "No such file or directory")
+    await expect_failure(async_node, code_task(async_node, "escape.py", source),
+                         "write outside the sandbox dir refused", "No such file or directory")
     assert not target.exists()
 
 
-async def test_network_connect_to_a_loopback_listener_is_refused(node: ComputeNetwork) -> None:
+async def test_network_connect_to_a_loopback_listener_is_refused(async_node: ComputeNetwork) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -132,7 +130,7 @@ async def test_network_connect_to_a_loopback_listener_is_refused(node: ComputeNe
     try:
         source = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
                   "s.sendall(b'leak')\nprint('connected')\n")
-        await expect_failure(node, code_task(node, "dial.py", source), "network access refused")
+        await expect_failure(async_node, code_task(async_node, "dial.py", source), "network access refused")
         # The listener is reachable from the node's own process: only the sandbox is cut off.
         with socket.create_connection(("127.0.0.1", port), timeout=3):
             pass
@@ -151,34 +149,34 @@ async def test_network_connect_to_a_loopback_listener_is_refused(node: ComputeNe
 
 
 @pytest.mark.parametrize("kind", ["process_isolation", "container"])
-async def test_code_task_runs_under_python_sandbox_types(node: ComputeNetwork, kind: str) -> None:
-    status = await run_task(node, code_task(node, "answer.py", "import sys\nprint(6 * 7, sys.argv[1:])\n",
+async def test_code_task_runs_under_python_sandbox_types(async_node: ComputeNetwork, kind: str) -> None:
+    status = await run_task(async_node, code_task(async_node, "answer.py", "import sys\nprint(6 * 7, sys.argv[1:])\n",
                                             sandbox_type=kind))
     assert status["status"] == "completed", status
-    result = await node.get_task_result(status["task_id"])
+    result = await async_node.get_task_result(status["task_id"])
     assert result == {"stdout": "42 []\n", "stderr": "", "exit_code": 0}
     assert status["paid"] > 0
 
 
-async def test_code_task_runs_under_wasm(node: ComputeNetwork) -> None:
-    status = await run_task(node, code_task(node, "hello.wat", HELLO, sandbox_type="wasm"))
+async def test_code_task_runs_under_wasm(async_node: ComputeNetwork) -> None:
+    status = await run_task(async_node, code_task(async_node, "hello.wat", HELLO, sandbox_type="wasm"))
     assert status["status"] == "completed", status
-    assert await node.get_task_result(status["task_id"]) == {"stdout": "hello from wasm\n", "stderr": "",
+    assert await async_node.get_task_result(status["task_id"]) == {"stdout": "hello from wasm\n", "stderr": "",
                                                              "exit_code": 0}
 
 
-async def test_container_keeps_the_same_containment(node: ComputeNetwork) -> None:
+async def test_container_keeps_the_same_containment(async_node: ComputeNetwork) -> None:
     # The container's root is the host's, read-only: a write into /usr is refused by the kernel.
     target = Path("/usr/ledger-net-containment-marker")
-    await expect_failure(node, code_task(node, "escape.py", f"open({str(target)!r}, 'w').write('out')\n",
+    await expect_failure(async_node, code_task(async_node, "escape.py", f"open({str(target)!r}, 'w').write('out')\n",
                                          sandbox_type="container"),
                          "write outside the sandbox dir refused")
     assert not target.exists()
-    await expect_failure(node, code_task(node, "spin.py", "while True:\n    pass\n", sandbox_type="container"),
-                         "cpu time limit exceeded", "wall time limit exceeded")
+    spin = code_task(async_node, "spin.py", "while True:\n    pass\n", sandbox_type="container")
+    await expect_failure(async_node, spin, "cpu time limit exceeded", "wall time limit exceeded")
 
 
-async def test_wasm_spin_fails_on_its_fuel(node: ComputeNetwork) -> None:
+async def test_wasm_spin_fails_on_its_fuel(async_node: ComputeNetwork) -> None:
     spin = r"""(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"""
-    await expect_failure(node, code_task(node, "spin.wat", spin, sandbox_type="wasm"),
+    await expect_failure(async_node, code_task(async_node, "spin.wat", spin, sandbox_type="wasm"),
                          "cpu time limit exceeded", "wall time limit exceeded")

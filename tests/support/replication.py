@@ -1,12 +1,11 @@
 """Shared helpers for the multi-node tests (no tests of its own): real node servers on
-loopback with random ports, bounded waits, credit receipts, and hand-forged events
+loopback with random ports, credit receipts, and hand-forged events
 for the hostile-peer tests."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,6 @@ from ledger_net.ledger.identity import Identity
 from ledger_net.network.server import NodeServer, open_local
 
 FAST = dict(sync_interval=0.1, backoff_base=0.05, backoff_max=0.5, metrics_interval=0.2, shutdown_timeout=0.5)
-
-
-async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05,
-                     what: str = "condition") -> None:
-    """Poll `predicate` until true or fail after `timeout` seconds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 class Node:
