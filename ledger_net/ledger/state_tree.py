@@ -149,11 +149,12 @@ class StateBuilder:
             for kind, (_, values) in zip(self._kinds, read, strict=True):
                 old, places = kind.values, kind.places
                 changed.extend((places[i], v) for i, v in enumerate(values) if v != old[i])
-                kind.values = values
             at = self._index[SUPPLY_KEY]
             if self._values[at] != supply_value:
                 changed.append((at, supply_value))
-            self._update(changed)
+            self._update(changed)  # raises before it changes anything: the rows are then read again
+            for kind, (_, values) in zip(self._kinds, read, strict=True):
+                kind.values = values
         else:
             entries: dict[str, Value] = {}
             for kind, (keys, values) in zip(self._kinds, read, strict=True):
@@ -168,9 +169,10 @@ class StateBuilder:
     def _update(self, changed: list[tuple[int, Value]]) -> None:
         """Same keys: re-encode the changed leaves and rehash the nodes above them."""
         sha, keys, levels = hashlib.sha256, self._keys, self._levels
-        for at, value in changed:
+        encoded = [leaf_bytes(keys[at], value) for at, value in changed]  # may raise: nothing changed yet
+        for (at, value), data in zip(changed, encoded, strict=True):
             self._values[at] = value
-            self._leaves[at] = data = leaf_bytes(keys[at], value)
+            self._leaves[at] = data
             levels[0][at] = sha(b"\x00" + data).digest()
         self.rehashed = len(changed)
         dirty = {at for at, _ in changed}

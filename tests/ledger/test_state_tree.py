@@ -96,3 +96,6 @@ def test_an_amount_outside_64_bits_is_refused_on_every_path():
     builder.build(accounts, {})
     with pytest.raises(ValueError, match="outside signed 64 bits"):
         builder.build({**accounts, _key(1): huge}, {})  # an update of a held row
+    # a refused build leaves the builder as it was: the next one still sees the change
+    accounts[_key(1)] = {**huge, "escrow": 5}
+    assert builder.build(accounts, {}).tree.root == _reference(accounts, {}).tree.root
