@@ -88,14 +88,16 @@ def test_an_unchanged_build_rehashes_nothing():
 
 def test_an_amount_outside_64_bits_is_refused_on_every_path():
     rng = random.Random(5)
-    accounts = {_key(i): _account(rng) for i in range(5)}
+    accounts = {_key(i): _account(rng) for i in range(64)}
+    first, last = sorted(accounts)[0], sorted(accounts)[-1]  # far apart in the tree: no parent in common below the root
     huge = {**_account(rng), "escrow": 2**63}
     with pytest.raises(ValueError, match="outside signed 64 bits"):
-        StateBuilder().build({**accounts, _key(9): huge}, {})  # the first build
+        StateBuilder().build({**accounts, _key(99): huge}, {})  # the first build
     builder = StateBuilder()
     builder.build(accounts, {})
+    accounts[first] = {**accounts[first], "balance": 77}  # a valid change in the same refused build
     with pytest.raises(ValueError, match="outside signed 64 bits"):
-        builder.build({**accounts, _key(1): huge}, {})  # an update of a held row
-    # a refused build leaves the builder as it was: the next one still sees the change
-    accounts[_key(1)] = {**huge, "escrow": 5}
+        builder.build({**accounts, last: huge}, {})  # an update of a held row
+    # a refused build leaves the builder as it was: the next one still sees both changes
+    accounts[last] = {**huge, "escrow": 5}
     assert builder.build(accounts, {}).tree.root == _reference(accounts, {}).tree.root
