@@ -4,7 +4,11 @@ causal delivery through the pending buffer, and fork proofs.
 `Ledger` owns the in-memory `LedgerState` (the validity fold) and the store.
 Every mutation takes one lock; writes of a batch land in one transaction; the
 in-memory state is reloaded from the store if a write fails, so memory and disk
-never disagree.
+never disagree. The parts are modules of their own: judging an event (judge.py),
+delivering an ingested batch in causal order (delivery.py), judge snapshots
+(snapshot_keeper.py), group commits (commit.py) and what a write did (outcomes.py).
+What stays here (a little over 400 lines) is what shares the lock, the group commit
+and the reload on failure: loading, appending, ingesting and publishing fork proofs.
 
 Opening costs the tail, not the log: every `snapshot_every` events (or
 `snapshot_seconds`) the fold's state is written with the batch, in its transaction
@@ -29,73 +33,37 @@ queued after it, and the state is reloaded from the store before anything else i
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ..errors import ChainError, LedgerError, PendingLimitError, SignatureError, WrongNetwork
+from ..errors import LedgerError, PendingLimitError, SignatureError, WrongNetwork
 from ..faults import crash_point
 from . import encoding
 from .checkpoint import CHECKPOINT_CONFLICT
 from .commit import GroupCommit, Write
+from .delivery import Delivery
 from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
 from .identity import Identity
-from .judge import FORK_PROOF, PROOF_TYPES, fork_proof, judge, parse_checkpoint_conflict, verdict
+from .judge import FORK_PROOF, judge, parse_checkpoint_conflict, verdict
 from .known import DEFAULT_CACHE, KnownHashes
-from .pending import PendingBuffer, PendingQuotaError
+from .outcomes import Applied, IngestReport, Listener, ResetListener, RuleViolation, event_row, void_row
+from .pending import PendingBuffer
 from .rules import LedgerState
-from .snapshot import SnapshotError, pack, rules_fingerprint, unpack
+from .snapshot_keeper import SNAPSHOT_EVERY, SNAPSHOT_SECONDS, SnapshotKeeper
 from .store import ForkProof, Store, StoredEvent
 from .wire import to_wire
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY = 10_000  # events between judge snapshots (the most a reopen judges)
-SNAPSHOT_SECONDS = 300.0  # or this long, if fewer events came
-
-
-class RuleViolation(LedgerError):
-    """A local append would be invalid under the ledger's rules (e.g. an overdraft)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """One event as committed: its offset, the event, and why it has no effect (or None)."""
-
-    offset: int
-    event: Event
-    reason: str | None
-
-
-@dataclass
-class IngestReport:
-    stored: list[str] = field(default_factory=list)
-    duplicates: int = 0
-    pending: list[str] = field(default_factory=list)
-    invalid: dict[str, str] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
-    forks: list[tuple[str, int]] = field(default_factory=list)
-    throttled: dict[str, str] = field(default_factory=dict)  # dropped by an admission quota (not stored)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"stored": len(self.stored), "duplicates": self.duplicates, "pending": len(self.pending),
-                "invalid": self.invalid, "refused": self.refused,
-                "forks": [{"author": a, "seq": s} for a, s in self.forks], "throttled": self.throttled}
-
-
-Listener = Callable[[list[Applied]], None]
-ResetListener = Callable[[], None]
-
-
 class Ledger:
     """An append-only, signed, hash-chained log with its validity fold."""
 
     def __init__(self, store: Store, identity: Identity | None = None, *, pending_limit: int = 10_000,
-                 signer_threads: int = 2, snapshot_every: int = SNAPSHOT_EVERY,
+                 signer_threads: int | None = None, snapshot_every: int = SNAPSHOT_EVERY,
                  snapshot_seconds: float = SNAPSHOT_SECONDS, known_cache: int = DEFAULT_CACHE,
                  snapshot_on_close: bool = True) -> None:
         """`snapshot_every` <= 0 turns judge snapshots off (every open judges the whole log);
@@ -106,18 +74,16 @@ class Ledger:
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._reset_listeners: list[ResetListener] = []
-        self._pool = ThreadPoolExecutor(max_workers=max(1, signer_threads), thread_name_prefix="ledger-crypto")
-        self._threads = max(1, signer_threads)
+        threads = max(1, signer_threads or os.cpu_count() or 2)  # one per core: PyNaCl releases the GIL
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ledger-crypto")
+        self._threads = threads
         self.state = LedgerState()
         self.known = KnownHashes(store, known_cache)
         self._published_proofs: set[tuple[str, int]] = set()
-        self.snapshot_every = snapshot_every
-        self.snapshot_seconds = snapshot_seconds
+        self.snapshots = SnapshotKeeper(store, snapshot_every, snapshot_seconds)
         self.snapshot_on_close = snapshot_on_close
-        self._since_snapshot = 0  # events queued or committed after the stored snapshot
         self._group = GroupCommit(lambda r, v, s: self.store.write(r, v, s), self._on_commit)
         self._epoch = 0  # the group commit's epoch the in-memory state was loaded in
-        self._snapshot_clock = time.monotonic()
         self.judged_on_open = 0  # events the last `_load` judged (the tail after its snapshot)
         changed = self._load()
         # True when the current rules judged stored events differently than when they were
@@ -134,7 +100,7 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._group.drain()
-        if self.snapshot_on_close and self._since_snapshot > 0:
+        if self.snapshot_on_close and self.snapshots.since > 0:
             try:  # an optimisation for the next open: never a reason for close to fail
                 self.save_snapshot()
             except Exception:
@@ -161,6 +127,13 @@ class Ledger:
             except Exception:  # a listener must not break the log
                 log.exception("ledger listener failed")
 
+    def _notify_reset(self) -> None:
+        for listener in list(self._reset_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("ledger reset listener failed")
+
     # ------------------------------------------------------------- loading
     def _load(self) -> list[tuple[str, bool, str | None]]:
         """Fold the stored log under the current rules (on open; after a failed write; when
@@ -171,7 +144,7 @@ class Ledger:
         frozen: dict[str, int] = {}
         for proof in self.store.fork_proofs():
             frozen[proof.author] = min(proof.seq, frozen.get(proof.author, proof.seq))
-        state, after, refused = self._from_snapshot(frozen)
+        state, after, refused = self.snapshots.latest(frozen)
         if state is None:
             state = LedgerState()
             state.frozen.update(frozen)
@@ -196,66 +169,18 @@ class Ledger:
         self.state, self._published_proofs = state, published
         self._epoch = epoch
         self.judged_on_open = last - after
-        self._since_snapshot = last - after
-        self._snapshot_clock = time.monotonic()
-        if self.snapshot_every > 0 and (refused or self._since_snapshot >= self.snapshot_every):
-            self._save_snapshot(last)  # so the next open starts here (and the refused one is gone)
+        self.snapshots.loaded(last - after)
+        if self.snapshot_every > 0 and (refused or self.judged_on_open >= self.snapshot_every):
+            self.snapshots.save(state, last)  # so the next open starts here (and the refused one is gone)
         return changed
-
-    def _from_snapshot(self, frozen: dict[str, int]) -> tuple[LedgerState | None, int, bool]:
-        """The latest stored judge snapshot as (state, its offset, False), or (None, 0, refused)
-        when there is none, snapshots are off, or it cannot be trusted (refused, logged: the
-        log is judged again)."""
-        if self.snapshot_every <= 0:
-            return None, 0, False
-        try:
-            snap = self.store.latest_snapshot()
-        except Exception:  # an unreadable row must not keep the node down: judge the log
-            log.warning("judge snapshot unreadable: judging the whole log again", exc_info=True)
-            return None, 0, True
-        if snap is None:
-            return None, 0, False
-        try:
-            if snap.offset > self.store.last_offset():
-                raise SnapshotError(f"it is past the log's last offset {self.store.last_offset()}")
-            state = unpack(snap.data, snap.digest, snap.rules)
-            if state.frozen != frozen:
-                raise SnapshotError("fork proofs stored since change what is void")
-        except SnapshotError as exc:
-            log.warning("judge snapshot at offset %d not used (%s): judging the whole log again", snap.offset, exc)
-            return None, 0, True
-        return state, snap.offset, False
-
-    def _snapshot_due(self, count: int) -> tuple[str, str, bytes] | None:
-        """A snapshot of the current state to write with a batch of `count` events, if one is due."""
-        if self.snapshot_every <= 0 or count == 0:
-            return None
-        if (self._since_snapshot + count < self.snapshot_every
-                and time.monotonic() - self._snapshot_clock < self.snapshot_seconds):
-            return None
-        return self._pack()
-
-    def _pack(self) -> tuple[str, str, bytes] | None:
-        try:
-            data, digest = pack(self.state)
-        except SnapshotError as exc:  # a state the codec does not know: never a partial snapshot
-            log.warning("judge snapshots turned off: %s", exc)
-            self.snapshot_every = 0
-            return None
-        return rules_fingerprint(), digest, data
 
     def _queue(self, batch: list[tuple[Event, str | None]], void: Sequence[Event] = (),
                snapshot_allowed: bool = True) -> Write:
         """Queue a judged batch for the group commit (with the lock held, right after judging
         it: a snapshot packed now is the state after exactly this batch)."""
-        snapshot = self._snapshot_due(len(batch)) if snapshot_allowed else None
-        write = Write([_row(e, r) for e, r in batch], [_void_row(e) for e in void], snapshot, batch)
+        snapshot = self.snapshots.due(self.state, len(batch), snapshot_allowed)
+        write = Write([event_row(e, r) for e, r in batch], [void_row(e) for e in void], snapshot, batch)
         self._group.submit(write, self._epoch)
-        if snapshot is not None:
-            self._since_snapshot = 0
-            self._snapshot_clock = time.monotonic()
-        else:
-            self._since_snapshot += len(batch)
         return write
 
     def _on_commit(self, group: list[Write]) -> None:
@@ -266,21 +191,6 @@ class Ledger:
         if applied:
             self._notify(applied)
 
-    def _save_snapshot(self, offset: int) -> bool:
-        """Store the current state as the snapshot at `offset` (the log's last) on its own."""
-        snapshot = self._pack()
-        if snapshot is None:
-            return False
-        try:
-            if not self.store.put_snapshot(offset, snapshot):
-                return False
-        except Exception:  # a snapshot is an optimisation: its failure must not fail the caller
-            log.warning("could not store a judge snapshot at offset %d", offset, exc_info=True)
-            return False
-        self._since_snapshot = 0
-        self._snapshot_clock = time.monotonic()
-        return True
-
     def save_snapshot(self) -> bool:
         """Store a judge snapshot of the whole log now (e.g. before a planned restart); False
         if snapshots are off or it could not be stored."""
@@ -288,7 +198,7 @@ class Ledger:
             if self.snapshot_every <= 0:
                 return False
             self._group.drain()
-            return self._save_snapshot(self.store.last_offset())
+            return self.snapshots.save(self.state, self.store.last_offset())
 
     def locked(self) -> threading.RLock:
         """The ledger's (re-entrant) write lock, to hold across several ingests: a caller that
@@ -296,6 +206,11 @@ class Ledger:
         return self._lock
 
     # ------------------------------------------------------------- properties
+    @property
+    def snapshot_every(self) -> int:
+        """Events between judge snapshots; <= 0: none (see ledger/snapshot_keeper.py)."""
+        return self.snapshots.every
+
     @property
     def net(self) -> str | None:
         return self.state.net
@@ -393,24 +308,33 @@ class Ledger:
         parts = [events[i:i + size] for i in range(0, len(events), size)]
         return [ok for part in self._pool.map(lambda p: [e.verify_signature() for e in p], parts) for ok in part]
 
-    def ingest(self, events: Sequence[Event], source: str | None = None) -> IngestReport:
+    def verify_ahead(self, events: Sequence[Event]) -> SignatureChecks:
+        """Start checking `events`' signatures on the pool and return at once: hand the result
+        to `ingest(events, checks=...)`. A reader of pages verifies the next page this way
+        while the current one is judged and written (one writer, every core verifying)."""
+        parts = [events[i:i + VERIFY_CHUNK] for i in range(0, len(events), VERIFY_CHUNK)]
+        return SignatureChecks([(part, self._pool.submit(_bad_signatures, part)) for part in parts])
+
+    def ingest(self, events: Sequence[Event], source: str | None = None,
+               checks: SignatureChecks | None = None) -> IngestReport:
         """Verify and store foreign events. A batch with any forged, malformed or
         foreign-network event is refused whole (nothing stored). Events whose causal
         past is missing wait in the pending buffer (partitioned by author and by `source`,
-        the peer they came from); equivocations become fork proofs."""
+        the peer they came from); equivocations become fork proofs. `checks`, from
+        `verify_ahead` of these events, saves checking their signatures again."""
         unknown = self.known.unknown(e.hash for e in events)
         fresh = [e for e in events if e.hash in unknown]
         report = IngestReport(duplicates=len(events) - len(fresh))
         if not fresh:
             return report
-        self._check_batch(fresh)
+        self._check_batch(fresh, checks)
         with self._lock:
             if self._epoch != self._group.epoch:
                 self._load()  # a write failed since the state was loaded
             waiting = self.pending.entries()
             try:
                 self.known.prefetch({h for e in fresh for h in (((e.prev,) if e.prev else ()) + e.deps)})
-                batch, proofs, void = self._process(fresh, report, source)
+                batch, proofs, void = self._delivery().run(fresh, report, source)
                 self.known.forget_absent()
                 if batch or void:  # committed with any queued appends; the listeners get it there
                     # No snapshot with a batch that proved a fork: the proof is stored after it.
@@ -424,7 +348,7 @@ class Ledger:
                         self.pending.discard(event.hash)
                 released = [w for w in waiting if w[0].hash not in self.pending]
                 self._load()
-                self._requeue(released)
+                self._delivery().requeue(released)
                 raise
             except BaseException:
                 self._load()
@@ -435,16 +359,12 @@ class Ledger:
                 self._load()  # what is void changed: every verdict is judged again (and snapshot)
                 refolded = True
         if refolded:
-            for listener in list(self._reset_listeners):
-                try:
-                    listener()
-                except Exception:
-                    log.exception("ledger reset listener failed")
+            self._notify_reset()
         for proof in new_forks:
             self._publish_fork(proof)
         return report
 
-    def _check_batch(self, fresh: list[Event]) -> None:
+    def _check_batch(self, fresh: list[Event], checks: SignatureChecks | None = None) -> None:
         """Refuse the whole batch (ChainError, SignatureError) if any event is of another
         network or carries a bad signature: nothing of it is stored."""
         net = self.state.net
@@ -454,101 +374,16 @@ class Ledger:
                     raise WrongNetwork(f"genesis {event.hash[:16]}… is another network's")
             elif net is not None and event.net != net:
                 raise WrongNetwork(f"event {event.hash[:16]}… belongs to network {event.net[:16]}…")
+        if checks is not None:
+            bad, checked = checks.result()
+            fresh = [e for e in fresh if e in bad or id(e) not in checked]  # those not checked ahead, too
         for event, ok in zip(fresh, self.verify_signatures(fresh), strict=False):
             if not ok:
                 raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
 
-    def _note_equivocation(self, event: Event, by_author_seq: dict[tuple[str, int], Event],
-                           proofs: list[ForkProof], report: IngestReport) -> None:
-        """An event at a seq its author already used: if it differs from the one held, that is a
-        fork. Record the proof once per (author, seq) and freeze the author from that seq."""
-        other = by_author_seq.get((event.author, event.seq)) or self._stored_event(event.author, event.seq)
-        if other is not None and other.hash != event.hash:
-            if (event.author, event.seq) not in {(p.author, p.seq) for p in proofs}:
-                proofs.append(fork_proof(other, event))
-                report.forks.append((event.author, event.seq))
-            self.state.frozen[event.author] = min(event.seq, self.state.frozen.get(event.author, event.seq))
-
-    def _process(self, fresh: list[Event], report: IngestReport, source: str | None = None
-                 ) -> tuple[list[tuple[Event, str | None]], list[ForkProof], list[Event]]:
-        batch: list[tuple[Event, str | None]] = []
-        void: list[Event] = []
-        by_author_seq: dict[tuple[str, int], Event] = {}
-        proofs: list[ForkProof] = []
-        queue = deque(reversed(fresh))  # a stack: released events go next, before the rest
-        parked: set[str] = set()
-        while queue:
-            event = queue.pop()
-            if event.hash in self.known:
-                continue
-            acct = self.state.accounts.get(event.author)
-            head_seq = acct.seq if acct else 0
-            if event.seq <= head_seq:
-                self._note_equivocation(event, by_author_seq, proofs, report)
-            frozen_at = self.state.frozen.get(event.author)
-            if frozen_at is not None and event.seq >= frozen_at:
-                # A proven forker's branch beyond the fork: void, kept aside only so that
-                # events naming it in deps are delivered and judged alike on every peer.
-                if len(void) < self.pending.max_events:
-                    void.append(event)
-                    self.known.add(event.hash)
-                    report.refused[event.hash] = f"void: author equivocated at seq {frozen_at}"
-                    queue.extend(reversed(self.pending.arrived(event.hash)))
-                continue
-            if event.seq <= head_seq:
-                continue
-            needs = ((event.prev,) if event.prev else ()) + event.deps
-            if self.state.net is None and not event.is_genesis:
-                needs += (event.net,)  # the genesis it belongs to comes first
-            missing = {h for h in needs if h not in self.known}
-            if event.seq > head_seq + 1 and event.prev and event.prev in self.known:
-                raise ChainError(f"event {event.hash[:16]}… links to a prev that is not its author's "
-                                 f"seq {event.seq - 1}")
-            if missing or event.seq != head_seq + 1:
-                if not missing:
-                    raise ChainError(f"event {event.hash[:16]}… (seq {event.seq}) skips its author's "
-                                     f"seq {head_seq + 1}")
-                try:
-                    self.pending.add(event, missing, source=source, stranger=self._stranger(event.author))
-                except PendingQuotaError as exc:  # this author's or source's share is full: drop it
-                    report.throttled[event.hash] = str(exc)
-                    continue
-                parked.add(event.hash)
-                continue
-            reason = judge(self.state, event, signature_checked=True)  # by _check_batch, on all cores
-            self.state.apply(event, reason)
-            if event.type in PROOF_TYPES and reason is None:
-                proof = PROOF_TYPES[event.type](event.body, None)
-                if proof and (proof.author, proof.seq) not in {(p.author, p.seq) for p in proofs}:
-                    proofs.append(proof)
-                    report.forks.append((proof.author, proof.seq))
-            self.known.add(event.hash)
-            by_author_seq[(event.author, event.seq)] = event
-            batch.append((event, reason))
-            report.stored.append(event.hash)
-            if reason is not None:
-                report.invalid[event.hash] = reason
-            parked.discard(event.hash)
-            queue.extend(reversed(self.pending.arrived(event.hash)))
-        report.pending.extend(h for h in (e.hash for e in fresh) if h in parked)
-        return batch, proofs, void
-
-    def _requeue(self, entries: list[tuple[Event, str | None, bool]]) -> None:
-        """Put events a failed batch had released back into the pending buffer."""
-        for event, source, stranger in entries:
-            needs = ((event.prev,) if event.prev else ()) + event.deps
-            missing = {h for h in needs if h not in self.known}
-            if missing and event.hash not in self.known:
-                try:
-                    self.pending.add(event, missing, source=source, stranger=stranger)
-                except PendingLimitError:
-                    continue
-
-    def _stranger(self, author: str) -> bool:
-        """An author with no stake here (see `LedgerState.is_established`), nor this node."""
-        if self.identity is not None and author == self.identity.node_id:
-            return False
-        return not self.state.is_established(author)  # (rare: only for events about to wait)
+    def _delivery(self) -> Delivery:
+        return Delivery(self.state, self.known, self.pending, self.store,
+                        self.identity.node_id if self.identity is not None else None)
 
     def report_conflict(self, earlier: Event, later: Event, author: str, proof: Sequence[str]) -> Event | None:
         """Publish, as a `checkpoint.conflict` of this node's chain, that `later` (a checkpoint
@@ -566,16 +401,8 @@ class Ledger:
         with self._lock:
             self.store.insert_fork_proof(fork)
             self._load()
-        for listener in list(self._reset_listeners):
-            try:
-                listener()
-            except Exception:
-                log.exception("ledger reset listener failed")
+        self._notify_reset()
         return event
-
-    def _stored_event(self, author: str, seq: int) -> Event | None:
-        row = self.store.get_by_author_seq(author, seq)
-        return Event.from_wire(row.raw, row.sig) if row else None
 
     def _publish_fork(self, proof: ForkProof) -> None:
         """Gossip a fork proof by putting it into this node's own chain."""
@@ -605,10 +432,24 @@ class Ledger:
         return self.store.select_events(after=after, limit=limit, until=until)
 
 
-def _row(event: Event, reason: str | None) -> dict[str, Any]:
-    return {"hash": event.hash, "author": event.author, "seq": event.seq, "type": event.type, "ts": event.ts,
-            "raw": event.raw, "sig": event.sig, "valid": reason is None, "reason": reason}
+VERIFY_CHUNK = 128  # events per task of `verify_ahead` on the pool
 
 
-def _void_row(event: Event) -> dict[str, Any]:
-    return {"hash": event.hash, "author": event.author, "seq": event.seq, "raw": event.raw, "sig": event.sig}
+class SignatureChecks:
+    """Signature checks of one batch running on a ledger's pool (see `Ledger.verify_ahead`)."""
+
+    def __init__(self, parts: list[tuple[Sequence[Event], Future[list[Event]]]]) -> None:
+        self._parts = parts
+
+    def result(self) -> tuple[list[Event], set[int]]:
+        """(the events whose signature is bad, the ids of every event checked), once done."""
+        bad: list[Event] = []
+        checked: set[int] = set()
+        for part, future in self._parts:
+            bad.extend(future.result())
+            checked.update(id(e) for e in part)
+        return bad, checked
+
+
+def _bad_signatures(events: Sequence[Event]) -> list[Event]:
+    return [e for e in events if not e.verify_signature()]
