@@ -25,7 +25,9 @@ common case between checkpoints), and, as this run's baseline, the reference pat
 rebuilds everything through `state_entries` + `StateTree.build`. Then the size of a balance
 proof against a checkpoint cosigned by 2 witnesses, as compact JSON in the wire format
 (version 2, base64url) and in version 1 (hex); and `light.verify_balance` on the wire form
-(decoding, 3 signature checks and ~15 hashes).
+(decoding, 3 signature checks and ~15 hashes). Checkpoint bodies: the time to make one over
+400 and 1,000 authors (both detached: over `FRONTIER_INLINE` the frontier is a blob the event
+names), and the bytes of the largest inline body, of the 1,000-author body and of its blob.
 
 Goals (issue 14): an inclusion or consistency proof <= 1 ms; verification <= 0.5 ms; the
 state root of 10k accounts <= 100 ms; a balance proof <= 2 KiB.
@@ -62,6 +64,7 @@ from ledger_net.ledger.proof_codec import compact  # noqa: E402 -- after sys.pat
 from ledger_net.ledger.state_tree import StateBuilder  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger.store import Store, sqlite_url  # noqa: E402 -- after sys.path gets this checkout
 
+FRONTIER_INLINE = cp.FRONTIER_INLINE
 GOAL_PROOF_MS = 1.0
 GOAL_VERIFY_MS = 0.5
 GOAL_STATE_ROOT_MS = 100.0
@@ -226,6 +229,17 @@ def run_checkpoints(accounts: int, calls: int) -> dict[str, Any]:
     out["checkpoint_body_400_authors_ms"] = per_call_ms(
         lambda i: cp.make_body(net=net, signer=signer_id, sign=lambda m: signer.sign(m).signature,
                                frontier=frontier, state=tree, ts=i), 20)
+    big = [[k, 3, hashlib.sha256(k.encode()).hexdigest()] for k in sorted(keys[:1000])]
+    out["checkpoint_body_1000_authors_ms"] = per_call_ms(
+        lambda i: cp.make_body(net=net, signer=signer_id, sign=lambda m: signer.sign(m).signature,
+                               frontier=big, state=tree, ts=i), 20)
+    detached = cp.make_body(net=net, signer=signer_id, sign=lambda m: signer.sign(m).signature, frontier=big,
+                            state=tree, ts=1)
+    inline = frontier[:cp.FRONTIER_INLINE]
+    out["checkpoint_bytes"] = {"inline": len(json.dumps(cp.make_body(
+        net=net, signer=signer_id, sign=lambda m: signer.sign(m).signature, frontier=inline, state=tree, ts=1),
+        separators=(",", ":"))), "1000_detached": len(json.dumps(detached, separators=(",", ":"))),
+        "1000_blob": len(cp.detached_frontier(big)[1])}
     body = cp.make_body(net=net, signer=signer_id, sign=lambda m: signer.sign(m).signature, frontier=frontier,
                         state=tree, ts=1)
     note = cp.note_of(net, signer_id, body)
@@ -277,7 +291,8 @@ def report_checkpoints(c: dict[str, Any], sha_us: float | None) -> None:
     rows = [("state root, reference rebuild", "state_root_reference_ms", None),
             ("state root, cold builder", "state_root_cold_ms", None),
             ("state root, 1% rows changed", "state_root_ms", GOAL_STATE_ROOT_MS),
-            ("checkpoint body, 400 authors", "checkpoint_body_400_authors_ms", None),
+            ("checkpoint body, 400 (detached)", "checkpoint_body_400_authors_ms", None),
+            ("checkpoint body, 1,000 (detached)", "checkpoint_body_1000_authors_ms", None),
             ("balance proof (in memory)", "balance_proof_ms", None),
             ("light.verify_balance (k=2)", "light_verify_balance_ms", GOAL_VERIFY_MS)]
     print(f"{'figure':<30}{'mean ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'per s':>11}{'sha256s':>9}  goal")
@@ -287,6 +302,9 @@ def report_checkpoints(c: dict[str, Any], sha_us: float | None) -> None:
         shas = f"{f['mean_ms'] * 1000 / sha_us:>9,.0f}" if sha_us else f"{'':>9}"
         print(f"{label:<30}{f['mean_ms']:>10.3f}{f['p50_ms']:>10.3f}{f['p99_ms']:>10.3f}"
               f"{1000 / f['mean_ms']:>11,.0f}{shas}  {verdict}")
+    cb = c["checkpoint_bytes"]
+    print(f"checkpoint body: {FRONTIER_INLINE} authors inline {cb['inline']:,} B (event limit 65,536 B); 1,000 authors "
+          f"detached {cb['1000_detached']:,} B, its frontier blob {cb['1000_blob']:,} B")
     b = c["balance_proof_bytes"]
     print(f"balance proof: {b['hashes']} sibling hashes, {b['cosignatures']} cosignatures; compact JSON, format 2 "
           f"(base64url) {b['mean']:,.0f} B on average, at most {b['max']:,} B (goal <= {GOAL_BALANCE_PROOF_BYTES:,} B: "
