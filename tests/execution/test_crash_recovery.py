@@ -37,7 +37,10 @@ pytestmark = pytest.mark.timeout(120)
 
 X1 = Identity.from_seed(bytes([21]) * 32)  # issuer, sends transfers
 X2 = Identity.from_seed(bytes([22]) * 32)  # receives them
-CHILD = Path(__file__).parents[1] / "support" / "crash_child.py"
+# Run as a module from the checkout's root, so it imports ledger_net from there like the tests do
+# (a script's own dir heads its sys.path, and the package need not be installed).
+CHILD = "tests.support.crash_child"
+ROOT = Path(__file__).resolve().parents[2]
 REBUILD_LINE = "rebuilding projection"
 
 
@@ -200,8 +203,8 @@ class Child:
         env = {k: v for k, v in os.environ.items() if k != "LEDGER_NET_CRASH_AT"}
         if crash_at:
             env["LEDGER_NET_CRASH_AT"] = crash_at
-        self.proc = subprocess.Popen([sys.executable, str(CHILD), str(root), str(seed), str(flush_every), str(rounds)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen([sys.executable, "-m", CHILD, str(root), str(seed), str(flush_every), str(rounds)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.acked: dict[str, set[str]] = {"x1": set(), "x2": set()}
         threading.Thread(target=self._pump, daemon=True).start()

@@ -2,7 +2,7 @@
 X2, each with its own SQLite data directory and projection runner (checkpoints every
 `flush_every` events), exchanging transfers, receipts and small tasks until killed.
 
-Usage: python crash_child.py ROOT SEED FLUSH_EVERY ROUNDS
+Usage: python -m tests.support.crash_child ROOT SEED FLUSH_EVERY ROUNDS (from the checkout's root)
 
 After every local append returns (committed) it prints `ack <node> <hash>` and flushes
 stdout, so the parent knows which events were acknowledged before the kill. It prints
