@@ -274,6 +274,18 @@ class TaskEngine:
         self.owner.touch(fetch.task_id, frees_capacity=True)
         self._queue_wake()
 
+    def off_loop(self, work: Callable[[], Any], then: Callable[[Any], None], task_id: str) -> None:
+        """Run ``work`` in a thread (an owner's check: Freivalds on a large chunk takes tens of ms,
+        which would stall every other task and the replication on this loop), hand its value to
+        ``then`` back on the loop, and look at ``task_id`` again."""
+        async def run() -> None:
+            try:
+                then(await asyncio.to_thread(work))
+            finally:
+                self.owner.touch(task_id)
+                self._queue_wake()
+        self._spawn(run())
+
     def _spawn(self, coro: Any) -> None:
         job = asyncio.ensure_future(coro)
         self._background.add(job)

@@ -57,7 +57,7 @@ def open_replicas(chunk: ChunkWork, now: float = -NEVER, frozen: Container[str] 
 
 
 Agree = Callable[[Attempt, Attempt], bool]
-Judge = Callable[[OwnedTask, ChunkWork, Attempt, Standing], Judgement]
+Judge = Callable[[OwnedTask, ChunkWork, Attempt, Standing], Judgement | None]  # None: not judged yet
 
 
 def _same_hash(a: Attempt, b: Attempt) -> bool:
@@ -194,6 +194,8 @@ def _judge_single(task: OwnedTask, chunk: ChunkWork, replica: Replica, judge: Ju
     winner = replica.attempt
     standing = pending.get(winner.worker) or standings.get(winner.worker, Standing())
     judged = judge(task, chunk, winner, standing)
+    if judged is None:  # its check is still running (off the engine's loop): look again when it is done
+        return
     if judged.action == REPLICATE:  # a second worker runs it; the two must agree (quorum_of)
         out.replicate[chunk.index] = judged.record
         out.retry[chunk.index] = 1

@@ -7,13 +7,13 @@ know of the world; this is the one the engine gives it. Tests give it a small fa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any, Protocol
 
 import orjson
 
 from ..compute import compare, unpack, verdicts
-from ..compute.trust import CHECK, Standing
+from ..compute.trust import CHECK, Standing, decide
 from ..compute.verdicts import Judgement
 from ..errors import LedgerNetError, TaskError
 from ..ledger.chain import Ledger
@@ -47,6 +47,8 @@ class Parts(Protocol):
     pricing: Any
     router: Any
 
+    def off_loop(self, work: Callable[[], Any], then: Callable[[Any], None], task_id: str) -> None: ...
+
 
 class LedgerView:
     """The owner policy's window on this node: the ledger's state, projections, blobs, router."""
@@ -56,6 +58,7 @@ class LedgerView:
         self.me = engine.me
         self._specs: dict[str, dict[str, Any]] = {}
         self._judged: dict[tuple[str, Standing], Judgement] = {}
+        self._judging: set[tuple[str, Standing]] = set()  # checks running in a thread
 
     @property
     def quote_window(self) -> float:
@@ -169,14 +172,35 @@ class LedgerView:
             raise TaskError("this node cannot sign: no secret for checks")
         return hashlib.sha256(identity.sign(_SECRET_TAG + label.encode())).digest()
 
-    def judge(self, task: OwnedTask, chunk: ChunkWork, attempt: Attempt, standing: Standing) -> Judgement:
+    def judge(self, task: OwnedTask, chunk: ChunkWork, attempt: Attempt, standing: Standing) -> Judgement | None:
         """compute.verdicts.judge on this chunk's payload and the attempt's result (cached per
-        assignment and standing: a look may judge again before the verdict commits)."""
+        assignment and standing: a look may judge again before the verdict commits). A result the
+        policy checks is judged in a thread, off the engine's loop: None until it is done (the
+        engine looks at the task again then)."""
         key = (attempt.assignment, standing)
         cached = self._judged.get(key)
-        if cached is not None:
+        if cached is not None or key in self._judging:
             return cached
         secret = self.check_secret(attempt.check_label or check_label_of(task, chunk, attempt))
+        checked = task.verification.get("mode") == "check" and decide(standing, secret, True).action == CHECK
+        if not checked:
+            return self._keep(key, self._judge_now(task, chunk, attempt, standing, secret))
+        self._judging.add(key)
+
+        def done(judged: Judgement) -> None:
+            self._judging.discard(key)
+            self._keep(key, judged)
+        self.engine.off_loop(lambda: self._judge_now(task, chunk, attempt, standing, secret), done, task.task_id)
+        return None
+
+    def _keep(self, key: tuple[str, Standing], judged: Judgement) -> Judgement:
+        if len(self._judged) > 10_000:
+            self._judged.clear()
+        self._judged[key] = judged
+        return judged
+
+    def _judge_now(self, task: OwnedTask, chunk: ChunkWork, attempt: Attempt, standing: Standing,
+                   secret: bytes) -> Judgement:
         blobs = self.engine.blobs
         try:
             config = unpack(task.config, local_blobs(blobs, task.config), verify=False)
@@ -190,9 +214,6 @@ class LedgerView:
                                                            "streak": standing.streak, "lies": standing.lies},
                                               "check": {"method": "read", "passed": False,
                                                         "reason": f"the result cannot be checked: {exc}"[:200]}})
-        if len(self._judged) > 10_000:
-            self._judged.clear()
-        self._judged[key] = judged
         return judged
 
     def _value(self, attempt: Attempt) -> Any:

@@ -189,3 +189,49 @@ def test_a_replay_of_the_replica_assignment_restores_the_decision() -> None:
     for event in (first, replica):
         owner_policy.observe(again, view, event, replay=True)  # type: ignore[arg-type]
     assert fresh.chunks[0].replication == replica.body["verification"] and fresh.quorum_of(fresh.chunks[0]) == 2
+
+
+class Loop:
+    """The engine's part the view asks for a thread: the work it was handed, run when the test says."""
+
+    def __init__(self, ledger: Any, blobs: Any) -> None:
+        self.me, self.ledger, self.blobs = ledger.node_id, ledger, blobs
+        self.jobs: list[tuple[Any, Any, str]] = []
+
+    def off_loop(self, work: Any, then: Any, task_id: str) -> None:
+        self.jobs.append((work, then, task_id))
+
+
+def test_a_check_runs_off_the_engines_loop_and_its_judgement_is_kept(tmp_path: Any) -> None:
+    """Issue 12 item 6: the view hands a check to a thread (the engine's ``off_loop``) and says
+    "not judged yet" (None) until it is done; a decision without a check is made at once."""
+    from ledger_net.execution.blobs import BlobStore
+    from ledger_net.execution.view import LedgerView
+    from ledger_net.ledger.chain import Ledger
+    from ledger_net.ledger.identity import Identity
+
+    ledger = Ledger.open("sqlite://", Identity.from_seed(bytes([9]) * 32))
+    try:
+        loop = Loop(ledger, BlobStore(ledger.store))
+        view = LedgerView(loop)  # type: ignore[arg-type]
+        config = {"operation": "multiply", "verification": "check"}
+        task = OwnedTask("t", "matrix_ops", config, {}, 2, 1, 1, 10, 5.0,
+                         [ChunkWork(0, {"operation": "multiply", "a": [[1.0, 2.0]], "b": [[3.0], [4.0]]}, None)],
+                         submitted="sub")
+        task.verification = checks.verification_spec("matrix_ops", config)
+        attempt = Attempt(BOB, "asg", 5, 0.0, result_hash="aa" * 32, ok=True, result={"rows": [[11.0]]},
+                          check_label="t/0/0/b")
+        chunk = task.chunks[0]
+        assert view.judge(task, chunk, attempt, Standing()) is None  # a new worker: checked, in a thread
+        assert view.judge(task, chunk, attempt, Standing()) is None and len(loop.jobs) == 1  # started once
+        work, then, task_id = loop.jobs[0]
+        assert task_id == "t"
+        then(work())  # the thread's value, handed back on the loop
+        judged = view.judge(task, chunk, attempt, Standing())
+        assert judged is not None and judged.action == trust.CHECK and judged.passed is True
+        task.config = {**config, "verification": "none"}
+        task.verification = checks.verification_spec("matrix_ops", task.config)
+        trusted = view.judge(task, chunk, attempt, Standing(streak=1))
+        assert trusted is not None and trusted.action == trust.TRUST and len(loop.jobs) == 1  # no thread
+    finally:
+        ledger.close()
