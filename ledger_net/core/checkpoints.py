@@ -156,15 +156,20 @@ class CheckpointService:
 
     def state_at(self, frontier: Frontier) -> StateTree:
         """The state tree at `frontier` (which this node must hold): from memory when it is
-        the applied frontier, else by folding fresh projections over exactly its events."""
+        the applied frontier, else by folding fresh projections over exactly its events (the
+        log from its start to the frontier's last event, not the tail after it)."""
         current, state = self.applied_frontier()
         if [e[:2] for e in current] == [e[:2] for e in frontier]:
             return state
         sizes = {a: s for a, s, _ in frontier}
         balances, reputation = BalancesProjection(), ReputationProjection()
         ctx = self.runner.context()
+        left = sum(sizes.values())  # the log is causal: the fold ends at the frontier's last event
         for row in self.ledger.store.select_events():
+            if left == 0:
+                break
             if row.seq <= sizes.get(row.author, 0):
+                left -= 1
                 event = Event.from_stored(row.raw, row.sig, row.hash)
                 reason = None if row.valid else row.reason
                 balances.apply(row.offset, event, reason, ctx)
