@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, ne
 from typing import Any
 
 import orjson
@@ -148,7 +149,8 @@ class StateBuilder:
             changed: list[tuple[int, Value]] = []
             for kind, (_, values) in zip(self._kinds, read, strict=True):
                 old, places = kind.values, kind.places
-                changed.extend((places[i], v) for i, v in enumerate(values) if v != old[i])
+                moved = compress(range(len(values)), map(ne, values, old))  # the rows whose tuple differs, in C
+                changed.extend((places[i], values[i]) for i in moved)
             at = self._index[SUPPLY_KEY]
             if self._values[at] != supply_value:
                 changed.append((at, supply_value))
