@@ -206,6 +206,58 @@ async def one_node_matrix(n: int, chunks: int, workers: int, profile: bool, repe
     return best
 
 
+def matrix_parts(n: int, chunks: int, repeat: int = 3) -> list[tuple[str, float, float]]:
+    """CPU seconds (process time, best of `repeat`) of each piece of work a one-node multiply adds
+    to the BLAS product, per whole task, measured in this run beside the product's own CPU time
+    on one thread. CPU time, unlike wall time, does not swing with the other jobs on a shared
+    machine; (name, seconds, times per task) rows."""
+    import hashlib
+    import mmap
+
+    from ledger_net.compute.checks import freivalds
+
+    def cpu(fn: Any) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.process_time()
+            fn()
+            best = min(best, time.process_time() - t0)
+        return best
+
+    a, b = matrices(n)
+    rows = -(-n // chunks)
+    block = np.ascontiguousarray(a[:rows])
+    c = block @ b
+    operand = memoryview(a).cast("B")
+    result = memoryview(c).cast("B")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "blob"
+
+        def write(view: memoryview) -> None:
+            with open(path, "wb") as f:
+                for start in range(0, len(view), 1 << 20):
+                    f.write(view[start:start + (1 << 20)])
+
+        def populate() -> None:
+            with open(path, "rb") as f:
+                mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                                   prot=mmap.PROT_READ)
+                mapped.close()
+
+        write(operand)
+        parts = [
+            ("BLAS product A @ B (the work itself; CPU of all its threads)", cpu(lambda: a @ b), 1),
+            ("sha256 of one operand (A or B)", cpu(lambda: hashlib.sha256(operand).digest()), 2),
+            ("write one operand to its blob file", cpu(lambda: write(operand)), 2),
+            ("map a 32 MiB operand with MAP_POPULATE (B per chunk)", cpu(populate), chunks),
+            ("sha256 of one chunk's result", cpu(lambda: hashlib.sha256(result).digest()), chunks),
+            ("write one chunk's result file", cpu(lambda: write(result)), chunks),
+            ("Freivalds check of one chunk (owner)", cpu(lambda: freivalds(block, b, c, b"seed" * 8)), chunks),
+            ("join the chunks' results into the answer", cpu(lambda: np.concatenate([c] * chunks)), 1),
+        ]
+    return parts
+
+
 async def serve_node(args: argparse.Namespace) -> None:
     """A node in its own process (`--serve`): the founder runs the job once `--peers` joined.
     `--pin CPU` holds the process (and so its sandboxed worker, a child) to that one core."""
@@ -280,6 +332,8 @@ def main() -> None:
     parser.add_argument("--skip-tiny", action="store_true")
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the one-node matrix run")
+    parser.add_argument("--parts", action="store_true",
+                        help="CPU cost of each piece of the matrix path beside the product's, then exit")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", help=argparse.SUPPRESS)
     parser.add_argument("--peers", type=int, default=1, help=argparse.SUPPRESS)
@@ -292,6 +346,13 @@ def main() -> None:
         return
     n_tasks = args.tasks or (50 if args.quick else 500)
     n = args.n or (256 if args.quick else 2048)
+    if args.parts:
+        parts = matrix_parts(n, args.chunks, args.repeat)
+        product = parts[0][1]
+        print(f"CPU seconds of the pieces of one {n}x{n} multiply in {args.chunks} chunks (best of {args.repeat}):")
+        for name, seconds, times in parts:
+            print(f"  {name:<64} {seconds * 1000:8.1f} ms x {times} = {seconds * times / product:6.1%} of the product")
+        return
     workers = 2
     print(f"task_bench: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, numpy {np.__version__}")
 
