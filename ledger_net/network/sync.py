@@ -452,6 +452,8 @@ class Synchronizer:
         (which release the GIL) overlap the previous page's rule checks and writes. A page
         is started only once the previous one holds the ledger lock, so pages apply in feed
         order and nothing waits in the pending buffer."""
+        if self.bulk_lanes <= 1:
+            return await self._pull_feed_ahead(client, peer, cursor)
         pulled, budget = 0, self.round_budget
         size = self.page_size
         nxt: asyncio.Task[dict[str, Any]] | None = asyncio.create_task(client.feed(cursor, size))
@@ -492,6 +494,84 @@ class Synchronizer:
             if leftovers:
                 await asyncio.gather(*leftovers, return_exceptions=True)
         return pulled
+
+    async def _pull_feed_ahead(self, client: PeerClient, peer: Peer, cursor: int) -> int:
+        """`_pull_feed` with one writer: while a page is judged and written (on the writer
+        thread), the next one is downloaded, parsed off the loop and its signatures are
+        checked on the ledger's pool (`Ledger.verify_ahead`), so every core verifies while
+        one thread writes. Pages still apply one at a time in feed order."""
+        pulled, budget, size = 0, self.round_budget, self.page_size
+        nxt: asyncio.Task[dict[str, Any]] | None = asyncio.create_task(client.feed(cursor, size))
+        current: tuple[asyncio.Task[Any] | list[Any], int] | None = None  # (prepared page or its items, offset)
+        try:
+            while True:
+                page = await nxt if nxt is not None else None
+                nxt = None
+                following: tuple[asyncio.Task[Any] | list[Any], int] | None = None
+                events = page["events"] if page is not None else []
+                if events and page is not None:
+                    last = events[-1].get("offset") if isinstance(events[-1], dict) else None
+                    previous = current[1] if current is not None else cursor
+                    if type(last) is not int or last <= previous or len(events) > size:
+                        raise PeerMisbehaved(f"{client.url}: feed page does not advance its cursor")
+                    budget -= len(events)
+                    more = page.get("more") if isinstance(page.get("more"), bool) else len(events) == size
+                    if more and budget > 0:
+                        nxt = asyncio.create_task(client.feed(last, size))
+                    # without a network yet the page after the genesis cannot be parsed ahead
+                    ahead = self.ledger.net is not None
+                    following = (asyncio.create_task(self._prepare(events)) if ahead else events, last)
+                if current is not None:
+                    pulled += await self._apply_prepared(current[0], client.url)
+                    cursor = self._feed_cursor[peer.url] = current[1]
+                if following is None:
+                    break
+                current = following
+        finally:
+            leftovers: list[asyncio.Task[Any]] = [t for t in (nxt, current[0] if current else None)
+                                                  if isinstance(t, asyncio.Task) and not t.done()]
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                await asyncio.gather(*leftovers, return_exceptions=True)
+        return pulled
+
+    async def _prepare(self, items: Sequence[dict[str, Any]]) -> tuple[list[Any], Any]:
+        """Parse a page off the loop and start its signature checks on the ledger's pool."""
+        ledger = self.ledger
+
+        def work() -> tuple[list[Any], Any]:
+            ledger.known.prefetch_wire(items)
+            events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
+            return events, ledger.verify_ahead(events)
+
+        return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    async def _apply_prepared(self, prepared: asyncio.Task[Any] | list[Any], peer_url: str) -> int:
+        """Ingest a page prepared by `_prepare` (or, given its items, parse it now) on the writer."""
+        if not isinstance(prepared, asyncio.Task):
+            return await self._ingest(prepared, peer_url)
+        try:
+            events, checks = await prepared
+        except ApiError as exc:
+            raise PeerMisbehaved(f"{peer_url} served events this node refuses: {exc.code}: {exc.message}") from None
+        if not events:
+            return 0
+        ledger = self.ledger
+
+        def work() -> int:
+            try:
+                return len(ledger.ingest(events, source=peer_url, checks=checks).stored)
+            except LedgerError as exc:
+                raise ledger_error(exc) from None
+
+        try:
+            return await self.run_write(work)
+        except ApiError as exc:
+            if exc.code == "pending_full":
+                log.info("pending buffer full while syncing with %s; fetching the causal past first", peer_url)
+                return 0
+            raise PeerMisbehaved(f"{peer_url} served events this node refuses: {exc.code}: {exc.message}") from None
 
     # ------------------------------------------------------------------ wanted
     def _due_orphans(self, chains: dict[str, int]) -> dict[str, int]:
