@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Self
 
+import orjson
 from sqlalchemy import Connection, Table, select
 
-from ..ledger import encoding
 from ..ledger.events import Event
 from .tables import projection_memory
 
@@ -96,9 +96,15 @@ class Projection(ABC):
         """The projection's state without local details (offsets), in a canonical order."""
 
     def state_hash(self) -> str:
+        """sha256 over each digest item's canonical bytes, one line each. The items are lists of
+        the integers, strings and None a projection keeps (built from bodies the schemas
+        checked), so they are encoded as canonical bytes are, with orjson's sorted keys,
+        without `encoding.canonical_bytes`' per-value walk: it took 0.50 s of a 100k-event
+        rebuild's 5.1 s profile (every flush writes a checkpoint with this hash)."""
         h = hashlib.sha256()
+        dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
         for item in self.digest_items():
-            h.update(encoding.canonical_bytes(item))
+            h.update(dumps(item, option=sort_keys))
             h.update(b"\n")
         return h.hexdigest()
 
