@@ -168,17 +168,32 @@ async def ledger_matrix(net: ComputeNetwork, n: int, chunks: int, profile: bool 
     assert counts == {"completed": 1}, (counts, net.runner.tasks.tasks[task_id]["reason"])
     assert np.allclose(np.asarray(result), expected)
     event_bytes, blob_refs, by_node = 0, 0, {}
+    stamps: dict[str, int] = {}  # the author's clock (ms) of each event, for the chunks' timeline
+    timeline: list[dict[str, Any]] = []
+    assigned_at: set[str] = set()
     for row in net.ledger.store.select_events(after=offset):
         event_bytes += len(row.raw)
         raw = row.raw if isinstance(row.raw, str) else bytes(row.raw).decode()
         blob_refs += raw.count('"$array"') + raw.count('"payload_hash"') + raw.count('"result_hash"')
+        event = json.loads(raw)
+        stamps[row.hash] = event["ts"]
+        if row.type == "task.submitted":
+            stamps["submitted"] = event["ts"]
+        if row.type == "task.assigned":
+            assigned_at.add(row.hash)
         if row.type == "task.chunk_result":
             who = "this node" if row.author == net.ledger.node_id else row.author[:8]
             by_node[who] = by_node.get(who, 0) + 1
+            body = event["body"]
+            assigned = max((stamps[d] for d in event.get("deps", []) if d in assigned_at), default=event["ts"])
+            timeline.append({"chunk": body["chunk"], "node": who, "assigned_ms": assigned - stamps["submitted"],
+                             "reported_ms": event["ts"] - stamps["submitted"],
+                             "ran_ms": (body.get("usage") or {}).get("wall_ms")})
     status = await net.get_task_status(task_id)
     out = {"seconds": t_result - t0, "submit_seconds": t_submitted - t0, "run_seconds": t_done - t_submitted,
            "result_seconds": t_result - t_done, "event_bytes": event_bytes, "blob_refs": blob_refs,
-           "operand_bytes": a.nbytes + b.nbytes, "workers": len(status["workers"]), "chunks_by_node": by_node}
+           "operand_bytes": a.nbytes + b.nbytes, "workers": len(status["workers"]), "chunks_by_node": by_node,
+           "timeline": sorted(timeline, key=lambda c: (c["node"], c["chunk"]))}
     if profiler:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(22)
@@ -395,6 +410,10 @@ def main() -> None:
                   f"chunks run by {double['chunks_by_node']})")
             verdict = "MET" if speedup >= 1.7 else "NOT MET"
             print(f"  speedup two / one pinned  {speedup:8.2f} x  goal >= 1.70 (2 is the limit)  {verdict}")
+            for label, run in (("one pinned node", single), ("two pinned nodes", double)):
+                print(f"  {label} (best run), ms after task.submitted: " + "; ".join(
+                    f"chunk {c['chunk']} on {c['node']}: assigned {c['assigned_ms']}, ran {c['ran_ms']}, "
+                    f"reported {c['reported_ms']}" for c in run["timeline"]))
         if args.profile:
             print("\n  cProfile of the one-node run (cumulative):\n" + one["profile"])
 
