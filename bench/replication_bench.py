@@ -6,8 +6,11 @@ verify rate measured in the same run, with the ratio replication / verify.
     python bench/replication_bench.py            # 100,000 events
     python bench/replication_bench.py --quick    # 10,000 events
 
-Goal: replication >= 0.6 x the single-thread verify rate (verification, not HTTP or
-SQL, is the bottleneck).
+Goal (issue 13): replication >= 0.9 x the single-thread verify rate: the receiver verifies
+on every core (the next feed page on the ledger's pool while the current one is written).
+The machine is shared and noisy, so the replication is repeated (`--repeat`, into a fresh
+node each time) and the best trial is kept; the verify rate is measured before every trial
+and the best of those is the baseline, so a noisy moment cannot flatter the ratio.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from ledger_net.ledger.events import Event  # noqa: E402 -- after sys.path gets 
 from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.network.client import PeerClient  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.network.server import NodeServer, open_local  # noqa: E402 -- after sys.path gets this checkout
+
+GOAL = 0.9  # replication / single-thread verify (issue 13)
 
 
 def build_source(data_dir: Path, count: int) -> tuple[object, object]:
@@ -71,7 +76,7 @@ async def serve_source(data_dir: Path, count: int) -> None:
     ledger.close()
 
 
-async def run(count: int, page: int, lanes: int = 1) -> dict[str, float]:
+async def run(count: int, page: int, lanes: int = 1, repeat: int = 3) -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     # The source node is another process, as on a network: its serving does not share our GIL.
     child = await asyncio.create_subprocess_exec(
@@ -87,7 +92,8 @@ async def run(count: int, page: int, lanes: int = 1) -> dict[str, float]:
             sample = [Event.from_json(item) for item in sample_items]
             while len(sample) < 20_000:
                 sample = sample + sample
-            verify = verify_rate(sample[:20_000])
+            sample = sample[:20_000]
+            verify = verify_rate(sample)
             # feed read: HTTP + JSON only
             start = time.perf_counter()
             after, read = 0, 0
@@ -100,28 +106,33 @@ async def run(count: int, page: int, lanes: int = 1) -> dict[str, float]:
             feed_rate = read / (time.perf_counter() - start)
 
         # replication into a fresh node (with its projections), driven round by round
-        dst_ledger, dst_runner = open_local(root / "fresh", flush_every=50_000)
-        fresh = NodeServer(dst_ledger, dst_runner, seeds=[url], enable_sync=False, page_size=page,
-                           round_budget=count + 1, bulk_lanes=lanes)
-        await fresh.start()
-        start, cpu0 = time.perf_counter(), time.process_time()
-        deadline = start + 3600
-        while dst_ledger.store.count() < total and time.perf_counter() < deadline:
-            await fresh.sync_once()
-        repl_s = time.perf_counter() - start
-        repl_cpu = time.process_time() - cpu0
-        assert dst_ledger.store.count() == total, (dst_ledger.store.count(), total)
-        same = dst_runner.state_hash() == source_hash
-        await fresh.stop()
-        dst_ledger.close()
+        trials: list[tuple[float, float]] = []  # (wall s, CPU s)
+        same = True
+        for trial in range(repeat):
+            verify = max(verify, verify_rate(sample))
+            dst_ledger, dst_runner = open_local(root / f"fresh{trial}", flush_every=50_000)
+            fresh = NodeServer(dst_ledger, dst_runner, seeds=[url], enable_sync=False, page_size=page,
+                               round_budget=count + 1, bulk_lanes=lanes)
+            await fresh.start()
+            start, cpu0 = time.perf_counter(), time.process_time()
+            deadline = start + 3600
+            while dst_ledger.store.count() < total and time.perf_counter() < deadline:
+                await fresh.sync_once()
+            trials.append((time.perf_counter() - start, time.process_time() - cpu0))
+            assert dst_ledger.store.count() == total, (dst_ledger.store.count(), total)
+            same = same and dst_runner.state_hash() == source_hash
+            await fresh.stop()
+            dst_ledger.close()
+        verify = max(verify, verify_rate(sample))
     finally:
         child.stdin.close()
         await asyncio.wait_for(child.wait(), 60)
+    repl_s, repl_cpu = min(trials)
     repl_rate = total / repl_s
     return {"events": total, "build_s": build_s, "verify_per_s": verify, "feed_read_per_s": feed_rate,
             "replication_per_s": repl_rate, "replication_s": repl_s, "ratio": repl_rate / verify,
             "state_hash_equal": same, "cpus": os.cpu_count() or 0, "load": os.getloadavg()[0],
-            "replication_cpu_s": repl_cpu}
+            "replication_cpu_s": repl_cpu, "trials_per_s": [total / w for w, _ in trials]}
 
 
 def main() -> None:
@@ -130,23 +141,26 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--page", type=int, default=2000, help="feed page size")
     parser.add_argument("--lanes", type=int, default=1, help="feed pages ingested at once")
+    parser.add_argument("--repeat", type=int, default=3, help="replications into fresh nodes (best kept)")
     parser.add_argument("--serve-source", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_source:
         asyncio.run(serve_source(Path(args.serve_source), args.events or 100_000))
         return
     count = args.events or (10_000 if args.quick else 100_000)
-    result = asyncio.run(run(count, args.page, args.lanes))
+    result = asyncio.run(run(count, args.page, args.lanes, max(1, args.repeat)))
     print(f"events                      {result['events']:>12,}")
     print(f"source built in             {result['build_s']:>12.1f} s")
-    print(f"raw PyNaCl verify (1 thread){result['verify_per_s']:>12,.0f} /s")
+    print(f"raw PyNaCl verify (1 thread){result['verify_per_s']:>12,.0f} /s  (best of {args.repeat + 2})")
     print(f"feed read (HTTP+JSON)       {result['feed_read_per_s']:>12,.0f} events/s")
     print(f"replication to a fresh node {result['replication_per_s']:>12,.0f} events/s "
-          f"({result['replication_s']:.1f} s, state hash equal: {result['state_hash_equal']})")
+          f"({result['replication_s']:.1f} s, state hash equal: {result['state_hash_equal']}; best of "
+          f"{', '.join(f'{r:,.0f}' for r in result['trials_per_s'])})")
     print(f"replication CPU time        {result['replication_cpu_s']:>12.1f} s of this process "
           f"({result['events'] / result['replication_cpu_s']:,.0f} events per CPU-second)")
-    print(f"ratio replication / verify  {result['ratio']:>12.2f}  (goal >= 0.60; {result['cpus']} cpus, "
-          f"load average {result['load']:.2f})")
+    verdict = "met" if result["ratio"] >= GOAL else "MISSED"
+    print(f"ratio replication / verify  {result['ratio']:>12.2f}  (goal >= {GOAL:.1f}: {verdict}; "
+          f"{result['cpus']} cpus, load average {result['load']:.2f})")
 
 
 if __name__ == "__main__":
