@@ -5,9 +5,11 @@ every failure into ONE line on stderr and a non-zero exit — wrong arguments (e
 refused or unreadable input (`error: …`, exit 2), interruption (130) — never a
 traceback (set LEDGER_NET_DEBUG=1 to see one).
 
-Commands live in two modules: `cli_ledger` (verify, audit, export, import, replay,
-explain, inspect, diff: over a ledger, no node needed) and `cli_node` (init, node, and
-the HTTP commands submit, status, result, cancel, balance, transfer, nodes, events).
+Commands live in a module per kind: over a ledger, no node needed, `cli_ledger` (verify,
+audit, export, import), `cli_inspect` (replay, explain, inspect, diff) and `cli_proofs`
+(checkpoint, prove, verify-proof); a node's own, `cli_node` (init, seal-key, node); and
+the HTTP commands to a running node, `cli_tasks` (submit, status, result, cancel) and
+`cli_account` (balance, transfer, nodes, events).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import click
 
-from . import cli_ledger, cli_node
+from . import cli_account, cli_inspect, cli_ledger, cli_node, cli_proofs, cli_tasks
 from .cli_common import DEFAULT_DATA_DIR, CliError
 from .errors import LedgerNetError
 
@@ -100,7 +102,8 @@ def demo(data_dir: Path, workers: int, tasks: int, as_json: bool) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
-for _command in (*cli_node.COMMANDS, *cli_ledger.COMMANDS):
+for _command in (*cli_node.COMMANDS, *cli_tasks.COMMANDS, *cli_account.COMMANDS, *cli_ledger.COMMANDS,
+                 *cli_inspect.COMMANDS, *cli_proofs.COMMANDS):
     cli.add_command(_command)
 
 

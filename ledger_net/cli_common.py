@@ -1,8 +1,8 @@
 """What every `ledger-net` command shares: options, opening a ledger, talking to a
 running node over HTTP, printing JSON or text, progress bars and the one-line errors.
 
-Kept apart from `cli.py` so the command modules (`cli_ledger`, `cli_node`) can import
-it without importing each other.
+Kept apart from `cli.py` so the command modules (`cli_node`, `cli_tasks`, `cli_account`,
+`cli_ledger`, `cli_inspect`, `cli_proofs`) can import it without importing each other.
 """
 
 from __future__ import annotations
@@ -258,3 +258,8 @@ def http(url: str, token: str | None, method: str, path: str, *, params: dict[st
             return await client.request(method, path, params=params, body=body)
 
     return run(go())
+
+
+def call(url: str, token: str | None, data_dir: Path | None, method: str, path: str, **kwargs: Any) -> Any:
+    """`http` with the token each HTTP command sends: `--token`, else DATA_DIR/api.token."""
+    return http(url, token_of(token, data_dir), method, path, **kwargs)
