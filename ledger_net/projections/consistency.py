@@ -219,6 +219,10 @@ class StoredCheck:
         self.due = sorted({offset for offset, _ in self.saved.values()})
 
     def apply(self, row: StoredEvent, event: Event) -> None:
+        # First, while the fresh fold (the caller's folds after this call) stands at self.offset.
+        if self._since >= HISTORY_BATCH:
+            self._compare_history()
+            drop_history(self.stored)  # their tail's history is never written either
         while self.due and self.due[0] < row.offset:
             self._compare_at(self.due.pop(0))
         if self.own_fold:
@@ -228,9 +232,6 @@ class StoredCheck:
         fold_tail(self.loaded, self.stored, row, event, self.ctx)
         self.offset = row.offset
         self._since += 1
-        if self._since >= HISTORY_BATCH:
-            self._compare_history()
-            drop_history(self.stored)  # their tail's history is never written either
 
     def _compare_history(self, upto: int | None = None) -> None:
         """Take the fresh fold's new history rows and compare those at or before each
