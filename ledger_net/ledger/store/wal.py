@@ -5,7 +5,7 @@ fsync; every ~1000 pages the committing connection then copies the WAL back into
 database file and fsyncs both (the auto-checkpoint). That checkpoint, paid by whichever
 append crossed the line, was half the time of a one-event append (a 1–15 ms stall every
 ~150 commits). Here a thread of the store runs `wal_checkpoint(PASSIVE)` on its own
-connection shortly after writes, so commits only append to the WAL. PASSIVE never blocks
+connection at most every 50 ms while writes go on, so commits only append to the WAL. PASSIVE never blocks
 a writer or a reader; durability is unchanged, since a checkpoint only copies what was
 already committed. The connections' own auto-checkpoint stays as a backstop at
 `BACKSTOP_PAGES`, should this thread fall behind.
@@ -17,6 +17,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,15 @@ class WalCheckpointer:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._next = 0.0  # monotonic time before which a poke is not passed on
 
     def poke(self) -> None:
-        """Something was committed: checkpoint soon."""
+        """Something was committed: checkpoint soon (at most once per `interval`: waking
+        the thread after every commit cost more than the checkpoints it saved)."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
         if self._thread is None:
             with self._lock:
                 if self._thread is None and not self._stopping.is_set():
@@ -71,7 +78,6 @@ class WalCheckpointer:
                     self.checkpoints += 1
                 except sqlite3.Error as exc:  # busy or gone: the backstop still holds
                     log.debug("WAL checkpoint skipped: %s", exc)
-                self._stopping.wait(self.interval)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
