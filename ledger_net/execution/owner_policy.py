@@ -84,6 +84,8 @@ class OwnerState:
     # Each worker's standing from this owner's verdicts that verified it (compute.trust): derived from
     # events, live and on replay alike, so the adaptive policy's decisions can be audited.
     standings: dict[str, Standing] = field(default_factory=dict)
+    # Standings this look's verdicts moved, not yet committed (results.settle): cleared every look.
+    look_standings: dict[str, Standing] = field(default_factory=dict)
 
     def touch(self, task_id: str, frees_capacity: bool = False) -> None:
         if task_id in self.owned:
@@ -230,6 +232,7 @@ def look(state: OwnerState, view: OwnerView, now: float) -> list[Decision]:
     up, and every task once per TICK (deadlines) are looked at."""
     state.tick_load = open_load(state, view, now)  # once per look, not per assignment
     state.tick_full = set()
+    state.look_standings = {}
     out = Decisions()
     for task in _tasks_to_look_at(state, now):
         if task.state == "closed" or not view.is_open(task.task_id):
@@ -324,7 +327,8 @@ def advance(state: OwnerState, view: OwnerView, task: OwnedTask, now: float, out
     """Judge a running task's chunks, reassign what needs it, and complete it once every chunk
     is settled (this step's payments included)."""
     settled = results.settle(task, now, me=state.me, frozen=view.frozen, rated=view.rated, agree=view.agree,
-                             judge=view.judge if task.single_verified() else None, standings=state.standings)
+                             judge=view.judge if task.single_verified() else None, standings=state.standings,
+                             pending=state.look_standings)
     out.extend(settled.emits)
     if settled.failure is not None:
         close(view, task.task_id, "task.failed", {"reason": settled.failure}, out, task)

@@ -131,37 +131,32 @@ class Settlement:
 def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
            rated: Callable[[str, str], bool],
            agree: Callable[[OwnedTask, ChunkWork, Attempt, Attempt], bool] | None = None,
-           judge: Judge | None = None, standings: Mapping[str, Standing] | None = None) -> Settlement:
+           judge: Judge | None = None, standings: Mapping[str, Standing] | None = None,
+           pending: dict[str, Standing] | None = None) -> Settlement:
     """Judge every unsettled chunk of ``task``: complaints and rejections for losers, payment for
     winners, retries while a quorum is reachable, failure once a chunk used up its attempts.
     ``agree`` compares two results of one chunk per the task's result kind (None: by hash). A task
     verified one replica at a time (``task.single_verified()``) has each result judged by ``judge``
-    (the adaptive policy on the worker's standing, then the owner's check when it says so)."""
+    (the adaptive policy on the worker's standing, then the owner's check when it says so).
+
+    ``pending``: the standings this look's verdicts moved, not yet committed (shared by the tasks of
+    one look, and moved here too). A decision uses the standing the owner's verdicts signed before it
+    give, so an auditor folding the log re-derives it: every verdict of a replicated chunk comes
+    first, then the results judged alone in order, and the replicas they ask for are assigned after."""
     out = Settlement()
     complained: set[str] = set()
-    pending: dict[str, Standing] = {}  # standings moved by this look's verdicts, not yet committed
+    pending = {} if pending is None else pending
+    singles: list[tuple[ChunkWork, Replica]] = []
     for chunk in task.unsettled():
         same = _bound(agree, task, chunk)
         quorum = task.quorum_of(chunk)
         outcome, winners, losers = verdict(chunk, quorum, now, frozen, same)
         if outcome == "accept" and judge is not None and task.single_verified() and chunk.replication is None \
                 and len(winners) == 1 and winners[0].worker not in frozen:
-            _judge_single(task, chunk, winners[0], judge, (standings or {}), pending, out,
-                          complained if winners[0].worker != me else {me}, rated)
+            singles.append((chunk, winners[0]))
             continue
         record = {"verification": chunk.replication} if chunk.replication is not None else {}
-        for loser in losers:
-            if loser.worker in chunk.rejected_workers:
-                continue
-            # A replicated chunk's loser that reported a result was caught lying (the record moves its
-            # standing); one that failed or timed out was not.
-            out.emits.append(Emit("task.chunk_rejected", {
-                "task_id": task.task_id, "chunk": chunk.index, "worker": loser.worker,
-                "reason": (loser.error or "result lost the quorum")[:4000], **(record if loser.ok else {})}, (),
-                _rejected(chunk, loser)))
-            if loser.worker != me and loser.worker not in complained and not rated(task.task_id, loser.worker):
-                complained.add(loser.worker)  # once per task and subject
-                out.emits.append(feedback(task.task_id, loser.worker, False))
+        _reject(task, chunk, losers, record, out, complained, me, rated, pending, standings)
         if outcome == "accept":
             payable = [w.attempt for w in winners if w.worker not in frozen]
             for winner in payable:
@@ -169,6 +164,8 @@ def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
                     "task_id": task.task_id, "chunk": chunk.index, "worker": winner.worker,
                     "payment": winner.price, "result_hash": winner.result_hash, **record},
                     tuple(x for x in (winner.event,) if x), _accepted(chunk, winner)))
+                if record:
+                    _moved(pending, standings, winner.worker, True)
             if payable:
                 out.accepted[chunk.index] = accepted_result(payable)
             else:
@@ -180,10 +177,40 @@ def settle(task: OwnedTask, now: float, *, me: str, frozen: Container[str],
                 out.failure = f"chunk {chunk.index} failed after {len(chunk.attempts)} attempts: {last}"[:4000]
                 return out
             out.retry[chunk.index] = max(1, missing_attempts(chunk, quorum, now, frozen, same))
+    for chunk, alone in singles:
+        assert judge is not None
+        _judge_single(task, chunk, alone, judge, (standings or {}), pending, out,
+                      complained if alone.worker != me else {me}, rated)
     for chunk in task.chunks:
         if chunk.settled and chunk.accepted:
             out.accepted.setdefault(chunk.index, accepted_result(chunk.accepted))
     return out
+
+
+def _reject(task: OwnedTask, chunk: ChunkWork, losers: list[Replica], record: dict[str, Any], out: Settlement,
+            complained: set[str], me: str, rated: Callable[[str, str], bool], pending: dict[str, Standing],
+            standings: Mapping[str, Standing] | None) -> None:
+    """Rejections (and one complaint per task and worker) for a chunk's losers. A replicated chunk's
+    loser that reported a result was caught lying (``record`` moves its standing); one that failed
+    or timed out was not."""
+    for loser in losers:
+        if loser.worker in chunk.rejected_workers:
+            continue
+        out.emits.append(Emit("task.chunk_rejected", {
+            "task_id": task.task_id, "chunk": chunk.index, "worker": loser.worker,
+            "reason": (loser.error or "result lost the quorum")[:4000], **(record if loser.ok else {})}, (),
+            _rejected(chunk, loser)))
+        if record and loser.ok:
+            _moved(pending, standings, loser.worker, False)
+        if loser.worker != me and loser.worker not in complained and not rated(task.task_id, loser.worker):
+            complained.add(loser.worker)  # once per task and subject
+            out.emits.append(feedback(task.task_id, loser.worker, False))
+
+
+def _moved(pending: dict[str, Standing], standings: Mapping[str, Standing] | None, worker: str,
+           passed: bool) -> None:
+    """A verdict of this look verified ``worker``: its standing moves now for the decisions after it."""
+    pending[worker] = (pending.get(worker) or (standings or {}).get(worker, Standing())).after(passed)
 
 
 def _judge_single(task: OwnedTask, chunk: ChunkWork, replica: Replica, judge: Judge, standings: Mapping[str, Standing],

@@ -20,10 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
-from ledger_net.compute import pack, unpack
+from ledger_net.compute import pack, plan_chunks, unpack
+from ledger_net.compute.checks import verify_reveal
 from ledger_net.compute.compare import product_bound
+from ledger_net.compute.trust import Standing
+from ledger_net.compute.verdicts import audit
 from ledger_net.core.task import Task
 from ledger_net.execution.executor import ChunkOutcome
 from tests.execution.test_float_verification_nodes import check_answer, hetero, operands  # noqa: F401 - a fixture
@@ -100,6 +104,48 @@ async def run_with_liar(cluster: Cluster, kind: str, mode: str) -> None:
     if mode != "fixed quorum":  # judged one result at a time: every rejection says how it was verified
         action = "check" if mode == "check" else "replicate"
         assert all(body["verification"]["decision"]["action"] == action for body in rejected)
+    if mode == "adaptive replication":
+        await audit_decisions(owner, task_id, {"operation": "multiply", "matrix_a": a, "matrix_b": b,
+                                               "chunk_size": CHUNK, "max_price": 5.0, **MODES[mode]})
+
+
+async def audit_decisions(owner: Any, task_id: str, config: dict[str, Any]) -> None:
+    """An auditor's pass over the owner's log: each decision (a replica's assignment for
+    *replicate*, the verdict for *trust*) re-derived by ``verdicts.audit`` from the secret the
+    first assignment committed to, the result it judged, and the worker's standing folded from the
+    owner's verdicts signed before it."""
+    me = owner.ledger.node_id
+    payloads = plan_chunks("matrix_ops", config, CHUNK)
+    reports = {(body["chunk"], author): body for author, body in events_of(owner, "task.chunk_result", task_id)}
+    commits: dict[tuple[int, str], str] = {}  # (chunk, commitment) -> the worker it was assigned to
+    seen: dict[str, Standing] = {}
+    decisions: dict[str, int] = {}
+    for row in owner.ledger.store.select_events():
+        if not row.valid or row.author != me:
+            continue
+        body = orjson.loads(row.raw)["body"]
+        record = body.get("verification")
+        if row.type == "task.assigned" and "check_commit" in body:
+            commits[(body["chunk"], body["check_commit"])] = body["worker"]
+        if not record:
+            continue
+        action = record["decision"]["action"]
+        if row.type in ("task.chunk_accepted", "task.chunk_rejected") and action == "replicate":
+            seen[body["worker"]] = seen.get(body["worker"], Standing()).after(row.type == "task.chunk_accepted")
+            continue
+        if row.type == "task.chunk_rejected":
+            continue
+        chunk = body["chunk"]
+        commit, worker = next((c, w) for (i, c), w in commits.items()
+                              if i == chunk and verify_reveal(c, record["secret"]))
+        assert action == ("replicate" if row.type == "task.assigned" else "trust")
+        report = reports[(chunk, worker)]
+        result = unpack(report["result"], None) if report.get("result") is not None else \
+            await owner.blobs.fetch_value(report["result_hash"])
+        assert audit(record, commit, "matrix_ops", config, payloads[chunk], result, report["result_hash"],
+                     seen.get(worker, Standing()), own=worker == me) == [], (row.type, body)
+        decisions[action] = decisions.get(action, 0) + 1
+    assert decisions.get("replicate"), decisions  # new workers were replicated
 
 
 @pytest.mark.parametrize("mode", list(MODES))
