@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from sqlalchemy import Connection, Index, delete, select, tuple_
 
@@ -29,6 +29,7 @@ from .base import Context, Projection
 from .consistency import Loaded, history_tables, load_stored
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
+from .rows import HistoryRow
 from .tables import checkpoints, credit_history, projection_memory
 from .tasks import TasksProjection
 
@@ -271,7 +272,7 @@ class ProjectionRunner(ProjectionSet):
     def offset(self) -> int:
         return self._offset
 
-    def account_history(self, account: str, *, before: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    def account_history(self, account: str, *, before: int = 0, limit: int = 500) -> list[HistoryRow]:
         """`account`'s newest `limit` credit history rows (offset < `before` when given), oldest
         first: the stored rows and those folded since the last flush. The unflushed rows are taken
         first, then the table read: a flush in between only moves rows seen twice (deduplicated)."""
@@ -282,7 +283,7 @@ class ProjectionRunner(ProjectionSet):
             stmt = stmt.where(credit_history.c.offset < before)
         stmt = stmt.order_by(credit_history.c.offset.desc(), credit_history.c.part.desc()).limit(limit)
         with self.ledger.store.engine.connect() as conn:
-            rows = {(r["offset"], r["part"]): dict(r) for r in conn.execute(stmt).mappings()}
+            rows = {(r["offset"], r["part"]): cast(HistoryRow, dict(r)) for r in conn.execute(stmt).mappings()}
         for r in fresh:
             if not before or r["offset"] < before:
                 rows[(r["offset"], r["part"])] = r
