@@ -47,9 +47,9 @@ class SnapshotError(ValueError):
     """A snapshot that cannot be written or trusted (unknown value, bad digest, other rules)."""
 
 
-def _chain_source() -> str:
-    """The text of ledger/chain.py, as ``inspect.getsource`` of the module would give it."""
-    return resources.files(__package__).joinpath("chain.py").read_text(encoding="utf-8")
+def _source(name: str) -> str:
+    """The text of ledger/`name`, as ``inspect.getsource`` of the module would give it."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
 def _package_version() -> str:
@@ -64,15 +64,17 @@ def _package_version() -> str:
 @lru_cache(maxsize=1)
 def rules_fingerprint() -> str:
     """A hash naming the judge: the source of the rules, the judge (ledger/judge.py: links
-    and evidence), the chain (what reaches the judge, in which order) and this codec.
+    and evidence), the chain and its delivery (what reaches the judge, in which order) and
+    this codec.
     Conservative on purpose: any edit, even a reformat, makes a node judge its log again
     once rather than trust a snapshot of other rules."""
     h = hashlib.sha256(f"ledger_net judge snapshot format {FORMAT}\n".encode())
-    # The chain's source is read as text beside this file, not imported: chain imports this
-    # module, and an import back would be a circle (see the import-linter contracts).
+    # The chain's and the delivery's source is read as text beside this file, not imported: the
+    # chain imports this module (through snapshot_keeper), and an import back would be a circle.
     for name, source in (("ledger_net.ledger.rules", lambda: inspect.getsource(rules)),
                          ("ledger_net.ledger.judge", lambda: inspect.getsource(judge)),
-                         ("ledger_net.ledger.chain", _chain_source)):
+                         ("ledger_net.ledger.chain", lambda: _source("chain.py")),
+                         ("ledger_net.ledger.delivery", lambda: _source("delivery.py"))):
         try:
             h.update(source().encode())
         except (OSError, TypeError):  # no source shipped: fall back to the package version
