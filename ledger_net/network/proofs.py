@@ -19,7 +19,8 @@ from aiohttp import web
 from ..core.checkpoints import CheckpointService
 from ..errors import NodeError
 from ..ledger.proof_codec import compact
-from .protocol import API, ApiError, json_response
+from .protocol import API
+from .responses import ApiError, json_response
 
 _HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
 _REF = re.compile(r"[0-9a-f]{4,64}|latest").fullmatch

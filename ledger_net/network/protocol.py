@@ -27,10 +27,6 @@ from ..ledger.store import StoredEvent
 from ..ledger.wire import stored_to_wire, to_wire
 from .admission import Admission
 from .auth import HOST_POLICY_KEY, TOKEN_KEY, TRUST_LOOPBACK_KEY, HostPolicy
-from .auth import TOKEN_HEADER as TOKEN_HEADER  # re-exported (as the next three): their old home, still
-from .auth import control as control  # imported from here by server.py and tests
-from .auth import load_or_create_token as load_or_create_token
-from .auth import read_token as read_token
 from .incoming import ledger_error, parse_wire_events
 from .limits import MAX_PAGE_BYTES, WRITE_TIMEOUT, SendBudget, drop_connection, send_body, write_or_drop
 from .responses import CLIENT_MAX_SIZE_KEY, ApiError, dumps, error_middleware, int_param, json_response

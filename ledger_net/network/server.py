@@ -25,23 +25,14 @@ from ..ledger.chain import Applied, Ledger
 from ..ledger.datadir import DataDir
 from ..ledger.events import Event
 from ..ledger.identity import Identity
+from .auth import HostPolicy, control, load_or_create_token
 from .client import PeerClient
 from .discovery import MANUAL, Discovery, check_peer_url, normalize_url
 from .joining import join
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
 from .proofs import proof_routes
-from .protocol import (
-    API,
-    DEFAULT_CLIENT_MAX_SIZE,
-    MAX_EVENTS_PER_REQUEST,
-    ApiError,
-    HostPolicy,
-    NodeAPI,
-    build_app,
-    control,
-    json_response,
-    load_or_create_token,
-)
+from .protocol import API, DEFAULT_CLIENT_MAX_SIZE, MAX_EVENTS_PER_REQUEST, NodeAPI, build_app
+from .responses import ApiError, json_response
 from .sync import Synchronizer
 from .websocket import WebSocketHub
 

@@ -18,7 +18,8 @@ import pytest
 
 from ledger_net.ledger.identity import Identity
 from ledger_net.main import ComputeNetwork
-from ledger_net.network.protocol import API, TOKEN_HEADER, HostPolicy, read_token
+from ledger_net.network.auth import TOKEN_HEADER, HostPolicy, read_token
+from ledger_net.network.protocol import API
 from tests.support.nodes import AsyncNodeFactory
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,7 +20,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger_net.network.protocol import API, TOKEN_HEADER
+from ledger_net.network.auth import TOKEN_HEADER
+from ledger_net.network.protocol import API
 from tests.support.nodes import NodeThread
 
 pytestmark = pytest.mark.timeout(300)

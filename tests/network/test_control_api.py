@@ -15,8 +15,9 @@ import pytest
 from ledger_net.ledger.identity import Identity
 from ledger_net.main import ComputeNetwork
 from ledger_net.network import auth
+from ledger_net.network.auth import TOKEN_HEADER
 from ledger_net.network.client import PeerClient, PeerRefused
-from ledger_net.network.protocol import API, TOKEN_HEADER
+from ledger_net.network.protocol import API
 from tests.support.nodes import AsyncNodeFactory, url_of
 
 pytestmark = pytest.mark.timeout(120)

@@ -11,8 +11,9 @@ import pytest
 
 from ledger_net.errors import NetworkError
 from ledger_net.ledger.identity import Identity
+from ledger_net.network.auth import load_or_create_token
 from ledger_net.network.client import PeerClient, PeerRefused
-from ledger_net.network.protocol import API, load_or_create_token
+from ledger_net.network.protocol import API
 from tests.support.replication import Node, forge, memory_ledger, wire_hash
 from tests.support.waiting import wait_until
 
