@@ -49,6 +49,7 @@ from ..ledger.checkpoint import (
     cosign_message,
     detached_frontier,
     find_conflict,
+    frontier_evidence,
     frontier_tree,
     make_body,
     note_digest,
@@ -299,12 +300,12 @@ class CheckpointService:
         if previous is not None and earlier is not None:
             conflict = find_conflict({**previous.body, "frontier": earlier}, {**body, "frontier": frontier},
                                      self._root_at, self._full_path)
-            if conflict is not None and ("frontier_blob" in body or "frontier_blob" in previous.body):
-                return self._judge(checkpoint_hash, "refused: it does not extend the signer's previous checkpoint")
             if conflict is not None:
                 author, path = conflict
+                leaves = {"a": frontier_evidence(earlier, author), "b": frontier_evidence(frontier, author)} \
+                    if "frontier_blob" in body or "frontier_blob" in previous.body else None
                 try:
-                    self.ledger.report_conflict(previous, event, author, path)
+                    self.ledger.report_conflict(previous, event, author, path, leaves)
                 except LedgerError as exc:
                     log.warning("could not publish a checkpoint conflict: %s", exc)
                 return self._judge(checkpoint_hash, "conflict")

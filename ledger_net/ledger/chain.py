@@ -385,13 +385,17 @@ class Ledger:
         return Delivery(self.state, self.known, self.pending, self.store,
                         self.identity.node_id if self.identity is not None else None)
 
-    def report_conflict(self, earlier: Event, later: Event, author: str, proof: Sequence[str]) -> Event | None:
+    def report_conflict(self, earlier: Event, later: Event, author: str, proof: Sequence[str],
+                        leaves: dict[str, Any] | None = None) -> Event | None:
         """Publish, as a `checkpoint.conflict` of this node's chain, that `later` (a checkpoint
-        of the same signer) does not extend `earlier` at `author`, and freeze the signer from
-        `later`'s seq like a forker: the fork-proof path (stored, gossiped, refolded). None
-        when already known; RuleViolation when the evidence does not hold."""
+        of the same signer) does not extend `earlier` at `author` (`leaves`: the evidence of a
+        detached frontier), and freeze the signer from `later`'s seq like a forker: the
+        fork-proof path (stored, gossiped, refolded). None when already known; RuleViolation
+        when the evidence does not hold."""
         body = {"signer": later.author, "seq": later.seq, "author": author, "proof": list(proof),
                 "a": earlier.to_json(), "b": later.to_json()}
+        if leaves is not None:
+            body["leaves"] = leaves
         fork = parse_checkpoint_conflict(body, self.state.net)
         if fork is None:
             raise RuleViolation("checkpoint conflict does not show two inconsistent checkpoints of one signer")

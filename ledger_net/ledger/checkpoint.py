@@ -19,8 +19,11 @@ bytes with them. What they define:
   `SHA-256("ledger_net/cosign/v1\\0" ‖ note digest)`.
 * **Conflicts.** Two checkpoints of one signer where the later one does not extend the
   earlier (an author dropped or shrunk, two roots at one size, or a root the later one's
-  tree denies) — checked from the two signed bodies and a consistency path alone (so only
-  between checkpoints with inline frontiers: a detached one is refused, not proven).
+  tree denies) — checked from the two signed bodies and a consistency path alone, plus, for a
+  detached frontier, the author's leaf (or its two neighbours) proven against its root.
+
+Over 400 lines: this is the one definition of what a checkpoint's bytes mean, shared by the
+rules, the witnesses and the light client; splitting it would split that definition.
 
 Imports only hashing, nacl, canonical encoding and the pure Merkle code, so the light
 client can use it (tests/ledger/test_light.py checks).
@@ -293,16 +296,70 @@ def find_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any],
     return None
 
 
-def check_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any], author: str, proof: Any) -> str | None:
+def frontier_evidence(entries: Sequence[Sequence[Any]], author: str) -> dict[str, Any]:
+    """What a detached frontier says of `author`, provable against its root alone: its leaf
+    `{index, entry, proof}`, or, when it does not name the author, `{left, right}`: the
+    adjacent leaves around where it would sort (None past an end)."""
+    tree = frontier_tree(entries)
+    authors = [str(e[0]) for e in entries]
+    lo = next((i for i, a in enumerate(authors) if a >= author), len(authors))
+
+    def leaf(i: int) -> dict[str, Any]:
+        return {"index": i, "entry": list(entries[i]), "proof": [h.hex() for h in tree.proof(i)]}
+    if lo < len(authors) and authors[lo] == author:
+        return leaf(lo)
+    return {"left": leaf(lo - 1) if lo > 0 else None, "right": leaf(lo) if lo < len(authors) else None}
+
+
+def _proven_entry(body: Mapping[str, Any], author: str, evidence: Any) -> tuple[int, str]:
+    """(size, root hex) a checkpoint names for `author` ((0, "") for none): from its inline
+    frontier, or for a detached one from `evidence` (`frontier_evidence`) checked against its
+    frontier root and author count. ProofError when the evidence does not hold."""
+    if "frontier_blob" not in body:
+        return _sizes(body).get(author, (0, ""))
+    if not isinstance(evidence, Mapping):
+        raise ProofError("a detached frontier needs the author's leaf, or its neighbours, as evidence")
+    size = body["authors"]
+
+    def entry_of(leaf: Any) -> list[Any]:
+        if not isinstance(leaf, Mapping) or set(leaf) != {"index", "entry", "proof"}:
+            raise ProofError("a frontier leaf is {index, entry, proof}")
+        e = leaf["entry"]
+        if not (isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and type(e[1]) is int
+                and isinstance(e[2], str)):
+            raise ProofError("a frontier entry is [author, size, root hex]")
+        check_inclusion(leaf["index"], size, leaf_hash(frontier_leaf(*e)), leaf["proof"], body["frontier_root"])
+        return e
+    if "entry" in evidence:
+        e = entry_of(evidence)
+        if e[0] != author:
+            raise ProofError("the frontier leaf is another author's")
+        return e[1], e[2]
+    if set(evidence) != {"left", "right"} or evidence["left"] is None and evidence["right"] is None:
+        raise ProofError("a frontier absence is {left, right}, at least one of them a leaf")
+    left = entry_of(evidence["left"]) if evidence["left"] is not None else None
+    right = entry_of(evidence["right"]) if evidence["right"] is not None else None
+    if (left is not None and not left[0] < author) or (right is not None and not author < right[0]):
+        raise ProofError("the neighbours do not enclose the author")
+    first = evidence["left"]["index"] + 1 if left is not None else 0
+    if (right is not None and evidence["right"]["index"] != first) or (right is None and first != size):
+        raise ProofError("the neighbours are not adjacent leaves (or the ends of the frontier)")
+    return 0, ""
+
+
+def check_conflict(earlier: Mapping[str, Any], later: Mapping[str, Any], author: str, proof: Any,
+                   leaves: Any = None) -> str | None:
     """None when `later`'s frontier provably does not extend `earlier`'s at `author`,
-    else why not. Pure: the two signed bodies and the path are all the evidence, so a
-    checkpoint whose frontier is detached (not in its body) proves nothing here."""
-    if "frontier_blob" in earlier or "frontier_blob" in later:
-        return "a detached frontier is not in the checkpoint's body"
-    size_a, root_a = _sizes(earlier).get(author, (0, ""))
+    else why not. Pure: the two signed bodies, the path and, for a detached frontier, its
+    `leaves` evidence (`{"a": …, "b": …}`, each from `frontier_evidence`) are all of it."""
+    evidence = leaves if isinstance(leaves, Mapping) else {}
+    try:
+        size_a, root_a = _proven_entry(earlier, author, evidence.get("a"))
+        size_b, root_b = _proven_entry(later, author, evidence.get("b"))
+    except ProofError as exc:
+        return f"frontier evidence: {exc}"
     if size_a == 0:
         return "the earlier checkpoint does not name the author"
-    size_b, root_b = _sizes(later).get(author, (0, ""))
     if size_b < size_a:
         return None  # shrank (or vanished)
     if size_b == size_a:

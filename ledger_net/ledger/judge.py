@@ -96,7 +96,7 @@ def parse_checkpoint_conflict(body: dict[str, Any], net: str | None = None) -> F
             return None
         if not _signed(a, b):
             return None
-        if check_conflict(a.body, b.body, body["author"], body["proof"]) is not None:
+        if check_conflict(a.body, b.body, body["author"], body["proof"], body.get("leaves")) is not None:
             return None
     except (LedgerError, EncodingError, KeyError, TypeError, ValueError, IndexError):
         return None

@@ -202,6 +202,7 @@ SCHEMAS: dict[str, BodySchema] = {
     "checkpoint.conflict": BodySchema(
         required={"signer": key, "seq": POSITIVE, "a": mapping, "b": mapping, "author": key,
                   "proof": list_of(event_hash, 128)},
+        optional={"leaves": mapping},  # for a detached frontier: the author's leaf (or neighbours) in each
     ),
 }
 

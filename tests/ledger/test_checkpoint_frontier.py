@@ -94,3 +94,54 @@ def test_detached_frontier_rules():
     # a detached frontier is not in the event, so no conflict can be proven from two events' bodies
     inline = {**base, "frontier": entries}
     assert "detached" in cp.check_conflict(inline, signed, entries[0][0], [])
+
+
+def test_a_split_view_between_detached_frontiers_is_proven_and_freezes_the_signer():
+    """The signer's second detached checkpoint drops an author the first named: the witness
+    publishes a conflict whose evidence is the author's leaf in one frontier and its two
+    neighbours in the other; a third node that holds only the events judges it the same."""
+    carol, dave, erin = (Identity.from_seed(bytes([b]) * 32) for b in (23, 24, 25))
+    s, w, third = Books(carol), Books(dave), Books(erin)
+    s.ledger.create_network("split", issuers=[carol.node_id])
+    s.ledger.ingest([Event.create(who, net=s.ledger.net, seq=1, prev=None, type="node.joined",
+                                  body={"name": f"n{i}"}, ts=1) for i, who in enumerate(AUTHORS[:400])])
+    first = s.cps.make()
+    frontier, state = s.cps.applied_frontier()
+    dropped = [e for e in frontier if e[0] != AUTHORS[123].node_id]
+    blob, data = cp.detached_frontier(cp.sorted_frontier(dropped))
+    s.ledger.store.put_blob(blob, data)
+    body = cp.make_body(net=s.ledger.net, signer=carol.node_id, sign=carol.sign, frontier=dropped, state=state,
+                        ts=first.body["ts"] + 1)
+    later = s.ledger.append(cp.CHECKPOINT_SIGNED, body)
+    w.take(s)
+    for made in (first, later):
+        w.cps.put_frontier(made.body["frontier_blob"], s.ledger.store.get_blob(made.body["frontier_blob"]))
+    assert w.cps.consider(first.hash) == "cosigned"
+    assert w.cps.consider(later.hash) == "conflict"
+    conflict = next(Event.from_wire(e.raw, e.sig) for e in w.ledger.stored() if e.type == cp.CHECKPOINT_CONFLICT)
+    assert set(conflict.body["leaves"]["b"]) == {"left", "right"} and "entry" in conflict.body["leaves"]["a"]
+    assert carol.node_id in w.ledger.state.frozen
+    third.take(w)  # the events only: no frontier blob
+    assert carol.node_id in third.ledger.state.frozen
+    for x in (s, w, third):
+        x.ledger.close()
+
+
+def test_frontier_evidence_is_checked_against_the_root():
+    entries = cp.sorted_frontier([[f"{i:064x}", 2, f"{i:064x}"] for i in range(300)])
+    moved = [list(e) for e in entries]
+    moved[7][2] = "ab" * 32  # the same size, another root: a conflict at author 7
+    tree_a, tree_b = cp.frontier_tree(entries), cp.frontier_tree(moved)
+    common = {"authors": 300, "events": 600, "state_root": "cd" * 32, "state_size": 1, "ts": 1, "frontier": [],
+              "frontier_blob": "ef" * 32, "sig": "00" * 64}
+    a = {**common, "frontier_root": tree_a.root.hex()}
+    b = {**common, "frontier_root": tree_b.root.hex()}
+    author = entries[7][0]
+    leaves = {"a": cp.frontier_evidence(entries, author), "b": cp.frontier_evidence(moved, author)}
+    assert cp.check_conflict(a, b, author, [], leaves) is None
+    assert "agree" in cp.check_conflict(a, a, author, [], {"a": leaves["a"], "b": leaves["a"]})
+    assert "needs the author's leaf" in cp.check_conflict(a, b, author, [], None)
+    wrong = {**leaves, "b": {**leaves["b"], "index": 8}}
+    assert "does not lead to the root" in cp.check_conflict(a, b, author, [], wrong)
+    fake_absence = {"a": leaves["a"], "b": cp.frontier_evidence(moved[:7] + moved[8:], author)}
+    assert cp.check_conflict(a, b, author, [], fake_absence).startswith("frontier evidence")
