@@ -6,9 +6,10 @@ Every mutation takes one lock; writes of a batch land in one transaction; the
 in-memory state is reloaded from the store if a write fails, so memory and disk
 never disagree. The parts are modules of their own: judging an event (judge.py),
 delivering an ingested batch in causal order (delivery.py), judge snapshots
-(snapshot_keeper.py), group commits (commit.py) and what a write did (outcomes.py).
-What stays here (a little over 400 lines) is what shares the lock, the group commit
-and the reload on failure: loading, appending, ingesting and publishing fork proofs.
+(snapshot_keeper.py), group commits (commit.py), signing and checking signatures on
+every core (crypto_pool.py) and what a write did (outcomes.py). What stays here (a
+little over 400 lines) is what shares the lock, the group commit and the reload on
+failure: loading, appending, ingesting and publishing fork proofs.
 
 Opening costs the tail, not the log: every `snapshot_every` events (or
 `snapshot_seconds`) the fold's state is written with the batch, in its transaction
@@ -33,11 +34,9 @@ queued after it, and the state is reloaded from the store before anything else i
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import LedgerError, PendingLimitError, SignatureError, WrongNetwork
@@ -45,6 +44,8 @@ from ..faults import crash_point
 from . import encoding
 from .checkpoint import CHECKPOINT_CONFLICT
 from .commit import GroupCommit, Write
+from .crypto_pool import VERIFY_CHUNK as VERIFY_CHUNK  # re-exported: the size `verify_ahead` checks in
+from .crypto_pool import CryptoPool, SignatureChecks
 from .delivery import Delivery
 from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
 from .identity import Identity
@@ -74,9 +75,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._reset_listeners: list[ResetListener] = []
-        threads = max(1, signer_threads or os.cpu_count() or 2)  # one per core: PyNaCl releases the GIL
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ledger-crypto")
-        self._threads = threads
+        self._crypto = CryptoPool(signer_threads)  # one thread per core by default
         self.state = LedgerState()
         self.known = KnownHashes(store, known_cache)
         self._published_proofs: set[tuple[str, int]] = set()
@@ -105,7 +104,7 @@ class Ledger:
                 self.save_snapshot()
             except Exception:
                 log.warning("could not store a judge snapshot on close", exc_info=True)
-        self._pool.shutdown(wait=True)
+        self._crypto.shutdown()
         self.store.close()
 
     # ------------------------------------------------------------- listeners
@@ -266,7 +265,7 @@ class Ledger:
                 digest = encoding.digest(raw)
                 prepared.append((envelope, raw, digest))
                 prev = digest.hex()
-            signatures = self._sign_all(identity, [d for _, _, d in prepared])
+            signatures = self._crypto.sign_all(identity, [d for _, _, d in prepared])
             created = []
             try:
                 for (envelope, raw, digest), sig in zip(prepared, signatures, strict=False):
@@ -292,28 +291,16 @@ class Ledger:
             raise
         return created
 
-    def _sign_all(self, identity: Identity, digests: list[bytes]) -> list[bytes]:
-        if len(digests) < 64 or self._threads == 1:
-            return [identity.sign(d) for d in digests]
-        size = -(-len(digests) // self._threads)
-        parts = [digests[i:i + size] for i in range(0, len(digests), size)]
-        return [sig for part in self._pool.map(lambda p: [identity.sign(d) for d in p], parts) for sig in part]
-
     # ------------------------------------------------------------- ingesting
     def verify_signatures(self, events: Sequence[Event]) -> list[bool]:
         """Check signatures on all cores (PyNaCl releases the GIL)."""
-        if len(events) < 64 or self._threads == 1:
-            return [e.verify_signature() for e in events]
-        size = -(-len(events) // self._threads)
-        parts = [events[i:i + size] for i in range(0, len(events), size)]
-        return [ok for part in self._pool.map(lambda p: [e.verify_signature() for e in p], parts) for ok in part]
+        return self._crypto.verify(events)
 
     def verify_ahead(self, events: Sequence[Event]) -> SignatureChecks:
         """Start checking `events`' signatures on the pool and return at once: hand the result
         to `ingest(events, checks=...)`. A reader of pages verifies the next page this way
         while the current one is judged and written (one writer, every core verifying)."""
-        parts = [events[i:i + VERIFY_CHUNK] for i in range(0, len(events), VERIFY_CHUNK)]
-        return SignatureChecks([(part, self._pool.submit(_bad_signatures, part)) for part in parts])
+        return self._crypto.verify_ahead(events)
 
     def ingest(self, events: Sequence[Event], source: str | None = None,
                checks: SignatureChecks | None = None) -> IngestReport:
@@ -434,26 +421,3 @@ class Ledger:
 
     def stored(self, after: int = 0, limit: int | None = None, until: int | None = None) -> Iterable[StoredEvent]:
         return self.store.select_events(after=after, limit=limit, until=until)
-
-
-VERIFY_CHUNK = 128  # events per task of `verify_ahead` on the pool
-
-
-class SignatureChecks:
-    """Signature checks of one batch running on a ledger's pool (see `Ledger.verify_ahead`)."""
-
-    def __init__(self, parts: list[tuple[Sequence[Event], Future[list[Event]]]]) -> None:
-        self._parts = parts
-
-    def result(self) -> tuple[list[Event], set[int]]:
-        """(the events whose signature is bad, the ids of every event checked), once done."""
-        bad: list[Event] = []
-        checked: set[int] = set()
-        for part, future in self._parts:
-            bad.extend(future.result())
-            checked.update(id(e) for e in part)
-        return bad, checked
-
-
-def _bad_signatures(events: Sequence[Event]) -> list[Event]:
-    return [e for e in events if not e.verify_signature()]
