@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..ledger.encoding import INT_MAX
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ledger_net.network.protocol")  # the name its "handler … failed" lines always had
 
 CLIENT_MAX_SIZE_KEY: web.AppKey[int] = web.AppKey("client_max_size")
 

@@ -21,7 +21,7 @@ from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.events import Event
 from ledger_net.ledger.identity import Identity
 from ledger_net.network.protocol import API
-from ledger_net.network.sync import ORPHAN_ATTEMPTS
+from ledger_net.network.transfer import ORPHAN_ATTEMPTS
 from tests.support.replication import converged, forge, start_cluster, stop_all, wire_hash
 from tests.support.waiting import wait_until
 
