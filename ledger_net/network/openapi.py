@@ -393,7 +393,8 @@ def proof_paths() -> Schema:
         f"{API}/checkpoints/{{ref}}/cosignatures": get("The checkpoint.cosigned events naming a checkpoint",
                                                        ok(ANY_OBJ, "cosignature events in wire form"),
                                                        "getCheckpointCosignatures", [ref_param]),
-        f"{API}/proofs/balance/{{account}}": get("An account's state leaf in a checkpoint's state root", proof,
+        f"{API}/proofs/balance/{{account}}": get("An account's state leaf in a checkpoint's state root, or the "
+                                                  "proof of its absence (format 2)", proof,
                                                   "proveBalance", [path_param("account", KEY, "account key"), at]),
         f"{API}/proofs/event/{{hash}}": get("An event's inclusion in its author's chain as a checkpoint names it",
                                              proof, "proveEvent", [path_param("hash", HASH, "event hash"), at]),
