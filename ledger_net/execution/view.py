@@ -59,6 +59,7 @@ class LedgerView:
         self._specs: dict[str, dict[str, Any]] = {}
         self._judged: dict[tuple[str, Standing], Judgement] = {}
         self._judging: set[tuple[str, Standing]] = set()  # checks running in a thread
+        self._secrets: dict[str, bytes] = {}  # check_secret by label
 
     @property
     def quote_window(self) -> float:
@@ -167,10 +168,17 @@ class LedgerView:
     def check_secret(self, label: str) -> bytes:
         """The owner's secret for one assignment: a hash of its own (deterministic) signature of the
         label, so it is re-derived after a restart and unknowable to anyone without the key."""
+        secret = self._secrets.get(label)
+        if secret is not None:  # asked at the assignment and again at the verdict: one signature
+            return secret
         identity = self.engine.ledger.identity
         if identity is None:
             raise TaskError("this node cannot sign: no secret for checks")
-        return hashlib.sha256(identity.sign(_SECRET_TAG + label.encode())).digest()
+        secret = hashlib.sha256(identity.sign(_SECRET_TAG + label.encode())).digest()
+        if len(self._secrets) > 10_000:
+            self._secrets.clear()
+        self._secrets[label] = secret
+        return secret
 
     def judge(self, task: OwnedTask, chunk: ChunkWork, attempt: Attempt, standing: Standing) -> Judgement | None:
         """compute.verdicts.judge on this chunk's payload and the attempt's result (cached per
