@@ -20,8 +20,10 @@ from .sync import Synchronizer
 
 async def join(ledger: Ledger, seeds: Sequence[str] = (), *, sync: Synchronizer | None = None,
                timeout: float = 30.0, catch_up: bool = False, tick: Callable[[int], None] | None = None) -> int:
-    """Sync until `ledger` has its network (with `catch_up`, until a round brings nothing
-    more); returns how many events were stored. `sync` is a running node's synchronizer
+    """Sync until `ledger` has its network (with `catch_up`, until a round is not cut short
+    by the synchronizer's `round_budget`: it reached what the seeds held when it ran, so a
+    busy network does not keep a joiner catching up forever); returns how many events were
+    stored. `sync` is a running node's synchronizer
     (its peers are the seeds); without one a private one for `seeds` is made and closed.
     Rounds repeat until `timeout` seconds have passed (0: one round), then NetworkError
     names what each seed answered."""
@@ -37,7 +39,7 @@ async def join(ledger: Ledger, seeds: Sequence[str] = (), *, sync: Synchronizer 
             stored += moved
             if tick is not None and moved:
                 tick(moved)
-            if ledger.net is not None and (not catch_up or moved == 0):
+            if ledger.net is not None and (not catch_up or moved < synchronizer.round_budget):
                 return stored
             if ledger.net is None and loop.time() >= deadline:
                 errors = [str(r["error"]) for r in results.values() if r.get("error")]
