@@ -455,11 +455,12 @@ class CheckpointService:
         if target is None:
             raise NodeError(f"no event {event_hash[:64]!r} here")
         if at is None:
-            candidates = [c for c in self.checkpoints()
-                          if any(a == target.author and s >= target.seq for a, s, _ in self.frontier_of(c) or ())]
-            if not candidates:
+            found = next((c for c in self.checkpoints()  # newest first: stop at the first that covers it
+                          if any(a == target.author and s >= target.seq for a, s, _ in self.frontier_of(c) or ())),
+                         None)
+            if found is None:
                 raise NodeError("no checkpoint here covers that event yet")
-            checkpoint = candidates[0]
+            checkpoint = found
         else:
             checkpoint = self.resolve(at)
         leaf = self.author_leaf(checkpoint, target.author)
