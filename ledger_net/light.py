@@ -240,8 +240,8 @@ def _expanded(proof: Any) -> tuple[Any, Verdict | None]:
     """(version 1 form of `proof`, None), or (None, the failed verdict) when it cannot be decoded."""
     try:
         return expand(proof), None
-    except ProofError as exc:
-        return None, Verdict(False, [str(exc)])
+    except Exception as exc:  # noqa: BLE001 - a verdict, never a trace
+        return None, Verdict(False, [str(exc) or type(exc).__name__])
 
 
 def verify_balance(proof: Any, *, net: Any, witnesses: Any, threshold: Any, account: str | None = None) -> Verdict:

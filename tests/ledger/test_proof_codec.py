@@ -84,3 +84,38 @@ def test_compact_does_not_touch_its_input():
     doc = copy.deepcopy(DOCUMENTS[0])
     compact(doc)
     assert doc == DOCUMENTS[0]
+
+
+def test_junk_anywhere_in_a_format_2_proof_is_a_verdict_never_a_trace():
+    """Every field of the good balance and absence vectors replaced by junk of every kind:
+    `light.verify_proof` answers with a failed verdict and raises nothing."""
+    import json
+    from pathlib import Path
+
+    from ledger_net import light
+
+    data = json.loads((Path(__file__).with_name("vectors") / "balance_proofs.json").read_text(encoding="utf-8"))
+    junk = [None, 1, -1, True, "x", "", [], {}, [1, 2], {"a": 1}, "A" * 43, 2**70]
+
+    def paths(value, at=()):
+        yield at
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            yield from paths(item, (*at, key))
+
+    tried = 0
+    for case in (c for c in data["cases"] if c["name"] in ("good", "absent: between two accounts")):
+        for path in list(paths(case["proof"]))[1:]:
+            for item in junk:
+                doc = copy.deepcopy(case["proof"])
+                holder = doc
+                for key in path[:-1]:
+                    holder = holder[key]
+                if holder[path[-1]] == item:
+                    continue
+                holder[path[-1]] = item
+                verdict = light.verify_proof(doc, net=case["net"], witnesses=case["witnesses"],
+                                             threshold=case["threshold"])
+                assert not verdict.ok and verdict.reasons, (path, item)
+                tried += 1
+    assert tried > 800
