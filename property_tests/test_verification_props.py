@@ -114,3 +114,40 @@ def test_trust_is_a_pure_function_with_a_floor(streak, lies, secret, checkable):
     assert rate_ppm(s.after(False), policy) == PPM
     if one.action == "trust":
         assert rate_ppm(s, policy) < PPM
+
+
+def _freivalds_with_norms(a: np.ndarray, b: np.ndarray, c: np.ndarray, seed: bytes, rounds: int = 8,
+                          k: int = 2) -> list[int]:
+    """The rows Freivalds fails when every row's bound is computed from the norms (the reference
+    the check's fast path must agree with)."""
+    from ledger_net.compute.checks import sign_vectors
+    from ledger_net.compute.compare import EPS, TINY
+
+    n, p = b.shape
+    r = sign_vectors(seed, p, rounds)
+    diff = np.abs(c @ r - a @ (b @ r))
+    tol = k * (n + p + 2) * EPS * np.sqrt(np.einsum("ij,ij->i", a, a) * (p * float(np.einsum("ij,ij->", b, b))))
+    return [int(i) for i in np.nonzero((diff > (tol + n * TINY)[:, None]).any(axis=1))[0]]
+
+
+@SETTINGS
+@given(products(), st.floats(0.0, 40.0), st.booleans(), st.binary(min_size=4, max_size=4))
+def test_freivalds_fast_path_fails_exactly_the_rows_the_norms_fail(
+        case: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.random.Generator], size: float,
+        cancel: bool, seed: bytes) -> None:
+    """Rows within half the bound taken at max |A (B r)| are passed without the operands' norms:
+    whatever the perturbation (inside, near or far beyond the row bound) and even when the product
+    cancels (so that the fast path cannot decide), the failed rows are those of the full bound."""
+    a, b, c, _, g = case
+    if cancel:  # columns that cancel: A (B r) near 0 while |A| |B| |r| is not
+        b = np.concatenate([b, -b], axis=1)
+        c = a @ b
+    n, p = b.shape
+    row_bound = 2 * (n + p + 2) * np.finfo(np.float64).eps * np.sqrt(
+        np.einsum("ij,ij->i", a, a) * p * float(np.einsum("ij,ij->", b, b)))
+    lied = c.copy()
+    i, j = int(g.integers(c.shape[0])), int(g.integers(c.shape[1]))
+    lied[i, j] += size * row_bound[i] / 8 * g.choice([-1.0, 1.0])
+    outcome = freivalds(a, b, lied, seed)
+    assert outcome.failed == _freivalds_with_norms(a, b, lied, seed)
+    assert outcome.passed == (not outcome.failed)
