@@ -5,6 +5,9 @@ serves the HTTP API, feed and `/ws` (replicating with peers), runs the task
 engine on sandboxed workers, and exposes the seed's API. A node started with no
 seed nodes and an empty ledger founds a new network and is its issuer (it mints
 `initial_credits` to itself); with seed nodes it joins theirs.
+
+Over 400 lines because `ComputeNetwork` is the seed's whole API on one object (lifecycle, status,
+tasks, nodes, metrics), each method a short call into the parts it wires.
 """
 
 from __future__ import annotations

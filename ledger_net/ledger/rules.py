@@ -14,6 +14,9 @@ it overdraws). The result is a function of the set of events, so peers converge.
 
 Money is integers of the base unit. Conservation holds after every step:
 minted == Σ balance + Σ escrow + Σ in_transit + Σ vouchers + burnt.
+
+Over 400 lines on purpose: the rules are one dispatch table over every event type around one
+`LedgerState`, and their source is fingerprinted as a whole for judge snapshots (ledger/snapshot.py).
 """
 
 from __future__ import annotations

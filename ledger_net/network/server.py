@@ -4,6 +4,9 @@
 `NodeServer` does not own the ledger or the projection runner (whoever opened them
 closes them), so a node can be stopped and started again on the same books, or
 stopped hard (no projection flush) to act out a crash.
+
+Over 400 lines because `NodeServer` starts, stops and restarts the app, the hub, discovery, sync
+and the checkpoint loop as one unit, and its peer and health routes are closures over that state.
 """
 
 from __future__ import annotations
