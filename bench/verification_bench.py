@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         acts = ", ".join(f"{k} {v}" for k, v in sorted(t.actions.items()))
         acts += f"; {t.failed} task(s) failed" if t.failed else ""
         print(f"{t.scheme:<22} {t.wrong:>15} {t.wrong_by_liars:>16} {100 * t.wrong / t.chunks:>7.2f}% "
-              f"{t.work(cost):>6.3f}x  {acts}")
+              f"{t.work(cost):>6.3f}x  {acts}".rstrip())
     print(f"  (simulated in {time.perf_counter() - t0:.1f} s; goals: 0 by always-liars, <= 0.1% overall, "
           "work <= 1.25x)")
     print(f"part 2 (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): {args.size}x{args.size} "
