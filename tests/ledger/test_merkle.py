@@ -363,11 +363,11 @@ def test_the_empty_chain_has_the_empty_root(store):
 def test_migration_0004_backfills_existing_chains(db_url):
     from alembic import command
 
-    from ledger_net.ledger.store import _alembic_config
+    from ledger_net.ledger.store.migrations import alembic_config
 
     old = Store.open(db_url, upgrade=False)
     try:
-        config = _alembic_config()
+        config = alembic_config()
         with old.engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "0003")

@@ -211,11 +211,11 @@ def _migrate(url: str, action: str, revision: str) -> None:
     """Run `alembic upgrade|downgrade <revision>` on `url` as the node does (on a connection)."""
     from alembic import command
 
-    from ledger_net.ledger.store import _alembic_config
+    from ledger_net.ledger.store.migrations import alembic_config
 
     s = Store.open(url, upgrade=False)
     try:
-        config = _alembic_config()
+        config = alembic_config()
         with s.engine.begin() as conn:
             config.attributes["connection"] = conn
             getattr(command, action)(config, revision)
@@ -231,9 +231,9 @@ def _revision(store: Store) -> str:
 def _head() -> str:
     from alembic.script import ScriptDirectory
 
-    from ledger_net.ledger.store import _alembic_config
+    from ledger_net.ledger.store.migrations import alembic_config
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def test_migrations_are_package_data_found_from_any_directory(tmp_path, monkeypatch):

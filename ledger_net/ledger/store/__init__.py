@@ -28,7 +28,6 @@ from . import migrations
 from .blobs import BIG_BLOB, BlobStorage
 from .bulk import BulkInserts
 from .events import EventReads
-from .migrations import alembic_config as _alembic_config  # noqa: F401 -- the old private name tests import
 from .migrations import migrations_dir
 from .queries import EventQueries
 from .records import ForkProof, JudgeSnapshot, StoredEvent
