@@ -280,7 +280,7 @@ async def serve_node(args: argparse.Namespace) -> None:
         os.sched_setaffinity(0, {args.pin})
     seeds = [args.seed] if args.seed else []
     net = ComputeNetwork(port=0, data_dir=args.data_dir, seed_nodes=seeds, initial_credits=1000.0, workers=1,
-                         sync_interval=0.1, quote_window=0.5)
+                         sync_interval=0.1, quote_window=2.0)  # waited only until every node bid
     await net.start()
     try:
         print(json.dumps({"url": net.server.url}), flush=True)

@@ -1,0 +1,28 @@
+"""`bench/task_bench.py` still runs its issue-13 phases on tiny sizes: a multiply on two node
+processes, each pinned to a core, completes and its timeline covers every chunk; the CPU table of
+the matrix path's pieces has every row. Never a timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.bench import load_bench
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_two_pinned_nodes_split_a_multiply_and_the_timeline_shows_both() -> None:
+    bench = load_bench("task_bench")
+    run = bench.subprocess_matrix(256, 2, 4, 1)
+    assert len(run["all_seconds"]) == 1
+    assert sum(run["chunks_by_node"].values()) == 4 and "this node" in run["chunks_by_node"]
+    assert sorted(c["chunk"] for c in run["timeline"]) == [0, 1, 2, 3]
+    for chunk in run["timeline"]:
+        assert 0 <= chunk["assigned_ms"] <= chunk["reported_ms"] and chunk["ran_ms"] >= 0
+
+
+def test_the_matrix_path_parts_table_has_every_piece() -> None:
+    bench = load_bench("task_bench")
+    parts = bench.matrix_parts(64, 4, 1)
+    assert [times for _, _, times in parts] == [1, 2, 2, 4, 4, 4, 4, 1]
+    assert all(seconds >= 0 for _, seconds, _ in parts) and parts[0][0].startswith("BLAS product")
