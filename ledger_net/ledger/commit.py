@@ -64,6 +64,7 @@ class GroupCommit:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[Write] = []
         self._leader: int | None = None  # thread id of the committing thread
+        self._waiting = 0  # threads in `_cond.wait()` (no notify when there are none)
         self.epoch = 0  # advances when a write fails: state judged before it is stale
         self.groups = 0  # groups committed (for benches and tests: events per commit)
 
@@ -81,7 +82,7 @@ class GroupCommit:
         me = threading.get_ident()
         with self._cond:
             while not write.done and self._leader is not None and self._leader != me:
-                self._cond.wait()
+                self._sleep()
             if write.done:
                 return _result(write)
             outer, self._leader = self._leader, me  # outer: a listener of ours appending
@@ -91,8 +92,16 @@ class GroupCommit:
         finally:
             with self._cond:
                 self._leader = outer
-                self._cond.notify_all()
+                if self._waiting:  # those whose writes are done, and the next leader
+                    self._cond.notify_all()
         return _result(write)
+
+    def _sleep(self) -> None:
+        self._waiting += 1
+        try:
+            self._cond.wait()
+        finally:
+            self._waiting -= 1
 
     def drain(self) -> None:
         """Wait until everything queued so far is committed or failed (call with the
@@ -105,7 +114,7 @@ class GroupCommit:
         me = threading.get_ident()
         with self._cond:
             while self._leader is not None and self._leader != me:
-                self._cond.wait()
+                self._sleep()
 
     def _commit_next(self) -> None:
         """Commit the writes at the head of the queue as one transaction (a group ends at the
@@ -141,10 +150,8 @@ class GroupCommit:
         try:
             self._on_commit(group)  # listeners see groups in commit order: the next leader waits
         finally:
-            with self._cond:
-                for w in group:
-                    w.done = True
-                self._cond.notify_all()
+            for w in group:  # their callers are woken when this leader steps down (`wait`)
+                w.done = True
 
 
 def _result(write: Write) -> list[int]:
