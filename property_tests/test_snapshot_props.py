@@ -31,7 +31,7 @@ def _reopen(store: Store, **kwargs) -> Ledger:
 
 
 def _drop(led: Ledger) -> None:
-    led._pool.shutdown(wait=True)  # leave the shared store open
+    led._crypto.shutdown()  # leave the shared store open
 
 
 @settings(deadline=None, max_examples=30)  # database-backed: timing varies; kept fast
