@@ -326,6 +326,12 @@ def _delete_keys(conn: Connection, table: Any, keys: list[Any]) -> None:
     if not keys:
         return
     pk = list(table.primary_key.columns)
+    if conn.dialect.name == "sqlite":  # one prepared statement, run per key by the driver: no IN list to compile
+        quote = conn.dialect.identifier_preparer.quote
+        where = " AND ".join(f"{quote(c.name)} = ?" for c in pk)
+        conn.exec_driver_sql(f"DELETE FROM {quote(table.name)} WHERE {where}",
+                             [(k,) for k in keys] if len(pk) == 1 else [tuple(k) for k in keys])
+        return
     for i in range(0, len(keys), DELETE_CHUNK):
         part = keys[i:i + DELETE_CHUNK]
         if len(pk) == 1:

