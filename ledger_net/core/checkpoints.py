@@ -60,6 +60,7 @@ from ..ledger.encoding import decode
 from ..ledger.events import Event
 from ..ledger.state_tree import StateBuilder
 from ..ledger.tables import events as events_table
+from ..ledger.tables import state_trees
 from ..projections.balances import BalancesProjection
 from ..projections.reputation import ReputationProjection
 from ..projections.runner import ProjectionRunner
@@ -67,6 +68,8 @@ from ..projections.runner import ProjectionRunner
 log = logging.getLogger(__name__)
 
 Frontier = list[list[Any]]  # sorted [author, size, root hex]
+LIVE_TREE = "applied"  # state_trees row of the live builder
+SAVE_EVERY = 300.0  # seconds between saves of the live state tree after signing (and one on stop)
 
 
 class CheckpointService:
@@ -88,6 +91,10 @@ class CheckpointService:
         self._last_signed = time.monotonic()
         self._builder = StateBuilder()  # the applied frontier's state, kept between checkpoints
         self._build_lock = threading.Lock()
+        self._restored = False  # whether the builder was offered the saved tree (first build)
+        self._saved_at: float | None = None  # monotonic time of the last save; None: not since start
+        self._builds = self._saved_builds = 0  # live builds so far, and at the last save
+        self.save_every = SAVE_EVERY
         # checkpoint hash -> witness -> its effective cosignature; read from the log once, on first
         # use, then kept by the listener (and forgotten when verdicts change)
         self._cosigs: dict[str, dict[str, Event]] | None = None
@@ -142,11 +149,50 @@ class CheckpointService:
     def _tree_of(self, balances: BalancesProjection, reputation: ReputationProjection,
                  builder: StateBuilder | None = None) -> StateTree:
         """The state tree over these projections: through the live builder (which rehashes only
-        the rows changed since its last build) when none is given."""
+        the rows changed since its last build) when none is given. The live builder's first
+        build starts from the tree saved before the last stop (`save_state`), if any."""
         if builder is not None:
             return builder.build(balances.accounts, reputation.subjects)
         with self._build_lock:
+            if not self._restored:
+                self._restored = True
+                self._restore_state()
+            self._builds += 1
             return self._builder.build(balances.accounts, reputation.subjects)
+
+    def _restore_state(self) -> None:
+        with self.ledger.store.engine.connect() as conn:
+            data = conn.execute(select(state_trees.c.data).where(state_trees.c.name == LIVE_TREE)).scalar()
+        if data is not None:
+            why = self._builder.restore(bytes(data))
+            if why is not None:
+                log.warning("the saved checkpoint state tree is not used (%s): building it in full", why)
+
+    def save_state(self, *, force: bool = True) -> bool:
+        """Keep the live builder's last tree in the store, so the first checkpoint after a
+        restart rehashes only the rows changed since (table state_trees). Only if it built
+        since the last save and, unless `force`, `save_every` seconds passed since then (or none
+        was made since start). Returns whether it saved."""
+        now = time.monotonic()
+        if not force and self._saved_at is not None and now - self._saved_at < self.save_every:
+            return False
+        with self._build_lock:
+            data = self._builder.dump() if self._builds != self._saved_builds else b""
+            builds = self._builds
+        if not data:
+            return False
+        store = self.ledger.store
+        with store.writer(), store.engine.begin() as conn:
+            conn.execute(state_trees.delete().where(state_trees.c.name == LIVE_TREE))
+            conn.execute(state_trees.insert().values(name=LIVE_TREE, data=data, created_at=int(time.time() * 1000)))
+        self._saved_at, self._saved_builds = now, builds
+        return True
+
+    def _save_if_due(self) -> None:
+        try:
+            self.save_state(force=False)
+        except Exception as exc:  # a cache: a failed save costs the next restart a full build
+            log.warning("could not save the checkpoint state tree: %s: %s", type(exc).__name__, exc)
 
     def _remember(self, state: StateTree) -> None:
         with self._lock:
@@ -239,6 +285,7 @@ class CheckpointService:
             self.ledger.store.put_blob(blob_hash, data)
         event = self.ledger.append(CHECKPOINT_SIGNED, body)
         self._last_signed = time.monotonic()
+        self._save_if_due()
         return event
 
     def due(self) -> bool:
@@ -271,6 +318,7 @@ class CheckpointService:
                     done.append(f"{outcome} {h}")
             with self._lock:
                 self._pending[:0] = keep
+            self._save_if_due()  # a witness builds the tree too
         return done
 
     # ------------------------------------------------------------------ witnessing

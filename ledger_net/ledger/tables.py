@@ -135,3 +135,15 @@ judge_snapshots = Table(
     Column("data", LargeBinary, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# The last state tree a node's checkpoints built (ledger/state_tree.py `StateBuilder.dump`:
+# keys, values, leaf bytes and levels, with a digest of its own), so the first checkpoint
+# after a restart rehashes only the rows changed since. A cache: a missing, damaged or
+# outdated one costs a full build, never a wrong root. One row per builder (`name`).
+state_trees = Table(
+    "state_trees",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -240,6 +240,8 @@ class NodeServer:
             self.api.close()
         if not hard and self.runner is not None:
             self.runner.flush()
+        if not hard and self.checkpoints is not None:
+            self.checkpoints.save_state()  # the next start's first checkpoint rehashes only what changed
 
     async def _checkpoint_loop(self) -> None:
         """Sign a checkpoint when due and judge others' (on the writer thread, like ingests)."""

@@ -101,3 +101,75 @@ def test_an_amount_outside_64_bits_is_refused_on_every_path():
     # a refused build leaves the builder as it was: the next one still sees both changes
     accounts[last] = {**huge, "escrow": 5}
     assert builder.build(accounts, {}).tree.root == _reference(accounts, {}).tree.root
+
+
+def _rows(n: int, seed: int) -> tuple[dict, dict]:
+    rng = random.Random(seed)
+    accounts = {_key(i): _account(rng) for i in range(n)}
+    reputation = {k: {"score_ppm": rng.randrange(10**6), "positive": 1, "negative": 0, "forked": rng.random() < .5}
+                  for k in list(accounts)[: n // 3]}
+    return accounts, reputation
+
+
+def test_a_restored_dump_rehashes_only_the_rows_changed_since():
+    """A restart: the dump of an earlier build, then rows that moved on (in another dict order,
+    as projections loaded from tables have): the root is the reference's, and only the rows
+    that differ from the dump are re-encoded; with keys added or removed too."""
+    accounts, reputation = _rows(300, 11)
+    old = StateBuilder()
+    old.build(accounts, reputation)
+    dump = old.dump()
+    moved = sorted(accounts)[5:12]
+    for k in moved:
+        accounts[k]["balance"] += 3
+    shuffled = dict(sorted(accounts.items(), reverse=True))
+    fresh = StateBuilder()
+    assert fresh.restore(dump) is None
+    built = fresh.build(shuffled, reputation)
+    want = _reference(shuffled, reputation)
+    assert built.tree.root == want.tree.root and built.tree.leaves == want.tree.leaves
+    assert fresh.rehashed == len(moved) + 1  # and the supply
+    assert fresh.build(shuffled, reputation).tree.root == want.tree.root and fresh.rehashed == 0
+    again = StateBuilder()
+    assert again.restore(dump) is None
+    accounts[_key(5000)] = _account(random.Random(1))
+    del accounts[sorted(accounts)[0]]
+    assert again.build(accounts, reputation).tree.root == _reference(accounts, reputation).tree.root
+    empty = StateBuilder()
+    assert empty.restore(dump) is None  # the dump holds rows the projections no longer have
+    assert empty.build({}, {}).tree.root == _reference({}, {}).tree.root
+
+
+def _tampered(dump: bytes, edit) -> bytes:
+    """`dump` with its body changed by `edit` and the header's digest recomputed to match."""
+    head, _, body = dump.partition(b"\n")
+    fmt, n, a, b, c, _ = head.split(b" ")
+    body = edit(body, int(a), int(b))
+    return b" ".join([fmt, n, a, b, c, hashlib.sha256(body).hexdigest().encode()]) + b"\n" + body
+
+
+def test_a_damaged_stale_or_foreign_dump_is_refused_and_changes_nothing():
+    accounts, reputation = _rows(40, 12)
+    builder = StateBuilder()
+    builder.build(accounts, reputation)
+    dump = builder.dump()
+    head_len = dump.index(b"\n") + 1
+    flip = lambda at: dump[:at] + bytes([dump[at] ^ 1]) + dump[at + 1:]  # noqa: E731
+    bad = [flip(head_len + 3), flip(len(dump) - 1), flip(len(dump) // 2), dump[:-32], dump + b"x",
+           dump.replace(dump[:dump.index(b" ")], b"state-tree-0:0000000000000000", 1), b"", b"junk\n",
+           # internally consistent bytes (the digest matches) that do not hash as stored:
+           _tampered(dump, lambda body, a, b: body.replace(b'"balance":', b'"balance":1', 1)),  # a leaf's bytes
+           _tampered(dump, lambda body, a, b: body[:a + b + 40] + bytes([body[a + b + 40] ^ 1]) + body[a + b + 41:]),
+           _tampered(dump, lambda body, a, b: body[:-1] + bytes([body[-1] ^ 1])),  # the root's hash
+           _tampered(dump, lambda body, a, b: body.replace(b"1", b"2", 1))]  # a value in the JSON
+    accounts[sorted(accounts)[3]]["balance"] += 1
+    want = _reference(accounts, reputation).tree.root
+    for data in bad:
+        target = StateBuilder()
+        why = target.restore(data)
+        assert why is not None, data[:80]
+        assert target.build(accounts, reputation).tree.root == want
+        held = StateBuilder()
+        held.build(accounts, reputation)
+        assert held.restore(data) is not None and held.build(accounts, reputation).tree.root == want
+        assert held.rehashed == 0  # the refused dump left the builder's own tree as it was
