@@ -58,7 +58,8 @@ class LedgerView:
         self.me = engine.me
         self._specs: dict[str, dict[str, Any]] = {}
         self._judged: dict[tuple[str, Standing], Judgement] = {}
-        self._judging: set[tuple[str, Standing]] = set()  # checks running in a thread
+        self._checking: set[str] = set()  # assignments whose check runs in a thread
+        self._outcomes: dict[str, tuple[dict[str, Any], bool]] = {}  # assignment -> its check's record, passed
         self._secrets: dict[str, bytes] = {}  # check_secret by label
 
     @property
@@ -182,24 +183,34 @@ class LedgerView:
 
     def judge(self, task: OwnedTask, chunk: ChunkWork, attempt: Attempt, standing: Standing) -> Judgement | None:
         """compute.verdicts.judge on this chunk's payload and the attempt's result (cached per
-        assignment and standing: a look may judge again before the verdict commits). A result the
-        policy checks is judged in a thread, off the engine's loop: None until it is done (the
-        engine looks at the task again then)."""
+        assignment and standing: a look may judge again before the verdict commits). A check runs
+        in a thread, off the engine's loop: None until it is done (the engine looks at the task
+        again then). Its outcome is kept per assignment, so a standing that moved meanwhile only
+        changes the decision, made here at once, never runs the check again."""
         key = (attempt.assignment, standing)
         cached = self._judged.get(key)
-        if cached is not None or key in self._judging:
+        if cached is not None:
             return cached
         secret = self.check_secret(attempt.check_label or check_label_of(task, chunk, attempt))
-        checked = task.verification.get("mode") == "check" and decide(standing, secret, True).action == CHECK
-        if not checked:
+        decision = decide(standing, secret, True) if task.verification.get("mode") == "check" else None
+        if decision is None or decision.action != CHECK:
             return self._keep(key, self._judge_now(task, chunk, attempt, standing, secret))
-        self._judging.add(key)
+        outcome = self._outcomes.get(attempt.assignment)
+        if outcome is None:
+            if attempt.assignment not in self._checking:
+                self._checking.add(attempt.assignment)
 
-        def done(judged: Judgement) -> None:
-            self._judging.discard(key)
-            self._keep(key, judged)
-        self.engine.off_loop(lambda: self._judge_now(task, chunk, attempt, standing, secret), done, task.task_id)
-        return None
+                def done(judged: Judgement) -> None:
+                    self._checking.discard(attempt.assignment)
+                    if len(self._outcomes) > 10_000:
+                        self._outcomes.clear()
+                    self._outcomes[attempt.assignment] = (dict(judged.record.get("check") or {}), judged.passed is True)
+                self.engine.off_loop(lambda: self._judge_now(task, chunk, attempt, standing, secret), done,
+                                     task.task_id)
+            return None
+        check, passed = outcome
+        record = {"secret": secret.hex(), "mode": CHECK, "decision": decision.record(), "check": check}
+        return self._keep(key, Judgement(CHECK, passed, record))
 
     def _keep(self, key: tuple[str, Standing], judged: Judgement) -> Judgement:
         if len(self._judged) > 10_000:

@@ -229,6 +229,9 @@ def test_a_check_runs_off_the_engines_loop_and_its_judgement_is_kept(tmp_path: A
         then(work())  # the thread's value, handed back on the loop
         judged = view.judge(task, chunk, attempt, Standing())
         assert judged is not None and judged.action == trust.CHECK and judged.passed is True
+        moved = view.judge(task, chunk, attempt, Standing(streak=1, passes=1))  # another verdict came first
+        assert moved is not None and moved.passed is True and len(loop.jobs) == 1  # the check is not run again
+        assert moved.record["decision"]["streak"] == 1 and moved.record["check"] == judged.record["check"]
         task.config = {**config, "verification": "none"}
         task.verification = checks.verification_spec("matrix_ops", task.config)
         trusted = view.judge(task, chunk, attempt, Standing(streak=1))
