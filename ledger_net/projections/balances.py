@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from hashlib import sha256
 from typing import Any, cast
 
 import orjson
@@ -78,12 +79,15 @@ class BalancesProjection(Projection):
     def _log(self, offset: int, part: int, event: Event, account: str, kind: str, delta: int, amount: int,
              counterparty: str | None = None, task_id: str | None = None, reason: str | None = None) -> None:
         acct = self.account(account)
-        acct["balance"] += delta
-        row = HistoryRow(offset=offset, part=part, account=account, event_hash=event.hash, kind=kind, delta=delta,
-                         amount=amount, counterparty=counterparty, task_id=task_id, reason=reason, ts=event.ts,
-                         balance_after=acct["balance"])
-        self._new_history.append(row)
-        self._history_sum = (self._history_sum + _row_digest(row)) % _MOD
+        after = acct["balance"] = acct["balance"] + delta
+        hash_, ts = event.hash, event.ts
+        self._new_history.append(HistoryRow(offset=offset, part=part, account=account, event_hash=hash_, kind=kind,
+                                            delta=delta, amount=amount, counterparty=counterparty, task_id=task_id,
+                                            reason=reason, ts=ts, balance_after=after))
+        # _row_digest's key, from the arguments (one call and eleven lookups fewer per row: a rebuild's hot path)
+        key = (f"{account}|{hash_}|{part}|{kind}|{delta}|{amount}|{counterparty}|{task_id}|{reason}|{ts}|"
+               f"{after if delta else None}")
+        self._history_sum = (self._history_sum + int.from_bytes(sha256(key.encode()).digest(), "big")) % _MOD
 
     def _send(self, offset: int, part: int, event: Event, to: str, amount: int, kind: str) -> None:
         """Credit bound for `to`: straight in if `to` is the author, else incoming until received."""
