@@ -7,11 +7,11 @@ One name per kind of node, so a test's signature says what it gets:
                            (``quote_window=30.0`` keeps a task pending); all stop after the test.
   ``node_thread``          a ComputeNetwork served from its own thread and loop (`NodeThread`), for
                            synchronous clients: the CLI, requests, Selenium (function scope).
-  ``module_node_thread``   the same, shared by the tests of one module (started once).
 
 All listen on a free loopback port, log at WARNING and close quotes after 50 ms
-(tests.support.nodes.DEFAULTS). A module whose tests share a node with other options
-builds it with `started_network` or `NodeThread` under a name of this family.
+(tests.support.nodes.DEFAULTS). A module whose tests share one node (module scope) or need
+other options overrides the same name, built with `started_network` or `NodeThread`, so
+`async_node` is always a ComputeNetwork on the loop and `node_thread` always a NodeThread.
 """
 
 from __future__ import annotations
@@ -45,12 +45,5 @@ async def async_node(async_node_factory: AsyncNodeFactory) -> ComputeNetwork:
 @pytest.fixture
 def node_thread(tmp_path: Path) -> Iterator[NodeThread]:
     node = NodeThread(tmp_path / "node").start()
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="module")
-def module_node_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeThread]:
-    node = NodeThread(tmp_path_factory.mktemp("module-node") / "node").start()
     yield node
     node.stop()
