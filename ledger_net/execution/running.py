@@ -38,10 +38,10 @@ class ChunkRunner:
         else:
             payload, blobs = b["payload"], {}
         files: dict[str, str] = {}
-        for ref in payload_blobs(payload):
-            if ref in blobs:
-                continue
-            data = await self.blobs.get(ref)  # from a peer when not here yet
+        refs = [ref for ref in payload_blobs(payload) if ref not in blobs]
+        # From a peer when not here yet: all of them at once (a product's A and B stream side by side).
+        fetched = await asyncio.gather(*(self.blobs.get(ref) for ref in refs))
+        for ref, data in zip(refs, fetched, strict=True):
             path = self.blobs.path(ref)
             if path is not None:
                 files[ref] = str(path)
