@@ -74,8 +74,8 @@ class KnownHashes:
     def prefetch(self, hashes: Iterable[str]) -> None:
         """Ask the store about many hashes at once; the answers serve the next lookups
         (absent ones until `forget_absent`, which the caller runs when its batch is done)."""
-        with self._lock:
-            ask = {h for h in hashes if h not in self._uncommitted and h not in self._recent}
+        with self._lock:  # absent ones were asked in this batch already (an ingest asks twice)
+            ask = {h for h in hashes if h not in self._uncommitted and h not in self._recent and h not in self._absent}
         if not ask:
             return
         held = self.store.has_hashes(ask)
