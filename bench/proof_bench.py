@@ -29,6 +29,12 @@ proof against a checkpoint cosigned by 2 witnesses, as compact JSON in the wire 
 400 and 1,000 authors (both detached: over `FRONTIER_INLINE` the frontier is a blob the event
 names), and the bytes of the largest inline body, of the 1,000-author body and of its blob.
 
+Restart (`restart_figures`): the first state root after a node restarts, from the tree it saved
+(`StateBuilder.dump`, kept in the store's state_trees) restored by a fresh builder over rows
+that moved on by 1 % and were loaded anew in another order, beside a cold build over the
+same rows in the same loop (wall and CPU time; the shared cores make the CPU figure the
+steadier one).
+
 Goals (issue 14): an inclusion or consistency proof <= 1 ms; verification <= 0.5 ms; the
 state root of 10k accounts <= 100 ms; a balance proof <= 2 KiB.
 """
@@ -221,6 +227,7 @@ def run_checkpoints(accounts: int, calls: int) -> dict[str, Any]:
     out["state_root_ms"] = per_call_ms(incremental, 10)
     tree = state[-1]
     assert tree.tree.root == cp.StateTree.build(cp.state_entries(rows, reputation, supply)).tree.root
+    out.update(restart_figures(builder, keys, rows, reputation, supply, rng))
     out["state_leaves"] = tree.tree.size
     signer, *witnesses = (nacl.signing.SigningKey(bytes([0xB0 + i]) * 32) for i in range(3))
     net = hashlib.sha256(b"proof-bench genesis").hexdigest()
@@ -273,6 +280,54 @@ def run_checkpoints(accounts: int, calls: int) -> dict[str, Any]:
     return out
 
 
+def restart_figures(builder: StateBuilder, keys: list[str], rows: dict[str, Any], reputation: dict[str, Any],
+                    supply: dict[str, int], rng: random.Random) -> dict[str, Any]:
+    """The first state root after a restart: the saved tree (`StateBuilder.dump`, what a node
+    keeps in its store's state_trees) restored by a fresh builder, then built over rows that
+    moved on by 1 % and come in another dict order (as projections loaded from their tables);
+    measured in one loop with a cold build over the same rows, wall and CPU time."""
+    t = time.perf_counter()
+    saved = builder.dump()
+    save_ms = (time.perf_counter() - t) * 1000
+    for k in rng.sample(keys, max(1, len(keys) // 100)):
+        rows[k]["balance"] += 1
+    for k in rng.sample(keys, max(1, len(keys) // 100)):
+        reputation[k]["positive"] += 1
+    order = list(rows)
+    rng.shuffle(order)  # rows loaded from tables: new dicts, in an order neither the old one nor sorted
+    rows, reputation = {k: dict(rows[k]) for k in order}, {k: dict(reputation[k]) for k in order}
+    want = cp.StateTree.build(cp.state_entries(rows, reputation, supply)).tree.root
+    wall: dict[str, list[float]] = {"restart": [], "cold": []}
+    cpu: dict[str, list[float]] = {"restart": [], "cold": []}
+    rehashed = 0
+
+    def restart() -> bytes:
+        nonlocal rehashed
+        fresh = StateBuilder()
+        assert fresh.restore(saved) is None
+        root = fresh.build(rows, reputation, supply).tree.root
+        rehashed = fresh.rehashed
+        return root
+
+    def cold() -> bytes:
+        return StateBuilder().build(rows, reputation, supply).tree.root
+
+    for _ in range(10):  # interleaved: the neighbours' load falls on both alike
+        for name, fn in (("restart", restart), ("cold", cold)):
+            t, c = time.perf_counter(), time.process_time()
+            assert fn() == want
+            wall[name].append((time.perf_counter() - t) * 1000)
+            cpu[name].append((time.process_time() - c) * 1000)
+    out: dict[str, Any] = {"state_tree_saved_bytes": len(saved), "state_tree_save_ms": save_ms,
+                           "state_root_restart_rehashed": rehashed}
+    for name in wall:
+        times = sorted(wall[name])
+        out[f"state_root_{name}_loop_ms"] = {"mean_ms": statistics.fmean(times), "p50_ms": times[len(times) // 2],
+                                            "p99_ms": times[-1], "calls": len(times),
+                                            "cpu_p50_ms": sorted(cpu[name])[len(times) // 2]}
+    return out
+
+
 def _hex_chars(value: Any) -> int:
     """Characters of hex hashes, keys and signatures in a JSON value (half of them would go
     if they travelled as raw bytes)."""
@@ -291,6 +346,8 @@ def report_checkpoints(c: dict[str, Any], sha_us: float | None) -> None:
     rows = [("state root, reference rebuild", "state_root_reference_ms", None),
             ("state root, cold builder", "state_root_cold_ms", None),
             ("state root, 1% rows changed", "state_root_ms", GOAL_STATE_ROOT_MS),
+            ("state root, cold (restart loop)", "state_root_cold_loop_ms", None),
+            ("state root, after a restart", "state_root_restart_loop_ms", GOAL_STATE_ROOT_MS),
             ("checkpoint body, 400 (detached)", "checkpoint_body_400_authors_ms", None),
             ("checkpoint body, 1,000 (detached)", "checkpoint_body_1000_authors_ms", None),
             ("balance proof (in memory)", "balance_proof_ms", None),
@@ -302,6 +359,10 @@ def report_checkpoints(c: dict[str, Any], sha_us: float | None) -> None:
         shas = f"{f['mean_ms'] * 1000 / sha_us:>9,.0f}" if sha_us else f"{'':>9}"
         print(f"{label:<30}{f['mean_ms']:>10.3f}{f['p50_ms']:>10.3f}{f['p99_ms']:>10.3f}"
               f"{1000 / f['mean_ms']:>11,.0f}{shas}  {verdict}")
+    restart, cold = c["state_root_restart_loop_ms"], c["state_root_cold_loop_ms"]
+    print(f"restart: saved tree {c['state_tree_saved_bytes']:,} B (dumped in {c['state_tree_save_ms']:.1f} ms), "
+          f"{c['state_root_restart_rehashed']:,} leaves rehashed; CPU p50 {restart['cpu_p50_ms']:.1f} ms after a "
+          f"restart vs {cold['cpu_p50_ms']:.1f} ms cold (same loop, interleaved)")
     cb = c["checkpoint_bytes"]
     print(f"checkpoint body: {FRONTIER_INLINE} authors inline {cb['inline']:,} B (event limit 65,536 B); 1,000 authors "
           f"detached {cb['1000_detached']:,} B, its frontier blob {cb['1000_blob']:,} B")

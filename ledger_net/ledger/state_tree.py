@@ -30,7 +30,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import random
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from itertools import chain, compress
 from operator import itemgetter, ne
 from typing import Any, cast
@@ -118,6 +120,20 @@ def _levels(leaf_hashes: list[bytes]) -> list[list[bytes]]:
     return levels
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a build or a restore allocates tens of thousands of
+    small tuples and lists that form no cycles, and the collections their count triggers
+    walk the whole heap (the projections' rows included): about a third of a restore's time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class _Kind:
     """One projection's rows as the last build saw them, in the projection dict's own order:
     while that order is unchanged (no row added or removed), a row's place in the sorted
@@ -149,54 +165,59 @@ class StateBuilder:
         self._values: list[Value] = []
         self._leaves: list[bytes] = []
         self._levels: list[list[bytes]] = [[]]
-        self._index: dict[str, int] = {}
+        self._supply_at = 0  # the supply leaf's index
         self.rehashed = 0  # leaves re-encoded by the last build (for tests and the bench)
-        self._by_key = False  # set by `restore`
 
     def build(self, accounts: Mapping[str, Mapping[str, Any]], reputation: Mapping[str, Mapping[str, Any]],
               supply: Mapping[str, Any] | None = None) -> StateTree:
         """The state tree over these projection rows (`supply` defaults to `supply_of(accounts)`);
         its root equals `StateTree.build(state_entries(accounts, reputation, supply))`'s."""
+        with _collector_paused():
+            return self._build(accounts, reputation, supply)
+
+    def _build(self, accounts: Mapping[str, Mapping[str, Any]], reputation: Mapping[str, Mapping[str, Any]],
+               supply: Mapping[str, Any] | None) -> StateTree:
         totals = supply_of(accounts) if supply is None else supply
         supply_value = tuple(totals.get(f, 0) for f in SUPPLY_FIELDS)
         read = [kind.read(rows) for kind, rows in zip(self._kinds, (accounts, reputation), strict=True)]
         same_order = all(keys == kind.order for kind, (keys, _) in zip(self._kinds, read, strict=True))
-        if self._keys and not self._by_key and same_order:
+        if self._keys and same_order:
             changed: list[tuple[int, Value]] = []
             for kind, (_, values) in zip(self._kinds, read, strict=True):
                 old, places = kind.values, kind.places
                 moved = compress(range(len(values)), map(ne, values, old))  # the rows whose tuple differs, in C
                 changed.extend((places[i], values[i]) for i in moved)
-            at = self._index[SUPPLY_KEY]
+            at = self._supply_at
             if self._values[at] != supply_value:
                 changed.append((at, supply_value))
             self._update(changed)  # raises before it changes anything: the rows are then read again
             for kind, (_, values) in zip(self._kinds, read, strict=True):
                 kind.values = values
         else:
-            prefixed = [[kind.prefix + k for k in keys] for kind, (keys, _) in zip(self._kinds, read, strict=True)]
-            index = self._index
-            found = list(map(index.get, chain(*prefixed)))
-            if index and len(found) + 1 == len(index) and None not in found:  # the same keys in another order
-                places = cast(list[int], found)  # (a restart, a rebuild)
+            found: list[int | None] = []  # each row's leaf in the last build, looked up by the row's own key
+            for kind, (keys, _) in zip(self._kinds, read, strict=True):
+                found.extend(map(dict(zip(kind.order, kind.places, strict=True)).get, keys))
+            if self._keys and len(found) + 1 == len(self._keys) and None not in found:
+                places = cast(list[int], found)  # the same keys in another order (a restart, a rebuild)
                 new = list(chain.from_iterable(values for _, values in read))
                 old = self._values
                 moved = compress(range(len(places)), map(ne, new, map(old.__getitem__, places)))
                 changed = [(places[i], new[i]) for i in moved]
-                at = index[SUPPLY_KEY]
-                if old[at] != supply_value:
-                    changed.append((at, supply_value))
+                if old[self._supply_at] != supply_value:
+                    changed.append((self._supply_at, supply_value))
                 self._update(changed)
+                cut = len(read[0][0])
+                per_kind = [places[:cut], places[cut:]]
             else:
+                prefixed = [[kind.prefix + k for k in keys] for kind, (keys, _) in zip(self._kinds, read, strict=True)]
                 entries: dict[str, Value] = {}
                 for names, (_, values) in zip(prefixed, read, strict=True):
                     entries.update(zip(names, values, strict=True))
                 entries[SUPPLY_KEY] = supply_value
-                self._rebuild(entries)
-            for kind, names, (keys, values) in zip(self._kinds, prefixed, read, strict=True):
-                kind.order, kind.values = keys, values
-                kind.places = list(map(self._index.__getitem__, names))
-        self._by_key = False
+                index = self._rebuild(entries)
+                per_kind = [list(map(index.__getitem__, names)) for names in prefixed]
+            for kind, kind_places, (keys, values) in zip(self._kinds, per_kind, read, strict=True):
+                kind.order, kind.values, kind.places = keys, values, kind_places
         return StateTree(list(self._keys), Tree.from_levels(list(self._leaves), [list(x) for x in self._levels]))
 
     def dump(self) -> bytes:
@@ -220,13 +241,8 @@ class StateBuilder:
         cut short, unsorted, or whose sampled leaves (`checks` of them at random, and the nodes
         above them) do not hash as stored, or whose bytes do not match the digest it carries is
         refused: it never yields a wrong root."""
-        paused = gc.isenabled()
-        gc.disable()  # ~40k small lists and tuples at once: collections would triple the cost
-        try:
+        with _collector_paused():
             return self._restore(data, checks)
-        finally:
-            if paused:
-                gc.enable()
 
     def _restore(self, data: bytes, checks: int) -> str | None:
         try:
@@ -271,10 +287,12 @@ class StateBuilder:
             if not good:
                 return "a sampled leaf or node does not hash as stored"
         self._keys, self._values, self._leaves, self._levels = keys, values, leaves, levels
-        self._index = {k: i for i, k in enumerate(keys)}
-        for kind in self._kinds:
-            kind.order, kind.values, kind.places = [], [], []
-        self._by_key = True  # the next build compares by key, not by each projection's row order
+        self._supply_at = keys.index(SUPPLY_KEY)
+        for kind in self._kinds:  # each kind's rows are a run of the sorted keys
+            lo = bisect_left(keys, kind.prefix)
+            hi = bisect_left(keys, kind.prefix[:-1] + chr(ord(kind.prefix[-1]) + 1))
+            cut = len(kind.prefix)
+            kind.order, kind.values, kind.places = [k[cut:] for k in keys[lo:hi]], values[lo:hi], list(range(lo, hi))
         return None
 
     def _update(self, changed: list[tuple[int, Value]]) -> None:
@@ -294,17 +312,19 @@ class StateBuilder:
                 level[p] = sha(b"\x01" + below[2 * p] + below[2 * p + 1]).digest()
             dirty = parents
 
-    def _rebuild(self, entries: Mapping[str, Value]) -> None:
-        """Keys changed: reuse each unchanged leaf's bytes and hash, rehash every interior node."""
+    def _rebuild(self, entries: Mapping[str, Value]) -> dict[str, int]:
+        """Keys changed: reuse each unchanged leaf's bytes and hash, rehash every interior node.
+        Returns each key's new index."""
         sha = hashlib.sha256
-        old_index, old_values, old_leaves, old_hashes = self._index, self._values, self._leaves, self._levels[0]
+        old_values, old_leaves, old_hashes = self._values, self._leaves, self._levels[0]
         keys = sorted(entries)
         values = [entries[k] for k in keys]
-        if not old_index:  # the first build: every leaf is new
+        if not self._keys:  # the first build: every leaf is new
             leaves = leaves_of(keys, values)
             hashes = [sha(b"\x00" + d).digest() for d in leaves]
             rehashed = len(keys)
         else:
+            old_index = {k: i for i, k in enumerate(self._keys)}
             leaves, hashes, rehashed = [], [], 0
             for key, value in zip(keys, values, strict=True):
                 at = old_index.get(key)
@@ -316,7 +336,9 @@ class StateBuilder:
                     leaves.append(data)
                     hashes.append(sha(b"\x00" + data).digest())
                     rehashed += 1
+        index = {k: i for i, k in enumerate(keys)}
         self._keys, self._values, self._leaves = keys, values, leaves
-        self._index = {k: i for i, k in enumerate(keys)}
+        self._supply_at = index[SUPPLY_KEY]
         self._levels = _levels(hashes)
         self.rehashed = rehashed
+        return index
