@@ -48,8 +48,9 @@ def _code_fingerprint() -> str:
 
 
 def _empty() -> AccountRow:
-    return AccountRow(balance=0, escrow=0, incoming=0, vouchers=0, minted=0, burnt=0, earned=0, spent=0, sent=0,
-                      received=0)
+    row: AccountRow = {"balance": 0, "escrow": 0, "incoming": 0, "vouchers": 0, "minted": 0, "burnt": 0,
+                       "earned": 0, "spent": 0, "sent": 0, "received": 0}
+    return row
 
 
 class BalancesProjection(Projection):
@@ -81,9 +82,11 @@ class BalancesProjection(Projection):
         acct = self.account(account)
         after = acct["balance"] = acct["balance"] + delta
         hash_, ts = event.hash, event.ts
-        self._new_history.append(HistoryRow(offset=offset, part=part, account=account, event_hash=hash_, kind=kind,
-                                            delta=delta, amount=amount, counterparty=counterparty, task_id=task_id,
-                                            reason=reason, ts=ts, balance_after=after))
+        # A literal, not HistoryRow(...): a TypedDict's call costs ~0.6 us more a row on this hot path.
+        row: HistoryRow = {"offset": offset, "part": part, "account": account, "event_hash": hash_, "kind": kind,
+                           "delta": delta, "amount": amount, "counterparty": counterparty, "task_id": task_id,
+                           "reason": reason, "ts": ts, "balance_after": after}
+        self._new_history.append(row)
         # _row_digest's key, from the arguments (one call and eleven lookups fewer per row: a rebuild's hot path)
         key = (f"{account}|{hash_}|{part}|{kind}|{delta}|{amount}|{counterparty}|{task_id}|{reason}|{ts}|"
                f"{after if delta else None}")

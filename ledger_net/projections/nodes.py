@@ -40,8 +40,9 @@ class NodesProjection(Projection):
     def node(self, key: str) -> NodeRow:
         row = self.nodes.get(key)
         if row is None:
-            row = self.nodes[key] = NodeRow(name=key[:16], url=None, node_type="client", status="unknown",
-                                            capabilities="{}", load="{}", events=0, forked_at=None, last_ts=0)
+            row = {"name": key[:16], "url": None, "node_type": "client", "status": "unknown",
+                   "capabilities": "{}", "load": "{}", "events": 0, "forked_at": None, "last_ts": 0}
+            self.nodes[key] = row
         self._dirty.add(key)
         return row
 
@@ -98,7 +99,8 @@ class NodesProjection(Projection):
     def describe(self, key: str) -> NodeInfo:
         """Node `key`'s row with its id and its JSON columns decoded (KeyError if unknown)."""
         row = self.nodes[key]
-        return NodeInfo(node_id=key, name=row["name"], url=row["url"], node_type=row["node_type"],
-                        status=row["status"], events=row["events"], forked_at=row["forked_at"],
-                        last_ts=row["last_ts"], capabilities=orjson.loads(row["capabilities"]),
-                        load=orjson.loads(row["load"]))
+        info: NodeInfo = {"node_id": key, "name": row["name"], "url": row["url"], "node_type": row["node_type"],
+                          "status": row["status"], "events": row["events"], "forked_at": row["forked_at"],
+                          "last_ts": row["last_ts"], "capabilities": orjson.loads(row["capabilities"]),
+                          "load": orjson.loads(row["load"])}
+        return info

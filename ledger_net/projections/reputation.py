@@ -112,8 +112,9 @@ class ReputationProjection(Projection):
         row = self.subjects.get(key)
         if row is None:
             initial = (self.params or ReputationParams()).initial_ppm
-            row = self.subjects[key] = SubjectRow(score_ppm=initial, positive=0, negative=0, quality_sum_ppm=0,
-                                                  feedback_count=0, forked=False)
+            row = {"score_ppm": initial, "positive": 0, "negative": 0, "quality_sum_ppm": 0, "feedback_count": 0,
+                   "forked": False}
+            self.subjects[key] = row
         self._dirty.add(key)
         return row
 
@@ -144,10 +145,11 @@ class ReputationProjection(Projection):
         row["positive" if b["positive"] else "negative"] += 1
         row["quality_sum_ppm"] += b["quality_ppm"]
         row["feedback_count"] += 1
-        self._new_history.append(FeedbackRow(
-            offset=offset, subject=b["subject"], author=event.author, seq=event.seq, event_hash=event.hash,
-            positive=b["positive"], quality_ppm=b["quality_ppm"], weight_ppm=b["weight_ppm"],
-            score_after_ppm=row["score_ppm"], ts=event.ts))
+        feedback: FeedbackRow = {
+            "offset": offset, "subject": b["subject"], "author": event.author, "seq": event.seq,
+            "event_hash": event.hash, "positive": b["positive"], "quality_ppm": b["quality_ppm"],
+            "weight_ppm": b["weight_ppm"], "score_after_ppm": row["score_ppm"], "ts": event.ts}
+        self._new_history.append(feedback)
 
     def fold_scores(self, items: list[Feedback]) -> list[int]:
         """Score after each feedback of `items` (in canonical order), from the initial score."""

@@ -159,9 +159,11 @@ class TasksProjection(Projection):
         b, task_id = event.body, event.body["task_id"]
         key = (task_id, event.author, b["chunk"])
         order = self._by_chunk.setdefault(key, [])
-        self.assignments[event.hash] = AssignmentRow(
-            task_id=task_id, owner=event.author, chunk=b["chunk"], worker=b["worker"], position=len(order),
-            verdict=None, reason=None, verdict_hash=None, ok=None, result_hash=None, error=None, usage=None)
+        assignment: AssignmentRow = {
+            "task_id": task_id, "owner": event.author, "chunk": b["chunk"], "worker": b["worker"],
+            "position": len(order), "verdict": None, "reason": None, "verdict_hash": None, "ok": None,
+            "result_hash": None, "error": None, "usage": None}
+        self.assignments[event.hash] = assignment
         order.append(event.hash)
         self._dirty_assignments.add(event.hash)
         chunk = self._chunk(*key)
@@ -252,17 +254,19 @@ class TasksProjection(Projection):
         cands = self.candidates.setdefault(task_id, {})
         if owner in cands:  # the rules refuse a second submission of an id by one owner
             return
-        cands[owner] = TaskRow(
-            owner=owner, task_type=b["task_type"], status=TaskStatus.PENDING.value, priority=b.get("priority", 1),
-            escrow=b["escrow"], max_price=b["max_price"], paid=0, refund=0, chunks_total=b["chunks"], chunks_done=0,
-            chunks_failed=0, submitted_hash=event.hash, spec=_json(b["spec"]), result=None, result_hash=None,
-            reason=None, submitted_ts=event.ts, finished_ts=None)
+        task: TaskRow = {
+            "owner": owner, "task_type": b["task_type"], "status": TaskStatus.PENDING.value,
+            "priority": b.get("priority", 1), "escrow": b["escrow"], "max_price": b["max_price"], "paid": 0,
+            "refund": 0, "chunks_total": b["chunks"], "chunks_done": 0, "chunks_failed": 0,
+            "submitted_hash": event.hash, "spec": _json(b["spec"]), "result": None, "result_hash": None,
+            "reason": None, "submitted_ts": event.ts, "finished_ts": None}
+        cands[owner] = task
         self._submissions[event.hash] = (task_id, owner)
         self._dirty_tasks.add((task_id, owner))
         for i in range(b["chunks"]):
-            self.owner_chunks[(task_id, owner, i)] = ChunkRow(
-                status=ChunkStatus.OPEN.value, worker=None, price=None, attempts=0, result_hash=None, payment=0,
-                error=None, usage=None)
+            chunk: ChunkRow = {"status": ChunkStatus.OPEN.value, "worker": None, "price": None, "attempts": 0,
+                               "result_hash": None, "payment": 0, "error": None, "usage": None}
+            self.owner_chunks[(task_id, owner, i)] = chunk
             self._dirty_chunks.add((task_id, owner, i))
         self._crown(task_id)
 
