@@ -19,6 +19,9 @@ The randomness: the owner commits, in each assignment, to a secret it keeps
 vectors or samples when it reports, and the owner cannot choose them after seeing the result.
 The verdict reveals the secret and carries :meth:`CheckOutcome.record` (integers, strings and
 booleans only): an auditor checks the secret against the commitment and re-runs the check.
+
+One module, over 400 lines, because the three checks share that seed, commitment and record
+format: an auditor re-running any check reads one file.
 """
 
 from __future__ import annotations
