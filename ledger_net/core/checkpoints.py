@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 Frontier = list[list[Any]]  # sorted [author, size, root hex]
 LIVE_TREE = "applied"  # state_trees row of the live builder
 SAVE_EVERY = 300.0  # seconds between saves of the live state tree after signing (and one on stop)
+FETCH_BACKOFF, FETCH_BACKOFF_MAX = 2.0, 600.0  # seconds before a missing frontier blob is asked for again
+FETCH_TIMEOUT, FETCH_BUDGET = 5.0, 15.0  # seconds per peer, and for all peers, of one such fetch
 
 
 class CheckpointService:
@@ -99,7 +101,8 @@ class CheckpointService:
         # use, then kept by the listener (and forgotten when verdicts change)
         self._cosigs: dict[str, dict[str, Event]] | None = None
         self._frontiers: dict[str, Frontier] = {}  # checkpoint hash -> its detached frontier (a few)
-        self._wanted: set[str] = set()  # detached frontier blobs that waiting checkpoints need
+        # detached frontier blobs that waiting checkpoints need -> (failed fetches, monotonic time of the next try)
+        self._wanted: dict[str, tuple[int, float]] = {}
         ledger.subscribe(self._on_applied, self._on_reset)
         mine = {c.body["checkpoint"] for c in self.checkpoints_cosigned_by(self._me)} if self._me else set()
         self._pending.extend(e.hash for e in reversed(self.checkpoints())
@@ -256,11 +259,24 @@ class CheckpointService:
                 self._frontiers.pop(next(iter(self._frontiers)))
         return list(entries)
 
-    def wanted_frontiers(self) -> list[str]:
-        """Blob hashes of detached frontiers that checkpoints waiting here need (fetch them
-        from peers, then `put_frontier`)."""
+    def wanted_frontiers(self, now: float | None = None) -> list[str]:
+        """Blob hashes of detached frontiers that checkpoints waiting here need and that are
+        due (fetch them from peers, then `put_frontier`, or `frontier_missed` if none had it)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
-            return sorted(self._wanted)
+            return sorted(h for h, (_, due) in self._wanted.items() if due <= now)
+
+    def frontier_missed(self, blob_hash: str, now: float | None = None) -> float:
+        """No peer served a wanted frontier blob: try it again after a backoff that doubles
+        with each miss (FETCH_BACKOFF, at most FETCH_BACKOFF_MAX seconds), so one missing blob
+        costs the witness loop one bounded fetch per backoff, not one per round. Returns the
+        delay."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            misses = self._wanted.get(blob_hash, (0, now))[0] + 1
+            delay = min(FETCH_BACKOFF_MAX, FETCH_BACKOFF * 2 ** min(misses - 1, 30))
+            self._wanted[blob_hash] = (misses, now + delay)
+        return delay
 
     def put_frontier(self, blob_hash: str, data: bytes) -> bool:
         """Keep a fetched detached frontier if its bytes hash to `blob_hash`."""
@@ -268,7 +284,7 @@ class CheckpointService:
             return False
         self.ledger.store.put_blob(blob_hash, data)
         with self._lock:
-            self._wanted.discard(blob_hash)
+            self._wanted.pop(blob_hash, None)
         return True
 
     # ------------------------------------------------------------------ signing
@@ -316,8 +332,11 @@ class CheckpointService:
                     keep.append(h)
                 else:
                     done.append(f"{outcome} {h}")
+            needed = {e.body.get("frontier_blob") for e in map(self.ledger.event, keep) if e is not None}
             with self._lock:
                 self._pending[:0] = keep
+                for blob in set(self._wanted) - needed:  # its checkpoints were judged (or dropped) meanwhile
+                    del self._wanted[blob]
             self._save_if_due()  # a witness builds the tree too
         return done
 
@@ -341,7 +360,7 @@ class CheckpointService:
             if self.ledger.store.get_blob(blob) is not None:
                 return self._judge(checkpoint_hash, "refused: its detached frontier does not match its note")
             with self._lock:
-                self._wanted.add(blob)
+                self._wanted.setdefault(blob, (0, 0.0))  # due now; `frontier_missed` backs it off
             return f"waiting: fetching its detached frontier {blob[:16]}…"
         previous = self._previous(event)
         earlier = self.frontier_of(previous) if previous is not None else None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from ..core.checkpoints import CheckpointService
+from ..core.checkpoints import FETCH_BUDGET, FETCH_TIMEOUT, CheckpointService
 from ..errors import NetworkError, PeerUnavailable, RefusedPeerURL
 from ..ledger.chain import Applied, Ledger
 from ..ledger.datadir import DataDir
@@ -250,13 +250,25 @@ class NodeServer:
             try:
                 for line in await self.run_write(self.checkpoints.tick):
                     log.info("checkpoint: %s", line)
-                for blob in self.checkpoints.wanted_frontiers():  # detached frontiers waiting checkpoints name
-                    sink = _BytesSink(blob)
-                    if await self.fetch_blob(blob, sink, timeout=30.0):
-                        await self.run_write(self.checkpoints.put_frontier, blob, sink.data())
+                for blob in self.checkpoints.wanted_frontiers():  # detached frontiers waiting checkpoints name, due
+                    await self._fetch_frontier(blob)
             except Exception:  # a failed round must not stop the next one
                 log.exception("checkpoint round failed")
             await asyncio.sleep(self.checkpoint_poll)
+
+    async def _fetch_frontier(self, blob: str) -> None:
+        """One bounded try at a wanted frontier blob (FETCH_TIMEOUT per peer, FETCH_BUDGET in
+        all); a miss backs the blob off, so a blob no peer has cannot stall the loop."""
+        assert self.checkpoints is not None
+        sink = _BytesSink(blob)
+        try:
+            got = await asyncio.wait_for(self.fetch_blob(blob, sink, timeout=FETCH_TIMEOUT), FETCH_BUDGET)
+        except TimeoutError:
+            got = False
+        if got and await self.run_write(self.checkpoints.put_frontier, blob, sink.data()):
+            return
+        delay = self.checkpoints.frontier_missed(blob)
+        log.info("checkpoint: no peer served frontier blob %s… yet; next try in %.0f s", blob[:16], delay)
 
     def _on_applied_any_thread(self, applied: list[Applied]) -> None:
         if not self._running or self._loop is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ledger_net import light
-from ledger_net.core.checkpoints import CheckpointService
+from ledger_net.core.checkpoints import FETCH_BACKOFF, FETCH_BACKOFF_MAX, CheckpointService
 from ledger_net.ledger import checkpoint as cp
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.events import MAX_EVENT_BYTES, Event
@@ -145,3 +145,25 @@ def test_frontier_evidence_is_checked_against_the_root():
     assert "does not lead to the root" in cp.check_conflict(a, b, author, [], wrong)
     fake_absence = {"a": leaves["a"], "b": cp.frontier_evidence(moved[:7] + moved[8:], author)}
     assert cp.check_conflict(a, b, author, [], fake_absence).startswith("frontier evidence")
+
+
+def test_a_frontier_blob_no_peer_serves_is_backed_off_not_asked_for_every_round(network):
+    """Issue 14: a missing detached frontier costs the witness loop one bounded fetch per
+    backoff (doubling to FETCH_BACKOFF_MAX), and judging resumes once the blob arrives."""
+    a, b = network
+    made = a.cps.make()
+    blob = made.body["frontier_blob"]
+    b.take(a)
+    assert f"cosigned {made.hash}" not in b.cps.tick()  # it waits for the blob
+    t0 = 1_000_000.0
+    assert b.cps.wanted_frontiers(now=t0) == [blob]
+    delays = [b.cps.frontier_missed(blob, now=t0) for _ in range(12)]
+    assert delays[:4] == [FETCH_BACKOFF, 2 * FETCH_BACKOFF, 4 * FETCH_BACKOFF, 8 * FETCH_BACKOFF]
+    assert delays[-1] == FETCH_BACKOFF_MAX and max(delays) == FETCH_BACKOFF_MAX
+    assert b.cps.wanted_frontiers(now=t0 + FETCH_BACKOFF_MAX - 1) == []  # not due: the loop skips it
+    b.cps.tick()  # still waiting: the backoff is kept, not reset
+    assert b.cps.wanted_frontiers(now=t0 + 1) == []
+    assert b.cps.wanted_frontiers(now=t0 + FETCH_BACKOFF_MAX) == [blob]
+    assert b.cps.put_frontier(blob, a.ledger.store.get_blob(blob))
+    assert b.cps.wanted_frontiers(now=t0 + 10 * FETCH_BACKOFF_MAX) == []
+    assert f"cosigned {made.hash}" in b.cps.tick()
