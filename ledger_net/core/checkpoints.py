@@ -59,8 +59,8 @@ from ..ledger.checkpoint import (
 from ..ledger.encoding import decode
 from ..ledger.events import Event
 from ..ledger.state_tree import StateBuilder
+from ..ledger.tables import cosignatures, meta, state_trees
 from ..ledger.tables import events as events_table
-from ..ledger.tables import state_trees
 from ..projections.balances import BalancesProjection
 from ..projections.reputation import ReputationProjection
 from ..projections.runner import ProjectionRunner
@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 Frontier = list[list[Any]]  # sorted [author, size, root hex]
 LIVE_TREE = "applied"  # state_trees row of the live builder
+COSIGN_MARK = "cosignatures_indexed"  # meta key: the offset up to which `cosignatures` holds the log's
 SAVE_EVERY = 300.0  # seconds between saves of the live state tree after signing (and one on stop)
 FETCH_BACKOFF, FETCH_BACKOFF_MAX = 2.0, 600.0  # seconds before a missing frontier blob is asked for again
 FETCH_TIMEOUT, FETCH_BUDGET = 5.0, 15.0  # seconds per peer, and for all peers, of one such fetch
@@ -97,9 +98,10 @@ class CheckpointService:
         self._saved_at: float | None = None  # monotonic time of the last save; None: not since start
         self._builds = self._saved_builds = 0  # live builds so far, and at the last save
         self.save_every = SAVE_EVERY
-        # checkpoint hash -> witness -> its effective cosignature; read from the log once, on first
-        # use, then kept by the listener (and forgotten when verdicts change)
-        self._cosigs: dict[str, dict[str, Event]] | None = None
+        # cosignatures are looked up in the store's `cosignatures` index, which this service
+        # brings up to the log (from its meta mark) before a lookup once the listener saw new ones
+        self._cosigs_stale = True
+        self._cosigs_from_start = False  # verdicts changed: index the log again from its start
         self._frontiers: dict[str, Frontier] = {}  # checkpoint hash -> its detached frontier (a few)
         # detached frontier blobs that waiting checkpoints need -> (failed fetches, monotonic time of the next try)
         self._wanted: dict[str, tuple[int, float]] = {}
@@ -116,24 +118,59 @@ class CheckpointService:
         with self._lock:
             self._pending.extend(a.event.hash for a in applied if a.event.type == CHECKPOINT_SIGNED
                                  and a.reason is None and a.event.author != self._me)
-            if self._cosigs is not None:
-                for a in applied:
-                    if a.event.type == CHECKPOINT_COSIGNED and a.reason is None:
-                        self._cosigs.setdefault(a.event.body["checkpoint"], {})[a.event.author] = a.event
+            if any(a.event.type == CHECKPOINT_COSIGNED for a in applied):
+                self._cosigs_stale = True
 
     def _on_reset(self) -> None:
-        with self._lock:
-            self._cosigs = None  # verdicts changed: read the effective cosignatures again when asked
+        with self._lock:  # validity is read with each lookup; the log itself may have been re-read
+            self._cosigs_stale = self._cosigs_from_start = True
 
-    def _cosign_index(self) -> dict[str, dict[str, Event]]:
+    def _index_cosignatures(self) -> None:
+        """Bring the store's `cosignatures` index up to the log: every checkpoint.cosigned event
+        after the offset kept in meta (valid or not: the lookup joins `events` for validity)."""
         with self._lock:
-            if self._cosigs is None:
-                index: dict[str, dict[str, Event]] = {}
-                for r in reversed(self._rows(CHECKPOINT_COSIGNED)):  # oldest first: a later one wins
-                    event = Event.from_stored(r.raw, r.sig, r.hash)
-                    index.setdefault(event.body["checkpoint"], {})[event.author] = event
-                self._cosigs = index
-            return self._cosigs
+            if not self._cosigs_stale:
+                return
+            self._cosigs_stale, from_start, self._cosigs_from_start = False, self._cosigs_from_start, False
+        store = self.ledger.store
+        try:
+            mark = 0 if from_start else int(store.get_meta(COSIGN_MARK) or 0)
+            with store.engine.connect() as conn:
+                rows = conn.execute(select(events_table.c.offset, events_table.c.raw, events_table.c.sig,
+                                           events_table.c.hash)
+                                    .where(events_table.c.type == CHECKPOINT_COSIGNED, events_table.c.offset > mark)
+                                    .order_by(events_table.c.offset)).all()
+            if not rows:
+                return
+            found = [Event.from_stored(r.raw, r.sig, r.hash) for r in rows]
+            hashes = [e.hash for e in found]
+            with store.writer(), store.engine.begin() as conn:
+                for start in range(0, len(hashes), 500):
+                    conn.execute(cosignatures.delete().where(cosignatures.c.hash.in_(hashes[start:start + 500])))
+                conn.execute(cosignatures.insert(), [{"hash": e.hash, "checkpoint": str(e.body.get("checkpoint"))[:64],
+                                                      "witness": e.author} for e in found])
+                conn.execute(meta.delete().where(meta.c.key == COSIGN_MARK))
+                conn.execute(meta.insert().values(key=COSIGN_MARK, value=str(rows[-1].offset)))
+        except BaseException:
+            with self._lock:  # try again at the next lookup
+                self._cosigs_stale, self._cosigs_from_start = True, self._cosigs_from_start or from_start
+            raise
+
+    def _cosign_rows(self, checkpoint_hash: str, witness: str | None = None) -> list[Event]:
+        """A checkpoint's effective cosignatures, one per witness (its latest valid one), from the index."""
+        self._index_cosignatures()
+        q = select(events_table.c.raw, events_table.c.sig, events_table.c.hash) \
+            .join(cosignatures, cosignatures.c.hash == events_table.c.hash) \
+            .where(cosignatures.c.checkpoint == checkpoint_hash, events_table.c.valid.is_(True))
+        if witness is not None:
+            q = q.where(cosignatures.c.witness == witness)
+        with self.ledger.store.engine.connect() as conn:
+            rows = conn.execute(q.order_by(events_table.c.offset)).all()
+        latest: dict[str, Event] = {}
+        for r in rows:  # oldest first: a later one of a witness wins
+            event = Event.from_stored(r.raw, r.sig, r.hash)
+            latest[event.author] = event
+        return list(latest.values())
 
     # ------------------------------------------------------------------ state
     def applied_frontier(self) -> tuple[Frontier, StateTree]:
@@ -413,7 +450,7 @@ class CheckpointService:
 
     def _cosigned(self, checkpoint_hash: str) -> bool:
         me = self._me
-        return me is not None and me in self._cosign_index().get(checkpoint_hash, {})
+        return me is not None and bool(self._cosign_rows(checkpoint_hash, me))
 
     # ------------------------------------------------------------------ reading
     def _rows(self, event_type: str, author: str | None = None) -> list[Any]:
@@ -456,10 +493,9 @@ class CheckpointService:
         return matches[0]
 
     def cosignature_events(self, checkpoint_hash: str) -> list[Event]:
-        """Effective cosignatures of a checkpoint, one per witness (a dict lookup: the log is
-        read once, on the first call)."""
-        with self._lock:
-            return list(self._cosign_index().get(checkpoint_hash, {}).values())
+        """Effective cosignatures of a checkpoint, one per witness (an indexed query; the index
+        takes in the cosignatures appended since its last use first)."""
+        return self._cosign_rows(checkpoint_hash)
 
     def cosigned(self, event: Event) -> dict[str, Any]:
         """A checkpoint as a light client takes it: note, signer's signature, cosignatures."""

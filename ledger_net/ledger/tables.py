@@ -147,3 +147,16 @@ state_trees = Table(
     Column("data", LargeBinary, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Which checkpoint each checkpoint.cosigned event cosigns (core/checkpoints.py), by the event's
+# hash, so a checkpoint's cosignatures are one indexed query (joined with `events` for their
+# current validity) instead of a scan of every cosignature. Filled from the log up to the
+# offset kept in meta `cosignatures_indexed`.
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("checkpoint", String(64), nullable=False),
+    Column("witness", String(64), nullable=False),
+)
+Index("ix_cosignatures_checkpoint", cosignatures.c.checkpoint)

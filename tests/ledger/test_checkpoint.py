@@ -7,15 +7,17 @@ from __future__ import annotations
 import random
 
 import pytest
+from sqlalchemy import select
 
 from ledger_net import light
-from ledger_net.core.checkpoints import CheckpointService
+from ledger_net.core.checkpoints import COSIGN_MARK, CheckpointService
 from ledger_net.errors import ProofError
 from ledger_net.ledger import checkpoint as cp
 from ledger_net.ledger.chain import Ledger, RuleViolation
 from ledger_net.ledger.events import Event
 from ledger_net.ledger.identity import Identity
 from ledger_net.ledger.merkle_verify import implied_old_root
+from ledger_net.ledger.tables import cosignatures
 from ledger_net.projections.runner import ProjectionRunner
 
 ALICE = Identity.from_seed(bytes([11]) * 32)
@@ -310,3 +312,30 @@ def test_state_tree_leaves_are_the_canonical_bytes_light_clients_rebuild():
     assert all("earned" not in v for v in entries.values())
     with pytest.raises(ValueError, match="64 bits"):
         cp.state_entries({"ab" * 32: {"balance": 2**63}}, {}, {})
+
+
+def test_cosignatures_come_from_the_stores_index_and_it_takes_in_only_the_new_ones(trio):
+    """Issue 14: a checkpoint's cosigners are an indexed query (table cosignatures, filled up to
+    the offset in meta), not a scan of every cosignature per process: a second service on the
+    same books finds them without re-reading indexed events, and takes in later ones."""
+    a, b, c = trio
+    first = a.cps.make()
+    _sync(a, b, c)
+    assert b.cps.tick() == [f"cosigned {first.hash}"]
+    a.take(b)
+    assert {e.author for e in a.cps.cosignature_events(first.hash)} == {BOB.node_id}
+    store = a.ledger.store
+    mark = int(store.get_meta(COSIGN_MARK))
+    assert mark == store.offset_of(next(e.hash for e in a.cps.checkpoints_cosigned_by(BOB.node_id)))
+    with store.engine.begin() as conn:  # a row only the index holds: a rescan of the log would drop it
+        conn.execute(cosignatures.update().values(witness="kept"))
+    again = CheckpointService(a.ledger, a.runner)  # a restart: nothing in memory
+    assert [e.author for e in again.cosignature_events(first.hash)] == [BOB.node_id]
+    with store.engine.connect() as conn:
+        assert conn.execute(select(cosignatures.c.witness)).scalars().all() == ["kept"]
+    c.take(a)
+    assert c.cps.tick() == [f"cosigned {first.hash}"]
+    a.take(c)  # the listener marks the index stale; the next lookup takes in carol's cosignature
+    assert {e.author for e in again.cosignature_events(first.hash)} == {BOB.node_id, CAROL.node_id}
+    assert int(store.get_meta(COSIGN_MARK)) > mark
+    assert again.cosigned(first)["cosignatures"] and not again.cosignature_events("00" * 32)
