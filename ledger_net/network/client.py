@@ -35,6 +35,9 @@ MAX_RESPONSE = 64 << 20  # bytes of one JSON answer
 MAX_LINE = 2 << 20  # bytes of one NDJSON line
 
 
+BLOB_READ_BUFFER = 4 << 20
+
+
 class PeerRefused(NetworkError):
     """The peer answered with an HTTP error (its `{"error": {...}}` is in `code`/`message`)."""
 
@@ -175,8 +178,10 @@ class PeerClient:
         caller hashes them as they come and checks the hash at the end."""
         url = f"{self.url}{API}/blobs/{hash_}"
         try:
+            # A big read buffer: a 32 MiB operand arrives in a few hundred wake-ups of the loop,
+            # not thousands (the default 64 KiB buffer pauses and resumes the socket per 128 KiB).
             async with self.session.get(url, headers=self._headers(), timeout=self.timeout,
-                                        allow_redirects=False) as resp:
+                                        allow_redirects=False, read_bufsize=BLOB_READ_BUFFER) as resp:
                 if resp.status == 404:
                     return False
                 if resp.status >= 400:
