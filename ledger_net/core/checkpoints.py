@@ -106,6 +106,7 @@ class CheckpointService:
         # detached frontier blobs that waiting checkpoints need -> (failed fetches, monotonic time of the next try)
         self._wanted: dict[str, tuple[int, float]] = {}
         ledger.subscribe(self._on_applied, self._on_reset)
+        self._restore_state()
         mine = {c.body["checkpoint"] for c in self.checkpoints_cosigned_by(self._me)} if self._me else set()
         self._pending.extend(e.hash for e in reversed(self.checkpoints())
                              if e.author != self._me and e.hash not in mine)
@@ -193,18 +194,24 @@ class CheckpointService:
         build starts from the tree saved before the last stop (`save_state`), if any."""
         if builder is not None:
             return builder.build(balances.accounts, reputation.subjects)
+        self._restore_state()  # done at start already: a no-op
         with self._build_lock:
-            if not self._restored:
-                self._restored = True
-                self._restore_state()
             self._builds += 1
             return self._builder.build(balances.accounts, reputation.subjects)
 
     def _restore_state(self) -> None:
-        with self.ledger.store.engine.connect() as conn:
-            data = conn.execute(select(state_trees.c.data).where(state_trees.c.name == LIVE_TREE)).scalar()
-        if data is not None:
-            why = self._builder.restore(bytes(data))
+        """Offer the live builder the tree saved before the last stop, once (at start, so that
+        the first checkpoint pays only for the rows changed since)."""
+        with self._build_lock:
+            if self._restored:
+                return
+            self._restored = True
+            try:
+                with self.ledger.store.engine.connect() as conn:
+                    data = conn.execute(select(state_trees.c.data).where(state_trees.c.name == LIVE_TREE)).scalar()
+                why = None if data is None else self._builder.restore(bytes(data))
+            except Exception as exc:  # a cache: never keeps a node from starting
+                why = f"{type(exc).__name__}: {exc}"
             if why is not None:
                 log.warning("the saved checkpoint state tree is not used (%s): building it in full", why)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import update
+from sqlalchemy import create_engine, update
 
 from ledger_net.core.checkpoints import LIVE_TREE, CheckpointService
 from ledger_net.ledger.chain import Ledger
@@ -55,15 +55,17 @@ def test_the_first_checkpoint_after_a_restart_rehashes_only_what_changed(tmp_pat
         led.close()
 
     for damage in (lambda data: data[:-1] + bytes([data[-1] ^ 1]), lambda data: b"not a tree"):
-        led, runner, cps = _open(url)
+        engine = create_engine(url)
+        with engine.begin() as conn:  # damaged while the node is down
+            data = conn.execute(state_trees.select()).one().data
+            conn.execute(update(state_trees).where(state_trees.c.name == LIVE_TREE).values(data=damage(data)))
+        engine.dispose()
+        with caplog.at_level(logging.WARNING, logger="ledger_net.core.checkpoints"):
+            caplog.clear()
+            led, runner, cps = _open(url)  # the saved tree is offered to the builder at start
         try:
-            with led.store.engine.begin() as conn:
-                data = conn.execute(state_trees.select()).one().data
-                conn.execute(update(state_trees).where(state_trees.c.name == LIVE_TREE).values(data=damage(data)))
-            with caplog.at_level(logging.WARNING, logger="ledger_net.core.checkpoints"):
-                caplog.clear()
-                _, state = cps.applied_frontier()
             assert "saved checkpoint state tree is not used" in caplog.text
+            _, state = cps.applied_frontier()
             assert cps._builder.rehashed == state.tree.size  # a full build
             assert state.tree.root == _reference(cps)
             cps.save_state()  # the next open restores again
