@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self, TypeVar, cast
 
-from sqlalchemy import Connection, Index, delete, select, tuple_
+from sqlalchemy import Connection, Index, delete, literal, select, tuple_
 
 from ..faults import crash_point
 from ..ledger import encoding
@@ -142,6 +142,9 @@ class ProjectionRunner(ProjectionSet):
         if getattr(self.ledger, "verdicts_changed", False):
             self.rebuild()  # stored verdicts were re-judged on open: fold every projection anew
             return
+        if self._nothing_stored():  # a first start: the whole log is folded the way a rebuild folds it
+            self.rebuild()
+            return
         loaded = load_stored(self.ledger, self.projections, self.context(), self._flush_loaded, self.fold_batch)
         self._offset = loaded.offset
         if loaded.problems:
@@ -155,6 +158,16 @@ class ProjectionRunner(ProjectionSet):
             log.warning("rebuilding projection(s) %s from the log: writing the folded tail failed (%s: %s)",
                         ", ".join(p.name for p in self.projections), type(exc).__name__, exc)
             self.rebuild()
+
+    def _nothing_stored(self) -> bool:
+        """No checkpoint and no row of any of these projections is stored (rows without a
+        checkpoint are a problem `load_stored` names before they are rebuilt)."""
+        names = [p.name for p in self.projections]
+        with self.ledger.store.engine.connect() as conn:
+            if conn.execute(select(checkpoints.c.name).where(checkpoints.c.name.in_(names)).limit(1)).first():
+                return False
+            return not any(conn.execute(select(literal(1)).select_from(table).limit(1)).first()
+                           for p in self.projections for table in p.tables)
 
     # ---------------------------------------------------------------- folding
     def _on_applied(self, applied: list[Applied]) -> None:
