@@ -219,7 +219,8 @@ class CheckpointService:
         """Keep the live builder's last tree in the store, so the first checkpoint after a
         restart rehashes only the rows changed since (table state_trees). Only if it built
         since the last save and, unless `force`, `save_every` seconds passed since then (or none
-        was made since start). Returns whether it saved."""
+        was made since start). Returns whether it saved; a failure is one warning, never an
+        error (the tree is a cache: without it the next start builds in full)."""
         now = time.monotonic()
         if not force and self._saved_at is not None and now - self._saved_at < self.save_every:
             return False
@@ -229,17 +230,19 @@ class CheckpointService:
         if not data:
             return False
         store = self.ledger.store
-        with store.writer(), store.engine.begin() as conn:
-            conn.execute(state_trees.delete().where(state_trees.c.name == LIVE_TREE))
-            conn.execute(state_trees.insert().values(name=LIVE_TREE, data=data, created_at=int(time.time() * 1000)))
+        try:
+            with store.writer(), store.engine.begin() as conn:
+                conn.execute(state_trees.delete().where(state_trees.c.name == LIVE_TREE))
+                conn.execute(state_trees.insert().values(name=LIVE_TREE, data=data,
+                                                         created_at=int(time.time() * 1000)))
+        except Exception as exc:
+            log.warning("could not save the checkpoint state tree: %s: %s", type(exc).__name__, exc)
+            return False
         self._saved_at, self._saved_builds = now, builds
         return True
 
     def _save_if_due(self) -> None:
-        try:
-            self.save_state(force=False)
-        except Exception as exc:  # a cache: a failed save costs the next restart a full build
-            log.warning("could not save the checkpoint state tree: %s: %s", type(exc).__name__, exc)
+        self.save_state(force=False)
 
     def _remember(self, state: StateTree) -> None:
         with self._lock:
