@@ -7,7 +7,9 @@ node's store and projections. Three jobs:
   projections have folded (offset <= the runner's offset), whose per-author sizes come from
   the store, and whose state is read from the projections in memory under their lock. No
   replay: the frontier is what the node holds. The state tree is kept by a `StateBuilder`
-  between checkpoints, so each one rehashes only the rows changed since the last. `tick`
+  between checkpoints, so each one rehashes only the rows changed since the last, and saved
+  in the store (`save_state`, table state_trees) to be restored when the service starts,
+  so the first checkpoint after a restart does too. `tick`
   signs one every `every_events` events or `every_seconds` seconds (both off by default).
 * **Witnessing.** A checkpoint of another signer is cosigned only once verified: this node
   holds every author at the checkpoint's size with the same author root, recomputes the
@@ -18,12 +20,14 @@ node's store and projections. Three jobs:
 * **Proofs.** Balance (or absence), event and author-consistency proofs against a checkpoint,
   with its cosignatures, in the JSON forms `ledger_net.light` verifies (format 1; the HTTP
   routes and the CLI send them in format 2, `ledger.proof_codec`). A checkpoint's cosignatures
-  come from an index kept by the ledger's listener, read from the log once.
+  are an indexed query (table cosignatures, brought up to the log before a lookup).
 
 A frontier of more than `checkpoint.FRONTIER_INLINE` authors is detached: the signer keeps it
 as a blob, and a witness waits for it (`wanted_frontiers`; the node server fetches it from
-peers and hands it to `put_frontier`), checks it against the note, then judges as above.
-Over 400 lines: the three jobs share the frontier, state and cosignature caches.
+peers and hands it to `put_frontier`, backing a missed blob off: `frontier_missed`), checks it
+against the note, then judges as above.
+Over 400 lines: the three jobs share the frontier, state and cosignature caches and the
+live state tree (its save and restore included).
 """
 
 from __future__ import annotations
