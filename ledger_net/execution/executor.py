@@ -147,6 +147,9 @@ class ChunkExecutor:
             result = rename_refs(result, names)
             result_blobs = {names.get(ref, ref): blob for ref, blob in result_blobs.items()}
         if any(is_unnamed(ref) for ref in blob_refs(result)):
+            for blob in result_blobs.values():
+                if isinstance(blob, FileBlob):
+                    blob.discard()
             return ChunkOutcome(False, error="the worker's result names a result file it did not leave")
         return ChunkOutcome(True, result=result, blobs=result_blobs)
 
