@@ -6,6 +6,8 @@
     python bench/append_profile.py batch --events 20000
     python bench/append_profile.py ingest --events 20000
     python bench/append_profile.py single --py-spy     # sampled by py-spy instead (no tracing overhead)
+    python bench/append_profile.py single --commits --events 6000   # every commit timed, WAL
+                                                       # checkpoints by the writer vs the store's thread
 
 `single` appends one event per commit on a SQLite file in a temp dir, `batch` appends in
 batches of 500, `ingest` ingests a generated economy (bench/ledger_bench.py's make_economy)
@@ -118,14 +120,59 @@ def py_spy(mode: str, n: int) -> None:
         print(f"  {100 * count / total:5.1f}%  {frame}")
 
 
+def commits(n: int, trials: int = 3) -> None:
+    """Time every commit of `n` one-event appends, the writer checkpointing the WAL itself
+    (auto-checkpoint at 1,000 pages, as before ledger/store/wal.py) and the store's thread
+    doing it, alternating, `trials` times each."""
+    import statistics
+
+    def trial(background: bool) -> str:
+        with tempfile.TemporaryDirectory(prefix="ledger-profile-") as tmp:
+            ledger, _ = setup("single", n, tmp)
+            store = ledger.store
+            if not background:
+                store.wal = None
+                store._writer = store.engine.raw_connection()
+                store._writer.cursor().execute("PRAGMA wal_autocheckpoint=1000")
+            raw, times = store._writer, []
+
+            class Timed:  # the writer's connection, its commit timed
+                def __getattr__(self, name: str) -> object:
+                    return getattr(raw, name)
+
+                def commit(self) -> None:
+                    start = time.perf_counter()
+                    raw.commit()
+                    times.append(time.perf_counter() - start)
+
+            store._writer = Timed()
+            start, cpu = time.perf_counter(), time.process_time()
+            hot_loop("single", ledger, n, [])
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            store._writer = raw
+            ledger.close()
+        times.sort()
+        return (f"{n / wall:7,.0f}/s {n / cpu:7,.0f}/CPU-s  commit median {times[n // 2] * 1e6:4.0f} us, "
+                f"mean {statistics.mean(times) * 1e6:4.0f} us, p99 {times[int(n * 0.99)] * 1e3:5.2f} ms; "
+                f"commits {100 * sum(times) / wall:3.0f} % of the time")
+
+    for _ in range(trials):
+        for background in (False, True):
+            print(f"{'store thread' if background else 'writer     '}  {trial(background)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["single", "batch", "ingest"])
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--py-spy", action="store_true", help="sample with py-spy instead of cProfile")
+    parser.add_argument("--commits", action="store_true",
+                        help="single only: time every commit, WAL checkpoints by the writer vs the store's thread")
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)  # the py-spy child
     args = parser.parse_args()
-    if args.py_spy:
+    if args.commits:
+        commits(args.events)
+    elif args.py_spy:
         py_spy(args.mode, args.events)
     else:
         run(args.mode, args.events, profile=not args.plain)
