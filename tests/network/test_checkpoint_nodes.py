@@ -165,3 +165,37 @@ async def test_a_thousand_author_frontier_travels_as_a_blob_and_is_cosigned(tmp_
         assert verdict.ok, verdict
     finally:
         await stop_all(nodes)
+
+
+async def test_a_frontier_blob_no_peer_has_is_backed_off_then_fetched_once_served(tmp_path):
+    """A checkpoint names a detached frontier its signer does not serve yet: the witness's loop
+    misses it and backs it off (instead of asking every peer every round), then fetches it once
+    the signer holds it, and cosigns."""
+    from ledger_net.ledger.identity import Identity
+
+    nodes = await start_cluster(tmp_path, 2, **FAST_CHECKPOINTS)
+    try:
+        n0, n1 = nodes
+        authors = [Identity.from_seed(i.to_bytes(4, "big") * 8) for i in range(1, 301)]
+        joined = [Event.create(who, net=n0.ledger.net, seq=1, prev=None, type="node.joined", body={"name": f"y{i}"},
+                               ts=1) for i, who in enumerate(authors)]
+        await n0.server.run_write(n0.ledger.ingest, joined)
+        await wait_until(lambda: n1.ledger.store.count() == n0.ledger.store.count(), timeout=60,
+                         what="the 300 authors replicated")
+        service = n0.server.checkpoints
+        frontier, state = await n0.server.run_write(service.applied_frontier)
+        body = cp.make_body(net=n0.ledger.net, signer=n0.id, sign=n0.ledger.identity.sign, frontier=frontier,
+                            state=state, ts=1)
+        blob, data = cp.detached_frontier(cp.sorted_frontier(frontier))
+        assert body["frontier_blob"] == blob and n0.ledger.store.get_blob(blob) is None
+        made = await n0.append(cp.CHECKPOINT_SIGNED, body)  # the blob kept nowhere yet
+        witness = n1.server.checkpoints
+        await wait_until(lambda: witness._wanted.get(blob, (0, 0.0))[0] >= 1, timeout=30,
+                         what="n1 missed the blob once")
+        assert not witness.cosignature_events(made.hash)
+        await n0.server.run_write(n0.ledger.store.put_blob, blob, data)
+        await wait_until(lambda: witness.cosignature_events(made.hash), timeout=30,
+                         what="n1 fetched the blob after its backoff and cosigned")
+        assert blob not in witness._wanted
+    finally:
+        await stop_all(nodes)
