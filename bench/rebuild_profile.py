@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Where a projection rebuild's time goes: the top-20 tables of docs/performance.md
+("Rebuilds, verify and audit at scale").
+
+    python bench/rebuild_profile.py                    # 100k events, cProfile top 20 by own time
+    python bench/rebuild_profile.py --events 1000000 --no-profile --repeat 1
+
+Needs the cached ledgers of bench/scale_bench.py (run it once with `--build-only` to build
+them). The ledger is copied to a temp dir, its projections are caught up
+(`ProjectionRunner(ledger)`), then `runner.rebuild()` runs `--repeat` times. Each run prints
+its wall and CPU rate (`time.process_time`: on a shared machine the wall time also counts the
+other jobs' turns on the cores) and whether the rebuilt state hash equals the caught-up one.
+With the profile on, the first rebuild is profiled on CPU time; cProfile slows pure-Python
+code more than C calls, so its shares flatter the Python side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger_net.ledger.chain import Ledger  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.ledger.store import sqlite_url  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.projections.runner import ProjectionRunner  # noqa: E402 -- after sys.path gets this checkout
+
+CACHE = Path.home() / ".cache" / "ledger_net" / "scale_bench"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="size of the cached ledger")
+    parser.add_argument("--cache-dir", type=Path, default=CACHE)
+    parser.add_argument("--repeat", type=int, default=2, help="rebuilds (the first is profiled)")
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args(argv)
+    cached = args.cache_dir / f"economy-g1-{args.events}-u10000-s7.sqlite"
+    if not cached.exists():
+        sys.exit(f"error: no cached ledger {cached}: run bench/scale_bench.py --sizes {args.events} --build-only")
+    with tempfile.TemporaryDirectory(prefix="rebuild-profile-") as tmp:
+        db = Path(tmp) / "ledger.sqlite"
+        shutil.copyfile(cached, db)
+        ledger = Ledger.open(sqlite_url(db), snapshot_on_close=False)
+        try:
+            runner = ProjectionRunner(ledger)
+            want = runner.state_hash()
+            for trial in range(args.repeat):
+                profile = cProfile.Profile(time.process_time) if trial == 0 and not args.no_profile else None
+                wall, cpu = time.perf_counter(), time.process_time()
+                if profile is not None:
+                    profile.enable()
+                runner.rebuild()
+                if profile is not None:
+                    profile.disable()
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                n = ledger.store.last_offset()
+                print(f"rebuild of {n:,} events{' (profiled)' if profile else ''}: wall {wall:.2f} s "
+                      f"({n / wall:,.0f}/s), CPU {cpu:.2f} s ({n / cpu:,.0f}/s), same state hash: "
+                      f"{runner.state_hash() == want}")
+                if profile is not None:
+                    out = io.StringIO()
+                    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
+                    print(out.getvalue())
+        finally:
+            ledger.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
