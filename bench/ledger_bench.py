@@ -2,8 +2,10 @@
 """Ledger throughput benchmark: appends, foreign ingests and projection rebuilds on
 SQLite (a WAL file in a temp dir) and PostgreSQL, each beside baselines measured in
 the same run (raw PyNaCl sign/verify rates, one thread, and a plain sqlite3
-`executemany` of comparable rows).
+`executemany` of comparable rows), with 1, 8 and 64 concurrent appenders sharing commits
+(the group commit) beside the one-commit figure.
 
+    pip install -e .[postgres]                   # psycopg, for the PostgreSQL figures (SQLite needs nothing more)
     python bench/ledger_bench.py                 # default sizes, a few minutes
     python bench/ledger_bench.py --quick         # small counts, a smoke run
     python bench/ledger_bench.py --json          # machine-readable result on stdout

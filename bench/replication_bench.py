@@ -3,6 +3,7 @@ HTTP (every event parsed, hash-checked, signature-verified, rule-checked, stored
 projected), feed read events/s (HTTP + JSON only), and the raw single-thread PyNaCl
 verify rate measured in the same run, with the ratio replication / verify.
 
+    pip install -e .                             # nothing beyond the package itself
     python bench/replication_bench.py            # 100,000 events
     python bench/replication_bench.py --quick    # 10,000 events
 
