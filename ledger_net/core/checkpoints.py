@@ -111,9 +111,7 @@ class CheckpointService:
         self._wanted: dict[str, tuple[int, float]] = {}
         ledger.subscribe(self._on_applied, self._on_reset)
         self._restore_state()
-        mine = {c.body["checkpoint"] for c in self.checkpoints_cosigned_by(self._me)} if self._me else set()
-        self._pending.extend(e.hash for e in reversed(self.checkpoints())
-                             if e.author != self._me and e.hash not in mine)
+        self._pending.extend(self._not_cosigned())
 
     @property
     def _me(self) -> str | None:
@@ -448,10 +446,22 @@ class CheckpointService:
 
     def _previous(self, event: Event) -> Event | None:
         """The signer's latest effective checkpoint before `event` that this node holds."""
-        for other in self.checkpoints(event.author):
-            if other.seq < event.seq:
-                return other
-        return None
+        found = self._rows(CHECKPOINT_SIGNED, event.author, before_seq=event.seq, limit=1)
+        return Event.from_stored(found[0].raw, found[0].sig, found[0].hash) if found else None
+
+    def _not_cosigned(self) -> list[str]:
+        """Effective checkpoints of others this node has no effective cosignature of, oldest
+        first (what a witness judges when it starts): one query over the cosignatures index."""
+        me = self._me
+        q = select(events_table.c.hash).where(events_table.c.type == CHECKPOINT_SIGNED,
+                                              events_table.c.valid.is_(True))
+        if me is not None:
+            self._index_cosignatures()
+            mine = select(cosignatures.c.checkpoint).join(events_table, events_table.c.hash == cosignatures.c.hash) \
+                .where(cosignatures.c.witness == me, events_table.c.valid.is_(True))
+            q = q.where(events_table.c.author != me, events_table.c.hash.not_in(mine))
+        with self.ledger.store.engine.connect() as conn:
+            return list(conn.execute(q.order_by(events_table.c.offset)).scalars())
 
     def _root_at(self, author: str, size: int) -> bytes | None:
         return self.ledger.store.author_root(author, size) if self.ledger.head(author)[0] >= size else None
@@ -467,28 +477,39 @@ class CheckpointService:
         return me is not None and bool(self._cosign_rows(checkpoint_hash, me))
 
     # ------------------------------------------------------------------ reading
-    def _rows(self, event_type: str, author: str | None = None) -> list[Any]:
+    def _rows(self, event_type: str, author: str | None = None, *, before_seq: int | None = None,
+              prefix: str | None = None, limit: int | None = None) -> list[Any]:
+        """Effective events of a type, newest first: of `author`, below `before_seq`, whose hash
+        starts with `prefix` (lowercase hex), at most `limit` of them; all in the query."""
         q = select(events_table.c.offset, events_table.c.raw, events_table.c.sig, events_table.c.hash) \
             .where(events_table.c.type == event_type, events_table.c.valid.is_(True))
         if author is not None:
             q = q.where(events_table.c.author == author)
+        if before_seq is not None:
+            q = q.where(events_table.c.seq < before_seq)
+        if prefix is not None:  # a range over the hash index: hex digits all sort below "g"
+            q = q.where(events_table.c.hash >= prefix, events_table.c.hash < prefix + "g")
+        q = q.order_by(events_table.c.offset.desc())
+        if limit is not None:
+            q = q.limit(limit)
         with self.ledger.store.engine.connect() as conn:
-            return list(conn.execute(q.order_by(events_table.c.offset.desc())).all())
+            return list(conn.execute(q).all())
 
     def checkpoints_cosigned_by(self, witness: str) -> list[Event]:
         """Effective cosignatures `witness` made, newest first."""
         return [Event.from_stored(r.raw, r.sig, r.hash) for r in self._rows(CHECKPOINT_COSIGNED, witness)]
 
-    def checkpoints(self, signer: str | None = None) -> list[Event]:
-        """Effective checkpoints this node holds, newest first (of `signer` when given)."""
-        return [Event.from_stored(r.raw, r.sig, r.hash) for r in self._rows(CHECKPOINT_SIGNED, signer)]
+    def checkpoints(self, signer: str | None = None, limit: int | None = None) -> list[Event]:
+        """Effective checkpoints this node holds, newest first (of `signer` when given; the
+        newest `limit` when given)."""
+        return [Event.from_stored(r.raw, r.sig, r.hash) for r in self._rows(CHECKPOINT_SIGNED, signer, limit=limit)]
 
     def latest(self, signer: str | None = None) -> Event | None:
         """The newest effective checkpoint (of `signer`, else this node's own, else anyone's)."""
-        found = self.checkpoints(signer or self._me)
+        found = self._rows(CHECKPOINT_SIGNED, signer or self._me, limit=1)
         if not found and signer is None:
-            found = self.checkpoints()
-        return found[0] if found else None
+            found = self._rows(CHECKPOINT_SIGNED, limit=1)
+        return Event.from_stored(found[0].raw, found[0].sig, found[0].hash) if found else None
 
     def _offset_of(self, event: Event) -> int:
         return self.ledger.store.offset_of(event.hash) or 0
@@ -501,7 +522,9 @@ class CheckpointService:
                 raise NodeError("no checkpoint yet: make one with `ledger-net checkpoint --make`")
             return found
         ref = ref.lower()
-        matches = [e for e in self.checkpoints() if e.hash.startswith(ref)] if len(ref) >= 4 else []
+        hexits = len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref)
+        matches = [Event.from_stored(r.raw, r.sig, r.hash)
+                   for r in self._rows(CHECKPOINT_SIGNED, prefix=ref, limit=2)] if hexits else []
         if len(matches) != 1:
             raise NodeError(f"{ref[:64]!r} names {'no' if not matches else 'more than one'} checkpoint here")
         return matches[0]

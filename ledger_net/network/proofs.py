@@ -61,7 +61,7 @@ class _Routes:
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
             raise ApiError(400, "bad_parameter", "limit is an integer 1..1000")
         return {"checkpoints": await _run(lambda: [self.service.describe(e)
-                                                    for e in self.service.checkpoints(signer)[:int(raw)]])}
+                                                    for e in self.service.checkpoints(signer, int(raw))])}
 
     async def checkpoint(self, request: web.Request) -> Any:
         ref = _ref(request.match_info["ref"], "ref")

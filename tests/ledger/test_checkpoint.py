@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ledger_net import light
 from ledger_net.core.checkpoints import COSIGN_MARK, CheckpointService
-from ledger_net.errors import ProofError
+from ledger_net.errors import NodeError, ProofError
 from ledger_net.ledger import checkpoint as cp
 from ledger_net.ledger.chain import Ledger, RuleViolation
 from ledger_net.ledger.events import Event
@@ -339,3 +339,25 @@ def test_cosignatures_come_from_the_stores_index_and_it_takes_in_only_the_new_on
     assert {e.author for e in again.cosignature_events(first.hash)} == {BOB.node_id, CAROL.node_id}
     assert int(store.get_meta(COSIGN_MARK)) > mark
     assert again.cosigned(first)["cosignatures"] and not again.cosignature_events("00" * 32)
+
+
+def test_a_witness_starting_takes_up_only_the_checkpoints_it_has_not_cosigned(trio):
+    """What a service judges when it starts (one query over the cosignatures index), and the
+    lookups that read one checkpoint, not all of them: latest, previous, a hash prefix."""
+    a, b, _ = trio
+    first = a.cps.make()
+    b.take(a)
+    assert b.cps.tick() == [f"cosigned {first.hash}"]
+    a.ledger.append("credit.transfer", {"to": BOB.node_id, "amount": 1})
+    second = a.cps.make()
+    b.take(a)
+    restarted = CheckpointService(b.ledger, b.runner)
+    assert restarted._pending == [second.hash]
+    assert restarted.latest(ALICE.node_id).hash == second.hash and restarted.latest().hash == second.hash
+    assert restarted._previous(second).hash == first.hash and restarted._previous(first) is None
+    assert restarted.resolve(second.hash[:10].upper()).hash == second.hash
+    assert [e.hash for e in restarted.checkpoints(limit=1)] == [second.hash]
+    for bad in ("zzzz", "ab%", first.hash[:3]):
+        with pytest.raises(NodeError, match="names no checkpoint"):
+            restarted.resolve(bad)
+    assert restarted.tick() == [f"cosigned {second.hash}"]
