@@ -9,14 +9,19 @@ exists once its assignment is signed, a chunk is settled once its payment is, a 
 closed once its closing event is. Within one step the policy counts what it has just decided
 (load per worker, replicas per chunk, payments before a refund) itself.
 
-Over 400 lines on purpose: the observing table and the acting steps (route, advance, reassign,
-assign) share one ``OwnerState`` and are read together; the verdicts live in results.py and the
-trust arithmetic in compute/trust.py already.
+Which tasks a look takes up is kept in indexes maintained as events arrive (``OwnerState``: tasks
+with assignments out, tasks in their quote window, blocked tasks queued per routing question), so a
+look costs what changed, not the number of tasks owned (issue 13: a burst of n tasks was O(n²)).
+
+Over 400 lines on purpose: the observing table, those indexes and the acting steps (route,
+advance, reassign, assign) share one ``OwnerState`` and are read together; the verdicts live in
+results.py and the trust arithmetic in compute/trust.py already.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,6 +42,11 @@ from .owner import Attempt, Bid, ChunkWork, OwnedTask
 log = logging.getLogger(__name__)
 
 TICK = 0.05
+# Every SWEEP the owner looks at every task it owns (and asks the ledger whether each is still
+# open): a safety net for what no event announces. Between sweeps it looks only at the tasks an
+# event touched, those whose quote window or deadline may have passed (per TICK), and the blocked
+# ones once capacity frees up, so a burst of n tasks costs O(n), not O(n) per look.
+SWEEP = 1.0
 # The owner waits this long beyond a chunk's timeout before it gives up on the worker: the
 # worker's sandbox enforces the timeout itself and its report (with the precise reason, e.g.
 # "cpu time limit exceeded") still has to travel; giving up at the same instant races it.
@@ -75,9 +85,21 @@ class OwnerState:
     me: str
     owned: dict[str, OwnedTask] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)  # owned tasks an event touched since the last look
-    blocked: set[str] = field(default_factory=set)  # owned tasks that found every usable worker full
+    # Owned tasks that found every usable worker full, by the routing question that found them so
+    # (oldest first): when capacity frees up, each question's oldest task is looked at, and the next
+    # only if that one got its workers, so a wake-up costs what it assigns, not the queue's length.
+    blocked: dict[Any, OrderedDict[str, None]] = field(default_factory=dict)
+    blocked_on: dict[str, Any] = field(default_factory=dict)
+    waking: str | None = None  # the blocked task whose turn it is (it may route past the queue)
     capacity_freed: bool = False
-    next_scan: float = 0.0
+    next_scan: float = 0.0  # the next sweep over every owned task
+    next_tick: float = 0.0  # the next look at the quoting tasks and deadlines
+    # The open-task index, kept as events arrive: tasks with assignments out (their load and deadlines
+    # are all a look must walk), and tasks still in their quote window. A task leaves every index
+    # when it completes, fails or is cancelled (``forget``).
+    out: dict[str, None] = field(default_factory=dict)
+    quoting: dict[str, None] = field(default_factory=dict)
+    expired: set[str] = field(default_factory=set)  # tasks with an attempt past its deadline (this look)
     # Per look: open load per worker, and routing questions that found every worker full.
     tick_load: dict[str, int] | None = None
     tick_full: set[tuple[Any, ...]] = field(default_factory=set)
@@ -93,16 +115,51 @@ class OwnerState:
         if frees_capacity:
             self.capacity_freed = True
 
+    def forget(self, task_id: str) -> None:
+        """A closed task leaves the owner's memory and every index: the ledger keeps its story."""
+        self.owned.pop(task_id, None)
+        for index in (self.out, self.quoting):
+            index.pop(task_id, None)
+        self.dirty.discard(task_id)
+        self.expired.discard(task_id)
+        self.unblock(task_id)
+
+    def block(self, task_id: str, question: Any) -> None:
+        """``task_id`` waits for capacity on ``question``; a task blocked again keeps its turn."""
+        old = self.blocked_on.get(task_id)
+        if old is not None and old != question:
+            self.unblock(task_id)
+        group = self.blocked.setdefault(question, OrderedDict())
+        if task_id not in group:
+            group[task_id] = None
+        self.blocked_on[task_id] = question
+
+    def unblock(self, task_id: str) -> None:
+        question = self.blocked_on.pop(task_id, None)
+        group = self.blocked.get(question)
+        if group is not None:
+            group.pop(task_id, None)
+            if not group:
+                del self.blocked[question]
+
 
 # ---------------------------------------------------------------- observing
 Handler = Callable[[OwnerState, OwnerView, Event, bool], list[Decision]]
 FREES_CAPACITY = frozenset({"task.chunk_result", "task.completed", "task.failed", "task.cancelled"})
+# The owner's own events whose change to its memory their ``on_commit`` made, and whose consequences
+# the look that decided them decided too (the replica's wait; the completion after the last payment):
+# seeing them again changes nothing, so they do not make their task looked at again.
+DECIDED_AT_COMMIT = frozenset({"task.assigned", "task.chunk_accepted"})
 
 
 def observe(state: OwnerState, view: OwnerView, event: Event, replay: bool = False) -> list[Decision]:
     """Take in one committed event: touch its task, then hand it to the handler for its type."""
-    if event.type.startswith("task.") and "task_id" in event.body:
-        state.touch(event.body["task_id"], frees_capacity=event.type in FREES_CAPACITY)
+    if event.type.startswith("task.") and "task_id" in event.body \
+            and (replay or event.author != state.me or event.type not in DECIDED_AT_COMMIT):
+        task_id = event.body["task_id"]
+        # A close frees capacity only if it ends assignments still out (a cancel, a failure mid-run).
+        state.touch(task_id, frees_capacity=event.type in FREES_CAPACITY
+                    and (event.type == "task.chunk_result" or task_id in state.out))
     handler = HANDLERS.get(event.type)
     return handler(state, view, event, replay) if handler is not None else []
 
@@ -145,6 +202,7 @@ def _assigned(state: OwnerState, view: OwnerView, event: Event, replay: bool) ->
         if isinstance(b.get("verification"), dict):  # a replica the adaptive policy decided on
             task.chunks[b["chunk"]].replication = b["verification"]
         task.state = "running"
+        state.out[task.task_id] = None
     return []
 
 
@@ -216,6 +274,7 @@ def _closed(state: OwnerState, view: OwnerView, event: Event, replay: bool) -> l
     task = _mine(state, event)
     if task is not None:
         task.state = "closed"
+        state.forget(task.task_id)
     return [Notify(event.body["task_id"], event.type.split(".")[1])]
 
 
@@ -228,54 +287,98 @@ HANDLERS: dict[str, Handler] = {
 # ---------------------------------------------------------------- acting
 def look(state: OwnerState, view: OwnerView, now: float) -> list[Decision]:
     """The owner's step: route tasks whose quoting is over, judge and pay running ones, close
-    what is done. Only the tasks an event touched, those waiting for capacity when some freed
-    up, and every task once per TICK (deadlines) are looked at."""
+    what is done. Only the tasks an event touched, those past a deadline or in their quote
+    window (per TICK), those waiting for capacity when some freed up, and every task once per
+    SWEEP are looked at."""
     state.tick_load = open_load(state, view, now)  # once per look, not per assignment
     state.tick_full = set()
     state.look_standings = {}
     out = Decisions()
-    for task in _tasks_to_look_at(state, now):
-        if task.state == "closed" or not view.is_open(task.task_id):
-            del state.owned[task.task_id]  # nothing left to do for it; the ledger keeps its story
-            continue
-        if task.waiting in state.tick_full:
-            state.blocked.add(task.task_id)
-            continue  # nothing out, and the workers it may use are full: nothing can change for it
-        routed = route(state, view, task, now, out) if task.state == "quoting" else False
-        if task.state == "running" and not routed:
-            advance(state, view, task, now, out)
+    wake = state.capacity_freed
+    for task, sweep in _tasks_to_look_at(state, now):
+        _look_at(state, view, task, sweep, now, out)
+    if wake:
+        _wake_blocked(state, view, now, out)
     state.tick_load = None
     return out.items
 
 
-def _tasks_to_look_at(state: OwnerState, now: float) -> list[OwnedTask]:
-    chosen: set[str] | None
+def _look_at(state: OwnerState, view: OwnerView, task: OwnedTask, sweep: bool, now: float, out: Decisions) -> None:
+    if task.state == "closed" or (sweep and not view.is_open(task.task_id)):
+        state.forget(task.task_id)  # nothing left to do for it; the ledger keeps its story
+        return
+    if task.waiting in state.tick_full:
+        state.block(task.task_id, task.waiting)
+        return  # nothing out, and the workers it may use are full: nothing can change for it
+    if task.state == "quoting":
+        route(state, view, task, now, out)  # routed or not, nothing out yet: nothing to judge
+        if task.state == "quoting":
+            state.quoting[task.task_id] = None  # its window is looked at again next TICK
+    elif task.state == "running":
+        advance(state, view, task, now, out)
+
+
+def _wake_blocked(state: OwnerState, view: OwnerView, now: float, out: Decisions) -> None:
+    """Capacity freed up: per routing question, the oldest blocked tasks in turn until one finds
+    its workers full again (it keeps its turn; the rest are not looked at)."""
+    for question in list(state.blocked):
+        while question not in state.tick_full and (group := state.blocked.get(question)):
+            task_id = next(iter(group))
+            state.unblock(task_id)
+            task = state.owned.get(task_id)
+            if task is None:
+                continue
+            state.waking = task_id
+            _look_at(state, view, task, False, now, out)
+            state.waking = None
+            if state.blocked_on.get(task_id) == question:
+                state.blocked[question].move_to_end(task_id, last=False)  # its turn is still first
+                break
+
+
+def _tasks_to_look_at(state: OwnerState, now: float) -> list[tuple[OwnedTask, bool]]:
+    """The tasks this look is for, in submission order; True with each when this look is a sweep."""
     if now >= state.next_scan:
-        state.next_scan = now + TICK
-        chosen = None
-    else:
-        chosen = state.dirty
-        if state.capacity_freed:
-            chosen |= state.blocked
-            state.blocked = set()
+        state.next_scan, state.next_tick = now + SWEEP, now + TICK
+        state.dirty, state.capacity_freed, state.quoting = set(), False, {}
+        state.blocked, state.blocked_on = {}, {}
+        return [(task, True) for task in list(state.owned.values())]
+    chosen = state.dirty | state.expired
+    if now >= state.next_tick:
+        state.next_tick = now + TICK
+        chosen.update(state.quoting)
+        state.quoting = {}
     state.dirty, state.capacity_freed = set(), False
-    if chosen is None:
-        return list(state.owned.values())
-    return [task for task_id, task in state.owned.items() if task_id in chosen]
+    tasks = [task for task_id in chosen if (task := state.owned.get(task_id)) is not None]
+    tasks.sort(key=lambda t: t.created)
+    return [(task, False) for task in tasks]
 
 
 def open_load(state: OwnerState, view: OwnerView, now: float) -> dict[str, int]:
-    """Chunks this node has assigned and not yet seen reported (nor given up on), per worker."""
+    """Chunks this node has assigned and not yet seen reported (nor given up on), per worker.
+    Walks only the tasks with assignments out (``state.out``), dropping those with none left;
+    notes in ``state.expired`` the tasks with an attempt past its deadline (its load just freed)."""
     load: dict[str, int] = {}
     frozen = view.frozen
-    for task in state.owned.values():
-        if task.state != "running":
+    state.expired = set()
+    for task_id in list(state.out):
+        task = state.owned.get(task_id)
+        if task is None or task.state != "running":
+            del state.out[task_id]
             continue
+        still_out = False
         for chunk in task.chunks:
             for a in chunk.attempts:  # results.open_replicas, without building replicas: this runs every look
-                if a.ok is None and now <= a.deadline and a.worker not in chunk.rejected_workers \
-                        and a.worker not in frozen:
-                    load[a.worker] = load.get(a.worker, 0) + 1
+                if a.ok is None and a.worker not in chunk.rejected_workers:
+                    still_out = True
+                    if now > a.deadline:
+                        state.expired.add(task_id)
+                    elif a.worker not in frozen:
+                        load[a.worker] = load.get(a.worker, 0) + 1
+        if not still_out:
+            del state.out[task_id]
+    if state.expired:
+        state.capacity_freed = True
     return load
 
 
@@ -403,10 +506,12 @@ def assign(state: OwnerState, view: OwnerView, task: OwnedTask, indexes: list[in
     load = state.tick_load if state.tick_load is not None else open_load(state, view, now)
     question: tuple[Any, ...] = (frozenset(b.worker for b in bids), frozenset(), task.per_chunk_cap,
                 orjson.dumps(eligibility(task.requirements), option=orjson.OPT_SORT_KEYS))
-    if question in state.tick_full:
+    queue = state.blocked.get(question)
+    if question in state.tick_full or (queue and state.waking != task.task_id and next(iter(queue)) != task.task_id):
         _mark_waiting(task, question)
-        state.blocked.add(task.task_id)
-        return 0  # the same workers were already full this look; loads only grow within it
+        state.block(task.task_id, question)
+        return 0  # the same workers were already full this look (loads only grow within it), or
+        # tasks routed to them wait for capacity already: this one waits its turn behind them
     router_bids = view.router_bids(bids)
     plan = view.route(indexes, router_bids, eligibility(task.requirements), replicas=replicas,
                       current_load=load, max_price=task.per_chunk_cap)
@@ -434,13 +539,14 @@ def assign(state: OwnerState, view: OwnerView, task: OwnedTask, indexes: list[in
             # A chunk queued behind others at its worker may wait their turns before its own timeout.
             turns = 1 + load.get(worker, 0) // slots.get(worker, 1)
             attempt = Attempt(worker, "", bid.price, now + task.timeout * turns + REPORT_GRACE, check_label=label)
-            out.add(Emit("task.assigned", body, (submitted, bid.quote_hash), _bind(chunk, attempt, record)))
+            out.add(Emit("task.assigned", body, (submitted, bid.quote_hash),
+                         _bind(state, task, chunk, attempt, record)))
             load[worker] = load.get(worker, 0) + 1
             assigned += 1
     if not assigned:
         state.tick_full.add(question)
         _mark_waiting(task, question)
-        state.blocked.add(task.task_id)
+        state.block(task.task_id, question)
         return 0
     task.waiting = None
     return assigned
@@ -451,10 +557,12 @@ def check_label(task_id: str, chunk: int, attempt: int, worker: str) -> str:
     return f"{task_id}/{chunk}/{attempt}/{worker}"
 
 
-def _bind(chunk: ChunkWork, attempt: Attempt, replication: dict[str, Any] | None = None) -> Callable[[Event], None]:
+def _bind(state: OwnerState, task: OwnedTask, chunk: ChunkWork, attempt: Attempt,
+          replication: dict[str, Any] | None = None) -> Callable[[Event], None]:
     def commit(event: Event) -> None:
         attempt.assignment = event.hash
         chunk.attempts.append(attempt)  # the attempt exists once its assignment is signed
+        state.out[task.task_id] = None  # its load and deadline are walked from now on
         if replication is not None:
             chunk.replication = replication
     return commit
