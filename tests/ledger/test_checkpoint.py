@@ -361,3 +361,25 @@ def test_a_witness_starting_takes_up_only_the_checkpoints_it_has_not_cosigned(tr
         with pytest.raises(NodeError, match="names no checkpoint"):
             restarted.resolve(bad)
     assert restarted.tick() == [f"cosigned {second.hash}"]
+
+
+def test_the_cosignatures_index_and_checkpoint_lookups_on_each_database(db_url):
+    """The same queries on SQLite and PostgreSQL: a witness whose books are `db_url` cosigns,
+    and a restarted service finds its cosignature, the checkpoint by a prefix, nothing pending."""
+    a = Books(ALICE)
+    b = Books.__new__(Books)
+    b.ledger = Ledger.open(db_url, BOB)
+    b.runner = ProjectionRunner(b.ledger)
+    b.cps = CheckpointService(b.ledger, b.runner)
+    try:
+        a.ledger.create_network("pg", issuers=[ALICE.node_id])
+        a.ledger.append("credit.minted", {"to": ALICE.node_id, "amount": 10, "reason": "seed"})
+        made = a.cps.make()
+        b.take(a)
+        assert b.cps.tick() == [f"cosigned {made.hash}"]
+        again = CheckpointService(b.ledger, b.runner)
+        assert [e.author for e in again.cosignature_events(made.hash)] == [BOB.node_id]
+        assert again.resolve(made.hash[:8]).hash == made.hash and again._pending == []
+    finally:
+        a.close()
+        b.close()

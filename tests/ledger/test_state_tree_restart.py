@@ -31,8 +31,8 @@ def _reference(cps: CheckpointService) -> bytes:
     return cps._tree_of(cps.runner.balances, cps.runner.reputation, StateBuilder()).tree.root
 
 
-def test_the_first_checkpoint_after_a_restart_rehashes_only_what_changed(tmp_path, caplog):
-    url = f"sqlite:///{tmp_path / 'books.db'}"
+def test_the_first_checkpoint_after_a_restart_rehashes_only_what_changed(db_url, caplog):
+    url = db_url
     led, runner, cps = _open(url)
     led.create_network("restart", issuers=[ALICE.node_id])
     led.append("credit.minted", {"to": ALICE.node_id, "amount": 10_000, "reason": "seed"})
@@ -55,7 +55,7 @@ def test_the_first_checkpoint_after_a_restart_rehashes_only_what_changed(tmp_pat
         led.close()
 
     for damage in (lambda data: data[:-1] + bytes([data[-1] ^ 1]), lambda data: b"not a tree"):
-        engine = create_engine(url)
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
         with engine.begin() as conn:  # damaged while the node is down
             data = conn.execute(state_trees.select()).one().data
             conn.execute(update(state_trees).where(state_trees.c.name == LIVE_TREE).values(data=damage(data)))
