@@ -226,13 +226,13 @@ class CheckpointService:
         now = time.monotonic()
         if not force and self._saved_at is not None and now - self._saved_at < self.save_every:
             return False
-        with self._build_lock:
-            data = self._builder.dump() if self._builds != self._saved_builds else b""
-            builds = self._builds
-        if not data:
-            return False
         store = self.ledger.store
         try:
+            with self._build_lock:
+                data = self._builder.dump() if self._builds != self._saved_builds else b""
+                builds = self._builds
+            if not data:
+                return False
             with store.writer(), store.engine.begin() as conn:
                 conn.execute(state_trees.delete().where(state_trees.c.name == LIVE_TREE))
                 conn.execute(state_trees.insert().values(name=LIVE_TREE, data=data,
