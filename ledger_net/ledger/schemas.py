@@ -78,7 +78,8 @@ def _fields(required: Mapping[str, Check], optional_fields: Mapping[str, Check] 
 # assignment, the verification mode, the adaptive policy's decision and the check's outcome.
 _VERIFICATION = _fields(
     {"secret": event_hash, "mode": text(16), "decision": _fields(
-        {"action": text(16), "rate_ppm": PPM, "streak": NON_NEGATIVE, "lies": NON_NEGATIVE})},
+        {"action": text(16), "rate_ppm": PPM, "streak": NON_NEGATIVE, "lies": NON_NEGATIVE},
+        {"reason": text(32)})},  # reason: "own result" (the owner trusts its own worker)
     {"check": _fields({"method": text(32), "passed": boolean},
                       {"rounds": NON_NEGATIVE, "samples": list_of(NON_NEGATIVE, 1024),
                        "failed": list_of(NON_NEGATIVE, 16), "modulus": text(32), "reason": text(200)})})

@@ -67,3 +67,32 @@ def test_modes_quorum_and_none_and_a_trusted_worker():
     assert actions == {"check", "trust"}
     train = judge("ml_train_step", {"model_path": "m.npz"}, {}, None, "h", secret, Standing())
     assert train.action == "replicate"  # no check for train steps: verified by replicas
+
+
+def test_the_owners_own_result_is_trusted_with_its_reason_read_and_checked_by_nobody():
+    """The owner trusts its own worker as itself (issue 13: checking its own results was 10% of a
+    multiply's CPU): trust at rate 0, reason "own result", no check run, payload and result unread."""
+    secret = assignment_secret(OWNER, "assignment-own")
+    commit = commitment(secret)
+    for config in (CONFIG, {**CONFIG, "verification": "quorum"}):
+        own = judge("matrix_ops", config, {}, None, "h1", secret, Standing(), own=True)  # nothing to read
+        assert own.action == "trust" and own.passed is None and "check" not in own.record
+        assert own.record["decision"] == {"action": "trust", "rate_ppm": 0, "streak": 0, "lies": 0,
+                                          "reason": "own result"}
+        assert audit(own.record, commit, "matrix_ops", config, PAYLOAD, RESULT, "h1", Standing(), own=True) == []
+        # The same record for a result the verdict's author did not produce is a forgery an auditor sees:
+        assert any(p.startswith("decision:") for p in audit(own.record, commit, "matrix_ops", config, PAYLOAD,
+                                                            RESULT, "h1", Standing()))
+
+
+def test_an_own_verdict_signed_before_the_reason_existed_still_audits():
+    """Before "own result", the owner checked its own results and trusted the replicas it decided."""
+    secret = assignment_secret(OWNER, "assignment-old")
+    checked = judge("matrix_ops", CONFIG, PAYLOAD, RESULT, "h1", secret, Standing())  # what it signed then
+    assert audit(checked.record, commitment(secret), "matrix_ops", CONFIG, PAYLOAD, RESULT, "h1", Standing(),
+                 own=True) == []
+    quorum = {**CONFIG, "verification": "quorum"}
+    old_trust = {"secret": secret.hex(), "mode": "quorum",
+                 "decision": {"action": "trust", "rate_ppm": 0, "streak": 0, "lies": 0}}
+    assert audit(old_trust, commitment(secret), "matrix_ops", quorum, PAYLOAD, RESULT, "h1", Standing(),
+                 own=True) == []

@@ -190,9 +190,14 @@ async def test_single_replicas_are_checked_by_freivalds_and_a_liar_is_caught(het
                for body in rejected)
     complaints = [b for _, b in events_of(owner, "reputation.feedback", task_id) if not b["positive"]]
     assert [b["subject"] for b in complaints] == [liar.ledger.node_id]
-    # New workers are on probation: every accepted result was checked, and passed.
+    # New workers are on probation: every accepted result of another worker was checked, and passed;
+    # the owner's own results were trusted, and the verdict says why.
+    me = owner.ledger.node_id
     assert all(body["verification"]["decision"]["action"] == "check" and body["verification"]["check"]["passed"]
-               for body in accepted)
+               for body in accepted if body["worker"] != me)
+    assert all(body["verification"]["decision"] == {"action": "trust", "rate_ppm": 0, "streak": 0, "lies": 0,
+                                                    "reason": "own result"}
+               and "check" not in body["verification"] for body in accepted if body["worker"] == me)
     # An auditor re-derives every verdict: the secret against the assignment's commitment, the
     # standing from the owner's earlier verdicts, the decision and the check from payload and result.
     config = {"operation": "multiply", "matrix_a": a, "matrix_b": b, "chunk_size": 16, "max_price": 5.0}
@@ -205,4 +210,4 @@ async def test_single_replicas_are_checked_by_freivalds_and_a_liar_is_caught(het
         result = unpack(report["result"], None) if report.get("result") is not None else \
             await owner.blobs.fetch_value(report["result_hash"])
         assert audit(body["verification"], commit, "matrix_ops", config, payloads[chunk], result,
-                     report["result_hash"], before) == []
+                     report["result_hash"], before, own=worker == me) == []
