@@ -4,6 +4,7 @@
 
     python bench/rebuild_profile.py                    # 100k events, cProfile top 20 by own time
     python bench/rebuild_profile.py --events 1000000 --no-profile --repeat 1
+    python bench/rebuild_profile.py --verify           # verify_events on 1 thread and on every core, against raw verify
 
 Needs the cached ledgers of bench/scale_bench.py (run it once with `--build-only` to build
 them). The ledger is copied to a temp dir, its projections are caught up
@@ -12,6 +13,10 @@ its wall and CPU rate (`time.process_time`: on a shared machine the wall time al
 other jobs' turns on the cores) and whether the rebuilt state hash equals the caught-up one.
 With the profile on, the first rebuild is profiled on CPU time; cProfile slows pure-Python
 code more than C calls, so its shares flatter the Python side.
+
+`--verify` instead times `audit.verify_events` over the cached log's rows (read first), with the
+signatures checked on one thread and then on every core (`audit.checked_rows`), each beside one
+thread's raw ed25519 verify rate measured just before it: the ratio is the goal's (≥ 1.0).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import shutil
 import sys
@@ -42,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="rebuilds (the first is profiled)")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--verify", action="store_true", help="time verify_events instead of a rebuild")
     args = parser.parse_args(argv)
     cached = args.cache_dir / f"economy-g1-{args.events}-u10000-s7.sqlite"
     if not cached.exists():
@@ -51,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(cached, db)
         ledger = Ledger.open(sqlite_url(db), snapshot_on_close=False)
         try:
+            if args.verify:
+                verify_rates(ledger, args.repeat)
+                return 0
             runner = ProjectionRunner(ledger)
             want = runner.state_hash()
             for trial in range(args.repeat):
@@ -73,6 +83,27 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ledger.close()
     return 0
+
+
+def verify_rates(ledger: Ledger, repeat: int) -> None:
+    """verify_events on one thread, then on every core, `repeat` rounds, beside raw verify."""
+    from ledger_net import audit
+    from ledger_net.ledger.identity import Identity, verify
+
+    rows = list(ledger.store.select_events())
+    who = Identity.generate()
+    signed = [(m, who.sign(m)) for m in (os.urandom(32) for _ in range(3000))]
+    for _ in range(repeat):
+        for threads in (1, audit.workers()):
+            t = time.perf_counter()
+            for message, sig in signed:
+                verify(who.node_id, message, sig)
+            raw = len(signed) / (time.perf_counter() - t)
+            t = time.perf_counter()
+            report = audit.verify_events(rows, threads=threads)
+            rate = len(rows) / (time.perf_counter() - t)
+            print(f"verify_events, signatures on {threads} thread(s): {rate:,.0f} events/s; raw verify on one "
+                  f"thread just before: {raw:,.0f}/s; ratio {rate / raw:.2f}; ok={report.ok}", flush=True)
 
 
 if __name__ == "__main__":

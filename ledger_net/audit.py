@@ -117,7 +117,8 @@ class VerifyReport:
 
 
 def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = None,
-                  each: RowHook | None = None, *, signatures_checked: bool = False) -> VerifyReport:
+                  each: RowHook | None = None, *, signatures_checked: bool = False,
+                  threads: int | None = None) -> VerifyReport:
     """Check every stored event from its bytes up; list each bad one by author, seq and hash.
 
     `each(row, event)` is called for every row as it is read (`event` None when its bytes
@@ -125,12 +126,13 @@ def verify_events(rows: Iterable[StoredEvent], forks: dict[str, int] | None = No
     `signatures_checked`: the caller verified every row's signature already in this run
     (`bundle.Bundle` does, on all cores, and passes on only the good ones); otherwise the
     rows are parsed and their signatures checked on all cores (`checked_rows`) ahead of
-    the judge, which then runs on this thread in log order."""
+    the judge, which then runs on this thread in log order (`threads`: the pool's size,
+    default the cores)."""
     report = VerifyReport()
     state = report.state
     state.frozen.update(forks or {})
     since_check, last = 0, None
-    checked = checked_rows(rows, signatures=not signatures_checked, threads=1 if signatures_checked else None)
+    checked = checked_rows(rows, signatures=not signatures_checked, threads=1 if signatures_checked else threads)
     for row, event, signed in checked:
         report.events += 1
         if not isinstance(event, Event):
