@@ -91,6 +91,8 @@ class OwnerState:
     blocked: dict[Any, OrderedDict[str, None]] = field(default_factory=dict)
     blocked_on: dict[str, Any] = field(default_factory=dict)
     waking: str | None = None  # the blocked task whose turn it is (it may route past the queue)
+    looked: set[str] = field(default_factory=set)  # this look's tasks: none is looked at twice in one
+    just_blocked: str | None = None
     capacity_freed: bool = False
     next_scan: float = 0.0  # the next sweep over every owned task
     next_tick: float = 0.0  # the next look at the quoting tasks and deadlines
@@ -133,6 +135,7 @@ class OwnerState:
         if task_id not in group:
             group[task_id] = None
         self.blocked_on[task_id] = question
+        self.just_blocked = task_id
 
     def unblock(self, task_id: str) -> None:
         question = self.blocked_on.pop(task_id, None)
@@ -295,15 +298,19 @@ def look(state: OwnerState, view: OwnerView, now: float) -> list[Decision]:
     state.look_standings = {}
     out = Decisions()
     wake = state.capacity_freed
+    state.looked = set()
     for task, sweep in _tasks_to_look_at(state, now):
         _look_at(state, view, task, sweep, now, out)
     if wake:
         _wake_blocked(state, view, now, out)
-    state.tick_load = None
+    state.tick_load, state.looked = None, set()
     return out.items
 
 
 def _look_at(state: OwnerState, view: OwnerView, task: OwnedTask, sweep: bool, now: float, out: Decisions) -> None:
+    """One task's part of a look (once per look: what it decides is not in memory before it commits)."""
+    state.looked.add(task.task_id)
+    state.just_blocked = None
     if task.state == "closed" or (sweep and not view.is_open(task.task_id)):
         state.forget(task.task_id)  # nothing left to do for it; the ledger keeps its story
         return
@@ -316,6 +323,8 @@ def _look_at(state: OwnerState, view: OwnerView, task: OwnedTask, sweep: bool, n
             state.quoting[task.task_id] = None  # its window is looked at again next TICK
     elif task.state == "running":
         advance(state, view, task, now, out)
+    if state.just_blocked != task.task_id:
+        state.unblock(task.task_id)  # it found its workers (or needs none): no longer waiting
 
 
 def _wake_blocked(state: OwnerState, view: OwnerView, now: float, out: Decisions) -> None:
@@ -328,6 +337,11 @@ def _wake_blocked(state: OwnerState, view: OwnerView, now: float, out: Decisions
             task = state.owned.get(task_id)
             if task is None:
                 continue
+            if task_id in state.looked:  # blocked again this look: its turn comes at the next one
+                state.block(task_id, question)
+                state.blocked[question].move_to_end(task_id, last=False)
+                state.capacity_freed = True
+                break
             state.waking = task_id
             _look_at(state, view, task, False, now, out)
             state.waking = None

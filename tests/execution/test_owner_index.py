@@ -124,3 +124,16 @@ def test_a_new_task_queues_behind_the_blocked_ones() -> None:
     view.routed = 0
     assert of_type(owner_policy.look(state, view, now=1.01), "task.assigned") == []
     assert view.routed == 0 and list(state.blocked[state.blocked_on["late"]]) == ["t1", "t2", "late"]
+
+
+def test_a_blocked_task_an_event_touched_is_looked_at_once_when_capacity_frees() -> None:
+    """Its decisions are in memory only once committed: a second look in the same step would assign
+    its chunk twice (seen as 11 results for 10 chunks in test_network_tasks)."""
+    view = OneSlotView()
+    state = owner_of(view, 2)
+    commit(owner_policy.look(state, view, now=1.0))
+    report(state, view, "t0")  # frees BOB's slot
+    state.dirty.add("t1")  # and an event touched the blocked task too
+    decided = owner_policy.look(state, view, now=1.01)
+    assert [e.body["task_id"] for e in of_type(decided, "task.assigned")] == ["t1"]
+    assert indexed(state, "t1") == ["owned"]  # assigned: no longer waiting (in "out" once committed)
