@@ -206,13 +206,8 @@ class Transfers:
                 events = page["events"]
                 if not events:
                     break
-                last = events[-1].get("offset") if isinstance(events[-1], dict) else None
-                previous = inflight[-1][1] if inflight else cursor
-                if type(last) is not int or last <= previous or len(events) > size:
-                    raise PeerMisbehaved(f"{client.url}: feed page does not advance its cursor")
+                last, more = _page_end(page, inflight[-1][1] if inflight else cursor, size, client.url)
                 budget -= len(events)
-                # a page is cut by bytes as well as by count: `more` says whether to go on
-                more = page.get("more") if isinstance(page.get("more"), bool) else len(events) == size
                 if more and budget > 0:
                     nxt = asyncio.create_task(client.feed(last, size))
                 if inflight:  # the previous page must hold the ledger lock before this one starts
@@ -251,12 +246,8 @@ class Transfers:
                 following: tuple[asyncio.Task[Any] | list[Any], int] | None = None
                 events = page["events"] if page is not None else []
                 if events and page is not None:
-                    last = events[-1].get("offset") if isinstance(events[-1], dict) else None
-                    previous = current[1] if current is not None else cursor
-                    if type(last) is not int or last <= previous or len(events) > size:
-                        raise PeerMisbehaved(f"{client.url}: feed page does not advance its cursor")
+                    last, more = _page_end(page, current[1] if current is not None else cursor, size, client.url)
                     budget -= len(events)
-                    more = page.get("more") if isinstance(page.get("more"), bool) else len(events) == size
                     if more and budget > 0:
                         nxt = asyncio.create_task(client.feed(last, size))
                     # without a network yet the page after the genesis cannot be parsed ahead
@@ -439,3 +430,15 @@ class Transfers:
                     return pushed
         await send()
         return pushed
+
+
+def _page_end(page: dict[str, Any], previous: int, size: int, url: str) -> tuple[int, bool]:
+    """A non-empty feed page's last offset and whether to ask for more; a page that does not
+    move past `previous`, or is longer than asked for, is the peer's misbehaviour. A page is
+    cut by bytes as well as by count, so its own `more` flag says whether to go on."""
+    events = page["events"]
+    last = events[-1].get("offset") if isinstance(events[-1], dict) else None
+    if type(last) is not int or last <= previous or len(events) > size:
+        raise PeerMisbehaved(f"{url}: feed page does not advance its cursor")
+    more = page.get("more")
+    return last, more if isinstance(more, bool) else len(events) == size
