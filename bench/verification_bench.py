@@ -283,6 +283,7 @@ class Sim:
         self.first[task_id] = start
         self.escrow[task_id] = cap * len(chunks) * 10
         self.state.owned[task_id] = task
+        self.state.touch(task_id)  # as its task.submitted would: looked at in the next step, not the next sweep
         steps = 0
         while task_id not in self.closed:
             self.now += owner_policy.TICK
