@@ -17,17 +17,20 @@ the store never holds them, so a database opened offline has none by constructio
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from .errors import LedgerError, SignatureError
 from .ledger.chain import Ledger
 from .ledger.events import Event
+from .ledger.identity import verify
 from .ledger.judge import judge
 from .ledger.rules import LedgerState
 from .ledger.store import StoredEvent
@@ -41,7 +44,9 @@ PENDING_OFFLINE = ("none on disk: a node keeps events that wait for their causal
 RowHook = Callable[[StoredEvent, "Event | None"], None]
 
 CONSERVATION_EVERY = 1024  # events between two conservation checks of verify_events
-CHECK_CHUNK = 256  # rows parsed and signature-checked per task of the pool
+CHECK_CHUNK = 256  # rows parsed and signature-checked per task of the thread pool
+PROCESS_AFTER = 20_000  # rows checked on threads before a longer log's signatures go to processes
+PROCESS_CHUNK = 512  # signatures per task of the process pool
 Checked = tuple[StoredEvent, "Event | LedgerError", bool]  # (row, its event or why unreadable, signature good)
 
 
@@ -68,23 +73,80 @@ def _check_chunk(rows: list[StoredEvent], signatures: bool) -> list[Checked]:
 def checked_rows(rows: Iterable[StoredEvent], signatures: bool = True, threads: int | None = None
                  ) -> Iterator[Checked]:
     """Each row, in order, with its bytes parsed and (`signatures`) its signature checked,
-    by a pool of `threads` (default: the cores) working ahead of the caller in chunks: the
-    signature check releases the GIL, so the checks run on every core while the caller
-    judges. The read-ahead is bounded (2 chunks a thread), so memory does not grow with the log."""
+    ahead of the caller, by `threads` workers (default: the cores; 1: all on this thread).
+
+    The first `PROCESS_AFTER` rows go to a thread pool: each check drops the GIL, but a worker
+    must take it back from the thread that judges, which costs it up to a switch interval, so
+    threads add little (docs/performance.md). A longer log's signatures then go to worker
+    processes (forkserver: this process has threads) as (key, hash, signature) triples, while
+    this thread parses and the caller judges; a pool that cannot start or breaks leaves the
+    rest to this thread. Read-ahead is bounded in both, so memory does not grow with the log."""
     threads = threads or workers()
     it = iter(rows)
-    if threads <= 1:
+    if threads <= 1 or not signatures:
         while chunk := list(islice(it, CHECK_CHUNK)):
             yield from _check_chunk(chunk, signatures)
         return
+    yield from _on_threads(islice(it, PROCESS_AFTER), threads)
+    first = list(islice(it, PROCESS_CHUNK))
+    if first:
+        yield from _on_processes(chain(first, it), threads)
+
+
+def _on_threads(it: Iterator[StoredEvent], threads: int) -> Iterator[Checked]:
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify-check") as pool:
         inflight: deque[Future[list[Checked]]] = deque()
         while chunk := list(islice(it, CHECK_CHUNK)):
-            inflight.append(pool.submit(_check_chunk, chunk, signatures))
+            inflight.append(pool.submit(_check_chunk, chunk, True))
             if len(inflight) >= 2 * threads:
                 yield from inflight.popleft().result()
         while inflight:
             yield from inflight.popleft().result()
+
+
+Triple = tuple[str, bytes, bytes]  # (author's public key hex, event hash, signature)
+
+
+def _verify_triples(triples: list[Triple]) -> bytes:
+    """1 or 0 per triple: whether the signature verifies (run in a worker process)."""
+    return bytes(verify(author, digest, sig) for author, digest, sig in triples)
+
+
+def _on_processes(it: Iterator[StoredEvent], processes: int) -> Iterator[Checked]:
+    try:
+        pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("forkserver"))
+    except (OSError, ValueError):  # no forkserver here: everything on this thread
+        while chunk := list(islice(it, CHECK_CHUNK)):
+            yield from _check_chunk(chunk, True)
+        return
+    with pool:
+        inflight: deque[tuple[list[tuple[StoredEvent, Event | LedgerError]], list[Triple], Future[bytes]]] = deque()
+        while chunk := list(islice(it, PROCESS_CHUNK)):
+            parsed = [_parse(row) for row in chunk]
+            triples = [(e.author, bytes.fromhex(e.hash), e.sig) for _, e in parsed if isinstance(e, Event)]
+            inflight.append((parsed, triples, pool.submit(_verify_triples, triples)))
+            if len(inflight) >= 3 * processes:
+                yield from _joined(*inflight.popleft())
+        while inflight:
+            yield from _joined(*inflight.popleft())
+
+
+def _parse(row: StoredEvent) -> tuple[StoredEvent, Event | LedgerError]:
+    try:
+        return row, Event.from_wire(row.raw, row.sig)
+    except LedgerError as exc:
+        return row, exc
+
+
+def _joined(parsed: list[tuple[StoredEvent, Event | LedgerError]], triples: list[Triple],
+            future: Future[bytes]) -> Iterator[Checked]:
+    try:
+        good = future.result()
+    except (BrokenProcessPool, OSError):  # a worker died: check these here
+        good = _verify_triples(triples)
+    marks = iter(good)
+    for row, event in parsed:
+        yield (row, event, bool(next(marks))) if isinstance(event, Event) else (row, event, False)
 
 
 @dataclass

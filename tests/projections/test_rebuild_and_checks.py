@@ -127,3 +127,23 @@ def test_a_bad_signature_is_named_when_checked_on_the_pool(db_url):
         assert [(p.hash, p.problem) for p in report.problems][:1] == [(victim.hash, "bad signature")]
     finally:
         led.close()
+
+
+def test_a_bad_signature_is_named_when_checked_in_worker_processes(db_url, monkeypatch):
+    """Past PROCESS_AFTER rows the signatures go to worker processes; the verdicts are the same."""
+    import ledger_net.audit as audit_module
+
+    monkeypatch.setattr(audit_module, "PROCESS_AFTER", 4)
+    monkeypatch.setattr(audit_module, "PROCESS_CHUNK", 8)
+    led = _log(db_url)
+    try:
+        victim = list(led.store.select_events())[10]
+        with led.store.engine.begin() as conn:
+            conn.execute(update(events).where(events.c.offset == victim.offset).values(sig=bytes(64)))
+        rows = list(led.store.select_events())
+        assert [signed for _, _, signed in checked_rows(rows, threads=2)] == [r.offset != victim.offset for r in rows]
+        report = verify_events(rows, threads=2)
+        assert [(p.hash, p.problem) for p in report.problems][:1] == [(victim.hash, "bad signature")]
+        assert report.events == len(rows)
+    finally:
+        led.close()
