@@ -120,11 +120,19 @@ def _on_processes(it: Iterator[StoredEvent], processes: int) -> Iterator[Checked
             yield from _check_chunk(chunk, True)
         return
     with pool:
-        inflight: deque[tuple[list[tuple[StoredEvent, Event | LedgerError]], list[Triple], Future[bytes]]] = deque()
+        inflight: deque[tuple[list[tuple[StoredEvent, Event | LedgerError]], list[Triple], Future[bytes] | None]]
+        inflight = deque()
+        broken = False
         while chunk := list(islice(it, PROCESS_CHUNK)):
             parsed = [_parse(row) for row in chunk]
             triples = [(e.author, bytes.fromhex(e.hash), e.sig) for _, e in parsed if isinstance(e, Event)]
-            inflight.append((parsed, triples, pool.submit(_verify_triples, triples)))
+            future = None
+            if not broken:
+                try:  # the workers start on the first submit: a failure to start shows here
+                    future = pool.submit(_verify_triples, triples)
+                except (BrokenProcessPool, OSError, RuntimeError):
+                    broken = True
+            inflight.append((parsed, triples, future))
             if len(inflight) >= 3 * processes:
                 yield from _joined(*inflight.popleft())
         while inflight:
@@ -139,9 +147,9 @@ def _parse(row: StoredEvent) -> tuple[StoredEvent, Event | LedgerError]:
 
 
 def _joined(parsed: list[tuple[StoredEvent, Event | LedgerError]], triples: list[Triple],
-            future: Future[bytes]) -> Iterator[Checked]:
+            future: Future[bytes] | None) -> Iterator[Checked]:
     try:
-        good = future.result()
+        good = future.result() if future is not None else _verify_triples(triples)
     except (BrokenProcessPool, OSError):  # a worker died: check these here
         good = _verify_triples(triples)
     marks = iter(good)

@@ -147,3 +147,25 @@ def test_a_bad_signature_is_named_when_checked_in_worker_processes(db_url, monke
         assert report.events == len(rows)
     finally:
         led.close()
+
+
+def test_signatures_are_checked_here_when_worker_processes_cannot_start(db_url, monkeypatch):
+    import concurrent.futures
+
+    import ledger_net.audit as audit_module
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(audit_module, "PROCESS_AFTER", 4)
+    monkeypatch.setattr(audit_module, "PROCESS_CHUNK", 8)
+    monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "submit", refuse)
+    led = _log(db_url)
+    try:
+        victim = list(led.store.select_events())[20]
+        with led.store.engine.begin() as conn:
+            conn.execute(update(events).where(events.c.offset == victim.offset).values(sig=bytes(64)))
+        rows = list(led.store.select_events())
+        assert [signed for _, _, signed in checked_rows(rows, threads=2)] == [r.offset != victim.offset for r in rows]
+    finally:
+        led.close()
