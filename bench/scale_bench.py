@@ -191,7 +191,7 @@ def build(cache: Path, sizes: list[int], users: int, seed: int, batch: int = 5_0
                 print(f"  built {done:,} / {top:,} events ({rate:,.0f}/s)", file=sys.stderr, flush=True)
             if done in quiet:
                 ledger.save_snapshot()
-                ledger.snapshot_every = 0
+                ledger.snapshots.every = 0  # no snapshot past the quiet point
             if done in marks:
                 ledger.close()
                 _copy_db(work, cached_path(cache, done, users, seed))
