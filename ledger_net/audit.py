@@ -17,20 +17,18 @@ the store never holds them, so a database opened offline has none by constructio
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any
 
 from .errors import LedgerError, SignatureError
 from .ledger.chain import Ledger
+from .ledger.crypto_pool import POOL_FAILURES, Triple, start_processes, verify_triples
 from .ledger.events import Event
-from .ledger.identity import verify
 from .ledger.judge import judge
 from .ledger.rules import LedgerState
 from .ledger.store import StoredEvent
@@ -104,18 +102,9 @@ def _on_threads(it: Iterator[StoredEvent], threads: int) -> Iterator[Checked]:
             yield from inflight.popleft().result()
 
 
-Triple = tuple[str, bytes, bytes]  # (author's public key hex, event hash, signature)
-
-
-def _verify_triples(triples: list[Triple]) -> bytes:
-    """1 or 0 per triple: whether the signature verifies (run in a worker process)."""
-    return bytes(verify(author, digest, sig) for author, digest, sig in triples)
-
-
 def _on_processes(it: Iterator[StoredEvent], processes: int) -> Iterator[Checked]:
-    try:
-        pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("forkserver"))
-    except (OSError, ValueError):  # no forkserver here: everything on this thread
+    pool = start_processes(processes)
+    if pool is None:  # no forkserver here: everything on this thread
         while chunk := list(islice(it, CHECK_CHUNK)):
             yield from _check_chunk(chunk, True)
         return
@@ -129,8 +118,8 @@ def _on_processes(it: Iterator[StoredEvent], processes: int) -> Iterator[Checked
             future = None
             if not broken:
                 try:  # the workers start on the first submit: a failure to start shows here
-                    future = pool.submit(_verify_triples, triples)
-                except (BrokenProcessPool, OSError, RuntimeError):
+                    future = pool.submit(verify_triples, triples)
+                except POOL_FAILURES:
                     broken = True
             inflight.append((parsed, triples, future))
             if len(inflight) >= 3 * processes:
@@ -149,9 +138,9 @@ def _parse(row: StoredEvent) -> tuple[StoredEvent, Event | LedgerError]:
 def _joined(parsed: list[tuple[StoredEvent, Event | LedgerError]], triples: list[Triple],
             future: Future[bytes] | None) -> Iterator[Checked]:
     try:
-        good = future.result() if future is not None else _verify_triples(triples)
-    except (BrokenProcessPool, OSError):  # a worker died: check these here
-        good = _verify_triples(triples)
+        good = future.result() if future is not None else verify_triples(triples)
+    except POOL_FAILURES:  # a worker died: check these here
+        good = verify_triples(triples)
     marks = iter(good)
     for row, event in parsed:
         yield (row, event, bool(next(marks))) if isinstance(event, Event) else (row, event, False)

@@ -1,29 +1,70 @@
-"""Signing and signature checks on every core: one thread pool per ledger (PyNaCl
-releases the GIL, so threads of one process verify in parallel).
+"""Signing and signature checks on every core: one thread pool per ledger, and worker
+processes for the signature checks of large batches read ahead.
 
 Small batches are done on the caller's thread: below `PARALLEL_FROM` items the pool's
 hand-off costs more than it saves. `verify_ahead` starts the checks of a batch and
 returns at once, so a reader verifies its next page while the ledger judges and writes
-the current one.
+the current one. Threads gain little there: each PyNaCl check drops the GIL, then waits
+up to a switch interval to take it back from the thread that judges and writes. So a
+batch of `PROCESS_FROM` events or more goes to worker processes (forkserver, started on
+the first such batch): they get (author key, hash, signature) triples, all public, and
+answer one byte per triple. A pool that cannot start or breaks leaves the checks to the
+threads (or to the caller's thread, for a task lost with a worker). `verify_triples` and
+`start_processes` are also what `audit.checked_rows` uses for a long log.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from .events import Event
-from .identity import Identity
+from .identity import Identity, verify
 
 PARALLEL_FROM = 64  # items below which the caller's thread does the work
-VERIFY_CHUNK = 128  # events per task of `verify_ahead` on the pool
+VERIFY_CHUNK = 128  # events per task of `verify_ahead` on the threads
+PROCESS_FROM = 256  # events in one `verify_ahead` batch from which the checks go to processes
+PROCESS_CHUNK = 256  # signatures per task of the worker processes
+POOL_FAILURES = (BrokenProcessPool, OSError, RuntimeError)  # a process pool that could not start or broke
+
+Triple = tuple[str, bytes, bytes]  # (author's public key hex, event hash, signature)
+
+
+def verify_triples(triples: Sequence[Triple]) -> bytes:
+    """1 or 0 per triple: whether the signature verifies (run in a worker process)."""
+    return bytes(verify(author, digest, sig) for author, digest, sig in triples)
+
+
+def triples_of(events: Sequence[Event]) -> list[Triple]:
+    """What a worker process needs to check `events`' signatures: public data only."""
+    return [(e.author, bytes.fromhex(e.hash), e.sig) for e in events]
+
+
+def start_processes(processes: int) -> ProcessPoolExecutor | None:
+    """A pool of worker processes for `verify_triples`, or None where none can be made.
+
+    forkserver, not fork: the caller has threads. The workers start on the first submit,
+    so a caller must also treat `POOL_FAILURES` from `submit` as "no pool"."""
+    try:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # workers fork with this module imported
+        return ProcessPoolExecutor(max_workers=processes, mp_context=context)
+    except (OSError, ValueError):
+        return None
+
+
+def _marks(events: Sequence[Event]) -> bytes:
+    return bytes(e.verify_signature() for e in events)
 
 
 class SignatureChecks:
     """Signature checks of one batch running on a ledger's pool (see `CryptoPool.verify_ahead`)."""
 
-    def __init__(self, parts: list[tuple[Sequence[Event], Future[list[Event]]]]) -> None:
+    def __init__(self, parts: list[tuple[Sequence[Event], Future[bytes]]]) -> None:
         self._parts = parts
 
     def result(self) -> tuple[list[Event], set[int]]:
@@ -31,21 +72,26 @@ class SignatureChecks:
         bad: list[Event] = []
         checked: set[int] = set()
         for part, future in self._parts:
-            bad.extend(future.result())
+            try:
+                marks = future.result()
+            except POOL_FAILURES:  # a worker process died with this task: check it here
+                marks = _marks(part)
+            bad.extend(e for e, ok in zip(part, marks, strict=True) if not ok)
             checked.update(id(e) for e in part)
         return bad, checked
 
 
-def _bad_signatures(events: Sequence[Event]) -> list[Event]:
-    return [e for e in events if not e.verify_signature()]
-
-
 class CryptoPool:
-    """`threads` workers (default: one per core) that sign and verify."""
+    """`threads` workers (default: one per core) that sign and verify, and as many worker
+    processes for large batches checked ahead (`processes=False`: never)."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, processes: bool = True) -> None:
         self.threads = max(1, threads or os.cpu_count() or 2)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="ledger-crypto")
+        self._use_processes = processes and self.threads > 1
+        self._processes: ProcessPoolExecutor | None = None
+        self._processes_lock = threading.Lock()
+        self._closed = False
 
     def sign_all(self, identity: Identity, digests: list[bytes]) -> list[bytes]:
         """`identity`'s signatures of `digests`, in order."""
@@ -64,9 +110,41 @@ class CryptoPool:
         return [ok for part in self._pool.map(lambda p: [e.verify_signature() for e in p], parts) for ok in part]
 
     def verify_ahead(self, events: Sequence[Event]) -> SignatureChecks:
-        """Start checking `events`' signatures and return at once."""
+        """Start checking `events`' signatures and return at once (in worker processes from
+        `PROCESS_FROM` events, else on the threads)."""
+        pool = self._process_pool() if len(events) >= PROCESS_FROM else None
+        if pool is not None:
+            parts = [events[i:i + PROCESS_CHUNK] for i in range(0, len(events), PROCESS_CHUNK)]
+            try:  # the workers start on the first submit: a failure to start shows here
+                return SignatureChecks([(part, pool.submit(verify_triples, triples_of(part))) for part in parts])
+            except POOL_FAILURES:
+                self._give_up_processes()
         parts = [events[i:i + VERIFY_CHUNK] for i in range(0, len(events), VERIFY_CHUNK)]
-        return SignatureChecks([(part, self._pool.submit(_bad_signatures, part)) for part in parts])
+        return SignatureChecks([(part, self._pool.submit(_marks, part)) for part in parts])
+
+    @property
+    def processes_running(self) -> bool:
+        """Whether this pool has worker processes (started, not yet shut)."""
+        return self._processes is not None
+
+    def _process_pool(self) -> ProcessPoolExecutor | None:
+        with self._processes_lock:
+            if self._use_processes and self._processes is None and not self._closed:
+                self._processes = start_processes(self.threads)
+                self._use_processes = self._processes is not None
+            return self._processes
+
+    def _give_up_processes(self) -> None:
+        """The processes could not start or broke: the threads check from now on."""
+        with self._processes_lock:
+            pool, self._processes, self._use_processes = self._processes, None, False
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
+        with self._processes_lock:
+            self._closed = True
+            pool, self._processes = self._processes, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)

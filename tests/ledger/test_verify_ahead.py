@@ -1,13 +1,18 @@
-"""Signatures checked ahead on the pool (`Ledger.verify_ahead`) while another batch is
-written: a forged event in a batch checked ahead still refuses the whole batch, and an
-event the checks did not cover is verified on the spot."""
+"""Signatures checked ahead (`Ledger.verify_ahead`: on threads, or in worker processes for
+a large batch) while another batch is written: a forged event in a batch checked ahead
+still refuses the whole batch, an event the checks did not cover is verified on the spot,
+and the worker processes are shut on close (or never start: small batch, no processes)"""
 
 from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
 from ledger_net.errors import SignatureError
 from ledger_net.ledger.chain import VERIFY_CHUNK, Ledger
+from ledger_net.ledger.crypto_pool import PROCESS_FROM
 from ledger_net.ledger.events import Event
 from ledger_net.ledger.identity import Identity
 
@@ -62,3 +67,51 @@ def test_events_not_covered_by_the_checks_are_verified(pair):
     with pytest.raises(SignatureError):
         observer.ingest([events[2], forged], checks=checks)
     assert observer.store.count() == 2
+
+
+def _forged(event: Event) -> Event:
+    return Event.from_wire(event.raw, bytes([event.sig[0] ^ 1]) + event.sig[1:])
+
+
+def test_a_forged_event_checked_in_worker_processes_refuses_its_page_and_close_shuts_them(pair):
+    alice, observer = pair
+    events = _events(alice)
+    observer.ingest(events[:2])
+    page = events[2:]
+    middle = len(page) // 2
+    page[middle] = _forged(page[middle])
+    assert len(page) >= PROCESS_FROM
+    checks = observer.verify_ahead(page)
+    assert observer._crypto.processes_running and multiprocessing.active_children()
+    with pytest.raises(SignatureError):
+        observer.ingest(page, checks=checks)
+    assert observer.store.count() == 2 and observer.head(ALICE.node_id)[0] == 2
+    assert page[middle].hash not in {r.hash for r in observer.stored()}
+    good = events[2:]
+    assert len(observer.ingest(good, checks=observer.verify_ahead(good)).stored) == len(good)
+    observer.close()
+    assert not observer._crypto.processes_running and not multiprocessing.active_children()
+
+
+def test_worker_processes_that_cannot_start_leave_the_checks_to_threads(pair, monkeypatch):
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse)
+    alice, observer = pair
+    events = _events(alice)
+    observer.ingest(events[:2])
+    page = events[2:]
+    page[5] = _forged(page[5])
+    checks = observer.verify_ahead(page)
+    assert not observer._crypto.processes_running
+    with pytest.raises(SignatureError):
+        observer.ingest(page, checks=checks)
+    assert observer.store.count() == 2
+
+
+def test_a_small_batch_starts_no_worker_processes(pair):
+    alice, observer = pair
+    events = _events(alice)[:PROCESS_FROM - 1]
+    assert len(observer.ingest(events, checks=observer.verify_ahead(events)).stored) == len(events)
+    assert not observer._crypto.processes_running
