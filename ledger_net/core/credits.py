@@ -138,6 +138,12 @@ class Credits:
     def transfer_credits(self, to_node: str, amount: float | str) -> bool:
         """Send credits to a node key, or to a name as a voucher (see the module doc). ``amount``
         may be a decimal string (the control API passes one through), read exactly by `to_units`."""
+        self.send_credits(to_node, amount)
+        return True
+
+    def send_credits(self, to_node: str, amount: float | str) -> Event:
+        """`transfer_credits`, returning the appended event: with concurrent appenders the
+        ledger's head may already be someone else's event when this returns."""
         if not isinstance(to_node, str) or not to_node.strip() or len(to_node) > MAX_NAME:
             raise CreditError(f"recipient must be a node id or a name of 1..{MAX_NAME} characters")
         if to_node != to_node.strip() or any(ord(c) < 32 for c in to_node):
@@ -150,10 +156,8 @@ class Credits:
         if units > self.balance_units():
             raise InsufficientCredits(f"insufficient credits: balance {self.get_balance()}, transfer {amount}")
         if is_public_key(to_node):
-            self._append("credit.transfer", {"to": to_node, "amount": units})
-        else:
-            self._append("credit.voucher_issued", {"name": to_node, "amount": units})
-        return True
+            return self._append("credit.transfer", {"to": to_node, "amount": units})
+        return self._append("credit.voucher_issued", {"name": to_node, "amount": units})
 
     def receive_incoming(self) -> int:
         """Acknowledge every open credit to this account; returns how many units arrived."""

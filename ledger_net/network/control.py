@@ -213,7 +213,7 @@ class ControlAPI:
 
     async def post_transfer(self, request: web.Request) -> web.Response:
         """Send credits to a node id (a transfer) or a name (a voucher; see docs/ledger.md)."""
-        ledger, _ = self._books()
+        self._books()
         body = await self._json_body(request)
         unknown = sorted(set(body) - {"to", "amount"})
         if unknown:
@@ -227,16 +227,20 @@ class ControlAPI:
         credits = self.network.credits
         assert credits is not None
 
-        def work() -> tuple[str | None, float]:
-            credits.transfer_credits(to, amount)
-            return ledger.head()[1], credits.get_balance()
+        def work() -> tuple[str, int, float]:
+            # the event itself, not ledger.head(): concurrent appends share commits (run_append)
+            event = credits.send_credits(to, amount)
+            return event.hash, event.seq, credits.get_balance()
 
+        server = self.network.server
+        if server is None:
+            raise ApiError(503, "not_ready", "the node is not serving")
         try:
-            event_hash, balance = await self._write(work)
+            event_hash, seq, balance = await server.run_append(work)
         except CreditError as exc:
             code = "insufficient_credits" if isinstance(exc, InsufficientCredits) else "credit_refused"
             raise ApiError(400, code, str(exc)) from None
-        return json_response({"ok": True, "to": to, "amount": amount, "event": event_hash,
+        return json_response({"ok": True, "to": to, "amount": amount, "event": event_hash, "seq": seq,
                               "kind": "transfer" if is_public_key(to) else "voucher", "balance": balance}, 201)
 
     async def get_history(self, request: web.Request) -> web.Response:

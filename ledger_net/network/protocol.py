@@ -3,15 +3,18 @@ the event feed as JSON pages and as an NDJSON follow, blobs) and the write side 
 events to; `build_app` assembles them with the JSON errors (`responses`) and the token and
 Host settings (`auth`).
 
-Events travel in their wire form (see `incoming`). Every write goes through one
-single-threaded executor (`NodeAPI.run_write`), so ingests, local appends and sync never
-contend for the ledger lock on the event loop; reads run on the default pool. The ledger
+Events travel in their wire form (see `incoming`). Ingests, sync and every other mutation of
+the pending buffer go through one single-threaded executor (`NodeAPI.run_write`); local
+appends (API calls) run on a small pool (`run_append`) so concurrent ones meet in the
+ledger's group commit (ledger/commit.py) and share one commit; none of them contends for the
+ledger lock on the event loop; reads run on the default pool. The ledger
 tells `CommitWatcher` (`watcher`) about every commit, which is what wakes feed followers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -39,6 +42,7 @@ DEFAULT_CLIENT_MAX_SIZE = 16 << 20  # bytes of one request body
 MAX_PAGE = 5000  # events per feed/chain page
 DEFAULT_PAGE = 500
 STREAM_HEARTBEAT = 15.0  # seconds between keep-alive newlines of an idle follow
+APPEND_THREADS = (os.cpu_count() or 1) + 4  # local appends waiting at once for a shared commit
 
 T = TypeVar("T")
 
@@ -71,6 +75,9 @@ class NodeAPI:
         url = str(ledger.store.engine.url)
         self.reader: ThreadPoolExecutor | None = (
             self.writer if ledger.store.dialect == "sqlite" and url in ("sqlite://", "sqlite:///:memory:") else None)
+        # Appends touch no pending buffer, only the ledger (its lock, then the group commit).
+        self.appender = self.writer if self.reader is self.writer else ThreadPoolExecutor(
+            max_workers=APPEND_THREADS, thread_name_prefix="ledger-append")
         self.watcher = CommitWatcher(self.loop, ledger.store.last_offset())
         ledger.subscribe(self.watcher.on_applied)
         self._heads_cache: tuple[int, dict[str, Any]] | None = None
@@ -81,11 +88,19 @@ class NodeAPI:
         """Run a ledger mutation on the node's single writer thread."""
         return await self.loop.run_in_executor(self.writer, fn, *args)
 
+    async def run_append(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run local appends (`Ledger.append`/`append_batch` and reads of the ledger's state)
+        on the append pool: concurrent callers share a commit. `fn` must not touch the pending
+        buffer (that stays on `run_write`), nor assume the ledger's head is its own event."""
+        return await self.loop.run_in_executor(self.appender, fn, *args)
+
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.loop.run_in_executor(self.reader, fn, *args)
 
     def close(self) -> None:
         self.watcher.close()
+        if self.appender is not self.writer:
+            self.appender.shutdown(wait=True)
         self.writer.shutdown(wait=True)
 
     # ------------------------------------------------------------- queries

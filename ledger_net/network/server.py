@@ -286,9 +286,16 @@ class NodeServer:
             return fn(*args)
         return await self.api.run_write(fn, *args)
 
+    async def run_append(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run local appends on the append pool while serving (concurrent ones share a commit,
+        see `NodeAPI.run_append`), inline while stopped."""
+        if not self._running or self.api is None:
+            return fn(*args)
+        return await self.api.run_append(fn, *args)
+
     async def append(self, type: str, body: dict[str, Any], deps: Iterable[str] = ()) -> Event:
-        """Append a local event, serialised with ingests."""
-        return await self.run_write(self.ledger.append, type, body, tuple(deps))
+        """Append a local event (sharing a commit with concurrent appends and ingests)."""
+        return await self.run_append(self.ledger.append, type, body, tuple(deps))
 
     async def announce(self, name: str, *, capabilities: dict[str, Any] | None = None,
                        node_type: str = "public") -> Event | None:
