@@ -105,13 +105,16 @@ def verify(bundles: tuple[str, ...], data_dir: Path, db_url: str | None, bundle_
     one: their union, duplicates merged, put in a causal order before anything is judged, so
     the lines may come in any order. Without them, the data directory's or --db-url's books.
     Names each bad event by author, seq and hash; exit status 1 on any. A database's
-    stored projections must also load as a restarting node loads them. Bundles must
+    stored projections must also load as a restarting node loads them (with none stored,
+    the log alone is judged: projections_not_stored in --json). Bundles must
     hold the whole ledger from its genesis: an event whose causal past they lack is named."""
     from .audit import Problem, verify_events
 
     paths = tuple(bundle_options) + tuple(bundles)
     line_problems: list[Problem] = []
     projection_problems: list[Problem] = []
+    unstored: list[str] = []  # projections with nothing stored, so not checked (a database only)
+    checked: list[str] = []
     if paths:
         source = _sources(paths)
         merged = read_bundles(paths)
@@ -139,7 +142,11 @@ def verify(bundles: tuple[str, ...], data_dir: Path, db_url: str | None, bundle_
         from .projections.runner import default_projections
         from .replay import context_of
 
-        for name, why in sorted(load_stored(ledger, default_projections(), context_of(ledger)).problems.items()):
+        # Only what is stored is folded: with no projection stored, verify judges the log alone.
+        loaded = load_stored(ledger, default_projections(), context_of(ledger), stored_only=True)
+        unstored = sorted(loaded.unstored)
+        checked = [name for name in loaded.checkpoints if name not in loaded.unstored]
+        for name, why in sorted(loaded.problems.items()):
             projection_problems.append(Problem("-", 0, f"projection {name}", f"stored projection {name} does not "
                                                f"fit the log: {why} (a node rebuilds it from the log on start)"))
         report.problems += projection_problems
@@ -147,11 +154,16 @@ def verify(bundles: tuple[str, ...], data_dir: Path, db_url: str | None, bundle_
         raise CliError(f"{source}: no events to verify")
     result = report.as_dict()
     result["source"] = source
+    if not paths:  # which stored projections were checked against the log
+        result["projections_not_stored"] = unstored
     if as_json:
         emit_json(result)
     else:
         click.echo(f"{source}: {report.events} events, {report.effective} effective, {report.invalid} without "
                    f"effect (kept with their reason), {len(forks)} fork proof(s)")
+        if unstored:
+            click.echo("no projection stored: the log alone was judged" if not checked else
+                       f"projection(s) not stored, nothing to check: {', '.join(unstored)}")
         for p in report.problems:
             click.echo(f"BAD {p.problem}" if p in line_problems or p in projection_problems
                        else f"BAD author {p.author} seq {p.seq} hash {p.hash}: {p.problem}")

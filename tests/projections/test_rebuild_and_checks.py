@@ -4,7 +4,8 @@ A rebuild drops the history tables' secondary indexes while it folds and builds 
 one pass at its end; one that dies in between leaves them to the next open. verify's
 `load_stored` and the audit's `StoredCheck` fold the log without writing it, so they hand
 their history rows over every `HISTORY_BATCH` events instead of holding them all: the
-audit still names a changed history row wherever it is. `verify_events` checks
+audit still names a changed history row wherever it is; verify folds only the projections
+that have something stored. `verify_events` checks
 signatures on a pool ahead of the judge and still names a bad one.
 """
 
@@ -19,8 +20,10 @@ from ledger_net.ledger.identity import Identity
 from ledger_net.ledger.store import Store
 from ledger_net.ledger.tables import events
 from ledger_net.projections import ProjectionRunner, consistency
+from ledger_net.projections.balances import BalancesProjection
 from ledger_net.projections.consistency import load_stored
 from ledger_net.projections.tables import credit_history
+from tests.support.cli import invoke, json_of
 
 ISSUER = Identity.from_seed(b"\x71" * 32)
 BOB = Identity.from_seed(b"\x72" * 32)
@@ -169,3 +172,28 @@ def test_signatures_are_checked_here_when_worker_processes_cannot_start(db_url, 
         assert [signed for _, _, signed in checked_rows(rows, threads=2)] == [r.offset != victim.offset for r in rows]
     finally:
         led.close()
+
+
+def test_verify_folds_nothing_when_no_projection_is_stored(tmp_path, monkeypatch):
+    """With no projection stored, verify judges the log alone: no projection fold (it was
+    half of a 1M-event verify) and the JSON names what was not stored. With one stored,
+    only that one is folded."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    _log(url).close()
+    folded: list[int] = []
+    real = consistency.fold_tail
+    monkeypatch.setattr(consistency, "fold_tail",
+                        lambda loaded, ps, row, *rest: (folded.append(len(ps)), real(loaded, ps, row, *rest)))
+    report = json_of(invoke("verify", "--db-url", url, "--json"))
+    assert report["ok"] and report["projections_not_stored"] == ["balances", "nodes", "reputation", "tasks"]
+    assert folded == []
+    assert "the log alone was judged" in invoke("verify", "--db-url", url).stdout
+    led = Ledger(Store.open(url), ISSUER)
+    try:
+        ProjectionRunner(led, [BalancesProjection()], subscribe=False)  # a first start stores it
+        led.append("credit.transfer", {"to": BOB.node_id, "amount": 5})  # a tail past its checkpoint
+    finally:
+        led.close()
+    report = json_of(invoke("verify", "--db-url", url, "--json"))
+    assert report["ok"] and report["projections_not_stored"] == ["nodes", "reputation", "tasks"]
+    assert folded == [1]  # the one tail event, into the one stored projection
