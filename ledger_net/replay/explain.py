@@ -13,9 +13,11 @@ from ..errors import LedgerError
 from ..ledger.chain import Ledger
 from ..ledger.events import Event
 from ..ledger.store import StoredEvent
+from ..projections.consistency import HISTORY_BATCH
 from .fold import (
     HIDDEN_FIELDS,
     Fold,
+    History,
     describe_row,
     resolve_point,
     steps,
@@ -48,9 +50,22 @@ def explain_balance(ledger: Ledger, account: str, until: int | str | None = None
     balances projection, and (at the end of the log) the balance the validity rules
     computed independently. `ok` is False if any disagree; `problems` says where."""
     point = resolve_point(ledger, until)
-    fold = Fold(ledger).advance(point, tick)
+    # The fold hands its history rows over in batches, and only the rows of the accounts the
+    # text can name by key or key prefix are kept (memory per account, not per event). A node
+    # name resolves only at the end of the fold, so its rows take a second fold.
+    prefix = account.lower() if len(account) >= 4 else None
+    kept: list[dict[str, Any]] = []
+
+    def keeper(named: Callable[[str], bool]) -> Callable[[History], None]:
+        return lambda taken: kept.extend(r for r in taken.get(_history_table(), []) if named(r["account"]))
+
+    fold = Fold(ledger).advance(point, tick, keeper(
+        lambda a: a == account or (prefix is not None and a.startswith(prefix))))
     key = resolve_account(ledger, fold, account)
-    history = [r for r in fold.balances.dirty_rows()[_history_table()][1] if r["account"] == key]
+    if key != account and (prefix is None or not key.startswith(prefix)):
+        kept.clear()
+        Fold(ledger).advance(point, None, keeper(lambda a: a == key))
+    history = [r for r in kept if r["account"] == key]
     history.sort(key=lambda r: (r["offset"], r["part"]))
     running, rows, problems = 0, [], []
     for r in history:
@@ -106,10 +121,12 @@ def explain_task(ledger: Ledger, task_id: str, tick: Callable[[int], None] | Non
     fold = Fold(ledger)
     history: list[dict[str, Any]] = []
     related: set[str] = set()
-    for row in fold.rows():
+    for folded, row in enumerate(fold.rows(), 1):
         event = fold.apply(row)
         if tick is not None:
             tick(1)
+        if folded % HISTORY_BATCH == 0:
+            fold.hand_over()  # no history row is shown here: drop them as the fold goes
         body = event.body
         if body.get("task_id") == task_id or (row.type == "credit.received" and body.get("source") in related):
             related.add(row.hash)

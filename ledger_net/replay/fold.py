@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import Table
 
 from ..core.money import to_credits
 from ..errors import LedgerError
@@ -18,9 +19,12 @@ from ..ledger.chain import Ledger
 from ..ledger.events import Event
 from ..ledger.store import StoredEvent
 from ..projections.base import Context, Projection
+from ..projections.consistency import HISTORY_BATCH
 from ..projections.reputation import level_of
 from ..projections.runner import ProjectionSet, default_projections, state_hash_of
 
+History = dict[Table, list[dict[str, Any]]]
+"""History rows handed over by a fold, by table (`Projection.take_history`)."""
 SECTIONS = ("balances", "tasks", "chunks", "reputation", "nodes")
 """Keyed projection tables shown by replay, step and diff (histories are append-only logs)."""
 HIDDEN_FIELDS = frozenset({"spec"})  # a task's full config: large, and fixed at submission
@@ -129,15 +133,33 @@ class Fold(ProjectionSet):
         """The stored events after this fold's offset (up to `until`), not yet applied."""
         return self.ledger.store.select_events(after=self.offset, until=until)
 
-    def advance(self, until: int | None = None, tick: Callable[[int], None] | None = None) -> Fold:
-        """Fold every stored event with offset in (self.offset, until]."""
-        for row in self.rows(until):
+    def advance(self, until: int | None = None, tick: Callable[[int], None] | None = None,
+                on_history: Callable[[History], None] | None = None) -> Fold:
+        """Fold every stored event with offset in (self.offset, until].
+
+        The history rows folded (a row per money event or feedback) are handed to
+        `on_history`, or dropped, every `HISTORY_BATCH` events and at the end, so a replay
+        of a long log holds state per account, not per event (`apply` alone keeps them:
+        the audit takes them itself)."""
+        for folded, row in enumerate(self.rows(until), 1):
             self.apply(row)
             if tick is not None:
                 tick(1)
+            if folded % HISTORY_BATCH == 0:
+                self.hand_over(on_history)
+        self.hand_over(on_history)
         if until is not None:
             self.offset = max(self.offset, until)
         return self
+
+    def hand_over(self, on_history: Callable[[History], None] | None = None) -> None:
+        """Take the history rows folded since the last hand-over from every projection
+        and give them to `on_history` (None: forget them; nothing here writes them)."""
+        taken: History = {}
+        for p in self.projections:
+            taken.update(p.take_history())
+        if on_history is not None:
+            on_history(taken)
 
     def state_hash(self) -> str:
         """The runner's state hash of these projections (the very same function, so a replay

@@ -19,6 +19,7 @@ import pytest
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.store import sqlite_url
 from ledger_net.projections.runner import ProjectionRunner
+from ledger_net.replay import fold as replay_fold
 from tests.support.cli import assert_one_line_error, invoke, json_of
 from tests.support.nodes import NodeThread
 from tests.support.waiting import wait_until_blocking
@@ -347,6 +348,17 @@ def test_explain_balance_sums_to_the_balance(books: dict[str, Any], who: str) ->
     assert by_prefix["account"] == books[who]
     human = invoke("explain", "balance", books[who], "--data-dir", books["dir"])
     assert human.exit_code == 0 and "BALANCE EXPLAINED" in human.stdout
+
+
+def test_explain_balance_in_history_batches_by_key_prefix_and_name(books: dict[str, Any],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold hands its history rows over in batches of 3 events and explain keeps the
+    account's: the same rows as one batch; a node name (known only at the fold's end) too."""
+    whole = json_of(invoke("explain", "balance", books["a"], "--data-dir", books["dir"], "--json"))
+    monkeypatch.setattr(replay_fold, "HISTORY_BATCH", 3)
+    assert len(whole["rows"]) > 3
+    for text in (books["a"], books["a"][:10], whole["name"]):
+        assert json_of(invoke("explain", "balance", text, "--data-dir", books["dir"], "--json")) == whole
 
 
 def test_explain_balance_at_a_point_and_errors(books: dict[str, Any]) -> None:

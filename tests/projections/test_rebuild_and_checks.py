@@ -5,7 +5,7 @@ one pass at its end; one that dies in between leaves them to the next open. veri
 `load_stored` and the audit's `StoredCheck` fold the log without writing it, so they hand
 their history rows over every `HISTORY_BATCH` events instead of holding them all: the
 audit still names a changed history row wherever it is; verify folds only the projections
-that have something stored. `verify_events` checks
+that have something stored; a replay hands its history rows over the same way. `verify_events` checks
 signatures on a pool ahead of the judge and still names a bad one.
 """
 
@@ -23,6 +23,8 @@ from ledger_net.projections import ProjectionRunner, consistency
 from ledger_net.projections.balances import BalancesProjection
 from ledger_net.projections.consistency import load_stored
 from ledger_net.projections.tables import credit_history
+from ledger_net.replay import Fold, replay
+from ledger_net.replay import fold as replay_fold
 from tests.support.cli import invoke, json_of
 
 ISSUER = Identity.from_seed(b"\x71" * 32)
@@ -197,3 +199,20 @@ def test_verify_folds_nothing_when_no_projection_is_stored(tmp_path, monkeypatch
     report = json_of(invoke("verify", "--db-url", url, "--json"))
     assert report["ok"] and report["projections_not_stored"] == ["nodes", "reputation", "tasks"]
     assert folded == [1]  # the one tail event, into the one stored projection
+
+
+def test_replay_hands_its_history_over_in_batches(db_url, monkeypatch):
+    """A replay (the fold of `ledger-net replay`, diff, step) hands its history rows over
+    every `HISTORY_BATCH` events and holds none at its end, with the runner's state hash."""
+    monkeypatch.setattr(replay_fold, "HISTORY_BATCH", 4)
+    led = _log(db_url)
+    try:
+        batches: list[int] = []
+        fold = Fold(led).advance(None, None, lambda taken: batches.append(len(taken[credit_history])))
+        assert len(batches) > 5 and max(batches) <= 2 * 4 and sum(batches) >= 2 * 40
+        assert fold.balances.full_rows()[credit_history] == []
+        view = replay(led)
+        assert view.balances.full_rows()[credit_history] == []
+        assert view.state_hash() == fold.state_hash() == ProjectionRunner(led, subscribe=False).state_hash()
+    finally:
+        led.close()
