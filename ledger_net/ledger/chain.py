@@ -297,8 +297,9 @@ class Ledger:
         return self._crypto.verify(events)
 
     def verify_ahead(self, events: Sequence[Event]) -> SignatureChecks:
-        """Start checking `events`' signatures on the pool and return at once: hand the result
-        to `ingest(events, checks=...)`. A reader of pages verifies the next page this way
+        """Start checking `events`' signatures on the pool (in worker processes for a batch of
+        `crypto_pool.PROCESS_FROM` or more) and return at once: hand the result to
+        `ingest(events, checks=...)`. A reader of pages verifies the next page this way
         while the current one is judged and written (one writer, every core verifying)."""
         return self._crypto.verify_ahead(events)
 
