@@ -178,7 +178,7 @@ def test_signatures_are_checked_here_when_worker_processes_cannot_start(db_url, 
 
 def test_verify_folds_nothing_when_no_projection_is_stored(tmp_path, monkeypatch):
     """With no projection stored, verify judges the log alone: no projection fold (it was
-    half of a 1M-event verify) and the JSON names what was not stored. With one stored,
+    14 s of a 1M-event verify) and the JSON names what was not stored. With one stored,
     only that one is folded."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     _log(url).close()
