@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Pipelined foreign ingests with the read-ahead signature checks on threads against worker
+processes, alternated in one process (same economy, same SQLite setup, raw single-thread
+verify measured in the same run), so a changing load on a shared machine touches both alike.
+
+    python bench/ingest_workers_bench.py             # 20,000 events, 3 rounds, best of 3 each
+    python bench/ingest_workers_bench.py --events 5000 --rounds 1
+
+Each line: ingests/s, the ratio to raw verify, and events per CPU-second of this process
+(the worker processes' CPU is not counted: the checks left this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ledger_bench  # noqa: E402 -- after sys.path gets this checkout
+
+from ledger_net.ledger import crypto_pool  # noqa: E402 -- after sys.path gets this checkout
+
+
+def best_ingest(wire: list[tuple[bytes, bytes]], batch: int, trials: int) -> tuple[float, float]:
+    """(best wall rate, that trial's rate per CPU-second of this process)."""
+    best, per_cpu = 0.0, 0.0
+    for _ in range(trials):
+        with tempfile.TemporaryDirectory() as d:
+            n, (wall, cpu) = ledger_bench.trial_ingest(f"sqlite:///{d}/bench.db", wire, batch)
+        if n / wall > best:
+            best, per_cpu = n / wall, n / max(cpu, 1e-9)
+    return best, per_cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+    _, log = ledger_bench.make_economy(args.events, 50)
+    wire = [(e.raw, e.sig) for e in log]
+    verify = 0.0
+    for _ in range(5):
+        n, (wall, _) = ledger_bench.bench_verify(5_000)
+        verify = max(verify, n / wall)
+    print(f"raw PyNaCl verify, 1 thread  {verify:>8,.0f} /s (best of 5)")
+    processes_from = crypto_pool.PROCESS_FROM
+    for _ in range(args.rounds):
+        for name, threshold in (("threads", 10**12), ("processes", processes_from)):
+            crypto_pool.PROCESS_FROM = threshold
+            rate, per_cpu = best_ingest(wire, args.batch, args.trials)
+            print(f"ingests, checks on {name:<10}{rate:>8,.0f} /s  {rate / verify:.2f} × verify  "
+                  f"[{per_cpu:,.0f} per CPU-s of this process]", flush=True)
+    crypto_pool.PROCESS_FROM = processes_from
+
+
+if __name__ == "__main__":
+    main()
