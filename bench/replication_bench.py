@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ledger_net.ledger.events import Event  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger.identity import Identity  # noqa: E402 -- after sys.path gets this checkout
+from ledger_net.network import transfer  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.network.client import PeerClient  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.network.server import NodeServer, open_local  # noqa: E402 -- after sys.path gets this checkout
 
@@ -143,12 +144,16 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=2000, help="feed page size")
     parser.add_argument("--lanes", type=int, default=1, help="feed pages ingested at once")
     parser.add_argument("--repeat", type=int, default=3, help="replications into fresh nodes (best kept)")
+    parser.add_argument("--checks", choices=("processes", "threads"), default="threads",
+                        help="where the receiver checks the signatures of pages read ahead "
+                             "(the node's default: threads)")
     parser.add_argument("--serve-source", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_source:
         asyncio.run(serve_source(Path(args.serve_source), args.events or 100_000))
         return
     count = args.events or (10_000 if args.quick else 100_000)
+    transfer.FEED_CHECKS_IN_PROCESSES = args.checks == "processes"
     result = asyncio.run(run(count, args.page, args.lanes, max(1, args.repeat)))
     print(f"events                      {result['events']:>12,}")
     print(f"source built in             {result['build_s']:>12.1f} s")

@@ -296,12 +296,13 @@ class Ledger:
         """Check signatures on all cores (PyNaCl releases the GIL)."""
         return self._crypto.verify(events)
 
-    def verify_ahead(self, events: Sequence[Event]) -> SignatureChecks:
+    def verify_ahead(self, events: Sequence[Event], processes: bool = True) -> SignatureChecks:
         """Start checking `events`' signatures on the pool (in worker processes for a batch of
         `crypto_pool.PROCESS_FROM` or more) and return at once: hand the result to
         `ingest(events, checks=...)`. A reader of pages verifies the next page this way
-        while the current one is judged and written (one writer, every core verifying)."""
-        return self._crypto.verify_ahead(events)
+        while the current one is judged and written (one writer, every core verifying).
+        `processes=False`: threads only, for a caller whose own process is GIL-bound anyway."""
+        return self._crypto.verify_ahead(events, processes)
 
     def ingest(self, events: Sequence[Event], source: str | None = None,
                checks: SignatureChecks | None = None) -> IngestReport:

@@ -28,7 +28,7 @@ from .identity import Identity, verify
 PARALLEL_FROM = 64  # items below which the caller's thread does the work
 VERIFY_CHUNK = 128  # events per task of `verify_ahead` on the threads
 PROCESS_FROM = 256  # events in one `verify_ahead` batch from which the checks go to processes
-PROCESS_CHUNK = 256  # signatures per task of the worker processes
+PROCESS_CHUNK = 256  # fewest signatures per task of the worker processes (a batch is split in one task per worker)
 POOL_FAILURES = (BrokenProcessPool, OSError, RuntimeError)  # a process pool that could not start or broke
 
 Triple = tuple[str, bytes, bytes]  # (author's public key hex, event hash, signature)
@@ -109,12 +109,13 @@ class CryptoPool:
         parts = [events[i:i + size] for i in range(0, len(events), size)]
         return [ok for part in self._pool.map(lambda p: [e.verify_signature() for e in p], parts) for ok in part]
 
-    def verify_ahead(self, events: Sequence[Event]) -> SignatureChecks:
+    def verify_ahead(self, events: Sequence[Event], processes: bool = True) -> SignatureChecks:
         """Start checking `events`' signatures and return at once (in worker processes from
-        `PROCESS_FROM` events, else on the threads)."""
-        pool = self._process_pool() if len(events) >= PROCESS_FROM else None
+        `PROCESS_FROM` events unless `processes` is False, else on the threads)."""
+        pool = self._process_pool() if processes and len(events) >= PROCESS_FROM else None
         if pool is not None:
-            parts = [events[i:i + PROCESS_CHUNK] for i in range(0, len(events), PROCESS_CHUNK)]
+            size = max(PROCESS_CHUNK, -(-len(events) // self.threads))  # one task per worker: each
+            parts = [events[i:i + size] for i in range(0, len(events), size)]  # hand-off needs the GIL
             try:  # the workers start on the first submit: a failure to start shows here
                 return SignatureChecks([(part, pool.submit(verify_triples, triples_of(part))) for part in parts])
             except POOL_FAILURES:

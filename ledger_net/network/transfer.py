@@ -32,6 +32,11 @@ T = TypeVar("T")
 ORPHAN_AUTHORS_PER_ROUND = 16  # authors whose missing chain prefix one exchange fetches
 ORPHAN_ATTEMPTS = 4  # fetches of one author's missing prefix before its orphans are dropped
 ORPHAN_BACKOFF = 1.0  # seconds before the second fetch; doubles with each attempt
+# The feed reader checks pages read ahead on the ledger's threads, not in its worker processes:
+# the receiver is GIL-bound on HTTP, parsing, judging, writing and projections, and processes
+# only added the hand-off (bench/replication_bench.py --checks: 0.49-0.55 x verify with
+# processes, 0.55-0.61 with threads, alternated; docs/performance.md).
+FEED_CHECKS_IN_PROCESSES = False
 
 
 def _set(event: asyncio.Event) -> None:
@@ -275,7 +280,7 @@ class Transfers:
         def work() -> tuple[list[Any], Any]:
             ledger.known.prefetch_wire(items)
             events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
-            return events, ledger.verify_ahead(events)
+            return events, ledger.verify_ahead(events, processes=FEED_CHECKS_IN_PROCESSES)
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
