@@ -106,10 +106,7 @@ class Transfers:
                 return await loop.run_in_executor(self._bulk_pool, ordered_work, locked)
             return await self.run_write(work)
         except ApiError as exc:
-            if exc.code == "pending_full":
-                log.info("pending buffer full while syncing with %s; fetching the causal past first", peer_url)
-                return 0
-            raise PeerMisbehaved(f"{peer_url} served events this node refuses: {exc.code}: {exc.message}") from None
+            return _refused_page(exc, peer_url)
 
     async def _heads(self) -> dict[str, int]:
         if self._our_heads is not None:
@@ -291,7 +288,7 @@ class Transfers:
         try:
             events, checks = await prepared
         except ApiError as exc:
-            raise PeerMisbehaved(f"{peer_url} served events this node refuses: {exc.code}: {exc.message}") from None
+            raise _misbehaved(exc, peer_url) from None
         if not events:
             return 0
         ledger = self.ledger
@@ -305,10 +302,7 @@ class Transfers:
         try:
             return await self.run_write(work)
         except ApiError as exc:
-            if exc.code == "pending_full":
-                log.info("pending buffer full while syncing with %s; fetching the causal past first", peer_url)
-                return 0
-            raise PeerMisbehaved(f"{peer_url} served events this node refuses: {exc.code}: {exc.message}") from None
+            return _refused_page(exc, peer_url)
 
     # ------------------------------------------------------------------ wanted
     def _due_orphans(self, chains: dict[str, int]) -> dict[str, int]:
@@ -447,3 +441,16 @@ def _page_end(page: dict[str, Any], previous: int, size: int, url: str) -> tuple
         raise PeerMisbehaved(f"{url}: feed page does not advance its cursor")
     more = page.get("more")
     return last, more if isinstance(more, bool) else len(events) == size
+
+
+def _misbehaved(exc: ApiError, peer_url: str) -> PeerMisbehaved:
+    return PeerMisbehaved(f"{peer_url} served events this node refuses: {exc.code}: {exc.message}")
+
+
+def _refused_page(exc: ApiError, peer_url: str) -> int:
+    """A page the ledger refused: a full pending buffer ends the step quietly (0 stored; the
+    next round fetches the causal past first); anything else is the peer's misbehaviour."""
+    if exc.code != "pending_full":
+        raise _misbehaved(exc, peer_url) from None
+    log.info("pending buffer full while syncing with %s; fetching the causal past first", peer_url)
+    return 0
