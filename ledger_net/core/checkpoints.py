@@ -26,8 +26,8 @@ A frontier of more than `checkpoint.FRONTIER_INLINE` authors is detached: the si
 as a blob, and a witness waits for it (`wanted_frontiers`; the node server fetches it from
 peers and hands it to `put_frontier`, backing a missed blob off: `frontier_missed`), checks it
 against the note, then judges as above.
-Over 400 lines: the three jobs share the frontier, state and cosignature caches and the
-live state tree (its save and restore included).
+Over 400 lines: the three jobs share the frontier and state caches, the cosignatures index
+and the live state tree (its save and restore included).
 """
 
 from __future__ import annotations
