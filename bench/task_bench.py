@@ -17,6 +17,8 @@
     beside one such pinned node (goal: >= 1.7 x faster; 2 x is the limit). Also reports how
     the operands travel: the blobs named in the events versus the JSON size of the events.
 
+`--pinned` runs only the pinned one-node and two-node rows. Each prints its best run's chunk
+timeline: assigned, the worker's fetch / slot wait / run / store times, reported, accepted.
 `--profile` prints a cProfile of the one-node matrix run (the node's event loop only:
 workers and hashing threads need `py-spy record --subprocesses --threads`).
 """
@@ -49,6 +51,9 @@ from ledger_net.main import ComputeNetwork  # noqa: E402 -- after sys.path gets 
 ONE_THREAD = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
 TINY_END = 1000
+# What a worker's report says of a chunk's time (its usage, ms): fetching the inputs, waiting for
+# a slot, (wall_ms: running in the sandbox), storing the result (execution/running.py).
+STAGES = ("fetch_ms", "wait_ms", "store_ms")
 
 
 def tiny(start: int, end: int) -> int:
@@ -171,6 +176,7 @@ async def ledger_matrix(net: ComputeNetwork, n: int, chunks: int, profile: bool 
     stamps: dict[str, int] = {}  # the author's clock (ms) of each event, for the chunks' timeline
     timeline: list[dict[str, Any]] = []
     assigned_at: set[str] = set()
+    accepted: dict[int, int] = {}
     for row in net.ledger.store.select_events(after=offset):
         event_bytes += len(row.raw)
         raw = row.raw if isinstance(row.raw, str) else bytes(row.raw).decode()
@@ -185,10 +191,15 @@ async def ledger_matrix(net: ComputeNetwork, n: int, chunks: int, profile: bool 
             who = "this node" if row.author == net.ledger.node_id else row.author[:8]
             by_node[who] = by_node.get(who, 0) + 1
             body = event["body"]
+            usage = body.get("usage") or {}
             assigned = max((stamps[d] for d in event.get("deps", []) if d in assigned_at), default=event["ts"])
             timeline.append({"chunk": body["chunk"], "node": who, "assigned_ms": assigned - stamps["submitted"],
-                             "reported_ms": event["ts"] - stamps["submitted"],
-                             "ran_ms": (body.get("usage") or {}).get("wall_ms")})
+                             "reported_ms": event["ts"] - stamps["submitted"], "ran_ms": usage.get("wall_ms"),
+                             **{k: usage.get(k) for k in STAGES}})
+        if row.type == "task.chunk_accepted":
+            accepted[event["body"]["chunk"]] = event["ts"] - stamps["submitted"]
+    for chunk in timeline:
+        chunk["accepted_ms"] = accepted.get(chunk["chunk"])
     status = await net.get_task_status(task_id)
     out = {"seconds": t_result - t0, "submit_seconds": t_submitted - t0, "run_seconds": t_done - t_submitted,
            "result_seconds": t_result - t_done, "event_bytes": event_bytes, "blob_refs": blob_refs,
@@ -339,6 +350,41 @@ def subprocess_matrix(n: int, nodes: int, chunks: int, repeat: int = 1) -> dict[
                     p.wait()
 
 
+def print_timeline(label: str, timeline: list[dict[str, Any]]) -> None:
+    """Each chunk of a best run: when it was assigned (the owner's clock), what its worker spent
+    fetching inputs, waiting for its slot, running and storing the result (the report's usage),
+    when the report was signed (the worker's clock) and when the owner accepted it (the owner's:
+    after fetching the result and checking it). Nodes on one machine share one clock."""
+    print(f"  {label} (best run), ms after task.submitted:")
+    print(f"    {'chunk':>5} {'node':<10} {'assigned':>8} {'fetch':>6} {'wait':>5} {'ran':>5} {'store':>5} "
+          f"{'reported':>8} {'accepted':>8}")
+    for c in timeline:
+        cells = [c["assigned_ms"], *(c.get(k) for k in ("fetch_ms", "wait_ms", "ran_ms", "store_ms")),
+                 c["reported_ms"], c.get("accepted_ms")]
+        text = ["-" if v is None else str(v) for v in cells]
+        print(f"    {c['chunk']:>5} {c['node']:<10} {text[0]:>8} {text[1]:>6} {text[2]:>5} {text[3]:>5} {text[4]:>5} "
+              f"{text[5]:>8} {text[6]:>8}")
+
+
+def pinned_rows(n: int, chunks: int, repeat: int) -> None:
+    """One pinned node, then two, in this run; the speed-up and each best run's chunk timeline."""
+    if len(os.sched_getaffinity(0)) < 2:
+        print("  (two pinned nodes need two CPUs; skipped)")
+        return
+    single = subprocess_matrix(n, 1, chunks, repeat)
+    double = subprocess_matrix(n, 2, chunks, repeat)
+    speedup = single["seconds"] / double["seconds"]
+    print(f"  one pinned node           {single['seconds']:8.3f} s  (1 core, 1 worker, 1 BLAS thread; best of "
+          f"{', '.join(f'{x:.3f}' for x in single['all_seconds'])}; run {single['run_seconds']:.2f})")
+    print(f"  two pinned nodes          {double['seconds']:8.3f} s  (a core each; best of "
+          f"{', '.join(f'{x:.3f}' for x in double['all_seconds'])}; run {double['run_seconds']:.2f}, "
+          f"chunks run by {double['chunks_by_node']})")
+    verdict = "MET" if speedup >= 1.7 else "NOT MET"
+    print(f"  speedup two / one pinned  {speedup:8.2f} x  goal >= 1.70 (2 is the limit)  {verdict}")
+    for label, run in (("one pinned node", single), ("two pinned nodes", double)):
+        print_timeline(label, run["timeline"])
+
+
 # ------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -349,6 +395,8 @@ def main() -> None:
     parser.add_argument("--skip-tiny", action="store_true")
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the one-node matrix run")
+    parser.add_argument("--pinned", action="store_true",
+                        help="only the pinned rows: one node, then two, each chunk's timeline; then exit")
     parser.add_argument("--parts", action="store_true",
                         help="CPU cost of each piece of the matrix path beside the product's, then exit")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -372,6 +420,10 @@ def main() -> None:
         return
     workers = 2
     print(f"task_bench: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, numpy {np.__version__}")
+    if args.pinned:
+        print(f"\n(b) matrix_ops multiply, {n}x{n} float64, {args.chunks} chunks, pinned nodes only")
+        pinned_rows(n, args.chunks, args.repeat)
+        return
 
     if not args.skip_tiny:
         print(f"\n(a) {n_tasks} tiny tasks (sum of a range), {workers} workers")
@@ -399,23 +451,7 @@ def main() -> None:
         print(f"  ledger_net / numpy        {ratio:8.2f} x  goal <= 1.30  {'MET' if ratio <= 1.3 else 'NOT MET'}")
         print(f"  operands {one['operand_bytes'] / 2**20:.0f} MiB; events of the task {one['event_bytes'] / 1024:.1f}"
               f" KiB with {one['blob_refs']} blob references (operands and results travel as blobs)")
-        if len(os.sched_getaffinity(0)) < 2:
-            print("  (two pinned nodes need two CPUs; skipped)")
-        else:
-            single = subprocess_matrix(n, 1, args.chunks, args.repeat)
-            double = subprocess_matrix(n, 2, args.chunks, args.repeat)
-            speedup = single["seconds"] / double["seconds"]
-            print(f"  one pinned node           {single['seconds']:8.3f} s  (1 core, 1 worker, 1 BLAS thread; best of "
-                  f"{', '.join(f'{x:.3f}' for x in single['all_seconds'])}; run {single['run_seconds']:.2f})")
-            print(f"  two pinned nodes          {double['seconds']:8.3f} s  (a core each; best of "
-                  f"{', '.join(f'{x:.3f}' for x in double['all_seconds'])}; run {double['run_seconds']:.2f}, "
-                  f"chunks run by {double['chunks_by_node']})")
-            verdict = "MET" if speedup >= 1.7 else "NOT MET"
-            print(f"  speedup two / one pinned  {speedup:8.2f} x  goal >= 1.70 (2 is the limit)  {verdict}")
-            for label, run in (("one pinned node", single), ("two pinned nodes", double)):
-                print(f"  {label} (best run), ms after task.submitted: " + "; ".join(
-                    f"chunk {c['chunk']} on {c['node']}: assigned {c['assigned_ms']}, ran {c['ran_ms']}, "
-                    f"reported {c['reported_ms']}" for c in run["timeline"]))
+        pinned_rows(n, args.chunks, args.repeat)
         if args.profile:
             print("\n  cProfile of the one-node run (cumulative):\n" + one["profile"])
 

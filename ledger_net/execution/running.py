@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from ..errors import NodeError, TaskError
@@ -52,12 +53,18 @@ class ChunkRunner:
     async def run(self, assignment: Event, submitted: TaskRow | None) -> dict[str, Any]:
         """Run one assignment (``submitted``: its task's row, if known here); the report's body."""
         b = assignment.body
+        # Where the chunk's time went, in whole ms, for the report's usage (the owner's and the
+        # bench's timeline): fetching its inputs, waiting for a slot, running (wall_ms), storing.
+        started = time.perf_counter()
+        stages: dict[str, int] = {}
         try:
             if submitted is None:
                 raise TaskError(f"task {b['task_id']} is not known here")
             requirements = unpack_spec(submitted["spec"]).get("requirements", {})
             payload, blobs, files = await self.inputs(b)
+            stages["fetch_ms"] = _ms_since(started)
             async with self.slots:
+                stages["wait_ms"] = _ms_since(started) - stages["fetch_ms"]
                 counted = False
                 if self.node is not None and hasattr(self.node, "task_started"):
                     try:
@@ -75,8 +82,10 @@ class ChunkRunner:
         except Exception as exc:  # whatever happens, the owner hears about it
             log.exception("chunk %s of %s could not run", b.get("chunk"), b.get("task_id"))
             outcome = ChunkOutcome(False, error=f"{type(exc).__name__}: {exc}"[:4000])
+        outcome.usage.update(stages)
         if not outcome.ok:
             return report_body(assignment, False, outcome.usage, None, outcome.error)
+        stored = time.perf_counter()
         try:
             # Checked here, not trusted: the sandboxed worker names its blobs, the node hashes them;
             # big ones in a thread so the loop meanwhile starts the slot's next chunk (hashlib drops
@@ -87,4 +96,9 @@ class ChunkRunner:
                 answer = result_body(self.blobs, outcome.result, outcome.blobs, trusted=False)
         except TaskError as exc:
             return report_body(assignment, False, outcome.usage, None, f"the worker's result is malformed: {exc}")
+        outcome.usage["store_ms"] = _ms_since(stored)
         return report_body(assignment, True, outcome.usage, answer, None)
+
+
+def _ms_since(start: float) -> int:
+    return int((time.perf_counter() - start) * 1000)

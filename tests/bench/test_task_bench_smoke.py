@@ -1,5 +1,6 @@
 """`bench/task_bench.py` still runs its issue-13 phases on tiny sizes: a multiply on two node
-processes, each pinned to a core, completes and its timeline covers every chunk; the CPU table of
+processes, each pinned to a core, completes and its timeline covers every chunk (with the
+worker's fetch, slot wait and store times and the owner's acceptance); the CPU table of
 the matrix path's pieces has every row. Never a timing."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ def test_two_pinned_nodes_split_a_multiply_and_the_timeline_shows_both() -> None
     assert sorted(c["chunk"] for c in run["timeline"]) == [0, 1, 2, 3]
     for chunk in run["timeline"]:
         assert 0 <= chunk["assigned_ms"] <= chunk["reported_ms"] and chunk["ran_ms"] >= 0
+        # the worker's report says where the rest of its time went; the owner accepted every chunk
+        assert all(chunk[stage] >= 0 for stage in bench.STAGES) and chunk["accepted_ms"] is not None
 
 
 def test_the_matrix_path_parts_table_has_every_piece() -> None:
