@@ -27,12 +27,14 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
-# The log. `offset` is this node's ingestion order: causal, gap-free, allocated
-# under the `counters` row lock so readers paging by offset never skip an event.
+# The log. `offset` is this node's ingestion order: causal, gap-free, allocated so readers
+# paging by offset never skip an event (ledger/store/writes.py: on SQLite MAX + 1 in the
+# insert, the column being the rowid since migration 0010; on PostgreSQL under the
+# `counters` row lock).
 events = Table(
     "events",
     metadata,
-    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False),
     Column("hash", String(64), nullable=False, unique=True),
     Column("author", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),

@@ -421,3 +421,35 @@ def test_upgrade_to_0007_refolds_the_tasks_projection_with_each_assignments_repo
         assert tuple(row) == ("rejected", "late", True, "ab" * 32)
     finally:
         again.close()
+
+
+def test_0010_makes_the_sqlite_offset_the_rowid_and_keeps_the_log(db_url):
+    """A 0009 store's events survive 0010 with their offsets; on SQLite the offset becomes the
+    rowid (INTEGER, no counter row); the log grows on gap-free, and a downgrade restores the
+    counter at the last offset."""
+    _migrate(db_url, "upgrade", "0009")
+    old = Store.open(db_url, upgrade=False)
+    try:
+        assert old.insert_events([row(A, 1), row(A, 2), row(B, 1)]) == [1, 2, 3]
+    finally:
+        old.close()
+    new = Store.open(db_url)
+    try:
+        sqlite = new.dialect == "sqlite"
+        assert [(r.offset, r.author, r.seq) for r in new.select_events()] == [(1, A, 1), (2, A, 2), (3, B, 1)]
+        with new.engine.connect() as conn:
+            kind = {c["name"]: str(c["type"]) for c in inspect(conn).get_columns("events")}["offset"]
+            counter = conn.execute(text("SELECT value FROM counters WHERE name = 'offset'")).scalar()
+        assert (kind, counter) == (("INTEGER", None) if sqlite else ("BIGINT", 3))
+        assert new.write([row(A, 3)]) == [4] and new.insert_events([row(B, 2), row(B, 3)]) == [5, 6]
+        assert new.last_offset() == 6 and new.get_event(row(B, 3)["hash"]).offset == 6
+    finally:
+        new.close()
+    _migrate(db_url, "downgrade", "0009")
+    back = Store.open(db_url, upgrade=False)
+    try:
+        with back.engine.connect() as conn:
+            assert conn.execute(text("SELECT value FROM counters WHERE name = 'offset'")).scalar() == 6
+        assert [r.offset for r in back.select_events()] == [1, 2, 3, 4, 5, 6]
+    finally:
+        back.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ..tables import counters, events, fork_proofs, void_events
+from ..tables import events, fork_proofs, void_events
 from .base import StoreBase, conn_query
 from .records import EVENT_COLUMN_LIST, EVENT_COLUMNS, ForkProof, StoredEvent, stored
 
@@ -104,8 +104,9 @@ class EventReads(StoreBase):
         return {a: (s, h) for a, s, h in rows}
 
     def last_offset(self) -> int:
+        """The offset of the newest committed event (0 for an empty log): a seek on the primary key."""
         with self.engine.connect() as conn:
-            return conn.execute(select(counters.c.value).where(counters.c.name == "offset")).scalar_one()
+            return int(conn.execute(select(func.coalesce(func.max(events.c.offset), 0))).scalar_one())
 
     def count(self) -> int:
         with self.engine.connect() as conn:

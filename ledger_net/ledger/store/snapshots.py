@@ -4,9 +4,9 @@ replace it inside an event batch's transaction (`write(..., snapshot=...)`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from ..tables import counters, judge_snapshots
+from ..tables import events, judge_snapshots
 from .base import StoreBase, now_ms
 from .records import JudgeSnapshot
 
@@ -20,7 +20,7 @@ class SnapshotStorage(StoreBase):
         (False) unless `offset` is still the log's last offset, so it never claims less or
         more than the events it covers."""
         with self._write_lock, self.engine.begin() as conn:
-            last = conn.execute(select(counters.c.value).where(counters.c.name == "offset")).scalar_one()
+            last = conn.execute(select(func.coalesce(func.max(events.c.offset), 0))).scalar_one()
             if last != offset:
                 return False
             conn.execute(judge_snapshots.delete())

@@ -1,11 +1,16 @@
 """The event write path: offsets, events, void events, verdicts and fork proofs.
 
-Offsets are allocated by bumping the `counters` row inside the writing transaction: its row
-lock serialises writers until commit, so offsets become visible in order and a reader paging
-`offset > cursor` never skips one. Appends and ingests go through one long-lived DBAPI
-connection with plain driver statements (the hot path); a caller's own transaction (the
-chain's re-fold) goes through `insert_events(conn=...)`. Both write the Merkle nodes the new
-events complete in the same transaction.
+Offsets must become visible in order, so a reader paging `offset > cursor` never skips one.
+SQLite allows one writing transaction at a time, and the insert takes its offset in the
+same statement (`COALESCE((SELECT MAX("offset") FROM events), 0) + 1`, a seek on the
+primary key, which is the rowid since migration 0010): one statement per event, nothing
+else bumped. PostgreSQL lets writers run side by side, so there offsets are allocated by
+bumping the `counters` row inside the writing transaction: its row lock serialises writers
+until commit (a one-event write is one statement, the bump and the insert). Appends and
+ingests go through one long-lived DBAPI connection with plain driver statements (the hot
+path); a caller's own transaction (the chain's re-fold) goes through
+`insert_events(conn=...)`. Both write the Merkle nodes the new events complete in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class EventWrites(StoreBase):
     def _init_writes(self, mark: str) -> None:
         self._sql_bump = (f"UPDATE counters SET value = value + {mark} WHERE name = 'offset' RETURNING value")
         self._sql_insert = (f"INSERT INTO events ({EVENT_COLUMN_LIST}) VALUES ({', '.join([mark] * 10)})")
+        self._sql_insert_next = (  # SQLite: the offset taken in the insert (see the module's docstring)
+            f'INSERT INTO events ({EVENT_COLUMN_LIST}) VALUES (COALESCE((SELECT MAX("offset") FROM events), 0) + 1, '
+            f"{', '.join([mark] * 9)})")
         self._sql_bump_insert = (  # PostgreSQL: the counter bump and the insert as one statement
             "WITH c AS (UPDATE counters SET value = value + 1 WHERE name = 'offset' RETURNING value) "
             f"INSERT INTO events ({EVENT_COLUMN_LIST}) SELECT c.value, {', '.join([mark] * 9)} FROM c "
@@ -119,25 +127,27 @@ class EventWrites(StoreBase):
 
     def _raw_insert(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
         n = len(rows)
-        if n == 1 and self.dialect == "postgresql":  # one round trip for bump + insert
+        if self.dialect == "sqlite":
+            params = _params(rows)
+            if n == 1:
+                cursor.execute(self._sql_insert_next + ' RETURNING "offset"', params[0])
+                return [cursor.fetchall()[0][0]]
+            cursor.executemany(self._sql_insert_next, params)
+            cursor.execute('SELECT MAX("offset") FROM events')  # ours: this transaction is the only writer
+            last = cursor.fetchall()[0][0]
+            return list(range(last - n + 1, last + 1))
+        if n == 1:  # PostgreSQL: one round trip for bump + insert
             r = rows[0]
             cursor.execute(self._sql_bump_insert, (r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"],
                                                    r["sig"], bool(r["valid"]), r["reason"]))
-            offset = cursor.fetchall()[0][0]
-            return [offset]
+            return [cursor.fetchall()[0][0]]
         cursor.execute(self._sql_bump, (n,))
         last = cursor.fetchall()[0][0]
         first = last - n + 1
-        payload = [(first + i, r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"], r["sig"],
-                    bool(r["valid"]), r["reason"]) for i, r in enumerate(rows)]
-        if n == 1:
-            cursor.execute(self._sql_insert, payload[0])
-        elif self.dialect == "postgresql":
-            with cursor.copy(_COPY_EVENTS) as copy:
-                for row in payload:
-                    copy.write_row(row)
-        else:
-            cursor.executemany(self._sql_insert, payload)
+        with cursor.copy(_COPY_EVENTS) as copy:
+            for i, r in enumerate(rows):
+                copy.write_row((first + i, r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"], r["sig"],
+                                bool(r["valid"]), r["reason"]))
         return list(range(first, last + 1))
 
     def _discard_writer(self) -> None:
@@ -150,17 +160,21 @@ class EventWrites(StoreBase):
         # Hot path: plain DBAPI statements (executemany of tuples) instead of compiled
         # Core constructs; the SQL is the same one Core would emit.
         n = len(rows)
-        last = conn.exec_driver_sql(self._sql_bump, (n,)).scalar_one()
-        first = last - n + 1
-        payload = [(first + i, r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"], r["sig"],
-                    bool(r["valid"]), r["reason"]) for i, r in enumerate(rows)]
-        if self.dialect == "postgresql" and n > 1:
-            self._copy_events(conn, payload)
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql(self._sql_insert_next, _params(rows))
+            last = conn.exec_driver_sql('SELECT MAX("offset") FROM events').scalar_one()
         else:
-            conn.exec_driver_sql(self._sql_insert, payload if n > 1 else payload[0])
+            last = conn.exec_driver_sql(self._sql_bump, (n,)).scalar_one()
+            first = last - n + 1
+            payload = [(first + i, r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"], r["sig"],
+                        bool(r["valid"]), r["reason"]) for i, r in enumerate(rows)]
+            if n > 1:
+                self._copy_events(conn, payload)
+            else:
+                conn.exec_driver_sql(self._sql_insert, payload[0])
         # The caller commits (or not): no frontier is cached from this path.
         self._merkle_insert(rows, conn_query(conn), conn.exec_driver_sql)
-        return list(range(first, last + 1))
+        return list(range(last - n + 1, last + 1))
 
     def _merkle_insert(self, rows: Sequence[dict[str, Any]], query: Any, executemany: Any) -> dict[str, Any]:
         """The Merkle nodes the new events complete, in the events' transaction; after the
@@ -213,3 +227,9 @@ class EventWrites(StoreBase):
                 return False
             conn.execute(fork_proofs.insert().values(**{f: getattr(proof, f) for f in ForkProof.__slots__}))
             return True
+
+
+def _params(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Event rows as the parameters of `_sql_insert_next` (every column but the offset)."""
+    return [(r["hash"], r["author"], r["seq"], r["type"], r["ts"], r["raw"], r["sig"], bool(r["valid"]), r["reason"])
+            for r in rows]
