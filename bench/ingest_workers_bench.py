@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Pipelined foreign ingests with the read-ahead signature checks on threads against worker
-processes, alternated in one process (same economy, same SQLite setup, raw single-thread
-verify measured in the same run), so a changing load on a shared machine touches both alike.
+"""Pipelined foreign ingests with the read-ahead signature checks on threads, in worker
+processes, and parsing plus signature checks in worker processes (`Ledger.check_wire_ahead`,
+what the node's feed reader does), alternated in one process (same economy, same SQLite
+setup, raw single-thread verify measured in the same run), so a changing load on a shared
+machine touches all alike.
 
     python bench/ingest_workers_bench.py             # 20,000 events, 3 rounds, best of 3 each
     python bench/ingest_workers_bench.py --events 5000 --rounds 1
@@ -25,12 +27,12 @@ import ledger_bench  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger import crypto_pool  # noqa: E402 -- after sys.path gets this checkout
 
 
-def best_ingest(wire: list[tuple[bytes, bytes]], batch: int, trials: int) -> tuple[float, float]:
+def best_ingest(wire: list[tuple[bytes, bytes]], batch: int, trials: int, parse_ahead: bool) -> tuple[float, float]:
     """(best wall rate, that trial's rate per CPU-second of this process)."""
     best, per_cpu = 0.0, 0.0
     for _ in range(trials):
         with tempfile.TemporaryDirectory() as d:
-            n, (wall, cpu) = ledger_bench.trial_ingest(f"sqlite:///{d}/bench.db", wire, batch)
+            n, (wall, cpu) = ledger_bench.trial_ingest(f"sqlite:///{d}/bench.db", wire, batch, parse_ahead)
         if n / wall > best:
             best, per_cpu = n / wall, n / max(cpu, 1e-9)
     return best, per_cpu
@@ -52,10 +54,11 @@ def main() -> None:
     print(f"raw PyNaCl verify, 1 thread  {verify:>8,.0f} /s (best of 5)")
     processes_from = crypto_pool.PROCESS_FROM
     for _ in range(args.rounds):
-        for name, threshold in (("threads", 10**12), ("processes", processes_from)):
+        for name, threshold, parse_ahead in (("threads", 10**12, False), ("processes", processes_from, False),
+                                             ("processes, parsed there", processes_from, True)):
             crypto_pool.PROCESS_FROM = threshold
-            rate, per_cpu = best_ingest(wire, args.batch, args.trials)
-            print(f"ingests, checks on {name:<10}{rate:>8,.0f} /s  {rate / verify:.2f} × verify  "
+            rate, per_cpu = best_ingest(wire, args.batch, args.trials, parse_ahead)
+            print(f"ingests, checks on {name:<25}{rate:>8,.0f} /s  {rate / verify:.2f} × verify  "
                   f"[{per_cpu:,.0f} per CPU-s of this process]", flush=True)
     crypto_pool.PROCESS_FROM = processes_from
 

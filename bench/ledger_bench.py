@@ -282,24 +282,33 @@ def trial_batch(url: str, batch: int, batches: int) -> tuple[int, float]:
         ledger.close()
 
 
-def trial_ingest(url: str, wire: list[tuple[bytes, bytes]], batch: int) -> tuple[int, float]:
+def trial_ingest(url: str, wire: list[tuple[bytes, bytes]], batch: int, parse_ahead: bool = True) -> tuple[int, float]:
     """Foreign events from the wire (raw bytes + sig): parse, verify, store. Pipelined as a
     reader of pages does it: the next batch is parsed and its signatures are checked on the
-    ledger's pool (`verify_ahead`) while the current one is judged and written."""
+    ledger's pool while the current one is judged and written. `parse_ahead`: the pool's
+    workers parse the wire pairs too (`check_wire_ahead`); else this thread parses them and
+    the pool checks only the signatures (`verify_ahead`)."""
     ledger = Ledger.open(url, Identity.generate())
     try:
         ledger.ingest([Event.from_wire(*wire[0])])  # the fresh ledger has the genesis
         rest = wire[1:]
         start = _now()
-        ahead = None
+        ahead: Any = None
         for i in range(0, len(rest) + batch, batch):
-            events = [Event.from_wire(raw, sig) for raw, sig in rest[i:i + batch]]
-            checks = ledger.verify_ahead(events) if events else None
+            page = rest[i:i + batch]
+            if not page:
+                nxt: Any = None
+            elif parse_ahead:
+                nxt = ledger.check_wire_ahead(page)
+            else:
+                events = [Event.from_wire(raw, sig) for raw, sig in page]
+                nxt = (events, ledger.verify_ahead(events))
             if ahead is not None:
-                report = ledger.ingest(ahead[0], checks=ahead[1])
+                events, checks = ahead.result() if parse_ahead else ahead
+                report = ledger.ingest(events, checks=checks)
                 if report.pending or report.invalid:
                     raise RuntimeError(f"bench economy did not ingest cleanly: {report.as_dict()}")
-            ahead = (events, checks) if events else None
+            ahead = nxt
         elapsed = _since(start)
         if ledger.store.count() != len(wire):
             raise RuntimeError("ingest stored a different number of events")

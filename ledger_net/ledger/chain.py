@@ -45,7 +45,7 @@ from . import encoding
 from .checkpoint import CHECKPOINT_CONFLICT
 from .commit import GroupCommit, Write
 from .crypto_pool import VERIFY_CHUNK as VERIFY_CHUNK  # re-exported: the size `verify_ahead` checks in
-from .crypto_pool import CryptoPool, SignatureChecks
+from .crypto_pool import CryptoPool, SignatureChecks, WireChecks
 from .delivery import Delivery
 from .events import FORMAT_VERSION, GENESIS, Event, check_size, validate_envelope
 from .identity import Identity
@@ -303,6 +303,12 @@ class Ledger:
         while the current one is judged and written (one writer, every core verifying).
         `processes=False`: threads only, for a caller whose own process is GIL-bound anyway."""
         return self._crypto.verify_ahead(events, processes)
+
+    def check_wire_ahead(self, pairs: Sequence[tuple[bytes, bytes]], processes: bool = True) -> WireChecks:
+        """`verify_ahead` for a page still in its wire form, (canonical bytes, signature) pairs:
+        the workers parse and check the events too, so the writer only builds them.
+        `.result()` gives (events, checks) for `ingest(events, checks=...)`."""
+        return self._crypto.check_wire_ahead(pairs, processes)
 
     def ingest(self, events: Sequence[Event], source: str | None = None,
                checks: SignatureChecks | None = None) -> IngestReport:

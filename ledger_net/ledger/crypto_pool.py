@@ -11,6 +11,13 @@ the first such batch): they get (author key, hash, signature) triples, all publi
 answer one byte per triple. A pool that cannot start or breaks leaves the checks to the
 threads (or to the caller's thread, for a task lost with a worker). `verify_triples` and
 `start_processes` are also what `audit.checked_rows` uses for a long log.
+
+`check_wire_ahead` moves the parsing too: the workers get a page's (canonical bytes,
+signature) pairs as they came off the wire and check everything `Event.from_wire` checks
+(form, canonical bytes, schema, size) and the signature, answering one byte per pair; the
+caller builds the events the workers passed without checking them again
+(`Event.from_checked`), and parses any other here, so its error is the one `from_wire`
+raises and a bad signature shows in `Ledger.ingest` as before.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from .encoding import content_hash
 from .events import Event
 from .identity import Identity, verify
 
@@ -32,11 +40,25 @@ PROCESS_CHUNK = 256  # fewest signatures per task of the worker processes (a bat
 POOL_FAILURES = (BrokenProcessPool, OSError, RuntimeError)  # a process pool that could not start or broke
 
 Triple = tuple[str, bytes, bytes]  # (author's public key hex, event hash, signature)
+Wire = tuple[bytes, bytes]  # (an event's canonical bytes as received, its signature)
 
 
 def verify_triples(triples: Sequence[Triple]) -> bytes:
     """1 or 0 per triple: whether the signature verifies (run in a worker process)."""
     return bytes(verify(author, digest, sig) for author, digest, sig in triples)
+
+
+def check_wire(pairs: Sequence[Wire]) -> bytes:
+    """1 or 0 per pair: whether it parses into an event (`Event.from_wire`: form, canonical
+    bytes, schema, size) whose signature verifies (run in a worker process). A 0 says only
+    "check it there": the caller parses that pair itself and so raises the precise error."""
+    marks = bytearray(len(pairs))
+    for i, (raw, sig) in enumerate(pairs):
+        try:
+            marks[i] = Event.from_wire(raw, sig).verify_signature()
+        except Exception:  # any refusal: the caller's own parse names it
+            marks[i] = 0
+    return bytes(marks)
 
 
 def triples_of(events: Sequence[Event]) -> list[Triple]:
@@ -81,6 +103,41 @@ class SignatureChecks:
         return bad, checked
 
 
+class WireChecks:
+    """Parsing and signature checks of one page of wire pairs running on a ledger's pool (see
+    `CryptoPool.check_wire_ahead`)."""
+
+    def __init__(self, parts: list[tuple[Sequence[Wire], Future[bytes]]]) -> None:
+        self._parts = parts
+
+    def futures(self) -> list[Future[bytes]]:
+        """The running tasks (to wait for them without holding a thread)."""
+        return [future for _, future in self._parts]
+
+    def result(self) -> tuple[list[Event], SignatureChecks]:
+        """The page's events, in order, and their signature checks for `Ledger.ingest`, once
+        done. An event the workers passed is built without checking it again; any other is
+        parsed here, so a malformed one raises what `Event.from_wire` raises, and one that
+        parses has a bad signature, which the checks report (ingest refuses the batch)."""
+        events: list[Event] = []
+        bad: set[int] = set()
+        for part, future in self._parts:
+            try:
+                marks = future.result()
+            except POOL_FAILURES:  # a worker process died with this task: check it here
+                marks = check_wire(part)
+            for (raw, sig), ok in zip(part, marks, strict=True):
+                if ok:  # the hash is taken here, of these very bytes: the worker's word covers the rest
+                    events.append(Event.from_checked(raw, sig, content_hash(raw)))
+                else:
+                    event = Event.from_wire(raw, sig)
+                    events.append(event)
+                    bad.add(id(event))
+        done: Future[bytes] = Future()
+        done.set_result(bytes(id(e) not in bad for e in events) if bad else b"\x01" * len(events))
+        return events, SignatureChecks([(events, done)])
+
+
 class CryptoPool:
     """`threads` workers (default: one per core) that sign and verify, and as many worker
     processes for large batches checked ahead (`processes=False`: never)."""
@@ -122,6 +179,20 @@ class CryptoPool:
                 self._give_up_processes()
         parts = [events[i:i + VERIFY_CHUNK] for i in range(0, len(events), VERIFY_CHUNK)]
         return SignatureChecks([(part, self._pool.submit(_marks, part)) for part in parts])
+
+    def check_wire_ahead(self, pairs: Sequence[Wire], processes: bool = True) -> WireChecks:
+        """Start parsing and checking a page of wire pairs and return at once: in worker
+        processes from `PROCESS_FROM` pairs unless `processes` is False, else on the threads."""
+        pool = self._process_pool() if processes and len(pairs) >= PROCESS_FROM else None
+        if pool is not None:
+            size = max(PROCESS_CHUNK, -(-len(pairs) // self.threads))  # one task per worker
+            parts = [pairs[i:i + size] for i in range(0, len(pairs), size)]
+            try:
+                return WireChecks([(part, pool.submit(check_wire, part)) for part in parts])
+            except POOL_FAILURES:
+                self._give_up_processes()
+        parts = [pairs[i:i + VERIFY_CHUNK] for i in range(0, len(pairs), VERIFY_CHUNK)]
+        return WireChecks([(part, self._pool.submit(check_wire, part)) for part in parts])
 
     @property
     def processes_running(self) -> bool:

@@ -107,6 +107,13 @@ class Event:
         return cls._from_envelope(orjson.loads(raw), bytes(raw), hash_, bytes(sig))
 
     @classmethod
+    def from_checked(cls, raw: bytes, sig: bytes, hash_: str) -> Event:
+        """`raw` passed every check of `from_wire` and its signature verified, in a worker
+        process (`crypto_pool.check_wire`), and `hash_` was taken of these bytes here: built
+        without checking again, as `from_stored` builds a stored row."""
+        return cls._from_envelope(orjson.loads(raw), bytes(raw), hash_, bytes(sig))
+
+    @classmethod
     def from_json(cls, item: Any) -> Event:
         """Parse the wire object `{"raw": <canonical JSON text>, "sig": <hex>}`."""
         if not wire.is_wire(item):
