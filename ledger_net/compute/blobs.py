@@ -2,8 +2,8 @@
 
 A signed event should not inline a million-float matrix (and cannot hold floats at
 all), so it names the matrix by ``blob_hash(encode_array(m))`` and the bytes move
-separately. The encoding is canonical: one array (dtype, shape, values) always
-gives the same bytes, hence the same hash on every peer.
+separately (``blob_names`` says how blobs are named). The encoding is canonical: one array
+(dtype, shape, values) always gives the same bytes, hence the same name on every peer.
 
 Layout: ``b"LNA1"`` · 4-byte big-endian header length · UTF-8 JSON header
 ``{"dtype": "<f8", "shape": [..]}`` with sorted keys · raw little-endian C-order data.
@@ -11,7 +11,6 @@ Layout: ``b"LNA1"`` · 4-byte big-endian header length · UTF-8 JSON header
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blob_names import check, name_of
 from ..errors import TaskError
 
 MAGIC = b"LNA1"
@@ -65,12 +65,9 @@ class ArrayBlob:
         return b"".join(self.parts())
 
     def digest(self) -> str:
-        """The blob's name (SHA-256 hex), computed once."""
+        """The blob's name (:func:`blob_names.name_of`), computed once."""
         if self._hash is None:
-            h = hashlib.sha256()
-            for part in self.parts():
-                h.update(part)
-            self._hash = h.hexdigest()
+            self._hash = name_of(self.parts())
         return self._hash
 
 
@@ -119,15 +116,12 @@ def decode_array(data: Any, copy: bool = True) -> np.ndarray:
 
 
 def blob_hash(data: Any) -> str:
-    """The blob's name: lower-case hex SHA-256 of its bytes."""
+    """The name a new blob gets (:func:`blob_names.name_of`: ``b3t:`` from one piece up)."""
     if isinstance(data, ArrayBlob):
         return data.digest()
     if hasattr(data, "parts"):
-        h = hashlib.sha256()
-        for part in data.parts():
-            h.update(part)
-        return h.hexdigest()
-    return hashlib.sha256(data if isinstance(data, (bytes, memoryview)) else bytes(data)).hexdigest()
+        return name_of(data.parts())
+    return name_of(data if isinstance(data, (bytes, memoryview)) else bytes(data))
 
 
 def fetch_blob(ref: str, blobs: Mapping[str, Any] | None, verify: bool = True) -> Any:
@@ -141,6 +135,6 @@ def fetch_blob(ref: str, blobs: Mapping[str, Any] | None, verify: bool = True) -
     data = blobs[ref]
     if not verify:
         return data
-    if blob_hash(data) != ref:
+    if not check(ref, data):
         raise TaskError(f"blob {ref[:16]}… does not match its hash (corrupt or forged)")
     return data if isinstance(data, ArrayBlob) else bytes(data)

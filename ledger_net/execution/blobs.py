@@ -1,7 +1,9 @@
 """Content-addressed blobs: local first, then peers; every byte checked against its hash.
 
 Big blobs (operands, results) are files the store memory-maps, so a sandboxed worker
-reads a 32 MiB matrix by its path and a result is hashed once, where it is made.
+reads a 32 MiB matrix by its path and a result is hashed once, where it is made. Blobs are
+named as `blob_names` says (``b3t:`` piece trees from 1 MiB up, SHA-256 below); frames, which
+events name as ``result_hash`` / ``payload_hash`` / ``config_blob``, keep SHA-256 names.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..compute import blob_hash, blob_refs, unpack
+from ..blob_names import check, hasher_for
+from ..compute import blob_refs, unpack
 from ..errors import TaskError
 from ..ledger.store import BIG_BLOB, Store
 from .framing import decode_frame, encode_frame
@@ -57,7 +60,7 @@ class BlobSink:
 
     def __init__(self, store: Store, hash_: str) -> None:
         self.store, self.hash = store, hash_
-        self._h = hashlib.sha256()
+        self._h = hasher_for(hash_)
         self._buf = bytearray()
         self._file: BinaryIO | None = None
         self._path: Path | None = None
@@ -79,12 +82,12 @@ class BlobSink:
             self._buf += piece
 
     def matches(self) -> bool:
-        return self._h.hexdigest() == self.hash
+        return self._h.name() == self.hash
 
     def reset(self) -> None:
         """Forget what a peer sent (it failed or lied) before asking the next one."""
         self.discard()
-        self._h, self._buf, self.size = hashlib.sha256(), bytearray(), 0
+        self._h, self._buf, self.size = hasher_for(self.hash), bytearray(), 0
 
     def discard(self) -> None:
         if self._file is not None:
@@ -109,7 +112,7 @@ class BlobSink:
 
 
 class BlobStore:
-    """Blobs named by SHA-256, kept by the node's store and fetched from peers on demand."""
+    """Content-addressed blobs, kept by the node's store and fetched from peers on demand."""
 
     def __init__(self, store: Store, fetcher: Fetcher | None = None) -> None:
         self.store = store
@@ -117,13 +120,20 @@ class BlobStore:
         self._fetching: dict[str, asyncio.Future[bool]] = {}  # one fetch per blob, however many ask
 
     def put(self, data: Any) -> str:
-        """Keep bytes made here; returns their hash."""
+        """Keep bytes made here; returns their name."""
         return self.store.put_new_blob(data)
+
+    def put_frame(self, frame: bytes) -> str:
+        """Keep a frame (a value's or a payload's small JSON-headed form) under its SHA-256:
+        events name frames in 64-character fields, whatever the frame's size."""
+        hash_ = hashlib.sha256(frame).hexdigest()
+        self.store.put_blob(hash_, frame)
+        return hash_
 
     def put_named(self, hash_: str, data: Any) -> None:
         """Keep bytes that claim a name, after checking the claim (a file this node hashed
         itself, ``FileBlob.checked``, is not hashed again)."""
-        if not (isinstance(data, FileBlob) and data.checked == hash_) and blob_hash(data) != hash_:
+        if not (isinstance(data, FileBlob) and data.checked == hash_) and not check(hash_, data):
             if isinstance(data, FileBlob):
                 data.discard()
             raise TaskError(f"blob does not match its hash {hash_[:16]}…")
@@ -179,7 +189,7 @@ class BlobStore:
         holding the wire form. Returns (the frame's hash, the frame)."""
         self.put_many(blobs, trusted=trusted)
         frame = encode_frame({"result": wire})
-        return self.put(frame), frame
+        return self.put_frame(frame), frame
 
     def local_wire(self, frame_hash: str) -> tuple[bool, Any, dict[str, Any]]:
         """(True, wire form, blobs it names) when the frame and its blobs are all here."""

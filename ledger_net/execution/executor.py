@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..blob_names import is_blob_name
 from ..compute import blob_hash, blob_refs, rename_refs
 from ..errors import LedgerNetError, SandboxError
-from ..ledger.encoding import is_hash
 from ..sandbox import view
 from ..sandbox.bundle import CodeBundle
 from ..sandbox.execution import SandboxExecutorFactory
@@ -155,7 +155,7 @@ class ChunkExecutor:
 
     def _link_input(self, hash_: str, path: str) -> str:
         """Show one checked blob file to the workers; returns its path inside their view."""
-        if not is_hash(hash_):
+        if not is_blob_name(hash_):
             raise SandboxError(f"operand file name {hash_[:80]!r} is not a blob hash")
         target = self.inputs / hash_
         if self._input_refs.get(hash_, 0) == 0:
@@ -180,7 +180,7 @@ class ChunkExecutor:
     def _take(self, private_dir: str, name: Any) -> FileBlob:
         """Move a result file out of a worker's dir (only a plain file named by a hash, or left
         unnamed for the node to name: ``chunk_job.is_unnamed``)."""
-        if not (is_hash(name) or is_unnamed(name)):
+        if not (is_blob_name(name) or is_unnamed(name)):
             raise SandboxError(f"the worker named a result file {str(name)[:80]!r}, which is not a blob hash")
         source = Path(private_dir) / name
         if source.is_symlink() or not source.is_file():

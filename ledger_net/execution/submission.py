@@ -135,7 +135,7 @@ def chunk_work(index: int, payload: Any, packer: Packer, blobs: BlobStore) -> Ch
     frame = encode_frame({"payload": wire})
     if len(frame) <= INLINE_LIMIT:
         return ChunkWork(index, wire, None)
-    return ChunkWork(index, None, blobs.put(frame))
+    return ChunkWork(index, None, blobs.put_frame(frame))
 
 
 def attach_model(config: dict[str, Any], blobs: BlobStore) -> tuple[dict[str, Any], str | None]:

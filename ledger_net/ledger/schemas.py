@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..blob_names import is_blob_name
 from ..errors import SchemaError, UnknownEventType
 from .encoding import is_hash
 from .identity import is_public_key
@@ -43,6 +44,11 @@ def key(v: Any) -> bool:
 
 def event_hash(v: Any) -> bool:
     return is_hash(v)
+
+
+def blob_name(v: Any) -> bool:
+    """A blob reference in either form (``blob_names``: 64-hex SHA-256 or ``b3t:`` + 64 hex)."""
+    return is_blob_name(v)
 
 
 def mapping(v: Any) -> bool:
@@ -153,7 +159,7 @@ SCHEMAS: dict[str, BodySchema] = {
         required={"task_id": TASK_ID, "task_type": text(64, 1), "escrow": NON_NEGATIVE,
                   "max_price": NON_NEGATIVE, "chunks": integer(1, 1_000_000), "spec": mapping},
         optional={"priority": integer(0, 10), "replicas": integer(1, 16), "quorum": integer(1, 16),
-                  "timeout_ms": POSITIVE, "requirements": mapping, "blobs": list_of(event_hash, 4096)},
+                  "timeout_ms": POSITIVE, "requirements": mapping, "blobs": list_of(blob_name, 4096)},
     ),
     "task.quote": BodySchema(
         required={"task_id": TASK_ID, "price": NON_NEGATIVE, "inputs": mapping},

@@ -56,6 +56,7 @@ ERROR_TEXT = {
          "or not allowed (e.g. cancelling another owner's task)",
     404: "Unknown event, blob, node, task, account or path",
     409: "Conflict with the node's state (no network yet, task has no result)",
+    416: "The byte range asked for does not fit the blob (`bad_range`, with `Content-Range: bytes */size`)",
     413: "Too many events in one push, body too large, or an event over the size limit (`event_too_large`)",
     429: "Admission quota for authors with no stake spent (`too_many_requests`, with Retry-After)",
     415: "A control request's body is not application/json",
@@ -227,6 +228,10 @@ def paths() -> Schema:
     hash_param = path_param("hash", {"type": "string", "minLength": 1}, "lower-case hex SHA-256")
     account = path_param("account", {"type": "string", "minLength": 1}, "an account: hex ed25519 public key")
     task_id = path_param("task_id", {"type": "string", "minLength": 1, "maxLength": 128}, "the task's id")
+    blob_param = path_param("hash", {"type": "string", "minLength": 1},
+                            "a blob name: 64 lower-case hex (SHA-256), or `b3t:` and 64 lower-case hex")
+    byte_range = {"name": "Range", "in": "header", "required": False, "schema": S,
+                  "description": "one range, `bytes=first-last` (inclusive), `bytes=first-` or `bytes=-suffix`"}
     page = query_int("limit", "page size", 1, MAX_PAGE, 500)
     return {
         # --------------------------------------------------- replication (read)
@@ -256,9 +261,21 @@ def paths() -> Schema:
                     query_int("page", "rows read per store query", 1, MAX_PAGE, 500)],
             operation_id="streamFeed")},
         f"{API}/blobs/{{hash}}": {"get": op(
-            "replication", "A content-addressed blob named by hash in an event",
+            "replication", "A content-addressed blob named in an event, whole or a byte range",
             {**ok({"type": "string", "format": "binary"}, "the blob's bytes", content_type="application/octet-stream"),
-             **errors(400, 404)}, params=[hash_param], operation_id="getBlob")},
+             **ok({"type": "string", "format": "binary"}, "the bytes of the range asked for (`Content-Range` "
+                  "says which)", status=206, content_type="application/octet-stream"),
+             **errors(400, 404, 416)}, params=[blob_param, byte_range],
+            description="The caller checks the bytes against the name: a whole blob by hashing it, a range of "
+                        "a `b3t:` blob piece by piece against its leaves (`/blobs/{hash}/pieces`).",
+            operation_id="getBlob")},
+        f"{API}/blobs/{{hash}}/pieces": {"get": op(
+            "replication", "The leaves list of a `b3t:` blob: BLAKE3 of each 1 MiB piece, 32 bytes each, in order",
+            {**ok({"type": "string", "format": "binary"}, "the leaves, 32 bytes a piece (none for an empty blob)",
+                  content_type="application/octet-stream"), **errors(400, 404)}, params=[blob_param],
+            description="The caller checks them against the name (BLAKE3 of the context, the blob's size and "
+                        "the leaves; docs/tasks.md); a SHA-256 name has no pieces (400 `no_pieces`).",
+            operation_id="getBlobPieces")},
         # --------------------------------------------------- replication (write)
         f"{API}/events": {"post": op(
             "replication", "Push signed events (verified whole: one bad event refuses the batch)",

@@ -1,5 +1,5 @@
 """The replication routes of one node: the public read side (info, heads, events, chains,
-the event feed as JSON pages and as an NDJSON follow, blobs) and the write side peers push
+the event feed as JSON pages and as an NDJSON follow, blobs: `blob_routes`) and the write side peers push
 events to; `build_app` assembles them with the JSON errors (`responses`) and the token and
 Host settings (`auth`).
 
@@ -30,6 +30,7 @@ from ..ledger.store import StoredEvent
 from ..ledger.wire import stored_to_wire, to_wire
 from .admission import Admission
 from .auth import HOST_POLICY_KEY, TOKEN_KEY, TRUST_LOOPBACK_KEY, HostPolicy
+from .blob_routes import BlobRoutes
 from .incoming import ledger_error, parse_wire_events
 from .limits import MAX_PAGE_BYTES, WRITE_TIMEOUT, SendBudget, drop_connection, send_body, write_or_drop
 from .responses import CLIENT_MAX_SIZE_KEY, ApiError, dumps, error_middleware, int_param, json_response
@@ -341,21 +342,8 @@ class NodeAPI:
             web.get(f"{API}/feed", self.get_feed),
             web.get(f"{API}/feed/stream", self.get_feed_stream),
             web.post(f"{API}/events", self.post_events),
-            web.get(f"{API}/blobs/{{hash}}", self.get_blob),
+            *BlobRoutes(self.ledger.store, self.run_read).routes(API),
         ]
-
-    async def get_blob(self, request: web.Request) -> web.StreamResponse:
-        """A content-addressed blob (a large operand or result named by hash in an event)."""
-        hash_ = request.match_info["hash"]
-        if not is_hash(hash_):
-            raise ApiError(400, "bad_hash", f"{hash_[:80]!r} is not a lowercase hex SHA-256 blob hash")
-        path = self.ledger.store.blob_path(hash_)
-        if path is not None:  # a big blob's file goes out by sendfile, never through Python memory
-            return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-        data = await self.run_read(self.ledger.store.get_blob, hash_)
-        if data is None:
-            raise ApiError(404, "unknown_blob", f"no blob {hash_} on this node")
-        return web.Response(body=data, content_type="application/octet-stream")
 
     async def cancel_streams(self) -> None:
         """End open feed follows (server stop)."""

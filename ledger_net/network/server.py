@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from ..blob_names import hasher_for
 from ..core.checkpoints import FETCH_BUDGET, FETCH_TIMEOUT, CheckpointService
 from ..errors import NetworkError, PeerUnavailable, RefusedPeerURL
 from ..ledger.chain import Applied, Ledger
@@ -84,14 +84,14 @@ class _BytesSink:
         if self._size > self.limit:
             raise NetworkError(f"blob {self.blob_hash[:16]}… is over {self.limit} bytes")
         self._parts.append(bytes(piece))
-        self._sha.update(piece)
+        self._hasher.update(piece)
 
     def matches(self) -> bool:
-        return self._sha.hexdigest() == self.blob_hash
+        return self._hasher.name() == self.blob_hash
 
     def reset(self) -> None:
         self._parts: list[bytes] = []
-        self._sha = hashlib.sha256()
+        self._hasher = hasher_for(self.blob_hash)
         self._size = 0
 
     def data(self) -> bytes:

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ledger_net.blob_names import is_b3t_name
 from ledger_net.compute import Packer, blob_hash, blob_refs, plan_chunks, rename_refs, unpack
 from ledger_net.errors import TaskError
 from ledger_net.execution import chunk_job
 from ledger_net.execution.blobs import BlobSink, BlobStore, FileBlob
 from ledger_net.execution.executor import ChunkExecutor
-from ledger_net.ledger.encoding import is_hash
 from ledger_net.ledger.store import BIG_BLOB, Store
 
 
@@ -124,7 +124,7 @@ async def test_a_big_result_is_left_unnamed_by_the_worker_and_named_by_its_node(
     assert outcome.ok, outcome.error
     (name,) = outcome.blobs
     blob = outcome.blobs[name]
-    assert isinstance(blob, FileBlob) and is_hash(name) and blob.checked == name == blob_hash(blob)
+    assert isinstance(blob, FileBlob) and is_b3t_name(name) and blob.checked == name == blob_hash(blob)
     assert blob_refs(outcome.result) == [name]
     value = unpack(outcome.result, {name: bytes(blob)})
     np.testing.assert_allclose(value["rows"], a @ b)

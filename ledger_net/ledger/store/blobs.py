@@ -2,12 +2,13 @@
 
 A database row per multi-megabyte operand would cost a copy into SQLite's pages and another
 out, and could not be memory-mapped by workers; so a node that owns a data directory sets
-`blob_dir`, and big blobs live there as `<dir>/<hash[:2]>/<hash>`, written whole or not at all.
+`blob_dir`, and big blobs live there as `<dir>/<hex[:2]>/<name>`, written whole or not at all.
+Names come in two forms (`blob_names`: SHA-256, or `b3t:` piece trees); the store takes either
+and names a new blob as `blob_names.name_of` does, hashing while it writes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..encoding import is_hash
+from ...blob_names import NewNameHasher, file_key, is_blob_name, name_of
 from ..tables import blobs
 from .base import StoreBase
 
@@ -55,17 +56,14 @@ class BlobStorage(StoreBase):
                 conn.execute(blobs.insert().values(hash=hash_, size=size, data=raw))
 
     def put_new_blob(self, data: Any) -> str:
-        """Keep a blob made here and return its hash, hashing while writing: one pass over
+        """Keep a blob made here and return its name, hashing while writing: one pass over
         the bytes instead of a hash pass and a write pass (for big operands, half the time)."""
         if self.blob_dir is None or len(data) < BIG_BLOB:
-            h = hashlib.sha256()
-            for part in (data.parts() if hasattr(data, "parts") else [data]):
-                h.update(part)
-            hash_ = h.hexdigest()
+            hash_ = name_of(data)
             self.put_blob(hash_, data)
             return hash_
         tmp = self._tmp_blob_file()
-        hash_ = self._write_parts(tmp, data, hashlib.sha256()).hexdigest()
+        hash_ = self._write_parts(tmp, data, NewNameHasher()).name()
         path = self._blob_file(hash_)
         if path.exists():
             tmp.unlink()
@@ -94,9 +92,9 @@ class BlobStorage(StoreBase):
 
     def _blob_file(self, hash_: str) -> Path:
         assert self.blob_dir is not None
-        if not is_hash(hash_):
-            raise ValueError(f"{hash_[:80]!r} is not a blob hash")
-        return self.blob_dir / hash_[:2] / hash_
+        if not is_blob_name(hash_):
+            raise ValueError(f"{hash_[:80]!r} is not a blob name")
+        return self.blob_dir / file_key(hash_)[:2] / hash_
 
     def blob_path(self, hash_: str) -> Path | None:
         """The file holding a big blob, or None when the blob is kept in the database (or absent)."""
