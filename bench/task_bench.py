@@ -295,6 +295,8 @@ async def serve_node(args: argparse.Namespace) -> None:
     net = ComputeNetwork(port=0, data_dir=args.data_dir, seed_nodes=seeds, initial_credits=1000.0, workers=1,
                          sync_interval=0.1, quote_window=2.0)  # waited only until every node bid
     await net.start()
+    if args.whole_blobs and net.engine is not None and net.engine.rows is not None:
+        net.engine.rows.fetch = None  # every operand fetched whole, as before range fetches
     try:
         print(json.dumps({"url": net.server.url}), flush=True)
         if args.seed:
@@ -314,7 +316,7 @@ async def serve_node(args: argparse.Namespace) -> None:
         await net.stop()
 
 
-def subprocess_matrix(n: int, nodes: int, chunks: int, repeat: int = 1) -> dict[str, Any]:
+def subprocess_matrix(n: int, nodes: int, chunks: int, repeat: int = 1, whole: bool = False) -> dict[str, Any]:
     """Multiplies (best of `repeat`, fresh operands each) on `nodes` node processes, each held to
     one BLAS thread, one sandboxed worker and its own core (node i on CPU i): on a 2-core machine
     that is the only fair comparison of two nodes with one, since unpinned both would share
@@ -331,7 +333,8 @@ def subprocess_matrix(n: int, nodes: int, chunks: int, repeat: int = 1) -> dict[
             url = json.loads(founder.stdout.readline())["url"]
             for i in range(1, nodes):
                 p = subprocess.Popen(me + ["--serve", "--data-dir", f"{tmp}/n{i}", "--seed", url,
-                                           "--pin", str(cpus[i % len(cpus)])], env=env,
+                                           "--pin", str(cpus[i % len(cpus)])] + (["--whole-blobs"] if whole else []),
+                                     env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 others.append(p)
                 json.loads(p.stdout.readline())
@@ -366,12 +369,14 @@ def print_timeline(label: str, timeline: list[dict[str, Any]]) -> None:
               f"{text[5]:>8} {text[6]:>8}")
 
 
-def pinned_rows(n: int, chunks: int, repeat: int) -> None:
-    """One pinned node, then two, in this run; the speed-up and each best run's chunk timeline."""
+def pinned_rows(n: int, chunks: int, repeat: int, compare_whole: bool = False) -> None:
+    """One pinned node, then two, in this run; the speed-up and each best run's chunk timeline.
+    ``compare_whole`` adds two nodes whose second fetches every operand whole (no range fetch)."""
     if len(os.sched_getaffinity(0)) < 2:
         print("  (two pinned nodes need two CPUs; skipped)")
         return
     single = subprocess_matrix(n, 1, chunks, repeat)
+    whole = subprocess_matrix(n, 2, chunks, repeat, whole=True) if compare_whole else None
     double = subprocess_matrix(n, 2, chunks, repeat)
     speedup = single["seconds"] / double["seconds"]
     print(f"  one pinned node           {single['seconds']:8.3f} s  (1 core, 1 worker, 1 BLAS thread; best of "
@@ -381,7 +386,12 @@ def pinned_rows(n: int, chunks: int, repeat: int) -> None:
           f"chunks run by {double['chunks_by_node']})")
     verdict = "MET" if speedup >= 1.7 else "NOT MET"
     print(f"  speedup two / one pinned  {speedup:8.2f} x  goal >= 1.70 (2 is the limit)  {verdict}")
-    for label, run in (("one pinned node", single), ("two pinned nodes", double)):
+    if whole is not None:
+        print(f"  two pinned, operands whole {whole['seconds']:8.3f} s  (the second node fetches all of A, no ranges; "
+              f"best of {', '.join(f'{x:.3f}' for x in whole['all_seconds'])}; speed-up "
+              f"{single['seconds'] / whole['seconds']:.2f} x)")
+    runs = [("one pinned node", single), ("two pinned nodes", double)]
+    for label, run in runs + ([("two pinned nodes, operands whole", whole)] if whole is not None else []):
         print_timeline(label, run["timeline"])
 
 
@@ -397,6 +407,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the one-node matrix run")
     parser.add_argument("--pinned", action="store_true",
                         help="only the pinned rows: one node, then two, each chunk's timeline; then exit")
+    parser.add_argument("--compare-whole", action="store_true",
+                        help="with --pinned: also two nodes whose second fetches operands whole (no range fetch)")
+    parser.add_argument("--whole-blobs", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--parts", action="store_true",
                         help="CPU cost of each piece of the matrix path beside the product's, then exit")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -422,7 +435,7 @@ def main() -> None:
     print(f"task_bench: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, numpy {np.__version__}")
     if args.pinned:
         print(f"\n(b) matrix_ops multiply, {n}x{n} float64, {args.chunks} chunks, pinned nodes only")
-        pinned_rows(n, args.chunks, args.repeat)
+        pinned_rows(n, args.chunks, args.repeat, args.compare_whole)
         return
 
     if not args.skip_tiny:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from .errors import LedgerNetError, NetworkError, NodeError, TaskError
 from .execution.blobs import BlobSink, BlobStore
 from .execution.engine import TaskEngine
 from .execution.executor import ChunkExecutor
+from .execution.partial_blobs import PartialBlob, RowFetches
 from .ledger.chain import Ledger
 from .ledger.datadir import DataDir
 from .ledger.identity import Identity, Passphrase
@@ -216,6 +218,8 @@ class ComputeNetwork:
                                  load_ppm=lambda: int(min(1.0, self.node.get_current_load().get("load_ratio", 0.0))
                                                       * 1_000_000) if self.node else 0)
         self.engine.max_concurrent = capabilities.max_concurrent_tasks
+        blob_dir = ledger.store.blob_dir
+        self.engine.rows = RowFetches(self.blobs, self._fetch_pieces, blob_dir / ".partial" if blob_dir else None)
         await self.engine.start()
         self._started_at = time.time()
         if ledger.net is not None:
@@ -274,6 +278,11 @@ class ComputeNetwork:
         if self.server is None:
             return False
         return await self.server.fetch_blob(hash_, sink)
+
+    async def _fetch_pieces(self, name: str, partial: PartialBlob, wanted: Sequence[int]) -> bool:
+        if self.server is None:
+            return False
+        return await self.server.fetch_pieces(name, partial, wanted)
 
     # ------------------------------------------------------------ status
     async def get_network_status(self) -> dict[str, Any]:

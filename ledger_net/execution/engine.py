@@ -48,6 +48,7 @@ from .executor import ChunkExecutor
 from .outbox import Outbox
 from .owner import OwnedTask, result_hash
 from .owner_policy import REPORT_GRACE, TICK, eligibility
+from .partial_blobs import RowFetches
 from .running import ChunkRunner
 from .view import LedgerView
 
@@ -79,6 +80,7 @@ class TaskEngine:
         self._task: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.max_concurrent = 4
+        self.rows: RowFetches | None = None  # range fetches of operands' rows (set by the node)
 
     @property
     def owned(self) -> dict[str, OwnedTask]:
@@ -89,7 +91,7 @@ class TaskEngine:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        self._chunks = ChunkRunner(self.executor, self.blobs, self.node, self.max_concurrent)
+        self._chunks = ChunkRunner(self.executor, self.blobs, self.node, self.max_concurrent, rows=self.rows)
         self._stopping = False
         self._replay()
         self.ledger.subscribe(self._on_applied)
@@ -112,6 +114,8 @@ class TaskEngine:
         await asyncio.gather(*self._running.values(), *self._background, return_exceptions=True)
         self._background.clear()
         self._running.clear()
+        if self.rows is not None:
+            self.rows.close()
         self.ledger.unsubscribe(self._on_applied)
 
     def _on_applied(self, applied: list[Applied]) -> None:

@@ -18,6 +18,7 @@ from .answers import payload_blobs, result_body, unpack_spec
 from .blobs import BlobStore
 from .executor import ChunkExecutor, ChunkOutcome
 from .framing import decode_frame
+from .partial_blobs import RowFetches, row_ranges
 from .worker_policy import report_body
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 class ChunkRunner:
     """Runs assignments to this node, at most ``slots`` at once."""
 
-    def __init__(self, executor: ChunkExecutor, blobs: BlobStore, node: Any, slots: int) -> None:
-        self.executor, self.blobs, self.node = executor, blobs, node
+    def __init__(self, executor: ChunkExecutor, blobs: BlobStore, node: Any, slots: int,
+                 rows: RowFetches | None = None) -> None:
+        self.executor, self.blobs, self.node, self.rows = executor, blobs, node, rows
         self.slots = asyncio.Semaphore(max(1, slots))
 
     async def inputs(self, b: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, str]]:
@@ -40,12 +42,24 @@ class ChunkRunner:
             payload, blobs = b["payload"], {}
         files: dict[str, str] = {}
         refs = [ref for ref in payload_blobs(payload) if ref not in blobs]
+        # A blob the payload reads only rows of comes by range when it is not here: only the
+        # pieces holding those rows, each checked (``partial_blobs``); the rest come whole.
+        spans = row_ranges(payload) if self.rows is not None else {}
+
+        async def one(ref: str) -> tuple[Any, str | None]:
+            if ref in spans and self.rows is not None:
+                path = await self.rows.rows(ref, spans[ref])
+                if path is not None:
+                    return None, path
+            data = await self.blobs.get(ref)
+            stored = self.blobs.path(ref)
+            return data, str(stored) if stored is not None else None
+
         # From a peer when not here yet: all of them at once (a product's A and B stream side by side).
-        fetched = await asyncio.gather(*(self.blobs.get(ref) for ref in refs))
-        for ref, data in zip(refs, fetched, strict=True):
-            path = self.blobs.path(ref)
+        fetched = await asyncio.gather(*(one(ref) for ref in refs))
+        for ref, (data, path) in zip(refs, fetched, strict=True):
             if path is not None:
-                files[ref] = str(path)
+                files[ref] = path
             else:
                 blobs[ref] = data
         return payload, blobs, files

@@ -17,6 +17,7 @@ token: `PeerClient.local(url, data_dir)` reads it from `DATA_DIR/api.token`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ MAX_LINE = 2 << 20  # bytes of one NDJSON line
 
 
 BLOB_READ_BUFFER = 4 << 20
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,15})-([0-9]{1,15})/([0-9]{1,15})").fullmatch
 
 
 class PeerRefused(NetworkError):
@@ -199,6 +201,61 @@ class PeerClient:
             raise PeerUnavailable(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
         except TimeoutError:
             raise PeerUnavailable(f"{self.url} did not send blob {hash_[:16]}… within {self.timeout.total}s") from None
+
+    async def blob_leaves(self, name: str, limit: int = 1 << 20) -> bytes | None:
+        """A ``b3t`` blob's leaves list (``GET /blobs/{name}/pieces``: 32 bytes a 1 MiB piece),
+        unchecked: the caller checks it against the name. None when the peer lacks the blob or
+        cannot list its pieces (a peer before ``b3t`` names)."""
+        url = f"{self.url}{API}/blobs/{name}/pieces"
+        try:
+            async with self.session.get(url, headers=self._headers(), timeout=self.timeout,
+                                        allow_redirects=False) as resp:
+                raw = await _read_bounded(resp, limit, url)
+                if resp.status in (400, 404, 405):
+                    return None
+                if resp.status >= 400:
+                    code, message = _error_of(raw, resp.reason or "")
+                    raise PeerRefused(self.url, resp.status, code, message)
+                return raw
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerUnavailable(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        except TimeoutError:
+            raise PeerUnavailable(f"{self.url} did not send the pieces of {name[:20]}… in time") from None
+
+    async def blob_range_into(self, name: str, start: int, end: int, begin: Callable[[int], Any],
+                              write: Callable[[bytes], Any]) -> bool:
+        """Stream bytes [start, end) of a blob into ``write`` (the peer cuts ``end`` to the blob's
+        size). ``begin`` gets the blob's whole size, as the answer's ``Content-Range`` states it,
+        before any byte. False when the peer lacks the blob or does not answer ranges."""
+        url = f"{self.url}{API}/blobs/{name}"
+        headers = {**self._headers(), "Range": f"bytes={start}-{end - 1}"}
+        try:
+            async with self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False,
+                                        read_bufsize=BLOB_READ_BUFFER) as resp:
+                if resp.status in (404, 416) or resp.status < 400 and resp.status != 206:
+                    return False
+                if resp.status >= 400:
+                    raw = await _read_bounded(resp, self.max_response, url)
+                    code, message = _error_of(raw, resp.reason or "")
+                    raise PeerRefused(self.url, resp.status, code, message)
+                span = _CONTENT_RANGE(resp.headers.get("Content-Range", ""))
+                if span is None or int(span[1]) != start or int(span[2]) < start or int(span[3]) <= int(span[2]):
+                    raise PeerUnavailable(f"{url}: a range answer with Content-Range "
+                                          f"{resp.headers.get('Content-Range', '')[:80]!r}")
+                begin(int(span[3]))
+                expected, got = int(span[2]) + 1 - start, 0
+                async for piece in resp.content.iter_chunked(1 << 20):
+                    got += len(piece)
+                    if got > expected:
+                        raise PeerUnavailable(f"{url}: the range answer exceeds its {expected} bytes")
+                    write(piece)
+                if got != expected:
+                    raise PeerUnavailable(f"{url}: the range answer ended after {got} of {expected} bytes")
+                return True
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerUnavailable(f"{self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        except TimeoutError:
+            raise PeerUnavailable(f"{self.url} did not send bytes of blob {name[:20]}… in time") from None
 
     async def push(self, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """POST wire events; returns the peer's ingest report."""

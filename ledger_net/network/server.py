@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from ..blob_names import hasher_for
+from ..blob_names import PIECE, BlobMismatch, hasher_for
 from ..core.checkpoints import FETCH_BUDGET, FETCH_TIMEOUT, CheckpointService
 from ..errors import NetworkError, PeerUnavailable, RefusedPeerURL
 from ..ledger.chain import Applied, Ledger
@@ -70,6 +70,21 @@ class BlobSinkPort(Protocol):
     def matches(self) -> bool: ...
 
     def reset(self) -> None: ...
+
+
+class PieceSinkPort(Protocol):
+    """Where `NodeServer.fetch_pieces` puts the pieces of a ``b3t`` blob
+    (``execution.partial_blobs.PartialBlob``), which checks each against the name."""
+
+    def knows_size(self) -> bool: ...
+
+    def offer_leaves(self, leaves: bytes) -> None: ...
+
+    def begin(self, size: int) -> None: ...
+
+    def writer(self, first: int) -> Callable[[bytes], None]: ...
+
+    def missing_runs(self, wanted: Iterable[int]) -> list[tuple[int, int]]: ...
 
 
 class _BytesSink:
@@ -388,6 +403,31 @@ class NodeServer:
             if sink.matches():
                 return True
         sink.reset()
+        return False
+
+    async def fetch_pieces(self, name: str, sink: PieceSinkPort, wanted: Sequence[int],
+                           timeout: float = 60.0) -> bool:
+        """Ask peers in turn for pieces ``wanted`` of ``b3t`` blob ``name`` by byte range: its
+        leaves list first (the sink checks it against the name with the size the first range
+        answer states), then each run of missing pieces, which the sink checks piece by piece.
+        A peer that lies is left for the next; True once every wanted piece is in."""
+        for peer in self.discovery.active():
+            try:
+                async with PeerClient(peer.url, timeout=timeout) as client:
+                    if not sink.knows_size():
+                        leaves = await client.blob_leaves(name)
+                        if leaves is None:
+                            continue
+                        sink.offer_leaves(leaves)
+                    for first, end in sink.missing_runs(wanted):
+                        if not await client.blob_range_into(name, first * PIECE, end * PIECE, sink.begin,
+                                                            sink.writer(first)):
+                            break
+            except (NetworkError, BlobMismatch) as exc:
+                log.info("pieces of blob %s… from %s: %s", name[:20], peer.url, exc)
+                continue
+            if not sink.missing_runs(wanted):
+                return True
         return False
 
     async def disconnect_from_node(self, node_id_or_url: str) -> bool:
