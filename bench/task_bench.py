@@ -240,6 +240,7 @@ def matrix_parts(n: int, chunks: int, repeat: int = 3) -> list[tuple[str, float,
     import hashlib
     import mmap
 
+    from ledger_net.blob_names import name_of
     from ledger_net.compute.checks import freivalds
 
     def cpu(fn: Any) -> float:
@@ -273,15 +274,19 @@ def matrix_parts(n: int, chunks: int, repeat: int = 3) -> list[tuple[str, float,
         write(operand)
         parts = [
             ("BLAS product A @ B (the work itself; CPU of all its threads)", cpu(lambda: a @ b), 1),
-            ("sha256 of one operand (A or B)", cpu(lambda: hashlib.sha256(operand).digest()), 2),
+            ("name one operand (A or B): b3t, BLAKE3 of its 1 MiB pieces", cpu(lambda: name_of(operand)), 2),
             ("write one operand to its blob file", cpu(lambda: write(operand)), 2),
             ("map a 32 MiB operand with MAP_POPULATE (B per chunk)", cpu(populate), chunks),
-            ("sha256 of one chunk's result", cpu(lambda: hashlib.sha256(result).digest()), chunks),
+            ("name one chunk's result: b3t", cpu(lambda: name_of(result)), chunks),
             ("write one chunk's result file", cpu(lambda: write(result)), chunks),
             # The owner checks another worker's results only: one node's are its own, trusted (issue 13).
             ("Freivalds check of one chunk (others' results; one node: none)",
              cpu(lambda: freivalds(block, b, c, b"seed" * 8)), 0),
             ("join the chunks' results into the answer", cpu(lambda: np.concatenate([c] * chunks)), 1),
+            # What the two names above cost when blobs were named by SHA-256 (old names; 2 + chunks then).
+            ("for comparison: sha256 of one operand (old names)", cpu(lambda: hashlib.sha256(operand).digest()), 0),
+            ("for comparison: sha256 of one chunk's result (old names)",
+             cpu(lambda: hashlib.sha256(result).digest()), 0),
         ]
     return parts
 
@@ -430,6 +435,9 @@ def main() -> None:
         print(f"CPU seconds of the pieces of one {n}x{n} multiply in {args.chunks} chunks (best of {args.repeat}):")
         for name, seconds, times in parts:
             print(f"  {name:<64} {seconds * 1000:8.1f} ms x {times} = {seconds * times / product:6.1%} of the product")
+        extra = sum(seconds * times for _, seconds, times in parts[1:])
+        print(f"  {'every piece beyond the product, together':<64} {extra * 1000:8.1f} ms"
+              f"       = {extra / product:6.1%} of the product")
         return
     workers = 2
     print(f"task_bench: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, numpy {np.__version__}")
