@@ -8,6 +8,7 @@ running. Unset (every real node), `crash_point` is one comparison.
 Points:
 
 * ``append.before_commit`` — local events signed and judged, not yet committed;
+* ``events.mid_write`` — a batch's events and Merkle nodes written, its transaction not committed;
 * ``events.committed`` — a batch committed, its listeners (projections, peers) not told;
 * ``flush.mid_write`` — inside a projection flush, some rows written, no checkpoint yet;
 * ``flush.before_commit`` — every row and checkpoint of a flush written, not committed.
@@ -19,7 +20,8 @@ import os
 import signal
 
 ENV = "LEDGER_NET_CRASH_AT"
-POINTS = frozenset({"append.before_commit", "events.committed", "flush.mid_write", "flush.before_commit"})
+POINTS = frozenset({"append.before_commit", "events.mid_write", "events.committed", "flush.mid_write",
+                    "flush.before_commit"})
 
 
 class _Armed:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
+from ...faults import crash_point
 from ..tables import events, fork_proofs, void_events
 from .base import StoreBase, conn_query, cursor_query, now_ms
 from .records import EVENT_COLUMN_LIST, ForkProof
@@ -100,6 +101,7 @@ class EventWrites(StoreBase):
                 if snapshot is not None and offsets:
                     cursor.execute("DELETE FROM judge_snapshots")
                     cursor.execute(self._sql_snapshot, (offsets[-1], *snapshot, now_ms()))
+                crash_point("events.mid_write")
                 cursor.close()
                 raw.commit()
                 self.merkle.remember(fronts)
