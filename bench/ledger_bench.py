@@ -9,6 +9,7 @@ the same run (raw PyNaCl sign/verify rates, one thread, and a plain sqlite3
     python bench/ledger_bench.py                 # default sizes, a few minutes
     python bench/ledger_bench.py --quick         # small counts, a smoke run
     python bench/ledger_bench.py --json          # machine-readable result on stdout
+    python bench/ledger_bench.py --appends --no-pg   # only the two append goals' rows (one per commit, batches)
     python bench/ledger_bench.py --pg-url postgresql+psycopg://ledger:ledger@127.0.0.1:5432/ledger_test
 
 The PostgreSQL URL falls back to $LEDGER_NET_BENCH_PG_URL, then $LEDGER_NET_TEST_PG_URL;
@@ -372,7 +373,7 @@ def trials_rebuild(url: str, log: list[Event], repeat: int) -> tuple[float, list
 
 
 def run_backend(backend: Backend, sizes: Sizes, wire: list[tuple[bytes, bytes]], log: list[Event],
-                say: Callable[[str], None]) -> dict[str, Result]:
+                say: Callable[[str], None], appends_only: bool = False) -> dict[str, Result]:
     out: dict[str, Result] = {}
 
     def fresh_trial(fn: Callable[[str], tuple[int, float]]) -> Callable[[], tuple[int, float]]:
@@ -384,7 +385,7 @@ def run_backend(backend: Backend, sizes: Sizes, wire: list[tuple[bytes, bytes]],
     say(f"[{backend.name}] appends, one per commit ({sizes.single} events)…")
     best, rates, cpu = best_of(sizes.repeat, fresh_trial(lambda u: trial_single(u, sizes.single)))
     out["append_single"] = Result("append_single", best, rates, per_cpu_s=cpu)
-    for threads in CONCURRENT:
+    for threads in () if appends_only else CONCURRENT:
         say(f"[{backend.name}] appends, {threads} concurrent appenders ({sizes.single} events)…")
         per_commit: list[float] = []
 
@@ -399,6 +400,8 @@ def run_backend(backend: Backend, sizes: Sizes, wire: list[tuple[bytes, bytes]],
     say(f"[{backend.name}] appends, batches of {sizes.batch} ({sizes.batch * sizes.batches} events)…")
     best, rates, cpu = best_of(sizes.repeat, fresh_trial(lambda u: trial_batch(u, sizes.batch, sizes.batches)))
     out["append_batch"] = Result("append_batch", best, rates, per_cpu_s=cpu)
+    if appends_only:
+        return out
     say(f"[{backend.name}] foreign ingests, batches of {sizes.ingest_batch} ({len(wire) - 1} events)…")
     best, rates, cpu = best_of(sizes.repeat, fresh_trial(lambda u: trial_ingest(u, wire, sizes.ingest_batch)))
     out["ingest"] = Result("ingest", best, rates, per_cpu_s=cpu)
@@ -445,13 +448,14 @@ def print_backend(b: str, r: dict[str, Result], rr: dict[str, float], sign: floa
          GOAL_SINGLE_VS_SIGN),
         *[(f"  {n} concurrent appender{'s' if n > 1 else ''} ({r[f'append_concurrent_{n}'].per_commit:.1f}/commit)",
            r[f"append_concurrent_{n}"], r[f"append_concurrent_{n}"].value / sign, "× sign", None)
-          for n in CONCURRENT],
+          for n in CONCURRENT if f"append_concurrent_{n}" in r],
         (f"appends, batches of {sizes.batch}", r["append_batch"], rr["append_batch/sign"], "× sign",
          GOAL_BATCH_VS_SIGN),
-        (f"foreign ingests, pipelined, {sizes.ingest_batch}s", r["ingest"], rr["ingest/verify"],
-         "× verify", GOAL_INGEST_VS_VERIFY),
-        ("projection rebuild", r["rebuild"], rr["rebuild/sqlite_executemany"], "× executemany", None),
     ]
+    if "ingest" in r:  # not with --appends
+        lines += [(f"foreign ingests, pipelined, {sizes.ingest_batch}s", r["ingest"], rr["ingest/verify"],
+                   "× verify", GOAL_INGEST_VS_VERIFY),
+                  ("projection rebuild", r["rebuild"], rr["rebuild/sqlite_executemany"], "× executemany", None)]
     for label, result, ratio, of, goal in lines:
         value = result.value
         if goal is not None:
@@ -467,6 +471,14 @@ def print_backend(b: str, r: dict[str, Result], rr: dict[str, float], sign: floa
               f"[{result.per_cpu_s:,.0f} per CPU-s of this process]")
 
 
+def print_baselines(baselines: dict[str, Result]) -> None:
+    """The baselines measured in this run (`--appends` measures only the signing one)."""
+    for key, label in (("sign", "PyNaCl sign, 32-byte digests"), ("verify", "PyNaCl verify, 32-byte digests"),
+                       ("sqlite_executemany", "sqlite3 executemany, event rows")):
+        if baselines[key].trials:
+            print(f"  {label:<34}{baselines[key].value:>10,.0f} {baselines[key].unit}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -477,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     parser.add_argument("--repeat", type=int, help="trials per figure (best is kept; default 3, quick 2)")
+    parser.add_argument("--appends", action="store_true",
+                        help="only the rows of the two append goals (one per commit, batches) and the sign baseline")
     args = parser.parse_args(argv)
 
     sizes = Sizes.quick() if args.quick else Sizes()
@@ -493,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                  "sqlite_executemany": Result("sqlite_executemany", 0.0, [], "rows/s")}
     baseline_fns = {"sign": lambda: bench_sign(sizes.crypto), "verify": lambda: bench_verify(sizes.crypto),
                     "sqlite_executemany": lambda: bench_sqlite_executemany(sizes.sqlite_rows)}
+    if args.appends:
+        del baseline_fns["verify"], baseline_fns["sqlite_executemany"]
 
     def measure_baselines(when: str) -> None:
         """Baselines are measured before, between and after the backends and the best of all
@@ -506,8 +522,10 @@ def main(argv: list[str] | None = None) -> int:
 
     measure_baselines("first")
 
-    say(f"generating the bench economy ({max(sizes.ingest, sizes.rebuild)} signed events)…")
-    _, log = make_economy(max(sizes.ingest, sizes.rebuild), sizes.users)
+    log: list[Event] = []
+    if not args.appends:
+        say(f"generating the bench economy ({max(sizes.ingest, sizes.rebuild)} signed events)…")
+        _, log = make_economy(max(sizes.ingest, sizes.rebuild), sizes.users)
     wire = [(e.raw, e.sig) for e in log[:sizes.ingest]]
     rebuild_log = log[:sizes.rebuild]
 
@@ -518,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Result]] = {}
     try:
         for backend in backends:
-            results[backend.name] = run_backend(backend, sizes, wire, rebuild_log, say)
+            results[backend.name] = run_backend(backend, sizes, wire, rebuild_log, say, args.appends)
             measure_baselines(f"after {backend.name}")
     finally:
         if pg is not None:
@@ -527,10 +545,12 @@ def main(argv: list[str] | None = None) -> int:
     plain = baselines["sqlite_executemany"].value
 
     def ratios(r: dict[str, Result]) -> dict[str, float]:
-        return {"append_batch/sign": r["append_batch"].value / sign,
-                "append_single/sign": r["append_single"].value / sign,
-                "ingest/verify": r["ingest"].value / verify,
-                "rebuild/sqlite_executemany": r["rebuild"].value / plain}
+        out = {"append_batch/sign": r["append_batch"].value / sign,
+               "append_single/sign": r["append_single"].value / sign}
+        if "ingest" in r:
+            out["ingest/verify"] = r["ingest"].value / verify
+            out["rebuild/sqlite_executemany"] = r["rebuild"].value / plain
+        return out
 
     goals = {"append_batch/sign": GOAL_BATCH_VS_SIGN, "append_single/sign": GOAL_SINGLE_VS_SIGN,
              "ingest/verify": GOAL_INGEST_VS_VERIFY}
@@ -539,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "sizes": sizes.__dict__,
         "baselines": {k: {"value": v.value, "unit": v.unit, "trials": v.trials, "per_cpu_s": v.per_cpu_s}
-                      for k, v in baselines.items()},
+                      for k, v in baselines.items() if v.trials},
         "backends": {b: {k: {"value": v.value, "unit": v.unit, "trials": v.trials, "per_cpu_s": v.per_cpu_s,
                              "per_commit": v.per_commit}
                          for k, v in r.items()} for b, r in results.items()},
@@ -557,9 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baselines (single thread; best of {len(baselines['sign'].trials)} trials spread over the run):")
     print("  (bracketed: events per CPU-second of the bench process, all its threads; PostgreSQL's own CPU is"
           " not in it)")
-    print(f"  PyNaCl sign, 32-byte digests      {sign:>10,.0f} sigs/s")
-    print(f"  PyNaCl verify, 32-byte digests    {verify:>10,.0f} verifies/s")
-    print(f"  sqlite3 executemany, event rows   {plain:>10,.0f} rows/s")
+    print_baselines(baselines)
     for b, r in results.items():
         print_backend(b, r, ratios(r), sign, sizes)
     for name, why in skipped.items():
