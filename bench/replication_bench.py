@@ -144,16 +144,17 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=2000, help="feed page size")
     parser.add_argument("--lanes", type=int, default=1, help="feed pages ingested at once")
     parser.add_argument("--repeat", type=int, default=3, help="replications into fresh nodes (best kept)")
-    parser.add_argument("--checks", choices=("processes", "threads"), default="threads",
-                        help="where the receiver checks the signatures of pages read ahead "
-                             "(the node's default: threads)")
+    parser.add_argument("--checks", choices=("parsed", "processes", "threads"), default=transfer.FEED_CHECKS,
+                        help="where the receiver checks the pages it reads ahead: parsed and signatures checked "
+                             "in worker processes, or parsed here and signatures checked in worker processes or "
+                             f"on threads (the node's default: {transfer.FEED_CHECKS})")
     parser.add_argument("--serve-source", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_source:
         asyncio.run(serve_source(Path(args.serve_source), args.events or 100_000))
         return
     count = args.events or (10_000 if args.quick else 100_000)
-    transfer.FEED_CHECKS_IN_PROCESSES = args.checks == "processes"
+    transfer.FEED_CHECKS = args.checks
     result = asyncio.run(run(count, args.page, args.lanes, max(1, args.repeat)))
     print(f"events                      {result['events']:>12,}")
     print(f"source built in             {result['build_s']:>12.1f} s")

@@ -21,6 +21,7 @@ from ..errors import (
     UnknownEventType,
     WrongNetwork,
 )
+from ..ledger.crypto_pool import SignatureChecks, Wire, WireChecks
 from ..ledger.events import GENESIS, Event, EventTooLarge
 from ..ledger.pending import PendingQuotaError
 from ..ledger.wire import SHAPE as WIRE_SHAPE
@@ -61,18 +62,59 @@ def parse_wire_events(items: Sequence[Any], net: str | None, *, skip: Callable[[
         except EncodingError as exc:
             raise ApiError(400, "malformed_event", f"{where}: {exc}") from None
         if net is not None:
-            if event.type == GENESIS and event.hash != net:
-                raise ApiError(400, "wrong_network", f"{where}: genesis {event.hash[:16]}… is another network's "
-                                                     f"(this node is on {net[:16]}…)")
-            if event.type != GENESIS and event.net != net:
-                raise ApiError(400, "wrong_network", f"{where}: event {event.hash[:16]}… belongs to network "
-                                                     f"{event.net[:16]}…, this node is on {net[:16]}…")
+            _check_network(event, net, where)
         elif event.type == GENESIS:
             geneses.add(event.hash)
         elif event.net not in geneses:
             raise ApiError(409, "no_genesis", f"{where}: this node has no network yet; send the genesis first")
         out.append(event)
     return out
+
+
+def _check_network(event: Event, net: str, where: str) -> None:
+    if event.type == GENESIS and event.hash != net:
+        raise ApiError(400, "wrong_network", f"{where}: genesis {event.hash[:16]}… is another network's "
+                                             f"(this node is on {net[:16]}…)")
+    if event.type != GENESIS and event.net != net:
+        raise ApiError(400, "wrong_network", f"{where}: event {event.hash[:16]}… belongs to network "
+                                             f"{event.net[:16]}…, this node is on {net[:16]}…")
+
+
+def wire_pairs(items: Sequence[Any], *, skip: Callable[[str], bool]) -> tuple[list[Wire], list[int]] | None:
+    """The (canonical bytes, signature) pairs of the items not yet held, and their indexes,
+    for the worker processes to parse and check (`Ledger.check_wire_ahead`); known copies are
+    checked here as `parse_wire_events` checks them. None when any item is not plainly well
+    formed (shape, claimed hash, signature hex): `parse_wire_events` then names the problem."""
+    pairs: list[Wire] = []
+    indexes: list[int] = []
+    for index, item in enumerate(items):
+        if not is_wire(item):
+            return None
+        try:
+            raw, sig = item["raw"].encode("utf-8"), bytes.fromhex(item["sig"])
+        except (UnicodeEncodeError, ValueError):
+            return None
+        digest = hashlib.sha256(raw).hexdigest()
+        claimed = item.get("hash")
+        if (claimed is not None and claimed != digest) or len(sig) != 64:
+            return None
+        if skip(digest):
+            _check_known_copy(item, f"event #{index}")
+            continue
+        pairs.append((raw, sig))
+        indexes.append(index)
+    return pairs, indexes
+
+
+def checked_wire_events(checks: WireChecks, indexes: Sequence[int], net: str) -> tuple[list[Event], SignatureChecks]:
+    """The events of a page `wire_pairs` gave to the workers, once they are done, refused with
+    an `ApiError` for the first of another network (as `parse_wire_events` would); a
+    malformed event raises its `LedgerError` (the caller parses the page with
+    `parse_wire_events` for the peer's error)."""
+    events, signatures = checks.result()
+    for event, index in zip(events, indexes, strict=True):
+        _check_network(event, net, f"event #{index}")
+    return events, signatures
 
 
 def _check_known_copy(item: dict[str, Any], where: str) -> None:

@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 
 from ..errors import LedgerError, NetworkError
 from ..ledger.chain import Ledger
+from ..ledger.crypto_pool import WireChecks
 from ..ledger.identity import is_public_key
 from ..ledger.wire import to_wire
 from .client import PeerClient, PeerRefused
 from .discovery import Peer
-from .incoming import ledger_error, parse_wire_events
+from .incoming import checked_wire_events, ledger_error, parse_wire_events, wire_pairs
 from .responses import ApiError
 
 log = logging.getLogger("ledger_net.network.sync")  # one logger for a sync's whole story (docs/operations.md)
@@ -32,11 +33,13 @@ T = TypeVar("T")
 ORPHAN_AUTHORS_PER_ROUND = 16  # authors whose missing chain prefix one exchange fetches
 ORPHAN_ATTEMPTS = 4  # fetches of one author's missing prefix before its orphans are dropped
 ORPHAN_BACKOFF = 1.0  # seconds before the second fetch; doubles with each attempt
-# The feed reader checks pages read ahead on the ledger's threads, not in its worker processes:
-# the receiver is GIL-bound on HTTP, parsing, judging, writing and projections, and processes
-# only added the hand-off (bench/replication_bench.py --checks: 0.49-0.55 x verify with
-# processes, 0.55-0.61 with threads, alternated; docs/performance.md).
-FEED_CHECKS_IN_PROCESSES = False
+# Where the feed reader checks the pages it reads ahead: "parsed": the ledger's worker processes
+# parse them and check their signatures (`Ledger.check_wire_ahead`), taking the parsing off the
+# receiver, which is GIL-bound on HTTP, parsing, judging, writing and projections; "threads" /
+# "processes": parsed here, signatures checked on the ledger's threads / worker processes
+# (processes alone only added the hand-off: 0.49-0.55 x verify against 0.55-0.61 on threads;
+# bench/replication_bench.py --checks, docs/performance.md).
+FEED_CHECKS = "parsed"
 
 
 def _set(event: asyncio.Event) -> None:
@@ -271,15 +274,41 @@ class Transfers:
         return pulled
 
     async def _prepare(self, items: Sequence[dict[str, Any]]) -> tuple[list[Any], Any]:
-        """Parse a page off the loop and start its signature checks on the ledger's pool."""
+        """Start a page's checks and return its events and their signature checks: by default
+        (`FEED_CHECKS == "parsed"`) the ledger's worker processes parse the wire pairs and check
+        their signatures (`Ledger.check_wire_ahead`) and only building the events is left to
+        this process; else the page is parsed here, off the loop, and its signatures are
+        checked on the ledger's threads or processes. A page that is not plainly well formed,
+        or whose parse fails in a worker, is parsed here, so the peer's error is the same."""
         ledger = self.ledger
+        loop = asyncio.get_running_loop()
+        net = ledger.net
 
-        def work() -> tuple[list[Any], Any]:
+        def parse_here() -> tuple[list[Any], Any]:
+            events = parse_wire_events(items, net, skip=ledger.known.__contains__)
+            return events, ledger.verify_ahead(events, processes=FEED_CHECKS == "processes")
+
+        def start() -> tuple[list[Any], Any] | tuple[WireChecks, list[int]]:
             ledger.known.prefetch_wire(items)
-            events = parse_wire_events(items, ledger.net, skip=ledger.known.__contains__)
-            return events, ledger.verify_ahead(events, processes=FEED_CHECKS_IN_PROCESSES)
+            wire = wire_pairs(items, skip=ledger.known.__contains__) if FEED_CHECKS == "parsed" and net else None
+            if wire is None:
+                return parse_here()
+            return ledger.check_wire_ahead(wire[0]), wire[1]
 
-        return await asyncio.get_running_loop().run_in_executor(None, work)
+        started = await loop.run_in_executor(None, start)
+        if not isinstance(started[0], WireChecks):
+            return started
+        checks, indexes = started
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in checks.futures()), return_exceptions=True)
+
+        def finish() -> tuple[list[Any], Any]:
+            assert net is not None  # a page is parsed in the workers only on a network
+            try:
+                return checked_wire_events(checks, indexes, net)
+            except LedgerError:  # a malformed event: the page is parsed here for the peer's error
+                return parse_here()
+
+        return await loop.run_in_executor(None, finish)
 
     async def _apply_prepared(self, prepared: asyncio.Task[Any] | list[Any], peer_url: str) -> int:
         """Ingest a page prepared by `_prepare` (or, given its items, parse it now) on the writer."""
