@@ -6,9 +6,9 @@ data is full of both. ``pack`` rewrites a JSON-like value so it fits:
 * a float becomes ``{"$float": repr(x)}`` (repr round-trips every double exactly);
 * an int outside signed 64 bits becomes ``{"$int": hex}``; bytes become ``{"$bytes": base64}``;
 * a rectangular list of only floats or only ints with at least ``min_blob_items``
-  numbers becomes ``{"$blob": sha256}``, its bytes (:mod:`blobs`) returned aside;
-* a numeric numpy array becomes ``{"$array": sha256}`` (a blob, when it has at least
-  ``min_blob_items`` entries), ``{"$array": [sha256, first_row, end_row]}`` when it is a
+  numbers becomes ``{"$blob": name}``, its bytes (:mod:`blobs`) returned aside;
+* a numeric numpy array becomes ``{"$array": name}`` (a blob, when it has at least
+  ``min_blob_items`` entries), ``{"$array": [name, first_row, end_row]}`` when it is a
   run of rows of an array already packed by the same :class:`Packer` (chunks of one
   matrix name the task's operand instead of copying it), or
   ``{"$array": {"dtype", "shape", "data"}}`` inline when small;
