@@ -308,11 +308,13 @@ class Ledger:
         `processes=False`: threads only, for a caller whose own process is GIL-bound anyway."""
         return self._crypto.verify_ahead(events, processes)
 
-    def check_wire_ahead(self, pairs: Sequence[tuple[bytes, bytes]], processes: bool = True) -> WireChecks:
+    def check_wire_ahead(self, pairs: Sequence[tuple[bytes, bytes]], processes: bool = True,
+                         hashes: Sequence[str] | None = None) -> WireChecks:
         """`verify_ahead` for a page still in its wire form, (canonical bytes, signature) pairs:
         the workers parse and check the events too, so the writer only builds them.
-        `.result()` gives (events, checks) for `ingest(events, checks=...)`."""
-        return self._crypto.check_wire_ahead(pairs, processes)
+        `.result()` gives (events, checks) for `ingest(events, checks=...)`. `hashes`: each
+        pair's content hash, if the caller took them already (so they are taken once)."""
+        return self._crypto.check_wire_ahead(pairs, processes, hashes)
 
     def ingest(self, events: Sequence[Event], source: str | None = None,
                checks: SignatureChecks | None = None) -> IngestReport:

@@ -109,8 +109,9 @@ class WireChecks:
     """Parsing and signature checks of one page of wire pairs running on a ledger's pool (see
     `CryptoPool.check_wire_ahead`)."""
 
-    def __init__(self, parts: list[tuple[Sequence[Wire], Future[bytes]]]) -> None:
+    def __init__(self, parts: list[tuple[Sequence[Wire], Future[bytes]]], hashes: Sequence[str] | None = None) -> None:
         self._parts = parts
+        self._hashes = hashes
 
     def futures(self) -> list[Future[bytes]]:
         """The running tasks (to wait for them without holding a thread)."""
@@ -123,14 +124,16 @@ class WireChecks:
         parses has a bad signature, which the checks report (ingest refuses the batch)."""
         events: list[Event] = []
         bad: set[int] = set()
+        hashes = self._hashes
         for part, future in self._parts:
             try:
                 marks = future.result()
             except POOL_FAILURES:  # a worker process died with this task: check it here
                 marks = check_wire(part)
             for (raw, sig), ok in zip(part, marks, strict=True):
-                if ok:  # the hash is taken here, of these very bytes: the worker's word covers the rest
-                    events.append(Event.from_checked(raw, sig, content_hash(raw)))
+                if ok:  # the hash is of these very bytes (taken here, or by `check_wire_ahead`'s caller)
+                    events.append(Event.from_checked(raw, sig, content_hash(raw) if hashes is None
+                                                     else hashes[len(events)]))
                 else:
                     event = Event.from_wire(raw, sig)
                     events.append(event)
@@ -213,19 +216,23 @@ class CryptoPool:
         parts = [events[i:i + VERIFY_CHUNK] for i in range(0, len(events), VERIFY_CHUNK)]
         return SignatureChecks([(part, self._pool.submit(_marks, part)) for part in parts])
 
-    def check_wire_ahead(self, pairs: Sequence[Wire], processes: bool = True) -> WireChecks:
+    def check_wire_ahead(self, pairs: Sequence[Wire], processes: bool = True,
+                         hashes: Sequence[str] | None = None) -> WireChecks:
         """Start parsing and checking a page of wire pairs and return at once: in worker
-        processes from `PROCESS_FROM` pairs unless `processes` is False, else on the threads."""
+        processes from `PROCESS_FROM` pairs unless `processes` is False, else on the threads.
+        `hashes`: the content hash of each pair's bytes, if the caller took them already."""
+        if hashes is not None and len(hashes) != len(pairs):
+            raise ValueError("one content hash per wire pair")
         pool = self._process_pool() if processes and len(pairs) >= PROCESS_FROM else None
         if pool is not None:
             size = max(PROCESS_CHUNK, -(-len(pairs) // self.threads))  # one task per worker
             parts = [pairs[i:i + size] for i in range(0, len(pairs), size)]
             try:
-                return WireChecks([(part, pool.submit(check_wire, part)) for part in parts])
+                return WireChecks([(part, pool.submit(check_wire, part)) for part in parts], hashes)
             except POOL_FAILURES:
                 self._give_up_processes()
         parts = [pairs[i:i + VERIFY_CHUNK] for i in range(0, len(pairs), VERIFY_CHUNK)]
-        return WireChecks([(part, self._pool.submit(check_wire, part)) for part in parts])
+        return WireChecks([(part, self._pool.submit(check_wire, part)) for part in parts], hashes)
 
     @property
     def processes_running(self) -> bool:

@@ -80,14 +80,17 @@ def _check_network(event: Event, net: str, where: str) -> None:
                                              f"{event.net[:16]}…, this node is on {net[:16]}…")
 
 
-def wire_pairs(items: Sequence[Any], *, skip: Callable[[str], bool]) -> tuple[list[Wire], list[int]] | None:
-    """The (canonical bytes, signature) pairs of the items not yet held, and their indexes,
-    for the worker processes to parse and check (`Ledger.check_wire_ahead`); known copies are
-    checked here as `parse_wire_events` checks them. None when any item is not plainly well
-    formed (shape, claimed hash, signature hex): `parse_wire_events` then names the problem."""
-    pairs: list[Wire] = []
-    indexes: list[int] = []
-    for index, item in enumerate(items):
+def wire_pairs(items: Sequence[Any], *, skip: Callable[[str], bool],
+               prefetch: Callable[[list[str]], None] | None = None
+               ) -> tuple[list[Wire], list[str], list[int]] | None:
+    """The (canonical bytes, signature) pairs of the items not yet held, their content hashes
+    and their indexes, for the worker processes to parse and check (`Ledger.check_wire_ahead`);
+    each item's hash is taken once, here (`prefetch(hashes)` first: one store query for the
+    page's `skip` questions). Known copies are checked here as `parse_wire_events` checks
+    them. None when any item is not plainly well formed (shape, claimed hash, signature hex):
+    `parse_wire_events` then names the problem."""
+    taken: list[tuple[bytes, bytes, str]] = []
+    for item in items:
         if not is_wire(item):
             return None
         try:
@@ -98,12 +101,20 @@ def wire_pairs(items: Sequence[Any], *, skip: Callable[[str], bool]) -> tuple[li
         claimed = item.get("hash")
         if (claimed is not None and claimed != digest) or len(sig) != 64:
             return None
+        taken.append((raw, sig, digest))
+    if prefetch is not None:
+        prefetch([digest for _, _, digest in taken])
+    pairs: list[Wire] = []
+    hashes: list[str] = []
+    indexes: list[int] = []
+    for index, (raw, sig, digest) in enumerate(taken):
         if skip(digest):
-            _check_known_copy(item, f"event #{index}")
+            _check_known_copy(items[index], f"event #{index}")
             continue
         pairs.append((raw, sig))
+        hashes.append(digest)
         indexes.append(index)
-    return pairs, indexes
+    return pairs, hashes, indexes
 
 
 def checked_wire_events(checks: WireChecks, indexes: Sequence[int], net: str) -> tuple[list[Event], SignatureChecks]:

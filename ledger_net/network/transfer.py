@@ -289,11 +289,14 @@ class Transfers:
             return events, ledger.verify_ahead(events, processes=FEED_CHECKS == "processes")
 
         def start() -> tuple[list[Any], Any] | tuple[WireChecks, list[int]]:
-            ledger.known.prefetch_wire(items)
-            wire = wire_pairs(items, skip=ledger.known.__contains__) if FEED_CHECKS == "parsed" and net else None
+            wire = None
+            if FEED_CHECKS == "parsed" and net:
+                wire = wire_pairs(items, skip=ledger.known.__contains__, prefetch=ledger.known.prefetch)
             if wire is None:
+                ledger.known.prefetch_wire(items)
                 return parse_here()
-            return ledger.check_wire_ahead(wire[0]), wire[1]
+            pairs, hashes, indexes = wire
+            return ledger.check_wire_ahead(pairs, hashes=hashes), indexes
 
         started = await loop.run_in_executor(None, start)
         if not isinstance(started[0], WireChecks):
