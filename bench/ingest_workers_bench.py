@@ -7,6 +7,7 @@ machine touches all alike.
 
     python bench/ingest_workers_bench.py             # 20,000 events, 3 rounds, best of 3 each
     python bench/ingest_workers_bench.py --events 5000 --rounds 1
+    python bench/ingest_workers_bench.py --pg-url postgresql+psycopg://ledger:ledger@127.0.0.1:5432/ledger_test
 
 Each line: ingests/s, the ratio to raw verify, and events per CPU-second of this process
 (the worker processes' CPU is not counted: the checks left this process).
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,12 +27,13 @@ import ledger_bench  # noqa: E402 -- after sys.path gets this checkout
 from ledger_net.ledger import crypto_pool  # noqa: E402 -- after sys.path gets this checkout
 
 
-def best_ingest(wire: list[tuple[bytes, bytes]], batch: int, trials: int, parse_ahead: bool) -> tuple[float, float]:
+def best_ingest(backend: ledger_bench.Backend, wire: list[tuple[bytes, bytes]], batch: int, trials: int,
+                parse_ahead: bool) -> tuple[float, float]:
     """(best wall rate, that trial's rate per CPU-second of this process)."""
     best, per_cpu = 0.0, 0.0
     for _ in range(trials):
-        with tempfile.TemporaryDirectory() as d:
-            n, (wall, cpu) = ledger_bench.trial_ingest(f"sqlite:///{d}/bench.db", wire, batch, parse_ahead)
+        with backend.fresh() as url:
+            n, (wall, cpu) = ledger_bench.trial_ingest(url, wire, batch, parse_ahead)
         if n / wall > best:
             best, per_cpu = n / wall, n / max(cpu, 1e-9)
     return best, per_cpu
@@ -44,20 +45,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--pg-url", help="ingest into PostgreSQL (a scratch database per trial) instead of SQLite")
     args = parser.parse_args()
+    backend: ledger_bench.Backend = (ledger_bench.PostgresBackend(args.pg_url) if args.pg_url
+                                     else ledger_bench.SQLiteBackend())
     _, log = ledger_bench.make_economy(args.events, 50)
     wire = [(e.raw, e.sig) for e in log]
     verify = 0.0
     for _ in range(5):
         n, (wall, _) = ledger_bench.bench_verify(5_000)
         verify = max(verify, n / wall)
-    print(f"raw PyNaCl verify, 1 thread  {verify:>8,.0f} /s (best of 5)")
+    print(f"raw PyNaCl verify, 1 thread  {verify:>8,.0f} /s (best of 5; later ratios use the best so far)")
     processes_from = crypto_pool.PROCESS_FROM
     for _ in range(args.rounds):
+        for _ in range(2):  # the baseline is the best of every trial so far: a quiet moment cannot flatter a ratio
+            n, (wall, _) = ledger_bench.bench_verify(5_000)
+            verify = max(verify, n / wall)
         for name, threshold, parse_ahead in (("threads", 10**12, False), ("processes", processes_from, False),
                                              ("processes, parsed there", processes_from, True)):
             crypto_pool.PROCESS_FROM = threshold
-            rate, per_cpu = best_ingest(wire, args.batch, args.trials, parse_ahead)
+            rate, per_cpu = best_ingest(backend, wire, args.batch, args.trials, parse_ahead)
             print(f"ingests, checks on {name:<25}{rate:>8,.0f} /s  {rate / verify:.2f} × verify  "
                   f"[{per_cpu:,.0f} per CPU-s of this process]", flush=True)
     crypto_pool.PROCESS_FROM = processes_from
