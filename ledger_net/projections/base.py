@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Self
 
 import orjson
@@ -29,6 +30,30 @@ class Context:
     issuers: frozenset[str]
     frozen: dict[str, int]
     params: dict[str, Any]
+
+
+class RowBatch:
+    """Stored rows folded together (`Store.select_rows` tuples: offset, hash, author, seq, type,
+    ts, raw, sig, valid, reason; verdicts as stored), handed to every projection in turn
+    (`Projection.fold_rows`). An event is decoded only when a projection asks for it, and once."""
+
+    __slots__ = ("rows", "types", "_events")
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.rows = rows
+        self.types: frozenset[str] = frozenset(map(_TYPE, rows))  # what a projection may skip the batch for
+        self._events: dict[int, Event] = {}
+
+    def event(self, i: int) -> Event:
+        """The event of row `i`, decoded from its stored bytes (checked before they were stored)."""
+        event = self._events.get(i)
+        if event is None:
+            row = self.rows[i]
+            event = self._events[i] = Event.from_stored(row[6], row[7], row[1])
+        return event
+
+
+_TYPE = itemgetter(4)
 
 
 class Projection(ABC):
@@ -57,6 +82,20 @@ class Projection(ABC):
     def apply(self, offset: int, event: Event, reason: str | None, ctx: Context) -> None:
         """Fold one stored event; `reason` is None for effective events."""
 
+    def fold_rows(self, batch: RowBatch, ctx: Context) -> None:
+        """Fold a batch of stored rows, in order, to the state `apply` reaches row by row (a
+        rebuild's path). This default applies each row; a projection overrides it to skip the
+        rows it ignores without decoding them, or to fold the batch in one tight loop
+        (property_tests/test_rebuild_props.py holds every override to `apply`'s result)."""
+        self.apply_rows(batch, range(len(batch.rows)), ctx)
+
+    def apply_rows(self, batch: RowBatch, indexes: Iterable[int], ctx: Context) -> None:
+        """`apply` the rows of `batch` at `indexes` (ascending), one by one."""
+        rows, apply = batch.rows, self.apply
+        for i in indexes:
+            row = rows[i]
+            apply(row[0], batch.event(i), None if row[8] else row[9], ctx)
+
     @abstractmethod
     def rows(self) -> dict[Table, list[dict[str, Any]]]:
         """Every row of every table, as they should be stored."""
@@ -64,6 +103,12 @@ class Projection(ABC):
     @abstractmethod
     def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         """Rows changed since the last flush: table -> (keys to delete, rows to insert)."""
+
+    def flush_rows(self) -> dict[Table, tuple[list[Any], Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]]]]:
+        """`dirty_rows` as the runner writes them: a table's rows may instead be tuples in the
+        table's column order (driver executemany binds a tuple in half a dict's time). The
+        default: `dirty_rows`."""
+        return dict(self.dirty_rows())
 
     @abstractmethod
     def load(self, conn: Connection, offset: int) -> None:
@@ -107,6 +152,32 @@ class Projection(ABC):
             h.update(dumps(item, option=sort_keys))
             h.update(b"\n")
         return h.hexdigest()
+
+
+class DigestLines:
+    """The lines of a projection's state hash for its keyed rows (an item's canonical bytes and
+    a newline, as `Projection.state_hash` writes them), kept between hashes and re-encoded only
+    for keys changed since: a hash then costs the changed rows' encoding and one C-level join of
+    all lines, not the encoding of every account at every flush (the runner hashes at each)."""
+
+    __slots__ = ("lines", "stale")
+
+    def __init__(self) -> None:
+        self.lines: dict[Any, bytes] = {}
+        self.stale: set[Any] = set()  # keys whose line may be out of date
+
+    def feed(self, h: Any, item_of: Callable[[Any], Any], changed: Iterable[Any]) -> None:
+        """Update `h` with every line in key order, after re-encoding those of the `stale` and
+        `changed` keys (`item_of(key)`: the key's digest item, None for a key that is gone)."""
+        lines, dumps, sort_keys = self.lines, orjson.dumps, orjson.OPT_SORT_KEYS
+        for key in self.stale.union(changed):
+            item = item_of(key)
+            if item is None:
+                lines.pop(key, None)
+            else:
+                lines[key] = dumps(item, option=sort_keys) + b"\n"
+        self.stale.clear()
+        h.update(b"".join(map(lines.__getitem__, sorted(lines))))
 
 
 def stored_memory(conn: Connection, name: str, offset: int) -> bytes | None:

@@ -6,7 +6,10 @@ how peers find each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any, Literal, cast
 
 import orjson
@@ -14,12 +17,18 @@ from sqlalchemy import Connection, Table, select
 
 from ..ledger import encoding
 from ..ledger.events import Event
-from .base import Context, Projection
+from .base import Context, DigestLines, Projection, RowBatch
 from .rows import NodeInfo, NodeRow
 from .tables import nodes
 
 _COLS: tuple[Literal["name", "url", "node_type", "status", "capabilities", "load", "events", "forked_at", "last_ts"],
               ...] = ("name", "url", "node_type", "status", "capabilities", "load", "events", "forked_at", "last_ts")
+
+
+# The event types whose body `apply` reads; any other event only counts for its author.
+_NODE_TYPES = frozenset({"node.joined", "node.updated", "node.left", "fork.proof"})
+_AUTHOR, _TS, _TS_OF_PAIR = itemgetter(2), itemgetter(5), itemgetter(1)
+_values = itemgetter(*_COLS)  # a row's columns after node_id, in the table's order
 
 
 def _json(value: Any) -> str:
@@ -36,6 +45,7 @@ class NodesProjection(Projection):
     def reset(self) -> None:
         self.nodes: dict[str, NodeRow] = {}
         self._dirty: set[str] = set()
+        self._lines = DigestLines()  # the state hash's line of each node
 
     def node(self, key: str) -> NodeRow:
         row = self.nodes.get(key)
@@ -77,24 +87,65 @@ class NodesProjection(Projection):
             target = self.node(b["author"])
             target["forked_at"] = min(b["seq"], target["forked_at"] or b["seq"])
 
+    def fold_rows(self, batch: RowBatch, ctx: Context) -> None:
+        """`apply` over a batch: node events and a forker's events one by one, in order; every
+        other event only counts towards its author's `events` and `last_ts`, which commute, so
+        those are added per author, with C-level counting, whatever their order."""
+        rows, frozen = batch.rows, ctx.frozen
+        if frozen or not batch.types.isdisjoint(_NODE_TYPES):
+            own = [i for i, r in enumerate(rows) if r[4] in _NODE_TYPES or r[2] in frozen]
+            self.apply_rows(batch, own, ctx)
+            if own:
+                skip = set(own)
+                rows = [r for i, r in enumerate(rows) if i not in skip]
+        authors = list(map(_AUTHOR, rows))
+        last = dict(sorted(zip(authors, map(_TS, rows), strict=True), key=_TS_OF_PAIR))  # each author's newest ts
+        node = self.node
+        for author, n in Counter(authors).items():
+            row = node(author)
+            row["events"] += n
+            ts = last[author]
+            if ts > row["last_ts"]:
+                row["last_ts"] = ts
+
     def rows(self) -> dict[Table, list[dict[str, Any]]]:
         return {nodes: [dict(node_id=k, **v) for k, v in self.nodes.items()]}
 
     def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
+        self._lines.stale |= self._dirty
         self._dirty = set()
         return {nodes: (keys, [dict(node_id=k, **self.nodes[k]) for k in keys])}
+
+    def flush_rows(self) -> dict[Table, tuple[list[Any], Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]]]]:
+        keys = sorted(self._dirty)
+        self._lines.stale |= self._dirty
+        self._dirty = set()
+        rows = self.nodes
+        return {nodes: (keys, [(k, *_values(rows[k])) for k in keys])}
 
     def load(self, conn: Connection, offset: int) -> None:
         self.reset()
         for row in conn.execute(select(nodes)).mappings():
             self.nodes[row["node_id"]] = cast(NodeRow, {c: row[c] for c in _COLS})
+        self._lines.stale.update(self.nodes)
 
     def digest_items(self) -> Iterable[Any]:
         for key in sorted(self.nodes):
-            row = self.nodes[key]
-            # last_ts and event counts are the same on every peer holding the same events
-            yield [key, [row[c] for c in _COLS]]
+            yield self._item(key)
+
+    def _item(self, key: str) -> list[Any] | None:
+        row = self.nodes.get(key)
+        # last_ts and event counts are the same on every peer holding the same events
+        return None if row is None else [key, [row[c] for c in _COLS]]
+
+    def state_hash(self) -> str:
+        """`Projection.state_hash` of `digest_items`, with each node's line kept between hashes
+        (`DigestLines`): only those changed since are encoded again."""
+        with self.reading():
+            h = hashlib.sha256()
+            self._lines.feed(h, self._item, self._dirty)
+            return h.hexdigest()
 
     def describe(self, key: str) -> NodeInfo:
         """Node `key`'s row with its id and its JSON columns decoded (KeyError if unknown)."""

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, cast
 from sqlalchemy import Connection, Table, select
 
 from ..ledger.events import Event
-from .base import Context, Projection
+from .base import Context, Projection, RowBatch
 from .rows import FeedbackRow, SubjectRow, stored
 from .tables import reputation, reputation_history
 
@@ -76,6 +76,9 @@ def level_of(score_ppm: int) -> str:
         if score_ppm < bound:
             return name
     return LEVELS[-1][1]
+
+
+_TYPES = frozenset({"node.joined", "reputation.feedback"})  # what `apply` reads of anyone not frozen
 
 
 class Feedback(NamedTuple):
@@ -150,6 +153,14 @@ class ReputationProjection(Projection):
             "event_hash": event.hash, "positive": b["positive"], "quality_ppm": b["quality_ppm"],
             "weight_ppm": b["weight_ppm"], "score_after_ppm": row["score_ppm"], "ts": event.ts}
         self._new_history.append(feedback)
+
+    def fold_rows(self, batch: RowBatch, ctx: Context) -> None:
+        """`apply` over a batch: only joins, feedback and a forker's events change anything."""
+        if self.params is None:
+            self.params = ReputationParams.from_genesis(ctx.params)
+        frozen = ctx.frozen
+        if frozen or not batch.types.isdisjoint(_TYPES):
+            self.apply_rows(batch, [i for i, r in enumerate(batch.rows) if r[4] in _TYPES or r[2] in frozen], ctx)
 
     def fold_scores(self, items: list[Feedback]) -> list[int]:
         """Score after each feedback of `items` (in canonical order), from the initial score."""

@@ -25,7 +25,7 @@ from ..ledger import encoding
 from ..ledger.chain import Applied, Ledger
 from ..ledger.events import Event
 from .balances import BalancesProjection
-from .base import Context, Projection
+from .base import Context, Projection, RowBatch
 from .consistency import Loaded, history_tables, load_stored
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
@@ -197,7 +197,7 @@ class ProjectionRunner(ProjectionSet):
         last event each has folded) in one transaction."""
         with self._lock, self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
             for p in projections:
-                for table, (keys, rows) in p.dirty_rows().items():
+                for table, (keys, rows) in p.flush_rows().items():
                     _delete_keys(conn, table, keys)
                     if rows:
                         self.ledger.store.bulk_insert(conn, table, rows)
@@ -257,28 +257,29 @@ class ProjectionRunner(ProjectionSet):
 
     def _fold(self, projections: Sequence[Projection], batches: Iterable[Sequence[Any]]) -> None:
         """Fold batches of stored rows (`Store.select_rows`: plain tuples, verdicts as stored,
-        nothing re-validated) into `projections`, flushing them (rows and checkpoints at the
-        row folded last) every `fold_batch` rows: a rebuild's memory is bounded, and a crash
-        in the middle resumes from the last of these checkpoints."""
+        nothing re-validated) into `projections`, each projection a whole batch at a time
+        (`Projection.fold_rows`), flushing them (rows and checkpoints at the row folded last)
+        every `fold_batch` rows: a rebuild's memory is bounded, and a crash in the middle
+        resumes from the last of these checkpoints."""
         ctx = self.context()
-        appliers = [p.apply for p in projections]
-        from_stored = Event.from_stored
-        every = self.fold_batch if self.fold_batch > 0 else -1
+        every = self.fold_batch if self.fold_batch > 0 else 0
         due = every
-        for batch in batches:
-            for offset, hash_, _, _, _, _, raw, sig, valid, reason in batch:
-                event = from_stored(raw, sig, hash_)
-                if valid:
-                    reason = None
-                for apply in appliers:
-                    apply(offset, event, reason, ctx)
-                due -= 1
-                if not due:
-                    self._offset = max(self._offset, offset)
-                    self._flush(projections, offset)
-                    due = every
-            if batch:
-                self._offset = max(self._offset, batch[-1][0])
+        for rows in batches:
+            start = 0
+            while start < len(rows):
+                end = len(rows) if not every else min(len(rows), start + due)
+                part = rows if start == 0 and end == len(rows) else rows[start:end]
+                batch = RowBatch(part)
+                for p in projections:
+                    p.fold_rows(batch, ctx)
+                last = part[-1][0]
+                self._offset = max(self._offset, last)
+                start = end
+                if every:
+                    due -= len(part)
+                    if not due:
+                        self._flush(projections, last)
+                        due = every
 
     # ---------------------------------------------------------------- reading
     @property

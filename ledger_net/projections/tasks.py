@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Table, select
 
 from ..ledger import encoding
 from ..ledger.events import Event
-from .base import Context, Projection
+from .base import Context, Projection, RowBatch
 from .rows import AssignmentRow, ChunkRow, TaskRow
 from .status import ROW_STATUSES, TERMINAL, ChunkStatus, TaskStatus
 from .tables import chunks, task_assignments, tasks
@@ -131,6 +131,11 @@ class TasksProjection(Projection):
             handler = self._BY_OWNER.get(t)
             if task is not None and handler is not None:
                 handler(self, task, event)
+
+    def fold_rows(self, batch: RowBatch, ctx: Context) -> None:
+        """`apply` over a batch: only task events, one by one, in order."""
+        if any(t.startswith("task.") for t in batch.types):
+            self.apply_rows(batch, [i for i, r in enumerate(batch.rows) if r[4].startswith("task.")], ctx)
 
     def _quoted(self, event: Event) -> None:
         # A quote is an offer on one owner's task: the submission it names in deps.

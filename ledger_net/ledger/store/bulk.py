@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Boolean, Connection, Enum, Integer, LargeBinary, String, Table, TypeDecorator
 
 _PLAIN_TYPES = (Integer, String, Boolean, LargeBinary)  # BigInteger and Text are subclasses
-_plain_sql_cache: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+_plain_sql_cache: dict[tuple[str, str, tuple[str, ...], bool], str | None] = {}
 
 
 class BulkInserts:
     """`bulk_insert` (mixed into `Store`); it uses only the caller's connection."""
 
-    def bulk_insert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert many dict rows into `table` inside `conn`'s transaction (projection flushes).
+    def bulk_insert(self, conn: Connection, table: Table,
+                    rows: Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]]) -> None:
+        """Insert many rows into `table` inside `conn`'s transaction (projection flushes): dicts,
+        or tuples holding every column in the table's order (bound positionally: half the
+        driver's time of a dict's named parameters).
 
         Tables whose columns are all plain integers, strings, booleans or bytes go straight
         to the driver's executemany (no per-row SQLAlchemy processing); any other table, or
         rows of differing keys, take the ordinary Core path."""
         if not rows:
             return
+        if isinstance(rows[0], tuple):
+            names = tuple(c.name for c in table.columns)
+            positional = _plain_insert_sql(conn.dialect, table, names, positional=True)
+            if positional is None:
+                conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+            else:
+                conn.exec_driver_sql(positional, rows if isinstance(rows, list) else list(rows))
+            return
+        rows = cast("Sequence[dict[str, Any]]", rows)
         keys = tuple(rows[0])
         plain = _plain_insert_sql(conn.dialect, table, keys)
         if plain is None or set(map(len, rows)) != {len(keys)}:  # in C: a generator was 0.69 of 10 s profiled
@@ -30,10 +42,10 @@ class BulkInserts:
         conn.exec_driver_sql(plain, rows if isinstance(rows, list) else list(rows))
 
 
-def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...]) -> str | None:
-    """Driver-level INSERT with named parameters for `keys`, or None if a column needs
-    SQLAlchemy's type processing (or a key is not a column)."""
-    cache_key = (dialect.name, table.name, keys)
+def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...], positional: bool = False) -> str | None:
+    """Driver-level INSERT with named (or `positional`) parameters for `keys`, or None if a
+    column needs SQLAlchemy's type processing (or a key is not a column)."""
+    cache_key = (dialect.name, table.name, keys, positional)
     if cache_key in _plain_sql_cache:
         return _plain_sql_cache[cache_key]
     sql = None
@@ -42,6 +54,8 @@ def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...]) -> str 
            and not isinstance(columns[k].type, (TypeDecorator, Enum)) for k in keys):
         quote = dialect.identifier_preparer.quote
         style = ":{}" if dialect.name == "sqlite" else "%({})s"
+        if positional:
+            style = "?" if dialect.name == "sqlite" else "%s"
         sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
                f"({', '.join(quote(k) for k in keys)}) VALUES ({', '.join(style.format(k) for k in keys)})")
     _plain_sql_cache[cache_key] = sql
