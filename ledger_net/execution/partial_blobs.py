@@ -267,6 +267,8 @@ class RowFetches:
 
     async def _fill(self, partial: PartialBlob, wanted: Sequence[int]) -> bool:
         assert self.fetch is not None
+        if partial.knows_size() and not partial.missing(wanted):
+            return True  # held already (another chunk of the same rows, or the header's piece)
         before = len(partial.have)
         ok = await self.fetch(partial.name, partial, wanted) and not partial.missing(wanted)
         self.fetched_pieces += len(partial.have) - before
