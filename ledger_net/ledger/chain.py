@@ -246,30 +246,26 @@ class Ledger:
         with self._lock:
             if self._epoch != self._group.epoch:
                 self._load()  # a write failed since the state was loaded
+            prepared = []  # (envelope, raw, digest)
             acct = self.state.accounts.get(identity.node_id)
-            seq, prev = (acct.seq, acct.head) if acct else (0, None)  # of the last event built
+            seq, prev = (acct.seq, acct.head) if acct else (0, None)
             now = max(int(time.time() * 1000), acct.ts if acct else 0)  # never run the clock backwards
-            prepared: list[tuple[dict[str, Any], bytes, bytes]] = []  # (envelope, raw, digest)
-
-            def build(i: int) -> bytes:  # in index order, one at a time (CryptoPool.sign_as_built)
-                nonlocal seq, prev
-                type_, body, deps = items[i]
+            for type_, body, deps in items:
                 deps = sorted(set(deps))
                 for dep in deps:
                     if dep not in self.known:
                         raise LedgerError(f"dependency {dep[:16]}… is not in this ledger")
+                seq += 1
                 net = "" if type_ == GENESIS else (self.state.net or "")
                 envelope = {"v": FORMAT_VERSION, "net": net, "author": identity.node_id,
-                            "seq": seq + 1, "prev": prev, "deps": deps, "type": type_, "body": body, "ts": now}
+                            "seq": seq, "prev": prev, "deps": deps, "type": type_, "body": body, "ts": now}
                 validate_envelope(envelope)
                 raw = encoding.canonical_bytes(envelope)
                 check_size(type_, raw)
                 digest = encoding.digest(raw)
                 prepared.append((envelope, raw, digest))
-                seq, prev = seq + 1, digest.hex()
-                return digest
-
-            signatures = self._crypto.sign_as_built(identity, len(items), build)
+                prev = digest.hex()
+            signatures = self._crypto.sign_all(identity, [d for _, _, d in prepared])
             created = []
             try:
                 for (envelope, raw, digest), sig in zip(prepared, signatures, strict=False):

@@ -2,9 +2,10 @@
 processes for the signature checks of large batches read ahead.
 
 Small batches are done on the caller's thread: below `PARALLEL_FROM` items the pool's
-hand-off costs more than it saves. A batch of local appends is signed as it is built
-(`sign_as_built`): the threads take turns building the next event's digest, so building
-(GIL-bound) overlaps the signatures of the ones built before (GIL-free). `verify_ahead` starts the checks of a batch and
+hand-off costs more than it saves. A batch of local appends is built first and then signed
+on the pool, the caller waiting: overlapping the building (GIL-bound) with the signing
+(threads taking turns) was measured no faster on the shared 2-core VM (docs/performance.md).
+`verify_ahead` starts the checks of a batch and
 returns at once, so a reader verifies its next page while the ledger judges and writes
 the current one. Threads gain little there: each PyNaCl check drops the GIL, then waits
 up to a switch interval to take it back from the thread that judges and writes. So a
@@ -27,7 +28,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -155,44 +156,13 @@ class CryptoPool:
         self._processes_lock = threading.Lock()
         self._closed = False
 
-    def sign_as_built(self, identity: Identity, count: int, build: Callable[[int], bytes]) -> list[bytes]:
-        """`identity`'s signatures of `build(0)` .. `build(count - 1)`, digests built one at a
-        time in index order (each may depend on the one before: a chain's `prev`). From
-        `PARALLEL_FROM` items the caller's thread and the pool's take turns: one builds the
-        next digest (holding the GIL) while the others sign theirs (PyNaCl drops it), so
-        building overlaps signing instead of preceding it. Each builder drops the GIL as soon
-        as it has built, so a signer never waits a switch interval for it. What `build`
-        raises is raised here, after the others stop."""
-        if count < PARALLEL_FROM or self.threads == 1:
-            return [identity.sign(build(i)) for i in range(count)]
-        sigs: list[bytes] = [b""] * count
-        turn = threading.Lock()
-        cursor = [0]
-        failed: list[BaseException] = []
-
-        def work() -> None:
-            while True:
-                with turn:
-                    i = cursor[0]
-                    if i >= count or failed:
-                        return
-                    cursor[0] = i + 1
-                    try:
-                        digest = build(i)
-                    except BaseException as exc:
-                        failed.append(exc)
-                        return
-                sigs[i] = identity.sign(digest)
-
-        helpers = [self._pool.submit(work) for _ in range(self.threads - 1)]
-        try:
-            work()
-        finally:
-            for helper in helpers:
-                helper.result()
-        if failed:
-            raise failed[0]
-        return sigs
+    def sign_all(self, identity: Identity, digests: list[bytes]) -> list[bytes]:
+        """`identity`'s signatures of `digests`, in order."""
+        if len(digests) < PARALLEL_FROM or self.threads == 1:
+            return [identity.sign(d) for d in digests]
+        size = -(-len(digests) // self.threads)
+        parts = [digests[i:i + size] for i in range(0, len(digests), size)]
+        return [sig for part in self._pool.map(lambda p: [identity.sign(d) for d in p], parts) for sig in part]
 
     def verify(self, events: Sequence[Event]) -> list[bool]:
         """Whether each event's signature is good, in order."""
