@@ -4,7 +4,10 @@ A database row per multi-megabyte operand would cost a copy into SQLite's pages 
 out, and could not be memory-mapped by workers; so a node that owns a data directory sets
 `blob_dir`, and big blobs live there as `<dir>/<hex[:2]>/<name>`, written whole or not at all.
 Names come in two forms (`blob_names`: SHA-256, or `b3t:` piece trees); the store takes either
-and names a new blob as `blob_names.name_of` does, hashing while it writes.
+and names a new blob as `blob_names.name_of` does, hashing while it writes. A `b3t:` name is 68
+characters, wider than the `blobs.hash` column, so a blob named so is always a file when there
+is a `blob_dir` (even one a peer made small on purpose); without one (a bare store) it is a row,
+which only SQLite, which does not enforce column widths, can hold.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ...blob_names import NewNameHasher, file_key, is_blob_name, name_of
+from ...blob_names import NewNameHasher, file_key, is_b3t_name, is_blob_name, name_of
 from ..tables import blobs
 from .base import StoreBase
 
@@ -32,7 +35,7 @@ class BlobStorage(StoreBase):
         """Keep a blob the caller has checked against its hash. ``data`` is bytes-like, or an
         object with ``parts()`` (buffers written back to back, e.g. an array blob)."""
         size = len(data)
-        if self.blob_dir is not None and size >= BIG_BLOB:
+        if self.blob_dir is not None and (size >= BIG_BLOB or is_b3t_name(hash_)):
             path = self._blob_file(hash_)
             if path.exists():
                 if getattr(data, "path", None) is not None:
