@@ -329,7 +329,7 @@ class BalancesProjection(Projection):
 
     def _item(self, key: str) -> list[Any] | None:
         acct = self.accounts.get(key)
-        return None if acct is None else [key, [acct[c] for c in _COLUMNS]]
+        return None if acct is None else [key, _account_values(acct)]  # a tuple: the same JSON array
 
     def state_hash(self) -> str:
         """`Projection.state_hash` of `digest_items`, with the accounts' lines kept between

@@ -137,7 +137,7 @@ class NodesProjection(Projection):
     def _item(self, key: str) -> list[Any] | None:
         row = self.nodes.get(key)
         # last_ts and event counts are the same on every peer holding the same events
-        return None if row is None else [key, [row[c] for c in _COLS]]
+        return None if row is None else [key, _values(row)]  # a tuple: the same JSON array
 
     def state_hash(self) -> str:
         """`Projection.state_hash` of `digest_items`, with each node's line kept between hashes
