@@ -74,10 +74,12 @@ class Delivery:
                 continue
             if event.seq <= head_seq:
                 continue
-            needs = ((event.prev,) if event.prev else ()) + event.deps
+            # A prev that is its author's head is held (the head was applied): not asked about.
+            prev = event.prev
+            needs = event.deps if prev is None or (acct is not None and prev == acct.head) else (prev, *event.deps)
             if self.state.net is None and not event.is_genesis:
                 needs += (event.net,)  # the genesis it belongs to comes first
-            missing = {h for h in needs if h not in self.known}
+            missing = {h for h in needs if h not in self.known} if needs else set()
             if event.seq > head_seq + 1 and event.prev and event.prev in self.known:
                 raise ChainError(f"event {event.hash[:16]}… links to a prev that is not its author's "
                                  f"seq {event.seq - 1}")
