@@ -373,7 +373,8 @@ class Ledger:
                 raise WrongNetwork(f"event {event.hash[:16]}… belongs to network {event.net[:16]}…")
         if checks is not None:
             bad, checked = checks.result()
-            fresh = [e for e in fresh if e in bad or id(e) not in checked]  # those not checked ahead, too
+            flagged = {id(e) for e in bad}  # by identity: `e in bad` compared whole events, bad x fresh times
+            fresh = [e for e in fresh if id(e) in flagged or id(e) not in checked]  # those not checked ahead, too
         for event, ok in zip(fresh, self.verify_signatures(fresh), strict=False):
             if not ok:
                 raise SignatureError(f"bad signature on event {event.hash} by {event.author[:16]}… seq {event.seq}")
