@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, cast
 
 from sqlalchemy import Boolean, Connection, Enum, Integer, LargeBinary, String, Table, TypeDecorator
 
 _PLAIN_TYPES = (Integer, String, Boolean, LargeBinary)  # BigInteger and Text are subclasses
 _plain_sql_cache: dict[tuple[str, str, tuple[str, ...], bool], str | None] = {}
+_multi_sql_cache: dict[str, str] = {}
+# Tuple rows per INSERT statement on SQLite: the driver runs (and lets go of the GIL for) one
+# statement per parameter set, so 20 rows a statement cost ~30 % less CPU than one (145k credit
+# history rows: 0.40 s -> 0.29 s), at 20 x 12 = 240 parameters, far below SQLite's limit.
+ROWS_PER_STATEMENT = 20
 
 
 class BulkInserts:
@@ -31,7 +37,7 @@ class BulkInserts:
             if positional is None:
                 conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
             else:
-                conn.exec_driver_sql(positional, rows if isinstance(rows, list) else list(rows))
+                _insert_tuples(conn, positional, cast("Sequence[tuple[Any, ...]]", rows))
             return
         rows = cast("Sequence[dict[str, Any]]", rows)
         keys = tuple(rows[0])
@@ -40,6 +46,22 @@ class BulkInserts:
             conn.execute(table.insert(), list(rows))
             return
         conn.exec_driver_sql(plain, rows if isinstance(rows, list) else list(rows))
+
+
+def _insert_tuples(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run the one-row INSERT `sql` for every tuple of `rows`; on SQLite, `ROWS_PER_STATEMENT`
+    rows per statement (one multi-row INSERT, its parameters flattened in C)."""
+    n = ROWS_PER_STATEMENT
+    full = len(rows) // n * n if conn.dialect.name == "sqlite" else 0
+    if full:
+        many = _multi_sql_cache.get(sql)
+        if many is None:
+            head, _, group = sql.partition(" VALUES ")
+            many = _multi_sql_cache[sql] = f"{head} VALUES {', '.join([group] * n)}"
+        flat = chain.from_iterable
+        conn.exec_driver_sql(many, [tuple(flat(rows[i:i + n])) for i in range(0, full, n)])
+    if full < len(rows):
+        conn.exec_driver_sql(sql, list(rows[full:]))
 
 
 def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...], positional: bool = False) -> str | None:
