@@ -4,6 +4,7 @@ against the leaves, and the leaves check against the name."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from hypothesis import given, settings
@@ -11,10 +12,12 @@ from hypothesis import strategies as st
 
 from ledger_net.blob_names import (
     PIECE,
+    NewNameHasher,
     PieceHasher,
     check,
     check_piece,
     check_pieces,
+    name_of,
     piece_count,
     piece_span,
     pieces,
@@ -39,6 +42,11 @@ def test_whole_blob_name_equals_the_name_from_its_pieces(size: int, seed: int, c
     for a, b in zip(bounds, bounds[1:], strict=False):
         sliced.update(data[a:b])
     assert sliced.name() == name
+
+    new = NewNameHasher()  # the form a new blob gets: b3t from one whole piece up, SHA-256 below
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        new.update(data[a:b])
+    assert new.name() == name_of(data) == (name if size >= PIECE else hashlib.sha256(data).hexdigest())
 
     leaves = pieces(name, data)
     assert len(leaves) == 32 * piece_count(size)
