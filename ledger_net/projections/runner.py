@@ -36,6 +36,9 @@ from .tasks import TasksProjection
 log = logging.getLogger(__name__)
 
 DELETE_CHUNK = 500
+# Keys a statement when a flush deletes the changed rows of a one-column key on SQLite: a
+# 10k-account flush's deletes took 0.026 s CPU one key a statement.
+SQLITE_DELETE_KEYS = 50
 # Events folded between flushes when folding a long stretch of the log (a rebuild, the first
 # catch-up): bounds the rows held in memory (~1.5 history rows per money event, tuples of
 # ~0.3 KB with their strings, so ~25 MiB) while keeping flushes few (each rewrites and hashes
@@ -344,11 +347,20 @@ def _delete_keys(conn: Connection, table: Any, keys: list[Any]) -> None:
     if not keys:
         return
     pk = list(table.primary_key.columns)
-    if conn.dialect.name == "sqlite":  # one prepared statement, run per key by the driver: no IN list to compile
+    if conn.dialect.name == "sqlite":  # prepared statements run by the driver: no IN list to compile
         quote = conn.dialect.identifier_preparer.quote
+        name = quote(table.name)
+        if len(pk) == 1:  # SQLITE_DELETE_KEYS keys a statement, then one a statement for the rest
+            column, n = quote(pk[0].name), SQLITE_DELETE_KEYS
+            full = len(keys) // n * n
+            if full:
+                conn.exec_driver_sql(f"DELETE FROM {name} WHERE {column} IN ({', '.join(['?'] * n)})",
+                                     [tuple(keys[i:i + n]) for i in range(0, full, n)])
+            if full < len(keys):
+                conn.exec_driver_sql(f"DELETE FROM {name} WHERE {column} = ?", [(k,) for k in keys[full:]])
+            return
         where = " AND ".join(f"{quote(c.name)} = ?" for c in pk)
-        conn.exec_driver_sql(f"DELETE FROM {quote(table.name)} WHERE {where}",
-                             [(k,) for k in keys] if len(pk) == 1 else [tuple(k) for k in keys])
+        conn.exec_driver_sql(f"DELETE FROM {name} WHERE {where}", [tuple(k) for k in keys])
         return
     for i in range(0, len(keys), DELETE_CHUNK):
         part = keys[i:i + DELETE_CHUNK]

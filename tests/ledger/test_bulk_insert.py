@@ -41,3 +41,4 @@ def test_dict_and_tuple_rows_store_the_same(store):
     with store.engine.connect() as conn:
         back = [tuple(r) for r in conn.execute(select(credit_history).order_by(credit_history.c.offset))]
     assert back == _history(60)
+
