@@ -1,9 +1,11 @@
 """Rows of an array blob fetched piece by piece (``execution.partial_blobs``), with an in-process
 peer: only the pieces holding the header and the rows asked for are fetched, two chunks of the
-same blob share what is already held, and a blob whose every piece is in moves into the store."""
+same blob share what is already held, a blob whose every piece is in moves into the store, and
+a chunk fetches the blobs it needs whole before its rows."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,8 +13,10 @@ import numpy as np
 
 from ledger_net.blob_names import PIECE, name_of, pieces, pieces_covering
 from ledger_net.compute.blobs import ArrayBlob
-from ledger_net.execution.blobs import BlobStore
+from ledger_net.execution.blobs import BlobSink, BlobStore
+from ledger_net.execution.executor import ChunkExecutor
 from ledger_net.execution.partial_blobs import PartialBlob, RowFetches, array_layout, row_ranges
+from ledger_net.execution.running import ChunkRunner
 from ledger_net.ledger.store import Store
 
 
@@ -79,3 +83,38 @@ def test_only_blobs_named_by_runs_of_rows_alone_are_fetched_in_part() -> None:
                "d": {"$array": ["D", 4, 6]}, "e": {"$array": ["D", 0, 2]}}
     # B is named whole, C both whole and by rows: both are needed whole
     assert {k: sorted(v) for k, v in row_ranges(payload).items()} == {"A": [(0, 8)], "D": [(0, 2), (4, 6)]}
+
+
+async def test_a_chunk_fetches_the_blobs_it_needs_whole_before_its_rows(tmp_path: Path) -> None:
+    """B first, then A's rows: another chunk's rows do not compete with this chunk's B."""
+    a = np.arange(640 * 1024, dtype=np.float64).reshape(640, 1024)
+    data_a, data_b = bytes(ArrayBlob(a)), bytes(ArrayBlob(a + 1))
+    name_a, name_b = name_of(data_a), name_of(data_b)
+    order: list[str] = []
+
+    async def whole(blob: str, sink: BlobSink) -> bool:
+        order.append("B start")
+        for start in range(0, len(data_b), PIECE):
+            await asyncio.sleep(0)
+            sink.write(data_b[start:start + PIECE])
+        order.append("B end")
+        return sink.matches()
+
+    async def peer(blob: str, partial: PartialBlob, wanted: Sequence[int]) -> bool:
+        order.append("A rows")
+        if not partial.knows_size():
+            partial.offer_leaves(pieces(blob, data_a))
+        for first, end in partial.missing_runs(wanted):
+            partial.begin(len(data_a))
+            partial.writer(first)(data_a[first * PIECE:min(end * PIECE, len(data_a))])
+        return True
+
+    store = _store(tmp_path)
+    blobs = BlobStore(store, fetcher=whole)
+    executor = ChunkExecutor(workers=1, work_dir=tmp_path / "work")
+    runner = ChunkRunner(executor, blobs, None, 1, rows=RowFetches(blobs, peer, tmp_path / "blobs" / ".partial"))
+    payload = {"operation": "multiply", "a": {"$array": [name_a, 0, 100]}, "b": {"$array": name_b}}
+    _, _, files = await runner.inputs({"payload": payload})
+    assert order == ["B start", "B end", "A rows"]  # rows 0..100 lie in the header's piece
+    assert files[name_b] == str(store.blob_path(name_b)) and store.blob_path(name_a) is None
+    await executor.close()
