@@ -239,7 +239,9 @@ class PeerClient:
                     code, message = _error_of(raw, resp.reason or "")
                     raise PeerRefused(self.url, resp.status, code, message)
                 span = _CONTENT_RANGE(resp.headers.get("Content-Range", ""))
-                if span is None or int(span[1]) != start or int(span[2]) < start or int(span[3]) <= int(span[2]):
+                # The answer must be the range asked for, cut at most to the blob's end: a peer
+                # cannot make this node take more bytes than it asked for.
+                if span is None or int(span[1]) != start or not start <= int(span[2]) < min(end, int(span[3])):
                     raise PeerUnavailable(f"{url}: a range answer with Content-Range "
                                           f"{resp.headers.get('Content-Range', '')[:80]!r}")
                 begin(int(span[3]))

@@ -29,8 +29,9 @@ def _matrix() -> tuple[np.ndarray, bytes]:
 
 @asynccontextmanager
 async def peer(name: str, data: bytes, lie: str | None) -> AsyncIterator[str]:
-    """A peer serving blob ``name``: honestly, or with one piece flipped (``lie="piece"``) or one
-    leaf of its leaves list flipped (``lie="leaves"``)."""
+    """A peer serving blob ``name``: honestly, or with one piece flipped (``lie="piece"``), one
+    leaf of its leaves list flipped (``lie="leaves"``), or more bytes than asked for, to the
+    blob's end (``lie="overlong"``)."""
     served = bytearray(data)
     if lie == "piece":
         served[2 * PIECE + 5] ^= 0xFF
@@ -45,6 +46,8 @@ async def peer(name: str, data: bytes, lie: str | None) -> AsyncIterator[str]:
     async def get_blob(request: web.Request) -> web.Response:
         rng = request.http_range
         start, stop, _ = rng.indices(len(served))
+        if lie == "overlong":
+            stop = len(served)
         hits["range"] += 1
         return web.Response(status=206, body=bytes(served[start:stop]), content_type="application/octet-stream",
                             headers={"Content-Range": f"bytes {start}-{stop - 1}/{len(served)}"})
@@ -74,7 +77,7 @@ def _partial_files(node: ComputeNetwork) -> list[Path]:
     return [p for p in (node.ledger.store.blob_dir / ".partial").glob(".part.*")]
 
 
-@pytest.mark.parametrize("lie", ["piece", "leaves"])
+@pytest.mark.parametrize("lie", ["piece", "leaves", "overlong"])
 async def test_rows_from_a_lying_peer_are_refused_and_an_honest_peer_gives_them(
         async_node: ComputeNetwork, lie: str) -> None:
     a, data = _matrix()
@@ -87,10 +90,11 @@ async def test_rows_from_a_lying_peer_are_refused_and_an_honest_peer_gives_them(
     async with peer(name, data, lie) as liar:
         _only_peer(async_node, liar)
         assert await rows.rows(name, [(first, end)]) is None  # refused: the caller would fetch whole
-        # nothing that failed its check was kept: a lying leaves list leaves no partial blob at all,
-        # a lying piece leaves the pieces that matched (the header's) and not that one
-        assert rows.held(name) == (set() if lie == "leaves" else {0})
-        assert len(_partial_files(async_node)) == (0 if lie == "leaves" else 1)
+        # nothing that failed its check was kept: a lying leaves list (or a first answer that is not
+        # the range asked for) leaves no partial blob at all, a lying piece leaves the pieces that
+        # matched (the header's) and not that one
+        assert rows.held(name) == ({0} if lie == "piece" else set())
+        assert len(_partial_files(async_node)) == (1 if lie == "piece" else 0)
         assert async_node.ledger is not None and async_node.ledger.store.blob_path(name) is None
     async with peer(name, data, None) as honest:
         _only_peer(async_node, honest)
