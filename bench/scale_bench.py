@@ -406,9 +406,10 @@ def measure(db: Path, repeat: int, skip: frozenset[str] = frozenset()) -> dict[s
     out: dict[str, Any] = {"rss_start_mib": _rss()}
     # The worst case first: the cached ledger's last snapshot is SNAPSHOT_EVERY - 1 events
     # before its end, as after a crash; closing without a snapshot keeps it so.
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     ledger = Ledger.open(url, snapshot_on_close=False)
     out["open_first_s"] = time.perf_counter() - t
+    cpus = [time.process_time() - cpu]  # CPU time too: the wall time on a loaded machine is its turns
     out["rss_open_mib"] = _rss()
     out["events"] = ledger.store.last_offset()
     out["accounts"] = len(ledger.state.accounts)
@@ -417,12 +418,13 @@ def measure(db: Path, repeat: int, skip: frozenset[str] = frozenset()) -> dict[s
     opens = [out["open_first_s"]]
     for _ in range(repeat - 1):
         gc.collect()
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         again = Ledger.open(url, snapshot_on_close=False)
         opens.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - cpu)
         out["judged_on_open"] = min(out["judged_on_open"], again.judged_on_open)  # the tail of the best too
         again.close()
-    out["open_s"] = min(opens)
+    out["open_s"], out["open_cpu_s"] = min(opens), min(cpus)
     gc.collect()
     tracemalloc.start()
     ledger = Ledger.open(url, snapshot_on_close=False)
@@ -530,6 +532,7 @@ ROWS = [  # (key, label, format)
     ("events", "events", "{:,}"),
     ("accounts", "accounts", "{:,}"),
     ("open_s", "open, worst tail (Ledger.open, best)", "{:.3f} s"),
+    ("open_cpu_s", "open, worst tail: CPU time (best; the wall time on an idle core)", "{:.3f} s"),
     ("judged_on_open", "events judged on that open (the tail)", "{:,}"),
     ("open_clean_s", "open after a clean close (best, incl. close)", "{:.3f} s"),
     ("open_full_s", "open judging every event (snapshots off)", "{:.2f} s"),
