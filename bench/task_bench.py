@@ -162,7 +162,8 @@ async def ledger_matrix(net: ComputeNetwork, n: int, chunks: int, profile: bool 
     offset = net.ledger.store.last_offset()
     t0, cpu0 = time.perf_counter(), os.times()
     task = Task.create_matrix_ops(net.ledger.node_id, a, b, "multiply", {"timeout_seconds": 600},
-                                  {"max_price": 100.0, "chunk_size": -(-n // chunks)})
+                                  {"max_price": 100.0 * max(1.0, (n / 2048) ** 3),  # the work grows as n³
+                                   "chunk_size": -(-n // chunks)})
     task_id = await net.submit_task(task.to_dict())
     t_submitted = time.perf_counter()
     counts = await wait_all(net, [task_id], 1800)
