@@ -19,7 +19,8 @@
 
 `--pinned` runs only the pinned one-node and two-node rows (`--compare-whole` adds two nodes
 whose second fetches every operand whole, without range fetches). Each prints its best run's chunk
-timeline: assigned, the worker's fetch / slot wait / run / store times, reported, accepted.
+timeline: assigned, the worker's fetch / slot wait / run / store times, reported, the owner's
+fetch of a remote result (seen, held), accepted.
 `--profile` prints a cProfile of the one-node matrix run (the node's event loop only:
 workers and hashing threads need `py-spy record --subprocesses --threads`).
 """
@@ -200,8 +201,12 @@ async def ledger_matrix(net: ComputeNetwork, n: int, chunks: int, profile: bool 
                              **{k: usage.get(k) for k in STAGES}})
         if row.type == "task.chunk_accepted":
             accepted[event["body"]["chunk"]] = event["ts"] - stamps["submitted"]
+    trips = {chunk: (seen, held) for task, chunk, seen, held in net.engine.result_trips if task == task_id}
     for chunk in timeline:
         chunk["accepted_ms"] = accepted.get(chunk["chunk"])
+        seen, held = trips.get(chunk["chunk"], (None, None))  # the owner fetching a remote result
+        chunk["seen_ms"] = seen - stamps["submitted"] if seen is not None else None
+        chunk["held_ms"] = held - stamps["submitted"] if held is not None else None
     status = await net.get_task_status(task_id)
     out = {"seconds": t_result - t0, "submit_seconds": t_submitted - t0, "run_seconds": t_done - t_submitted,
            "result_seconds": t_result - t_done, "event_bytes": event_bytes,
@@ -365,17 +370,18 @@ def subprocess_matrix(n: int, nodes: int, chunks: int, repeat: int = 1, whole: b
 def print_timeline(label: str, timeline: list[dict[str, Any]]) -> None:
     """Each chunk of a best run: when it was assigned (the owner's clock), what its worker spent
     fetching inputs, waiting for its slot, running and storing the result (the report's usage),
-    when the report was signed (the worker's clock) and when the owner accepted it (the owner's:
-    after fetching the result and checking it). Nodes on one machine share one clock."""
+    when the report was signed (the worker's clock), when the owner saw a remote report and held
+    its result (its fetch) and when it accepted it (after checking it). Nodes on one machine
+    share one clock."""
     print(f"  {label} (best run), ms after task.submitted:")
     print(f"    {'chunk':>5} {'node':<10} {'assigned':>8} {'fetch':>6} {'wait':>5} {'ran':>5} {'store':>5} "
-          f"{'reported':>8} {'accepted':>8}")
+          f"{'reported':>8} {'seen':>6} {'held':>6} {'accepted':>8}")
     for c in timeline:
         cells = [c["assigned_ms"], *(c.get(k) for k in ("fetch_ms", "wait_ms", "ran_ms", "store_ms")),
-                 c["reported_ms"], c.get("accepted_ms")]
+                 c["reported_ms"], c.get("seen_ms"), c.get("held_ms"), c.get("accepted_ms")]
         text = ["-" if v is None else str(v) for v in cells]
         print(f"    {c['chunk']:>5} {c['node']:<10} {text[0]:>8} {text[1]:>6} {text[2]:>5} {text[3]:>5} {text[4]:>5} "
-              f"{text[5]:>8} {text[6]:>8}")
+              f"{text[5]:>8} {text[6]:>6} {text[7]:>6} {text[8]:>8}")
 
 
 def pinned_rows(n: int, chunks: int, repeat: int, compare_whole: bool = False) -> None:

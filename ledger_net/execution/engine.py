@@ -28,6 +28,7 @@ the log, so a restarted node picks its tasks up where they were.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -81,6 +82,9 @@ class TaskEngine:
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.max_concurrent = 4
         self.rows: RowFetches | None = None  # range fetches of operands' rows (set by the node)
+        # (task id, chunk, ms when the owner saw a remote result, ms when it held it): the
+        # result's trip back, for the benches' chunk timelines; the newest few only.
+        self.result_trips: collections.deque[tuple[str, Any, int, int]] = collections.deque(maxlen=256)
 
     @property
     def owned(self) -> dict[str, OwnedTask]:
@@ -268,10 +272,12 @@ class TaskEngine:
 
     async def _fetch_then_record(self, fetch: Fetch) -> None:
         event, body = fetch.result, None
+        seen = int(time.time() * 1000)  # the events' clock: a chunk's timeline lines up with them
         try:
             await self.blobs.fetch_value(event.body["result_hash"])
         except (TaskError, LedgerError) as exc:
             body = dict(event.body, ok=False, error=f"result could not be fetched from its worker: {exc}"[:4000])
+        self.result_trips.append((fetch.task_id, event.body.get("chunk"), seen, int(time.time() * 1000)))
         task = self.owned.get(fetch.task_id)
         if task is not None:
             owner_policy.record_result(task, event, body)
