@@ -100,10 +100,24 @@ class KnownHashes:
         self.prefetch(hashes)
 
     def unknown(self, hashes: Iterable[str]) -> set[str]:
-        """Those of `hashes` this ledger does not hold (one query for the lot)."""
+        """Those of `hashes` this ledger does not hold (one query for the lot). After the
+        prefetch each is in the batch, cached, or asked and absent: sorted under one lock
+        (an ingest asks this of every event of a page); any other is asked as `in` does."""
         hashes = list(hashes)
         self.prefetch(hashes)
-        return {h for h in hashes if h not in self}
+        out: set[str] = set()
+        unsure: list[str] = []
+        with self._lock:
+            uncommitted, recent, absent = self._uncommitted, self._recent, self._absent
+            for h in hashes:
+                if h in uncommitted or h in recent:
+                    continue
+                if h in absent:
+                    out.add(h)
+                else:
+                    unsure.append(h)
+        out.update(h for h in unsure if h not in self)
+        return out
 
     def forget_absent(self) -> None:
         with self._lock:
