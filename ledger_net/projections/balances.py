@@ -253,7 +253,7 @@ class BalancesProjection(Projection):
         keys = sorted(self._dirty)
         accounts = self.accounts
         rows = [(k, *_account_values(accounts[k])) for k in keys]
-        self._lines.stale |= self._dirty
+        self._lines.mark(self._dirty)
         history, self._dirty, self._new_history = self._new_history, set(), []
         return keys, rows, history
 
@@ -264,7 +264,7 @@ class BalancesProjection(Projection):
         self.reset()
         for row in conn.execute(select(balances)).mappings():
             self.accounts[row["account"]] = cast(AccountRow, {c: row[c] for c in _COLUMNS})
-        self._lines.stale.update(self.accounts)
+        self._lines.mark(self.accounts)
         if self._restore(stored_memory(conn, self.name, offset)):
             return
         for row in conn.execute(select(credit_history)).mappings():
@@ -334,11 +334,10 @@ class BalancesProjection(Projection):
     def state_hash(self) -> str:
         """`Projection.state_hash` of `digest_items`, with the accounts' lines kept between
         hashes (`DigestLines`): only those changed since are encoded again."""
-        with self.reading():
-            h = hashlib.sha256()
-            self._lines.feed(h, self._item, self._dirty)
-            h.update(orjson.dumps(["history", format(self._history_sum, "064x")]) + b"\n")
-            return h.hexdigest()
+        h = hashlib.sha256()
+        self._lines.feed(h, self._item, self._dirty)
+        h.update(orjson.dumps(["history", format(self._history_sum, "064x")]) + b"\n")
+        return h.hexdigest()
 
     # --------------------------------------------------------------- queries
     def balance(self, account: str) -> int:

@@ -158,26 +158,39 @@ class DigestLines:
     """The lines of a projection's state hash for its keyed rows (an item's canonical bytes and
     a newline, as `Projection.state_hash` writes them), kept between hashes and re-encoded only
     for keys changed since: a hash then costs the changed rows' encoding and one C-level join of
-    all lines, not the encoding of every account at every flush (the runner hashes at each)."""
+    all lines, not the encoding of every account at every flush (the runner hashes at each).
 
-    __slots__ = ("lines", "stale")
+    Readers may hash outside the runner's lock (the status endpoint does), as before: the fold
+    marks a key changed (the projection's dirty set) before it changes the row, and the dirty
+    keys move here (`mark`) under this object's own lock, so a line read mid-event is encoded
+    again at the next hash."""
+
+    __slots__ = ("lines", "stale", "_lock")
 
     def __init__(self) -> None:
         self.lines: dict[Any, bytes] = {}
         self.stale: set[Any] = set()  # keys whose line may be out of date
+        self._lock = threading.Lock()
+
+    def mark(self, keys: Iterable[Any]) -> None:
+        """Note `keys` as changed (the projection forgets them as dirty right after)."""
+        with self._lock:
+            self.stale.update(keys)
 
     def feed(self, h: Any, item_of: Callable[[Any], Any], changed: Iterable[Any]) -> None:
         """Update `h` with every line in key order, after re-encoding those of the `stale` and
         `changed` keys (`item_of(key)`: the key's digest item, None for a key that is gone)."""
-        lines, dumps, sort_keys = self.lines, orjson.dumps, orjson.OPT_SORT_KEYS
-        for key in self.stale.union(changed):
-            item = item_of(key)
-            if item is None:
-                lines.pop(key, None)
-            else:
-                lines[key] = dumps(item, option=sort_keys) + b"\n"
-        self.stale.clear()
-        h.update(b"".join(map(lines.__getitem__, sorted(lines))))
+        dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
+        with self._lock:
+            lines = self.lines
+            for key in self.stale.union(changed):
+                item = item_of(key)
+                if item is None:
+                    lines.pop(key, None)
+                else:
+                    lines[key] = dumps(item, option=sort_keys) + b"\n"
+            self.stale.clear()
+            h.update(b"".join(map(lines.__getitem__, sorted(lines))))
 
 
 def stored_memory(conn: Connection, name: str, offset: int) -> bytes | None:

@@ -113,13 +113,13 @@ class NodesProjection(Projection):
 
     def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         keys = sorted(self._dirty)
-        self._lines.stale |= self._dirty
+        self._lines.mark(self._dirty)
         self._dirty = set()
         return {nodes: (keys, [dict(node_id=k, **self.nodes[k]) for k in keys])}
 
     def flush_rows(self) -> dict[Table, tuple[list[Any], Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]]]]:
         keys = sorted(self._dirty)
-        self._lines.stale |= self._dirty
+        self._lines.mark(self._dirty)
         self._dirty = set()
         rows = self.nodes
         return {nodes: (keys, [(k, *_values(rows[k])) for k in keys])}
@@ -128,7 +128,7 @@ class NodesProjection(Projection):
         self.reset()
         for row in conn.execute(select(nodes)).mappings():
             self.nodes[row["node_id"]] = cast(NodeRow, {c: row[c] for c in _COLS})
-        self._lines.stale.update(self.nodes)
+        self._lines.mark(self.nodes)
 
     def digest_items(self) -> Iterable[Any]:
         for key in sorted(self.nodes):
@@ -142,10 +142,9 @@ class NodesProjection(Projection):
     def state_hash(self) -> str:
         """`Projection.state_hash` of `digest_items`, with each node's line kept between hashes
         (`DigestLines`): only those changed since are encoded again."""
-        with self.reading():
-            h = hashlib.sha256()
-            self._lines.feed(h, self._item, self._dirty)
-            return h.hexdigest()
+        h = hashlib.sha256()
+        self._lines.feed(h, self._item, self._dirty)
+        return h.hexdigest()
 
     def describe(self, key: str) -> NodeInfo:
         """Node `key`'s row with its id and its JSON columns decoded (KeyError if unknown)."""
