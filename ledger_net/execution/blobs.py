@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..blob_names import check, hasher_for
+from ..blob_names import PieceHasher, check, hasher_for
 from ..compute import blob_refs, unpack
 from ..errors import TaskError
 from ..ledger.store import BIG_BLOB, Store
@@ -35,6 +35,7 @@ class FileBlob:
         self.path = Path(path)
         self._size = self.path.stat().st_size
         self.checked: str | None = None  # the hash this node computed of the file, once it has
+        self.leaves: bytes | None = None  # its b3t leaves, when they were hashed on the way (the store keeps them)
 
     def __len__(self) -> int:
         return self._size
@@ -105,7 +106,9 @@ class BlobSink:
         if self._file is not None and self._path is not None:
             self._file.close()
             self._file = None
-            self.store.put_blob(self.hash, FileBlob(self._path))  # moves the file
+            blob = FileBlob(self._path)
+            blob.leaves = self._h.leaves() if isinstance(self._h, PieceHasher) else None
+            self.store.put_blob(self.hash, blob)  # moves the file
             self._path = None
         else:
             self.store.put_blob(self.hash, bytes(self._buf))

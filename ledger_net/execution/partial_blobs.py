@@ -278,7 +278,7 @@ class RowFetches:
         partial.close()
         assert partial.path is not None
         blob = FileBlob(partial.path)
-        blob.checked = partial.name
+        blob.checked, blob.leaves = partial.name, partial.leaves
         self.blobs.put_named(partial.name, blob)  # a rename: FileBlob.checked spares a second hash
         self._partials.pop(partial.name, None)
         path = self.blobs.path(partial.name)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..blob_names import is_b3t_name, is_blob_name, pieces
+from ..blob_names import is_b3t_name, is_blob_name
 from ..ledger.store import Store
 from .responses import ApiError
 
@@ -79,8 +79,7 @@ class BlobRoutes:
         return web.Response(body=leaves, content_type=OCTETS)
 
     def _read_leaves(self, name: str) -> bytes | None:
-        data = self.store.blob_view(name)
-        return None if data is None else pieces(name, data)
+        return self.store.blob_leaves(name)  # the sidecar the store wrote with the blob, checked
 
 
 def _byte_range(request: web.Request, size: int) -> tuple[int, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import aiohttp
+import pytest
 
 from ledger_net.blob_names import (
     LEAF,
@@ -94,3 +95,34 @@ async def test_a_small_blob_with_a_b3t_name_is_a_file_not_a_row(async_node: Comp
         check_pieces(name, len(data), leaves)
         async with http.get(f"{url_of(async_node)}{API}/blobs/{name}", headers={"Range": "bytes=10-19"}) as resp:
             assert resp.status == 206 and await resp.read() == data[10:20]
+
+
+async def test_pieces_come_from_the_leaves_kept_with_the_blob_and_a_corrupt_sidecar_is_rebuilt(
+        async_node: ComputeNetwork, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store keeps a b3t blob's leaves when it names it, so /pieces does not hash the blob
+    again; a sidecar that does not match the name is rebuilt from the blob, never served."""
+    from ledger_net.ledger.store import blobs as store_blobs
+
+    assert async_node.ledger is not None
+    store = async_node.ledger.store
+    data, other = _data(3 * PIECE + 5), _data(2 * PIECE + 7)[::-1]
+    name, name2 = store.put_new_blob(data), store.put_new_blob(other)
+    h, h2 = PieceHasher(), PieceHasher()
+    h.update(data)
+    h2.update(other)
+    sidecar = store._leaves_file(name2)
+    assert store._leaves_file(name).read_bytes() == h.leaves() and sidecar.read_bytes() == h2.leaves()
+    sidecar.write_bytes(bytes(LEAF) + h2.leaves()[LEAF:])  # a corrupt first leaf
+
+    def no_rehash(*_: object) -> bytes:
+        raise AssertionError("the blob was hashed again")
+
+    base = f"{url_of(async_node)}{API}/blobs"
+    async with aiohttp.ClientSession() as http:
+        with monkeypatch.context() as patch:
+            patch.setattr(store_blobs, "pieces", no_rehash)
+            async with http.get(f"{base}/{name}/pieces") as resp:
+                assert resp.status == 200 and await resp.read() == h.leaves()
+        async with http.get(f"{base}/{name2}/pieces") as resp:
+            assert resp.status == 200 and await resp.read() == h2.leaves()
+    assert sidecar.read_bytes() == h2.leaves()  # rebuilt

@@ -8,6 +8,12 @@ and names a new blob as `blob_names.name_of` does, hashing while it writes. A `b
 characters, wider than the `blobs.hash` column, so a blob named so is always a file when there
 is a `blob_dir` (even one a peer made small on purpose); without one (a bare store) it is a row,
 which only SQLite, which does not enforce column widths, can hold.
+
+A ``b3t`` file keeps its leaves list beside it (``<name>.leaves``, 32 bytes a MiB), written
+before the blob becomes visible whenever the writer already hashed its pieces (a blob named
+here, a fetched one): a peer's ``/pieces`` request then costs a read of 1 KiB, not a BLAKE3
+pass over the whole blob. The sidecar is checked against the name each time it is loaded; a
+missing or corrupt one is rebuilt from the blob, never served.
 """
 
 from __future__ import annotations
@@ -20,7 +26,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ...blob_names import NewNameHasher, file_key, is_b3t_name, is_blob_name, name_of
+from ...blob_names import (
+    BlobMismatch,
+    NewNameHasher,
+    check_pieces,
+    file_key,
+    is_b3t_name,
+    is_blob_name,
+    name_of,
+    pieces,
+)
 from ..tables import blobs
 from .base import StoreBase
 
@@ -42,6 +57,9 @@ class BlobStorage(StoreBase):
                     Path(data.path).unlink(missing_ok=True)
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
+            leaves = getattr(data, "leaves", None)
+            if leaves is not None and is_b3t_name(hash_):
+                self._write_leaves(hash_, leaves)  # before the blob: a reader that sees it finds them
             source = getattr(data, "path", None)
             if source is not None:  # a checked file on this file system: move it, do not copy
                 try:
@@ -66,14 +84,51 @@ class BlobStorage(StoreBase):
             self.put_blob(hash_, data)
             return hash_
         tmp = self._tmp_blob_file()
-        hash_ = self._write_parts(tmp, data, NewNameHasher()).name()
+        hasher = self._write_parts(tmp, data, NewNameHasher())
+        hash_ = hasher.name()
         path = self._blob_file(hash_)
         if path.exists():
             tmp.unlink()
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
+            leaves = hasher.leaves()
+            if leaves is not None:
+                self._write_leaves(hash_, leaves)
             os.replace(tmp, path)
         return hash_
+
+    def _leaves_file(self, hash_: str) -> Path:
+        path = self._blob_file(hash_)
+        return path.with_name(path.name + ".leaves")
+
+    def _write_leaves(self, hash_: str, leaves: bytes) -> None:
+        """Keep a ``b3t`` blob's leaves list beside its file (whole or not at all)."""
+        target = self._leaves_file(hash_)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".leaves.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(bytes(leaves))
+        os.replace(tmp, target)
+
+    def blob_leaves(self, hash_: str) -> bytes | None:
+        """The leaves list of a held ``b3t`` blob (None when absent): its sidecar when that
+        matches the name with the file's size, else hashed from the blob (and the sidecar
+        rewritten). BlobMismatch when the blob itself does not match its name."""
+        path = self.blob_path(hash_)
+        if path is None:
+            data = self.get_blob(hash_)
+            return None if data is None else pieces(hash_, data)
+        try:
+            leaves = self._leaves_file(hash_).read_bytes()
+            check_pieces(hash_, path.stat().st_size, leaves)
+            return leaves
+        except (OSError, BlobMismatch):
+            pass
+        view = self.blob_view(hash_)
+        if view is None:
+            return None
+        leaves = pieces(hash_, view)
+        self._write_leaves(hash_, leaves)
+        return leaves
 
     def _tmp_blob_file(self) -> Path:
         assert self.blob_dir is not None
