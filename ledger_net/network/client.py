@@ -73,10 +73,13 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def guarded_session(limit: int = 64, allow_link_local: bool = False) -> aiohttp.ClientSession:
-    """A client session for talking to peers (the guarded resolver unless link-local is allowed)."""
+def guarded_session(limit: int = 64, allow_link_local: bool = False, limit_per_host: int = 0
+                    ) -> aiohttp.ClientSession:
+    """A client session for talking to peers (the guarded resolver unless link-local is allowed).
+    ``limit_per_host`` (0: none) keeps one peer from holding every connection of the pool."""
     resolver = None if allow_link_local else GuardedResolver()
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, resolver=resolver))
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host,
+                                                                resolver=resolver))
 
 
 class PeerClient:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import aiohttp
 from aiohttp import web
 
 from ..blob_names import PIECE, BlobMismatch, hasher_for
@@ -29,7 +30,7 @@ from ..ledger.datadir import DataDir
 from ..ledger.events import Event
 from ..ledger.identity import Identity
 from .auth import HostPolicy, control, load_or_create_token
-from .client import PeerClient
+from .client import PeerClient, guarded_session
 from .discovery import MANUAL, Discovery, check_peer_url, normalize_url
 from .joining import join
 from .limits import IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT, ConnectionGuard, raise_nofile_limit
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+BLOB_CONNECTIONS = 32  # open connections of blob fetches, all peers
+BLOB_CONNECTIONS_PER_PEER = 4  # of them to one peer (a node fetches a chunk's few blobs at once)
 
 
 def open_local(data_dir: str | os.PathLike[str], db_url: str | None = None, *, identity: Identity | None = None,
@@ -171,6 +174,7 @@ class NodeServer:
         self._app_runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
+        self._blob_session: aiohttp.ClientSession | None = None  # blob fetches' keep-alive connections
 
     @property
     def node_id(self) -> str | None:
@@ -251,6 +255,9 @@ class NodeServer:
         if self._app_runner is not None:
             await self._app_runner.cleanup()
             self._app_runner = None
+        if self._blob_session is not None:
+            await self._blob_session.close()
+            self._blob_session = None
         if self.api is not None:
             self.api.close()
         if not hard and self.runner is not None:
@@ -389,13 +396,26 @@ class NodeServer:
             self.sync.poke()
         return True
 
+    def _blob_client(self, url: str, timeout: float) -> PeerClient:
+        """A client of ``url`` on the session blob fetches share while the node serves: a peer's
+        kept-alive connection carries its next fetch (leaves, ranges, whole blobs) instead of a
+        new connection per blob. A peer holds at most ``BLOB_CONNECTIONS_PER_PEER`` of its
+        connections, each fetch is bounded by ``timeout``, and idle ones close after aiohttp's
+        keep-alive, so a peer that stalls cannot pin the pool other peers' fetches use."""
+        if not self._running:  # stopped (or not started): a session of its own, closed after use
+            return PeerClient(url, timeout=timeout)
+        if self._blob_session is None or self._blob_session.closed:
+            self._blob_session = guarded_session(BLOB_CONNECTIONS, self.allow_link_local,
+                                                 limit_per_host=BLOB_CONNECTIONS_PER_PEER)
+        return PeerClient(url, self._blob_session, timeout=timeout)
+
     async def fetch_blob(self, hash_: str, sink: BlobSinkPort, timeout: float = 60.0) -> bool:
         """Ask peers in turn for a blob by hash, streaming it into ``sink`` (which hashes as it
         writes); True once one peer's bytes match the hash."""
         for peer in self.discovery.active():
             sink.reset()
             try:
-                async with PeerClient(peer.url, timeout=timeout) as client:
+                async with self._blob_client(peer.url, timeout) as client:
                     if not await client.blob_into(hash_, sink.write):
                         continue
             except NetworkError:
@@ -413,7 +433,7 @@ class NodeServer:
         A peer that lies is left for the next; True once every wanted piece is in."""
         for peer in self.discovery.active():
             try:
-                async with PeerClient(peer.url, timeout=timeout) as client:
+                async with self._blob_client(peer.url, timeout) as client:
                     if not sink.knows_size():
                         leaves = await client.blob_leaves(name)
                         if leaves is None:
