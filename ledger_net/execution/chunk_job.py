@@ -10,6 +10,7 @@ from typing import Any
 
 from ..compute import run_chunk
 from ..compute.blobs import ArrayBlob
+from ..compute.matrices import FINITE
 from ..compute.wire import PARALLEL_HASH_BYTES, Packer
 from .framing import decode_frame, encode_frame
 
@@ -18,6 +19,34 @@ _SLICE = 1 << 20  # write a result a slice at a time
 _UNNAMED = re.compile(r"result-[0-9]{1,4}")
 # Fault the whole operand in with one call instead of one page fault per 4 KiB on first touch.
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+# The maps of the last chunk's operand files, by file identity: the next chunk of the same task
+# reuses B's map (no second mmap and MAP_POPULATE) and FINITE's note that B is finite.
+_kept: dict[tuple[int, int, int, int], Any] = {}
+
+
+def _file_key(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)  # a link to the node's file: the same inode whichever link names it
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _map_files(files: dict[str, str]) -> dict[str, Any]:
+    """The chunk's operand files, memory-mapped: maps the last chunk used and this one does not
+    are dropped first, so a worker never holds more maps than one chunk needs."""
+    keys = {hash_: _file_key(path) for hash_, path in files.items()}
+    for key in [k for k in _kept if k not in keys.values()]:
+        FINITE.drop(_kept.pop(key).obj)
+    views = {}
+    for hash_, path in files.items():
+        view = _kept.get(keys[hash_])
+        if view is None:
+            view = _map(path)
+            if isinstance(view, memoryview):
+                _kept[keys[hash_]] = view
+                FINITE.keep(view.obj)
+        views[hash_] = view
+    return views
 
 
 def _map(path: str) -> Any:
@@ -37,8 +66,7 @@ def run_chunk_job(data: bytes) -> bytes:
     result is hashed once, by the party that must not trust the worker anyway.
     """
     header, blobs = decode_frame(data)
-    for hash_, path in (header.get("files") or {}).items():
-        blobs[hash_] = _map(path)
+    blobs.update(_map_files(header.get("files") or {}))
     value = run_chunk(header["task_type"], header["payload"], blobs, verify=False)
     written: list[str] = []
     numbers = itertools.count()  # next() is atomic: the Packer may store from its hashing threads
