@@ -281,9 +281,10 @@ def build(cache: Path, sizes: list[int], users: int, seed: int, batch: int = 5_0
     stores them), without re-checking the signatures made here (`_signed_here`). Judge
     snapshots are written only where the open measured needs one: SNAPSHOT_EVERY - 1 events
     before each size's end (none in between: only the latest is ever read)."""
+    # A cached ledger is never opened in place (its snapshot is refreshed on the scratch copy,
+    # `run_child`): opening migrates, and a migration being written in the tree and then
+    # withdrawn left a 10M cache stamped with a revision the code no longer had.
     missing = [n for n in sizes if not cached_path(cache, n, users, seed).exists()]
-    for n in sorted(set(sizes) - set(missing)):
-        refresh_snapshot(cached_path(cache, n, users, seed))
     if not missing:
         return
     cache.mkdir(parents=True, exist_ok=True)
