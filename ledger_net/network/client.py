@@ -73,13 +73,15 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def guarded_session(limit: int = 64, allow_link_local: bool = False, limit_per_host: int = 0
-                    ) -> aiohttp.ClientSession:
+def guarded_session(limit: int = 64, allow_link_local: bool = False, limit_per_host: int = 0,
+                    keepalive: float = 15.0) -> aiohttp.ClientSession:
     """A client session for talking to peers (the guarded resolver unless link-local is allowed).
-    ``limit_per_host`` (0: none) keeps one peer from holding every connection of the pool."""
+    ``limit_per_host`` (0: none) keeps one peer from holding every connection of the pool;
+    ``keepalive``: seconds an idle connection is kept for reuse (below the peer's own idle
+    timeout, so a request is not sent on a connection the peer is closing)."""
     resolver = None if allow_link_local else GuardedResolver()
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host,
-                                                                resolver=resolver))
+                                                                keepalive_timeout=keepalive, resolver=resolver))
 
 
 class PeerClient:

@@ -406,7 +406,7 @@ class NodeServer:
             return PeerClient(url, timeout=timeout)
         if self._blob_session is None or self._blob_session.closed:
             self._blob_session = guarded_session(BLOB_CONNECTIONS, self.allow_link_local,
-                                                 limit_per_host=BLOB_CONNECTIONS_PER_PEER)
+                                                 limit_per_host=BLOB_CONNECTIONS_PER_PEER, keepalive=IDLE_TIMEOUT / 3)
         return PeerClient(url, self._blob_session, timeout=timeout)
 
     async def fetch_blob(self, hash_: str, sink: BlobSinkPort, timeout: float = 60.0) -> bool:
