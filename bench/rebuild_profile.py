@@ -26,6 +26,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--verify", action="store_true", help="time verify_events instead of a rebuild")
+    parser.add_argument("--writer", choices=("on", "off", "both"), default="on",
+                        help="flushes committed by a writer process (on), in this one (off), or alternating")
     args = parser.parse_args(argv)
     cached = args.cache_dir / f"economy-g1-{args.events}-u10000-s7.sqlite"
     if not cached.exists():
@@ -63,18 +66,22 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             runner = ProjectionRunner(ledger)
             want = runner.state_hash()
-            for trial in range(args.repeat):
+            modes = {"on": [True], "off": [False], "both": [False, True]}[args.writer]
+            for trial in range(args.repeat * len(modes)):
+                ProjectionRunner.rebuild_writer = modes[trial % len(modes)]
                 profile = cProfile.Profile(time.process_time) if trial == 0 and not args.no_profile else None
-                wall, cpu = time.perf_counter(), time.process_time()
+                wall, cpu, child = time.perf_counter(), time.process_time(), _children_cpu()
                 if profile is not None:
                     profile.enable()
                 runner.rebuild()
                 if profile is not None:
                     profile.disable()
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                wall, cpu, child = time.perf_counter() - wall, time.process_time() - cpu, _children_cpu() - child
                 n = ledger.store.last_offset()
-                print(f"rebuild of {n:,} events{' (profiled)' if profile else ''}: wall {wall:.2f} s "
-                      f"({n / wall:,.0f}/s), CPU {cpu:.2f} s ({n / cpu:,.0f}/s), same state hash: "
+                print(f"rebuild of {n:,} events{' (profiled)' if profile else ''}, writer process "
+                      f"{'on' if ProjectionRunner.rebuild_writer else 'off'}: wall {wall:.2f} s "
+                      f"({n / wall:,.0f}/s), CPU here {cpu:.2f} s ({n / cpu:,.0f}/s), writer's CPU {child:.2f} s, "
+                      f"same state hash: "
                       f"{runner.state_hash() == want}")
                 if profile is not None:
                     out = io.StringIO()
@@ -83,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ledger.close()
     return 0
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes (the writer, once the rebuild joined it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def verify_rates(ledger: Ledger, repeat: int) -> None:

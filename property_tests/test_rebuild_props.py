@@ -4,13 +4,16 @@ For random economies (every rule's events, refused ones included) stored in a ra
 order, with or without a forker in the context: folding the stored rows in random batches,
 hashing and flushing at random points between them, gives every projection the same state
 hash, the same rows and the same history rows as `apply` row by row; and a runner's rebuild
-at a random flush cadence stores exactly the rows of the event-by-event fold.
+at a random flush cadence stores exactly the rows of the event-by-event fold, written in
+this process or (on a SQLite file) by the rebuild's writer process.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -20,6 +23,7 @@ from sqlalchemy import Table, select
 
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.events import Event
+from ledger_net.ledger.store import sqlite_url
 from ledger_net.projections.base import Context, Projection, RowBatch
 from ledger_net.projections.runner import ProjectionRunner, default_projections
 
@@ -52,10 +56,10 @@ def _history(parts: list[dict[Table, Any]]) -> dict[Table, list[dict[str, Any]]]
     return out
 
 
-def _ledger(ops: list[tuple], seed: int) -> tuple[Any, Ledger, random.Random]:
+def _ledger(ops: list[tuple], seed: int, url: str = "sqlite://") -> tuple[Any, Ledger, random.Random]:
     world = build_world(ops)
     rnd = random.Random(seed)
-    led = Ledger.open("sqlite://")
+    led = Ledger.open(url)
     for chunk in chunked(topological_shuffle(world.events, rnd), rnd):
         led.ingest(chunk)
     return world, led, rnd
@@ -106,9 +110,17 @@ def test_batched_fold_equals_the_event_by_event_fold(ops, seed, forker):
 
 
 @settings(deadline=None, max_examples=25)  # database-backed: timing varies; kept fast
-@given(ops=economies, seed=st.integers(0, 2**32 - 1), fold_batch=st.integers(0, 12))
-def test_a_rebuild_stores_the_rows_of_the_event_by_event_fold(ops, seed, fold_batch):
-    world, led, _ = _ledger(ops, seed)
+@given(ops=economies, seed=st.integers(0, 2**32 - 1), fold_batch=st.integers(0, 12),
+       on_file=st.sampled_from((False, False, True)))
+def test_a_rebuild_stores_the_rows_of_the_event_by_event_fold(ops, seed, fold_batch, on_file):
+    """On a file, a log longer than `fold_batch` is written by the writer process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = sqlite_url(Path(tmp) / "ledger.db") if on_file else "sqlite://"
+        _rebuild_equals_the_fold(ops, seed, fold_batch, url)
+
+
+def _rebuild_equals_the_fold(ops: list[tuple], seed: int, fold_batch: int, url: str) -> None:
+    world, led, _ = _ledger(ops, seed, url)
     try:
         runner = ProjectionRunner(led, subscribe=False, fold_batch=fold_batch)
         runner.rebuild()

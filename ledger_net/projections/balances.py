@@ -238,6 +238,10 @@ class BalancesProjection(Projection):
         rows, self._new_history = self._new_history, []
         return {credit_history: _dicts(rows)}
 
+    def take_history_rows(self) -> dict[Table, Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]]]:
+        rows, self._new_history = self._new_history, []
+        return {credit_history: rows}
+
     def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
         keys, accounts, history = self._take_dirty()
         return {balances: (keys, [dict(zip(("account", *_COLUMNS), row, strict=True)) for row in accounts]),

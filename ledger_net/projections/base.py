@@ -110,6 +110,11 @@ class Projection(ABC):
         default: `dirty_rows`."""
         return dict(self.dirty_rows())
 
+    def take_history_rows(self) -> dict[Table, Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]]]:
+        """`take_history` as `flush_rows` gives them (tuples where the projection keeps
+        tuples): a rebuild with a writer process streams them between flushes."""
+        return dict(self.take_history())
+
     @abstractmethod
     def load(self, conn: Connection, offset: int) -> None:
         """Rebuild the in-memory view from the tables (on open), as of the checkpoint at

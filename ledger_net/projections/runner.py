@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from ..ledger.events import Event
 from .balances import BalancesProjection
 from .base import Context, Projection, RowBatch
 from .consistency import Loaded, history_tables, load_stored
+from .flush_writer import FlushWriter, Recorder, usable
 from .nodes import NodesProjection
 from .reputation import ReputationProjection
 from .rows import HistoryRow
@@ -121,6 +123,9 @@ class ProjectionSet:
 class ProjectionRunner(ProjectionSet):
     """Owns the projections of one ledger."""
 
+    # Full rebuilds on a SQLite file commit their flushes in a writer process (flush_writer.py)
+    rebuild_writer = True
+
     def __init__(self, ledger: Ledger, projections: Sequence[Projection] | None = None, *,
                  flush_every: int = 2000, subscribe: bool = True, fold_batch: int = FOLD_BATCH) -> None:
         self.ledger = ledger
@@ -199,24 +204,50 @@ class ProjectionRunner(ProjectionSet):
             self._flush(self.projections, self._offset)
             self._unflushed = 0
 
-    def _flush(self, projections: Sequence[Projection], offset: int) -> None:
+    def _flush(self, projections: Sequence[Projection], offset: int, writer: FlushWriter | None = None) -> None:
         """Write these projections' changed rows and their checkpoints at `offset` (the
-        last event each has folded) in one transaction."""
-        with self._lock, self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
-            for p in projections:
-                for table, (keys, rows) in p.flush_rows().items():
-                    _delete_keys(conn, table, keys)
-                    if rows:
-                        self.ledger.store.bulk_insert(conn, table, rows)
-                crash_point("flush.mid_write")
-                conn.execute(delete(checkpoints).where(checkpoints.c.name == p.name))
-                conn.execute(checkpoints.insert().values(name=p.name, offset=offset, state_hash=p.state_hash()))
-                memory = p.memory()
-                if memory is not None:  # with its checkpoint, in the same transaction
-                    conn.execute(delete(projection_memory).where(projection_memory.c.name == p.name))
-                    conn.execute(projection_memory.insert().values(
-                        name=p.name, offset=offset, digest=hashlib.sha256(memory).hexdigest(), data=memory))
-            crash_point("flush.before_commit")
+        last event each has folded) in one transaction: this thread's, or the `writer`
+        process's (it commits while the caller folds on)."""
+        with self._lock:
+            parts = []
+            for p in projections:  # rows, then the hash and memory they leave
+                changed = p.flush_rows()
+                parts.append((p.name, changed, p.state_hash(), p.memory()))
+            if writer is not None:
+                recorder = Recorder(self.ledger.store.engine.dialect)
+                self._write_flush(recorder, parts, offset)
+                writer.commit(recorder.statements)
+                return
+            with self.ledger.store.writer(), self.ledger.store.engine.begin() as conn:
+                self._write_flush(conn, parts, offset)
+                crash_point("flush.before_commit")
+
+    def _write_flush(self, conn: Connection | Recorder, parts: list[tuple[str, Any, str, bytes | None]],
+                     offset: int) -> None:
+        """A flush's statements on `conn` (or kept by a `Recorder` as the same driver SQL)."""
+        recorded = isinstance(conn, Recorder)
+        for name, changed, state_hash, memory in parts:
+            for table, (keys, rows) in changed.items():
+                _delete_keys(cast(Connection, conn), table, keys)
+                if rows:
+                    self.ledger.store.bulk_insert(cast(Connection, conn), table, rows)
+            digest = hashlib.sha256(memory).hexdigest() if memory is not None else ""
+            if recorded:  # the writer process runs SQLite driver SQL only
+                conn.exec_driver_sql('DELETE FROM projection_checkpoints WHERE name = ?', (name,))
+                conn.exec_driver_sql('INSERT INTO projection_checkpoints (name, "offset", state_hash) '
+                                     'VALUES (?, ?, ?)', (name, offset, state_hash))
+                if memory is not None:
+                    conn.exec_driver_sql('DELETE FROM projection_memory WHERE name = ?', (name,))
+                    conn.exec_driver_sql('INSERT INTO projection_memory (name, "offset", digest, data) '
+                                         'VALUES (?, ?, ?, ?)', (name, offset, digest, memory))
+                continue
+            assert isinstance(conn, Connection)
+            crash_point("flush.mid_write")
+            conn.execute(delete(checkpoints).where(checkpoints.c.name == name))
+            conn.execute(checkpoints.insert().values(name=name, offset=offset, state_hash=state_hash))
+            if memory is not None:  # with its checkpoint, in the same transaction
+                conn.execute(delete(projection_memory).where(projection_memory.c.name == name))
+                conn.execute(projection_memory.insert().values(name=name, offset=offset, digest=digest, data=memory))
 
     def _flush_loaded(self, loaded: Loaded) -> None:
         """Mid-tail on open: flush the projections folded up to `loaded.offset` (not those
@@ -251,9 +282,30 @@ class ProjectionRunner(ProjectionSet):
                 conn.execute(delete(projection_memory).where(projection_memory.c.name.in_(names)))
             for p in projections:
                 p.reset()
-            self._fold(projections, self.ledger.store.select_rows(batch=REBUILD_READ))
-            self.flush()
+            writer = self._rebuild_writer()
+            try:
+                self._fold(projections, self.ledger.store.select_rows(batch=REBUILD_READ), writer)
+                self._flush(self.projections, self._offset, writer)
+                self._unflushed = 0
+                if writer is not None:
+                    writer.close()  # the last flush committed
+                    writer = None
+            finally:
+                if writer is not None:
+                    writer.abort()
             self._ensure_indexes(slow)
+
+    def _rebuild_writer(self) -> FlushWriter | None:
+        """A writer process for a rebuild on a SQLite file that flushes mid-fold (see
+        flush_writer.py); None for short logs, in-memory databases and other dialects."""
+        engine = self.ledger.store.engine
+        path = engine.url.database
+        if (not self.rebuild_writer or engine.dialect.name != "sqlite" or not path or path == ":memory:"
+                or self.fold_batch <= 0 or self.ledger.store.last_offset() <= self.fold_batch
+                or "fork" not in multiprocessing.get_all_start_methods()
+                or not usable(engine.dialect, [t for p in self.projections for t in p.tables])):
+            return None
+        return FlushWriter(path)
 
     def _ensure_indexes(self, indexes: Sequence[Index] | None = None) -> None:
         """Build any of these indexes (default: the history tables') that is missing: a
@@ -262,7 +314,8 @@ class ProjectionRunner(ProjectionSet):
             for index in indexes if indexes is not None else _history_indexes(self.projections):
                 index.create(conn, checkfirst=True)
 
-    def _fold(self, projections: Sequence[Projection], batches: Iterable[Sequence[Any]]) -> None:
+    def _fold(self, projections: Sequence[Projection], batches: Iterable[Sequence[Any]],
+              writer: FlushWriter | None = None) -> None:
         """Fold batches of stored rows (`Store.select_rows`: plain tuples, verdicts as stored,
         nothing re-validated) into `projections`, each projection a whole batch at a time
         (`Projection.fold_rows`), flushing them (rows and checkpoints at the row folded last)
@@ -279,14 +332,25 @@ class ProjectionRunner(ProjectionSet):
                 batch = RowBatch(part)
                 for p in projections:
                     p.fold_rows(batch, ctx)
+                if writer is not None:  # the history rows go now, into the flush's open transaction
+                    self._send_history(projections, writer)
                 last = part[-1][0]
                 self._offset = max(self._offset, last)
                 start = end
                 if every:
                     due -= len(part)
                     if not due:
-                        self._flush(projections, last)
+                        self._flush(projections, last, writer)
                         due = every
+
+    def _send_history(self, projections: Sequence[Projection], writer: FlushWriter) -> None:
+        """The history rows folded since the last send, to the writer process."""
+        recorder = Recorder(self.ledger.store.engine.dialect)
+        for p in projections:
+            for table, rows in p.take_history_rows().items():
+                if rows:
+                    self.ledger.store.bulk_insert(cast(Connection, recorder), table, rows)
+        writer.send(recorder.statements)
 
     # ---------------------------------------------------------------- reading
     @property

@@ -37,12 +37,12 @@ class Recorder:
         real = ProjectionRunner._flush
         recorder = self
 
-        def wrapped(runner, projections, offset):  # type: ignore[no-untyped-def]
+        def wrapped(runner, projections, offset, *writer):  # type: ignore[no-untyped-def]
             pending = len(runner.by_name["balances"]._new_history)
             recorder.calls.append((offset, pending))
             if fail_after is not None and len(recorder.calls) > fail_after:
                 raise RuntimeError("power cut")
-            return real(runner, projections, offset)
+            return real(runner, projections, offset, *writer)
 
         monkeypatch.setattr(ProjectionRunner, "_flush", wrapped)
 

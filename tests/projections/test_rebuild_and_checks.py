@@ -67,11 +67,11 @@ def test_a_rebuild_that_dies_leaves_its_indexes_to_the_next_open(db_url, monkeyp
         want, indexes = runner.state_hash(), _history_indexes(led)
         real, calls = ProjectionRunner._flush, []
 
-        def dies(self, projections, offset):  # type: ignore[no-untyped-def]
+        def dies(self, projections, offset, *writer):  # type: ignore[no-untyped-def]
             calls.append(offset)
             if len(calls) > 2:
                 raise RuntimeError("power cut")
-            return real(self, projections, offset)
+            return real(self, projections, offset, *writer)
 
         monkeypatch.setattr(ProjectionRunner, "_flush", dies)
         with pytest.raises(RuntimeError, match="power cut"):

@@ -33,22 +33,24 @@ class BulkInserts:
             return
         if isinstance(rows[0], tuple):
             names = tuple(c.name for c in table.columns)
-            positional = _plain_insert_sql(conn.dialect, table, names, positional=True)
+            positional = plain_insert_sql(conn.dialect, table, names, positional=True)
             if positional is None:
                 conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+            elif hasattr(conn, "insert_tuples"):  # a rebuild's recorder: its writer process groups them
+                conn.insert_tuples(positional, rows)
             else:
-                _insert_tuples(conn, positional, cast("Sequence[tuple[Any, ...]]", rows))
+                insert_tuples(conn, positional, cast("Sequence[tuple[Any, ...]]", rows))
             return
         rows = cast("Sequence[dict[str, Any]]", rows)
         keys = tuple(rows[0])
-        plain = _plain_insert_sql(conn.dialect, table, keys)
+        plain = plain_insert_sql(conn.dialect, table, keys)
         if plain is None or set(map(len, rows)) != {len(keys)}:  # in C: a generator was 0.69 of 10 s profiled
             conn.execute(table.insert(), list(rows))
             return
         conn.exec_driver_sql(plain, rows if isinstance(rows, list) else list(rows))
 
 
-def _insert_tuples(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+def insert_tuples(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """Run the one-row INSERT `sql` for every tuple of `rows`; on SQLite, `ROWS_PER_STATEMENT`
     rows per statement (one multi-row INSERT, its parameters flattened in C)."""
     n = ROWS_PER_STATEMENT
@@ -64,7 +66,7 @@ def _insert_tuples(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) 
         conn.exec_driver_sql(sql, list(rows[full:]))
 
 
-def _plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...], positional: bool = False) -> str | None:
+def plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...], positional: bool = False) -> str | None:
     """Driver-level INSERT with named (or `positional`) parameters for `keys`, or None if a
     column needs SQLAlchemy's type processing (or a key is not a column)."""
     cache_key = (dialect.name, table.name, keys, positional)
