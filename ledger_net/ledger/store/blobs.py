@@ -18,6 +18,7 @@ missing or corrupt one is rebuilt from the blob, never served.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -127,7 +128,8 @@ class BlobStorage(StoreBase):
         if view is None:
             return None
         leaves = pieces(hash_, view)
-        self._write_leaves(hash_, leaves)
+        with contextlib.suppress(OSError):  # a sidecar that cannot be kept is rebuilt next time
+            self._write_leaves(hash_, leaves)
         return leaves
 
     def _tmp_blob_file(self) -> Path:
