@@ -1,7 +1,9 @@
 """A writer process for the flushes of a long rebuild on a SQLite file.
 
 `sqlite3` holds the GIL between a statement's steps, so a writing thread does not overlap
-the fold (measured: no faster than writing in turn). A forked process does. The rebuild
+the fold (measured: no faster than writing in turn). A process does: a plain Python running
+flush_writer_child.py by path (standard library only, ~0.06 s of CPU to start; a fork could
+inherit a SQLite lock another thread held at that instant). The rebuild
 records a flush's statements (the driver SQL the runner would run: history rows, key
 deletes, tuple inserts, the checkpoint and memory rows) and sends them down a pipe: the
 history rows after every batch it folds, the rest with the checkpoint. The child runs them
@@ -15,25 +17,26 @@ transaction is open, other writers of the file wait for it (SQLite has one write
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import multiprocessing
+import os
 import pickle
 import queue
-import sqlite3
+import subprocess
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Insert, Table
 
 from ..errors import LedgerError
-from ..faults import crash_point
-from ..ledger.store.bulk import insert_tuples, plain_insert_sql
+from ..ledger.store.bulk import ROWS_PER_STATEMENT, multi_row_sql, plain_insert_sql
 
-# (kind, SQL, parameters): "one" a statement, "many" executemany, "tuples" one-row INSERT SQL
-# and its rows (the child groups them as bulk_insert does)
+# (kind, SQL, parameters): "one" a statement, "many" executemany, "tuples" the INSERT of
+# ROWS_PER_STATEMENT rows and (that number, the one-row INSERT, the rows): flush_writer_child.py
 Statement = tuple[str, str, Any]
 
 
@@ -49,8 +52,8 @@ class Recorder:
         self.statements.append(("many" if isinstance(params, list) else "one", sql, params))
 
     def insert_tuples(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Tuple rows for the one-row INSERT `sql`: grouped into multi-row statements by the child."""
-        self.statements.append(("tuples", sql, rows))
+        """Tuple rows for the one-row INSERT `sql`: the child binds them many to a statement."""
+        self.statements.append(("tuples", multi_row_sql(sql), (ROWS_PER_STATEMENT, sql, rows)))
 
     def execute(self, statement: Any, rows: Any = None) -> None:
         """Only bulk_insert's path for dict rows of differing keys comes here: each key set
@@ -73,16 +76,16 @@ def usable(dialect: Any, tables: Sequence[Any]) -> bool:
 
 
 class FlushWriter:
-    """A forked child that commits whole flushes on its own connection to `path`. Messages
-    are pickled here and written by a thread of this process (the write lets go of the GIL),
-    so a fold never waits for the child to read the last batch's rows."""
+    """The child that commits whole flushes on its own connection to `path`. Messages are
+    pickled here and written by a thread of this process (the write lets go of the GIL), so
+    a fold never waits for the child to read the last batch's rows."""
 
     def __init__(self, path: str) -> None:
-        ctx = multiprocessing.get_context("fork")  # nothing imported again; the child uses no parent state
-        self._pipe, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(path, child, self._pipe), daemon=True,
-                                 name="ledger-net-flush-writer")
-        self._proc.start()
+        self._pipe, child = multiprocessing.Pipe()
+        script = Path(__file__).with_name("flush_writer_child.py")
+        self._proc = subprocess.Popen([sys.executable, "-I", "-S", str(script), path, str(child.fileno()),
+                                       str(os.getpid())],
+                                      pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         child.close()
         self._pending = False
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -117,8 +120,9 @@ class FlushWriter:
         self._outbox.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _died(self) -> LedgerError:
-        self._proc.join(5)
-        return LedgerError(f"the rebuild's writer process died (exit code {self._proc.exitcode})")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(5)
+        return LedgerError(f"the rebuild's writer process died (exit code {self._proc.returncode})")
 
     def wait(self) -> None:
         """Block until the commit in flight is done; LedgerError if it failed or the writer died."""
@@ -146,68 +150,8 @@ class FlushWriter:
         self._outbox.put(None)
         self._pump.join()
         self._pipe.close()
-        self._proc.join(60)
-        if self._proc.is_alive():
+        try:
+            self._proc.wait(60)
+        except subprocess.TimeoutExpired:
             self._proc.kill()
-            self._proc.join()
-
-
-class _Driver:
-    """The child's connection as `insert_tuples` uses one."""
-
-    class dialect:  # noqa: N801 -- read as conn.dialect.name
-        name = "sqlite"
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def exec_driver_sql(self, sql: str, params: Any) -> None:
-        self.db.executemany(sql, params)
-
-
-def _serve(path: str, pipe: Pipe, parent_end: Pipe) -> None:
-    """The child: run each flush's statements in one transaction, answer each commit with
-    None or the error."""
-    parent_end.close()
-    gc.disable()  # it allocates little; no collection may finalize objects the parent owns
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA busy_timeout=60000")
-    db.execute("PRAGMA synchronous=NORMAL")
-    driver = _Driver(db)
-    error: str | None = None
-    try:
-        while True:
-            try:
-                message = pipe.recv()
-            except (EOFError, OSError):
-                return  # the rebuild is gone: the open transaction, if any, is rolled back
-            if message is None:
-                return
-            last, statements = message
-            if error is None:
-                try:
-                    if not db.in_transaction:
-                        db.execute("BEGIN IMMEDIATE")
-                    for kind, sql, params in statements:
-                        if kind == "tuples":
-                            insert_tuples(driver, sql, params)  # type: ignore[arg-type]
-                        elif kind == "many":
-                            db.executemany(sql, params)
-                        else:
-                            db.execute(sql, params)
-                    crash_point("flush.mid_write")
-                    if last:
-                        crash_point("flush.before_commit")
-                        db.execute("COMMIT")
-                except Exception as e:  # the rebuild raises it at the commit; this flush is undone
-                    error = f"{type(e).__name__}: {e}"[:2000]
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-            if last:
-                try:
-                    pipe.send(error)
-                except OSError:
-                    return
-                error = None
-    finally:
-        db.close()
+            self._proc.wait()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -302,7 +302,7 @@ class ProjectionRunner(ProjectionSet):
         path = engine.url.database
         if (not self.rebuild_writer or engine.dialect.name != "sqlite" or not path or path == ":memory:"
                 or self.fold_batch <= 0 or self.ledger.store.last_offset() <= self.fold_batch
-                or "fork" not in multiprocessing.get_all_start_methods()
+                or os.name != "posix"  # the child's pipe is passed as a descriptor
                 or not usable(engine.dialect, [t for p in self.projections for t in p.tables])):
             return None
         return FlushWriter(path)

@@ -56,14 +56,20 @@ def insert_tuples(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -
     n = ROWS_PER_STATEMENT
     full = len(rows) // n * n if conn.dialect.name == "sqlite" else 0
     if full:
-        many = _multi_sql_cache.get(sql)
-        if many is None:
-            head, _, group = sql.partition(" VALUES ")
-            many = _multi_sql_cache[sql] = f"{head} VALUES {', '.join([group] * n)}"
+        many = multi_row_sql(sql)
         flat = chain.from_iterable
         conn.exec_driver_sql(many, [tuple(flat(rows[i:i + n])) for i in range(0, full, n)])
     if full < len(rows):
         conn.exec_driver_sql(sql, list(rows[full:]))
+
+
+def multi_row_sql(sql: str) -> str:
+    """The one-row INSERT `sql` as one of `ROWS_PER_STATEMENT` rows."""
+    many = _multi_sql_cache.get(sql)
+    if many is None:
+        head, _, group = sql.partition(" VALUES ")
+        many = _multi_sql_cache[sql] = f"{head} VALUES {', '.join([group] * ROWS_PER_STATEMENT)}"
+    return many
 
 
 def plain_insert_sql(dialect: Any, table: Table, keys: tuple[str, ...], positional: bool = False) -> str | None:
