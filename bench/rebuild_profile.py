@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--verify", action="store_true", help="time verify_events instead of a rebuild")
-    parser.add_argument("--writer", choices=("on", "off", "both"), default="on",
-                        help="flushes committed by a writer process (on), in this one (off), or alternating")
+    parser.add_argument("--writer", choices=("auto", "on", "off", "both"), default="auto",
+                        help="flushes committed by a writer process (on), in this one (off), alternating (both), "
+                             "or as a node would choose by the load average (auto)")
     args = parser.parse_args(argv)
     cached = args.cache_dir / f"economy-g1-{args.events}-u10000-s7.sqlite"
     if not cached.exists():
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             runner = ProjectionRunner(ledger)
             want = runner.state_hash()
-            modes = {"on": [True], "off": [False], "both": [False, True]}[args.writer]
+            choices: dict[str, list[bool | None]] = {"auto": [None], "on": [True], "off": [False],
+                                                     "both": [False, True]}
+            modes = choices[args.writer]
             for trial in range(args.repeat * len(modes)):
                 ProjectionRunner.rebuild_writer = modes[trial % len(modes)]
                 profile = cProfile.Profile(time.process_time) if trial == 0 and not args.no_profile else None
@@ -78,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                     profile.disable()
                 wall, cpu, child = time.perf_counter() - wall, time.process_time() - cpu, _children_cpu() - child
                 n = ledger.store.last_offset()
-                print(f"rebuild of {n:,} events{' (profiled)' if profile else ''}, writer process "
-                      f"{'on' if ProjectionRunner.rebuild_writer else 'off'}: wall {wall:.2f} s "
+                mode = {True: "on", False: "off", None: "auto"}[ProjectionRunner.rebuild_writer]
+                print(f"rebuild of {n:,} events{' (profiled)' if profile else ''}, writer process {mode}: "
+                      f"wall {wall:.2f} s "
                       f"({n / wall:,.0f}/s), CPU here {cpu:.2f} s ({n / cpu:,.0f}/s), writer's CPU {child:.2f} s, "
                       f"same state hash: "
                       f"{runner.state_hash() == want}")
