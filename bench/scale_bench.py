@@ -326,6 +326,31 @@ def _rss() -> float:
     return psutil.Process().memory_info().rss / MIB
 
 
+def _deep_size(obj: Any, seen: set[int]) -> int:
+    """Bytes of `obj` and everything it holds (containers, instance dicts and slots), each once."""
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(_deep_size(k, seen) + _deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        size += sum(_deep_size(x, seen) for x in obj)
+    elif hasattr(obj, "__dict__"):
+        size += _deep_size(vars(obj), seen)
+    elif hasattr(obj, "__slots__"):
+        size += sum(_deep_size(getattr(obj, a), seen) for a in obj.__slots__ if hasattr(obj, a))
+    return size
+
+
+def _state_parts(ledger: Ledger) -> dict[str, Any]:
+    """What the judge's state holds after open: accounts and open credits, as [entries, MiB]
+    (what grows with the log shows here: it must be per account or per open item)."""
+    state = ledger.state
+    return {f"state_{name}": [len(getattr(state, name)), _deep_size(getattr(state, name), set()) / MIB]
+            for name in ("accounts", "in_transit")}
+
+
 def _best(trials: int, fn: Any) -> float:
     best = float("inf")
     for _ in range(trials):
@@ -431,6 +456,7 @@ def measure(db: Path, repeat: int, skip: frozenset[str] = frozenset()) -> dict[s
     ledger = Ledger.open(url, snapshot_on_close=False)
     out["heap_open_mib"] = tracemalloc.get_traced_memory()[0] / MIB
     tracemalloc.stop()
+    out.update(_state_parts(ledger))
     ledger.close()
     gc.collect()
     _phase(out, "open")
@@ -541,6 +567,8 @@ ROWS = [  # (key, label, format)
     ("rss_open_mib", "RSS after open", "{:.0f} MiB"),
     ("rss_open_full_mib", "RSS after the open judging every event", "{:.0f} MiB"),
     ("heap_open_mib", "Python heap of the open ledger (tracemalloc)", "{:.1f} MiB"),
+    ("state_accounts", "judge state after open: accounts (entries, deep size)", "{0[0]:,}, {0[1]:.2f} MiB"),
+    ("state_in_transit", "judge state after open: open credits (in_transit)", "{0[0]:,}, {0[1]:.2f} MiB"),
     ("catchup_s", "projections: first catch-up (fold of the log)", "{:.1f} s"),
     ("rss_catchup_mib", "RSS after catch-up", "{:.0f} MiB"),
     ("reopen_with_projections_s", "reopen ledger + projections from checkpoints", "{:.2f} s"),

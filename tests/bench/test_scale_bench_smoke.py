@@ -47,6 +47,7 @@ def test_build_signs_on_workers_and_the_measure_skips_what_it_is_told(
     assert result["events"] == EVENTS and result["judged_on_open"] == SNAPSHOT_EVERY - 1
     assert result["verify_ok"], result.get("verify_error")  # every signature the workers made checks
     assert "catchup_s" in result and "feed_page_ms" in result
+    assert result["state_accounts"][0] == USERS + 1 and result["state_accounts"][1] > 0
     for skipped in ("open_full_s", "rebuild_s", "audit_s"):
         assert skipped not in result
     assert result["skipped"] == ["audit", "open_full", "rebuild"]
