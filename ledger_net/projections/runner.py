@@ -318,7 +318,11 @@ class ProjectionRunner(ProjectionSet):
                 or os.name != "posix"  # the child's pipe is passed as a descriptor
                 or not usable(engine.dialect, [t for p in self.projections for t in p.tables])):
             return None
-        return FlushWriter(path)
+        try:
+            return FlushWriter(path)
+        except OSError as exc:  # no interpreter to start: the rebuild writes its flushes itself
+            log.warning("rebuilding without a writer process: %s: %s", type(exc).__name__, exc)
+            return None
 
     def _ensure_indexes(self, indexes: Sequence[Index] | None = None) -> None:
         """Build any of these indexes (default: the history tables') that is missing: a
