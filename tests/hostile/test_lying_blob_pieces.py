@@ -17,6 +17,7 @@ from ledger_net.compute.blobs import ArrayBlob
 from ledger_net.execution.partial_blobs import PartialBlob, array_layout
 from ledger_net.main import ComputeNetwork
 from ledger_net.network.discovery import MANUAL
+from tests.support.serving import serving
 
 API = "/api/v1"
 pytestmark = pytest.mark.timeout(120)
@@ -54,14 +55,8 @@ async def peer(name: str, data: bytes, lie: str | None) -> AsyncIterator[str]:
 
     app = web.Application()
     app.add_routes([web.get(f"{API}/blobs/{{name}}/pieces", get_pieces), web.get(f"{API}/blobs/{{name}}", get_blob)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 def _only_peer(node: ComputeNetwork, url: str) -> None:

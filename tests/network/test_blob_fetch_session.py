@@ -17,6 +17,7 @@ from ledger_net.execution.partial_blobs import PartialBlob
 from ledger_net.main import ComputeNetwork
 from ledger_net.network.discovery import MANUAL
 from ledger_net.network.server import BLOB_CONNECTIONS, BLOB_CONNECTIONS_PER_PEER
+from tests.support.serving import serving
 
 API = "/api/v1"
 
@@ -40,14 +41,8 @@ async def peer(name: str, data: bytes, connections: set[object]) -> AsyncIterato
 
     app = web.Application()
     app.add_routes([web.get(f"{API}/blobs/{{name}}/pieces", get_pieces), web.get(f"{API}/blobs/{{name}}", get_blob)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 async def test_fetches_from_one_peer_reuse_one_connection_until_the_node_stops(async_node: ComputeNetwork) -> None:
