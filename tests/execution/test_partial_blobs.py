@@ -20,6 +20,16 @@ from ledger_net.execution.running import ChunkRunner
 from ledger_net.ledger.store import Store
 
 
+def _serve_honestly(partial: PartialBlob, blob: str, data: bytes, wanted: Sequence[int]) -> bool:
+    """What an honest peer gives, as NodeServer.fetch_pieces drives one: leaves, then each missing run."""
+    if not partial.knows_size():
+        partial.offer_leaves(pieces(blob, data))
+    for first, end in partial.missing_runs(wanted):
+        partial.begin(len(data))
+        partial.writer(first)(data[first * PIECE:min(end * PIECE, len(data))])
+    return True
+
+
 def _store(tmp_path: Path) -> Store:
     store = Store.open(f"sqlite:///{tmp_path}/x.db")
     store.blob_dir = tmp_path / "blobs"
@@ -35,12 +45,7 @@ async def test_rows_come_piece_by_piece_and_a_complete_blob_moves_into_the_store
     async def peer(blob: str, partial: PartialBlob, wanted: Sequence[int]) -> bool:
         """An honest peer, as NodeServer.fetch_pieces drives one: leaves, then each missing run."""
         asked.append(list(partial.missing(wanted)))
-        if not partial.knows_size():
-            partial.offer_leaves(pieces(blob, data))
-        for first, end in partial.missing_runs(wanted):
-            partial.begin(len(data))
-            partial.writer(first)(data[first * PIECE:min(end * PIECE, len(data))])
-        return True
+        return _serve_honestly(partial, blob, data, wanted)
 
     store = _store(tmp_path)
     rows = RowFetches(BlobStore(store), peer, tmp_path / "blobs" / ".partial")
@@ -102,12 +107,7 @@ async def test_a_chunk_fetches_the_blobs_it_needs_whole_before_its_rows(tmp_path
 
     async def peer(blob: str, partial: PartialBlob, wanted: Sequence[int]) -> bool:
         order.append("A rows")
-        if not partial.knows_size():
-            partial.offer_leaves(pieces(blob, data_a))
-        for first, end in partial.missing_runs(wanted):
-            partial.begin(len(data_a))
-            partial.writer(first)(data_a[first * PIECE:min(end * PIECE, len(data_a))])
-        return True
+        return _serve_honestly(partial, blob, data_a, wanted)
 
     store = _store(tmp_path)
     blobs = BlobStore(store, fetcher=whole)
