@@ -14,10 +14,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, update
 
+import ledger_net.audit as audit_module
 from ledger_net.audit import audit, checked_rows, verify_events
 from ledger_net.ledger.chain import Ledger
 from ledger_net.ledger.identity import Identity
-from ledger_net.ledger.store import Store
+from ledger_net.ledger.store import Store, StoredEvent
 from ledger_net.ledger.tables import events
 from ledger_net.projections import ProjectionRunner, consistency
 from ledger_net.projections.balances import BalancesProjection
@@ -44,6 +45,20 @@ def _log(url: str, transfers: int = 40) -> Ledger:
 def _history_indexes(led: Ledger) -> set[str]:
     with led.store.engine.connect() as conn:
         return {ix["name"] for ix in inspect(conn).get_indexes(credit_history.name)}
+
+
+def _spoil_signature(led: Ledger, index: int) -> tuple[StoredEvent, list[StoredEvent]]:
+    """Zero the stored signature of the log's event at `index`; that event and every row as now stored."""
+    victim = list(led.store.select_events())[index]
+    with led.store.engine.begin() as conn:
+        conn.execute(update(events).where(events.c.offset == victim.offset).values(sig=bytes(64)))
+    return victim, list(led.store.select_events())
+
+
+def _small_process_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signatures go to worker processes past 4 rows, 8 a chunk."""
+    monkeypatch.setattr(audit_module, "PROCESS_AFTER", 4)
+    monkeypatch.setattr(audit_module, "PROCESS_CHUNK", 8)
 
 
 def test_rebuild_equals_the_fold_and_keeps_its_indexes(db_url):
@@ -121,11 +136,7 @@ def test_checks_hand_their_history_rows_over(db_url, monkeypatch):
 def test_a_bad_signature_is_named_when_checked_on_the_pool(db_url):
     led = _log(db_url)
     try:
-        victim = list(led.store.select_events())[10]
-        with led.store.engine.begin() as conn:
-            conn.execute(update(events).where(events.c.offset == victim.offset)
-                         .values(sig=bytes(64)))
-        rows = list(led.store.select_events())
+        victim, rows = _spoil_signature(led, 10)
         assert [signed for _, _, signed in checked_rows(rows, threads=3)] == [
             r.offset != victim.offset for r in rows]
         report = verify_events(rows)
@@ -136,16 +147,10 @@ def test_a_bad_signature_is_named_when_checked_on_the_pool(db_url):
 
 def test_a_bad_signature_is_named_when_checked_in_worker_processes(db_url, monkeypatch):
     """Past PROCESS_AFTER rows the signatures go to worker processes; the verdicts are the same."""
-    import ledger_net.audit as audit_module
-
-    monkeypatch.setattr(audit_module, "PROCESS_AFTER", 4)
-    monkeypatch.setattr(audit_module, "PROCESS_CHUNK", 8)
+    _small_process_batches(monkeypatch)
     led = _log(db_url)
     try:
-        victim = list(led.store.select_events())[10]
-        with led.store.engine.begin() as conn:
-            conn.execute(update(events).where(events.c.offset == victim.offset).values(sig=bytes(64)))
-        rows = list(led.store.select_events())
+        victim, rows = _spoil_signature(led, 10)
         assert [signed for _, _, signed in checked_rows(rows, threads=2)] == [r.offset != victim.offset for r in rows]
         report = verify_events(rows, threads=2)
         assert [(p.hash, p.problem) for p in report.problems][:1] == [(victim.hash, "bad signature")]
@@ -157,20 +162,14 @@ def test_a_bad_signature_is_named_when_checked_in_worker_processes(db_url, monke
 def test_signatures_are_checked_here_when_worker_processes_cannot_start(db_url, monkeypatch):
     import concurrent.futures
 
-    import ledger_net.audit as audit_module
-
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError("no processes here")
 
-    monkeypatch.setattr(audit_module, "PROCESS_AFTER", 4)
-    monkeypatch.setattr(audit_module, "PROCESS_CHUNK", 8)
+    _small_process_batches(monkeypatch)
     monkeypatch.setattr(concurrent.futures.ProcessPoolExecutor, "submit", refuse)
     led = _log(db_url)
     try:
-        victim = list(led.store.select_events())[20]
-        with led.store.engine.begin() as conn:
-            conn.execute(update(events).where(events.c.offset == victim.offset).values(sig=bytes(64)))
-        rows = list(led.store.select_events())
+        victim, rows = _spoil_signature(led, 20)
         assert [signed for _, _, signed in checked_rows(rows, threads=2)] == [r.offset != victim.offset for r in rows]
     finally:
         led.close()
