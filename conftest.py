@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from ledger_net.ledger.store import Store
+
 # --------------------------------------------------------------------------
 # Hypothesis profiles
 # --------------------------------------------------------------------------
@@ -203,3 +205,11 @@ def db_url(request) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_db_url")
     return request.getfixturevalue("pg_db_url")
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A migrated, empty ``Store`` on each backend, closed after the test."""
+    s = Store.open(db_url)
+    yield s
+    s.close()

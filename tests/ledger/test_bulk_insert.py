@@ -6,16 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from ledger_net.ledger.store import Store
 from ledger_net.ledger.store.bulk import ROWS_PER_STATEMENT
 from ledger_net.projections.tables import credit_history
-
-
-@pytest.fixture
-def store(db_url):
-    s = Store.open(db_url)
-    yield s
-    s.close()
 
 
 def _history(n: int, first: int = 1) -> list[tuple]:

@@ -264,13 +264,6 @@ def _node_rows(store: Store) -> list[tuple]:
                 conn.execute(text("SELECT author, level, idx, hash FROM merkle_nodes ORDER BY author, level, idx"))]
 
 
-@pytest.fixture
-def store(db_url):
-    s = Store.open(db_url)
-    yield s
-    s.close()
-
-
 def test_store_roots_and_proofs_equal_the_rfc_through_every_write_path(store):
     rng = random.Random(7)
     seq = {A: 1, B: 1}

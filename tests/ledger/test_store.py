@@ -29,13 +29,6 @@ def row(author: str, seq: int, *, tag: str = "", ts: int | None = None) -> dict:
 A, B = _h("author-a"), _h("author-b")
 
 
-@pytest.fixture
-def store(db_url):
-    s = Store.open(db_url)
-    yield s
-    s.close()
-
-
 def test_schema_comes_from_alembic(store):
     tables = set(inspect(store.engine).get_table_names())
     assert {"events", "fork_proofs", "void_events", "counters", "meta", "blobs", "alembic_version"} <= tables

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
-from ledger_net.ledger.store import Store
 from ledger_net.projections.runner import SQLITE_DELETE_KEYS, _delete_keys
 from ledger_net.projections.tables import balances
-
-
-@pytest.fixture
-def store(db_url):
-    s = Store.open(db_url)
-    yield s
-    s.close()
 
 
 def test_a_flush_deletes_exactly_the_changed_keys(store):
