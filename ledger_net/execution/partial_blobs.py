@@ -15,8 +15,8 @@ How a partial blob is kept, so nothing unverified is ever used:
 * a chunk is given the file only when every piece covering the bytes it reads (the array's
   header and its rows) is in ``have``; the holes read as zeros and no chunk reads them;
 * once every piece is in, the file is the blob: it moves into the store (a rename) and a
-  later whole fetch finds it there. A whole fetch of a blob held in part asks only for its
-  missing pieces (``BlobStore.get``).
+  later whole fetch finds it there. A whole fetch of a blob held only in part still fetches
+  it whole (``BlobStore.get`` does not look here).
 """
 
 from __future__ import annotations
@@ -128,10 +128,6 @@ class PartialBlob:
     # ---- what the node asks -------------------------------------------------------------
     def missing(self, wanted: Iterable[int]) -> list[int]:
         return sorted(set(wanted) - self.have)
-
-    def all_pieces(self) -> range:
-        assert self.size is not None
-        return range(piece_count(self.size))
 
     def complete(self) -> bool:
         return self.size is not None and len(self.have) == piece_count(self.size)
