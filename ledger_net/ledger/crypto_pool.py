@@ -28,9 +28,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from .encoding import content_hash
 from .events import Event
@@ -44,6 +45,7 @@ POOL_FAILURES = (BrokenProcessPool, OSError, RuntimeError)  # a process pool tha
 
 Triple = tuple[str, bytes, bytes]  # (author's public key hex, event hash, signature)
 Wire = tuple[bytes, bytes]  # (an event's canonical bytes as received, its signature)
+T = TypeVar("T")
 
 
 def verify_triples(triples: Sequence[Triple]) -> bytes:
@@ -175,16 +177,7 @@ class CryptoPool:
     def verify_ahead(self, events: Sequence[Event], processes: bool = True) -> SignatureChecks:
         """Start checking `events`' signatures and return at once (in worker processes from
         `PROCESS_FROM` events unless `processes` is False, else on the threads)."""
-        pool = self._process_pool() if processes and len(events) >= PROCESS_FROM else None
-        if pool is not None:
-            size = max(PROCESS_CHUNK, -(-len(events) // self.threads))  # one task per worker: each
-            parts = [events[i:i + size] for i in range(0, len(events), size)]  # hand-off needs the GIL
-            try:  # the workers start on the first submit: a failure to start shows here
-                return SignatureChecks([(part, pool.submit(verify_triples, triples_of(part))) for part in parts])
-            except POOL_FAILURES:
-                self._give_up_processes()
-        parts = [events[i:i + VERIFY_CHUNK] for i in range(0, len(events), VERIFY_CHUNK)]
-        return SignatureChecks([(part, self._pool.submit(_marks, part)) for part in parts])
+        return SignatureChecks(self._ahead(events, processes, verify_triples, _marks, triples_of))
 
     def check_wire_ahead(self, pairs: Sequence[Wire], processes: bool = True,
                          hashes: Sequence[str] | None = None) -> WireChecks:
@@ -193,16 +186,24 @@ class CryptoPool:
         `hashes`: the content hash of each pair's bytes, if the caller took them already."""
         if hashes is not None and len(hashes) != len(pairs):
             raise ValueError("one content hash per wire pair")
-        pool = self._process_pool() if processes and len(pairs) >= PROCESS_FROM else None
+        return WireChecks(self._ahead(pairs, processes, check_wire, check_wire), hashes)
+
+    def _ahead(self, items: Sequence[T], processes: bool, in_process: Callable[[Any], bytes],
+               in_thread: Callable[[Sequence[T]], bytes],
+               sent: Callable[[Sequence[T]], Any] = lambda part: part) -> list[tuple[Sequence[T], Future[bytes]]]:
+        """Start `in_process(sent(part))` on the worker processes (from `PROCESS_FROM` items
+        unless `processes` is False, and while they work), else `in_thread(part)` on the
+        threads, for each part of `items`: the parts with their running tasks."""
+        pool = self._process_pool() if processes and len(items) >= PROCESS_FROM else None
         if pool is not None:
-            size = max(PROCESS_CHUNK, -(-len(pairs) // self.threads))  # one task per worker
-            parts = [pairs[i:i + size] for i in range(0, len(pairs), size)]
-            try:
-                return WireChecks([(part, pool.submit(check_wire, part)) for part in parts], hashes)
+            size = max(PROCESS_CHUNK, -(-len(items) // self.threads))  # one task per worker: each
+            parts = [items[i:i + size] for i in range(0, len(items), size)]  # hand-off needs the GIL
+            try:  # the workers start on the first submit: a failure to start shows here
+                return [(part, pool.submit(in_process, sent(part))) for part in parts]
             except POOL_FAILURES:
                 self._give_up_processes()
-        parts = [pairs[i:i + VERIFY_CHUNK] for i in range(0, len(pairs), VERIFY_CHUNK)]
-        return WireChecks([(part, self._pool.submit(check_wire, part)) for part in parts], hashes)
+        parts = [items[i:i + VERIFY_CHUNK] for i in range(0, len(items), VERIFY_CHUNK)]
+        return [(part, self._pool.submit(in_thread, part)) for part in parts]
 
     @property
     def processes_running(self) -> bool:
