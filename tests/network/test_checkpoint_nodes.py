@@ -137,20 +137,26 @@ async def test_a_node_signs_every_n_events_when_configured_and_not_otherwise(tmp
         await stop_all(nodes)
 
 
+async def _join_authors(n0, n1, count: int, prefix: str) -> list[Event]:
+    """``count`` new authors join on n0 (one node.joined each); returns once n1 holds them too."""
+    from ledger_net.ledger.identity import Identity
+
+    authors = [Identity.from_seed(i.to_bytes(4, "big") * 8) for i in range(1, count + 1)]
+    joined = [Event.create(who, net=n0.ledger.net, seq=1, prev=None, type="node.joined", body={"name": f"{prefix}{i}"},
+                           ts=1) for i, who in enumerate(authors)]
+    await n0.server.run_write(n0.ledger.ingest, joined)
+    await wait_until(lambda: n1.ledger.store.count() == n0.ledger.store.count(), timeout=60,
+                     what=f"the {count:,} authors replicated")
+    return joined
+
+
 async def test_a_thousand_author_frontier_travels_as_a_blob_and_is_cosigned(tmp_path):
     """1,000 authors: the checkpoint event names its frontier as a blob; the witness fetches it
     from its peer, checks it and cosigns; a light client verifies an event through it."""
-    from ledger_net.ledger.identity import Identity
-
     nodes = await start_cluster(tmp_path, 2, **FAST_CHECKPOINTS)
     try:
         n0, n1 = nodes
-        authors = [Identity.from_seed(i.to_bytes(4, "big") * 8) for i in range(1, 1001)]
-        joined = [Event.create(who, net=n0.ledger.net, seq=1, prev=None, type="node.joined", body={"name": f"x{i}"},
-                               ts=1) for i, who in enumerate(authors)]
-        await n0.server.run_write(n0.ledger.ingest, joined)
-        await wait_until(lambda: n1.ledger.store.count() == n0.ledger.store.count(), timeout=60,
-                         what="the 1,000 authors replicated")
+        joined = await _join_authors(n0, n1, 1000, "x")
         made = await n0.server.run_write(n0.server.checkpoints.make)
         assert made.body["authors"] > 1000 and made.body["frontier"] == []
         await wait_until(lambda: n1.server.checkpoints.cosignature_events(made.hash), timeout=30,
@@ -171,17 +177,10 @@ async def test_a_frontier_blob_no_peer_has_is_backed_off_then_fetched_once_serve
     """A checkpoint names a detached frontier its signer does not serve yet: the witness's loop
     misses it and backs it off (instead of asking every peer every round), then fetches it once
     the signer holds it, and cosigns."""
-    from ledger_net.ledger.identity import Identity
-
     nodes = await start_cluster(tmp_path, 2, **FAST_CHECKPOINTS)
     try:
         n0, n1 = nodes
-        authors = [Identity.from_seed(i.to_bytes(4, "big") * 8) for i in range(1, 301)]
-        joined = [Event.create(who, net=n0.ledger.net, seq=1, prev=None, type="node.joined", body={"name": f"y{i}"},
-                               ts=1) for i, who in enumerate(authors)]
-        await n0.server.run_write(n0.ledger.ingest, joined)
-        await wait_until(lambda: n1.ledger.store.count() == n0.ledger.store.count(), timeout=60,
-                         what="the 300 authors replicated")
+        await _join_authors(n0, n1, 300, "y")
         service = n0.server.checkpoints
         frontier, state = await n0.server.run_write(service.applied_frontier)
         body = cp.make_body(net=n0.ledger.net, signer=n0.id, sign=n0.ledger.identity.sign, frontier=frontier,
