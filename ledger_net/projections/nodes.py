@@ -112,17 +112,20 @@ class NodesProjection(Projection):
         return {nodes: [dict(node_id=k, **v) for k, v in self.nodes.items()]}
 
     def dirty_rows(self) -> dict[Table, tuple[list[Any], list[dict[str, Any]]]]:
-        keys = sorted(self._dirty)
-        self._lines.mark(self._dirty)
-        self._dirty = set()
-        return {nodes: (keys, [dict(node_id=k, **self.nodes[k]) for k in keys])}
+        keys, rows = self._take_dirty()
+        return {nodes: (keys, [dict(zip(("node_id", *_COLS), row, strict=True)) for row in rows])}
 
     def flush_rows(self) -> dict[Table, tuple[list[Any], Sequence[dict[str, Any]] | Sequence[tuple[Any, ...]]]]:
+        keys, rows = self._take_dirty()
+        return {nodes: (keys, rows)}
+
+    def _take_dirty(self) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The changed nodes' keys and rows (tuples in the table's column order); forgets them."""
         keys = sorted(self._dirty)
         self._lines.mark(self._dirty)
         self._dirty = set()
         rows = self.nodes
-        return {nodes: (keys, [(k, *_values(rows[k])) for k in keys])}
+        return keys, [(k, *_values(rows[k])) for k in keys]
 
     def load(self, conn: Connection, offset: int) -> None:
         self.reset()
